@@ -1,0 +1,402 @@
+"""Typed schema of platform.yaml.
+
+The catalog is the single source of truth: assets and checks are generated from it, so every
+field a user may tune lives here, with its unit in its name. No Dagster imports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+_SHA40 = re.compile(r"^[0-9a-f]{40}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_VERSION = r"^v?\d+(\.\d+){0,3}$"
+
+Name = Annotated[str, Field(pattern=_NAME, description="lower_snake_case identifier")]
+Version = Annotated[str, Field(pattern=_VERSION, description="dotted version such as 1.27")]
+RelPath = Annotated[str, Field(min_length=1, description="path relative to the BeeGFS root")]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are typos until proven otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative(value: str) -> str:
+    parts = value.split("/")
+    if value.startswith("/") or ".." in parts or any(p in ("", ".") for p in parts):
+        raise ValueError(f"{value!r} must be a relative path without '..', '.' or '//'")
+    return value
+
+
+def _pinned_revision(value: str) -> str:
+    if not _SHA40.match(value):
+        raise ValueError(f"revision {value!r} is not pinned: use the 40-hex commit sha, not a branch")
+    return value
+
+
+class Freshness(_Strict):
+    fail_after_hours: float = Field(gt=0)
+    warn_after_hours: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _warn_before_fail(self) -> Freshness:
+        if self.warn_after_hours is not None and self.warn_after_hours >= self.fail_after_hours:
+            raise ValueError("warn_after_hours must be smaller than fail_after_hours")
+        return self
+
+
+# --------------------------------------------------------------------------- HPC
+
+
+class SshLogin(_Strict):
+    host: str = Field(min_length=1)
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    key_path: str = Field(min_length=1)
+    known_hosts: str = Field(min_length=1)
+    connect_timeout_s: float = Field(default=10, gt=0, le=120)
+    command_timeout_s: float = Field(default=60, gt=0, le=3600)
+
+
+class HpcAccess(_Strict):
+    """`local` runs commands here (the orchestrator sits on the HPC side); `ssh` goes through
+    the login node with verified host keys."""
+
+    mode: Literal["local", "ssh"] = "ssh"
+    login: SshLogin
+
+
+class SlurmPartition(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    gpu: bool = True
+    max_unavailable_fraction: float = Field(default=0.1, ge=0, le=1)
+
+
+class Slurm(_Strict):
+    partitions: list[SlurmPartition] = Field(min_length=1)
+    gpus_per_node: int = Field(ge=1, description="GPU GRES every GPU node must advertise")
+    min_total_gpus: int = Field(ge=1, description="seed: minimum 2 GPUs for multi-GPU testing")
+    require_accounting: bool = True
+    require_cgroup_constrain_devices: bool = True
+    max_controller_latency_s: float = Field(default=2.0, gt=0)
+    client_commands: list[str] = Field(
+        default_factory=lambda: ["sinfo", "squeue", "scontrol", "sbatch", "sacct", "scancel"]
+    )
+
+
+class BeegfsDirectories(_Strict):
+    datasets: RelPath = "datasets"
+    models: RelPath = "models"
+    scripts: RelPath = "scripts"
+    configs: RelPath = "configs"
+    containers: RelPath = "containers"
+    jobs: RelPath = "jobs"
+    huggingface: RelPath = "huggingface"
+
+    @field_validator("*")
+    @classmethod
+    def _rel(cls, value: str) -> str:
+        return _relative(value)
+
+
+class Beegfs(_Strict):
+    root: str = Field(pattern=r"^/")
+    fs_type: str = Field(min_length=1, description="filesystem type the mount must report")
+    min_free_gb: float = Field(gt=0)
+    directories: BeegfsDirectories = BeegfsDirectories()
+    training_user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
+    recommended_total_gb: float = Field(default=20, gt=0)
+
+
+class Apptainer(_Strict):
+    min_version: Version
+    require_nv: bool = True
+
+
+class Gpus(_Strict):
+    min_count: int = Field(ge=1)
+    vendor: Literal["nvidia"] = "nvidia"
+    nvidia_smi: str = "nvidia-smi"
+
+
+class Hpc(_Strict):
+    access: HpcAccess
+    controller_address: str
+    slurm: Slurm
+    beegfs: Beegfs
+    apptainer: Apptainer
+    gpus: Gpus
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment for jobs, e.g. HF_HOME on BeeGFS"
+    )
+
+
+# ------------------------------------------------------------------------- cloud
+
+
+class Kubernetes(_Strict):
+    min_version: Version
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    namespaces: list[str] = Field(min_length=1)
+    gpu_node_label: str = "nvidia.com/gpu.present=true"
+    gpu_resource: str = "nvidia.com/gpu"
+    min_gpu_nodes: int = Field(default=1, ge=0)
+    require_hpa: bool = True
+    require_ingress_class: bool = True
+    request_timeout_s: float = Field(default=10, gt=0, le=120)
+
+
+class GpuOperator(_Strict):
+    namespace: str = "gpu-operator"
+    crds: list[str] = Field(default_factory=lambda: ["clusterpolicies.nvidia.com"])
+
+
+class Kserve(_Strict):
+    min_version: Version
+    namespace: str = "kserve"
+    controller_deployment: str = "kserve-controller-manager"
+    crd: str = "inferenceservices.serving.kserve.io"
+    served_version: str = "v1beta1"
+    watched_namespaces: list[str] = Field(default_factory=lambda: ["default", "production"])
+
+
+class Components(_Strict):
+    gpu_operator: GpuOperator = GpuOperator()
+    kserve: Kserve
+
+
+class Service(_Strict):
+    url: str = Field(pattern=r"^https?://")
+    dns_name: str | None = None
+    in_cluster_url: str | None = None
+    timeout_s: float = Field(default=10, gt=0, le=120)
+
+
+class SecretRef(_Strict):
+    """Names an environment variable; the value never enters the catalog."""
+
+    env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
+class Mlflow(Service):
+    probe_experiment: str = "mlops-assets-probe"
+    token: SecretRef | None = None
+
+
+class Minio(Service):
+    access_key: SecretRef
+    secret_key: SecretRef
+    region: str = "us-east-1"
+    minio_health_endpoints: bool = Field(
+        default=True, description="false where the S3 server is not MinIO (sandbox: SeaweedFS)"
+    )
+
+
+class Prometheus(Service):
+    pushgateway_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class Grafana(Service):
+    token: SecretRef | None = None
+
+
+class Services(_Strict):
+    mlflow: Mlflow
+    minio: Minio
+    prometheus: Prometheus
+    grafana: Grafana
+
+
+class Bucket(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    required: bool = True
+    purpose: str = ""
+
+
+class Cloud(_Strict):
+    kubernetes: Kubernetes
+    components: Components
+    services: Services
+    buckets: list[Bucket] = Field(min_length=1)
+
+    @field_validator("buckets")
+    @classmethod
+    def _unique_buckets(cls, value: list[Bucket]) -> list[Bucket]:
+        names = [b.name for b in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"bucket names must be unique; repeated: {', '.join(dupes)}")
+        return value
+
+
+# ----------------------------------------------------------------------- network
+
+
+class Network(_Strict):
+    hpc_subnet: str
+    cloud_subnet: str
+    hpc_controller: str
+    hpc_compute_first: str
+    cloud_control_plane: str
+    cloud_worker_first: str
+    min_bandwidth_mbps: float = Field(gt=0)
+    recommended_bandwidth_mbps: float = Field(gt=0)
+    probe_timeout_s: float = Field(default=5, gt=0, le=60)
+    internet_targets: dict[Name, str] = Field(
+        min_length=1, description="what the HPC and cloud sides must reach, e.g. the hub"
+    )
+
+    @model_validator(mode="after")
+    def _addresses(self) -> Network:
+        hpc = ipaddress.ip_network(self.hpc_subnet, strict=True)
+        cloud = ipaddress.ip_network(self.cloud_subnet, strict=True)
+        for field, net in (
+            ("hpc_controller", hpc),
+            ("hpc_compute_first", hpc),
+            ("cloud_control_plane", cloud),
+            ("cloud_worker_first", cloud),
+        ):
+            addr = ipaddress.ip_address(getattr(self, field))
+            if addr not in net:
+                raise ValueError(f"{field} {addr} is outside its subnet {net}")
+        if self.recommended_bandwidth_mbps < self.min_bandwidth_mbps:
+            raise ValueError("recommended_bandwidth_mbps is below min_bandwidth_mbps")
+        return self
+
+
+# --------------------------------------------------------------- staged things
+
+
+class TorchvisionSource(_Strict):
+    kind: Literal["torchvision"]
+    dataset_class: Literal["MNIST", "CIFAR10", "FashionMNIST", "CIFAR100"]
+    mirrors: list[str] = Field(default_factory=list)
+    md5: dict[str, str] = Field(
+        default_factory=dict, description="file name -> md5 for mirrors with their own files"
+    )
+
+    @field_validator("md5")
+    @classmethod
+    def _md5(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k, v in value.items() if not _MD5.match(v)]
+        if bad:
+            raise ValueError(f"not a 32-hex md5 for: {', '.join(bad)}")
+        return value
+
+
+class HubSource(_Strict):
+    kind: Literal["huggingface"]
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    revision: str
+    allow_patterns: list[str] = Field(default_factory=list)
+    config: str | None = None
+
+    @field_validator("revision")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        return _pinned_revision(value)
+
+
+class Dataset(_Strict):
+    source: Annotated[TorchvisionSource | HubSource, Field(discriminator="kind")]
+    path: RelPath
+    approx_size_mb: float = Field(gt=0)
+    sync_to_bucket: bool = False
+    freshness: Freshness | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _rel(cls, value: str) -> str:
+        return _relative(value)
+
+
+class Model(_Strict):
+    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    revision: str
+    approx_size_mb: float = Field(gt=0)
+    registered_name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
+    bucket: str = "models"
+    allow_patterns: list[str] = Field(default_factory=list)
+    freshness: Freshness | None = None
+
+    @field_validator("revision")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        return _pinned_revision(value)
+
+
+class PullSource(_Strict):
+    pull: str = Field(pattern=r"^(docker|oras|library|shub)://\S+$")
+
+
+class BuildSource(_Strict):
+    build: str = Field(min_length=1, description="definition file shipped in the package")
+    bootstrap_from: str | None = None
+
+
+class Container(_Strict):
+    file: str = Field(pattern=r"^[\w.+-]+\.sif$")
+    source: PullSource | BuildSource
+    where: Literal["login", "slurm"] = "login"
+    build_partition: str | None = None
+    expect_python_packages: dict[str, str] = Field(
+        default_factory=dict, description="package -> minimum version inside the image"
+    )
+    freshness: Freshness | None = None
+
+
+class Workstation(_Strict):
+    python_min: Version
+    cli_tools: list[str] = Field(min_length=1)
+    optional_cli_tools: list[str] = Field(default_factory=list)
+    python_packages: list[str] = Field(default_factory=list)
+
+
+class Smoke(_Strict):
+    partition: str
+    mnist_min_accuracy: float = Field(gt=0, le=1)
+    mnist_max_seconds: float = Field(gt=0)
+    multi_gpu_count: int = Field(ge=2)
+    freshness: Freshness
+
+
+class Catalog(_Strict):
+    version: Literal[1]
+    platform: str = Field(min_length=1)
+    hpc: Hpc
+    cloud: Cloud
+    network: Network
+    datasets: dict[Name, Dataset] = Field(min_length=1)
+    models: dict[Name, Model] = Field(min_length=1)
+    containers: dict[Name, Container] = Field(min_length=1)
+    workstation: Workstation
+    smoke: Smoke
+    default_freshness: Freshness
+
+    @model_validator(mode="after")
+    def _references(self) -> Catalog:
+        buckets = {b.name for b in self.cloud.buckets}
+        problems = [
+            f"models.{name}.bucket {m.bucket!r} is not one of cloud.buckets ({', '.join(sorted(buckets))})"
+            for name, m in self.models.items()
+            if m.bucket not in buckets
+        ]
+        if any(d.sync_to_bucket for d in self.datasets.values()) and "datasets" not in buckets:
+            problems.append("a dataset has sync_to_bucket: true but there is no 'datasets' bucket")
+        partitions = {p.name for p in self.hpc.slurm.partitions}
+        if self.smoke.partition not in partitions:
+            problems.append(
+                f"smoke.partition {self.smoke.partition!r} is not one of hpc.slurm.partitions"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
