@@ -1,0 +1,115 @@
+"""The thin Dagster layer over core.checks: a CheckSpec becomes an @asset_check whose
+result carries measured value, threshold, unit, hint, severity and duration as metadata."""
+
+
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.catalog.schema import Catalog, Freshness
+from mlops_assets.core.checks import CheckSpec, Evaluation, Severity, run_check
+
+LIGHT_TAG = "mlops/light"
+
+
+class ProbeContext:
+    """What a probe sees: the catalog, the resources it asked for, and a logger."""
+
+    def __init__(self, catalog: Catalog, resources: Any, log: Any = None) -> None:
+        self.catalog = catalog
+        self._resources = resources
+        self.log = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resources, name)
+
+
+def _metadata(ev: Evaluation) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        if isinstance(v, bool) or v is None:
+            return dg.MetadataValue.text(str(v))
+        if isinstance(v, int | float):
+            return dg.MetadataValue.float(float(v))
+        return dg.MetadataValue.text(str(v))
+
+    meta: dict[str, Any] = {
+        "measured": value(ev.measured),
+        "threshold": value(ev.threshold),
+        "unit": dg.MetadataValue.text(ev.unit),
+        "severity": dg.MetadataValue.text(str(ev.severity)),
+        "hint": dg.MetadataValue.text(ev.hint),
+        "duration_s": dg.MetadataValue.float(round(ev.duration_s, 3)),
+    }
+    if ev.nodes:
+        meta["nodes"] = dg.MetadataValue.text(", ".join(ev.nodes))
+    if ev.detail:
+        meta["detail"] = dg.MetadataValue.text(ev.detail)
+    return meta
+
+
+def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if ev.severity == Severity.ERROR else dg.AssetCheckSeverity.WARN
+    text = f"{ev.measured} {ev.unit} (threshold {ev.threshold})".strip()
+    return dg.AssetCheckResult(
+        passed=ev.passed,
+        severity=severity,
+        metadata=_metadata(ev),
+        description=text if ev.passed else f"{text}. {ev.detail} Hint: {ev.hint}".strip(),
+    )
+
+
+def asset_checks(specs: Iterable[CheckSpec]) -> list[dg.AssetChecksDefinition]:
+    return [_one(spec) for spec in specs]
+
+
+def _one(spec: CheckSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(spec.asset),
+        name=spec.name,
+        description=spec.description,
+        blocking=spec.blocking,
+        required_resource_keys=set(spec.requires),
+        metadata={"mlops/severity": str(spec.severity), LIGHT_TAG: str(spec.light).lower()},
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        from mlops_assets.platform import active, secret_values
+
+        catalog = active().catalog
+        ctx = ProbeContext(catalog, context.resources, context.log)
+        ev = run_check(spec, ctx, secret_values(catalog))
+        if not ev.passed:
+            context.log.warning(f"{spec.asset}/{spec.name} failed: {ev.detail} Hint: {ev.hint}")
+        return to_check_result(ev)
+
+    return _check
+
+
+def external(
+    key: str,
+    *,
+    group: str,
+    kinds: Sequence[str],
+    description: str,
+    deps: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    freshness: Freshness | None = None,
+) -> dg.AssetSpec:
+    """Something we observe but do not build here: an AssetSpec carrying checks."""
+    return dg.AssetSpec(
+        key=key,
+        group_name=group,
+        kinds=set(kinds),
+        description=description,
+        deps=list(deps),
+        metadata=metadata or {},
+        freshness_policy=freshness_policy(freshness) if freshness else None,
+    )
+
+
+def freshness_policy(fresh: Freshness) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=fresh.fail_after_hours),
+        warn_window=timedelta(hours=fresh.warn_after_hours) if fresh.warn_after_hours else None,
+    )

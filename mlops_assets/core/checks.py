@@ -1,0 +1,160 @@
+"""What a check is and what it says: pass/fail, severity, the measured value against its
+threshold with a unit, the nodes concerned, and a hint for what to do next.
+
+Pure: no Dagster imports, so the same specs drive the Dagster checks, the CLI report and tests.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+Scalar = float | int | str | bool | None
+
+
+class Severity(StrEnum):
+    ERROR = "ERROR"
+    WARN = "WARN"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    measured: Scalar
+    threshold: Scalar
+    unit: str = ""
+    hint: str = ""
+    nodes: tuple[str, ...] = ()
+    detail: str = ""
+    extra: dict[str, Scalar] = field(default_factory=dict)
+
+
+class ProbeFailed(Exception):
+    """A probe could not measure (host unreachable, command missing, bad answer). The check
+    fails with this message and hint instead of a traceback."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check on one asset. `probe` gets a context object holding the catalog and the
+    clients named in `requires`."""
+
+    asset: str
+    name: str
+    severity: Severity
+    description: str
+    probe: Callable[[Any], Outcome]
+    requires: tuple[str, ...] = ()
+    blocking: bool = False
+    light: bool = True
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A check's result as every report format shows it."""
+
+    asset: str
+    check: str
+    passed: bool
+    severity: Severity
+    measured: Scalar
+    threshold: Scalar
+    unit: str
+    hint: str
+    duration_s: float
+    nodes: tuple[str, ...] = ()
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "asset": self.asset,
+            "check": self.check,
+            "passed": self.passed,
+            "severity": str(self.severity),
+            "measured": self.measured,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "hint": self.hint,
+            "duration_s": round(self.duration_s, 3),
+            "nodes": list(self.nodes),
+            "detail": self.detail,
+        }
+
+
+def at_least(measured: float, threshold: float, unit: str, hint: str, **kw: Any) -> Outcome:
+    return Outcome(measured >= threshold, measured, threshold, unit, hint, **kw)
+
+
+def at_most(measured: float, threshold: float, unit: str, hint: str, **kw: Any) -> Outcome:
+    return Outcome(measured <= threshold, measured, threshold, unit, hint, **kw)
+
+
+def missing_items(
+    present: Iterable[str], required: Iterable[str], what: str, hint: str
+) -> Outcome:
+    """Pass when every required item is present; the measured value names what is missing."""
+    have = set(present)
+    missing = [r for r in required if r not in have]
+    return Outcome(
+        passed=not missing,
+        measured=", ".join(missing) if missing else "all present",
+        threshold=", ".join(required),
+        unit=what,
+        hint=hint,
+        detail=f"missing {what}: {', '.join(missing)}" if missing else "",
+    )
+
+
+_MAX_DETAIL = 500
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Secrets never reach metadata, logs or errors, even inside a library's message."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "****")
+    text = re.sub(r"(://[^:/@\s]+:)[^@/\s]+@", r"\1****@", text)
+    return text
+
+
+def run_check(spec: CheckSpec, ctx: Any, secrets: Iterable[str] = ()) -> Evaluation:
+    """Run one probe; a probe that raises becomes a failed check with its message and hint."""
+    start = time.monotonic()
+    secrets = list(secrets)
+    try:
+        outcome = spec.probe(ctx)
+    except ProbeFailed as exc:
+        outcome = Outcome(False, "unmeasured", None, "", exc.hint or spec.hint, detail=str(exc))
+    except Exception as exc:  # a broken probe must not hide the other checks
+        outcome = Outcome(
+            False,
+            "unmeasured",
+            None,
+            "",
+            spec.hint,
+            detail=f"{type(exc).__name__}: {exc}",
+        )
+    duration = time.monotonic() - start
+    detail = redact(outcome.detail, secrets)[:_MAX_DETAIL]
+    return Evaluation(
+        asset=spec.asset,
+        check=spec.name,
+        passed=outcome.passed,
+        severity=spec.severity,
+        measured=outcome.measured,
+        threshold=outcome.threshold,
+        unit=outcome.unit,
+        hint=redact(outcome.hint or spec.hint, secrets),
+        duration_s=duration,
+        nodes=outcome.nodes,
+        detail=detail,
+    )

@@ -1,0 +1,234 @@
+"""Run commands on the HPC side: here (subprocess) or on the login node (fabric over SSH).
+
+Every argument is quoted with shlex, host keys are verified against a known_hosts file,
+output is capped, and only transient connection failures are retried. fabric/paramiko are
+imported only when an SSH connection is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+MAX_OUTPUT_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def tail(self, lines: int = 20) -> str:
+        text = (self.stderr or self.stdout).strip().splitlines()
+        return "\n".join(text[-lines:])
+
+
+class HostError(Exception):
+    """The host could not run the command at all (unreachable, refused, bad key). Carries
+    a hint naming the setting to fix."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class Runner(Protocol):
+    where: str
+
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+    ) -> CommandResult: ...
+
+    def close(self) -> None: ...
+
+
+def _cap(text: str) -> tuple[str, bool]:
+    if len(text) <= MAX_OUTPUT_BYTES:
+        return text, False
+    return "[... output truncated ...]\n" + text[-MAX_OUTPUT_BYTES:], True
+
+
+def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """The one place a command becomes a shell string: every piece is quoted."""
+    if not argv:
+        raise ValueError("empty command")
+    prefix = ""
+    if env:
+        for key in env:
+            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+                raise ValueError(f"invalid environment variable name {key!r}")
+        prefix = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " "
+    return prefix + shlex.join(argv)
+
+
+class LocalRunner:
+    """The orchestrator sits on the HPC side: no shell at all."""
+
+    def __init__(self, default_timeout_s: float = 60) -> None:
+        self.where = socket.gethostname()
+        self.default_timeout_s = default_timeout_s
+
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+    ) -> CommandResult:
+        start = time.monotonic()
+        full_env = {**os.environ, **(env or {})}
+        try:
+            proc = subprocess.run(
+                list(argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s or self.default_timeout_s,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except FileNotFoundError:
+            return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found", time.monotonic() - start)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            return CommandResult(tuple(argv), 124, out, f"timed out after {exc.timeout}s", time.monotonic() - start)
+        out, t1 = _cap(proc.stdout)
+        err, t2 = _cap(proc.stderr)
+        return CommandResult(tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2)
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    host: str
+    port: int
+    user: str
+    key_path: str
+    known_hosts: str
+    connect_timeout_s: float = 10
+    command_timeout_s: float = 60
+    retries: int = 2
+    backoff_s: float = 0.5
+
+
+class SshRunner:
+    """One connection per run, reused for every command; host keys verified, never added."""
+
+    def __init__(self, settings: SshSettings) -> None:
+        self.settings = settings
+        self.where = f"{settings.user}@{settings.host}:{settings.port}"
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        if self._conn is not None and self._conn.is_connected:
+            return self._conn
+        import paramiko
+        from fabric import Connection
+
+        s = self.settings
+        key = Path(s.key_path).expanduser()
+        known = Path(s.known_hosts).expanduser()
+        if not key.is_file():
+            raise HostError(f"SSH key {key} does not exist", "set hpc.access.login.key_path to a private key file")
+        if not known.is_file():
+            raise HostError(
+                f"known_hosts file {known} does not exist",
+                "set hpc.access.login.known_hosts to a file holding the login node's host key "
+                "(ssh-keyscan it once and check the fingerprint)",
+            )
+        attempt = 0
+        while True:
+            conn = Connection(
+                host=s.host,
+                user=s.user,
+                port=s.port,
+                connect_timeout=s.connect_timeout_s,
+                connect_kwargs={
+                    "key_filename": str(key),
+                    "look_for_keys": False,
+                    "allow_agent": False,
+                    "banner_timeout": s.connect_timeout_s,
+                    "auth_timeout": s.connect_timeout_s,
+                },
+            )
+            # fabric defaults to AutoAddPolicy: replace it, and trust only our known_hosts.
+            conn.client = paramiko.SSHClient()
+            conn.client.load_host_keys(str(known))
+            conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            try:
+                conn.open()
+                self._conn = conn
+                return conn
+            except paramiko.BadHostKeyException as exc:
+                raise HostError(
+                    f"host key of {s.host}:{s.port} does not match {known} (got {exc.key.get_name()})",
+                    "the login node's key changed: verify it out of band, then update known_hosts",
+                ) from None
+            except paramiko.AuthenticationException:
+                raise HostError(
+                    f"{s.user}@{s.host}:{s.port} refused the key {key}",
+                    "check hpc.access.login.user and that the public key is in the user's authorized_keys",
+                ) from None
+            except paramiko.SSHException as exc:
+                if "not found in known_hosts" in str(exc):
+                    raise HostError(
+                        f"{s.host}:{s.port} is not in {known}",
+                        "add the login node's host key to known_hosts after checking its fingerprint",
+                    ) from None
+                if attempt >= s.retries:
+                    raise HostError(f"SSH to {s.host}:{s.port} failed: {exc}", "check that sshd answers") from None
+            except (TimeoutError, OSError) as exc:
+                if attempt >= s.retries:
+                    raise HostError(
+                        f"cannot reach {s.host}:{s.port}: {exc}",
+                        "check hpc.access.login.host/port, the network route and that sshd runs",
+                    ) from None
+            attempt += 1
+            time.sleep(s.backoff_s * (2 ** (attempt - 1)))
+
+    def run(
+        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+    ) -> CommandResult:
+        conn = self._connect()
+        line = command_line(argv, env)
+        start = time.monotonic()
+        try:
+            res = conn.run(
+                line,
+                hide=True,
+                warn=True,
+                timeout=timeout_s or self.settings.command_timeout_s,
+                in_stream=False,
+            )
+        except Exception as exc:  # invoke's CommandTimedOut and socket errors
+            name = type(exc).__name__
+            if "Timed" in name or isinstance(exc, TimeoutError):
+                return CommandResult(tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start)
+            self.close()
+            raise HostError(f"SSH command failed on {self.where}: {name}", "check the login node") from None
+        out, t1 = _cap(res.stdout)
+        err, t2 = _cap(res.stderr)
+        return CommandResult(tuple(argv), res.exited, out, err, time.monotonic() - start, t1 or t2)
+
+    def put(self, local: str, remote: str) -> None:
+        self._connect().put(local, remote)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

@@ -1,0 +1,70 @@
+"""Cloud infrastructure: Kubernetes, the GPU Operator, KServe, MLflow, MinIO, Prometheus and
+Grafana, each proven to do its job rather than merely to answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.checking import asset_checks, external
+from mlops_assets.core import cloud_rules as r
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity
+from mlops_assets.platform import active
+
+GROUP = "cloud"
+
+
+def _with(resource: str, rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+    return lambda ctx: rule(getattr(ctx, resource), ctx.catalog)
+
+
+def specs(catalog: Catalog) -> list[CheckSpec]:
+    E, W = Severity.ERROR, Severity.WARN
+    k = catalog.cloud.kubernetes
+    kube = ("kubernetes",)
+    hpa = E if k.require_hpa else W
+    ingress = E if k.require_ingress_class else W
+
+    def on_kube(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+        return _with("kubernetes", rule)
+
+    return [
+        CheckSpec("kubernetes", "k8s_version_at_least_minimum", E, "Older clusters lack APIs KServe and the HPA rely on.", on_kube(r.k8s_version), kube),
+        CheckSpec("kubernetes", "k8s_namespaces_exist", E, "Deployments and services land in these namespaces.", on_kube(r.k8s_namespaces), kube),
+        CheckSpec("kubernetes", "k8s_gpu_nodes_ready", E, "GPU inference needs Ready nodes with allocatable GPUs.", on_kube(r.k8s_gpu_nodes), kube),
+        CheckSpec("kubernetes", "k8s_hpa_api_served", hpa, "Autoscaling of inference services needs autoscaling/v2.", on_kube(r.k8s_hpa_served), kube),
+        CheckSpec("kubernetes", "k8s_ingress_class_exists", ingress, "Services are reached through the ingress by DNS name.", on_kube(r.k8s_ingress_class), kube),
+        CheckSpec("gpu_operator", "gpu_operator_validators_passed", E, "The validator proves driver, toolkit and CUDA on each GPU node.", on_kube(r.gpu_operator_validators), kube),
+        CheckSpec("gpu_operator", "gpu_operator_device_plugin_running", E, "Without the device plugin no pod can request a GPU.", on_kube(r.gpu_operator_device_plugin), kube),
+        CheckSpec("kserve", "kserve_crd_serves_v1beta1", E, "InferenceService manifests are written for v1beta1.", on_kube(r.kserve_crd), kube),
+        CheckSpec("kserve", "kserve_version_at_least_minimum", E, "Older KServe lacks the runtimes the validation tasks use.", on_kube(r.kserve_version), kube),
+        CheckSpec("kserve", "kserve_inference_services_ready", W, "A service that is not Ready answers no requests.", on_kube(r.kserve_isvcs_ready), kube, light=False),
+        CheckSpec("mlflow", "mlflow_health_endpoint", E, "Liveness first; the next checks go deeper.", _with("mlflow", r.mlflow_health), ("mlflow",), blocking=True),
+        CheckSpec("mlflow", "mlflow_experiments_search_answers", E, "/health never touches the backend store; this does.", _with("mlflow", r.mlflow_experiments), ("mlflow",)),
+        CheckSpec("mlflow", "mlflow_model_registry_answers", E, "Staged models are registered here.", _with("mlflow", r.mlflow_registry), ("mlflow",)),
+        CheckSpec("minio", "minio_credentials_list_buckets", E, "Proves the endpoint and the credentials with one signed call.", lambda ctx: r.minio_buckets_listable(ctx.s3.client(), ctx.catalog), ("s3",), blocking=True),
+        CheckSpec("minio", "minio_write_quorum", E, "MinIO answers liveness even when it cannot write.", _with("minio_http", r.minio_cluster_health), ("minio_http",)),
+        CheckSpec("prometheus", "prometheus_ready", E, "/-/healthy always answers; /-/ready means queries work.", _with("prometheus", r.prometheus_ready), ("prometheus",)),
+        CheckSpec("prometheus", "prometheus_targets_up", W, "A dead scrape target means a blind spot on the dashboards.", _with("prometheus", r.prometheus_targets_up), ("prometheus",)),
+        CheckSpec("grafana", "grafana_database_ok", E, "Grafana answers /api/health even when its database fails.", _with("grafana", r.grafana_health), ("grafana",)),
+    ]
+
+
+def build(catalog: Catalog) -> dg.Definitions:
+    svc = catalog.cloud.services
+    assets = [
+        external("kubernetes", group=GROUP, kinds=["kubernetes"], description="The cloud cluster's API server, nodes and namespaces."),
+        external("gpu_operator", group=GROUP, kinds=["kubernetes", "nvidia"], description="NVIDIA GPU Operator: driver, toolkit, device plugin, validator.", deps=["kubernetes"]),
+        external("kserve", group=GROUP, kinds=["kubernetes", "kserve"], description="KServe CRDs, controller and InferenceServices.", deps=["kubernetes"]),
+        external("mlflow", group=GROUP, kinds=["mlflow"], description=f"MLflow tracking and registry at {svc.mlflow.url}."),
+        external("minio", group=GROUP, kinds=["minio", "s3"], description=f"S3 object store at {svc.minio.url}."),
+        external("prometheus", group=GROUP, kinds=["prometheus"], description=f"Prometheus at {svc.prometheus.url}."),
+        external("grafana", group=GROUP, kinds=["grafana"], description=f"Grafana at {svc.grafana.url}.", deps=["prometheus"]),
+    ]
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+
+
+defs = build(active().catalog)

@@ -1,0 +1,55 @@
+"""HPC infrastructure: SLURM, GPU nodes, BeeGFS and Apptainer, observed through the login
+node and checked against the catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.checking import asset_checks, external
+from mlops_assets.core import hpc_rules as r
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity
+from mlops_assets.platform import active
+
+GROUP = "hpc"
+
+
+def _on_hpc(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+    return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
+
+
+def specs(catalog: Catalog) -> list[CheckSpec]:
+    E, W = Severity.ERROR, Severity.WARN
+    cgroup = E if catalog.hpc.slurm.require_cgroup_constrain_devices else W
+    accounting = E if catalog.hpc.slurm.require_accounting else W
+    hpc = ("hpc",)
+    return [
+        CheckSpec("slurm", "slurm_controller_responds", E, "Nothing runs if slurmctld is down.", _on_hpc(r.controller_latency), hpc, blocking=True),
+        CheckSpec("slurm", "slurm_partitions_up", E, "Jobs queue forever on a partition that is down.", _on_hpc(r.partitions_up), hpc, blocking=True),
+        CheckSpec("slurm", "slurm_gres_matches_catalog", E, "A GRES mismatch drains the node and leaves GPU jobs pending.", _on_hpc(r.gres_matches_catalog), hpc, hint=r.GRES_HINT),
+        CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", W, "Too many drained nodes means capacity is gone before anyone notices.", _on_hpc(r.unavailable_share), hpc),
+        CheckSpec("slurm", "slurm_cgroup_constrains_devices", cgroup, "Without ConstrainDevices a job sees GPUs it was not given.", _on_hpc(r.cgroup_constrains_devices), hpc),
+        CheckSpec("slurm", "slurm_accounting_enabled", accounting, "sacct is how smoke jobs prove their final state.", _on_hpc(r.accounting_enabled), hpc),
+        CheckSpec("slurm", "slurm_client_commands_present", E, "The orchestrator drives SLURM through these commands.", _on_hpc(r.client_commands), hpc),
+        CheckSpec("gpu_nodes", "gpu_count_at_least_minimum", E, "Multi-GPU validation needs this many schedulable GPUs.", _on_hpc(r.total_gpus), hpc),
+        CheckSpec("beegfs", "beegfs_mounted", E, "Everything is staged on the shared filesystem.", _on_hpc(r.mount_matches), hpc, blocking=True),
+        CheckSpec("beegfs", "beegfs_free_space", E, "Staging and checkpoints fail mid-write on a full disk.", _on_hpc(r.free_space), hpc, blocking=True),
+        CheckSpec("apptainer", "apptainer_version_at_least_minimum", E, "Older Apptainer lacks the --nv behaviour the jobs rely on.", _on_hpc(r.apptainer_version), hpc),
+    ]
+
+
+def build(catalog: Catalog) -> dg.Definitions:
+    nodes = ", ".join(p.name for p in catalog.hpc.slurm.partitions if p.gpu)
+    assets = [
+        external("slurm", group=GROUP, kinds=["slurm"], description="The SLURM controller, partitions, GRES, cgroups and accounting."),
+        external("gpu_nodes", group=GROUP, kinds=["nvidia", "slurm"], description=f"GPU nodes of partitions: {nodes}.", deps=["slurm"]),
+        external("beegfs", group=GROUP, kinds=["beegfs"], description=f"The shared filesystem at {catalog.hpc.beegfs.root}."),
+        external("apptainer", group=GROUP, kinds=["apptainer"], description="The container runtime on the compute nodes."),
+    ]
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+
+
+defs = build(active().catalog)

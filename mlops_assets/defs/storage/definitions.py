@@ -1,0 +1,111 @@
+"""Storage: the BeeGFS directory layout and the MinIO buckets, both materializable, both
+generated from the catalog. Creating is idempotent; nothing is ever emptied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.catalog.schema import Bucket, Catalog
+from mlops_assets.checking import asset_checks
+from mlops_assets.core import hpc_rules, staging_rules
+from mlops_assets.core.checks import CheckSpec, Severity
+from mlops_assets.platform import active
+
+GROUP = "storage"
+
+
+def _layout(catalog: Catalog) -> dg.AssetsDefinition:
+    dirs = hpc_rules.directories(catalog)
+
+    @dg.asset(
+        name="beegfs_layout",
+        group_name=GROUP,
+        kinds={"beegfs"},
+        deps=["beegfs"],
+        required_resource_keys={"hpc"},
+        description=f"The directories training needs under {catalog.hpc.beegfs.root}, owned by the training user.",
+    )
+    def beegfs_layout(context) -> dg.MaterializeResult:
+        runner = context.resources.hpc.runner()
+        res = runner.run(["mkdir", "-p", "--", *dirs.values()])
+        if not res.ok:
+            raise dg.Failure(
+                description=f"mkdir on {runner.where} failed: {res.tail(3)}",
+                metadata={"hint": f"give {catalog.hpc.beegfs.training_user} write access to {catalog.hpc.beegfs.root}"},
+            )
+        owners = runner.run(["stat", "-c", "%n %U %a", *dirs.values()]).stdout.strip().splitlines()
+        return dg.MaterializeResult(
+            metadata={
+                "root": dg.MetadataValue.path(catalog.hpc.beegfs.root),
+                "directories": dg.MetadataValue.json({k: v for k, v in dirs.items()}),
+                "owners": dg.MetadataValue.text("\n".join(owners)),
+                "host": runner.where,
+            }
+        )
+
+    return beegfs_layout
+
+
+def bucket_key(bucket: Bucket) -> str:
+    return f"bucket_{bucket.name.replace('-', '_').replace('.', '_')}"
+
+
+def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=bucket_key(bucket),
+        group_name=GROUP,
+        kinds={"s3", "minio"},
+        deps=["minio"],
+        required_resource_keys={"s3"},
+        description=f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. Created if missing, never emptied.",
+    )
+    def _asset(context) -> dg.MaterializeResult:
+        s3 = context.resources.s3.client()
+        created = False
+        try:
+            s3.head_bucket(Bucket=bucket.name)
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code not in {"404", "NoSuchBucket", "NotFound"}:
+                raise dg.Failure(description=f"cannot inspect bucket {bucket.name}: {code or type(exc).__name__}") from None
+            s3.create_bucket(Bucket=bucket.name)
+            created = True
+        listing = s3.list_objects_v2(Bucket=bucket.name, MaxKeys=1000)
+        return dg.MaterializeResult(
+            metadata={
+                "bucket": bucket.name,
+                "created": created,
+                "objects (first 1000)": int(listing.get("KeyCount", 0)),
+            }
+        )
+
+    return _asset
+
+
+def specs(catalog: Catalog) -> list[CheckSpec]:
+    E, W = Severity.ERROR, Severity.WARN
+    out = [
+        CheckSpec("beegfs_layout", "beegfs_layout_complete", E, "Jobs write to these paths without creating them.", lambda c: hpc_rules.layout_complete(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
+        CheckSpec("beegfs_layout", "beegfs_layout_writable_by_training_user", E, "A read-only share fails training at its first checkpoint.", lambda c: hpc_rules.layout_writable(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
+    ]
+    for b in catalog.cloud.buckets:
+        out.append(
+            CheckSpec(
+                bucket_key(b), f"{bucket_key(b)}_round_trip", E if b.required else W,
+                "Proves writes and reads, not just that the name exists.",
+                lambda c, name=b.name: staging_rules.bucket_round_trip(c.s3.client(), name),
+                ("s3",),
+                blocking=b.required,
+            )
+        )
+    return out
+
+
+def build(catalog: Catalog) -> dg.Definitions:
+    assets = [_layout(catalog), *(_bucket(b) for b in catalog.cloud.buckets)]
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+
+
+defs = build(active().catalog)

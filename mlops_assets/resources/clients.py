@@ -1,0 +1,163 @@
+"""Dagster resources for every system the checks and assets talk to. Each has connect and
+read timeouts; secrets arrive only through EnvVar; heavy clients (fabric, boto3,
+kubernetes) are imported on first use, never at code-location load."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from mlops_assets.core.hostexec import LocalRunner, Runner, SshRunner, SshSettings
+from mlops_assets.core.http import HttpAnswer, request
+
+
+class HpcResource(dg.ConfigurableResource):
+    """The HPC side: `local` (subprocess) or `ssh` (the login node, one connection per run)."""
+
+    mode: str = "ssh"
+    host: str = "127.0.0.1"
+    port: int = 22
+    user: str = "admin"
+    key_path: str = "~/.ssh/id_ed25519"
+    known_hosts: str = "~/.ssh/known_hosts"
+    connect_timeout_s: float = 10
+    command_timeout_s: float = 60
+
+    _runner: Runner | None = PrivateAttr(default=None)
+
+    def runner(self) -> Runner:
+        if self._runner is None:
+            if self.mode == "local":
+                self._runner = LocalRunner(self.command_timeout_s)
+            else:
+                self._runner = SshRunner(
+                    SshSettings(
+                        host=self.host,
+                        port=self.port,
+                        user=self.user,
+                        key_path=self.key_path,
+                        known_hosts=self.known_hosts,
+                        connect_timeout_s=self.connect_timeout_s,
+                        command_timeout_s=self.command_timeout_s,
+                    )
+                )
+        return self._runner
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+
+class HttpServiceResource(dg.ConfigurableResource):
+    """MLflow, Prometheus, Grafana: a base URL, a timeout, and an optional bearer token."""
+
+    url: str
+    timeout_s: float = 10
+    token: str | None = None
+
+    def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> HttpAnswer:
+        return self.call("GET", path, headers=headers)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> HttpAnswer:
+        all_headers = dict(headers or {})
+        if self.token:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
+        return request(
+            self.url.rstrip("/") + path,
+            method=method,
+            timeout_s=self.timeout_s,
+            headers=all_headers,
+            body=body,
+        )
+
+
+class S3Resource(dg.ConfigurableResource):
+    """MinIO (or any S3 server): path-style addressing, custom endpoint, bounded retries."""
+
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str = "us-east-1"
+    timeout_s: float = 10
+
+    _client: Any = PrivateAttr(default=None)
+
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                region_name=self.region,
+                config=Config(
+                    s3={"addressing_style": "path"},
+                    connect_timeout=self.timeout_s,
+                    read_timeout=self.timeout_s,
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    signature_version="s3v4",
+                ),
+            )
+        return self._client
+
+
+class KubernetesResource(dg.ConfigurableResource):
+    """The cloud cluster's API: a kubeconfig and context, or in-cluster credentials."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    timeout_s: float = 10
+
+    _api: Any = PrivateAttr(default=None)
+
+    def api_client(self) -> Any:
+        if self._api is None:
+            import os
+
+            from kubernetes import client, config
+
+            if self.in_cluster:
+                config.load_incluster_config()
+                self._api = client.ApiClient()
+            else:
+                path = os.path.expanduser(self.kubeconfig) if self.kubeconfig else None
+                if path and not os.path.isfile(path):
+                    from mlops_assets.core.checks import ProbeFailed
+
+                    raise ProbeFailed(
+                        f"kubeconfig {path} does not exist",
+                        "set cloud.kubernetes.kubeconfig (or KUBECONFIG) to a readable kubeconfig",
+                    )
+                self._api = config.new_client_from_config(config_file=path, context=self.context)
+        return self._api
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        """GET a raw API path and return the decoded JSON; timeouts bounded."""
+        api = self.api_client()
+        resp = api.call_api(
+            path,
+            "GET",
+            query_params=list((query or {}).items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _preload_content=True,
+            _return_http_data_only=True,
+            _request_timeout=(self.timeout_s, self.timeout_s),
+        )
+        return resp
