@@ -1234,6 +1234,10 @@ def json_patch(doc: Any, ops: list[dict]) -> Any:
 class Handler(BaseHTTPRequestHandler):
     server_version = "mlops-standin-kube-api/1.0 (stand-in, not a real kube-apiserver)"
     sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version
+
     protocol_version = "HTTP/1.1"
     store: Store
     token: str | None = None
