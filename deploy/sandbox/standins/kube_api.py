@@ -15,7 +15,8 @@ the stand-in. Faults are injected through a small admin API (no auth, loopback o
     POST /_standin/scenario         {"name": "gpu_node_not_ready"}  (stacks on the current state)
     POST /_standin/reset            back to the seed objects
 
-Run: ``python kube_api.py --host 127.0.0.1 --port 6443 [--token-file F] [--scenario NAME]``.
+Run: ``python kube_api.py --host 127.0.0.1 --port 6443 [--token-file F [--require-token]]
+[--scenario NAME]``.
 """
 
 from __future__ import annotations
@@ -1241,6 +1242,19 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     store: Store
     token: str | None = None
+    require_token: bool = False
+
+    def _authenticate(self) -> None:
+        """A wrong bearer token is refused (401). A missing one is refused only with
+        --require-token: kubectl never sends user credentials over plain http (client-go
+        loads them for TLS transports only), so the sandbox runs anonymous-allowed."""
+        if not self.token:
+            return
+        auth = self.headers.get("Authorization")
+        if auth is None and not self.require_token:
+            return
+        if auth != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     # ---- plumbing
     def log_message(self, format: str, *args: Any) -> None:
@@ -1311,8 +1325,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send_text(200, "ok")
             if path == "/version":
                 return self._send_json(200, self.store.version)
-            if self.token and self.headers.get("Authorization") != f"Bearer {self.token}":
-                raise ApiError(401, "Unauthorized", "Unauthorized")
+            self._authenticate()
             with self.store.lock:
                 result = self._route(path, q)
             if result is not None:
@@ -1735,13 +1748,18 @@ def make_server(
     port: int,
     *,
     token: str | None = None,
+    require_token: bool = False,
     fixture: Path = FIXTURE,
     scenarios: list[str] | None = None,
 ) -> ThreadingHTTPServer:
     store = Store(fixture)
     for s in scenarios or []:
         store.apply_scenario(s)
-    handler = type("BoundHandler", (Handler,), {"store": store, "token": token})
+    handler = type(
+        "BoundHandler",
+        (Handler,),
+        {"store": store, "token": token, "require_token": require_token},
+    )
     srv = ThreadingHTTPServer((host, port), handler)
     srv.daemon_threads = True
     return srv
@@ -1755,7 +1773,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--token-file",
         type=Path,
-        help="require 'Authorization: Bearer <token>' with the token in this file",
+        help="refuse a bearer token other than the one in this file (401)",
+    )
+    ap.add_argument(
+        "--require-token",
+        action="store_true",
+        help="also refuse requests without a token (kubectl sends none over plain http)",
     )
     ap.add_argument(
         "--scenario",
@@ -1768,7 +1791,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("the stand-in binds loopback only")
     token = args.token_file.read_text().strip() if args.token_file else None
     srv = make_server(
-        args.host, args.port, token=token, fixture=args.fixture, scenarios=args.scenario
+        args.host,
+        args.port,
+        token=token,
+        require_token=args.require_token,
+        fixture=args.fixture,
+        scenarios=args.scenario,
     )
     print(
         f"kube-api STAND-IN (not a real kube-apiserver) on http://{args.host}:{args.port} "
