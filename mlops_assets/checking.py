@@ -28,8 +28,10 @@ class ProbeContext:
 
 def _metadata(ev: Evaluation) -> dict[str, Any]:
     def value(v: Any) -> Any:
-        if isinstance(v, bool) or v is None:
-            return dg.MetadataValue.text(str(v))
+        if v is None:
+            return dg.MetadataValue.null()
+        if isinstance(v, bool):
+            return dg.MetadataValue.bool(v)
         if isinstance(v, int | float):
             return dg.MetadataValue.float(float(v))
         return dg.MetadataValue.text(str(v))

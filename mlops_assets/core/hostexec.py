@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlops_assets.core.checks import ProbeFailed
+
 MAX_OUTPUT_BYTES = 256 * 1024
 
 
@@ -38,13 +40,9 @@ class CommandResult:
         return "\n".join(text[-lines:])
 
 
-class HostError(Exception):
+class HostError(ProbeFailed):
     """The host could not run the command at all (unreachable, refused, bad key). Carries
     a hint naming the setting to fix."""
-
-    def __init__(self, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 class Runner(Protocol):

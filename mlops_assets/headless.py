@@ -1,0 +1,156 @@
+"""Run checks and materializations headless through the same Definitions the UI uses, and
+turn the run's events into report rows."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.core.checks import Evaluation, Severity
+
+GROUPS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke")
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+class SelectionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Selected:
+    assets: list[dg.AssetKey]
+    materializable: list[dg.AssetKey]
+    checks: list[dg.AssetCheckKey]
+
+
+def select(defs: dg.Definitions, items: Sequence[str]) -> Selected:
+    """Groups and single asset keys, the same vocabulary as the UI and the schedules.
+    Empty means everything."""
+    graph = defs.resolve_asset_graph()
+    all_keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    names = {k.to_user_string(): k for k in all_keys}
+    wanted: list[dg.AssetKey] = []
+    tokens = [t.strip() for item in items for t in item.split(",") if t.strip()]
+    for token in tokens or ["*"]:
+        if token in ("*", "all"):
+            wanted.extend(all_keys)
+        elif token in GROUPS:
+            wanted.extend(k for k in all_keys if graph.get(k).group_name == token)
+        elif token in names:
+            wanted.append(names[token])
+        else:
+            close = difflib.get_close_matches(token, [*GROUPS, *names], n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise SelectionError(
+                f"unknown selection {token!r}: use a group ({', '.join(GROUPS)}) or an asset key "
+                f"(`mlops-assets catalog show` lists them).{hint}"
+            )
+    unique = list(dict.fromkeys(wanted))
+    checks = [ck for ck in graph.asset_check_keys if ck.asset_key in set(unique)]
+    materializable = [k for k in unique if graph.get(k).is_materializable]
+    return Selected(unique, materializable, sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.name)))
+
+
+def instance() -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME, so the UI shows headless runs; ephemeral without it."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _meta(md: dict[str, Any], key: str) -> Any:
+    value = md.get(key)
+    return getattr(value, "value", value)
+
+
+def execute(
+    defs: dg.Definitions, sel: Selected, *, materialize: bool, inst: dg.DagsterInstance
+) -> tuple[list[Evaluation], str | None]:
+    if not sel.checks and not (materialize and sel.materializable):
+        return [], None
+    selection = dg.AssetSelection.checks(*sel.checks) if sel.checks else None
+    if materialize and sel.materializable:
+        mats = dg.AssetSelection.assets(*sel.materializable)
+        selection = mats if selection is None else mats | selection
+    name = "mlops_materialize" if materialize else "mlops_validate"
+    job = dg.define_asset_job(name, selection=selection)
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    result = merged.resolve_job_def(name).execute_in_process(
+        instance=inst, raise_on_error=False, run_config=QUIET_LOGS, tags={"mlops/cli": name}
+    )
+    return collect(result, sel, materialize), result.run_id
+
+
+def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
+    rows: list[Evaluation] = []
+    seen: set[tuple[str, str]] = set()
+    for ev in result.get_asset_check_evaluations():
+        md = ev.metadata
+        asset, check = ev.asset_key.to_user_string(), ev.check_name
+        seen.add((asset, check))
+        sev = Severity.ERROR if ev.severity == dg.AssetCheckSeverity.ERROR else Severity.WARN
+        nodes = _meta(md, "nodes")
+        rows.append(
+            Evaluation(
+                asset=asset,
+                check=check,
+                passed=ev.passed,
+                severity=sev,
+                measured=_meta(md, "measured"),
+                threshold=_meta(md, "threshold"),
+                unit=_meta(md, "unit") or "",
+                hint=_meta(md, "hint") or "",
+                duration_s=float(_meta(md, "duration_s") or 0.0),
+                nodes=tuple(nodes.split(", ")) if nodes else (),
+                detail=_meta(md, "detail") or "",
+            )
+        )
+    failures = _step_failures(result)
+    if materialize:
+        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        for key in sel.materializable:
+            name = key.to_user_string()
+            rows.append(
+                Evaluation(
+                    asset=name, check="materialized", passed=name in materialized, severity=Severity.ERROR,
+                    measured="yes" if name in materialized else "no", threshold="yes", unit="materialization",
+                    hint="" if name in materialized else "see the run's log in the Dagster UI for the failing step",
+                    duration_s=0.0, detail=failures.get(name, "") if name not in materialized else "",
+                )
+            )
+    for ck in sel.checks:
+        asset, check = ck.asset_key.to_user_string(), ck.name
+        if (asset, check) not in seen:
+            reason = failures.get(check) or failures.get(asset) or "not run: an upstream step failed or a blocking check failed"
+            rows.append(
+                Evaluation(
+                    asset=asset, check=check, passed=False, severity=Severity.ERROR, measured="not run",
+                    threshold=None, unit="", hint="fix the failure named here, then run again",
+                    duration_s=0.0, detail=reason[:500],
+                )
+            )
+    return rows
+
+
+def _step_failures(result: Any) -> dict[str, str]:
+    """Step key -> the error's message (resource init errors, e.g. a missing EnvVar)."""
+    out: dict[str, str] = {}
+    for event in result.all_events:
+        if event.event_type_value != "STEP_FAILURE" or not event.step_key:
+            continue
+        data = event.event_specific_data
+        err = getattr(data, "error", None)
+        message = getattr(err, "message", "") if err else ""
+        cause = getattr(err, "cause", None)
+        while cause is not None:
+            message = getattr(cause, "message", message)
+            cause = getattr(cause, "cause", None)
+        key = event.step_key.split(".")[-1].removesuffix("_check")
+        out[key] = message.strip().splitlines()[0] if message.strip() else "step failed"
+        out[event.step_key] = out[key]
+    return out
