@@ -73,7 +73,7 @@ def execute(
 ) -> tuple[list[Evaluation], str | None]:
     if not sel.checks and not (materialize and sel.materializable):
         return [], None
-    selection = dg.AssetSelection.checks(*sel.checks) if sel.checks else None
+    selection: dg.AssetSelection | None = dg.AssetSelection.checks(*sel.checks) if sel.checks else None
     if materialize and sel.materializable:
         mats = dg.AssetSelection.assets(*sel.materializable)
         selection = mats if selection is None else mats | selection

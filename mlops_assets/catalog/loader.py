@@ -285,9 +285,11 @@ def _strip_union_tags(loc: KeyPath) -> KeyPath:
 
 def _has_path(data: Any, loc: KeyPath) -> bool:
     for part in loc:
-        if isinstance(data, dict) and part in data:
+        if isinstance(part, int):
+            if not (isinstance(data, list) and 0 <= part < len(data)):
+                return False
             data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+        elif isinstance(data, dict) and part in data:
             data = data[part]
         else:
             return False

@@ -114,6 +114,11 @@ def missing_items(
     )
 
 
+def bound(probe: Callable[..., Outcome], *args: Any) -> Callable[[Any], Outcome]:
+    """A probe taking (ctx, *args) as the one-argument probe a CheckSpec holds."""
+    return lambda ctx: probe(ctx, *args)
+
+
 _MAX_DETAIL = 500
 
 

@@ -8,8 +8,9 @@ import json
 from typing import Any, Protocol
 
 from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, missing_items
-from mlops_assets.core.hpc_rules import version_at_least, version_tuple
+from mlops_assets.core.hpc_rules import version_text
 from mlops_assets.core.http import HttpAnswer, HttpUnreachable
 
 
@@ -58,8 +59,8 @@ def k8s_version(kube: Kube, catalog: Catalog) -> Outcome:
     found = str(info.get("gitVersion", "unknown"))
     minimum = catalog.cloud.kubernetes.min_version
     return Outcome(
-        passed=version_at_least(found, minimum),
-        measured=".".join(map(str, version_tuple(found))),
+        passed=versions.at_least(found, minimum),
+        measured=version_text(found),
         threshold=minimum,
         unit="version",
         hint=f"upgrade the cluster to Kubernetes >= {minimum}",
@@ -84,7 +85,8 @@ def _ready(node: dict[str, Any]) -> bool:
 def k8s_gpu_nodes(kube: Kube, catalog: Catalog) -> Outcome:
     k = catalog.cloud.kubernetes
     nodes = _items(_kget(kube, "/api/v1/nodes", {"labelSelector": k.gpu_node_label}))
-    good, bad = [], []
+    good: list[str] = []
+    bad: list[str] = []
     for n in nodes:
         name = n["metadata"]["name"]
         alloc = n.get("status", {}).get("allocatable", {}).get(k.gpu_resource, "0")
@@ -186,8 +188,8 @@ def kserve_version(kube: Kube, catalog: Catalog) -> Outcome:
     if not found:
         raise ProbeFailed("no version label or image tag on the KServe controller", "label the deployment app.kubernetes.io/version")
     return Outcome(
-        version_at_least(found, ks.min_version),
-        ".".join(map(str, version_tuple(found))),
+        versions.at_least(found, ks.min_version),
+        version_text(found),
         ks.min_version,
         "version",
         f"upgrade KServe to >= {ks.min_version}",
@@ -299,3 +301,37 @@ def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
         return Outcome(True, "not MinIO", "n/a", "write quorum", "", detail="the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: SeaweedFS)")
     ans = _answer(http, "/minio/health/cluster", "MinIO unreachable")
     return Outcome(ans.status == 200, ans.status, 200, "HTTP status of /minio/health/cluster", "MinIO lost its write quorum (503): bring drives/nodes back")
+
+
+def gpu_operator_crds(kube: Kube, catalog: Catalog) -> Outcome:
+    present = [
+        name for name in catalog.cloud.components.gpu_operator.crds
+        if _kget(kube, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") is not None
+    ]
+    return missing_items(present, catalog.cloud.components.gpu_operator.crds, "CRDs", "install the GPU Operator with its CRDs (helm install gpu-operator)")
+
+
+def kserve_serving_runtimes(kube: Kube, catalog: Catalog) -> Outcome:
+    """PyTorch and Hugging Face (TGI-style) serving images come in as ClusterServingRuntimes."""
+    runtimes = _items(_kget(kube, "/apis/serving.kserve.io/v1alpha1/clusterservingruntimes"))
+    formats = {
+        f.get("name", "").lower()
+        for rt in runtimes
+        if not rt.get("spec", {}).get("disabled")
+        for f in rt.get("spec", {}).get("supportedModelFormats", [])
+    }
+    return missing_items(
+        formats, ["pytorch", "huggingface"], "model formats served",
+        "install KServe's ClusterServingRuntimes (kserve-torchserve, kserve-huggingfaceserver)",
+    )
+
+
+def platform_pods_running(kube: Kube, catalog: Catalog) -> Outcome:
+    """MLflow and MinIO in mlops, Prometheus and Grafana in monitoring: their images run."""
+    wanted = {"mlflow": "mlops", "minio": "mlops", "prometheus": "monitoring", "grafana": "monitoring"}
+    running = set()
+    for component, ns in wanted.items():
+        for pod in _pods(kube, ns):
+            if component in pod["metadata"]["name"] and pod.get("status", {}).get("phase") == "Running":
+                running.add(component)
+    return missing_items(running, list(wanted), "components with a Running pod", "kubectl -n <ns> describe pod: image pull or crash loop")

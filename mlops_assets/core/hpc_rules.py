@@ -4,13 +4,15 @@ local or SSH runner."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 
 from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, at_most, missing_items
 from mlops_assets.core.hostexec import CommandResult, Runner
+from mlops_assets.core.nvidia_smi import NVIDIA_SMI_QUERY, parse_query_gpu
+from mlops_assets.core.slurm import gpu_count, parse_gres_mismatch, parse_node_state
 
 GRES_HINT = (
     "job pending on GRES: make gres.conf and slurm.conf agree on the GPU count, then "
@@ -90,15 +92,7 @@ def accounting_enabled(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-_GRES_GPU = re.compile(r"(?:^|,)gpu(?::[A-Za-z0-9_.-]+)?:(\d+)")
-
-
-def gres_gpu_count(gres: str) -> int:
-    """`gpu:2`, `gpu:a100:4(S:0-1)`, `gpu:h200:8,gpu:l40s:2` -> total GPUs."""
-    return sum(int(m) for m in _GRES_GPU.findall(gres))
-
-
-SINFO_FORMAT = "%N|%P|%G|%T|%E"
+SINFO_FORMAT = "%N|%P|%G|%T|%E"  # fields in the order sinfo_nodes() reads them
 
 
 def sinfo_nodes(runner: Runner) -> list[dict[str, str]]:
@@ -123,12 +117,11 @@ def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
     return out
 
 
-_UNAVAILABLE = ("drain", "down", "fail", "inval", "maint", "not_responding", "reserved")
-
-
 def _unavailable(state: str) -> bool:
-    s = state.lower()
-    return s.endswith(("*", "~")) or any(word in s for word in _UNAVAILABLE)
+    try:
+        return not parse_node_state(state).available
+    except ValueError:
+        return True
 
 
 def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
@@ -140,8 +133,8 @@ def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
         if row["partition"] not in gpu_parts:
             continue
         seen += 1
-        count = gres_gpu_count(row["gres"])
-        mismatch = "gres/gpu count" in row["reason"] or "gres" in row["reason"].lower()
+        count = gpu_count(row["gres"])
+        mismatch = parse_gres_mismatch(row["reason"]) is not None
         if count < want or (mismatch and _unavailable(row["state"])):
             bad.append(f"{row['node']} ({row['gres']}, {row['state']}{', ' + row['reason'] if row['reason'] else ''})")
     if not seen:
@@ -185,7 +178,7 @@ def total_gpus(runner: Runner, catalog: Catalog) -> Outcome:
     per_node: dict[str, int] = {}
     for row in sinfo_nodes(runner):
         if row["partition"] in gpu_parts and not _unavailable(row["state"]):
-            per_node[row["node"]] = gres_gpu_count(row["gres"])
+            per_node[row["node"]] = gpu_count(row["gres"])
     return at_least(
         sum(per_node.values()),
         catalog.hpc.gpus.min_count,
@@ -202,20 +195,11 @@ def client_commands(runner: Runner, catalog: Catalog) -> Outcome:
     return missing_items(found, wanted, "SLURM client commands", "install slurm-client on the login node")
 
 
-_VERSION = re.compile(r"(\d+(?:\.\d+)+)")
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    m = _VERSION.search(text)
-    if not m:
-        raise ProbeFailed(f"no version number in {text.strip()[:80]!r}", "check the tool's --version output")
-    return tuple(int(x) for x in m.group(1).split("."))
-
-
-def version_at_least(found: str, minimum: str) -> bool:
-    a, b = version_tuple(found), version_tuple(minimum.lstrip("v"))
-    width = max(len(a), len(b))
-    return a + (0,) * (width - len(a)) >= b + (0,) * (width - len(b))
+def version_text(text: str) -> str:
+    try:
+        return ".".join(map(str, versions.parse_version(text).release))
+    except ValueError:
+        raise ProbeFailed(f"no version number in {text.strip()[:80]!r}", "check the tool's --version output") from None
 
 
 def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
@@ -232,9 +216,9 @@ def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
             f"install Apptainer >= {minimum} on every compute node",
             detail=res.tail(2),
         )
-    found = ".".join(map(str, version_tuple(res.stdout)))
+    found = version_text(res.stdout)
     return Outcome(
-        version_at_least(found, minimum),
+        versions.at_least(found, minimum),
         found,
         minimum,
         "version",
@@ -305,4 +289,33 @@ def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
         unit=f"directories writable by {user}",
         hint=f"BeeGFS permissions: `chown -R {user} <dir>` so the training user can write",
         detail=("not writable: " + ", ".join(failed)) if failed else "",
+    )
+
+
+def nvidia_smi_in_job(runner: Runner, catalog: Catalog) -> Outcome:
+    """nvidia-smi inside a 1-GPU job on a GPU partition: driver, device files and GRES binding."""
+    part = next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
+    argv = [
+        "srun", "-p", part, "-N", "1", "-n", "1", "--gres=gpu:1", "--time=00:02:00", "--quiet",
+        catalog.hpc.gpus.nvidia_smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits",
+    ]
+    res = runner.run(argv, timeout_s=180)
+    if not res.ok:
+        return Outcome(
+            False, f"exit {res.returncode}", "exit 0", "nvidia-smi in a --gres=gpu:1 job",
+            "no GPU inside a job: check the NVIDIA driver on the node, gres.conf File= lines and cgroup ConstrainDevices",
+            detail=res.tail(3),
+        )
+    try:
+        gpus = parse_query_gpu(res.stdout)
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected nvidia-smi output: {exc}", "check the driver on the GPU nodes") from None
+    bad = [g for g in gpus if (g.remapped_rows_pending or g.remapped_rows_failure or (g.ecc_uncorrected_volatile or 0) > 0)]
+    return Outcome(
+        len(gpus) == 1 and not bad,
+        len(gpus),
+        1,
+        "GPUs visible to a 1-GPU job",
+        "a job must see exactly its GPU, without pending row remaps or uncorrected ECC errors (reset or drain the GPU)",
+        detail="; ".join(f"{g.name} {g.uuid} driver {g.driver_version}" for g in gpus),
     )

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items
 from mlops_assets.core.hostexec import Runner
-from mlops_assets.core.hpc_rules import version_at_least
 from mlops_assets.core.http import HttpUnreachable, request
 
 CURL_FORMAT = "%{http_code} %{time_total} %{speed_download}"
@@ -147,7 +147,7 @@ def hpc_to_cloud_bandwidth(runner: Runner, s3: Any, catalog: Catalog) -> Outcome
 
 
 def _resolve(name: str) -> str:
-    return socket.getaddrinfo(name, None)[0][4][0]
+    return str(socket.getaddrinfo(name, None)[0][4][0])
 
 
 def dns_names_resolve(catalog: Catalog) -> Outcome:
@@ -171,7 +171,7 @@ def dns_names_resolve(catalog: Catalog) -> Outcome:
 def workstation_python(catalog: Catalog) -> Outcome:
     found = ".".join(map(str, sys.version_info[:3]))
     minimum = catalog.workstation.python_min
-    return Outcome(version_at_least(found, minimum), found, minimum, "Python version", f"use Python >= {minimum}")
+    return Outcome(versions.at_least(found, minimum), found, minimum, "Python version", f"use Python >= {minimum}")
 
 
 def workstation_cli_tools(catalog: Catalog) -> Outcome:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_assets.catalog.schema import Catalog, Container, Dataset, HubSource, Model, TorchvisionSource
+from mlops_assets.catalog.schema import (
+    Catalog,
+    Container,
+    Dataset,
+    HubSource,
+    Model,
+    TorchvisionSource,
+)
+from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.hpc_rules import directories
@@ -92,3 +100,23 @@ def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else type(exc).__name__
         raise ProbeFailed(f"write/read/delete in s3://{bucket} failed: {code}", "check bucket policy and credentials") from None
     return Outcome(got == body, "identical" if got == body else "different", "identical", "bytes read back", "the object store returned other bytes than written")
+
+
+_VERSIONS_SCRIPT = (
+    "import importlib.metadata as m, sys\n"
+    "for n in sys.argv[1:]:\n"
+    "    try: print(n, m.version(n))\n"
+    "    except m.PackageNotFoundError: print(n, 'missing')\n"
+)
+
+
+def image_packages(runner: Runner, path: str, expected: dict[str, str]) -> Outcome:
+    """The frameworks inside the image, read by its own Python: torch, transformers, oumi..."""
+    res = runner.run(["apptainer", "exec", "--cleanenv", path, "python3", "-c", _VERSIONS_SCRIPT, *expected], timeout_s=300)
+    if not res.ok:
+        return Outcome(False, "unmeasured", ", ".join(f"{k}>={v}" for k, v in expected.items()), "packages in the image",
+                       "the image does not run: check apptainer and the SIF file", detail=res.tail(2))
+    found = dict(line.split(" ", 1) for line in res.stdout.strip().splitlines() if " " in line)
+    bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items() if found.get(n, "missing") == "missing" or not versions.at_least(found[n], v)]
+    return Outcome(not bad, ", ".join(f"{n} {found.get(n)}" for n in expected), ", ".join(f"{k}>={v}" for k, v in expected.items()),
+                   "packages in the image", "rebuild the image with the required framework versions", detail="; ".join(bad))

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
-from mlops_assets.catalog.schema import Catalog, HubSource
+from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
 from mlops_assets.checking import asset_checks, external
 from mlops_assets.core import staging_rules
-from mlops_assets.core.checks import CheckSpec, Severity
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.platform import active
 
 GROUP = "datasets"
+
+
+def _present(c: Any, d: Dataset) -> Outcome:
+    return staging_rules.path_present(
+        c.hpc.runner(), staging_rules.dataset_marker(c.catalog, d), "dataset files",
+        "stage it: materialize the dataset asset (hub downloads need HF_HOME on BeeGFS and internet or a mirror)",
+    )
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -18,10 +27,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec(
             f"dataset_{name}", f"dataset_{name}_present", Severity.ERROR,
             "Training reads it from BeeGFS with no network.",
-            lambda c, d=d: staging_rules.path_present(
-                c.hpc.runner(), staging_rules.dataset_marker(c.catalog, d), "dataset files",
-                "stage it: materialize the dataset asset (hub downloads need HF_HOME on BeeGFS and internet or a mirror)",
-            ),
+            bound(_present, d),
             ("hpc",),
         )
         for name, d in catalog.datasets.items()

@@ -10,7 +10,7 @@ import dagster as dg
 from mlops_assets.catalog.schema import Catalog, Model
 from mlops_assets.checking import asset_checks, external
 from mlops_assets.core import staging_rules
-from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
+from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity, bound
 from mlops_assets.platform import active
 
 GROUP = "models"
@@ -36,6 +36,17 @@ def registered_version(mlflow: Any, model: Model) -> Outcome:
     )
 
 
+def _in_cache(c: Any, m: Model) -> Outcome:
+    return staging_rules.path_present(
+        c.hpc.runner(), staging_rules.model_marker(c.catalog, m), "snapshot config.json",
+        "stage it: materialize the model asset (HF_HOME must be on BeeGFS)",
+    )
+
+
+def _in_bucket(c: Any, name: str, m: Model) -> Outcome:
+    return staging_rules.bucket_objects(c.s3.client(), m.bucket, staging_rules.model_prefix(name, m))
+
+
 def specs(catalog: Catalog) -> list[CheckSpec]:
     E = Severity.ERROR
     out: list[CheckSpec] = []
@@ -43,20 +54,17 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         out += [
             CheckSpec(
                 f"model_{name}", f"model_{name}_in_hf_cache", E, "Jobs load it with HF_HUB_OFFLINE=1 from BeeGFS.",
-                lambda c, m=m: staging_rules.path_present(
-                    c.hpc.runner(), staging_rules.model_marker(c.catalog, m), "snapshot config.json",
-                    "stage it: materialize the model asset (HF_HOME must be on BeeGFS)",
-                ),
+                bound(_in_cache, m),
                 ("hpc",),
             ),
             CheckSpec(
                 f"model_{name}_minio", f"model_{name}_minio_objects_present", E, "KServe pulls the model from here.",
-                lambda c, name=name, m=m: staging_rules.bucket_objects(c.s3.client(), m.bucket, staging_rules.model_prefix(name, m)),
+                bound(_in_bucket, name, m),
                 ("s3",),
             ),
             CheckSpec(
                 f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered", E, "Deployments refer to registered versions.",
-                lambda c, m=m: registered_version(c.mlflow, m),
+                bound(lambda c, m: registered_version(c.mlflow, m), m),
                 ("mlflow",),
             ),
         ]

@@ -3,14 +3,12 @@ generated from the catalog. Creating is idempotent; nothing is ever emptied."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
 from mlops_assets.catalog.schema import Bucket, Catalog
 from mlops_assets.checking import asset_checks
 from mlops_assets.core import hpc_rules, staging_rules
-from mlops_assets.core.checks import CheckSpec, Severity
+from mlops_assets.core.checks import CheckSpec, Severity, bound
 from mlops_assets.platform import active
 
 GROUP = "storage"
@@ -95,7 +93,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             CheckSpec(
                 bucket_key(b), f"{bucket_key(b)}_round_trip", E if b.required else W,
                 "Proves writes and reads, not just that the name exists.",
-                lambda c, name=b.name: staging_rules.bucket_round_trip(c.s3.client(), name),
+                bound(lambda c, name: staging_rules.bucket_round_trip(c.s3.client(), name), b.name),
                 ("s3",),
                 blocking=b.required,
             )
