@@ -886,7 +886,7 @@ def parse_scontrol_partitions(text: str) -> list[SlurmPartition]:
     return out
 
 
-_CONFIG_LINE = re.compile(r"^\s*([A-Za-z_][\w.()/-]*)\s*=\s?(.*?)\s*$")
+_CONFIG_LINE = re.compile(r"^\s*([A-Za-z_][\w.()/\[\]-]*)\s*=\s?(.*?)\s*$")
 
 
 def parse_scontrol_config(text: str) -> dict[str, str]:
