@@ -229,7 +229,12 @@ def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
 
 def mount_matches(runner: Runner, catalog: Catalog) -> Outcome:
     b = catalog.hpc.beegfs
-    res = must(runner, ["findmnt", "-n", "-o", "TARGET,FSTYPE", "-T", b.root], "install util-linux (findmnt)")
+    res = runner.run(["findmnt", "-n", "-o", "TARGET,FSTYPE", "-T", b.root])
+    if res.returncode == 127:
+        raise ProbeFailed(f"findmnt is not installed on {runner.where}", "install util-linux")
+    if not res.ok:
+        return Outcome(False, "missing", f"{b.fs_type} at {b.root}", "mount",
+                       f"{b.root} does not exist: mount BeeGFS there on every node", detail=res.tail(2))
     target, _, fstype = res.stdout.strip().partition(" ")
     fstype = fstype.strip()
     ok = target == b.root and fstype == b.fs_type

@@ -1,0 +1,49 @@
+"""Shared fixtures. The sandbox fixture reuses a running deploy/sandbox or brings it up;
+a service that is still down is a test failure, never a skip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX = REPO / "deploy" / "sandbox" / "sandbox.sh"
+SHARED = REPO.parent / "shared"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The installed console script's code path, in a fresh process like a user's shell."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_assets.cli", *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, check=False, cwd=REPO,
+    )
+
+
+def _status() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SANDBOX), "status"], capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Path]:
+    """The running sandbox's state directory (brought up if needed)."""
+    status = _status()
+    if status.returncode != 0:
+        up = subprocess.run(["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False)
+        status = _status()
+        if status.returncode != 0:
+            pytest.fail(
+                "the sandbox is not up; a missing service is a failure, not a skip.\n"
+                f"up exit {up.returncode}:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}\nstatus:\n{status.stdout}",
+                pytrace=False,
+            )
+    home = Path(os.environ.get("MLOPS_SANDBOX_HOME", "/var/lib/mlops-assets/sandbox"))
+    from mlops_assets.platform import load_sandbox_env
+
+    load_sandbox_env(home)
+    yield home
