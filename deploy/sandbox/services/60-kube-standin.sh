@@ -58,7 +58,12 @@ svc_start() {
 }
 
 _kube_is_standin() {
-  curl -fsS --max-time 3 "$KUBE_STANDIN_URL/_standin/" 2>/dev/null | grep -q '"standin": "kube-api"'
+  # ours (the PID we started), not another instance that holds the port
+  local pid
+  pid="$(sb_pid "$SVC_NAME")"
+  [[ -n "$pid" ]] || return 1
+  curl -fsS --max-time 3 "$KUBE_STANDIN_URL/_standin/" 2>/dev/null |
+    grep '"standin": "kube-api"' | grep -q "\"pid\": $pid[,}]"
 }
 
 svc_wait() {

@@ -29,7 +29,12 @@ svc_start() {
 }
 
 _grafana_is_standin() {
-  curl -fsS --max-time 3 "$GRAFANA_STANDIN_URL/_standin/" 2>/dev/null | grep -q '"standin": "grafana"'
+  # ours (the PID we started), not another instance that holds the port
+  local pid
+  pid="$(sb_pid "$SVC_NAME")"
+  [[ -n "$pid" ]] || return 1
+  curl -fsS --max-time 3 "$GRAFANA_STANDIN_URL/_standin/" 2>/dev/null |
+    grep '"standin": "grafana"' | grep -q "\"pid\": $pid[,}]"
 }
 
 svc_wait() {

@@ -30,6 +30,7 @@ import copy
 import hashlib
 import hmac
 import json
+import os
 import re
 import sys
 import threading
@@ -262,6 +263,7 @@ class Handler(BaseHTTPRequestHandler):
                 200,
                 {
                     "standin": STANDIN,
+                    "pid": os.getpid(),
                     "scenarios": SCENARIOS,
                     "active": st.active,
                     "version": VERSION,

@@ -28,6 +28,7 @@ import copy
 import datetime as dt
 import hashlib
 import json
+import os
 import queue
 import re
 import sys
@@ -1347,6 +1348,7 @@ class Handler(BaseHTTPRequestHandler):
                 200,
                 {
                     "standin": STANDIN,
+                    "pid": os.getpid(),
                     "scenarios": st.SCENARIOS,
                     "active": st.active,
                     "version": st.version["gitVersion"],
