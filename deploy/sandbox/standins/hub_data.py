@@ -464,6 +464,23 @@ def parquet_bytes(columns: dict[str, list], schema: Any) -> bytes:
     return buf.getvalue()
 
 
+def split_yaml(indent: str, splits: list[tuple[str, int, int]], download_size: int) -> str:
+    """The dataset card's `splits` block (name, num_bytes, num_examples) and sizes."""
+    out = f"{indent}splits:\n"
+    for name, nbytes, n in splits:
+        out += f"{indent}- name: {name}\n{indent}  num_bytes: {nbytes}\n"
+        out += f"{indent}  num_examples: {n}\n"
+    out += f"{indent}download_size: {download_size}\n"
+    out += f"{indent}dataset_size: {sum(b for _, b, _ in splits)}\n"
+    return out
+
+
+def _nbytes(columns: dict[str, list], schema: Any) -> int:
+    import pyarrow as pa
+
+    return int(pa.table(columns, schema=schema).nbytes)
+
+
 # --------------------------------------------------------------------------- safetensors
 
 
@@ -886,20 +903,15 @@ def wikitext_repo(words: list[str]) -> dict[str, bytes]:
 
     schema = pa.schema([("text", pa.string())])
     files: dict[str, bytes] = {}
-    counts = {}
+    splits = []
     for split, n in [("test", 12), ("train", 120), ("validation", 12)]:
-        rows = wikitext_rows(split, words, n)
-        counts[split] = len(rows)
-        files[f"wikitext-2-raw-v1/{split}-00000-of-00001.parquet"] = parquet_bytes(
-            {"text": rows}, schema
-        )
-    splits = "".join(
-        f"  - name: {s}\n    num_examples: {counts[s]}\n" for s in ("test", "train", "validation")
-    )
+        cols = {"text": wikitext_rows(split, words, n)}
+        splits.append((split, _nbytes(cols, schema), len(cols["text"])))
+        files[f"wikitext-2-raw-v1/{split}-00000-of-00001.parquet"] = parquet_bytes(cols, schema)
     body = (
         "dataset_info:\n- config_name: wikitext-2-raw-v1\n  features:\n  - name: text\n"
-        "    dtype: string\n  splits:\n"
-        + splits
+        "    dtype: string\n"
+        + split_yaml("  ", splits, sum(len(d) for d in files.values()))
         + "configs:\n- config_name: wikitext-2-raw-v1\n  data_files:\n"
         "  - split: test\n    path: wikitext-2-raw-v1/test-*\n"
         "  - split: train\n    path: wikitext-2-raw-v1/train-*\n"
@@ -923,23 +935,20 @@ def no_robots_repo(words: list[str]) -> dict[str, bytes]:
         ]
     )
     files: dict[str, bytes] = {}
-    counts = {}
-    for split, n in [("test", 100), ("train", 1000)]:
+    splits = []
+    for split, n in [("train", 1000), ("test", 100)]:
         rows = no_robots_rows(split, words, n)
-        counts[split] = n
-        files[f"data/{split}-00000-of-00001.parquet"] = parquet_bytes(
-            {k: [r[k] for r in rows] for k in ("prompt", "prompt_id", "messages", "category")},
-            schema,
-        )
+        cols = {k: [r[k] for r in rows] for k in ("prompt", "prompt_id", "messages", "category")}
+        splits.append((split, _nbytes(cols, schema), n))
+        files[f"data/{split}-00000-of-00001.parquet"] = parquet_bytes(cols, schema)
     body = (
         "task_categories:\n- text-generation\nlanguage:\n- en\n"
         "dataset_info:\n  features:\n  - name: prompt\n    dtype: string\n"
         "  - name: prompt_id\n    dtype: string\n  - name: messages\n    list:\n"
         "    - name: content\n      dtype: string\n    - name: role\n      dtype: string\n"
-        "  - name: category\n    dtype: string\n  splits:\n"
-        f"  - name: train\n    num_examples: {counts['train']}\n"
-        f"  - name: test\n    num_examples: {counts['test']}\n"
-        "configs:\n- config_name: default\n  data_files:\n"
+        "  - name: category\n    dtype: string\n"
+        + split_yaml("  ", splits, sum(len(d) for d in files.values()))
+        + "configs:\n- config_name: default\n  data_files:\n"
         "  - split: train\n    path: data/train-*\n  - split: test\n    path: data/test-*\n"
     )
     files[".gitattributes"] = GITATTRIBUTES
@@ -1098,7 +1107,75 @@ EXPECTED_MARKER = "# ---- EXPECTED checksums"
 # ---- EXPECTED checksums (from `python hub_data.py print` after a build; the tests compare
 # a fresh build with these, and the sandbox catalog carries the same values). Kept last: the
 # build id hashes this file up to here, so pasting new values does not force a rebuild.
-EXPECTED: dict[str, Any] = {}
+EXPECTED: dict[str, Any] = {
+    "pyarrow": "25.0.1",
+    "repos": {
+        "datasets/HuggingFaceH4/no_robots": {
+            "sha": "480c66d61f1fbd57edc7c85214547cf098ce0add",
+            "files": {
+                ".gitattributes": "7058f2b9bd619af48db89f38f7f7d45496df02637ef3bfc108531a1776f95966",
+                "README.md": "f94e5c743bd34d2d6a89bd658d0ba8e34c781b8bab4c9dd222aa76f37416351f",
+                "data/test-00000-of-00001.parquet": "81c15cb93bd599ecd23a3fc2a0688dd55eb76884f761ecc1ba81c1fd75269090",
+                "data/train-00000-of-00001.parquet": "a1746c6dbee820661b5d441c7bb580375d6f7bcc9ac32365a351fd73fc927938",
+            },
+        },
+        "datasets/Salesforce/wikitext": {
+            "sha": "4cb77a56b03d05d8f835f3a8beeca8a3d36e7169",
+            "files": {
+                ".gitattributes": "7058f2b9bd619af48db89f38f7f7d45496df02637ef3bfc108531a1776f95966",
+                "README.md": "98494a2e2bbad82b7a11a089ad13d246cb2804e54a4d1a76da4e0854ec957952",
+                "wikitext-2-raw-v1/test-00000-of-00001.parquet": "cd1df7ea189cf7f27bd7580b1355c6690835d84abc3249d8963bab2354122553",
+                "wikitext-2-raw-v1/train-00000-of-00001.parquet": "a368706697d978ab82a5c1e3b86a0c455286109ea0f6cc7ae55c874b9b1019b5",
+                "wikitext-2-raw-v1/validation-00000-of-00001.parquet": "479536f569064a9cfb5d986fb7ee6c4b2c60ebace795bdcb5d07297a18bfbebe",
+            },
+        },
+        "models/HuggingFaceTB/SmolLM-135M": {
+            "sha": "fcdda90e463f3988e30078c8ed371e1c3cf47be2",
+            "files": {
+                ".gitattributes": "7058f2b9bd619af48db89f38f7f7d45496df02637ef3bfc108531a1776f95966",
+                "README.md": "830110750907e4f4e4f4d3aea643c8afc80584cf3d6e9273777ce4b6b6a2a323",
+                "config.json": "face7bc63bf996dbd24bb7b5bca22d3b279a6544c7567640b27b4b0f1d9b2bcc",
+                "generation_config.json": "bce48ecb23961e817c63bcfceee48c9f142caf82456ec4a8b7bd52ebb547f73e",
+                "merges.txt": "99c2651d5eb54593f8ea13e6aa1b1b275715cda4e53cd275e1d737c72344dea7",
+                "model.safetensors": "5a96c8f2d63b0365ed344f44a47c5913737f2906a35d3607ac6ac2279568cbc7",
+                "special_tokens_map.json": "e786b595b9a23148bf1630df78d9037a048ea671e48bfd3549a1e3c233742bb3",
+                "tokenizer.json": "430028479300955c081f06c6c158b3451f73ffd1377d2b4c82306fea768875a2",
+                "tokenizer_config.json": "23a2e5d49803e6ef2bcb8333779e7ef963601a27d7a4bbcede5e8ccd892f8a3a",
+                "vocab.json": "69ec0e8548c5bb4912f040596a6f00e1714398c21a363171477f3dd30d366afb",
+            },
+        },
+        "models/openai-community/gpt2": {
+            "sha": "429b4e75e50418309ace1f3fece9100bfc1c217c",
+            "files": {
+                ".gitattributes": "7058f2b9bd619af48db89f38f7f7d45496df02637ef3bfc108531a1776f95966",
+                "README.md": "bf04162599e164155a0095aca992bad5e706ce45370df31ab80d49e5c6e36422",
+                "config.json": "8d10f545ec46478cf98f834343ad1b7d610c5afa538b91406bb37854d88685e3",
+                "generation_config.json": "2daeff221b1170acad8e8d77fea56f5e207a79eb00901bf5dd77b1c198def509",
+                "merges.txt": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+                "model.safetensors": "87cac75e19f17a04b57b3b396bcfadf3bb6bf84e807bef19e7bb2b16412df955",
+                "tokenizer.json": "5613c2b978cf94d67ad26d5f0d54a548586fc20575d7346285b05eae40b6b889",
+                "tokenizer_config.json": "551e26ec611d8d0c8edc3ef72e518a38418cb71f40de1347dd486a595e1557d7",
+                "vocab.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            },
+        },
+    },
+    "torchvision_md5": {
+        "t10k-images-idx3-ubyte.gz": "17955a75502ad1888a8eeafa8160c880",
+        "t10k-labels-idx1-ubyte.gz": "4b58b911f628109ef74b9eeca25d71b3",
+        "train-images-idx3-ubyte.gz": "bc8019e1ee8e52eaa28ed5f8975610e1",
+        "train-labels-idx1-ubyte.gz": "bd64dcad899873bd545b0ed41329be45",
+        "cifar-10-python.tar.gz": "ca6bd1edcec93dc76f8d6ccbd2c05501",
+    },
+    "cifar10_batches_md5": {
+        "batches.meta": "34f04a28b875adf18a41e2fa3f1c9c44",
+        "data_batch_1": "04c1c20a3f8d36764c231086af5683c8",
+        "data_batch_2": "91528c30424f87cefceabe5fb11d5bb7",
+        "data_batch_3": "f741bf998bf4b8e59ec3b186141537a9",
+        "data_batch_4": "3efb4ac9b7513bbe3509d8f7d61bcb22",
+        "data_batch_5": "b4f0e7766eddc8c0ccd55146e77f0a27",
+        "test_batch": "bf48f50454c80302ad29cd4bdd3091b1",
+    },
+}
 
 
 if __name__ == "__main__":
