@@ -25,6 +25,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
+@pytest.fixture(scope="session")
+def cli():  # type: ignore[no-untyped-def]
+    """`cli("validate", ...)` runs mlops-assets in a fresh process."""
+    return run_cli
+
+
 def _status() -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SANDBOX), "status"], capture_output=True, text=True, timeout=120, check=False)
 

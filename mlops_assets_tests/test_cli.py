@@ -1,0 +1,71 @@
+"""The CLI's contract: exit 0/1/2, formats, output files, clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+
+
+def test_help_lists_commands(cli) -> None:
+    res = cli("validate", "--help")
+    assert res.returncode == 0 and "--select" in res.stdout and "junit" in res.stdout
+
+
+def test_catalog_validate_ok_for_every_profile(cli) -> None:
+    res = cli("catalog", "validate", "--all-profiles")
+    assert res.returncode == 0, res.stderr
+    assert "profile production" in res.stdout and "profile sandbox" in res.stdout
+
+
+def test_catalog_validate_bad_file_exits_2_with_every_problem(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\nplatform: x\nprofiles: {sandbox: {}}\n")
+    res = cli("catalog", "validate", str(bad))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr and "version" in res.stderr and "fix:" in res.stderr
+    assert res.stderr.count("  - ") >= 5
+
+
+def test_unknown_profile_exits_2(cli) -> None:
+    res = cli("validate", "--profile", "nope", "--select", "workstation")
+    assert res.returncode == 2 and "unknown profile 'nope'" in res.stderr
+
+
+def test_unknown_selection_exits_2_with_suggestion(cli) -> None:
+    res = cli("validate", "--select", "clod")
+    assert res.returncode == 2 and "Did you mean: cloud" in res.stderr
+
+
+def test_catalog_show_masks_and_resolves(cli) -> None:
+    res = cli("catalog", "show", "--profile", "production", "--format", "json", env={"MLOPS_HPC_USER": "opsuser"})
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout.split("\n", 1)[1])
+    assert data["hpc"]["access"]["login"]["user"] == "opsuser"
+    assert data["cloud"]["services"]["minio"]["secret_key"] == {"env": "MLOPS_S3_SECRET_ACCESS_KEY"}
+
+
+def test_validate_json_and_junit_reports(cli, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = cli("validate", "--select", "workstation", "--format", "json", "--output", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["total"] == 3 and doc["exit_code"] == 0
+    row = next(r for r in doc["results"] if r["check"] == "workstation_python_version")
+    assert set(row) >= {"asset", "check", "passed", "severity", "measured", "threshold", "unit", "hint", "duration_s"}
+    assert row["passed"] is True and row["threshold"] == "3.11"
+    res = cli("validate", "--select", "workstation", "--format", "junit")
+    suite = ET.fromstring(res.stdout.split("\n", 1)[1])
+    assert suite.get("tests") == "3" and len(suite.findall("testcase")) == 3
+
+
+def test_error_failure_exits_1_and_names_the_fix(cli, tmp_path: Path) -> None:
+    """An unreachable HPC login (a closed loopback port) is an ERROR failure, not a crash."""
+    text = (Path(__file__).resolve().parent.parent / "mlops_assets/catalog/platform.yaml").read_text()
+    cat = tmp_path / "platform.yaml"
+    cat.write_text(text.replace("port: 2222", "port: 1"))
+    res = cli("validate", "--catalog", str(cat), "--select", "cloud_to_hpc", "--format", "json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    row = json.loads(res.stdout)["results"][0]
+    assert row["passed"] is False and row["severity"] == "ERROR" and "route" in row["hint"]
