@@ -139,7 +139,11 @@ def parse_size_bytes(text: str, default_unit: str = "") -> int:
     unit = (m.group(2) or default_unit).upper()
     if unit not in _UNIT_POWERS:
         raise ValueError(f"unknown size unit {unit!r} in {_clip(text)!r}")
-    return round(float(m.group(1)) * 1024 ** _UNIT_POWERS[unit])
+    # Exact integer arithmetic (round half up): floats overflow on absurd inputs and lose
+    # precision on large ones.
+    whole, _, frac = m.group(1).partition(".")
+    scale = 10 ** len(frac)
+    return (int(whole + frac) * 1024 ** _UNIT_POWERS[unit] * 2 + scale) // (2 * scale)
 
 
 _DURATION = re.compile(

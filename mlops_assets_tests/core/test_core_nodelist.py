@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,7 +61,21 @@ def test_compress_examples(hosts: list[str], expr: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["a[", "a]", "a[]", "a[2-1]", "a[x]", "a[1-]", "a,,b", ",a", "a,", "a[1-2", "a b", "a[[1]]", "a[1-2]]"],
+    [
+        "a[",
+        "a]",
+        "a[]",
+        "a[2-1]",
+        "a[x]",
+        "a[1-]",
+        "a,,b",
+        ",a",
+        "a,",
+        "a[1-2",
+        "a b",
+        "a[[1]]",
+        "a[1-2]]",
+    ],
 )
 def test_expand_rejects_malformed_and_names_input(bad: str) -> None:
     with pytest.raises(ValueError, match="hostlist") as info:
@@ -104,7 +120,7 @@ _hostname = st.builds(
 ) | st.sampled_from(["login", "localhost", "head-node", "gpu", "x"])
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_hostname, max_size=40))
 def test_compress_then_expand_is_the_same_set(hosts: list[str]) -> None:
     expr = compress_hostlist(hosts)
@@ -123,13 +139,15 @@ _range_body = st.lists(
     max_size=4,
 ).map(",".join)
 _host_expr = st.lists(
-    st.one_of(st.sampled_from(["gpu", "rack", "-", "node", "x"]), _range_body.map(lambda b: f"[{b}]")),
+    st.one_of(
+        st.sampled_from(["gpu", "rack", "-", "node", "x"]), _range_body.map(lambda b: f"[{b}]")
+    ),
     min_size=1,
-    max_size=4,
+    max_size=3,
 ).map("".join)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(_host_expr, min_size=1, max_size=4).map(",".join))
 def test_expand_then_compress_round_trip(expr: str) -> None:
     hosts = expand_hostlist(expr)
@@ -152,7 +170,5 @@ def test_expand_raises_only_value_error(text: str) -> None:
 @settings(max_examples=300)
 @given(st.text(max_size=40))
 def test_expand_any_text_raises_only_value_error(text: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         expand_hostlist(text)
-    except ValueError:
-        pass
