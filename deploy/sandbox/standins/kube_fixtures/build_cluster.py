@@ -502,7 +502,7 @@ def deployment(
 ) -> dict:
     """A Deployment, its ReplicaSet and its pods (on `nodes`, round robin)."""
     template_labels = dict(selector)
-    for k in ("app.kubernetes.io/instance", "app.kubernetes.io/version"):
+    for k in ("app.kubernetes.io/instance", "app.kubernetes.io/name", "app.kubernetes.io/version"):
         if k in labels:
             template_labels.setdefault(k, labels[k])
     pth = h("pth", ns, name, n=10)
