@@ -889,3 +889,18 @@ def test_drained_sandbox_partition_and_queue() -> None:
     assert job.reason == "ReqNodeNotAvail, UnavailableNodes:localhost"
     assert job.nodes == ()
     assert s.parse_squeue(fixture("squeue_drained_sandbox_22.05.txt")) == []
+
+
+def test_sacct_sandbox_jobs() -> None:
+    recs = {r.job_id: r for r in s.parse_sacct(fixture("sacct_P_n_jobs_sandbox_22.05.txt"))}
+    assert recs["4.0"].step == "0" and recs["4.0"].job_name == "nvidia-smi"
+    assert (recs["4"].state, recs["4"].exit_code) == ("FAILED", 2)
+    assert recs["5"].succeeded and recs["5"].gpus == 1
+    # Cancelled while pending on a drained node: no "by", no TRES, no node.
+    assert recs["7"].state == "CANCELLED"
+    assert recs["7"].cancelled_by is None
+    assert recs["7"].alloc_tres == {}
+    assert recs["7"].nodes == ()
+    assert recs["7"].terminal and not recs["7"].succeeded
+    jobs = [r for r in recs.values() if not r.is_step]
+    assert [r.job for r in jobs] == ["1", "2", "3", "4", "5", "6", "7"]
