@@ -15,6 +15,7 @@
 #   sb_wait_http URL TIMEOUT      0 once URL answers 2xx/3xx, 1 after TIMEOUT s
 #   sb_wait_fail NAME MSG         print MSG and the tail of NAME's log, return 1
 #   sb_apt PKG...                 apt-get install --no-install-recommends only missing packages
+#   sb_need_cmd CMD PKG           sb_apt PKG if CMD is not on PATH
 #   sb_env_set KEY VALUE          idempotently set KEY=VALUE in $STATE/sandbox.env (mode 600)
 #   sb_env_get KEY                print the value of KEY from $STATE/sandbox.env (empty if unset)
 #   sb_rand N                     N random characters [A-Za-z0-9]
@@ -267,6 +268,23 @@ sb_apt() {
   fi
   ((made_policy)) && rm -f /usr/sbin/policy-rc.d
   ((rc == 0)) || sb_die "apt-get install ${missing[*]} failed (rc $rc)"
+}
+
+# sb_need_cmd CMD PKG: install PKG if CMD is missing
+sb_need_cmd() {
+  command -v "$1" >/dev/null 2>&1 || sb_apt "$2"
+}
+
+# The tools lib.sh and the service files use, for minimal images (e.g. debootstrap minbase).
+sb_base_tools() {
+  sb_need_cmd curl curl
+  sb_need_cmd ps procps
+  sb_need_cmd setpriv util-linux
+  sb_need_cmd mountpoint util-linux
+  sb_need_cmd losetup mount
+  sb_need_cmd blkid util-linux
+  sb_need_cmd mkfs.ext4 e2fsprogs
+  sb_need_cmd base64 coreutils
 }
 
 # ---------------------------------------------------------------- env file and secrets

@@ -94,8 +94,9 @@ cmd_status() {
 }
 
 cmd_up() {
-  sb_init_state
   local f rc t0=$SECONDS t
+  sb_init_state
+  sb_base_tools
   for f in "${FILES[@]}"; do
     t=$SECONDS
     sb_log "=== $(basename "$f")"
