@@ -39,11 +39,18 @@ svc_start() {
     /usr/sbin/slurmctld -D -f "$SB_SLURM_CONF"
 }
 
+# slurmctld fetches associations from slurmdbd after it answers pings; a job submitted before
+# that runs without an account (seen on 24.11 right after the first start).
+_slurmctld_assoc_loaded() {
+  scontrol show assoc_mgr users="$SB_TRAIN_USER" flags=assoc 2>/dev/null |
+    grep -q "Account=$SB_SLURM_ACCOUNT UserName=$SB_TRAIN_USER"
+}
+
 svc_wait() {
   local end=$((SECONDS + 60))
-  until sb_slurm_ctld_up; do
+  until sb_slurm_ctld_up && _slurmctld_assoc_loaded; do
     sb_pid_alive "$SVC_NAME" || { sb_wait_fail "$SVC_NAME" "slurmctld exited"; return 1; }
-    ((SECONDS < end)) || { sb_wait_fail "$SVC_NAME" "slurmctld did not answer 'scontrol ping' within 60s"; return 1; }
+    ((SECONDS < end)) || { sb_wait_fail "$SVC_NAME" "slurmctld did not answer 'scontrol ping' with the $SB_TRAIN_USER association loaded within 60s"; return 1; }
     sleep 0.3
   done
 }
