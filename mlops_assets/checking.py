@@ -3,6 +3,7 @@ result carries measured value, threshold, unit, hint, severity and duration as m
 
 
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from mlops_assets.catalog.schema import Catalog, Freshness
 from mlops_assets.core.checks import CheckSpec, Evaluation, Severity, run_check
 
 LIGHT_TAG = "mlops/light"
+MAX_CONCURRENT_PROBES = 8
 
 
 class ProbeContext:
@@ -52,9 +54,12 @@ def _metadata(ev: Evaluation) -> dict[str, Any]:
 
 
 def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
+    """The result names its check, so a multi-check can yield many."""
     severity = dg.AssetCheckSeverity.ERROR if ev.severity == Severity.ERROR else dg.AssetCheckSeverity.WARN
     text = f"{ev.measured} {ev.unit} (threshold {ev.threshold})".strip()
     return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(ev.asset),
+        check_name=ev.check,
         passed=ev.passed,
         severity=severity,
         metadata=_metadata(ev),
@@ -62,30 +67,46 @@ def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
     )
 
 
-def asset_checks(specs: Iterable[CheckSpec]) -> list[dg.AssetChecksDefinition]:
-    return [_one(spec) for spec in specs]
+def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
+    """One subsettable multi-check per domain: the selected probes run concurrently and
+    share the domain's resources (one SSH connection for all HPC checks of a run)."""
+    specs = list(specs)
+    if not specs:
+        return []
+    by_key = {dg.AssetCheckKey(dg.AssetKey(s.asset), s.name): s for s in specs}
+    resources: set[str] = set().union(*(s.requires for s in specs))
 
-
-def _one(spec: CheckSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(spec.asset),
-        name=spec.name,
-        description=spec.description,
-        blocking=spec.blocking,
-        required_resource_keys=set(spec.requires),
-        metadata={"mlops/severity": str(spec.severity), LIGHT_TAG: str(spec.light).lower()},
+    @dg.multi_asset_check(
+        name=name,
+        specs=[
+            dg.AssetCheckSpec(
+                s.name,
+                asset=dg.AssetKey(s.asset),
+                description=s.description,
+                blocking=s.blocking,
+                metadata={"mlops/severity": str(s.severity), LIGHT_TAG: str(s.light).lower()},
+            )
+            for s in specs
+        ],
+        can_subset=True,
+        required_resource_keys=resources,
     )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    def _checks(context):
         from mlops_assets.platform import active, secret_values
 
         catalog = active().catalog
         ctx = ProbeContext(catalog, context.resources, context.log)
-        ev = run_check(spec, ctx, secret_values(catalog))
-        if not ev.passed:
-            context.log.warning(f"{spec.asset}/{spec.name} failed: {ev.detail} Hint: {ev.hint}")
-        return to_check_result(ev)
+        secrets = secret_values(catalog)
+        selected = [by_key[k] for k in context.selected_asset_check_keys if k in by_key]
+        with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_PROBES, len(selected) or 1)) as pool:
+            futures = [pool.submit(run_check, spec, ctx, secrets) for spec in selected]
+            for future in as_completed(futures):
+                ev = future.result()
+                if not ev.passed:
+                    context.log.warning(f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}")
+                yield to_check_result(ev)
 
-    return _check
+    return [_checks]
 
 
 def external(

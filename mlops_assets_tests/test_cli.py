@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
-
 def test_help_lists_commands(cli) -> None:
     res = cli("validate", "--help")
     assert res.returncode == 0 and "--select" in res.stdout and "junit" in res.stdout

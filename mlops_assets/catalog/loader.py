@@ -56,6 +56,37 @@ class CatalogError(Exception):
         return "\n".join([head + ":", *(p.render(self.file) for p in self.problems)])
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LazyLines(dict[KeyPath, int]):
+    """Key path -> line, composed only when an error needs it: a valid catalog loads
+    without a second parse."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text: str | None = text
+
+    def _fill(self) -> None:
+        if self._text is not None:
+            node = yaml.compose(self._text, Loader=_FAST_LOADER)
+            self._text = None
+            if node is not None:
+                self.update(_line_index(node))
+
+    def get(self, key: KeyPath, default: int | None = None) -> int | None:  # type: ignore[override]
+        self._fill()
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._fill()
+        return super().__contains__(key)
+
+    def __getitem__(self, key: KeyPath) -> int:
+        self._fill()
+        return super().__getitem__(key)
+
+
 @dataclass(frozen=True)
 class LoadedCatalog:
     catalog: Catalog
@@ -172,7 +203,7 @@ def _fix_for(err: Mapping[str, Any], loc: KeyPath) -> str:
     return "correct the value to match the schema (see docs/catalog.md)"
 
 
-def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], _LazyLines]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -184,8 +215,7 @@ def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[KeyPath
             str(path), profile, [Problem("", f"cannot read: {exc}", "fix permissions or encoding")]
         ) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -199,7 +229,7 @@ def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], dict[KeyPath
             profile,
             [Problem("", "the file must be a mapping with keys version, hpc, cloud, ...", "start from the shipped platform.yaml")],
         )
-    return data, (_line_index(node) if node is not None else {})
+    return data, _LazyLines(text)
 
 
 def resolve_path(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:

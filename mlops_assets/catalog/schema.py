@@ -25,7 +25,7 @@ RelPath = Annotated[str, Field(min_length=1, description="path relative to the B
 class _Strict(BaseModel):
     """Unknown keys are typos until proven otherwise."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _relative(value: str) -> str:

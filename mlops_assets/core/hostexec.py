@@ -11,6 +11,7 @@ import os
 import shlex
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from mlops_assets.core.checks import ProbeFailed
 
 MAX_OUTPUT_BYTES = 256 * 1024
+MAX_CHANNELS = 4
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,15 @@ class SshRunner:
         self.settings = settings
         self.where = f"{settings.user}@{settings.host}:{settings.port}"
         self._conn: Any = None
+        self._lock = threading.Lock()
+        # sshd allows 10 sessions per connection by default; stay well below.
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
 
     def _connect(self) -> Any:
+        with self._lock:
+            return self._open()
+
+    def _open(self) -> Any:
         if self._conn is not None and self._conn.is_connected:
             return self._conn
         import paramiko
@@ -200,23 +209,32 @@ class SshRunner:
     def run(
         self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
     ) -> CommandResult:
-        conn = self._connect()
         line = command_line(argv, env)
         start = time.monotonic()
-        try:
-            res = conn.run(
-                line,
-                hide=True,
-                warn=True,
-                timeout=timeout_s or self.settings.command_timeout_s,
-                in_stream=False,
-            )
-        except Exception as exc:  # invoke's CommandTimedOut and socket errors
-            name = type(exc).__name__
-            if "Timed" in name or isinstance(exc, TimeoutError):
-                return CommandResult(tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start)
-            self.close()
-            raise HostError(f"SSH command failed on {self.where}: {name}", "check the login node") from None
+        attempt = 0
+        while True:
+            conn = self._connect()
+            try:
+                with self._channels:
+                    res = conn.run(
+                        line,
+                        hide=True,
+                        warn=True,
+                        timeout=timeout_s or self.settings.command_timeout_s,
+                        in_stream=False,
+                    )
+                break
+            except Exception as exc:  # invoke's CommandTimedOut, paramiko and socket errors
+                name = type(exc).__name__
+                if "Timed" in name or isinstance(exc, TimeoutError):
+                    return CommandResult(tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start)
+                # A refused channel (sshd MaxSessions) is transient; a dead transport is not ours to keep.
+                if attempt >= self.settings.retries + 2:
+                    raise HostError(f"SSH command failed on {self.where}: {name}", "check the login node (sshd log, MaxSessions)") from None
+                if name != "ChannelException" and self._conn is conn and not conn.is_connected:
+                    self.close()
+                attempt += 1
+                time.sleep(self.settings.backoff_s * attempt)
         out, t1 = _cap(res.stdout)
         err, t2 = _cap(res.stderr)
         return CommandResult(tuple(argv), res.exited, out, err, time.monotonic() - start, t1 or t2)

@@ -4,6 +4,7 @@ kubernetes) are imported on first use, never at code-location load."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,8 +28,13 @@ class HpcResource(dg.ConfigurableResource):
     command_timeout_s: float = 60
 
     _runner: Runner | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def runner(self) -> Runner:
+        with self._lock:
+            return self._make_runner()
+
+    def _make_runner(self) -> Runner:
         if self._runner is None:
             if self.mode == "local":
                 self._runner = LocalRunner(self.command_timeout_s)
@@ -92,8 +98,13 @@ class S3Resource(dg.ConfigurableResource):
     timeout_s: float = 10
 
     _client: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def client(self) -> Any:
+        with self._lock:
+            return self._make_client()
+
+    def _make_client(self) -> Any:
         if self._client is None:
             import boto3
             from botocore.config import Config
@@ -124,8 +135,13 @@ class KubernetesResource(dg.ConfigurableResource):
     timeout_s: float = 10
 
     _api: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def api_client(self) -> Any:
+        with self._lock:
+            return self._make_api()
+
+    def _make_api(self) -> Any:
         if self._api is None:
             import os
 

@@ -67,7 +67,7 @@ def build(catalog: Catalog) -> dg.Definitions:
         external("prometheus", group=GROUP, kinds=["prometheus"], description=f"Prometheus at {svc.prometheus.url}."),
         external("grafana", group=GROUP, kinds=["grafana"], description=f"Grafana at {svc.grafana.url}.", deps=["prometheus"]),
     ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="cloud_checks"))
 
 
 defs = build(active().catalog)

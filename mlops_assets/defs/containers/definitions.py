@@ -58,7 +58,7 @@ def build(catalog: Catalog) -> dg.Definitions:
                 freshness=ct.freshness or catalog.default_freshness,
             )
         )
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="containers_checks"))
 
 
 defs = build(active().catalog)

@@ -46,7 +46,7 @@ def build(catalog: Catalog) -> dg.Definitions:
             metadata={"source": where, "path": f"{catalog.hpc.beegfs.root}/{d.path}"},
             freshness=d.freshness or catalog.default_freshness,
         ))
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="datasets_checks"))
 
 
 defs = build(active().catalog)

@@ -50,7 +50,7 @@ def build(catalog: Catalog) -> dg.Definitions:
         external("beegfs", group=GROUP, kinds=["beegfs"], description=f"The shared filesystem at {catalog.hpc.beegfs.root}."),
         external("apptainer", group=GROUP, kinds=["apptainer"], description="The container runtime on the compute nodes."),
     ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="hpc_checks"))
 
 
 defs = build(active().catalog)

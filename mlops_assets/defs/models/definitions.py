@@ -81,7 +81,7 @@ def build(catalog: Catalog) -> dg.Definitions:
             external(f"model_{name}_minio", group=GROUP, kinds=["minio"], description=f"Copy of {pinned} in s3://{m.bucket}/{name}/{m.revision}/.", deps=[f"model_{name}", f"bucket_{m.bucket}"], freshness=fresh),
             external(f"model_{name}_mlflow", group=GROUP, kinds=["mlflow"], description=f"Registered model `{m.registered_name}` at {pinned}.", deps=[f"model_{name}_minio", "mlflow"], freshness=fresh),
         ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="models_checks"))
 
 
 defs = build(active().catalog)

@@ -41,7 +41,7 @@ def build(catalog: Catalog) -> dg.Definitions:
         external("service_dns", group=GROUP, kinds=["dns"], description="DNS names of the cloud services."),
         external("workstation", group=GROUP, kinds=["python"], description="The operator's workstation / the orchestrator's own host."),
     ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="network_checks"))
 
 
 defs = build(active().catalog)

@@ -103,7 +103,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_layout(catalog), *(_bucket(b) for b in catalog.cloud.buckets)]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="storage_checks"))
 
 
 defs = build(active().catalog)
