@@ -50,6 +50,8 @@ def _metadata(ev: Evaluation) -> dict[str, Any]:
         meta["nodes"] = dg.MetadataValue.text(", ".join(ev.nodes))
     if ev.detail:
         meta["detail"] = dg.MetadataValue.text(ev.detail)
+    for key, extra in ev.extra.items():
+        meta[key] = value(extra)
     return meta
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 from mlops_assets.core.checks import Evaluation, Severity
 
 GROUPS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke")
+_STANDARD_KEYS = {"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"}
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -108,6 +109,7 @@ def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
                 duration_s=float(_meta(md, "duration_s") or 0.0),
                 nodes=tuple(nodes.split(", ")) if nodes else (),
                 detail=_meta(md, "detail") or "",
+                extra={k: _meta(md, k) for k in md if k not in _STANDARD_KEYS},
             )
         )
     failures = _step_failures(result)

@@ -110,6 +110,7 @@ class Beegfs(_Strict):
     root: str = Field(pattern=r"^/")
     fs_type: str = Field(min_length=1, description="filesystem type the mount must report")
     min_free_gb: float = Field(gt=0)
+    warn_free_gb: float | None = Field(default=None, gt=0, description="WARN below this")
     directories: BeegfsDirectories = BeegfsDirectories()
     training_user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
     recommended_total_gb: float = Field(default=20, gt=0)
@@ -124,6 +125,11 @@ class Gpus(_Strict):
     min_count: int = Field(ge=1)
     vendor: Literal["nvidia"] = "nvidia"
     nvidia_smi: str = "nvidia-smi"
+    min_driver_version: Version | None = None
+    fake: bool = Field(
+        default=False,
+        description="GRES backed by fake device files (sandbox): a missing driver is a WARN there",
+    )
 
 
 class Hpc(_Strict):

@@ -73,6 +73,7 @@ class Evaluation:
     duration_s: float
     nodes: tuple[str, ...] = ()
     detail: str = ""
+    extra: dict[str, Scalar] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class Evaluation:
             "duration_s": round(self.duration_s, 3),
             "nodes": list(self.nodes),
             "detail": self.detail,
+            **({"extra": dict(self.extra)} if self.extra else {}),
         }
 
 
@@ -162,4 +164,5 @@ def run_check(spec: CheckSpec, ctx: Any, secrets: Iterable[str] = ()) -> Evaluat
         duration_s=duration,
         nodes=outcome.nodes,
         detail=detail,
+        extra=dict(outcome.extra),
     )

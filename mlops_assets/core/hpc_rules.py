@@ -12,7 +12,12 @@ from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, at_most, missing_items
 from mlops_assets.core.hostexec import CommandResult, Runner
 from mlops_assets.core.nvidia_smi import NVIDIA_SMI_QUERY, parse_query_gpu
-from mlops_assets.core.slurm import gpu_count, parse_gres_mismatch, parse_node_state
+from mlops_assets.core.slurm import (
+    SINFO_NODE_FORMAT,
+    SlurmNode,
+    parse_gres_mismatch,
+    parse_sinfo_nodes,
+)
 
 GRES_HINT = (
     "job pending on GRES: make gres.conf and slurm.conf agree on the GPU count, then "
@@ -92,21 +97,17 @@ def accounting_enabled(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-SINFO_FORMAT = "%N|%P|%G|%T|%E"  # fields in the order sinfo_nodes() reads them
+def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
+    res = must(runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers")
+    try:
+        return parse_sinfo_nodes(res.stdout)
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected sinfo output: {exc}", "check the SLURM version and sinfo") from None
 
 
-def sinfo_nodes(runner: Runner) -> list[dict[str, str]]:
-    res = must(runner, ["sinfo", "-h", "-N", "-o", SINFO_FORMAT], "check that slurmctld answers")
-    rows = []
-    for line in res.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) != 5:
-            continue
-        node, partition, gres, state, reason = parts
-        rows.append(
-            {"node": node, "partition": partition.rstrip("*"), "gres": gres, "state": state, "reason": reason}
-        )
-    return rows
+def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:
+    gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
+    return [n for n in sinfo_nodes(runner) if gpu_parts & set(n.partitions)]
 
 
 def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
@@ -117,50 +118,41 @@ def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
     return out
 
 
-def _unavailable(state: str) -> bool:
-    try:
-        return not parse_node_state(state).available
-    except ValueError:
-        return True
+def _reason(node: SlurmNode) -> str:
+    return node.reason.text if node.reason else ""
 
 
 def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
     want = catalog.hpc.slurm.gpus_per_node
-    gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
-    bad: list[str] = []
-    seen = 0
-    for row in sinfo_nodes(runner):
-        if row["partition"] not in gpu_parts:
-            continue
-        seen += 1
-        count = gpu_count(row["gres"])
-        mismatch = parse_gres_mismatch(row["reason"]) is not None
-        if count < want or (mismatch and _unavailable(row["state"])):
-            bad.append(f"{row['node']} ({row['gres']}, {row['state']}{', ' + row['reason'] if row['reason'] else ''})")
-    if not seen:
-        raise ProbeFailed(f"no nodes in GPU partitions {sorted(gpu_parts)}", "check hpc.slurm.partitions")
+    nodes = gpu_nodes(runner, catalog)
+    if not nodes:
+        raise ProbeFailed("no nodes in the GPU partitions", "check hpc.slurm.partitions against `sinfo`")
+    bad = [
+        n for n in nodes
+        if n.gpus < want or (parse_gres_mismatch(n.reason) is not None and not n.state.available)
+    ]
     return Outcome(
         passed=not bad,
-        measured=seen - len(bad),
-        threshold=seen,
+        measured=len(nodes) - len(bad),
+        threshold=len(nodes),
         unit=f"nodes with gpu GRES >= {want}",
         hint=GRES_HINT,
-        nodes=tuple(sorted({b.split(' ')[0] for b in bad})),
-        detail="; ".join(bad),
+        nodes=tuple(n.name for n in bad),
+        detail="; ".join(f"{n.name}: gpu={n.gpus}, {n.state}{', ' + _reason(n) if _reason(n) else ''}" for n in bad),
     )
 
 
 def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
-    rows = sinfo_nodes(runner)
+    nodes = sinfo_nodes(runner)
     worst: tuple[float, str, float] = (0.0, "", 1.0)
-    nodes: set[str] = set()
+    down: dict[str, str] = {}
     for part in catalog.hpc.slurm.partitions:
-        mine = [r for r in rows if r["partition"] == part.name]
+        mine = [n for n in nodes if part.name in n.partitions]
         if not mine:
             continue
-        down = [r["node"] for r in mine if _unavailable(r["state"])]
-        nodes.update(down)
-        share = len(down) / len(mine)
+        gone = [n for n in mine if not n.state.available]
+        down.update({n.name: f"{n.state}{' (' + _reason(n) + ')' if _reason(n) else ''}" for n in gone})
+        share = len(gone) / len(mine)
         if share - part.max_unavailable_fraction > worst[0] - worst[2]:
             worst = (share, part.name, part.max_unavailable_fraction)
     share, name, limit = worst
@@ -169,22 +161,19 @@ def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
         limit,
         f"share of unavailable nodes{' in ' + name if name else ''}",
         "resume or repair drained/down nodes (`sinfo -R` lists the reasons)",
-        nodes=tuple(sorted(nodes)),
+        nodes=tuple(sorted(down)),
+        detail="; ".join(f"{k}: {v}" for k, v in sorted(down.items())),
     )
 
 
 def total_gpus(runner: Runner, catalog: Catalog) -> Outcome:
-    gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
-    per_node: dict[str, int] = {}
-    for row in sinfo_nodes(runner):
-        if row["partition"] in gpu_parts and not _unavailable(row["state"]):
-            per_node[row["node"]] = gpu_count(row["gres"])
+    usable = [n for n in gpu_nodes(runner, catalog) if n.state.available]
     return at_least(
-        sum(per_node.values()),
+        sum(n.gpus for n in usable),
         catalog.hpc.gpus.min_count,
         "schedulable GPUs",
         "multi-GPU tests need at least this many GPUs in service: resume drained GPU nodes",
-        nodes=tuple(sorted(per_node)),
+        nodes=tuple(n.name for n in usable),
     )
 
 
@@ -248,7 +237,7 @@ def mount_matches(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-def free_space(runner: Runner, catalog: Catalog) -> Outcome:
+def free_space(runner: Runner, catalog: Catalog, warn: bool = False) -> Outcome:
     b = catalog.hpc.beegfs
     res = must(runner, ["df", "-P", "-B1", b.root], "check the BeeGFS mount")
     lines = res.stdout.strip().splitlines()
@@ -258,10 +247,14 @@ def free_space(runner: Runner, catalog: Catalog) -> Outcome:
         raise ProbeFailed(f"unexpected df output: {res.stdout[:120]!r}", "check df on the login node") from None
     return at_least(
         round(avail / 1e9, 2),
-        b.min_free_gb,
+        b.min_free_gb if not warn else (b.warn_free_gb or b.min_free_gb),
         "GB free",
         f"free space on {b.root}: remove old checkpoints under jobs/ and models/ or grow the filesystem",
     )
+
+
+def free_space_warn(runner: Runner, catalog: Catalog) -> Outcome:
+    return free_space(runner, catalog, warn=True)
 
 
 def directories(catalog: Catalog) -> dict[str, str]:
@@ -278,49 +271,139 @@ def layout_complete(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
+PROBE_BYTES = 16 * 1024 * 1024
+
+
+def _as_training_user(runner: Runner, catalog: Catalog, argv: list[str]) -> list[str]:
+    """The login user is the training user on most sites; otherwise go through sudo -n."""
     user = catalog.hpc.beegfs.training_user
-    failed = []
-    for path in directories(catalog).values():
-        res = runner.run(["mktemp", "-p", path, ".mlops-write-probe.XXXXXX"])
-        if res.ok:
-            runner.run(["rm", "-f", res.stdout.strip()])
-        else:
+    if catalog.hpc.access.mode == "ssh" and catalog.hpc.access.login.user == user:
+        return argv
+    return ["sudo", "-n", "-u", user, "--", *argv]
+
+
+def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
+    """Create, read back and delete a probe file in each directory, as the training user;
+    the first directory also times a 16 MiB write (metadata, not a threshold)."""
+    user = catalog.hpc.beegfs.training_user
+    dirs = directories(catalog)
+    failed: list[str] = []
+    throughput = None
+    for i, path in enumerate(dirs.values()):
+        probe = f"{path}/.mlops-write-probe"
+        count = PROBE_BYTES // (1024 * 1024) if i == 0 else 1
+        write = runner.run(_as_training_user(runner, catalog, [
+            "dd", "if=/dev/zero", f"of={probe}", "bs=1M", f"count={count}", "conv=fsync", "status=none",
+        ]))
+        read = runner.run(_as_training_user(runner, catalog, ["stat", "-c", "%s", probe])) if write.ok else write
+        runner.run(_as_training_user(runner, catalog, ["rm", "-f", probe]))
+        if not (write.ok and read.ok and read.stdout.strip() == str(count * 1024 * 1024)):
             failed.append(path)
+        elif i == 0 and write.duration_s > 0:
+            throughput = round(PROBE_BYTES / 1e6 / write.duration_s, 1)
     return Outcome(
         passed=not failed,
-        measured=len(directories(catalog)) - len(failed),
-        threshold=len(directories(catalog)),
+        measured=len(dirs) - len(failed),
+        threshold=len(dirs),
         unit=f"directories writable by {user}",
-        hint=f"BeeGFS permissions: `chown -R {user} <dir>` so the training user can write",
+        hint=f"BeeGFS permissions or space: `chown -R {user} <dir>` and check quota so the training user can write",
         detail=("not writable: " + ", ".join(failed)) if failed else "",
+        extra={"write_MBps": throughput} if throughput is not None else {},
     )
 
 
-def nvidia_smi_in_job(runner: Runner, catalog: Catalog) -> Outcome:
-    """nvidia-smi inside a 1-GPU job on a GPU partition: driver, device files and GRES binding."""
-    part = next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
+def beegfs_targets(runner: Runner, catalog: Catalog) -> Outcome:
+    """beegfs-ctl --listtargets --state: every target Online and Good, where BeeGFS tools exist."""
+    res = runner.run(["beegfs-ctl", "--listtargets", "--nodetype=storage", "--state"])
+    if res.returncode == 127:
+        return Outcome(True, "no beegfs-ctl", "all Online/Good", "targets", "",
+                       detail=f"beegfs-ctl is not installed on {runner.where}; target states not checked")
+    if not res.ok:
+        raise ProbeFailed(f"beegfs-ctl failed: {res.tail(2)}", "check the BeeGFS management service")
+    targets = parse_beegfs_targets(res.stdout)
+    bad = [f"{t}: {r}/{c}" for t, r, c in targets if (r, c) != ("Online", "Good")]
+    return Outcome(
+        bool(targets) and not bad, len(targets) - len(bad), len(targets), "targets Online/Good",
+        "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; check beegfs-storage",
+        detail="; ".join(bad),
+    )
+
+
+def parse_beegfs_targets(text: str) -> list[tuple[str, str, str]]:
+    """Rows of `TargetID  Reachability  Consistency  NodeID` after the dashed header."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit():
+            rows.append((parts[0], parts[1], parts[2]))
+    return rows
+
+
+def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
+    """The login node is not where jobs run: ask a compute node too."""
+    partition = catalog.smoke.partition
+    res = runner.run(["srun", "-p", partition, "-N", "1", "-n", "1", "--time=00:01:00", "--quiet", "apptainer", "--version"], timeout_s=120)
+    minimum = catalog.hpc.apptainer.min_version
+    if not res.ok:
+        return Outcome(False, "not installed", minimum, "version on a compute node",
+                       f"install Apptainer >= {minimum} on every compute node", detail=res.tail(2))
+    found = version_text(res.stdout)
+    return Outcome(versions.at_least(found, minimum), found, minimum, "version on a compute node", f"upgrade Apptainer to >= {minimum}")
+
+
+NO_DRIVER = "no NVIDIA driver"
+
+
+def _smi_on_node(runner: Runner, catalog: Catalog, node: SlurmNode, partition: str) -> tuple[str, list[str]]:
+    """(measured fact, problems) for one node, from nvidia-smi inside a job holding all its GPUs."""
     argv = [
-        "srun", "-p", part, "-N", "1", "-n", "1", "--gres=gpu:1", "--time=00:02:00", "--quiet",
-        catalog.hpc.gpus.nvidia_smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits",
+        "srun", "-p", partition, "-w", node.name, "-N", "1", "-n", "1", f"--gres=gpu:{node.gpus}",
+        "--time=00:02:00", "--quiet", catalog.hpc.gpus.nvidia_smi,
+        f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits",
     ]
     res = runner.run(argv, timeout_s=180)
     if not res.ok:
-        return Outcome(
-            False, f"exit {res.returncode}", "exit 0", "nvidia-smi in a --gres=gpu:1 job",
-            "no GPU inside a job: check the NVIDIA driver on the node, gres.conf File= lines and cgroup ConstrainDevices",
-            detail=res.tail(3),
-        )
+        text = (res.stderr + res.stdout).lower()
+        if "no such file" in text or "not found" in text or "couldn't find" in text or "failed to initialize nvml" in text:
+            return NO_DRIVER, [f"{node.name}: {NO_DRIVER} ({res.tail(1)})"]
+        return f"srun exit {res.returncode}", [f"{node.name}: {res.tail(2)}"]
     try:
         gpus = parse_query_gpu(res.stdout)
     except ValueError as exc:
-        raise ProbeFailed(f"unexpected nvidia-smi output: {exc}", "check the driver on the GPU nodes") from None
-    bad = [g for g in gpus if (g.remapped_rows_pending or g.remapped_rows_failure or (g.ecc_uncorrected_volatile or 0) > 0)]
+        return "unparsable", [f"{node.name}: {exc}"]
+    problems = []
+    if len(gpus) != node.gpus:
+        problems.append(f"{node.name}: {len(gpus)} GPUs visible, GRES says {node.gpus}")
+    minimum = catalog.hpc.gpus.min_driver_version
+    for g in gpus:
+        if minimum and g.driver_version and not versions.at_least(g.driver_version, minimum):
+            problems.append(f"{node.name} GPU{g.index}: driver {g.driver_version} < {minimum}")
+        problems += [f"{node.name} GPU{g.index}: {p}" for p in g.problems()]
+    names = sorted({g.name or "?" for g in gpus})
+    drivers = sorted({g.driver_version or "?" for g in gpus})
+    return f"{len(gpus)}x {'/'.join(names)} driver {'/'.join(drivers)}", problems
+
+
+def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
+    """On every available GPU node: GPU count equals GRES, driver >= minimum, no ECC or row-remap trouble."""
+    partition = next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
+    nodes = [n for n in gpu_nodes(runner, catalog) if n.state.available and n.gpus > 0]
+    if not nodes:
+        raise ProbeFailed("no available GPU node to probe", "resume a GPU node first")
+    facts, problems, bad = [], [], []
+    for node in nodes:
+        fact, trouble = _smi_on_node(runner, catalog, node, partition)
+        facts.append(fact)
+        if trouble:
+            bad.append(node.name)
+            problems += trouble
+    fake = " (the catalog declares these GPUs fake)" if catalog.hpc.gpus.fake else ""
     return Outcome(
-        len(gpus) == 1 and not bad,
-        len(gpus),
-        1,
-        "GPUs visible to a 1-GPU job",
-        "a job must see exactly its GPU, without pending row remaps or uncorrected ECC errors (reset or drain the GPU)",
-        detail="; ".join(f"{g.name} {g.uuid} driver {g.driver_version}" for g in gpus),
+        passed=not bad,
+        measured=facts[0] if len(set(facts)) == 1 else "; ".join(facts),
+        threshold="GPU count == GRES, healthy",
+        unit="nvidia-smi inside a job on each GPU node",
+        hint="no GPU inside a job: install/repair the NVIDIA driver, check gres.conf File= lines and cgroup ConstrainDevices" + fake,
+        nodes=tuple(bad),
+        detail="; ".join(problems),
     )

@@ -35,10 +35,13 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("slurm", "slurm_accounting_enabled", accounting, "sacct is how smoke jobs prove their final state.", _on_hpc(r.accounting_enabled), hpc),
         CheckSpec("slurm", "slurm_client_commands_present", E, "The orchestrator drives SLURM through these commands.", _on_hpc(r.client_commands), hpc),
         CheckSpec("gpu_nodes", "gpu_count_at_least_minimum", E, "Multi-GPU validation needs this many schedulable GPUs.", _on_hpc(r.total_gpus), hpc),
-        CheckSpec("gpu_nodes", "gpu_nvidia_smi_in_slurm_job", E, "Proves driver, device files and GRES binding from inside a job.", _on_hpc(r.nvidia_smi_in_job), hpc, light=False),
+        CheckSpec("gpu_nodes", "gpu_nvidia_smi_matches_gres_per_node", W if catalog.hpc.gpus.fake else E, "Proves driver, device files and GRES binding from inside a job on each node.", _on_hpc(r.nvidia_smi_per_node), hpc, light=False),
         CheckSpec("beegfs", "beegfs_mounted", E, "Everything is staged on the shared filesystem.", _on_hpc(r.mount_matches), hpc, blocking=True),
         CheckSpec("beegfs", "beegfs_free_space", E, "Staging and checkpoints fail mid-write on a full disk.", _on_hpc(r.free_space), hpc, blocking=True),
+        CheckSpec("beegfs", "beegfs_free_space_warning", W, "Early warning before the hard threshold.", _on_hpc(r.free_space_warn), hpc),
+        CheckSpec("beegfs", "beegfs_targets_online_good", E, "A lost storage target corrupts reads long before df notices.", _on_hpc(r.beegfs_targets), hpc),
         CheckSpec("apptainer", "apptainer_version_at_least_minimum", E, "Older Apptainer lacks the --nv behaviour the jobs rely on.", _on_hpc(r.apptainer_version), hpc),
+        CheckSpec("apptainer", "apptainer_on_compute_node", E, "Jobs exec containers on compute nodes, not on the login node.", _on_hpc(r.apptainer_on_compute), hpc, light=False),
     ]
 
 
