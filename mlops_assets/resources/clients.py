@@ -165,13 +165,21 @@ class KubernetesResource(dg.ConfigurableResource):
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """GET a raw API path and return the decoded JSON; timeouts bounded."""
         api = self.api_client()
+        # the kubernetes client 36 installed here takes response_types_map; older ones response_type
+        import inspect
+
+        typed = (
+            {"response_types_map": {200: "object"}}
+            if "response_types_map" in inspect.signature(api.call_api).parameters
+            else {"response_type": "object"}
+        )
         resp = api.call_api(
             path,
             "GET",
             query_params=list((query or {}).items()),
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            response_type="object",
+            **typed,
             _preload_content=True,
             _return_http_data_only=True,
             _request_timeout=(self.timeout_s, self.timeout_s),
