@@ -1,0 +1,245 @@
+"""Manifests of staged data: every file's relative path, size and sha256, as stable JSON with
+a digest, and the comparison of two manifests that names what is missing, extra or changed.
+
+Pure standard library and no imports from mlops_assets: the payloads that run on the HPC side
+ship this very file next to themselves (as `mlops_manifest.py`) and import it there, so the
+orchestrator and the HPC side agree byte for byte on what a manifest is.
+
+Hashing happens while bytes are copied (`copy_hashing`), never in a second pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+MANIFEST_NAME = ".mlops-manifest.json"
+FORMAT = "mlops-manifest/1"
+CHUNK = 1024 * 1024
+
+
+class ManifestError(ValueError):
+    """A manifest file that cannot be read as one (truncated, edited, other format)."""
+
+
+@dataclass(frozen=True, order=True)
+class FileEntry:
+    path: str
+    size: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Files sorted by path; `digest` is the sha256 of the canonical JSON of the files."""
+
+    files: tuple[FileEntry, ...]
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, entries: Iterable[FileEntry], meta: dict[str, str] | None = None) -> Manifest:
+        files = tuple(sorted(entries))
+        counts = Counter(f.path for f in files)
+        dupes = sorted(p for p, n in counts.items() if n > 1)
+        if dupes:
+            raise ManifestError(f"duplicate paths in manifest: {', '.join(dupes)}")
+        for f in files:
+            check_relpath(f.path)
+        return cls(files, dict(meta or {}))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files)
+
+    def by_path(self) -> dict[str, FileEntry]:
+        return {f.path: f for f in self.files}
+
+    def canonical_files(self) -> str:
+        return json.dumps([f.as_dict() for f in self.files], sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        """Only the files count: the same bytes at the same paths give the same digest."""
+        return hashlib.sha256(self.canonical_files().encode()).hexdigest()
+
+    def to_json(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "digest": self.digest,
+            "file_count": self.file_count,
+            "total_bytes": self.total_bytes,
+            "meta": dict(sorted(self.meta.items())),
+            "files": [f.as_dict() for f in self.files],
+        }
+        return json.dumps(doc, sort_keys=True, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != FORMAT:
+                raise ManifestError(f"not a {FORMAT} document (format {doc.get('format')!r})")
+            files = [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"]]
+            meta = {str(k): str(v) for k, v in (doc.get("meta") or {}).items()}
+        except ManifestError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"unreadable manifest: {type(exc).__name__}: {exc}") from None
+        manifest = cls.of(files, meta)
+        if doc.get("digest") != manifest.digest:
+            raise ManifestError("manifest digest does not match its file list (edited or truncated)")
+        return manifest
+
+
+def check_relpath(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in path:
+        raise ManifestError(f"{path!r} is not a clean relative path")
+    return path
+
+
+@dataclass(frozen=True)
+class Difference:
+    missing: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.changed)
+
+    @property
+    def count(self) -> int:
+        return len(self.missing) + len(self.extra) + len(self.changed)
+
+    def describe(self, limit: int = 5) -> str:
+        if self.ok:
+            return "identical"
+        parts = []
+        for label, names in (("missing", self.missing), ("extra", self.extra), ("changed", self.changed)):
+            if names:
+                shown = ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts)
+
+
+def compare(expected: Manifest, actual: Manifest) -> Difference:
+    """Name every path that is missing from `actual`, extra in it, or different in size/hash."""
+    want, have = expected.by_path(), actual.by_path()
+    return Difference(
+        missing=tuple(sorted(set(want) - set(have))),
+        extra=tuple(sorted(set(have) - set(want))),
+        changed=tuple(sorted(p for p in set(want) & set(have) if want[p] != have[p])),
+    )
+
+
+# ------------------------------------------------------------------ hashing and walking
+
+
+Progress = Callable[[int], None]
+
+
+def copy_hashing(
+    src: IO[bytes],
+    dst: IO[bytes] | None,
+    *,
+    extra: Iterable[Any] = (),
+    chunk: int = CHUNK,
+    progress: Progress | None = None,
+) -> tuple[int, str]:
+    """Stream src into dst (None: just read), hashing on the way. `extra` are more hashlib
+    objects fed the same bytes (md5 for torchvision, sha1 for git blobs). Returns (size, sha256)."""
+    sha = hashlib.sha256()
+    others = list(extra)
+    size = 0
+    while True:
+        block = src.read(chunk)
+        if not block:
+            break
+        sha.update(block)
+        for h in others:
+            h.update(block)
+        if dst is not None:
+            dst.write(block)
+        size += len(block)
+        if progress is not None:
+            progress(len(block))
+    return size, sha.hexdigest()
+
+
+def hash_file(path: str | os.PathLike[str], *, extra: Iterable[Any] = ()) -> tuple[int, str]:
+    with open(path, "rb") as fh:
+        return copy_hashing(fh, None, extra=extra)
+
+
+def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_NAME,)) -> Iterator[str]:
+    """Relative POSIX paths of regular files under root (symlinks to files are followed, as
+    in the Hugging Face cache's snapshots), sorted; `exclude` names top-level entries."""
+    base = Path(root)
+    skip = set(exclude)
+    for dirpath, dirnames, filenames in os.walk(base):
+        rel_dir = Path(dirpath).relative_to(base)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in skip]
+            filenames = [f for f in filenames if f not in skip]
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if full.is_file():
+                yield (rel_dir / name).as_posix()
+
+
+def build_manifest(
+    root: str | os.PathLike[str],
+    *,
+    exclude: Iterable[str] = (MANIFEST_NAME,),
+    meta: dict[str, str] | None = None,
+) -> Manifest:
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} is not a directory")
+    entries = []
+    for rel in iter_files(base, exclude):
+        size, sha = hash_file(base / rel)
+        entries.append(FileEntry(rel, size, sha))
+    return Manifest.of(entries, meta)
+
+
+def verify_tree(root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Difference:
+    """Re-hash the tree and compare it with `expected`. A missing root is all files missing."""
+    if not Path(root).is_dir():
+        return Difference(missing=tuple(f.path for f in expected.files))
+    return compare(expected, build_manifest(root, exclude=exclude))
+
+
+def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Atomically: a reader sees the old manifest or the new one, never half of one."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(manifest.to_json())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Manifest | None:
+    """None if there is none; ManifestError if there is one that is not valid."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(text)

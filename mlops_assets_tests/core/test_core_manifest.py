@@ -1,0 +1,127 @@
+"""core.manifest: stable JSON and digest, named differences, hashing while copying."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlops_assets.core import manifest as mf
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+
+def test_build_manifest_paths_sizes_hashes_and_excludes_itself(tmp_path: Path) -> None:
+    _tree(tmp_path, {"a.txt": b"alpha", "sub/b.bin": b"\x00" * 10, mf.MANIFEST_NAME: b"{}"})
+    m = mf.build_manifest(tmp_path)
+    assert [f.path for f in m.files] == ["a.txt", "sub/b.bin"]
+    assert m.by_path()["a.txt"] == mf.FileEntry("a.txt", 5, hashlib.sha256(b"alpha").hexdigest())
+    assert m.total_bytes == 15 and m.file_count == 2
+
+
+def test_symlinked_files_are_hashed_through_the_link(tmp_path: Path) -> None:
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "x").write_bytes(b"weights")
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    os.symlink("../blobs/x", snap / "model.safetensors")
+    m = mf.build_manifest(snap)
+    assert m.files == (mf.FileEntry("model.safetensors", 7, hashlib.sha256(b"weights").hexdigest()),)
+
+
+def test_json_round_trip_is_stable_and_digest_ignores_meta(tmp_path: Path) -> None:
+    _tree(tmp_path, {"z": b"1", "a": b"2"})
+    m = mf.build_manifest(tmp_path, meta={"revision": "abc"})
+    text = m.to_json()
+    again = mf.Manifest.from_json(text)
+    assert again == m and again.meta == {"revision": "abc"}
+    assert again.to_json() == text
+    assert mf.Manifest.of(m.files).digest == m.digest
+
+
+def test_edited_manifest_is_refused() -> None:
+    m = mf.Manifest.of([mf.FileEntry("a", 1, "0" * 64)])
+    with pytest.raises(mf.ManifestError, match="digest"):
+        mf.Manifest.from_json(m.to_json().replace('"size": 1', '"size": 2'))
+    with pytest.raises(mf.ManifestError):
+        mf.Manifest.from_json(m.to_json()[:40])
+    with pytest.raises(mf.ManifestError, match="relative"):
+        mf.Manifest.of([mf.FileEntry("../etc/passwd", 1, "0" * 64)])
+    with pytest.raises(mf.ManifestError, match="duplicate"):
+        mf.Manifest.of([mf.FileEntry("a", 1, "0" * 64), mf.FileEntry("a", 2, "1" * 64)])
+
+
+def test_compare_names_missing_extra_and_changed(tmp_path: Path) -> None:
+    _tree(tmp_path, {"keep": b"k", "gone": b"g", "edit": b"e1"})
+    before = mf.build_manifest(tmp_path)
+    (tmp_path / "gone").unlink()
+    (tmp_path / "edit").write_bytes(b"e2")
+    (tmp_path / "new").write_bytes(b"n")
+    diff = mf.verify_tree(tmp_path, before)
+    assert (diff.missing, diff.extra, diff.changed) == (("gone",), ("new",), ("edit",))
+    assert diff.describe() == "missing: gone; extra: new; changed: edit"
+    assert not diff.ok and diff.count == 3
+    assert mf.verify_tree(tmp_path / "nope", before).missing == ("edit", "gone", "keep")
+
+
+def test_write_and_read_manifest_atomically(tmp_path: Path) -> None:
+    assert mf.read_manifest(tmp_path / "m.json") is None
+    m = mf.Manifest.of([mf.FileEntry("a", 1, "0" * 64)])
+    mf.write_manifest(tmp_path / "m.json", m)
+    assert mf.read_manifest(tmp_path / "m.json") == m
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_copy_hashing_streams_with_extra_hashes_and_progress() -> None:
+    data = os.urandom(3 * 1024 + 7)
+    out = io.BytesIO()
+    md5 = hashlib.md5()
+    seen: list[int] = []
+    size, sha = mf.copy_hashing(io.BytesIO(data), out, extra=[md5], chunk=1024, progress=seen.append)
+    assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
+    assert out.getvalue() == data and md5.hexdigest() == hashlib.md5(data).hexdigest()
+    assert seen == [1024, 1024, 1024, 7]
+
+
+_names = st.text(alphabet="abcxyz019_-.", min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_paths = st.lists(_names, min_size=1, max_size=3).map("/".join)
+_entries = st.dictionaries(_paths, st.tuples(st.integers(0, 2**40), st.binary(min_size=1, max_size=4)), max_size=12)
+
+
+def _manifest(d: dict[str, tuple[int, bytes]]) -> mf.Manifest:
+    return mf.Manifest.of(mf.FileEntry(p, s, hashlib.sha256(h).hexdigest()) for p, (s, h) in d.items())
+
+
+@given(_entries)
+def test_json_round_trip_property(d: dict[str, tuple[int, bytes]]) -> None:
+    m = _manifest(d)
+    assert mf.Manifest.from_json(m.to_json()) == m
+    assert mf.compare(m, m).ok
+
+
+@given(_entries, _entries)
+def test_compare_property(a: dict[str, tuple[int, bytes]], b: dict[str, tuple[int, bytes]]) -> None:
+    ma, mb = _manifest(a), _manifest(b)
+    diff = mf.compare(ma, mb)
+    assert set(diff.missing) == set(a) - set(b)
+    assert set(diff.extra) == set(b) - set(a)
+    assert set(diff.changed) == {p for p in set(a) & set(b) if a[p] != b[p]}
+    assert diff.ok == (ma.digest == mb.digest)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(max_size=5000), st.integers(1, 700))
+def test_copy_hashing_property(data: bytes, chunk: int) -> None:
+    out = io.BytesIO()
+    assert mf.copy_hashing(io.BytesIO(data), out, chunk=chunk) == (len(data), hashlib.sha256(data).hexdigest())
+    assert out.getvalue() == data
