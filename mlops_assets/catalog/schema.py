@@ -209,6 +209,12 @@ class Minio(Service):
 
 class Prometheus(Service):
     pushgateway_url: str | None = Field(default=None, pattern=r"^https?://")
+    min_targets_up_fraction: float = Field(
+        default=1.0, ge=0, le=1, description="share of active scrape targets that must be up"
+    )
+    expected_jobs: list[str] = Field(
+        default_factory=list, description="scrape jobs that must exist (a WARN when missing)"
+    )
 
 
 class Grafana(Service):
@@ -257,9 +263,24 @@ class Network(_Strict):
     min_bandwidth_mbps: float = Field(gt=0)
     recommended_bandwidth_mbps: float = Field(gt=0)
     probe_timeout_s: float = Field(default=5, gt=0, le=60)
-    internet_targets: dict[Name, str] = Field(
-        min_length=1, description="what the HPC and cloud sides must reach, e.g. the hub"
+    internet_targets: dict[Name, str | None] = Field(
+        min_length=1,
+        description="what the HPC and cloud sides must reach; a profile drops one with null",
     )
+    hub_url: str = Field(
+        default="https://huggingface.co", pattern=r"^https?://", description="HEAD from both sides"
+    )
+    bandwidth_probe_mb: float = Field(
+        default=8, gt=0, le=1024, description="size of the timed HPC→object store probe object"
+    )
+
+    @field_validator("internet_targets")
+    @classmethod
+    def _drop_nulls(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        kept: dict[str, str | None] = {k: v for k, v in value.items() if v is not None}
+        if not kept:
+            raise ValueError("at least one internet target must remain")
+        return kept
 
     @model_validator(mode="after")
     def _addresses(self) -> Network:

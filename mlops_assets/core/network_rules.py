@@ -89,13 +89,18 @@ def cloud_reaches_hpc(catalog: Catalog) -> Outcome:
     return Outcome(True, round(latency, 4), f"{login.host}:{login.port}", "s TCP connect", "")
 
 
+def _internet_targets(catalog: Catalog) -> dict[str, str]:
+    """A profile drops a target with null (the schema removes it); the type still allows None."""
+    return {name: url for name, url in catalog.network.internet_targets.items() if url}
+
+
 def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
     failed = []
-    for name, url in catalog.network.internet_targets.items():
+    for name, url in _internet_targets(catalog).items():
         code, _, _ = _curl(runner, url, catalog.network.probe_timeout_s, head=True)
         if code == 0:
             failed.append(f"{name} ({url})")
-    n = len(catalog.network.internet_targets)
+    n = len(_internet_targets(catalog))
     return Outcome(
         not failed, n - len(failed), n, "internet targets answering from the HPC side",
         "no internet from the node: hub downloads and image pulls fail (check proxy/NAT, or stage through a mirror)",
@@ -105,12 +110,12 @@ def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
 
 def cloud_reaches_internet(catalog: Catalog) -> Outcome:
     failed = []
-    for name, url in catalog.network.internet_targets.items():
+    for name, url in _internet_targets(catalog).items():
         try:
             request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
         except HttpUnreachable:
             failed.append(f"{name} ({url})")
-    n = len(catalog.network.internet_targets)
+    n = len(_internet_targets(catalog))
     return Outcome(
         not failed, n - len(failed), n, "internet targets answering from the orchestrator",
         "no internet from the cloud side: check egress/NAT for pods",
