@@ -23,7 +23,7 @@
 #                                 write stdin to PATH only if it differs; 0 always. Sets
 #                                 SB_CHANGED=1 if the content changed.
 #   sb_ensure_user NAME           create a normal user with a home and bash, if missing
-#   sb_rss NAME                   RSS in KiB of the recorded PID plus its process group
+#   sb_rss NAME                   RSS in KiB of the recorded PID plus its descendants
 #   sb_loopback_preload           path of an LD_PRELOAD .so that turns wildcard binds into loopback
 #   sb_python                     the Python to use ($MLOPS_PYTHON, else repo .venv, else python3)
 #   sb_venv_bin TOOL              a tool next to that Python (e.g. weed, mlflow), else from PATH
@@ -79,9 +79,9 @@ _sb_starttime() {
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
   # after "comm) " the state is field 3; starttime is field 22 -> index 19 of the rest
-  local -a f
-  read -r -a f <<<"$stat"
-  printf '%s' "${f[19]}"
+  local -a fields
+  read -r -a fields <<<"$stat"
+  printf '%s' "${fields[19]}"
 }
 
 sb_pid() {
@@ -177,12 +177,23 @@ sb_stop() {
   rm -f "$(_sb_pidfile "$name")" "$(_sb_startfile "$name")"
 }
 
-# Total RSS (KiB) of the recorded PID's process group (the PID alone if it is no group leader).
+# Total RSS (KiB) of the recorded PID and all its descendants (PostgreSQL's and sshd's children
+# leave the process group, so the tree is followed by parent PID).
 sb_rss() {
   local pid
   pid="$(sb_pid "$1")"
   [[ -n "$pid" ]] && sb_pid_alive "$1" || { echo 0; return 0; }
-  ps -eo pgid=,rss= | awk -v g="$pid" '$1 == g { s += $2 } END { print s + 0 }'
+  ps -eo pid=,ppid=,rss= | awk -v root="$pid" '
+    { par[$1] = $2; rss[$1] = $3 }
+    END {
+      in_tree[root] = 1; changed = 1
+      while (changed) {
+        changed = 0
+        for (p in par) if (!(p in in_tree) && (par[p] in in_tree)) { in_tree[p] = 1; changed = 1 }
+      }
+      for (p in in_tree) s += rss[p]
+      print s + 0
+    }'
 }
 
 sb_wait_tcp() {

@@ -26,6 +26,22 @@ SELECTION=("$@")
 
 [[ "$(id -u)" == 0 ]] || sb_die "run as root (the sandbox installs packages, mounts and starts daemons)"
 
+# up/down run one at a time: two concurrent `up`s would both start a daemon, and the loser's
+# PID would overwrite the winner's in pids/. flock -o holds the lock in the flock process and
+# closes it for this script, so no daemon started below inherits the lock.
+if [[ "$CMD" == up || "$CMD" == down ]]; then
+  if [[ "${SB_SANDBOX_LOCKED:-}" != "$STATE" ]]; then
+    install -d -m 0755 "$STATE"
+    SB_LOCK="$STATE/.sandbox.lock"
+    if ! flock -n "$SB_LOCK" true; then
+      sb_log "another 'sandbox.sh up/down' is running; waiting for it (up to 15 min)"
+    fi
+    export SB_SANDBOX_LOCKED="$STATE"
+    exec flock -o -w 900 "$SB_LOCK" "$BASH" "$SB_SELF_DIR/sandbox.sh" "$CMD" "$@"
+  fi
+  unset SB_SANDBOX_LOCKED
+fi
+
 # All service files, in start order.
 sb_service_files() {
   local f
@@ -94,7 +110,7 @@ cmd_status() {
 }
 
 cmd_up() {
-  local f rc t0=$SECONDS t
+  local f rc t0=$SECONDS t line lines=() any_down=0
   sb_init_state
   sb_base_tools
   for f in "${FILES[@]}"; do
@@ -109,11 +125,20 @@ cmd_up() {
       cmd_status || true
       return 1
     fi
+    # the answer svc_wait saw must come from the process this sandbox recorded
+    set +e
+    line="$(status_one "$f")"
+    rc=$?
+    set -e
+    if ((rc != 0)); then
+      sb_log "FAILED: $(basename "$f") answered but its status is: $line"
+      return 1
+    fi
+    lines+=("$line")
     sb_log "--- $(basename "$f") ready in $((SECONDS - t))s"
   done
   sb_log "sandbox up in $((SECONDS - t0))s; endpoints:"
-  local any_down=0
-  cmd_status || any_down=1
+  printf '%s\n' "${lines[@]}"
   sb_log "variables: $SB_ENV_FILE (source it; it holds secrets, mode 600)"
   return "$any_down"
 }

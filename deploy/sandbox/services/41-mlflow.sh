@@ -25,13 +25,14 @@ svc_start() {
   install -d -m 0755 "$SB_MLFLOW_DATA"
   bin="$(_mlflow_bin)"
   # Secrets go through the environment of this subshell, never through argv or the log.
-  export MLFLOW_S3_ENDPOINT_URL="$(sb_env_get MLOPS_S3_ENDPOINT_URL)"
+  MLFLOW_S3_ENDPOINT_URL="$(sb_env_get MLOPS_S3_ENDPOINT_URL)"
+  export MLFLOW_S3_ENDPOINT_URL
   export AWS_ACCESS_KEY_ID="$ak" AWS_SECRET_ACCESS_KEY="$sk" AWS_DEFAULT_REGION=us-east-1
   export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
   # without it the server starts job workers that take ~2.5 GB
   export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
   export MLFLOW_HOME="$SB_MLFLOW_DATA"
-  cd "$SB_MLFLOW_DATA"
+  cd "$SB_MLFLOW_DATA" || return 1
   sb_start "$SVC_NAME" "$bin" server \
     --backend-store-uri "sqlite:///$SB_MLFLOW_DATA/mlflow.db" \
     --artifacts-destination s3://mlflow/artifacts \
