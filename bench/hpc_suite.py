@@ -1,0 +1,87 @@
+"""The HPC check suite on the sandbox: `mlops-assets validate --select hpc` wall time, and
+the same probes run the way Dagster runs them here (one SSH connection, concurrent) against
+the naive way (a new SSH connection per check, one after another), side by side in one run.
+
+    .venv/bin/python bench/hpc_suite.py [--rounds 5]
+
+Writes bench/results/hpc_suite.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+from mlops_assets.checking import MAX_CONCURRENT_PROBES, ProbeContext
+from mlops_assets.core.checks import run_check
+from mlops_assets.defs.hpc.definitions import specs
+from mlops_assets.platform import active, build_resources
+
+
+def _resources(shared: bool) -> SimpleNamespace:
+    hpc = build_resources(active().catalog)["hpc"]
+    return SimpleNamespace(hpc=hpc) if shared else SimpleNamespace(hpc=hpc.model_copy())
+
+
+def shared_concurrent() -> float:
+    catalog = active().catalog
+    res = _resources(shared=True)
+    ctx = ProbeContext(catalog, res)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(MAX_CONCURRENT_PROBES) as pool:
+        list(pool.map(lambda s: run_check(s, ctx), specs(catalog)))
+    res.hpc.runner().close()
+    return time.perf_counter() - start
+
+
+def naive_sequential() -> float:
+    catalog = active().catalog
+    start = time.perf_counter()
+    for spec in specs(catalog):
+        res = _resources(shared=False)
+        run_check(spec, ProbeContext(catalog, res))
+        res.hpc.runner().close()
+    return time.perf_counter() - start
+
+
+def cli_wall() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mlops_assets.cli", "validate", "--select", "hpc", "--format", "json"],
+                   capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    shared, naive, cli = [], [], []
+    for _ in range(args.rounds):
+        shared.append(shared_concurrent())
+        naive.append(naive_sequential())
+        cli.append(cli_wall())
+    result = {
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rounds": args.rounds,
+        "checks": len(specs(active().catalog)),
+        "cli_validate_hpc_median_s": round(statistics.median(cli), 2),
+        "shared_connection_concurrent_median_s": round(statistics.median(shared), 2),
+        "connection_per_check_sequential_median_s": round(statistics.median(naive), 2),
+        "speedup": round(statistics.median(naive) / statistics.median(shared), 2),
+        "goals": {"cli_validate_hpc_s": 5.0, "speedup": 2.0},
+    }
+    out = Path(__file__).parent / "results" / "hpc_suite.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

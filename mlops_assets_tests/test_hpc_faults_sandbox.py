@@ -1,0 +1,140 @@
+"""Issue #4's fault scenarios on the sandbox's real SLURM, real sshd and the ext4 loop mount
+standing in for BeeGFS: each fault fails exactly the checks it should, with the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SANDBOX = REPO / "deploy" / "sandbox" / "sandbox.sh"
+BEEGFS = Path("/mnt/sandbox-beegfs")
+
+
+def rows(res: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    return {r["check"]: r for r in json.loads(res.stdout)["results"]}
+
+
+def sandbox_up() -> None:
+    subprocess.run(["bash", str(SANDBOX), "up"], check=True, capture_output=True, timeout=600)
+
+
+def wait_node(state_word: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False).stdout
+        if state_word in out.lower():
+            return out
+        time.sleep(1)
+    raise AssertionError(f"node never reached {state_word!r}: {out}")
+
+
+def resume() -> None:
+    if "idle|" not in subprocess.run(["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False).stdout:
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], capture_output=True, check=False)
+    wait_node("idle|")
+
+
+@pytest.fixture
+def healthy(sandbox: Path) -> Iterator[Path]:
+    """Every fault test starts from, and leaves behind, a healthy sandbox."""
+    resume()
+    yield sandbox
+    sandbox_up()
+    resume()
+
+
+def test_drain_then_resume(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=bad DIMM"], check=True)
+    try:
+        r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
+        share = r["slurm_unavailable_nodes_within_limit"]
+        assert not share["passed"] and share["nodes"] == ["localhost"] and "bad DIMM" in share["detail"]
+        assert share["measured"] == 1.0 and share["severity"] == "WARN"
+        assert not r["gpu_count_at_least_minimum"]["passed"] and r["gpu_count_at_least_minimum"]["measured"] == 0
+        assert r["slurm_gres_matches_catalog"]["passed"], "a drain for another reason is not a GRES mismatch"
+    finally:
+        resume()
+    r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
+    assert r["slurm_unavailable_nodes_within_limit"]["passed"] and r["gpu_count_at_least_minimum"]["passed"]
+
+
+def test_gres_count_mismatch_fails_with_the_hint(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A count-only gres.conf (no File=) makes SLURM drop the GPUs: 0 < 2, node INVAL+DRAIN."""
+    gres = healthy / "etc/slurm/gres.conf"
+    original = gres.read_text()
+    gres.write_text("NodeName=localhost Name=gpu Count=2\n")
+    try:
+        subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True)
+        wait_node("lower than configured")
+        r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
+        g = r["slurm_gres_matches_catalog"]
+        assert not g["passed"] and g["nodes"] == ["localhost"]
+        assert "count reported lower than configured (0 < 2)" in g["detail"] and "gres.conf" in g["hint"]
+        assert not r["gpu_count_at_least_minimum"]["passed"]
+    finally:
+        gres.write_text(original)
+        subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True)
+        time.sleep(3)
+        resume()
+
+
+def test_full_beegfs_fails_free_space_with_the_figure(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    free = os.statvfs(BEEGFS).f_bavail * os.statvfs(BEEGFS).f_frsize
+    filler = BEEGFS / "jobs" / ".test-filler"
+    subprocess.run(["fallocate", "-l", str(free - 500_000_000), str(filler)], check=True)
+    try:
+        r = rows(cli("validate", "--select", "beegfs", "--format", "json"))
+        f = r["beegfs_free_space"]
+        assert not f["passed"] and f["measured"] < 1 and f["threshold"] == 1 and f["unit"] == "GB free"
+        assert not r["beegfs_free_space_warning"]["passed"]
+        assert r["beegfs_mounted"]["passed"]
+    finally:
+        filler.unlink()
+
+
+def test_read_only_directory_is_named(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    target = BEEGFS / "configs"
+    subprocess.run(["mkdir", "-p", str(target)], check=True)
+    mode = target.stat().st_mode & 0o7777
+    target.chmod(0o555)
+    try:
+        r = rows(cli("validate", "--select", "beegfs_layout", "--format", "json"))
+        w = r["beegfs_layout_writable_by_training_user"]
+        assert not w["passed"] and str(target) in w["detail"] and w["measured"] == w["threshold"] - 1
+    finally:
+        target.chmod(mode)
+
+
+def test_stopped_slurmdbd_fails_only_accounting(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    os.kill(int((healthy / "pids/slurmdbd.pid").read_text()), signal.SIGTERM)
+    time.sleep(2)
+    try:
+        res = cli("validate", "--select", "slurm", "--format", "json")
+        failed = {c for c, r in rows(res).items() if not r["passed"]}
+        assert failed == {"slurm_accounting_enabled"}, rows(res)
+        assert res.returncode == 1
+    finally:
+        sandbox_up()
+
+
+def test_unreachable_login_node_fails_every_hpc_check_quickly(healthy: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    text = (REPO / "mlops_assets/catalog/platform.yaml").read_text()
+    cat = tmp_path / "platform.yaml"
+    cat.write_text(text.replace("port: 2222", "port: 1"))
+    start = time.monotonic()
+    res = cli("validate", "--catalog", str(cat), "--select", "hpc", "--format", "json")
+    elapsed = time.monotonic() - start
+    r = rows(res)
+    assert r and all(not x["passed"] for x in r.values())
+    assert {x["detail"] for x in r.values()} == {next(iter(r.values()))["detail"]}, "one clear message"
+    assert "cannot reach 127.0.0.1:1" in next(iter(r.values()))["detail"]
+    assert elapsed < 30, f"took {elapsed:.1f}s"
