@@ -142,6 +142,12 @@ class Hpc(_Strict):
     env: dict[str, str] = Field(
         default_factory=dict, description="environment for jobs, e.g. HF_HOME on BeeGFS"
     )
+    python: str = Field(
+        default="python3",
+        min_length=1,
+        pattern=r"^[\w./+-]+$",
+        description="Python on the HPC side that runs the payloads (needs huggingface_hub and dagster-pipes)",
+    )
 
 
 # ------------------------------------------------------------------------- cloud
