@@ -4,7 +4,11 @@ Dagster imports. They go past liveness: each proves the service does its job."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import time
+import urllib.parse
 from typing import Any, Protocol
 
 from mlops_assets.catalog.schema import Catalog
@@ -22,6 +26,14 @@ class Http(Protocol):
     url: str
 
     def get(self, path: str, *, headers: dict[str, str] | None = None) -> HttpAnswer: ...
+
+
+class HttpCall(Http, Protocol):
+    """An Http that also sends other methods and bodies (MLflow's REST and artifact APIs)."""
+
+    def call(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes | None = None
+    ) -> HttpAnswer: ...
 
 
 def _kget(kube: Kube, path: str, query: dict[str, str] | None = None) -> Any:
@@ -82,27 +94,54 @@ def _ready(node: dict[str, Any]) -> bool:
     )
 
 
+def _has_label(node: dict[str, Any], selector: str) -> bool:
+    """`key=value` or a bare `key`, as the catalog's gpu_node_label is written."""
+    key, _, value = selector.partition("=")
+    labels = node.get("metadata", {}).get("labels") or {}
+    return key in labels and (not value or labels[key] == value)
+
+
+def _allocatable_gpus(node: dict[str, Any], resource: str) -> int:
+    try:
+        return int(str(node.get("status", {}).get("allocatable", {}).get(resource, "0")))
+    except ValueError:
+        return 0
+
+
 def k8s_gpu_nodes(kube: Kube, catalog: Catalog) -> Outcome:
+    """All nodes are listed, not only the labelled ones: a GPU node whose label vanished
+    (GFD/NFD stopped labelling) is named instead of silently not counted."""
     k = catalog.cloud.kubernetes
-    nodes = _items(_kget(kube, "/api/v1/nodes", {"labelSelector": k.gpu_node_label}))
     good: list[str] = []
     bad: list[str] = []
-    for n in nodes:
+    problems: list[str] = []
+    for n in _items(_kget(kube, "/api/v1/nodes")):
         name = n["metadata"]["name"]
-        alloc = n.get("status", {}).get("allocatable", {}).get(k.gpu_resource, "0")
-        try:
-            gpus = int(str(alloc))
-        except ValueError:
-            gpus = 0
-        (good if _ready(n) and gpus > 0 else bad).append(name)
+        labelled, gpus, ready = _has_label(n, k.gpu_node_label), _allocatable_gpus(n, k.gpu_resource), _ready(n)
+        if not labelled and gpus == 0:
+            continue  # not a GPU node (e.g. the control plane)
+        why = [
+            w
+            for w, bad_flag in (
+                (f"no label {k.gpu_node_label}", not labelled),
+                (f"allocatable {k.gpu_resource} 0", gpus == 0),
+                ("not Ready", not ready),
+            )
+            if bad_flag
+        ]
+        if why:
+            bad.append(name)
+            problems.append(f"{name}: {', '.join(why)}")
+        else:
+            good.append(name)
     return Outcome(
         passed=len(good) >= k.min_gpu_nodes,
         measured=len(good),
         threshold=k.min_gpu_nodes,
         unit=f"Ready nodes labelled {k.gpu_node_label} with allocatable {k.gpu_resource}",
-        hint="GPU node not Ready or no allocatable GPUs: check the GPU Operator's driver and device plugin pods on it",
+        hint="GPU node unlabelled, not Ready or without allocatable GPUs: check the GPU Operator's GFD/NFD, driver and device plugin pods on it",
         nodes=tuple(bad),
-        detail=f"not ready or no GPUs: {', '.join(bad)}" if bad else "",
+        detail="; ".join(problems),
     )
 
 
@@ -243,24 +282,171 @@ def mlflow_registry(http: Http, catalog: Catalog) -> Outcome:
     return Outcome(ans.status == 200, ans.status, 200, "HTTP status of registered-models/search", "the model registry does not answer: it needs a database-backed store", detail="" if ans.status == 200 else ans.text[:200])
 
 
+_MLFLOW_HINT = "MLflow's artifact store failed: check --artifacts-destination, the server's S3 credentials and the bucket"
+
+
+def _mlflow(http: HttpCall, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One MLflow REST call; no answer or an error status becomes a ProbeFailed naming it."""
+    body = json.dumps(payload).encode() if payload is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else None
+    try:
+        ans = http.call(method, path, headers=headers, body=body)
+    except HttpUnreachable as exc:
+        raise ProbeFailed(str(exc), "start the MLflow server and check its ingress") from None
+    try:
+        data = ans.json() if ans.body else {}
+    except ValueError:
+        data = {}
+    if ans.status != 200:
+        code = data.get("error_code", "") if isinstance(data, dict) else ""
+        raise ProbeFailed(f"MLflow {method} {path.split('?')[0]} answered {ans.status} {code}".strip(), _MLFLOW_HINT)
+    return data if isinstance(data, dict) else {}
+
+
+def _probe_experiment_id(http: HttpCall, name: str) -> str:
+    """The dedicated probe experiment: found, restored if deleted, or created."""
+    query = urllib.parse.urlencode({"experiment_name": name})
+    try:
+        exp = _mlflow(http, "GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
+    except ProbeFailed as exc:
+        if " 404 " not in f"{exc} ":
+            raise
+        return str(_mlflow(http, "POST", "/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"])
+    if exp.get("lifecycle_stage") == "deleted":
+        _mlflow(http, "POST", "/api/2.0/mlflow/experiments/restore", {"experiment_id": exp["experiment_id"]})
+    return str(exp["experiment_id"])
+
+
+PROXY_SCHEME = "mlflow-artifacts:"
+ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
+def _proxy_path(artifact_uri: str) -> str:
+    """mlflow-artifacts:/1/<run>/artifacts or mlflow-artifacts://host/1/<run>/artifacts ->
+    1/<run>/artifacts, the path the artifact proxy serves."""
+    rest = artifact_uri[len(PROXY_SCHEME):]
+    if rest.startswith("//"):
+        rest = rest[2:].partition("/")[2]
+    return rest.lstrip("/")
+
+
+def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
+    """Log a small probe artifact to the probe experiment through the server's artifact
+    proxy, read it back byte-identical, then delete artifact and run: proves the artifact
+    store behind MLflow, which /health and experiments/search never touch."""
+    name = catalog.cloud.services.mlflow.probe_experiment
+    payload = b"mlops-assets artifact probe " + os.urandom(16).hex().encode()
+    start = time.monotonic()
+    exp_id = _probe_experiment_id(http, name)
+    run = _mlflow(http, "POST", "/api/2.0/mlflow/runs/create", {
+        "experiment_id": exp_id, "run_name": "mlops-assets-probe", "start_time": int(time.time() * 1000),
+    })["run"]["info"]
+    run_id, artifact_uri = str(run["run_id"]), str(run.get("artifact_uri", ""))
+    uploaded = False
+    try:
+        if not artifact_uri.startswith(PROXY_SCHEME):
+            got = _round_trip_with_client(http.url, run_id, payload)
+        else:
+            path = ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin")
+            try:
+                put = http.call("PUT", path, headers={"Content-Type": "application/octet-stream"}, body=payload)
+                uploaded = put.status == 200
+                if not uploaded:
+                    raise ProbeFailed(f"artifact upload answered {put.status}: {put.text[:200]}", _MLFLOW_HINT)
+                back = http.get(path)
+            except HttpUnreachable as exc:
+                raise ProbeFailed(str(exc), _MLFLOW_HINT) from None
+            if back.status != 200:
+                raise ProbeFailed(f"artifact download answered {back.status}: {back.text[:200]}", _MLFLOW_HINT)
+            got = back.body
+    finally:
+        _cleanup(http, run_id, artifact_uri, uploaded)
+    elapsed = round(time.monotonic() - start, 3)
+    same = got == payload
+    return Outcome(
+        same,
+        "identical" if same else f"different ({len(got)} of {len(payload)} bytes)",
+        "identical",
+        "bytes read back",
+        "the artifact store returned other bytes than logged: check the bucket behind --artifacts-destination",
+        detail=f"experiment {name} ({exp_id}), run {run_id} deleted, {elapsed}s",
+        extra={"round_trip_s": elapsed, "probe_bytes": len(payload)},
+    )
+
+
+def _cleanup(http: HttpCall, run_id: str, artifact_uri: str, uploaded: bool) -> None:
+    """Best effort: the probe leaves no artifact and only a deleted run behind."""
+    try:
+        if uploaded:
+            http.call("DELETE", ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin"))
+        http.call("POST", "/api/2.0/mlflow/runs/delete", headers={"Content-Type": "application/json"},
+                  body=json.dumps({"run_id": run_id}).encode())
+    except HttpUnreachable:
+        pass
+
+
+def _round_trip_with_client(tracking_uri: str, run_id: str, payload: bytes) -> bytes:
+    """Servers without the artifact proxy hand out direct store URIs (s3://...): then the
+    mlflow client writes and reads the store itself, imported only here."""
+    import tempfile
+
+    from mlflow.tracking import MlflowClient  # lazy: never at code-location load
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.bin")
+        with open(src, "wb") as fh:
+            fh.write(payload)
+        client.log_artifact(run_id, src)
+        dst = client.download_artifacts(run_id, "probe.bin", os.path.join(tmp, "back"))
+        with open(dst, "rb") as fh:
+            return fh.read()
+
+
 def prometheus_ready(http: Http, catalog: Catalog) -> Outcome:
     ans = _answer(http, "/-/ready", "start Prometheus")
     return Outcome(ans.status == 200, ans.status, 200, "HTTP status of /-/ready", "Prometheus is not ready to serve queries yet: check its log")
 
 
-def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
+def _active_targets(http: Http) -> list[dict[str, Any]]:
     ans = _answer(http, "/api/v1/targets?state=active", "start Prometheus")
     if ans.status != 200:
         raise ProbeFailed(f"/api/v1/targets answered {ans.status}", "check Prometheus")
-    targets = ans.json().get("data", {}).get("activeTargets", [])
-    down = [f"{t.get('labels', {}).get('job', '?')}@{t.get('labels', {}).get('instance', '?')}: {t.get('lastError', '')}" for t in targets if t.get("health") != "up"]
+    try:
+        return list(ans.json().get("data", {}).get("activeTargets", []))
+    except (ValueError, AttributeError):
+        raise ProbeFailed("/api/v1/targets did not answer JSON", "is the URL Prometheus?") from None
+
+
+def _job(target: dict[str, Any]) -> str:
+    return str(target.get("labels", {}).get("job") or target.get("scrapePool") or "?")
+
+
+def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
+    """The share of active targets up against the catalog's threshold; down ones named."""
+    targets = _active_targets(http)
+    minimum = catalog.cloud.services.prometheus.min_targets_up_fraction
+    down = [t for t in targets if t.get("health") != "up"]
+    names = [f"{_job(t)}@{t.get('labels', {}).get('instance', '?')}" for t in down]
+    share = round((len(targets) - len(down)) / len(targets), 3) if targets else 0.0
     return Outcome(
-        bool(targets) and not down,
-        len(targets) - len(down),
-        len(targets),
-        "scrape targets up",
+        bool(targets) and share >= minimum,
+        share,
+        minimum,
+        "share of active scrape targets up",
         "a scrape target is down: check the exporter's pod and the ServiceMonitor",
-        detail="; ".join(down),
+        nodes=tuple(names),
+        detail="; ".join(f"down {n}: {t.get('lastError', '')}".strip() for n, t in zip(names, down, strict=True))
+        or ("no active targets" if not targets else ""),
+        extra={"targets_up": len(targets) - len(down), "targets_total": len(targets)},
+    )
+
+
+def prometheus_expected_jobs(http: Http, catalog: Catalog) -> Outcome:
+    jobs = {_job(t) for t in _active_targets(http)}
+    return missing_items(
+        jobs, catalog.cloud.services.prometheus.expected_jobs, "scrape jobs",
+        "add the scrape config / ServiceMonitor for the missing job",
     )
 
 
@@ -271,13 +457,43 @@ def grafana_health(http: Http, catalog: Catalog) -> Outcome:
     except ValueError:
         body = {}
     db = body.get("database", "unknown")
+    version = str(body.get("version", "unknown"))
     return Outcome(
         ans.status == 200 and db == "ok",
         db,
         "ok",
         "database",
         "Grafana's database is failing: check its storage/PVC and log",
-        detail=f"HTTP {ans.status}, version {body.get('version', '?')}",
+        detail=f"HTTP {ans.status}, version {version}",
+        extra={"grafana_version": version, "grafana_commit": str(body.get("commit", "unknown"))},
+    )
+
+
+CREDENTIAL_ERRORS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken"})
+
+
+def s3_error_code(exc: BaseException) -> str:
+    """The S3 error code of a botocore ClientError, else the exception's class name. Never
+    the message: messages may quote request parameters."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__
+
+
+def _credentials_failure(catalog: Catalog, what: str, code: str) -> ProbeFailed:
+    m = catalog.cloud.services.minio
+    if code in CREDENTIAL_ERRORS:
+        return ProbeFailed(
+            f"{what} at {m.url} refused the credentials: {code} "
+            f"(access key from ${m.access_key.env}, secret from ${m.secret_key.env})",
+            f"wrong S3 credentials: set ${m.access_key.env} / ${m.secret_key.env} to a key pair the server knows",
+        )
+    return ProbeFailed(
+        f"{what} at {m.url} failed: {code}",
+        "the S3 endpoint does not answer: check cloud.services.minio.url and the service",
     )
 
 
@@ -286,21 +502,57 @@ def minio_buckets_listable(s3: Any, catalog: Catalog) -> Outcome:
     try:
         names = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-        hint = (
-            "wrong MinIO credentials: check MLOPS_S3_ACCESS_KEY_ID / MLOPS_S3_SECRET_ACCESS_KEY"
-            if code in {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"}
-            else "MinIO does not answer: check cloud.services.minio.url and the service"
-        )
-        raise ProbeFailed(f"S3 list_buckets failed: {code or type(exc).__name__}", hint) from None
+        raise _credentials_failure(catalog, "S3 list_buckets", s3_error_code(exc)) from None
     return Outcome(True, len(names), 0, "buckets visible", "", detail=", ".join(names))
 
 
+def minio_buckets_exist(s3: Any, catalog: Catalog, required: bool) -> Outcome:
+    """HEAD on each catalog bucket (required or optional ones): works for users who may not
+    list all buckets, and names each missing or forbidden one."""
+    wanted = [b.name for b in catalog.cloud.buckets if b.required == required]
+    present: list[str] = []
+    problems: list[str] = []
+    for name in wanted:
+        try:
+            s3.head_bucket(Bucket=name)
+            present.append(name)
+        except Exception as exc:
+            code = s3_error_code(exc)
+            if code in {"404", "NoSuchBucket", "NotFound"}:
+                problems.append(f"{name}: missing")
+            elif code in {"403", *CREDENTIAL_ERRORS}:
+                problems.append(f"{name}: forbidden (403)")
+            else:
+                raise _credentials_failure(catalog, f"S3 head_bucket {name}", code) from None
+    out = missing_items(
+        present, wanted, "buckets",
+        "materialize the bucket assets (mlops-assets materialize --select storage) or create them (mc mb)",
+    )
+    return dataclasses.replace(out, detail="; ".join(problems))
+
+
 def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
+    """MinIO's /minio/health/cluster: 200 while the write quorum holds, 503 when lost. The
+    quorum it needs comes back in X-Minio-Write-Quorum."""
     if not catalog.cloud.services.minio.minio_health_endpoints:
         return Outcome(True, "not MinIO", "n/a", "write quorum", "", detail="the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: SeaweedFS)")
     ans = _answer(http, "/minio/health/cluster", "MinIO unreachable")
-    return Outcome(ans.status == 200, ans.status, 200, "HTTP status of /minio/health/cluster", "MinIO lost its write quorum (503): bring drives/nodes back")
+    headers = {k.lower(): v for k, v in ans.headers.items()}
+    quorum = headers.get("x-minio-write-quorum", "")
+    server = headers.get("server", "")
+    return Outcome(
+        ans.status == 200,
+        ans.status,
+        200,
+        "HTTP status of /minio/health/cluster",
+        "MinIO lost its write quorum (503): bring drives/nodes back (mc admin info)"
+        if ans.status == 503
+        else "unexpected answer: is cloud.services.minio.url a MinIO server?",
+        detail=f"write quorum {quorum or '?'}, server {server or '?'}",
+        extra={"write_quorum": quorum} if quorum else {},
+    )
+
+
 
 
 def gpu_operator_crds(kube: Kube, catalog: Catalog) -> Outcome:

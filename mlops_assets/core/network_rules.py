@@ -4,6 +4,7 @@ Routes are tested both ways, from where the traffic really starts. No Dagster im
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib.metadata
 import shutil
 import socket
@@ -18,7 +19,9 @@ from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.http import HttpUnreachable, request
 
 CURL_FORMAT = "%{http_code} %{time_total} %{speed_download}"
-BANDWIDTH_PROBE_BYTES = 8 * 1024 * 1024
+UPLOAD_FORMAT = "%{http_code} %{time_total} %{speed_upload} %{size_upload}"
+HPC_TO_CLOUD = "HPC→cloud"
+CLOUD_TO_HPC = "cloud→HPC"
 
 
 def login_accepts_key(runner: Runner, catalog: Catalog) -> Outcome:
@@ -53,20 +56,57 @@ def _cloud_urls(catalog: Catalog) -> dict[str, str]:
     return {"mlflow": s.mlflow.url, "minio": s.minio.url, "prometheus": s.prometheus.url, "grafana": s.grafana.url}
 
 
-def hpc_reaches_cloud(runner: Runner, catalog: Catalog) -> Outcome:
-    timeout = catalog.network.probe_timeout_s
-    failed = []
-    for name, url in _cloud_urls(catalog).items():
-        code, _, _ = _curl(runner, url, timeout)
-        if code == 0:
-            failed.append(f"{name} ({url})")
+def _service_url(catalog: Catalog, service: str) -> str:
+    s = catalog.cloud.services
+    if service == "pushgateway":
+        return s.prometheus.pushgateway_url or s.prometheus.url
+    return str(getattr(s, service).url)
+
+
+def hpc_reaches_service(runner: Runner, catalog: Catalog, service: str) -> Outcome:
+    """One cloud service from the login node, so a dead service and a cut route are told
+    apart by which checks fail together (the orchestrator-side checks of the service)."""
+    url = _service_url(catalog, service)
+    code, total, _ = _curl(runner, url, catalog.network.probe_timeout_s)
+    ok = 0 < code < 500
     return Outcome(
-        not failed,
-        len(_cloud_urls(catalog)) - len(failed),
-        len(_cloud_urls(catalog)),
-        "cloud services answering from the HPC side",
-        "HPC→cloud route: check routing/firewall from the HPC subnet to the cloud ingress (model sync needs it)",
-        detail=("no answer: " + ", ".join(failed)) if failed else "",
+        ok,
+        code if code else "no answer",
+        "an HTTP answer < 500",
+        f"HTTP status of {service} from the HPC side",
+        f"{HPC_TO_CLOUD}: {service} does not answer from {runner.where}; if the orchestrator reaches it, "
+        "check routing/firewall from the HPC subnet to the cloud ingress",
+        detail=f"{HPC_TO_CLOUD} {service} ({url}): " + (f"HTTP {code} in {total:.3f}s" if code else f"no answer within {catalog.network.probe_timeout_s:g}s"),
+    )
+
+
+def hpc_reaches_hub(runner: Runner, catalog: Catalog) -> Outcome:
+    """HEAD on the hub from the login node: staging downloads run there."""
+    url = catalog.network.hub_url
+    code, total, _ = _curl(runner, url, catalog.network.probe_timeout_s, head=True)
+    return _hub_outcome(code, total, url, f"{HPC_TO_CLOUD.split('→')[0]} side ({runner.where})", catalog)
+
+
+def cloud_reaches_hub(catalog: Catalog) -> Outcome:
+    """HEAD on the hub from the orchestrator (cloud side): KServe storage initializers pull from it."""
+    url = catalog.network.hub_url
+    try:
+        ans = request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
+        code, total = ans.status, ans.elapsed_s
+    except HttpUnreachable:
+        code, total = 0, catalog.network.probe_timeout_s
+    return _hub_outcome(code, total, url, "cloud side (orchestrator)", catalog)
+
+
+def _hub_outcome(code: int, total: float, url: str, side: str, catalog: Catalog) -> Outcome:
+    ok = 0 < code < 500
+    return Outcome(
+        ok,
+        code if code else "no answer",
+        "an HTTP answer < 500",
+        "HTTP status of HEAD on the hub",
+        f"the hub does not answer from the {side}: check proxy/NAT/egress, or set network.hub_url to a mirror",
+        detail=f"HEAD {url} from the {side}: " + (f"HTTP {code} in {total:.3f}s" if code else f"no answer within {catalog.network.probe_timeout_s:g}s"),
     )
 
 
@@ -83,8 +123,8 @@ def cloud_reaches_hpc(catalog: Catalog) -> Outcome:
     except OSError as exc:
         return Outcome(
             False, "unreachable", f"{login.host}:{login.port}", "TCP connect",
-            "cloud→HPC route: check routing/firewall from the cloud subnet to the HPC login node",
-            detail=str(exc),
+            f"{CLOUD_TO_HPC} route: check routing/firewall from the cloud subnet to the HPC login node",
+            detail=f"{CLOUD_TO_HPC}: TCP connect to {login.host}:{login.port} failed: {exc}",
         )
     return Outcome(True, round(latency, 4), f"{login.host}:{login.port}", "s TCP connect", "")
 
@@ -123,32 +163,78 @@ def cloud_reaches_internet(catalog: Catalog) -> Outcome:
     )
 
 
-def hpc_to_cloud_bandwidth(runner: Runner, s3: Any, catalog: Catalog) -> Outcome:
-    """Download a probe object from the object store on the HPC side, as model sync does."""
+_UPLOAD_SCRIPT = (
+    'f=$(mktemp) || exit 90; trap \'rm -f "$f"\' EXIT; '
+    'head -c "$1" /dev/urandom > "$f" || exit 91; '
+    'curl -sS -o /dev/null --max-time "$2" -w "$3" -T "$f" "$4"'
+)
+
+
+def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tuple[float, int, float]:
+    """Upload a probe object of network.bandwidth_probe_mb from the login node to the object
+    store through a presigned PUT (the direction model sync uses), check its size arrived,
+    delete it. Returns (Mbps, bytes, seconds). The URL never enters an outcome."""
+    net = catalog.network
+    nbytes = int(net.bandwidth_probe_mb * 1024 * 1024)
     buckets = [b.name for b in catalog.cloud.buckets]
-    try:
-        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    except Exception as exc:
-        raise ProbeFailed(f"S3 unavailable: {type(exc).__name__}", "fix the minio checks first") from None
-    bucket = next((b for b in buckets if b in existing), None)
+    bucket = None
+    for name in buckets:
+        try:
+            s3.head_bucket(Bucket=name)
+            bucket = name
+            break
+        except Exception as exc:
+            err = _s3_code(exc)
+            if err not in {"404", "NoSuchBucket", "NotFound"}:
+                raise ProbeFailed(f"S3 unavailable from the orchestrator: {err}", "fix the minio checks first") from None
     if bucket is None:
         raise ProbeFailed("no catalog bucket exists yet to hold the probe object", "materialize the bucket assets first")
     key = ".mlops-probe/bandwidth.bin"
-    s3.put_object(Bucket=bucket, Key=key, Body=b"\0" * BANDWIDTH_PROBE_BYTES)
+    # enough time for the probe at the minimum bandwidth, plus slack
+    limit = max(net.probe_timeout_s, nbytes * 8 / (net.min_bandwidth_mbps * 1e6) * 1.5 + 5)
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(limit) + 120)
     try:
-        url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=120)
-        code, total, speed = _curl(runner, url, max(catalog.network.probe_timeout_s, 30))
+        res = runner.run(["sh", "-c", _UPLOAD_SCRIPT, "sh", str(nbytes), f"{limit:g}", UPLOAD_FORMAT, url], timeout_s=limit + 15)
+        if res.returncode in (90, 91):
+            raise ProbeFailed(f"cannot write the {nbytes}-byte probe file on {runner.where}", "free /tmp on the login node")
+        try:
+            code_s, total_s, speed_s, sent_s = res.stdout.split()
+            code, total, speed, sent = int(code_s), float(total_s), float(speed_s), int(float(sent_s))
+        except ValueError:
+            code, total, speed, sent = 0, limit, 0.0, 0
+        if code == 0:
+            raise ProbeFailed(
+                f"{HPC_TO_CLOUD}: the object store ({catalog.cloud.services.minio.url}) does not answer from {runner.where}",
+                "check routing/firewall from the HPC subnet to the object store",
+            )
+        if code != 200:
+            raise ProbeFailed(f"probe upload from {runner.where} answered HTTP {code}", "HPC→object store credentials or bucket policy")
+        try:
+            stored = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            raise ProbeFailed(f"probe object not found after upload: {_s3_code(exc)}", "the object store lost the upload") from None
+        if stored != nbytes or sent != nbytes:
+            raise ProbeFailed(f"probe object has {stored} bytes stored, {sent} sent, {nbytes} expected", "the upload was cut short")
     finally:
-        s3.delete_object(Bucket=bucket, Key=key)
-    if code != 200:
-        raise ProbeFailed(f"probe download answered HTTP {code}", "HPC→object store route or credentials")
-    mbps = round(speed * 8 / 1e6, 1)
-    net = catalog.network
+        with contextlib.suppress(Exception):  # the probe object is overwritten next time anyway
+            s3.delete_object(Bucket=bucket, Key=key)
+    return round(speed * 8 / 1e6, 1), nbytes, total
+
+
+def bandwidth_outcome(measured: tuple[float, int, float], threshold_mbps: float, hint: str) -> Outcome:
+    mbps, nbytes, seconds = measured
     return at_least(
-        mbps, net.min_bandwidth_mbps, "Mbps",
-        f"model transfers need >= {net.min_bandwidth_mbps:g} Mbps (recommended {net.recommended_bandwidth_mbps:g})",
-        detail=f"{BANDWIDTH_PROBE_BYTES} bytes in {total:.3f}s",
+        mbps, threshold_mbps, "Mbps", hint,
+        detail=f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in {seconds:.3f}s",
+        extra={"probe_bytes": nbytes, "seconds": round(seconds, 3)},
     )
+
+
+def _s3_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+        return str(response["Error"]["Code"])
+    return type(exc).__name__
 
 
 def _resolve(name: str) -> str:

@@ -11,7 +11,7 @@ import dagster as dg
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, external
 from mlops_assets.core import cloud_rules as r
-from mlops_assets.core.checks import CheckSpec, Outcome, Severity
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.platform import active
 
 GROUP = "cloud"
@@ -48,12 +48,36 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("mlflow", "mlflow_health_endpoint", E, "Liveness first; the next checks go deeper.", _with("mlflow", r.mlflow_health), ("mlflow",), blocking=True),
         CheckSpec("mlflow", "mlflow_experiments_search_answers", E, "/health never touches the backend store; this does.", _with("mlflow", r.mlflow_experiments), ("mlflow",)),
         CheckSpec("mlflow", "mlflow_model_registry_answers", E, "Staged models are registered here.", _with("mlflow", r.mlflow_registry), ("mlflow",)),
+        CheckSpec("mlflow", "mlflow_artifact_round_trip", E, "Runs and models live in the artifact store, which no MLflow endpoint but an upload touches.", _with("mlflow", r.mlflow_artifact_round_trip), ("mlflow",), light=False),
         CheckSpec("minio", "minio_credentials_list_buckets", E, "Proves the endpoint and the credentials with one signed call.", lambda ctx: r.minio_buckets_listable(ctx.s3.client(), ctx.catalog), ("s3",), blocking=True),
+        *_bucket_specs(catalog),
         CheckSpec("minio", "minio_write_quorum", E, "MinIO answers liveness even when it cannot write.", _with("minio_http", r.minio_cluster_health), ("minio_http",)),
         CheckSpec("prometheus", "prometheus_ready", E, "/-/healthy always answers; /-/ready means queries work.", _with("prometheus", r.prometheus_ready), ("prometheus",)),
-        CheckSpec("prometheus", "prometheus_targets_up", W, "A dead scrape target means a blind spot on the dashboards.", _with("prometheus", r.prometheus_targets_up), ("prometheus",)),
+        CheckSpec("prometheus", "prometheus_targets_up", E, "A dead scrape target means a blind spot on the dashboards.", _with("prometheus", r.prometheus_targets_up), ("prometheus",)),
+        *(
+            [CheckSpec("prometheus", "prometheus_expected_jobs_present", W, "A missing job means whole exporters were never scraped.", _with("prometheus", r.prometheus_expected_jobs), ("prometheus",))]
+            if catalog.cloud.services.prometheus.expected_jobs
+            else []
+        ),
         CheckSpec("grafana", "grafana_database_ok", E, "Grafana answers /api/health even when its database fails.", _with("grafana", r.grafana_health), ("grafana",)),
     ]
+
+
+def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
+    """Cloud-side existence of the catalog's buckets (required: ERROR, optional: WARN); the
+    storage group's bucket assets create them and prove writes."""
+    out = []
+    for required, severity, label in ((True, Severity.ERROR, "required"), (False, Severity.WARN, "optional")):
+        if any(b.required == required for b in catalog.cloud.buckets):
+            out.append(
+                CheckSpec(
+                    "minio", f"minio_{label}_buckets_exist", severity,
+                    f"The {label} catalog buckets exist; each missing one is named.",
+                    bound(lambda ctx, req: r.minio_buckets_exist(ctx.s3.client(), ctx.catalog, req), required),
+                    ("s3",),
+                )
+            )
+    return out
 
 
 def build(catalog: Catalog) -> dg.Definitions:
