@@ -13,6 +13,4 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extras}]"
-mkdir -p .dagster_home
-cp -f dagster.yaml .dagster_home/dagster.yaml
 echo "setup: installed mlops-assets with extras [${extras}] into .venv"
