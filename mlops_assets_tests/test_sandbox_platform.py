@@ -90,3 +90,27 @@ def test_materialize_storage_creates_layout_and_buckets(sandbox: Path, cli, tmp_
     assert rows[("bucket_models", "bucket_models_round_trip")]["passed"]
     assert res.returncode == 0, res.stdout
     assert any(tmp_path.rglob("*.db")), "the run was not recorded in DAGSTER_HOME"
+
+
+def test_sbatch_gpu_job_over_ssh_completes_and_is_accounted(sandbox: Path) -> None:
+    r = SshRunner(settings(sandbox, command_timeout_s=120))
+    try:
+        sub = r.run(["sbatch", "--parsable", "--wait", "--gres=gpu:1", "--time=00:01:00", "-o", "/dev/null",
+                     "--wrap", "test -n \"$CUDA_VISIBLE_DEVICES\""])
+        assert sub.ok, sub.stderr
+        job = sub.stdout.strip().split(";")[0]
+        acct = r.run(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State,ExitCode,AllocTRES"])
+        state, exit_code, tres = acct.stdout.strip().splitlines()[0].split("|")
+        assert (state, exit_code) == ("COMPLETED", "0:0") and "gres/gpu=1" in tres
+    finally:
+        r.close()
+
+
+def test_kubectl_lists_the_standin_gpu_node(sandbox: Path) -> None:
+    """The Kubernetes API here is a stand-in (deploy/sandbox/standins/kube_api.py)."""
+    out = subprocess.run(
+        ["kubectl", "--kubeconfig", str(sandbox / "keys/kubeconfig"), "get", "nodes", "-l", "nvidia.com/gpu.present=true", "-o", "name"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("node/")
