@@ -243,3 +243,39 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest | None:
     except FileNotFoundError:
         return None
     return Manifest.from_json(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python mlops_manifest.py verify ROOT MANIFEST`: one JSON line with the verdict, for
+    checks that run on the HPC side (exit 0 when identical, 1 when not, 2 when unreadable)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "verify":
+        print("usage: mlops_manifest.py verify ROOT MANIFEST", file=sys.stderr)
+        return 2
+    root, path = args[1], args[2]
+    try:
+        expected = read_manifest(path)
+    except ManifestError as exc:
+        print(json.dumps({"state": "unreadable", "error": str(exc)}))
+        return 2
+    if expected is None:
+        print(json.dumps({"state": "no_manifest", "root_exists": Path(root).is_dir()}))
+        return 1
+    diff = verify_tree(root, expected)
+    print(json.dumps({
+        "state": "identical" if diff.ok else "different",
+        "digest": expected.digest,
+        "file_count": expected.file_count,
+        "total_bytes": expected.total_bytes,
+        "missing": list(diff.missing),
+        "extra": list(diff.extra),
+        "changed": list(diff.changed),
+        "meta": expected.meta,
+    }, sort_keys=True))
+    return 0 if diff.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

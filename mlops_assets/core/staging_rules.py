@@ -120,3 +120,161 @@ def image_packages(runner: Runner, path: str, expected: dict[str, str]) -> Outco
     bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items() if found.get(n, "missing") == "missing" or not versions.at_least(found[n], v)]
     return Outcome(not bad, ", ".join(f"{n} {found.get(n)}" for n in expected), ", ".join(f"{k}>={v}" for k, v in expected.items()),
                    "packages in the image", "rebuild the image with the required framework versions", detail="; ".join(bad))
+
+
+# ------------------------------------------------------------------ staging plans (issue 6)
+
+# torchvision's own checksums for the real files (torchvision.datasets.MNIST.resources,
+# CIFAR10.tgz_md5/train_list/test_list/meta): a real mirror of the real files needs no
+# override in the catalog; a mirror with its own files names its md5s in `source.md5`.
+TORCHVISION_LAYOUTS: dict[str, dict[str, Any]] = {
+    "MNIST": {
+        "dir": "MNIST/raw",
+        "files": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        "extract": "gunzip",
+        "members": {},
+    },
+    "CIFAR10": {
+        "dir": "",
+        "files": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+        "extract": "untar",
+        "members_dir": "cifar-10-batches-py",
+        "members": {
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+            "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+        },
+    },
+}
+
+
+def dataset_dir(catalog: Catalog, dataset: Dataset) -> str:
+    return f"{catalog.hpc.beegfs.root.rstrip('/')}/{dataset.path}"
+
+
+def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
+    """What stage_torchvision.py does, as data: files with mirrors and md5s, the layout
+    torchvision expects, and the md5s of what comes out of archives. Catalog md5s win over
+    torchvision's own."""
+    import hashlib
+    import json
+
+    src = dataset.source
+    assert isinstance(src, TorchvisionSource)
+    layout = TORCHVISION_LAYOUTS.get(src.dataset_class)
+    if layout is None:
+        raise ProbeFailed(
+            f"no staging layout for torchvision {src.dataset_class}",
+            f"use MNIST or CIFAR10, or add {src.dataset_class} to core.staging_rules.TORCHVISION_LAYOUTS",
+        )
+    if not src.mirrors:
+        raise ProbeFailed(f"torchvision {src.dataset_class} has no mirrors", "list mirrors under datasets.<name>.source.mirrors")
+    files = [
+        {"name": name, "urls": list(src.mirrors), "md5": src.md5.get(name, md5), "dir": layout["dir"], "extract": layout["extract"]}
+        for name, md5 in layout["files"].items()
+    ]
+    members_dir = layout.get("members_dir", "")
+    extracted = {f"{members_dir}/{n}": src.md5.get(n, md5) for n, md5 in layout["members"].items()}
+    digest_input = json.dumps(
+        {"files": [{k: f[k] for k in ("name", "md5", "dir", "extract")} for f in files], "extracted": extracted},
+        sort_keys=True,
+    )
+    return {
+        "target": dataset_dir(catalog, dataset),
+        "dataset_class": src.dataset_class,
+        "files": files,
+        "extracted_md5": extracted,
+        "plan_digest": hashlib.sha256(digest_input.encode()).hexdigest(),
+    }
+
+
+def hub_plan(catalog: Catalog, repo_type: str, repo: str, revision: str, allow_patterns: list[str]) -> dict[str, Any]:
+    """What stage_hub.py does: one pinned revision into the hub cache on BeeGFS."""
+    return {
+        "repo": repo,
+        "repo_type": repo_type,
+        "revision": revision,
+        "allow_patterns": list(allow_patterns),
+        "cache_dir": hub_cache(catalog),
+    }
+
+
+def staged_location(catalog: Catalog, plan: dict[str, Any]) -> tuple[str, str]:
+    """(root of the staged files, its manifest) for a hub or torchvision plan."""
+    if "repo" in plan:
+        base = f"{plan['cache_dir']}/{repo_folder(plan['repo_type'], plan['repo'])}"
+        return f"{base}/snapshots/{plan['revision']}", f"{base}/.mlops/{plan['revision']}.json"
+    return plan["target"], f"{plan['target']}/.mlops-manifest.json"
+
+
+SIZE_FACTOR = 4.0
+
+
+def manifest_outcome(verdict: dict[str, Any], what: str) -> Outcome:
+    """The verdict of `mlops_manifest.py verify` as a check: names what is missing/extra/changed."""
+    state = verdict.get("state")
+    hint = f"re-materialize {what}: staging repairs it (only damaged files are fetched again)"
+    if state == "identical":
+        return Outcome(True, 0, 0, "files differing from the manifest", hint,
+                       detail=f"{verdict.get('file_count')} files, digest {str(verdict.get('digest'))[:16]}")
+    if state == "different":
+        parts = []
+        for label in ("missing", "extra", "changed"):
+            names = verdict.get(label) or []
+            if names:
+                shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        count = sum(len(verdict.get(k) or []) for k in ("missing", "extra", "changed"))
+        return Outcome(False, count, 0, "files differing from the manifest", hint, detail="; ".join(parts))
+    if state == "no_manifest":
+        return Outcome(False, "no manifest", "manifest", "files differing from the manifest", f"materialize {what}: it is not staged (or a staging run did not finish)",
+                       detail="no manifest: not staged" + ("; a directory without a manifest is an unfinished copy" if verdict.get("root_exists") else ""))
+    return Outcome(False, "unreadable", "manifest", "files differing from the manifest", hint, detail=str(verdict.get("error", verdict))[:300])
+
+
+def size_outcome(total_bytes: int, approx_size_mb: float) -> Outcome:
+    """Within a factor of SIZE_FACTOR of the catalog's approx_size_mb: catches empty, partial
+    or wrong-repo copies without pinning exact sizes in the catalog."""
+    mb = total_bytes / 1e6
+    low, high = approx_size_mb / SIZE_FACTOR, approx_size_mb * SIZE_FACTOR
+    return Outcome(low <= mb <= high, round(mb, 3), f"{low:g}..{high:g}", "MB staged",
+                   "update approx_size_mb in the catalog if the source really changed size, else re-stage")
+
+
+def verify_staged(runner: Runner, python: str, payload_dir: str, root: str, manifest_path: str, what: str) -> Outcome:
+    """Re-hash the staged files on the HPC side (the shipped mlops_manifest.py) against their
+    manifest: nothing is copied to the orchestrator."""
+    import json
+
+    res = runner.run([python, f"{payload_dir}/mlops_manifest.py", "verify", root, manifest_path], timeout_s=1800)
+    try:
+        verdict = json.loads(res.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise ProbeFailed(
+            f"manifest verification did not run on {runner.where} (exit {res.returncode}): {res.tail(3)}",
+            "check hpc.python (it needs only the standard library for this) and the scripts directory",
+        ) from None
+    return manifest_outcome(verdict, what)
+
+
+def staged_size(runner: Runner, manifest_path: str, approx_size_mb: float, what: str) -> Outcome:
+    """Size from the manifest (no re-hash) against the catalog's approx_size_mb."""
+    from mlops_assets.core.manifest import Manifest, ManifestError
+
+    res = runner.run(["cat", "--", manifest_path])
+    if not res.ok:
+        raise ProbeFailed(f"{what} has no manifest at {manifest_path}", f"materialize {what}")
+    try:
+        man = Manifest.from_json(res.stdout)
+    except ManifestError as exc:
+        raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
+    return size_outcome(man.total_bytes, approx_size_mb)

@@ -1,4 +1,7 @@
-"""Datasets on BeeGFS, one asset per catalog entry: adding a dataset is a catalog entry."""
+"""Datasets on BeeGFS, one materializable asset per catalog entry: adding a dataset is a
+catalog entry. torchvision datasets are fetched from the catalog's mirrors into the layout
+torchvision expects; hub datasets are snapshots of a pinned revision in the HF cache. The
+bytes move on the HPC side (payloads through Pipes); the orchestrator gets metadata only."""
 
 from __future__ import annotations
 
@@ -7,46 +10,95 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
-from mlops_assets.checking import asset_checks, external
+from mlops_assets.checking import asset_checks, freshness_policy
 from mlops_assets.core import staging_rules
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.hpc_rules import directories
 from mlops_assets.platform import active
 
 GROUP = "datasets"
+POOL = "hub_downloads"
 
 
-def _present(c: Any, d: Dataset) -> Outcome:
-    return staging_rules.path_present(
-        c.hpc.runner(), staging_rules.dataset_marker(c.catalog, d), "dataset files",
-        "stage it: materialize the dataset asset (hub downloads need HF_HOME on BeeGFS and internet or a mirror)",
-    )
+def plan(catalog: Catalog, d: Dataset) -> tuple[str, dict[str, Any]]:
+    """(payload, extras) that stage this dataset."""
+    src = d.source
+    if isinstance(src, HubSource):
+        return "stage_hub.py", staging_rules.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+    return "stage_torchvision.py", staging_rules.torchvision_plan(catalog, d)
+
+
+def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
+    from mlops_assets.resources.hpc_pipes import ship_payloads
+
+    runner = c.hpc.runner()
+    where = ship_payloads(runner, directories(c.catalog)["scripts"])
+    root, mpath = staging_rules.staged_location(c.catalog, plan(c.catalog, d)[1])
+    return staging_rules.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"dataset_{name}")
+
+
+def _size(c: Any, name: str, d: Dataset) -> Outcome:
+    _, mpath = staging_rules.staged_location(c.catalog, plan(c.catalog, d)[1])
+    return staging_rules.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, f"dataset_{name}")
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
-    return [
-        CheckSpec(
-            f"dataset_{name}", f"dataset_{name}_present", Severity.ERROR,
-            "Training reads it from BeeGFS with no network.",
-            bound(_present, d),
-            ("hpc",),
-        )
-        for name, d in catalog.datasets.items()
-    ]
+    out: list[CheckSpec] = []
+    for name, d in catalog.datasets.items():
+        out += [
+            CheckSpec(
+                f"dataset_{name}", f"dataset_{name}_manifest_verifies", Severity.ERROR,
+                "Every staged file still has the size and sha256 of its manifest; names what is missing, extra or changed.",
+                bound(_verifies, name, d), ("hpc",), blocking=True, light=False,
+                hint=f"re-materialize dataset_{name}",
+            ),
+            CheckSpec(
+                f"dataset_{name}", f"dataset_{name}_size_within_bounds", Severity.WARN,
+                "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
+                bound(_size, name, d), ("hpc",),
+            ),
+        ]
+    return out
+
+
+def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
+    src = d.source
+    where = f"{src.repo}@{src.revision[:12]}" if isinstance(src, HubSource) else f"torchvision {src.dataset_class}"
+    payload, extras = plan(catalog, d)
+    root, _ = staging_rules.staged_location(catalog, extras)
+
+    @dg.asset(
+        name=f"dataset_{name}",
+        group_name=GROUP,
+        kinds={"beegfs", "huggingface" if isinstance(src, HubSource) else "torchvision"},
+        deps=["beegfs_layout"],
+        pool=POOL,
+        required_resource_keys={"hpc"},
+        description=f"{where} staged in {root} (~{d.approx_size_mb:g} MB), verified and with a manifest.",
+        metadata={"source": where, "path": dg.MetadataValue.path(root)},
+        freshness_policy=freshness_policy(d.freshness or catalog.default_freshness),
+    )
+    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        from mlops_assets.resources.hpc_pipes import client_for
+
+        client = client_for(catalog, context.resources.hpc.runner())
+        return client.run(context=context, payload=payload, extras=extras).get_materialize_result()
+
+    return _stage
+
+
+def _checks_per_asset(all_specs: list[CheckSpec]) -> list[dg.AssetChecksDefinition]:
+    """One multi-check per staged asset, not per domain: a failed staging of one asset must
+    not leave the checks of the others unrun."""
+    by_asset: dict[str, list[CheckSpec]] = {}
+    for spec in all_specs:
+        by_asset.setdefault(spec.asset, []).append(spec)
+    return [c for asset, group in by_asset.items() for c in asset_checks(group, name=f"{asset}_checks")]
 
 
 def build(catalog: Catalog) -> dg.Definitions:
-    assets = []
-    for name, d in catalog.datasets.items():
-        src = d.source
-        where = f"{src.repo}@{src.revision[:12]}" if isinstance(src, HubSource) else f"torchvision {src.dataset_class}"
-        assets.append(external(
-            f"dataset_{name}", group=GROUP, kinds=["beegfs", "huggingface" if isinstance(src, HubSource) else "torchvision"],
-            description=f"{where} in {catalog.hpc.beegfs.root}/{d.path} (~{d.approx_size_mb:g} MB).",
-            deps=["beegfs_layout"],
-            metadata={"source": where, "path": f"{catalog.hpc.beegfs.root}/{d.path}"},
-            freshness=d.freshness or catalog.default_freshness,
-        ))
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="datasets_checks"))
+    assets = [_asset(catalog, name, d) for name, d in catalog.datasets.items()]
+    return dg.Definitions(assets=assets, asset_checks=_checks_per_asset(specs(catalog)))
 
 
 defs = build(active().catalog)

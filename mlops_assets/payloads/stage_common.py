@@ -1,0 +1,128 @@
+"""What both staging payloads share: a lock per target, the staging directory next to it,
+disk-full errors that say so, progress lines, and the Pipes entry point.
+
+Runs ON THE HPC SIDE with a plain Python that has dagster-pipes (and huggingface_hub for the
+hub payload): no mlops_assets import. The orchestrator ships this file next to the payloads,
+together with core/manifest.py as `mlops_manifest.py`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:  # shipped next to the payloads on the HPC side
+    import mlops_manifest as manifest
+except ImportError:  # running from the package (tests, local mode with the package installed)
+    from mlops_assets.core import manifest  # noqa: F401
+
+Log = Callable[[str], None]
+
+STAGING_PREFIX = ".staging-"
+OLD_PREFIX = ".old-"
+LOCK_WAIT_S = 3600.0
+
+
+class StagingError(RuntimeError):
+    """A staging run that cannot finish; the message says what and what to do. The previous
+    good copy is untouched whenever this is raised."""
+
+
+@contextmanager
+def target_lock(lock_path: Path, log: Log, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """One stager per target at a time, across hosts sharing the filesystem (flock on BeeGFS
+    needs the client's tuneUseGlobalFileLocks; Dagster's hub_downloads pool guards too)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        announced = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not announced:
+                    log(f"waiting for another run staging the same target ({lock_path})")
+                    announced = True
+                if time.monotonic() > deadline:
+                    raise StagingError(f"{lock_path} held by another run for {wait_s:.0f}s") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)
+
+
+def disk_full(exc: OSError, where: Path) -> StagingError:
+    usage = shutil.disk_usage(where if where.exists() else where.parent)
+    return StagingError(
+        f"disk full while staging into {where} (free {usage.free} of {usage.total} bytes); "
+        "the previous copy is untouched: free space on the shared filesystem and run again"
+    )
+
+
+@contextmanager
+def enospc_is_clear(where: Path, cleanup: Path | None = None) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+        raise disk_full(exc, where) from None
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+class Progress:
+    """Logs bytes, rate and ETA at most every `interval_s`."""
+
+    def __init__(self, log: Log, what: str, total: int | None, interval_s: float = 5.0) -> None:
+        self.log, self.what, self.total, self.interval_s = log, what, total, interval_s
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval_s:
+            self.last = now
+            self.log(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.start, 1e-6)
+        rate = self.done / elapsed
+        text = f"{self.what}: {self.done} bytes in {elapsed:.1f}s ({rate / 1e6:.2f} MB/s)"
+        if self.total:
+            left = max(self.total - self.done, 0)
+            text += f", {100 * self.done / self.total:.0f}% of {self.total}, ETA {left / rate if rate else 0:.0f}s"
+        return text
+
+
+def run_payload(stage: Callable[[dict[str, Any], Log], dict[str, Any]]) -> None:
+    """The Pipes entry point: extras in, one materialization (metadata + data version) out."""
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        extras = dict(pipes.extras)
+        started = time.monotonic()
+        result = stage(extras, pipes.log.info)
+        result["duration_s"] = round(time.monotonic() - started, 3)
+        digest = str(result.get("manifest_digest", ""))
+        pipes.report_asset_materialization(metadata=result, data_version=digest or None)

@@ -1,0 +1,222 @@
+"""Dagster Pipes to the HPC side: the payloads in mlops_assets/payloads run next to the data
+(a subprocess when the orchestrator sits on the HPC side, the SSH login node otherwise) and
+report back through a message file on the shared filesystem.
+
+- `ship_payloads` copies the payload scripts (and core/manifest.py as `mlops_manifest.py`) to
+  BeeGFS `scripts/mlops_payloads/`, only those whose sha256 differs, each by temp file + rename.
+- `RunnerFileMessageReader` is PipesFileMessageReader over a Runner: the payload's default
+  message writer appends JSON lines to a file on BeeGFS; the orchestrator tails it with
+  `tail -c +OFFSET` through the same runner (local or SSH), so progress arrives while the
+  payload runs.
+- `HpcPipesClient.run` opens the Pipes session, passes the bootstrap env (context injected
+  through the environment) plus the catalog's `hpc.env`, runs `hpc.python payload.py`, and
+  returns `PipesClientCompletedInvocation`; a failing payload raises `dg.Failure` with the
+  payload's own last error lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from dagster._utils.warnings import PreviewWarning
+
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core.hostexec import CommandResult, Runner, SshRunner
+from mlops_assets.core.hpc_rules import directories
+
+if TYPE_CHECKING:
+    from dagster._core.pipes.context import PipesMessageHandler
+
+PAYLOAD_DIR = "mlops_payloads"
+# shipped name -> (package, resource name)
+PAYLOAD_FILES: dict[str, tuple[str, str]] = {
+    "mlops_manifest.py": ("mlops_assets.core", "manifest.py"),
+    "stage_common.py": ("mlops_assets.payloads", "stage_common.py"),
+    "stage_hub.py": ("mlops_assets.payloads", "stage_hub.py"),
+    "stage_torchvision.py": ("mlops_assets.payloads", "stage_torchvision.py"),
+}
+POLL_S = 1.0
+# Every PipesMessageHandler reads the reader's expected_writer_count, "preview" in 1.13.
+warnings.filterwarnings("ignore", message=".*expected_writer_count.*", category=PreviewWarning)
+READ_CHUNK = 128 * 1024
+
+
+def _local_payload(name: str) -> Path:
+    package, resource = PAYLOAD_FILES[name]
+    return Path(str(resources.files(package).joinpath(resource)))
+
+
+def _check(res: CommandResult, what: str, hint: str) -> CommandResult:
+    if not res.ok:
+        raise dg.Failure(description=f"{what} failed (exit {res.returncode}): {res.tail(5)}", metadata={"hint": hint})
+    return res
+
+
+def ship_payloads(runner: Runner, scripts_dir: str) -> str:
+    """Copy the payloads to `<scripts_dir>/mlops_payloads/` where they differ. Returns the dir."""
+    dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
+    _check(runner.run(["mkdir", "-p", "--", dest]), f"mkdir {dest}", "the scripts directory must be writable (materialize beegfs_layout)")
+    remote = {f"{dest}/{n}": "" for n in PAYLOAD_FILES}
+    res = runner.run(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote])
+    for line in res.stdout.splitlines():
+        digest, _, path = line.partition("  ")
+        remote[path.strip()] = digest
+    for name in PAYLOAD_FILES:
+        local = _local_payload(name)
+        target = f"{dest}/{name}"
+        if remote.get(target) == hashlib.sha256(local.read_bytes()).hexdigest():
+            continue
+        tmp = f"{dest}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        if isinstance(runner, SshRunner):
+            runner.put(str(local), tmp)
+        else:
+            shutil.copyfile(local, tmp)
+        _check(runner.run(["mv", "-f", "--", tmp, target]), f"installing {target}", "check the scripts directory on BeeGFS")
+    return dest
+
+
+class RunnerFileMessageReader(dg.PipesMessageReader):
+    """Tails a Pipes message file on the shared filesystem through a Runner."""
+
+    def __init__(self, runner: Runner, path: str, poll_s: float = POLL_S) -> None:
+        self.runner = runner
+        self.path = path
+        self.poll_s = poll_s
+        self.offset = 0
+        self.errors: list[str] = []
+
+    def _read_new(self, handler: PipesMessageHandler) -> int:
+        res = self.runner.run(
+            ["sh", "-c", 'tail -c +"$1" -- "$2" | head -c "$3"', "sh", str(self.offset + 1), self.path, str(READ_CHUNK)],
+            timeout_s=60,
+        )
+        if not res.ok:
+            self.errors.append(res.tail(2))
+            return 0
+        text = res.stdout
+        end = text.rfind("\n")
+        if end < 0:
+            return 0
+        complete = text[: end + 1]
+        for line in complete.splitlines():
+            if line.strip():
+                handler.handle_message(json.loads(line))
+        consumed = len(complete.encode())
+        self.offset += consumed
+        return consumed
+
+    def _loop(self, handler: PipesMessageHandler, done: threading.Event) -> None:
+        try:
+            while not done.wait(self.poll_s):
+                self._read_new(handler)
+            while self._read_new(handler) > 0:  # drain after the payload ended
+                pass
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", __import__("sys").exc_info())
+
+    @contextmanager
+    def read_messages(self, handler: PipesMessageHandler) -> Iterator[dict[str, Any]]:
+        parent = self.path.rsplit("/", 1)[0]
+        _check(
+            self.runner.run(["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]),
+            f"creating the Pipes message file {self.path}", "the jobs directory on BeeGFS must be writable",
+        )
+        done = threading.Event()
+        thread = threading.Thread(target=self._loop, args=(handler, done), daemon=True)
+        thread.start()
+        try:
+            yield {"path": self.path, "include_stdio_in_messages": False}
+        finally:
+            done.set()
+            thread.join(timeout=120)
+            self.runner.run(["rm", "-f", "--", self.path])
+
+    def no_messages_debug_text(self) -> str:
+        return f"Attempted to read messages from {self.path} on {self.runner.where}."
+
+
+class HpcPipesClient(dg.PipesClient):
+    """Runs one payload on the HPC side per call; see the module docstring."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        python: str,
+        scripts_dir: str,
+        messages_dir: str,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = 3600,
+    ) -> None:
+        self.runner = runner
+        self.python = python
+        self.scripts_dir = scripts_dir
+        self.messages_dir = messages_dir.rstrip("/")
+        self.env = dict(env or {})
+        self.timeout_s = timeout_s
+
+    def run(  # type: ignore[override]
+        self,
+        *,
+        context: dg.AssetExecutionContext,
+        payload: str,
+        extras: dict[str, Any] | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        if payload not in PAYLOAD_FILES or not payload.startswith("stage_"):
+            raise ValueError(f"unknown payload {payload!r}")
+        where = ship_payloads(self.runner, self.scripts_dir)
+        msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
+        reader = RunnerFileMessageReader(self.runner, msg_path)
+        with dg.open_pipes_session(
+            context=context,
+            context_injector=dg.PipesEnvContextInjector(),
+            message_reader=reader,
+            extras=extras,
+        ) as session:
+            env = {**self.env, **session.get_bootstrap_env_vars()}
+            context.log.info(f"running {payload} on {self.runner.where} with {self.python}")
+            res = self.runner.run([self.python, f"{where}/{payload}"], env=env, timeout_s=self.timeout_s)
+            if not res.ok:
+                raise dg.Failure(
+                    description=f"{payload} on {self.runner.where} failed (exit {res.returncode}): {_last_error(res)}",
+                    metadata={"stderr_tail": dg.MetadataValue.text(res.tail(15))},
+                )
+        return dg.PipesClientCompletedInvocation(session)
+
+
+def _last_error(res: CommandResult) -> str:
+    """The payload's own message: the last `SomethingError: ...` line of its traceback."""
+    lines = [ln.strip() for ln in (res.stderr or res.stdout).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Failed")) and " " not in head:
+            return line[:800]
+    return lines[-1][:800] if lines else "no output"
+
+
+# What the payloads need besides the Pipes bootstrap: the catalog's job environment (HF_HOME,
+# HF_ENDPOINT, ...) and quiet, telemetry-free huggingface_hub.
+PAYLOAD_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def client_for(catalog: Catalog, runner: Runner) -> HpcPipesClient:
+    dirs = directories(catalog)
+    return HpcPipesClient(
+        runner,
+        python=catalog.hpc.python,
+        scripts_dir=dirs["scripts"],
+        messages_dir=f"{dirs['jobs']}/pipes",
+        env={**catalog.hpc.env, **PAYLOAD_ENV},
+    )
