@@ -19,6 +19,7 @@ BEEGFS = Path("/mnt/sandbox-beegfs")
 
 
 def rows(res: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    assert res.stdout.strip(), f"no report (exit {res.returncode}): {res.stderr[-2000:]}"
     return {r["check"]: r for r in json.loads(res.stdout)["results"]}
 
 
