@@ -110,23 +110,34 @@ def _hub_outcome(code: int, total: float, url: str, side: str, catalog: Catalog)
     )
 
 
-def tcp_connect(host: str, port: int, timeout_s: float) -> float:
+def ssh_banner(host: str, port: int, timeout_s: float) -> tuple[float, str]:
+    """Connect and read the server's identification line. A bare TCP connect proves
+    nothing where a transparent proxy or firewall accepts every connection (this sandbox's
+    egress does); only sshd sends `SSH-2.0-...`."""
     start = time.monotonic()
-    with socket.create_connection((host, port), timeout=timeout_s):
-        return time.monotonic() - start
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.settimeout(max(0.1, timeout_s - (time.monotonic() - start)))
+        banner = sock.recv(256).split(b"\r\n", 1)[0].decode("ascii", errors="replace")
+    return time.monotonic() - start, banner
 
 
 def cloud_reaches_hpc(catalog: Catalog) -> Outcome:
     login = catalog.hpc.access.login
+    target = f"{login.host}:{login.port}"
+    hint = f"{CLOUD_TO_HPC} route: check routing/firewall from the cloud subnet to the HPC login node"
+    timeout = catalog.network.probe_timeout_s
     try:
-        latency = tcp_connect(login.host, login.port, catalog.network.probe_timeout_s)
+        latency, banner = ssh_banner(login.host, login.port, timeout)
+    except TimeoutError:
+        return Outcome(False, "no SSH banner", target, "SSH banner", hint,
+                       detail=f"{CLOUD_TO_HPC}: {target} sent no SSH banner within {timeout:g}s (connection dropped, or accepted by a proxy/firewall in its place)")
     except OSError as exc:
-        return Outcome(
-            False, "unreachable", f"{login.host}:{login.port}", "TCP connect",
-            f"{CLOUD_TO_HPC} route: check routing/firewall from the cloud subnet to the HPC login node",
-            detail=f"{CLOUD_TO_HPC}: TCP connect to {login.host}:{login.port} failed: {exc}",
-        )
-    return Outcome(True, round(latency, 4), f"{login.host}:{login.port}", "s TCP connect", "")
+        return Outcome(False, "unreachable", target, "SSH banner", hint,
+                       detail=f"{CLOUD_TO_HPC}: TCP connect to {target} failed: {exc}")
+    if not banner.startswith("SSH-"):
+        return Outcome(False, "not SSH", target, "SSH banner", hint,
+                       detail=f"{CLOUD_TO_HPC}: {target} answered {banner[:60]!r}, not an SSH server")
+    return Outcome(True, round(latency, 4), target, "s to the SSH banner", "", detail=banner[:80])
 
 
 def _internet_targets(catalog: Catalog) -> dict[str, str]:
