@@ -49,6 +49,17 @@ def manifest_path(cache_dir: Path, repo_type: str, repo: str, revision: str) -> 
     return cache_dir / repo_folder(repo_type, repo) / ".mlops" / f"{revision}.json"
 
 
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def _why(exc: BaseException) -> str:
+    """Short: the HTTP status if there is one, else the exception's type and first line."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"HTTP {status} ({type(exc).__name__})" if status else f"{type(exc).__name__}: {first}"
+
+
 def _allowed(path: str, patterns: list[str]) -> bool:
     return not patterns or any(fnmatch.fnmatch(path, p) for p in patterns)
 
@@ -191,8 +202,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 raise
             except Exception as exc:
                 raise StagingError(
-                    f"cannot list {repo_type} {repo}@{revision} at {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}: "
-                    f"{type(exc).__name__}: {str(exc)[:300]}; the previous copy is untouched"
+                    f"cannot list {repo_type} {repo}@{revision[:12]} at {_endpoint()}: {_why(exc)}; "
+                    "the previous copy is untouched"
                 ) from None
             reused = _seed_good_blobs(final, staging_repo, listing, log)
             # files of the snapshot directory are symlinks into blobs: rebuild them each time
@@ -212,7 +223,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 )
             except Exception as exc:
                 raise StagingError(
-                    f"download of {repo}@{revision} failed: {type(exc).__name__}: {str(exc)[:300]}; "
+                    f"download of {repo}@{revision[:12]} from {_endpoint()} failed: {_why(exc)}; "
                     "the previous copy is untouched and partial files are resumed next time"
                 ) from None
             man = _verified_manifest(staging_repo / "snapshots" / revision, listing, meta)

@@ -1,0 +1,187 @@
+"""Staging end to end on the sandbox: hub/torchvision mirror -> payloads run by `mlops` over
+the SSH login node -> BeeGFS stand-in, driven through the `mlops-assets` CLI and recorded in a
+DAGSTER_HOME. Fault scenarios: a corrupted staged file is named by its check and repaired; an
+unchanged re-run moves zero bytes; the mirror offline gives a clear error and leaves the
+previous copy as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from mlops_assets.catalog.loader import load_catalog
+from mlops_assets.core import staging_rules
+from mlops_assets.core.hostexec import SshRunner, SshSettings
+
+pytestmark = pytest.mark.sandbox
+
+CATALOG = load_catalog(profile="sandbox").catalog
+MIRROR = "http://127.0.0.1:8088"
+DATASETS = [f"dataset_{n}" for n in CATALOG.datasets]
+MODELS = [f"model_{n}" for n in CATALOG.models]
+
+
+def _plan(key: str) -> dict[str, Any]:
+    kind, _, name = key.partition("_")
+    if kind == "dataset":
+        d = CATALOG.datasets[name]
+        src = d.source
+        if getattr(src, "kind", "") == "huggingface":
+            return staging_rules.hub_plan(CATALOG, "dataset", src.repo, src.revision, src.allow_patterns)  # type: ignore[union-attr]
+        return staging_rules.torchvision_plan(CATALOG, d)
+    m = CATALOG.models[name]
+    return staging_rules.hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
+
+
+def _root(key: str) -> Path:
+    return Path(staging_rules.staged_location(CATALOG, _plan(key))[0])
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))  # follows the snapshot symlink into the blob, as a bad disk would
+
+
+def _scenario(name: str | None) -> None:
+    path, body = ("/_standin/reset", b"{}") if name is None else ("/_standin/scenario", json.dumps({"name": name}).encode())
+    req = urllib.request.Request(MIRROR + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200
+
+
+class Staging:
+    def __init__(self, cli: Any, home: Path) -> None:
+        self.cli, self.home = cli, home
+        self.first_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.first_s = 0.0
+
+    def run(self, command: str, *keys: str) -> tuple[dict[tuple[str, str], dict[str, Any]], Any]:
+        res = self.cli(command, "--select", *keys, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
+        try:
+            doc = json.loads(res.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}") from None
+        return {(r["asset"], r["check"]): r for r in doc["results"]}, res
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        with dg.DagsterInstance.from_config(str(self.home)) as inst:
+            ev = inst.get_latest_materialization_event(dg.AssetKey(key))
+            assert ev is not None and ev.asset_materialization is not None, f"{key} has no materialization"
+            return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def staging(sandbox: Path, cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+    """Every dataset and model staged from scratch once, through the CLI."""
+    for key in DATASETS + MODELS:  # start from nothing so the first run moves every byte
+        root = _root(key)
+        target = root if key.startswith("dataset_") and "repo" not in _plan(key) else root.parent.parent
+        shutil.rmtree(target, ignore_errors=True)
+    st = Staging(cli, tmp_path_factory.mktemp("dagster_home"))
+    start = time.monotonic()
+    st.first_rows, _ = st.run("materialize", "datasets", "models")
+    st.first_s = time.monotonic() - start
+    yield st
+
+
+def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(staging: Staging, sandbox: Path) -> None:
+    rows = staging.first_rows
+    for key in DATASETS + MODELS:
+        assert rows[(key, "materialized")]["passed"], rows[(key, "materialized")]
+        assert rows[(key, f"{key}_manifest_verifies")]["passed"], rows[(key, f"{key}_manifest_verifies")]
+        assert rows[(key, f"{key}_size_within_bounds")]["passed"], rows[(key, f"{key}_size_within_bounds")]
+        md = staging.metadata(key)
+        if "repo" in _plan(key):
+            assert md["bytes_transferred"] == md["bytes"] > 0, md
+        else:  # archives come over the network; what is extracted from them does not
+            assert 0 < md["bytes_transferred"] < md["bytes"], md
+        assert md["file_count"] > 0 and len(md["manifest_digest"]) == 64 and md["duration_s"] >= 0
+    print(f"first materialization of {len(DATASETS + MODELS)} assets: {staging.first_s:.1f}s, "
+          f"{sum(staging.metadata(k)['bytes_transferred'] for k in DATASETS + MODELS)} bytes")
+    # torchvision's layout
+    mnist, cifar = _root("dataset_mnist"), _root("dataset_cifar10")
+    assert {p.name for p in (mnist / "MNIST" / "raw").iterdir()} >= {"train-images-idx3-ubyte", "t10k-labels-idx1-ubyte.gz"}
+    assert (cifar / "cifar-10-batches-py" / "test_batch").is_file()
+    # the staged files belong to the training user, who wrote them over SSH
+    assert (mnist / "MNIST" / "raw" / "train-images-idx3-ubyte").owner() == CATALOG.hpc.beegfs.training_user
+    # the HF cache layout: huggingface_hub resolves the pinned revision offline, as `mlops`
+    login = CATALOG.hpc.access.login
+    runner = SshRunner(SshSettings(login.host, login.port, login.user, login.key_path, login.known_hosts))
+    try:
+        for repo, rev, repo_type in [(m.repo, m.revision, "model") for m in CATALOG.models.values()] + [
+            ("HuggingFaceH4/no_robots", CATALOG.datasets["no_robots"].source.revision, "dataset")  # type: ignore[union-attr]
+        ]:
+            res = runner.run(
+                [CATALOG.hpc.python, "-c", "import sys; from huggingface_hub import snapshot_download as s; print(s(sys.argv[1], repo_type=sys.argv[2]))", repo, repo_type],
+                env={"HF_HOME": CATALOG.hpc.env["HF_HOME"], "HF_HUB_OFFLINE": "1"},
+            )
+            assert res.ok, res.stderr
+            assert res.stdout.strip().endswith(f"/snapshots/{rev}"), res.stdout
+    finally:
+        runner.close()
+
+
+def test_unchanged_rerun_moves_zero_bytes(staging: Staging) -> None:
+    start = time.monotonic()
+    rows, _ = staging.run("materialize", "datasets", "models")
+    took = time.monotonic() - start
+    payload_s = 0.0
+    for key in DATASETS + MODELS:
+        assert rows[(key, "materialized")]["passed"]
+        assert rows[(key, f"{key}_manifest_verifies")]["passed"]
+        md = staging.metadata(key)
+        assert md["bytes_transferred"] == 0, (key, md)
+        payload_s += md["duration_s"]
+    print(f"unchanged re-run: {took:.1f}s for the CLI run, {payload_s:.2f}s in the payloads, 0 bytes "
+          f"(first run {staging.first_s:.1f}s)")
+
+
+def test_corrupted_file_is_named_by_its_check_then_repaired(staging: Staging) -> None:
+    snap = _root("model_gpt2")
+    _flip_last_byte(snap / "model.safetensors")
+    rows, res = staging.run("validate", "model_gpt2")
+    row = rows[("model_gpt2", "model_gpt2_manifest_verifies")]
+    assert not row["passed"] and "changed: model.safetensors" in row["detail"], row
+    assert res.returncode == 1
+
+    rows, _ = staging.run("materialize", "model_gpt2")
+    assert rows[("model_gpt2", "model_gpt2_manifest_verifies")]["passed"], rows
+    md = staging.metadata("model_gpt2")
+    # only the damaged file came over the network again
+    assert md["bytes_transferred"] == (snap / "model.safetensors").stat().st_size, md
+
+
+@pytest.mark.parametrize(("key", "damaged", "error"), [
+    ("dataset_mnist", "MNIST/raw/t10k-labels-idx1-ubyte.gz", "no mirror served t10k-labels-idx1-ubyte.gz intact"),
+    ("model_smollm_135m", "config.json", "cannot list model HuggingFaceTB/SmolLM-135M"),
+])
+def test_mirror_offline_gives_a_clear_error_and_keeps_the_previous_copy(staging: Staging, key: str, damaged: str, error: str) -> None:
+    root = _root(key)
+    _flip_last_byte(root / damaged)  # so that the run has to fetch again
+    before = _tree(root)
+    try:
+        _scenario("offline")
+        rows, res = staging.run("materialize", key)
+        row = rows[(key, "materialized")]
+        assert not row["passed"] and res.returncode == 1
+        assert error in row["detail"] and "503" in row["detail"] and "previous copy is untouched" in row["detail"], row
+        assert _tree(root) == before, "the previous copy changed"
+    finally:
+        _scenario(None)
+    rows, _ = staging.run("materialize", key)
+    assert rows[(key, f"{key}_manifest_verifies")]["passed"], rows
+    assert _tree(root) != before  # repaired
