@@ -226,7 +226,11 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                     f"download of {repo}@{revision[:12]} from {_endpoint()} failed: {_why(exc)}; "
                     "the previous copy is untouched and partial files are resumed next time"
                 ) from None
-            man = _verified_manifest(staging_repo / "snapshots" / revision, listing, meta)
+            try:
+                man = _verified_manifest(staging_repo / "snapshots" / revision, listing, meta)
+            except StagingError:
+                remove_tree(staging)  # bad bytes must not be "resumed" by the next run
+                raise
             _place(staging_repo, final, revision, man)
         remove_tree(staging)
         log(f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, {man.total_bytes - reused} transferred")
