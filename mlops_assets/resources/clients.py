@@ -98,32 +98,45 @@ class S3Resource(dg.ConfigurableResource):
     timeout_s: float = 10
 
     _client: Any = PrivateAttr(default=None)
+    _probe_client: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def client(self) -> Any:
         with self._lock:
             return self._make_client()
 
+    def probe_client(self) -> Any:
+        """For checks: one attempt per call, so a dead endpoint fails within timeout_s
+        (client() retries twice, which suits transfers)."""
+        with self._lock:
+            if self._probe_client is None:
+                self._probe_client = self._build(max_attempts=1)
+            return self._probe_client
+
     def _make_client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id=self.access_key_id,
-                aws_secret_access_key=self.secret_access_key,
-                region_name=self.region,
-                config=Config(
-                    s3={"addressing_style": "path"},
-                    connect_timeout=self.timeout_s,
-                    read_timeout=self.timeout_s,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                    signature_version="s3v4",
-                ),
-            )
+            self._client = self._build(max_attempts=3)  # the first try and two retries, as before
         return self._client
+
+    def _build(self, max_attempts: int) -> Any:
+        """max_attempts counts the first try (botocore's total_max_attempts)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            region_name=self.region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=self.timeout_s,
+                read_timeout=self.timeout_s,
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
+                signature_version="s3v4",
+            ),
+        )
 
 
 class KubernetesResource(dg.ConfigurableResource):
@@ -147,9 +160,13 @@ class KubernetesResource(dg.ConfigurableResource):
 
             from kubernetes import client, config
 
+            # no urllib3 retries (its default is 3): a dead API server fails a check within
+            # timeout_s instead of four times that
+            cfg = client.Configuration()
+            cfg.retries = 0
             if self.in_cluster:
-                config.load_incluster_config()
-                self._api = client.ApiClient()
+                config.load_incluster_config(client_configuration=cfg)
+                self._api = client.ApiClient(cfg)
             else:
                 path = os.path.expanduser(self.kubeconfig) if self.kubeconfig else None
                 if path and not os.path.isfile(path):
@@ -159,7 +176,8 @@ class KubernetesResource(dg.ConfigurableResource):
                         f"kubeconfig {path} does not exist",
                         "set cloud.kubernetes.kubeconfig (or KUBECONFIG) to a readable kubeconfig",
                     )
-                self._api = config.new_client_from_config(config_file=path, context=self.context)
+                config.load_kube_config(config_file=path, context=self.context, client_configuration=cfg, persist_config=False)
+                self._api = client.ApiClient(cfg)
         return self._api
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:

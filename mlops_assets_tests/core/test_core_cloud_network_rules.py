@@ -378,3 +378,35 @@ def _free_port() -> int:
 def test_profile_drops_internet_target_with_null(catalog: Catalog) -> None:
     assert "container_registry" not in catalog.network.internet_targets
     assert "container_registry" in load_catalog(profile="production").catalog.network.internet_targets
+
+
+# ------------------------------------------- resources against a silent service
+
+
+def test_silent_s3_fails_minio_checks_within_timeout(catalog: Catalog, silent_server: str) -> None:
+    """One attempt per call in probe_client(): botocore's retries would triple the wait."""
+    from mlops_assets.resources.clients import S3Resource
+
+    s3 = S3Resource(endpoint_url=silent_server, access_key_id="AKIATEST", secret_access_key=SECRET, timeout_s=1)
+    for probe in (cr.minio_buckets_listable, lambda c, cat: cr.minio_buckets_exist(c, cat, True)):
+        start = time.monotonic()
+        with pytest.raises(ProbeFailed, match="ReadTimeoutError"):
+            probe(s3.probe_client(), catalog)
+        assert time.monotonic() - start < 2
+
+
+def test_silent_kubernetes_api_fails_within_timeout(catalog: Catalog, silent_server: str, tmp_path: Any) -> None:
+    """No urllib3 retries in KubernetesResource: one read timeout, not four."""
+    from mlops_assets.resources.clients import KubernetesResource
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        f"clusters: [{{name: c, cluster: {{server: '{silent_server}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    kube = KubernetesResource(kubeconfig=str(kubeconfig), context="x", timeout_s=1)
+    start = time.monotonic()
+    with pytest.raises(ProbeFailed, match="Kubernetes API GET /version failed"):
+        cr.k8s_version(kube, catalog)
+    assert time.monotonic() - start < 2.5

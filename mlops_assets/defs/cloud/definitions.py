@@ -49,7 +49,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("mlflow", "mlflow_experiments_search_answers", E, "/health never touches the backend store; this does.", _with("mlflow", r.mlflow_experiments), ("mlflow",)),
         CheckSpec("mlflow", "mlflow_model_registry_answers", E, "Staged models are registered here.", _with("mlflow", r.mlflow_registry), ("mlflow",)),
         CheckSpec("mlflow", "mlflow_artifact_round_trip", E, "Runs and models live in the artifact store, which no MLflow endpoint but an upload touches.", _with("mlflow", r.mlflow_artifact_round_trip), ("mlflow",), light=False),
-        CheckSpec("minio", "minio_credentials_list_buckets", E, "Proves the endpoint and the credentials with one signed call.", lambda ctx: r.minio_buckets_listable(ctx.s3.client(), ctx.catalog), ("s3",), blocking=True),
+        CheckSpec("minio", "minio_credentials_list_buckets", E, "Proves the endpoint and the credentials with one signed call.", lambda ctx: r.minio_buckets_listable(ctx.s3.probe_client(), ctx.catalog), ("s3",), blocking=True),
         *_bucket_specs(catalog),
         CheckSpec("minio", "minio_write_quorum", E, "MinIO answers liveness even when it cannot write.", _with("minio_http", r.minio_cluster_health), ("minio_http",)),
         CheckSpec("prometheus", "prometheus_ready", E, "/-/healthy always answers; /-/ready means queries work.", _with("prometheus", r.prometheus_ready), ("prometheus",)),
@@ -73,7 +73,7 @@ def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
                 CheckSpec(
                     "minio", f"minio_{label}_buckets_exist", severity,
                     f"The {label} catalog buckets exist; each missing one is named.",
-                    bound(lambda ctx, req: r.minio_buckets_exist(ctx.s3.client(), ctx.catalog, req), required),
+                    bound(lambda ctx, req: r.minio_buckets_exist(ctx.s3.probe_client(), ctx.catalog, req), required),
                     ("s3",),
                 )
             )

@@ -44,7 +44,7 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
     with once.lock:
         if not once.done:
             try:
-                once.value = r.measure_hpc_to_object_store(ctx.hpc.runner(), ctx.s3.client(), ctx.catalog)
+                once.value = r.measure_hpc_to_object_store(ctx.hpc.runner(), ctx.s3.probe_client(), ctx.catalog)
             except BaseException as exc:
                 once.error = exc
             once.done = True
