@@ -394,12 +394,60 @@ class Workstation(_Strict):
     python_packages: list[str] = Field(default_factory=list)
 
 
+class GpuProfile(_Strict):
+    """Expected figures of one GPU model, judged as ReFrame references are: PASS at or above
+    warn_fraction x expected, WARN down to fail_fraction, FAIL below."""
+
+    match: list[str] = Field(min_length=1, description="substrings of the torch/nvidia-smi GPU name")
+    matmul_bf16_tflops: float = Field(gt=0, description="8192^3 bf16 matmul through torch")
+    copy_gbps: float = Field(gt=0, description="device-to-device copy, GB/s counting read + write")
+    allreduce_busbw_gbps: float | None = Field(
+        default=None, gt=0, description="2-GPU NCCL all-reduce bus bandwidth at >= 1 GiB"
+    )
+    warn_fraction: float = Field(default=0.9, gt=0, le=1)
+    fail_fraction: float = Field(default=0.75, gt=0, le=1)
+    source: str = Field(default="", description="where the expected figures come from")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> GpuProfile:
+        if self.fail_fraction > self.warn_fraction:
+            raise ValueError("fail_fraction must not exceed warn_fraction")
+        return self
+
+
+class SmokeJob(_Strict):
+    """SLURM resources of one smoke job."""
+
+    gpus: int = Field(default=1, ge=0)
+    cpus: int = Field(default=1, ge=1)
+    mem_mb: int = Field(default=4096, ge=1)
+    time_limit_min: int = Field(default=10, ge=1)
+
+
+class SmokeJobs(_Strict):
+    gpu: SmokeJob = SmokeJob(gpus=1, cpus=2, mem_mb=8192, time_limit_min=10)
+    nccl: SmokeJob = SmokeJob(gpus=2, cpus=4, mem_mb=16384, time_limit_min=10)
+    mnist: SmokeJob = SmokeJob(gpus=1, cpus=4, mem_mb=8192, time_limit_min=10)
+
+
 class Smoke(_Strict):
     partition: str
     mnist_min_accuracy: float = Field(gt=0, le=1)
     mnist_max_seconds: float = Field(gt=0)
     multi_gpu_count: int = Field(ge=2)
     freshness: Freshness
+    mnist_epochs: int = Field(default=5, ge=1, description="MLOPS-1.1: 5 epochs")
+    gpu_profiles: dict[str, GpuProfile] = Field(default_factory=dict)
+    sibling_min_fraction: float = Field(
+        default=0.85, gt=0, le=1, description="a GPU below this share of its siblings' median is named"
+    )
+    container: str | None = Field(
+        default=None, description="catalog container the smoke jobs run in (apptainer exec --nv)"
+    )
+    jobs: SmokeJobs = SmokeJobs()
+    light_checks_cron: str = Field(default="*/15 * * * *", description="schedule of the light checks")
+    full_validation_cron: str = Field(default="0 2 * * *", description="nightly full validation")
+    node_sensor_interval_s: int = Field(default=60, ge=5)
 
 
 class Catalog(_Strict):
@@ -426,6 +474,10 @@ class Catalog(_Strict):
         if any(d.sync_to_bucket for d in self.datasets.values()) and "datasets" not in buckets:
             problems.append("a dataset has sync_to_bucket: true but there is no 'datasets' bucket")
         partitions = {p.name for p in self.hpc.slurm.partitions}
+        if self.smoke.container is not None and self.smoke.container not in self.containers:
+            problems.append(
+                f"smoke.container {self.smoke.container!r} is not one of containers ({', '.join(self.containers)})"
+            )
         if self.smoke.partition not in partitions:
             problems.append(
                 f"smoke.partition {self.smoke.partition!r} is not one of hpc.slurm.partitions"

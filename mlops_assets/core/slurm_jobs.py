@@ -1,0 +1,235 @@
+"""SLURM batch jobs as data: the job script, the command lines that submit, poll, account
+and cancel, the poll backoff, the final outcome read from sacct, and the smoke payloads'
+configuration from the catalog. Pure: nothing here runs a command or imports Dagster.
+
+Every value that reaches a shell is either an argv element (the host layer quotes argv with
+shlex) or, inside the job script, passed through :func:`shlex.quote`; ``#SBATCH`` values
+are validated against strict patterns because sbatch reads them before any shell does.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core.slurm import (
+    SACCT_FORMAT,
+    SQUEUE_FORMAT,
+    SacctRecord,
+    parse_sacct,
+    tres_gpus,
+)
+
+_SAFE_SBATCH = re.compile(r"^[A-Za-z0-9_.,:@/=+\-\[\]]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SMOKE_PAYLOADS = {"gpu": "gpu_smoke.py", "nccl": "nccl_allreduce.py", "mnist": "mnist_train.py"}
+
+
+def _sbatch_value(what: str, value: str) -> str:
+    if not value or not _SAFE_SBATCH.match(value):
+        raise ValueError(f"{what} {value!r} is not a safe #SBATCH value (letters, digits, _.,:@/=+-[] only)")
+    return value
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One batch job. ``command`` is the argv run on the compute node; with ``container``
+    it runs as ``apptainer exec --nv [--bind ...] <container> <command>``."""
+
+    name: str
+    partition: str
+    command: Sequence[str]
+    workdir: str
+    time_limit_min: int = 10
+    cpus: int = 1
+    mem_mb: int = 1024
+    gpus: int = 0
+    nodelist: str | None = None
+    container: str | None = None
+    binds: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    extra_sbatch: Sequence[str] = ()
+
+    @property
+    def stdout_path(self) -> str:
+        return f"{self.workdir}/slurm-%j.out"
+
+    @property
+    def stderr_path(self) -> str:
+        return f"{self.workdir}/slurm-%j.err"
+
+
+def stdout_of(spec: JobSpec, job_id: int | str) -> str:
+    return spec.stdout_path.replace("%j", str(job_id))
+
+
+def stderr_of(spec: JobSpec, job_id: int | str) -> str:
+    return spec.stderr_path.replace("%j", str(job_id))
+
+
+def render_script(spec: JobSpec) -> str:
+    """The batch script: #SBATCH header, exported environment (Pipes bootstrap included),
+    then ``exec`` of the command so the job's exit code is the payload's."""
+    if spec.time_limit_min < 1 or spec.cpus < 1 or spec.mem_mb < 1 or spec.gpus < 0:
+        raise ValueError("time limit, cpus and memory must be positive, gpus >= 0")
+    if not spec.command:
+        raise ValueError("empty command")
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={_sbatch_value('job name', spec.name)}",
+        f"#SBATCH --partition={_sbatch_value('partition', spec.partition)}",
+        f"#SBATCH --time={spec.time_limit_min}",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={spec.cpus}",
+        f"#SBATCH --mem={spec.mem_mb}M",
+        f"#SBATCH --chdir={_sbatch_value('workdir', spec.workdir)}",
+        f"#SBATCH --output={_sbatch_value('stdout path', spec.stdout_path.replace('%j', 'JOBID')).replace('JOBID', '%j')}",
+        f"#SBATCH --error={_sbatch_value('stderr path', spec.stderr_path.replace('%j', 'JOBID')).replace('JOBID', '%j')}",
+    ]
+    if spec.gpus:
+        lines.append(f"#SBATCH --gres=gpu:{spec.gpus}")
+    if spec.nodelist:
+        lines.append(f"#SBATCH --nodelist={_sbatch_value('node list', spec.nodelist)}")
+    lines += [f"#SBATCH {_sbatch_value('sbatch option', opt)}" for opt in spec.extra_sbatch]
+    lines.append("set -u")
+    for key, value in spec.env.items():
+        if not _ENV_NAME.match(key):
+            raise ValueError(f"invalid environment variable name {key!r}")
+        lines.append(f"export {key}={shlex.quote(value)}")
+    argv = list(spec.command)
+    if spec.container:
+        binds: list[str] = []
+        for b in spec.binds:
+            binds += ["--bind", b]
+        argv = ["apptainer", "exec", "--nv", *binds, spec.container, *argv]
+    lines.append("exec " + shlex.join(argv))
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_argv(script_path: str) -> list[str]:
+    return ["sbatch", "--parsable", script_path]
+
+
+def squeue_argv(job_id: int | str) -> list[str]:
+    return ["squeue", "-h", "-j", str(job_id), "-o", SQUEUE_FORMAT]
+
+
+def sacct_argv(job_id: int | str) -> list[str]:
+    return ["sacct", "-P", "-n", "-j", str(job_id), f"--format={SACCT_FORMAT}"]
+
+
+def scancel_argv(job_id: int | str) -> list[str]:
+    return ["scancel", str(job_id)]
+
+
+@dataclass
+class Backoff:
+    """Poll intervals: ``first``, growing by ``factor`` up to ``cap`` seconds."""
+
+    first: float = 0.2
+    factor: float = 1.5
+    cap: float = 5.0
+    _next: float = 0.0
+
+    def next(self) -> float:
+        self._next = self.first if self._next == 0 else min(self._next * self.factor, self.cap)
+        return self._next
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's final state from sacct, with the figures that go into metadata."""
+
+    job_id: str
+    state: str
+    exit_code: int
+    exit_signal: int
+    cancelled_by: str | None
+    elapsed_s: int | None
+    alloc_tres: Mapping[str, str]
+    max_rss_bytes: int | None
+    nodes: tuple[str, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "COMPLETED" and self.exit_code == 0 and self.exit_signal == 0
+
+    @property
+    def gpus(self) -> int:
+        return tres_gpus(self.alloc_tres)
+
+    def describe(self) -> str:
+        where = f" on {','.join(self.nodes)}" if self.nodes else ""
+        if self.state == "CANCELLED":
+            by = f" by uid {self.cancelled_by}" if self.cancelled_by else ""
+            return f"SLURM job {self.job_id} CANCELLED{by}{where}"
+        if self.state == "TIMEOUT":
+            return f"SLURM job {self.job_id} TIMEOUT: ran past its time limit ({self.elapsed_s} s elapsed){where}"
+        sig = f", signal {self.exit_signal}" if self.exit_signal else ""
+        return f"SLURM job {self.job_id} {self.state} with exit code {self.exit_code}{sig}{where}"
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "slurm_job_id": self.job_id,
+            "slurm_state": self.state,
+            "slurm_exit_code": self.exit_code,
+            "slurm_elapsed_s": self.elapsed_s,
+            "slurm_alloc_tres": ",".join(f"{k}={v}" for k, v in sorted(self.alloc_tres.items())),
+            "slurm_alloc_gpus": self.gpus,
+            "slurm_max_rss_bytes": self.max_rss_bytes,
+            "slurm_nodes": ",".join(self.nodes),
+        }
+
+
+def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
+    """The job's line (state, exit code, elapsed, AllocTRES) plus the largest MaxRSS of its
+    steps; None while accounting has not recorded a terminal state yet."""
+    records: list[SacctRecord] = [r for r in parse_sacct(text) if r.job == str(job_id)]
+    job = next((r for r in records if not r.is_step), None)
+    if job is None or not job.terminal:
+        return None
+    rss = [r.max_rss_bytes for r in records if r.max_rss_bytes is not None]
+    return JobOutcome(
+        job_id=job.job_id,
+        state=job.state,
+        exit_code=job.exit_code,
+        exit_signal=job.exit_signal,
+        cancelled_by=job.cancelled_by,
+        elapsed_s=job.elapsed_s,
+        alloc_tres=job.alloc_tres,
+        max_rss_bytes=max(rss) if rss else None,
+        nodes=job.nodes,
+    )
+
+
+# ------------------------------------------------------------------- smoke payloads
+
+
+def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
+    """What each smoke payload needs from the catalog (sent as Pipes extras)."""
+    from mlops_assets.core.hpc_rules import directories
+
+    s = catalog.smoke
+    profiles = {k: p.model_dump() for k, p in s.gpu_profiles.items()}
+    if kind == "gpu":
+        return {"gpu_profiles": profiles, "sibling_min_fraction": s.sibling_min_fraction}
+    if kind == "nccl":
+        return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles}
+    if kind == "mnist":
+        dirs = directories(catalog)
+        mnist = next((d for d in catalog.datasets.values() if getattr(d.source, "dataset_class", "") == "MNIST"), None)
+        root = catalog.hpc.beegfs.root.rstrip("/")
+        return {
+            "dataset_dir": f"{root}/{mnist.path}" if mnist else f"{dirs['datasets']}/mnist",
+            "models_dir": dirs["models"],
+            "epochs": s.mnist_epochs,
+            "min_accuracy": s.mnist_min_accuracy,
+            "max_seconds": s.mnist_max_seconds,
+        }
+    raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")

@@ -1,0 +1,235 @@
+"""Judging GPU, NCCL and MNIST smoke results: pure, standard library only.
+
+The smoke payloads measure on the HPC side and judge there, so one result line says
+everything; the orchestrator ships this file next to them as ``mlops_smoke_rules.py`` (the
+same trick staging uses for core/manifest.py). Tests import it from here.
+
+- GPU: a per-model profile (``smoke.gpu_profiles`` in the catalog) holds the expected bf16
+  matmul TFLOP/s and device-copy GB/s with warn and fail fractions, as ReFrame references
+  ``(value, lower, upper, unit)`` do; a GPU far below the median of its siblings is named.
+- NCCL: every element of every all-reduce is compared EXACTLY with the expected sum; any
+  wrong value, a missing size or a malformed record is a failure, never a pass. Bus
+  bandwidth is ``algbw * 2(n-1)/n`` and is judged only at sizes of at least 1 GiB.
+- MNIST: validation task MLOPS-1.1 (accuracy above the catalog's minimum, wall time below
+  its maximum).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+GIB = 1 << 30
+NO_CUDA = "no CUDA device"
+
+
+def worst(verdicts: Sequence[str]) -> str:
+    """The worst of PASS < WARN < FAIL (PASS for none)."""
+    return max(verdicts, key=lambda v: _RANK[v], default=PASS)
+
+
+def judge_value(measured: float | None, expected: float | None, warn_fraction: float, fail_fraction: float) -> str:
+    """ReFrame-style lower bound: PASS at >= warn_fraction * expected, WARN at >= fail_fraction,
+    FAIL below or when nothing was measured. No expectation → PASS (nothing to compare)."""
+    if measured is None:
+        return FAIL
+    if expected is None or expected <= 0:
+        return PASS
+    ratio = measured / expected
+    if ratio >= warn_fraction:
+        return PASS
+    return WARN if ratio >= fail_fraction else FAIL
+
+
+def match_profile(gpu_name: str, profiles: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The profile whose ``match`` substring (case-insensitive) is the longest one found in
+    the GPU's name: 'NVIDIA H100 NVL' prefers a 'H100 NVL' profile over 'H100'."""
+    name = gpu_name.upper()
+    best: tuple[int, str] | None = None
+    for key, prof in profiles.items():
+        pats = prof.get("match") or [key]
+        for pat in [pats] if isinstance(pats, str) else pats:
+            if str(pat).upper() in name and (best is None or len(str(pat)) > best[0]):
+                best = (len(str(pat)), key)
+    return best[1] if best else None
+
+
+def judge_gpus(
+    gpus: Sequence[Mapping[str, Any]],
+    profiles: Mapping[str, Mapping[str, Any]],
+    *,
+    sibling_min_fraction: float = 0.85,
+) -> dict[str, Any]:
+    """Per-GPU verdicts for ``[{index, name, matmul_bf16_tflops, copy_gbps}, ...]``.
+
+    Each figure is judged against the GPU model's profile; a GPU without a profile is a WARN
+    (nothing to compare against, said so). A GPU whose figure is below ``sibling_min_fraction``
+    of the median of the node's GPUs of the same model is named as an outlier (FAIL): a
+    node's worst GPU sets the pace of every data-parallel job on it.
+    """
+    if not gpus:
+        return {"verdict": FAIL, "gpus": [], "outliers": [], "messages": [f"{NO_CUDA}: no GPU measured"]}
+    per_gpu: list[dict[str, Any]] = []
+    messages: list[str] = []
+    for g in gpus:
+        idx, name = g.get("index"), str(g.get("name", "?"))
+        key = match_profile(name, profiles)
+        entry: dict[str, Any] = {"index": idx, "name": name, "profile": key}
+        if key is None:
+            entry["verdict"] = WARN
+            messages.append(f"GPU {idx} ({name}): no profile in smoke.gpu_profiles, figures not judged")
+            per_gpu.append(entry)
+            continue
+        prof = profiles[key]
+        warn_f, fail_f = float(prof.get("warn_fraction", 0.9)), float(prof.get("fail_fraction", 0.75))
+        verdicts = []
+        for field, ref in (("matmul_bf16_tflops", "matmul_bf16_tflops"), ("copy_gbps", "copy_gbps")):
+            measured = g.get(field)
+            expected = prof.get(ref)
+            v = judge_value(measured, expected, warn_f, fail_f)
+            entry[f"{field}_verdict"] = v
+            verdicts.append(v)
+            if v != PASS:
+                shown = "nothing" if measured is None else f"{measured:.1f}"
+                messages.append(
+                    f"GPU {idx} ({name}) {field} {shown} vs expected {expected} for {key}"
+                    f" (warn below {warn_f:.0%}, fail below {fail_f:.0%}): {v}"
+                )
+        entry["verdict"] = worst(verdicts)
+        per_gpu.append(entry)
+    outliers = sibling_outliers(gpus, sibling_min_fraction)
+    for o in outliers:
+        messages.append(
+            f"GPU {o['index']} ({o['name']}) {o['field']} {o['value']:.1f} is {o['fraction']:.0%}"
+            f" of its siblings' median {o['median']:.1f}: far below its siblings"
+        )
+        for e in per_gpu:
+            if e["index"] == o["index"]:
+                e["verdict"] = FAIL
+    return {
+        "verdict": worst([e["verdict"] for e in per_gpu]),
+        "gpus": per_gpu,
+        "outliers": outliers,
+        "messages": messages,
+    }
+
+
+def sibling_outliers(gpus: Sequence[Mapping[str, Any]], min_fraction: float) -> list[dict[str, Any]]:
+    """GPUs of one model on one node whose figure is below ``min_fraction`` of the median."""
+    out: list[dict[str, Any]] = []
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
+    for g in gpus:
+        by_model.setdefault(str(g.get("name", "?")), []).append(g)
+    for group in by_model.values():
+        if len(group) < 2:
+            continue
+        for field in ("matmul_bf16_tflops", "copy_gbps"):
+            values = [float(g[field]) for g in group if isinstance(g.get(field), int | float)]
+            if len(values) < 2:
+                continue
+            med = statistics.median(values)
+            for g in group:
+                v = g.get(field)
+                if isinstance(v, int | float) and med > 0 and v < min_fraction * med:
+                    out.append({"index": g.get("index"), "name": g.get("name"), "field": field,
+                                "value": float(v), "median": med, "fraction": float(v) / med})
+    return out
+
+
+# ----------------------------------------------------------------------------- NCCL
+
+
+def bus_bandwidth(algbw_gbps: float, world_size: int) -> float:
+    """nccl-tests' all-reduce bus bandwidth: algbw * 2(n-1)/n."""
+    if world_size < 1:
+        raise ValueError("world_size must be >= 1")
+    return algbw_gbps * 2 * (world_size - 1) / world_size
+
+
+def verify_exact(got: Sequence[float], expected: Sequence[float]) -> int:
+    """How many elements differ (exact comparison; NaN never equals). A length mismatch
+    counts every missing or extra element as wrong."""
+    wrong = abs(len(got) - len(expected))
+    for a, b in zip(got, expected, strict=False):
+        if a != b:  # NaN != NaN: a NaN is always wrong
+            wrong += 1
+    return wrong
+
+
+def judge_nccl(
+    result: Mapping[str, Any],
+    *,
+    min_world_size: int = 2,
+    expected_busbw_gbps: float | None = None,
+    warn_fraction: float = 0.9,
+    fail_fraction: float = 0.75,
+    min_size_bytes: int = GIB,
+) -> dict[str, Any]:
+    """Judge an all-reduce result ``{world_size, sizes: [{bytes, wrong, checked, busbw_gbps}]}``.
+
+    FAIL when: fewer ranks than required; no size was measured; any record is malformed,
+    checked no element, or has a wrong value; no size of at least ``min_size_bytes``; or the
+    bus bandwidth there is below ``fail_fraction`` of the expectation. Correctness first:
+    a fast wrong answer is a failure.
+    """
+    messages: list[str] = []
+    verdicts: list[str] = []
+    n = result.get("world_size")
+    if not isinstance(n, int) or n < min_world_size:
+        verdicts.append(FAIL)
+        messages.append(f"all-reduce ran on {n} ranks, need {min_world_size}")
+    sizes = result.get("sizes")
+    if not isinstance(sizes, list) or not sizes:
+        return {"verdict": FAIL, "messages": [*messages, "no all-reduce size was measured"], "busbw_gbps": None, "size_bytes": None}
+    big: Mapping[str, Any] | None = None
+    for rec in sizes:
+        try:
+            nbytes, wrong, checked = int(rec["bytes"]), int(rec["wrong"]), int(rec["checked"])
+        except (KeyError, TypeError, ValueError):
+            verdicts.append(FAIL)
+            messages.append(f"malformed all-reduce record {rec!r}")
+            continue
+        if checked <= 0:
+            verdicts.append(FAIL)
+            messages.append(f"{nbytes} B: no element was verified")
+        if wrong != 0:
+            verdicts.append(FAIL)
+            messages.append(f"{nbytes} B: {wrong} of {checked} values wrong after all-reduce")
+        if nbytes >= min_size_bytes and isinstance(rec.get("busbw_gbps"), int | float) and (big is None or nbytes > int(big["bytes"])):
+            big = rec
+    busbw = None
+    if big is None:
+        verdicts.append(FAIL)
+        messages.append(f"no verified size of at least {min_size_bytes} B: bus bandwidth is only compared there")
+    else:
+        busbw = float(big["busbw_gbps"])
+        v = judge_value(busbw, expected_busbw_gbps, warn_fraction, fail_fraction)
+        verdicts.append(v)
+        if v != PASS:
+            messages.append(f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}")
+    return {
+        "verdict": worst(verdicts),
+        "messages": messages,
+        "busbw_gbps": busbw,
+        "size_bytes": int(big["bytes"]) if big is not None else None,
+    }
+
+
+# ---------------------------------------------------------------------------- MNIST
+
+
+def judge_mnist(metrics: Mapping[str, Any], *, min_accuracy: float, max_seconds: float) -> dict[str, Any]:
+    """MLOPS-1.1: accuracy above ``min_accuracy`` and the run done within ``max_seconds``."""
+    messages: list[str] = []
+    verdicts: list[str] = []
+    acc, secs = metrics.get("accuracy"), metrics.get("total_seconds", metrics.get("training_time_seconds"))
+    if not isinstance(acc, int | float) or not acc > min_accuracy:
+        verdicts.append(FAIL)
+        messages.append(f"test accuracy {acc} not above {min_accuracy}")
+    if not isinstance(secs, int | float) or secs >= max_seconds:
+        verdicts.append(FAIL)
+        messages.append(f"took {secs} s, limit {max_seconds} s")
+    return {"verdict": worst(verdicts), "messages": messages}

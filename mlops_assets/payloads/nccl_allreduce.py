@@ -1,0 +1,163 @@
+"""Multi-GPU smoke: an all-reduce through torch.distributed/NCCL over `world_size` GPUs of one
+node (one process per GPU), every element verified EXACTLY, bus bandwidth reported per size.
+
+Runs ON THE HPC SIDE (a SLURM job with --gres=gpu:2, or by hand):
+    python nccl_allreduce.py [--config cfg.json] [--set world_size=2]
+Prints one JSON result line; reports through Dagster Pipes when a Pipes context is present.
+Standard library + torch (imported inside the functions).
+
+Rank r fills float32 x[i] = (i mod 251 + 1) * (r + 1); after a SUM all-reduce every element
+must equal (i mod 251 + 1) * n(n+1)/2, exactly (small integers are exact in float32). Each
+size is verified before and after its timed all-reduces, on every rank; any wrong value is a
+failure. Timing: `iters` all-reduces after `warmup`, the slowest rank's mean; algbw = bytes /
+time (GB/s, 1e9), busbw = algbw * 2(n-1)/n (nccl-tests). NVLink SHARP stays off
+(NCCL_NVLS_ENABLE=0) unless the environment says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from smoke_common import Log, need_cuda, rules, run
+
+DEFAULTS: dict[str, Any] = {
+    "world_size": 2,
+    "sizes_bytes": [1 << 20, 16 << 20, 128 << 20, 1 << 30, 4 << 30],
+    "warmup": 5,
+    "iters": 20,
+    "expected_busbw_gbps": None,
+    "warn_fraction": 0.9,
+    "fail_fraction": 0.75,
+    "timeout_s": 300,
+    "backend": "nccl",  # "gloo" runs the same exact-verification on CPU processes (dry run, no GPU)
+}
+PATTERN_MOD = 251
+
+
+def _fill(torch: Any, numel: int, rank: int, dev: Any) -> Any:
+    return ((torch.arange(numel, device=dev, dtype=torch.int32) % PATTERN_MOD) + 1).to(torch.float32) * float(rank + 1)
+
+
+def _verify(torch: Any, x: Any, n: int) -> int:
+    expected = _fill(torch, x.numel(), 0, x.device) * float(n * (n + 1) // 2)
+    wrong = int((x != expected).sum().item())
+    del expected
+    return wrong
+
+
+def _worker(rank: int, n: int, cfg: dict[str, Any], init: str, outdir: str) -> None:
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    gpu = cfg["backend"] == "nccl"
+    dev = torch.device("cuda", rank) if gpu else torch.device("cpu")
+    if gpu:
+        torch.cuda.set_device(dev)
+    dist.init_process_group(cfg["backend"], init_method=init, rank=rank, world_size=n,
+                            timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])), device_id=dev if gpu else None)
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    records = []
+    try:
+        for nbytes in cfg["sizes_bytes"]:
+            numel = int(nbytes) // 4
+            x = _fill(torch, numel, rank, dev)
+            dist.all_reduce(x)
+            sync()
+            wrong_before = _verify(torch, x, n)
+            for _ in range(int(cfg["warmup"])):
+                dist.all_reduce(x)
+            sync()
+            dist.barrier()
+            t0 = time.perf_counter()
+            for _ in range(int(cfg["iters"])):
+                dist.all_reduce(x)
+            sync()
+            secs = (time.perf_counter() - t0) / int(cfg["iters"])
+            x.copy_(_fill(torch, numel, rank, dev))
+            dist.all_reduce(x)
+            sync()
+            wrong_after = _verify(torch, x, n)
+            del x
+            if gpu:
+                torch.cuda.empty_cache()
+            records.append({"bytes": numel * 4, "seconds": secs, "wrong": wrong_before + wrong_after, "checked": 2 * numel})
+    finally:
+        with open(os.path.join(outdir, f"rank{rank}.json"), "w", encoding="utf-8") as fh:
+            json.dump({"rank": rank, "records": records, "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpu else None}, fh)
+        dist.destroy_process_group()
+
+
+def combine(ranks: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Per size across ranks: wrong values summed, the slowest rank's time, algbw and busbw.
+    A size some rank did not report counts as unverified (checked 0)."""
+    sizes: list[dict[str, Any]] = []
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for r in ranks:
+        for rec in r["records"]:
+            by_size.setdefault(int(rec["bytes"]), []).append(rec)
+    for nbytes in sorted(by_size):
+        recs = by_size[nbytes]
+        secs = max(float(r["seconds"]) for r in recs)
+        algbw = nbytes / secs / 1e9
+        sizes.append({
+            "bytes": nbytes,
+            "ranks_reporting": len(recs),
+            "wrong": sum(int(r["wrong"]) for r in recs),
+            "checked": sum(int(r["checked"]) for r in recs) if len(recs) == n else 0,
+            "time_us": round(secs * 1e6, 1),
+            "algbw_gbps": round(algbw, 2),
+            "busbw_gbps": round(rules.bus_bandwidth(algbw, n), 2),
+        })
+    return sizes
+
+
+def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    n = int(cfg["world_size"])
+    cuda = need_cuda(n, allow_cpu=cfg["backend"] == "gloo")
+    if not cuda["ok"]:
+        return {"verdict": rules.FAIL, "world_size": n, "driver_probe": cuda["probe"], "error": cuda["error"], "messages": [cuda["error"]]}
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="nccl-smoke-") as outdir:
+        log(f"all-reduce over {n} GPUs, sizes {cfg['sizes_bytes']}, torch {torch.__version__}")
+        mp.spawn(_worker, args=(n, cfg, f"tcp://127.0.0.1:{port}", outdir), nprocs=n, join=True)
+        ranks = []
+        for r in range(n):
+            with open(os.path.join(outdir, f"rank{r}.json"), encoding="utf-8") as fh:
+                ranks.append(json.load(fh))
+    sizes = combine(ranks, n)
+    for rec in sizes:
+        log(f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}")
+    result: dict[str, Any] = {"world_size": n, "sizes": sizes, "nccl": ranks[0].get("nccl"), "torch": torch.__version__,
+                              "backend": cfg["backend"], "gpu_name": torch.cuda.get_device_name(0) if cfg["backend"] == "nccl" else "cpu"}
+    expected, warn_f, fail_f = cfg.get("expected_busbw_gbps"), float(cfg["warn_fraction"]), float(cfg["fail_fraction"])
+    profiles = cfg.get("gpu_profiles") or {}
+    key = rules.match_profile(result["gpu_name"], profiles)
+    if expected is None and key is not None:
+        prof = profiles[key]
+        expected = prof.get("allreduce_busbw_gbps")
+        warn_f, fail_f = float(prof.get("warn_fraction", warn_f)), float(prof.get("fail_fraction", fail_f))
+    result.update(profile=key, expected_busbw_gbps=expected)
+    judged = rules.judge_nccl(result, min_world_size=n, expected_busbw_gbps=expected, warn_fraction=warn_f, fail_fraction=fail_f)
+    result.update(verdict=judged["verdict"], messages=judged["messages"], busbw_gbps=judged["busbw_gbps"],
+                  busbw_size_bytes=judged["size_bytes"], wrong_values=sum(s["wrong"] for s in sizes))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(run("nccl_allreduce", measure, DEFAULTS))

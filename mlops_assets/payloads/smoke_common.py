@@ -1,0 +1,183 @@
+"""What the smoke payloads share: configuration, a CUDA probe that needs no torch, the JSON
+result line, and Dagster Pipes reporting when a Pipes context is present.
+
+Runs ON THE HPC SIDE (a SLURM job, the login node, or a GPU machine by hand) with the
+standard library; torch is imported by the payloads inside their functions, dagster_pipes
+only when DAGSTER_PIPES_CONTEXT is set. No mlops_assets import: the orchestrator ships
+core/smoke_rules.py next to this file as ``mlops_smoke_rules.py``.
+
+Configuration, later wins: the payload's defaults, ``--config FILE.json``, ``--set key=json``
+and, under Pipes, the extras the orchestrator sends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+try:  # shipped next to the payloads on the HPC side
+    import mlops_smoke_rules as rules
+except ImportError:  # run from the source tree: core/smoke_rules.py by path (no package import)
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "mlops_smoke_rules", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "smoke_rules.py")
+    )
+    assert _spec is not None and _spec.loader is not None
+    rules = importlib.util.module_from_spec(_spec)
+    sys.modules["mlops_smoke_rules"] = rules
+    _spec.loader.exec_module(rules)
+
+Log = Callable[[str], None]
+RESULT_KEY = "mlops_result"
+NO_CUDA = rules.NO_CUDA
+
+
+def stderr_log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``--config FILE`` (a JSON object) and ``--set key=<json or text>``, in order."""
+    config = dict(defaults)
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            with open(next(it), encoding="utf-8") as fh:
+                loaded = json.load(fh)
+            if not isinstance(loaded, dict):
+                raise SystemExit("--config must hold a JSON object")
+            config.update(loaded)
+        elif arg == "--set":
+            key, _, raw = next(it).partition("=")
+            try:
+                config[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                config[key] = raw
+        else:
+            raise SystemExit(f"unknown argument {arg!r} (use --config FILE or --set key=value)")
+    return config
+
+
+def slurm_facts() -> dict[str, Any]:
+    env = os.environ
+    return {
+        "host": socket.gethostname(),
+        "slurm_job_id": env.get("SLURM_JOB_ID"),
+        "slurm_node": env.get("SLURMD_NODENAME"),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "python": sys.executable,
+    }
+
+
+def cuda_driver_probe() -> dict[str, Any]:
+    """Ask the NVIDIA driver itself (libcuda through ctypes) how many devices there are.
+
+    Needs no torch, so a job without the driver says 'no CUDA device' as the measured fact,
+    whatever nvidia-smi stand-ins or fake GRES device files claim."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return {"devices": 0, "error": f"{NO_CUDA}: libcuda.so.1 cannot be loaded (no NVIDIA driver on {socket.gethostname()}: {exc})"}
+    rc = lib.cuInit(0)
+    if rc != 0:
+        return {"devices": 0, "error": f"{NO_CUDA}: cuInit returned CUDA error {rc}"}
+    count, version = ctypes.c_int(0), ctypes.c_int(0)
+    lib.cuDeviceGetCount(ctypes.byref(count))
+    lib.cuDriverGetVersion(ctypes.byref(version))
+    out: dict[str, Any] = {"devices": count.value, "driver_cuda_version": f"{version.value // 1000}.{version.value % 1000 // 10}"}
+    if count.value == 0:
+        out["error"] = f"{NO_CUDA}: the driver reports 0 devices (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+    return out
+
+
+NVIDIA_SMI_FIELDS = "index,name,uuid,pci.bus_id,driver_version,memory.total,temperature.gpu,power.draw,clocks.sm,clocks.max.sm"
+
+
+def nvidia_smi_inventory() -> dict[str, Any]:
+    """nvidia-smi's view, if it is installed: recorded as what it printed, never trusted
+    over the driver probe (a stand-in can print anything)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return {"present": False}
+    try:
+        proc = subprocess.run([exe, f"--query-gpu={NVIDIA_SMI_FIELDS}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"present": True, "error": str(exc)}
+    keys = NVIDIA_SMI_FIELDS.split(",")
+    rows = [dict(zip(keys, (c.strip() for c in line.split(",")), strict=False)) for line in proc.stdout.splitlines() if line.strip()]
+    return {"present": True, "exit_code": proc.returncode, "gpus": rows if proc.returncode == 0 else [], "stderr": proc.stderr.strip()[-300:]}
+
+
+def emit(kind: str, result: dict[str, Any]) -> None:
+    """The one JSON result line on stdout."""
+    print(json.dumps({RESULT_KEY: kind, **result}, sort_keys=True, default=str), flush=True)
+
+
+def metadata_of(result: dict[str, Any]) -> dict[str, Any]:
+    """Flat scalars for Dagster metadata (numbers plot in the UI), plus the whole result as JSON."""
+    meta: dict[str, Any] = {k: v for k, v in result.items() if isinstance(v, bool | int | float | str) or v is None}
+    meta["result"] = {"raw_value": result, "type": "json"}
+    return meta
+
+
+def run(kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], defaults: dict[str, Any]) -> int:
+    """Measure, print the result line, report through Pipes if present. Exit 0 on PASS/WARN,
+    1 on FAIL. Under Pipes a passing result is a materialization; a failing one is a custom
+    message the orchestrator turns into the failure's text and metadata (no materialization:
+    a failed smoke must not look fresh)."""
+    config = parse_args(sys.argv[1:], defaults)
+    if not os.environ.get("DAGSTER_PIPES_CONTEXT"):
+        result = _measure(kind, measure, config, stderr_log)
+        emit(kind, result)
+        return 0 if result["verdict"] != rules.FAIL else 1
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        config.update(dict(pipes.extras or {}))
+        result = _measure(kind, measure, config, pipes.log.info)
+        emit(kind, result)
+        if result["verdict"] == rules.FAIL:
+            for msg in result.get("messages") or [result.get("error", "failed")]:
+                pipes.log.error(str(msg))
+            pipes.report_custom_message({RESULT_KEY: kind, "result": result})
+        else:
+            pipes.report_asset_materialization(metadata=metadata_of(result))
+    return 0 if result["verdict"] != rules.FAIL else 1
+
+
+def _measure(kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], config: dict[str, Any], log: Log) -> dict[str, Any]:
+    started = time.monotonic()
+    facts = slurm_facts()
+    try:
+        result = measure(config, log)
+    except Exception as exc:  # the result line must say what broke, not only a traceback
+        result = {"verdict": rules.FAIL, "error": f"{type(exc).__name__}: {exc}", "messages": [f"{type(exc).__name__}: {exc}"]}
+    result.setdefault("messages", [])
+    if "error" not in result and result["verdict"] == rules.FAIL and result["messages"]:
+        result["error"] = "; ".join(str(m) for m in result["messages"])[:800]
+    return {**facts, **result, "payload_seconds": round(time.monotonic() - started, 3)}
+
+
+def need_cuda(min_devices: int, allow_cpu: bool = False) -> dict[str, Any]:
+    """The driver probe, as the payloads use it: ``{"ok": bool, "probe": ..., "error": ...}``."""
+    probe = cuda_driver_probe()
+    if probe["devices"] >= min_devices:
+        return {"ok": True, "probe": probe}
+    if allow_cpu:
+        return {"ok": True, "probe": probe, "cpu_fallback": True}
+    err = probe.get("error") or f"{NO_CUDA}: need {min_devices} CUDA devices, the driver reports {probe['devices']}"
+    if probe["devices"] and probe["devices"] < min_devices:
+        err = f"need {min_devices} CUDA devices, the driver reports {probe['devices']}"
+    return {"ok": False, "probe": probe, "error": err}

@@ -1,0 +1,212 @@
+"""The smoke payloads' judgement, on what they printed on real H200s (fixtures/, see
+docs/gpu-evidence.md), and their no-CUDA path here, where there is no driver. No torch."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_assets.core import smoke_rules as rules
+from mlops_assets.core.slurm_jobs import smoke_payload_config
+from mlops_assets.payloads import mnist_train, nccl_allreduce, smoke_common
+from mlops_assets.platform import active
+
+FIX = Path(__file__).parent / "fixtures"
+PAYLOADS = Path(__file__).parents[2] / "mlops_assets" / "payloads"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    return json.loads((FIX / f"{name}_h200x2.json").read_text())
+
+
+def profiles() -> dict[str, Any]:
+    return smoke_payload_config(active().catalog, "gpu")["gpu_profiles"]
+
+
+# ------------------------------------------------------------------------------- GPU
+
+
+def test_recorded_h200_figures_pass_the_catalog_profile() -> None:
+    res = recorded("gpu_smoke")
+    assert res["verdict"] == "PASS" and res["cuda_devices"] == 2
+    judged = rules.judge_gpus(res["gpus"], profiles())
+    assert judged["verdict"] == "PASS", judged["messages"]
+    assert [g["profile"] for g in judged["gpus"]] == ["H200", "H200"]
+    assert 700 < res["min_matmul_bf16_tflops"] < 1000 and 3500 < res["min_copy_gbps"] < 4800
+
+
+def test_gpu_far_below_its_siblings_is_named() -> None:
+    gpus = copy.deepcopy(recorded("gpu_smoke")["gpus"])
+    gpus[1]["matmul_bf16_tflops"] = 0.7 * gpus[0]["matmul_bf16_tflops"]
+    gpus.append({**gpus[0], "index": 2})
+    judged = rules.judge_gpus(gpus, profiles())
+    assert judged["verdict"] == "FAIL"
+    assert [o["index"] for o in judged["outliers"]] == [1]
+    assert any("GPU 1" in m and "far below its siblings" in m for m in judged["messages"])
+    assert judged["gpus"][0]["verdict"] == "PASS" and judged["gpus"][1]["verdict"] == "FAIL"
+
+
+@pytest.mark.parametrize(
+    ("measured", "verdict"), [(780, "PASS"), (702, "PASS"), (700, "WARN"), (585, "WARN"), (584, "FAIL"), (None, "FAIL")]
+)
+def test_reframe_style_bands(measured: float | None, verdict: str) -> None:
+    assert rules.judge_value(measured, 780, 0.9, 0.75) == verdict
+
+
+@pytest.mark.parametrize(
+    ("name", "profile"),
+    [
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA A100-SXM4-40GB", "A100_40GB"),
+        ("NVIDIA L40S", "L40S"),
+        ("Tesla T4", None),
+    ],
+)
+def test_profile_matching_prefers_the_longest_match(name: str, profile: str | None) -> None:
+    assert rules.match_profile(name, profiles()) == profile
+
+
+def test_gpu_without_profile_is_a_warning_that_says_so() -> None:
+    judged = rules.judge_gpus([{"index": 0, "name": "Tesla T4", "matmul_bf16_tflops": 60, "copy_gbps": 250}], profiles())
+    assert judged["verdict"] == "WARN" and "no profile" in judged["messages"][0]
+
+
+def test_no_gpu_measured_is_a_failure() -> None:
+    assert rules.judge_gpus([], profiles())["verdict"] == "FAIL"
+
+
+# ------------------------------------------------------------------------------ NCCL
+
+
+def test_recorded_allreduce_passes_with_busbw_at_4gib() -> None:
+    res = recorded("nccl_allreduce")
+    judged = rules.judge_nccl(res, expected_busbw_gbps=329)
+    assert judged["verdict"] == "PASS"
+    assert judged["size_bytes"] == 4 << 30 and judged["busbw_gbps"] == res["busbw_gbps"] > 300
+    for s in res["sizes"]:  # 2 ranks: busbw = algbw * 2(n-1)/n = algbw
+        assert s["busbw_gbps"] == pytest.approx(rules.bus_bandwidth(s["algbw_gbps"], 2), abs=0.01)
+
+
+def test_allreduce_with_one_wrong_value_fails_however_fast() -> None:
+    res = copy.deepcopy(recorded("nccl_allreduce"))
+    res["sizes"][1]["wrong"] = 1
+    for s in res["sizes"]:
+        s["busbw_gbps"] *= 10
+    judged = rules.judge_nccl(res, expected_busbw_gbps=329)
+    assert judged["verdict"] == "FAIL"
+    assert "16777216 B: 1 of 16777216 values wrong" in judged["messages"][0]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r.update(sizes=[]),
+        lambda r: r.update(world_size=1),
+        lambda r: r["sizes"][0].pop("wrong"),
+        lambda r: r["sizes"][2].update(checked=0),
+        lambda r: r.update(sizes=[s for s in r["sizes"] if s["bytes"] < (1 << 30)]),
+        lambda r: [s.update(busbw_gbps=100.0) for s in r["sizes"]],
+    ],
+    ids=["no-sizes", "one-rank", "malformed", "unverified", "no-1GiB", "slow"],
+)
+def test_allreduce_never_passes_on_missing_or_malformed_results(mutate: Any) -> None:
+    res = copy.deepcopy(recorded("nccl_allreduce"))
+    mutate(res)
+    assert rules.judge_nccl(res, expected_busbw_gbps=329)["verdict"] == "FAIL"
+
+
+def test_exact_verification_counts_every_wrong_element() -> None:
+    expected = [float((i % 251 + 1) * 3) for i in range(1000)]
+    got = list(expected)
+    assert rules.verify_exact(got, expected) == 0
+    got[17] += 1e-3
+    got[500] = math.nan
+    assert rules.verify_exact(got, expected) == 2
+    assert rules.verify_exact(got[:-5], expected) == 7
+
+
+def test_combine_a_rank_that_did_not_report_a_size_leaves_it_unverified() -> None:
+    rank0 = {"records": [{"bytes": 1 << 30, "seconds": 0.0033, "wrong": 0, "checked": 10}]}
+    rank1: dict[str, Any] = {"records": []}
+    sizes = nccl_allreduce.combine([rank0, rank1], 2)
+    assert sizes[0]["checked"] == 0
+    assert rules.judge_nccl({"world_size": 2, "sizes": sizes})["verdict"] == "FAIL"
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+
+def test_recorded_mnist_run_meets_mlops_1_1() -> None:
+    res = recorded("mnist_train")
+    cat = active().catalog.smoke
+    judged = rules.judge_mnist(res, min_accuracy=cat.mnist_min_accuracy, max_seconds=cat.mnist_max_seconds)
+    assert judged["verdict"] == "PASS" and res["accuracy"] > 0.95 and res["epochs"] == 5
+    metrics = json.loads((FIX / "mnist_metrics_h200x2.json").read_text())
+    assert {"epochs", "loss", "accuracy", "training_time_seconds"} <= set(metrics)
+    assert metrics["epoch_losses"] == sorted(metrics["epoch_losses"], reverse=True)
+
+
+def test_mnist_on_cpu_learns_but_one_epoch_misses_the_gpu_threshold() -> None:
+    res = recorded("mnist_train_cpu")
+    assert res["device"] == "cpu" and res["cpu_fallback"] is True
+    assert 0.5 < res["accuracy"] < 0.95 and res["verdict"] == "FAIL"
+
+
+def _idx(path: Path, magic_dtype: int, shape: tuple[int, ...], body: bytes) -> None:
+    header = b"\x00\x00" + bytes([magic_dtype, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    with gzip.open(str(path) + ".gz", "wb") as fh:
+        fh.write(header + body)
+
+
+def test_read_idx_reads_gz_and_rejects_bad_files(tmp_path: Path) -> None:
+    _idx(tmp_path / "ok", 0x08, (2, 2, 2), bytes(range(8)))
+    assert mnist_train.read_idx(str(tmp_path / "ok")) == ((2, 2, 2), bytes(range(8)))
+    _idx(tmp_path / "short", 0x08, (2, 2, 2), bytes(range(7)))
+    with pytest.raises(ValueError, match="file holds 7"):
+        mnist_train.read_idx(str(tmp_path / "short"))
+    _idx(tmp_path / "float", 0x0D, (2,), bytes(8))
+    with pytest.raises(ValueError, match="unsigned-byte"):
+        mnist_train.read_idx(str(tmp_path / "float"))
+    with pytest.raises(FileNotFoundError, match="materialize dataset_mnist"):
+        mnist_train.read_idx(str(tmp_path / "missing"))
+
+
+# ---------------------------------------------------------------- no CUDA, here
+
+
+def test_driver_probe_here_says_no_cuda_device() -> None:
+    probe = smoke_common.cuda_driver_probe()
+    assert probe["devices"] == 0 and probe["error"].startswith(rules.NO_CUDA)
+
+
+@pytest.mark.parametrize("payload", ["gpu_smoke.py", "nccl_allreduce.py", "mnist_train.py"])
+def test_payloads_fail_honestly_without_cuda(payload: str) -> None:
+    proc = subprocess.run([sys.executable, str(PAYLOADS / payload)], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1, proc.stderr
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["verdict"] == "FAIL" and line["error"].startswith("no CUDA device")
+    assert not any(k.endswith(("tflops", "gbps")) and v is not None for k, v in line.items())
+
+
+def test_recorded_hidden_gpus_fail_although_nvidia_smi_lists_two() -> None:
+    res = recorded("gpu_smoke_hidden")
+    assert res["verdict"] == "FAIL" and res["nvidia_smi_gpus"] == 2 and res["cuda_devices"] == 0
+    assert res["error"].startswith("no CUDA device")
+
+
+def test_args_config_then_set(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"iters": 5, "name": "x"}))
+    out = smoke_common.parse_args(["--config", str(cfg), "--set", "iters=7", "--set", "label=plain text"], {"iters": 1, "warmup": 2})
+    assert out == {"iters": 7, "warmup": 2, "name": "x", "label": "plain text"}
