@@ -42,9 +42,9 @@ def _kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_kustomize_renders_the_namespace_objects(objects: list[dict[str, Any]]) -> None:
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Namespace", "NetworkPolicy", "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Namespace", "NetworkPolicy", "ServiceAccount"]
     for o in objects:
-        if o["kind"] in ("ServiceAccount", "NetworkPolicy"):
+        if o["kind"] in ("ServiceAccount", "NetworkPolicy", "ConfigMap"):
             assert o["metadata"]["namespace"] == "mlops"
 
 
