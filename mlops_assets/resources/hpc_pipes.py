@@ -52,8 +52,8 @@ warnings.filterwarnings("ignore", message=".*expected_writer_count.*", category=
 READ_CHUNK = 128 * 1024
 
 
-def _local_payload(name: str) -> Path:
-    package, resource = PAYLOAD_FILES[name]
+def _local_payload(name: str, files: Mapping[str, tuple[str, str]] | None = None) -> Path:
+    package, resource = (files or PAYLOAD_FILES)[name]
     return Path(str(resources.files(package).joinpath(resource)))
 
 
@@ -63,17 +63,19 @@ def _check(res: CommandResult, what: str, hint: str) -> CommandResult:
     return res
 
 
-def ship_payloads(runner: Runner, scripts_dir: str) -> str:
-    """Copy the payloads to `<scripts_dir>/mlops_payloads/` where they differ. Returns the dir."""
+def ship_payloads(runner: Runner, scripts_dir: str, files: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """Copy the payloads to `<scripts_dir>/mlops_payloads/` where they differ. Returns the dir.
+    `files` (shipped name -> (package, resource)) defaults to the staging payloads."""
+    files = files or PAYLOAD_FILES
     dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
     _check(runner.run(["mkdir", "-p", "--", dest]), f"mkdir {dest}", "the scripts directory must be writable (materialize beegfs_layout)")
-    remote = {f"{dest}/{n}": "" for n in PAYLOAD_FILES}
+    remote = {f"{dest}/{n}": "" for n in files}
     res = runner.run(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote])
     for line in res.stdout.splitlines():
         digest, _, path = line.partition("  ")
         remote[path.strip()] = digest
-    for name in PAYLOAD_FILES:
-        local = _local_payload(name)
+    for name in files:
+        local = _local_payload(name, files)
         target = f"{dest}/{name}"
         if remote.get(target) == hashlib.sha256(local.read_bytes()).hexdigest():
             continue

@@ -1,0 +1,96 @@
+"""core.slurm_jobs: the job script, command lines, backoff and the outcome read from sacct
+(recorded sandbox sacct lines; see core/fixtures/SOURCES.md)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from mlops_assets.core import slurm_jobs as sj
+from mlops_assets.platform import active
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def spec(**kw: object) -> sj.JobSpec:
+    base: dict[str, object] = {
+        "name": "mlops-gpu-smoke", "partition": "gpu", "command": ["python3", "/b/scripts/p/gpu_smoke.py"],
+        "workdir": "/b/jobs/smoke/x", "time_limit_min": 10, "cpus": 4, "mem_mb": 8192, "gpus": 2,
+    }
+    base.update(kw)
+    return sj.JobSpec(**base)  # type: ignore[arg-type]
+
+
+def test_script_carries_every_resource_and_execs_the_payload() -> None:
+    text = sj.render_script(spec(nodelist="gpu01", env={"DAGSTER_PIPES_CONTEXT": "eJx$(rm -rf /)'q"}))
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for want in ("--partition=gpu", "--time=10", "--cpus-per-task=4", "--mem=8192M", "--gres=gpu:2",
+                 "--nodelist=gpu01", "--output=/b/jobs/smoke/x/slurm-%j.out", "--error=/b/jobs/smoke/x/slurm-%j.err"):
+        assert f"#SBATCH {want}" in lines
+    export = next(ln for ln in lines if ln.startswith("export DAGSTER_PIPES_CONTEXT="))
+    assert shlex.split(export.removeprefix("export "))[0] == "DAGSTER_PIPES_CONTEXT=eJx$(rm -rf /)'q"
+    assert lines[-1] == "exec python3 /b/scripts/p/gpu_smoke.py"
+
+
+def test_container_runs_under_apptainer_nv_with_binds() -> None:
+    text = sj.render_script(spec(container="/b/containers/pytorch_24.07-py3.sif", binds=["/b"], gpus=0))
+    assert text.splitlines()[-1] == "exec apptainer exec --nv --bind /b /b/containers/pytorch_24.07-py3.sif python3 /b/scripts/p/gpu_smoke.py"
+    assert "--gres" not in text
+
+
+@pytest.mark.parametrize("bad", [{"partition": "gpu\n#SBATCH --uid=0"}, {"nodelist": "a b"}, {"workdir": "/x;y"}, {"env": {"A-B": "1"}}, {"command": []}, {"cpus": 0}])
+def test_unsafe_or_invalid_values_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        sj.render_script(spec(**bad))
+
+
+def test_command_lines() -> None:
+    assert sj.sbatch_argv("/j/job.sh") == ["sbatch", "--parsable", "/j/job.sh"]
+    assert sj.squeue_argv(7) == ["squeue", "-h", "-j", "7", "-o", "%i|%T|%r|%N"]
+    assert sj.sacct_argv(7)[:5] == ["sacct", "-P", "-n", "-j", "7"]
+    assert sj.scancel_argv(7) == ["scancel", "7"]
+
+
+def test_backoff_grows_to_its_cap() -> None:
+    b = sj.Backoff(0.2, 2.0, 1.0)
+    assert [b.next() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def _recorded() -> str:
+    return "\n".join(ln for ln in (FIX / "sacct_P_n_jobs_sandbox_22.05.txt").read_text().splitlines() if not ln.startswith("#@"))
+
+
+def test_outcome_of_a_completed_gpu_job() -> None:
+    out = sj.outcome_from_sacct(_recorded(), 1)
+    assert out is not None and out.succeeded and out.gpus == 1 and out.nodes == ("localhost",)
+    meta = out.metadata()
+    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_alloc_gpus"] == 1 and "gres/gpu=1" in meta["slurm_alloc_tres"]
+
+
+def test_outcome_of_a_job_that_exited_3_names_the_code() -> None:
+    out = sj.outcome_from_sacct(_recorded(), 2)
+    assert out is not None and not out.succeeded
+    assert out.describe() == "SLURM job 2 FAILED with exit code 3 on localhost"
+
+
+def test_outcome_of_cancelled_timeout_and_running_jobs() -> None:
+    cancelled = sj.outcome_from_sacct("9|x|CANCELLED by 1000|0:15|00:00:07|cpu=1||localhost", 9)
+    assert cancelled is not None and cancelled.describe() == "SLURM job 9 CANCELLED by uid 1000 on localhost"
+    timeout = sj.outcome_from_sacct("10|x|TIMEOUT|0:0|00:01:09|cpu=1||localhost\n10.batch|batch|CANCELLED|0:15|00:01:10|cpu=1|1024K|localhost", 10)
+    assert timeout is not None and timeout.state == "TIMEOUT" and "time limit" in timeout.describe()
+    assert timeout.max_rss_bytes == 1024 * 1024
+    assert sj.outcome_from_sacct("11|x|RUNNING|0:0|00:00:03|cpu=1||localhost", 11) is None
+    assert sj.outcome_from_sacct("", 12) is None
+
+
+def test_smoke_config_from_the_catalog() -> None:
+    cat = active().catalog
+    assert sj.smoke_payload_config(cat, "mnist")["dataset_dir"] == "/mnt/sandbox-beegfs/datasets/mnist"
+    assert sj.smoke_payload_config(cat, "mnist")["epochs"] == cat.smoke.mnist_epochs
+    assert sj.smoke_payload_config(cat, "nccl")["world_size"] == 2
+    assert "H200" in sj.smoke_payload_config(cat, "gpu")["gpu_profiles"]
+    with pytest.raises(ValueError):
+        sj.smoke_payload_config(cat, "nope")
