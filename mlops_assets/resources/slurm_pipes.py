@@ -135,6 +135,7 @@ class SlurmPipesClient(dg.PipesClient):
         extras: dict[str, Any] | None = None,
         args: Sequence[str] = (),
         reattach: Attached | None = None,
+        tag_scope: str | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         if payload not in self.files or not payload.endswith(".py"):
             raise ValueError(f"unknown payload {payload!r}")
@@ -157,7 +158,7 @@ class SlurmPipesClient(dg.PipesClient):
             if reattach is None:
                 spec = self.job_spec(payload, where, attached.job_dir, resources, session.get_bootstrap_env_vars(), args)
                 attached = replace(attached, job_id=self.submit(spec))
-                self._tag(context, attached)
+                self._tag(context, attached, tag_scope)
                 context.log.info(
                     f"submitted SLURM job {attached.job_id} ({payload}, partition {self.partition}, "
                     f"gres gpu:{resources.gpus}{', node ' + resources.nodelist if resources.nodelist else ''})"
@@ -263,10 +264,9 @@ class SlurmPipesClient(dg.PipesClient):
                 )
             time.sleep(delay.next())
 
-    def _tag(self, context: Any, attached: Attached) -> None:
-        partition = context.partition_key if context.has_partition_key else None
+    def _tag(self, context: Any, attached: Attached, scope: str | None) -> None:
         for key in context.selected_asset_keys:
-            context.instance.add_run_tags(context.run_id, {tag_key(key, partition): attached.tag()})
+            context.instance.add_run_tags(context.run_id, {tag_key(key, scope): attached.tag()})
 
     def tail(self, path: str, lines: int = LOG_TAIL_LINES) -> str:
         res = self.runner.run(["tail", "-n", str(lines), "--", path], timeout_s=30)
