@@ -1,0 +1,187 @@
+"""The Dagster UI in a real browser (Debian's headless Chromium, driven by Playwright) against
+`dagster dev` serving this project on the sandbox. The test starts and stops the webserver
+and daemon itself and checks that no process of theirs is left. Screenshots go to
+docs/screenshots/ and the README shows them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = REPO / "docs" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+GROUPS = ["hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> Any:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+        return json.loads(resp.read())["data"]
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "mlops_assets.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=home, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def ui(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    # History for the UI to show: a few validate runs give the check plots several points.
+    for _ in range(3):
+        _cli(home, "validate", "--select", "slurm", "beegfs", "apptainer", "--format", "json")
+    # The layout upstream of the datasets is materialized, as it would be on a running platform.
+    _cli(home, "materialize", "--select", "beegfs_layout", "--format", "json")
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    log = (home / "dev.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)  # noqa: S310 - loopback
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dagster dev did not start:\n{(home / 'dev.log').read_text()[-3000:]}", pytrace=False)
+                time.sleep(1)
+        yield url, home
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        log.close()
+        assert not _group_alive(proc.pid), "dagster dev left processes behind"
+
+
+@pytest.fixture(scope="module")
+def page(ui: tuple[str, Path]) -> Iterator[Any]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+        pg.goto(f"{ui[0]}/asset-groups")
+        pg.get_by_text("Global asset lineage").first.wait_for(timeout=60000)
+        skip = pg.get_by_role("button", name="Skip")
+        try:  # the community sign-up dialog, shown once per fresh instance
+            skip.wait_for(timeout=10000)
+            skip.click()
+        except PlaywrightTimeout:
+            pass
+        yield pg
+        browser.close()
+
+
+def test_asset_graph_shows_the_groups_and_lineage(ui: tuple[str, Path], page: Any) -> None:
+    url, _ = ui
+    page.goto(f"{url}/asset-groups")
+    for group in GROUPS:
+        page.get_by_text(group, exact=True).first.wait_for(timeout=30000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "asset-graph.png"))
+    page.goto(f"{url}/assets/beegfs_layout?view=lineage")
+    page.get_by_text("dataset_mnist").first.wait_for(timeout=30000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "lineage-beegfs-layout.png"))
+    nodes = graphql(url, "{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }")["assetNodes"]
+    deps = {n["assetKey"]["path"][0]: {d["path"][0] for d in n["dependencyKeys"]} for n in nodes}
+    assert {n["groupName"] for n in nodes} == set(GROUPS)
+    assert "beegfs" in deps["beegfs_layout"]  # infrastructure -> layout
+    assert "beegfs_layout" in deps["dataset_mnist"]  # layout -> staged data
+    assert "dataset_mnist" in deps["smoke_mnist_training"]  # staged data -> smoke result
+    assert "model_gpt2_minio" in deps["model_gpt2_mlflow"]
+
+
+def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], page: Any) -> None:
+    url, _ = ui
+    asset = "dataset_mnist"
+    page.goto(f"{url}/assets/{asset}")
+    page.get_by_role("button", name="Materialize").first.click(timeout=30000)
+    deadline = time.monotonic() + 180
+    status = None
+    while time.monotonic() < deadline:
+        runs = graphql(url, "{ runsOrError(limit: 5) { ... on Runs { results { runId status assetSelection { path } } } } }")
+        mine = [r for r in runs["runsOrError"]["results"] if [asset] in [k["path"] for k in (r["assetSelection"] or [])]]
+        status = mine[0]["status"] if mine else None
+        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+            break
+        time.sleep(2)
+    assert status == "SUCCESS", f"UI-launched run ended {status}"
+    page.goto(f"{url}/assets/{asset}?view=checks")
+    page.get_by_title("dataset_mnist_manifest_verifies").first.click(timeout=30000)
+    page.get_by_text("Metadata").first.wait_for(timeout=30000)
+    page.get_by_text("Succeeded").first.wait_for(timeout=30000)
+    page.screenshot(path=str(SHOTS / "check-passed.png"))
+
+
+def test_a_failing_check_shows_failed_with_its_hint(ui: tuple[str, Path], page: Any) -> None:
+    url, home = ui
+    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=ui-test: bad GPU"], check=True)
+    try:
+        res = _cli(home, "validate", "--select", "gpu_nodes", "--format", "json")
+        assert res.returncode == 1, res.stdout + res.stderr
+    finally:
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False)
+    page.goto(f"{url}/assets/gpu_nodes?view=checks")
+    page.get_by_title("gpu_count_at_least_minimum").first.click(timeout=30000)
+    page.get_by_text("Failed").first.wait_for(timeout=30000)
+    page.get_by_text("resume drained GPU nodes").first.wait_for(timeout=30000)
+    page.screenshot(path=str(SHOTS / "check-failed-with-hint.png"))
+
+
+def test_check_history_plot(ui: tuple[str, Path], page: Any) -> None:
+    url, _ = ui
+    page.goto(f"{url}/assets/slurm?view=checks")
+    page.get_by_title("slurm_controller_responds").first.click(timeout=30000)
+    page.get_by_text("Plots").first.wait_for(timeout=30000)
+    page.get_by_text("measured").first.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "check-history-plot.png"), full_page=True)
