@@ -107,6 +107,13 @@ class LocalRunner:
         err, t2 = _cap(proc.stderr)
         return CommandResult(tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2)
 
+    def put_private(self, data: bytes, remote: str) -> None:
+        """A new file only this user can read (O_EXCL, mode 600 from creation): for
+        credentials a payload reads, which must never be on a command line."""
+        fd = os.open(remote, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+
     def close(self) -> None:
         return None
 
@@ -241,6 +248,17 @@ class SshRunner:
 
     def put(self, local: str, remote: str) -> None:
         self._connect().put(local, remote)
+
+    def put_private(self, data: bytes, remote: str) -> None:
+        """Write `data` to a new remote file only the login user can read, over SFTP (so
+        it is on no command line and in no process environment): created exclusively, made
+        mode 600 while still empty, then written."""
+        conn = self._connect()
+        with self._lock:  # fabric keeps one SFTP client per connection
+            sftp = conn.sftp()
+            with sftp.open(remote, "wx") as fh:
+                fh.chmod(0o600)
+                fh.write(data)
 
     def close(self) -> None:
         if self._conn is not None:

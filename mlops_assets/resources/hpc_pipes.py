@@ -45,6 +45,7 @@ PAYLOAD_FILES: dict[str, tuple[str, str]] = {
     "stage_common.py": ("mlops_assets.payloads", "stage_common.py"),
     "stage_hub.py": ("mlops_assets.payloads", "stage_hub.py"),
     "stage_torchvision.py": ("mlops_assets.payloads", "stage_torchvision.py"),
+    "sync_s3.py": ("mlops_assets.payloads", "sync_s3.py"),
 }
 POLL_S = 1.0
 # Every PipesMessageHandler reads the reader's expected_writer_count, "preview" in 1.13.
@@ -86,6 +87,28 @@ def ship_payloads(runner: Runner, scripts_dir: str, files: Mapping[str, tuple[st
             shutil.copyfile(local, tmp)
         _check(runner.run(["mv", "-f", "--", tmp, target]), f"installing {target}", "check the scripts directory on BeeGFS")
     return dest
+
+
+@contextmanager
+def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterator[str]:
+    """A file on the HPC side that only the runner's user can read, removed afterwards (also
+    when the payload fails): `<parent>/.private-<random>/<name>`, directory mode 700, file
+    mode 600 from its creation. The bytes go over SFTP (`SshRunner.put_private`) or straight
+    into the file (`LocalRunner.put_private`): never through a command line, which `ps` shows
+    to every user of the login node, nor through the environment of a process (the Pipes
+    bootstrap travels as `env K=V` on the SSH command line). The shared filesystem is used so
+    that a payload on any node the runner reaches can read it."""
+    directory = f"{parent.rstrip('/')}/.private-{uuid.uuid4().hex}"
+    _check(runner.run(["mkdir", "-p", "-m", "700", "--", directory]), f"mkdir {directory}", "the jobs directory on BeeGFS must be writable")
+    try:
+        path = f"{directory}/{name}"
+        put = getattr(runner, "put_private", None)
+        if put is None:
+            raise dg.Failure(f"{type(runner).__name__} cannot write a private file; credentials are not passed on a command line")
+        put(data, path)
+        yield path
+    finally:
+        runner.run(["rm", "-rf", "--", directory])
 
 
 class RunnerFileMessageReader(dg.PipesMessageReader):
@@ -176,7 +199,7 @@ class HpcPipesClient(dg.PipesClient):
         payload: str,
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        if payload not in PAYLOAD_FILES or not payload.startswith("stage_"):
+        if payload not in PAYLOAD_FILES or not payload.startswith(("stage_", "sync_")):
             raise ValueError(f"unknown payload {payload!r}")
         where = ship_payloads(self.runner, self.scripts_dir)
         msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
