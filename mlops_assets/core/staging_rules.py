@@ -278,3 +278,106 @@ def staged_size(runner: Runner, manifest_path: str, approx_size_mb: float, what:
     except ManifestError as exc:
         raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
     return size_outcome(man.total_bytes, approx_size_mb)
+
+
+# ------------------------------------------------------------------ model copies in MinIO
+
+S3_SHA_META = "sha256"  # x-amz-meta-sha256, written by payloads/sync_s3.py
+S3_DIGEST_META = "manifest-digest"  # on <prefix>_manifest.json
+S3_MANIFEST_OBJECT = "_manifest.json"
+
+
+def model_uri(name: str, model: Model) -> str:
+    return f"s3://{model.bucket}/{model_prefix(name, model)}"
+
+
+def sync_plan(catalog: Catalog, name: str, model: Model) -> dict[str, Any]:
+    """What sync_s3.py does (credentials_file is added per run): the staged snapshot and its
+    manifest on BeeGFS to s3://<bucket>/<name>/<revision>/ at the catalog's MinIO endpoint."""
+    minio = catalog.cloud.services.minio
+    root, mpath = staged_location(catalog, hub_plan(catalog, "model", model.repo, model.revision, model.allow_patterns))
+    return {
+        "root": root,
+        "manifest_path": mpath,
+        "bucket": model.bucket,
+        "prefix": model_prefix(name, model),
+        "endpoint_url": minio.url,
+        "region": minio.region,
+        "what": f"model_{name}",
+        "workers": 4,
+        "multipart_threshold_mb": 8,
+        "multipart_chunk_mb": 8,
+    }
+
+
+def read_staged_manifest(runner: Runner, manifest_path: str, what: str) -> Any:
+    """The staged manifest (core.manifest.Manifest), read on the HPC side: a few KB."""
+    from mlops_assets.core.manifest import Manifest, ManifestError
+
+    res = runner.run(["cat", "--", manifest_path])
+    if not res.ok:
+        raise ProbeFailed(f"{what} has no manifest at {manifest_path}", f"materialize {what}")
+    try:
+        return Manifest.from_json(res.stdout)
+    except ManifestError as exc:
+        raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
+
+
+def _s3_code(exc: BaseException) -> str:
+    resp = getattr(exc, "response", None)
+    if isinstance(resp, dict):
+        return str(resp.get("Error", {}).get("Code") or resp.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+    return type(exc).__name__
+
+
+def head_objects(s3: Any, bucket: str, keys: list[str], workers: int = 8) -> dict[str, tuple[int, dict[str, str]] | None]:
+    """key -> (size, lower-cased user metadata), or None where there is no such object."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def head(key: str) -> tuple[int, dict[str, str]] | None:
+        try:
+            resp = s3.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            code = _s3_code(exc)
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise ProbeFailed(f"HEAD s3://{bucket}/{key} failed: {code}", "check the bucket asset and the S3 credentials") from None
+        meta = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
+        return int(resp.get("ContentLength", -1)), meta
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(keys)))) as pool:
+        return dict(zip(keys, pool.map(head, keys), strict=True))
+
+
+def s3_copy_outcome(man: Any, prefix: str, heads: dict[str, tuple[int, dict[str, str]] | None], uri: str, what: str) -> Outcome:
+    """Every manifest entry under `prefix` with the same size and sha256 metadata, and the
+    `_manifest.json` written last with the same digest; names missing and changed keys."""
+    missing: list[str] = []
+    changed: list[str] = []
+    for f in man.files:
+        got = heads.get(prefix + f.path)
+        if got is None:
+            missing.append(f.path)
+        elif got[0] != f.size or got[1].get(S3_SHA_META) != f.sha256:
+            changed.append(f.path)
+    mobj = heads.get(prefix + S3_MANIFEST_OBJECT)
+    if mobj is None:
+        missing.append(S3_MANIFEST_OBJECT)
+    elif mobj[1].get(S3_DIGEST_META) != man.digest:
+        changed.append(S3_MANIFEST_OBJECT)
+    parts = []
+    for label, names in (("missing", missing), ("changed", changed)):
+        if names:
+            shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+            parts.append(f"{label}: {shown}")
+    bad = len(missing) + len(changed)
+    detail = f"{uri}: " + ("; ".join(parts) if parts else f"{man.file_count} objects, digest {man.digest[:16]}")
+    return Outcome(bad == 0, bad, 0, "objects differing from the manifest", f"materialize {what}_minio: it uploads only what differs", detail=detail)
+
+
+def minio_copy(runner: Runner, s3: Any, catalog: Catalog, name: str, model: Model) -> Outcome:
+    plan = sync_plan(catalog, name, model)
+    man = read_staged_manifest(runner, plan["manifest_path"], f"model_{name}")
+    keys = [plan["prefix"] + f.path for f in man.files] + [plan["prefix"] + S3_MANIFEST_OBJECT]
+    heads = head_objects(s3, model.bucket, keys)
+    return s3_copy_outcome(man, plan["prefix"], heads, model_uri(name, model), f"model_{name}")

@@ -9,9 +9,9 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Model
-from mlops_assets.checking import asset_checks, external, freshness_policy
+from mlops_assets.checking import asset_checks, freshness_policy
 from mlops_assets.core import staging_rules
-from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity, bound
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.hpc_rules import directories
 from mlops_assets.platform import active
 
@@ -19,24 +19,13 @@ GROUP = "models"
 POOL = "hub_downloads"
 
 
-def registered_version(mlflow: Any, model: Model) -> Outcome:
-    """A registered version tagged with the pinned revision proves which bytes it is."""
-    query = f"name='{model.registered_name}'"
-    import urllib.parse
+def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
+    """A version tagged with the pinned revision and the digest of the manifest staged now."""
+    from mlops_assets.core import model_registry
 
-    ans = mlflow.get("/api/2.0/mlflow/model-versions/search?" + urllib.parse.urlencode({"filter": query}))
-    if ans.status != 200:
-        raise ProbeFailed(f"model-versions/search answered {ans.status}", "check the mlflow checks first")
-    versions = ans.json().get("model_versions", [])
-    tagged = [
-        v["version"] for v in versions
-        if any(t.get("key") == "revision" and t.get("value") == model.revision for t in v.get("tags", []))
-    ]
-    return Outcome(
-        bool(tagged), len(tagged), 1, f"versions of {model.registered_name} tagged revision={model.revision[:12]}",
-        "materialize the model's MLflow registration",
-        detail=f"versions: {', '.join(tagged)}" if tagged else f"{len(versions)} versions, none at this revision",
-    )
+    _, mpath = staging_rules.staged_location(c.catalog, plan(c.catalog, m))
+    digest = staging_rules.read_staged_manifest(c.hpc.runner(), mpath, f"model_{name}").digest
+    return model_registry.version_outcome(model_registry.versions(c.mlflow, m.registered_name), m.registered_name, m.revision, digest)
 
 
 def plan(catalog: Catalog, m: Model) -> dict[str, Any]:
@@ -58,7 +47,7 @@ def _size(c: Any, name: str, m: Model) -> Outcome:
 
 
 def _in_bucket(c: Any, name: str, m: Model) -> Outcome:
-    return staging_rules.bucket_objects(c.s3.client(), m.bucket, staging_rules.model_prefix(name, m))
+    return staging_rules.minio_copy(c.hpc.runner(), c.s3.probe_client(), c.catalog, name, m)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -78,14 +67,17 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 bound(_size, name, m), ("hpc",),
             ),
             CheckSpec(
-                f"model_{name}_minio", f"model_{name}_minio_objects_present", E, "KServe pulls the model from here.",
-                bound(_in_bucket, name, m),
-                ("s3",),
+                f"model_{name}_minio", f"model_{name}_minio_matches_manifest", E,
+                "KServe pulls the model from here: every manifest entry is an object with the same size and "
+                "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
+                bound(_in_bucket, name, m), ("hpc", "s3"), blocking=True,
+                hint=f"materialize model_{name}_minio",
             ),
             CheckSpec(
-                f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered", E, "Deployments refer to registered versions.",
-                bound(lambda c, m: registered_version(c.mlflow, m), m),
-                ("mlflow",),
+                f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered", E,
+                "Deployments refer to registered versions: one is tagged with the pinned revision and the current manifest digest.",
+                bound(_mlflow_version, name, m), ("hpc", "mlflow"),
+                hint=f"materialize model_{name}_mlflow",
             ),
         ]
     return out
@@ -115,6 +107,94 @@ def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     return _stage
 
 
+def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
+    pinned = f"{m.repo}@{m.revision[:12]}"
+
+    @dg.asset(
+        name=f"model_{name}_minio",
+        group_name=GROUP,
+        kinds={"minio"},
+        deps=[f"model_{name}", f"bucket_{m.bucket}"],
+        required_resource_keys={"hpc", "s3"},
+        description=f"Copy of {pinned} in {staging_rules.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
+        metadata={"uri": staging_rules.model_uri(name, m)},
+        freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
+    )
+    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        """sync_s3.py on the HPC side through Pipes. The S3 keys reach it in a 0600 file in a
+        0700 directory on the HPC side (hpc_pipes.private_file: written over SFTP, removed
+        after the run and by the payload as soon as it has read them), because everything
+        else a payload gets is visible to others: the SSH command line with the Pipes
+        bootstrap (`ps`), the Pipes extras (recorded in the event log) and the run's metadata."""
+        import json
+
+        from mlops_assets.resources.hpc_pipes import client_for, private_file
+
+        runner = context.resources.hpc.runner()
+        s3 = context.resources.s3
+        keys = json.dumps({"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}).encode()
+        extras = staging_rules.sync_plan(catalog, name, m)
+        with private_file(runner, f"{directories(catalog)['jobs']}/pipes", "s3.json", keys) as path:
+            done = client_for(catalog, runner).run(context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path})
+        return done.get_materialize_result()
+
+    return _sync
+
+
+def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
+    pinned = f"{m.repo}@{m.revision[:12]}"
+    uri = staging_rules.model_uri(name, m)
+
+    @dg.asset(
+        name=f"model_{name}_mlflow",
+        group_name=GROUP,
+        kinds={"mlflow"},
+        deps=[f"model_{name}_minio", "mlflow"],
+        required_resource_keys={"hpc", "s3", "mlflow"},
+        description=f"Registered model `{m.registered_name}` at {pinned}: a version whose source is {uri}, tagged with repo, revision, manifest digest and URI.",
+        metadata={"registered_model": m.registered_name},
+        freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
+    )
+    def _register(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        """REST calls only (core.model_registry); reuses the version with this manifest digest."""
+        from mlops_assets.core import model_registry
+        from mlops_assets.core.checks import ProbeFailed
+
+        try:
+            _, mpath = staging_rules.staged_location(catalog, plan(catalog, m))
+            man = staging_rules.read_staged_manifest(context.resources.hpc.runner(), mpath, f"model_{name}")
+            prefix = staging_rules.model_prefix(name, m)
+            key = prefix + staging_rules.S3_MANIFEST_OBJECT
+            head = staging_rules.head_objects(context.resources.s3.probe_client(), m.bucket, [key])[key]
+            in_bucket = head[1].get(staging_rules.S3_DIGEST_META) if head else None
+            if in_bucket != man.digest:
+                raise ProbeFailed(
+                    f"{uri}{staging_rules.S3_MANIFEST_OBJECT} is {'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
+                    f"the staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or not current",
+                    f"materialize model_{name}_minio first",
+                )
+            tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
+            reg = model_registry.register(context.resources.mlflow, m.registered_name, uri, tags, description=f"{pinned}, staged by mlops_assets")
+        except ProbeFailed as exc:
+            raise dg.Failure(description=f"{exc} Hint: {exc.hint}", metadata={"hint": exc.hint}) from None
+        context.log.info(f"{m.registered_name} version {reg.version} ({'created' if reg.created else 'reused: same manifest digest'})")
+        base = catalog.cloud.services.mlflow.url.rstrip("/")
+        return dg.MaterializeResult(
+            metadata={
+                "registered_model": m.registered_name,
+                "version": reg.version,
+                "created": reg.created,
+                "source": reg.source,
+                "manifest_digest": man.digest,
+                "revision": m.revision,
+                "url": dg.MetadataValue.url(f"{base}/#/models/{m.registered_name}/versions/{reg.version}"),
+            },
+            data_version=dg.DataVersion(man.digest),
+        )
+
+    return _register
+
+
 def _checks_per_asset(all_specs: list[CheckSpec]) -> list[dg.AssetChecksDefinition]:
     """One multi-check per staged asset, not per domain: a failed staging of one asset must
     not leave the checks of the others unrun."""
@@ -127,13 +207,7 @@ def _checks_per_asset(all_specs: list[CheckSpec]) -> list[dg.AssetChecksDefiniti
 def build(catalog: Catalog) -> dg.Definitions:
     assets: list[Any] = []
     for name, m in catalog.models.items():
-        fresh = m.freshness or catalog.default_freshness
-        pinned = f"{m.repo}@{m.revision[:12]}"
-        assets += [
-            _model_asset(catalog, name, m),
-            external(f"model_{name}_minio", group=GROUP, kinds=["minio"], description=f"Copy of {pinned} in s3://{m.bucket}/{name}/{m.revision}/.", deps=[f"model_{name}", f"bucket_{m.bucket}"], freshness=fresh),
-            external(f"model_{name}_mlflow", group=GROUP, kinds=["mlflow"], description=f"Registered model `{m.registered_name}` at {pinned}.", deps=[f"model_{name}_minio", "mlflow"], freshness=fresh),
-        ]
+        assets += [_model_asset(catalog, name, m), _minio_asset(catalog, name, m), _mlflow_asset(catalog, name, m)]
     return dg.Definitions(assets=assets, asset_checks=_checks_per_asset(specs(catalog)))
 
 
