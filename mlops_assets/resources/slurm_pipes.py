@@ -141,7 +141,7 @@ class SlurmPipesClient(dg.PipesClient):
             raise ValueError(f"unknown payload {payload!r}")
         where = ship_payloads(self.runner, self.scripts_dir, self.files)
         if reattach is None:
-            token = f"{payload.removesuffix('.py')}-{context.run_id[:8]}-{uuid.uuid4().hex[:8]}"
+            token = f"{payload.removesuffix('.py')}-{context.run.run_id[:8]}-{uuid.uuid4().hex[:8]}"
             job_dir = f"{self.jobs_dir}/{token}"
             attached = Attached("", job_dir, f"{job_dir}/pipes-messages.jsonl")
         else:
@@ -266,7 +266,7 @@ class SlurmPipesClient(dg.PipesClient):
 
     def _tag(self, context: Any, attached: Attached, scope: str | None) -> None:
         for key in context.selected_asset_keys:
-            context.instance.add_run_tags(context.run_id, {tag_key(key, scope): attached.tag()})
+            context.instance.add_run_tags(context.run.run_id, {tag_key(key, scope): attached.tag()})
 
     def tail(self, path: str, lines: int = LOG_TAIL_LINES) -> str:
         res = self.runner.run(["tail", "-n", str(lines), "--", path], timeout_s=30)

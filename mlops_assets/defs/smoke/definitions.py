@@ -29,6 +29,7 @@ from mlops_assets.checking import LIGHT_TAG, freshness_policy
 from mlops_assets.core import node_watch
 from mlops_assets.core.slurm import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
+from mlops_assets.resources.clients import HpcResource
 
 GROUP = "smoke"
 POOL = "slurm_submissions"
@@ -138,14 +139,13 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         name="slurm_gpu_node_sensor",
         job_name=NODE_JOB,
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
-        required_resource_keys={"hpc"},
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs on that node only.",
     )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult | dg.SkipReason:
         import time
 
-        res = context.resources.hpc.runner().run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], timeout_s=60)
+        res = hpc.runner().run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], timeout_s=60)
         if not res.ok:
             return dg.SkipReason(f"sinfo failed (exit {res.returncode}): {res.tail(2)}")
         previous = node_watch.decode_cursor(context.cursor)

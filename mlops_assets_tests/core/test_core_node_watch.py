@@ -1,0 +1,57 @@
+"""core.node_watch: which GPU nodes the sensor sends smoke jobs to, and how cheap a tick is."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlops_assets.core import node_watch as nw
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+def recorded(name: str) -> str:
+    return "\n".join(ln for ln in (FIX / name).read_text().splitlines() if not ln.startswith("#@"))
+
+
+def test_recorded_sandbox_states() -> None:
+    assert nw.snapshot_from_sinfo(recorded("sinfo_N_idle_sandbox_22.05.txt"), "gpu") == {"localhost": "IDLE|gpu:2"}
+    assert nw.snapshot_from_sinfo(recorded("sinfo_N_drained_sandbox_22.05.txt"), "gpu") == {"localhost": "IDLE+DRAIN|gpu:2"}
+    assert nw.snapshot_from_sinfo(recorded("sinfo_N_idle_sandbox_22.05.txt"), "other") == {}
+
+
+def test_first_tick_is_a_baseline() -> None:
+    assert nw.changes(None, {"a": "IDLE|gpu:2"}) == []
+
+
+def test_new_resumed_and_gres_changed_nodes_only() -> None:
+    before = {"a": "IDLE|gpu:2", "b": "IDLE+DRAIN|gpu:2", "c": "MIXED|gpu:2", "d": "DOWN|gpu:2", "e": "IDLE|gpu:2"}
+    after = {"a": "ALLOCATED|gpu:2", "b": "IDLE|gpu:2", "c": "MIXED|gpu:4", "d": "DOWN|gpu:2", "e": "IDLE+DRAIN|gpu:2", "f": "IDLE|gpu:8", "g": "IDLE+DRAIN|gpu:2"}
+    found = {(c.node, c.reason) for c in nw.changes(before, after)}
+    assert found == {("b", nw.RESUMED), ("c", nw.GRES_CHANGED), ("f", nw.NEW)}
+
+
+def test_usable_states() -> None:
+    assert nw.usable("IDLE") and nw.usable("MIXED") and nw.usable("ALLOCATED+COMPLETING")
+    for bad in ("IDLE+DRAIN", "DOWN", "DOWN+NOT_RESPONDING", "IDLE+NOT_RESPONDING", "MIXED+DRAIN", "IDLE+POWERED_DOWN", "DRAINED"):
+        assert not nw.usable(bad), bad
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    snap = {"a": "IDLE|gpu:2"}
+    assert nw.decode_cursor(nw.encode_cursor(snap)) == snap
+    for bad in (None, "", "not json", "[1]", '{"a": 1}'):
+        assert nw.decode_cursor(bad) is None
+
+
+def test_a_10000_node_tick_parses_and_diffs_in_under_a_second() -> None:
+    lines = [f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|{'none' if i % 7 else 'bad DIMM'}" for i in range(10_000)]
+    text = "\n".join(lines)
+    prev = nw.snapshot_from_sinfo(text, "gpu")
+    resumed = text.replace("drained|64|512000|gpu:8|bad DIMM", "idle|64|512000|gpu:8|none")
+    start = time.perf_counter()
+    current = nw.snapshot_from_sinfo(resumed, "gpu")
+    found = nw.changes(nw.decode_cursor(nw.encode_cursor(prev)), current)
+    elapsed = time.perf_counter() - start
+    assert len(current) == 10_000 and len(found) == len([i for i in range(10_000) if i % 7 == 0])
+    assert elapsed < 1.0, f"{elapsed:.3f}s"

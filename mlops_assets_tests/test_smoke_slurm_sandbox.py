@@ -1,0 +1,243 @@
+"""Issue #8 on the sandbox's real SLURM 22.05 (slurmctld, slurmd with Gres=gpu:2 on mknod
+devices, slurmdbd), over the real sshd login node: the SlurmPipesClient's job passes, fails
+with its exit code, times out, is cancelled by scancel, survives a killed Dagster process and
+is re-attached; the smoke assets fail with the measured "no CUDA device"; the node sensor
+asks for a smoke run on a resumed node only. The SLURM tests use the trivial payload
+slurm_probe.py through the HPC python (no torch here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from mlops_assets.platform import active, build_resources
+from mlops_assets.resources.slurm_pipes import Resources, client_for, find_reattachable, tag_key
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.sandbox
+
+
+def sinfo_state() -> str:
+    return subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def wait_state(pred: Any, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = sinfo_state()
+        if pred(out):
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"node state never matched: {out!r}")
+
+
+@pytest.fixture
+def slurm(sandbox: Path) -> Iterator[Path]:
+    """A schedulable node before and after; any job a test left behind is cancelled."""
+    if "drain" in sinfo_state():
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False, capture_output=True)
+    wait_state(lambda s: s in ("idle", "mixed", "allocated"))
+    yield sandbox
+    subprocess.run(["scancel", "-u", "mlops", "-n", "mlops-slurm-probe"], check=False, capture_output=True)
+    if "drain" in sinfo_state():
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False, capture_output=True)
+
+
+PROBE = Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1)
+
+
+def probe_asset(extras: dict[str, Any], res: Resources = PROBE) -> dg.AssetsDefinition:
+    cat = active().catalog
+
+    @dg.asset(name="slurm_probe_test", required_resource_keys={"hpc"})
+    def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation
+        runner = context.resources.hpc.runner()
+        reattach = find_reattachable(context.instance, runner, tag_key(context.asset_key))
+        client = client_for(cat, runner)
+        return client.run(context=context, payload="slurm_probe.py", resources=res, extras=extras, reattach=reattach).get_materialize_result()
+
+    return _probe
+
+
+def run(asset: dg.AssetsDefinition, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [asset], resources={"hpc": build_resources(active().catalog)["hpc"]},
+        instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False,
+    )
+
+
+def failure(result: dg.ExecuteInProcessResult) -> tuple[str, dict[str, Any]]:
+    ev = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    data = ev.step_failure_data.user_failure_data
+    assert data is not None, ev.step_failure_data.error
+    return data.description or "", {k: v.value for k, v in data.metadata.items()}
+
+
+def logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.user_message for e in instance.all_logs(result.run_id) if e.user_message]
+
+
+def sacct_line(job_id: str) -> str:
+    return subprocess.run(["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State,ExitCode"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def test_probe_job_passes_with_sacct_figures(slurm: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(probe_asset({"message": "pass"}), instance)
+    assert result.success
+    mat = result.asset_materializations_for_node("slurm_probe_test")[0]
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_exit_code"] == 0
+    assert meta["slurm_alloc_gpus"] == 1 and "gres/gpu=1" in meta["slurm_alloc_tres"]
+    assert meta["slurm_nodes"] == "localhost" and isinstance(meta["slurm_elapsed_s"], int)
+    assert "slurm_max_rss_bytes" in meta  # null here: jobacct_gather/none measures no RSS
+    # the payload's own report, through the Pipes message file on BeeGFS
+    assert meta["gres_gpus_visible"] == 1 and meta["slurm_node"] == "localhost"
+    record = instance.get_run_by_id(result.run_id)
+    assert record is not None and record.tags["mlops/slurm_job.slurm_probe_test"].startswith(f"{meta['slurm_job_id']};/mnt/sandbox-beegfs/jobs/smoke/")
+    assert sacct_line(str(meta["slurm_job_id"])) == "COMPLETED|0:0"
+
+
+def test_exit_3_is_failed_with_the_exit_code_and_the_job_output(slurm: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = run(probe_asset({"exit_code": 3}), instance)
+    assert not result.success
+    text, meta = failure(result)
+    assert re.match(r"SLURM job \d+ FAILED with exit code 3 on localhost: probe asked to exit 3", text), text
+    assert meta["slurm_state"] == "FAILED" and meta["slurm_exit_code"] == 3
+    assert '"exit_code": 3' in meta["stdout_tail"]
+    assert any("--- stdout" in m and '"exit_code": 3' in m for m in logs(instance, result)), "the job's stdout tail goes to the Dagster log"
+
+
+def test_job_past_its_time_limit_is_timeout(slurm: Path) -> None:
+    start = time.monotonic()
+    result = run(probe_asset({"sleep_s": 300}, Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1)))
+    assert not result.success
+    text, meta = failure(result)
+    assert meta["slurm_state"] == "TIMEOUT" and "TIMEOUT: ran past its time limit" in text, text
+    assert 60 <= meta["slurm_elapsed_s"] < 200 and time.monotonic() - start < 240
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import dagster as dg
+    sys.path.insert(0, {tests!r})
+    from test_smoke_slurm_sandbox import probe_asset, run
+    instance = dg.DagsterInstance.local_temp(tempdir={home!r}) if {home!r} else None
+    result = run(probe_asset({{"sleep_s": {sleep}, "message": "background"}}), instance)
+    print("SUCCESS" if result.success else "FAILED", flush=True)
+    """
+)
+
+
+def start_background(sleep: float, home: str = "") -> tuple[subprocess.Popen[str], str]:
+    """A Dagster process materializing a probe job; returns it and the job id once RUNNING."""
+    code = SCRIPT.format(tests=str(Path(__file__).parent), home=home, sleep=sleep)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    job_id = ""
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        m = re.search(r"submitted SLURM job (\d+)", line)
+        if m:
+            job_id = m.group(1)
+            break
+        assert time.monotonic() < deadline, "no job submitted"
+    assert job_id, "the background process ended without submitting"
+    while "RUNNING" not in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False).stdout:
+        time.sleep(0.3)
+        assert time.monotonic() < deadline, "job never started"
+    return proc, job_id
+
+
+def test_terminating_the_run_runs_scancel(slurm: Path) -> None:
+    proc, job_id = start_background(120)
+    proc.send_signal(signal.SIGINT)  # what terminating a run does to its step: an interrupt
+    out = proc.communicate(timeout=60)[0]
+    assert f"scancel {job_id} exited 0" in out, out[-3000:]
+    deadline = time.monotonic() + 30
+    while not sacct_line(job_id).startswith("CANCELLED"):
+        time.sleep(0.5)
+        assert time.monotonic() < deadline, sacct_line(job_id)
+    by = subprocess.run(["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State"], capture_output=True, text=True, check=False).stdout
+    mlops_uid = subprocess.run(["id", "-u", "mlops"], capture_output=True, text=True, check=True).stdout.strip()
+    assert by.strip() == f"CANCELLED by {mlops_uid}", "cancelled by the login user, i.e. our scancel over SSH"
+
+
+def test_killed_dagster_process_leaves_the_job_running_and_a_later_run_reattaches(slurm: Path, tmp_path: Path) -> None:
+    home = str(tmp_path / "dagster_home")
+    os.makedirs(home)
+    proc, job_id = start_background(12, home)
+    proc.kill()  # SIGKILL: nothing runs, as when the orchestrator's host dies
+    proc.wait(timeout=30)
+    time.sleep(1)
+    assert "RUNNING" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False).stdout
+    instance = dg.DagsterInstance.local_temp(tempdir=home)
+    result = run(probe_asset({"sleep_s": 12, "message": "background"}), instance)
+    assert result.success
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("slurm_probe_test")[0].metadata.items()}
+    assert str(meta["slurm_job_id"]) == job_id, "re-attached to the first job, none submitted"
+    assert meta["slurm_state"] == "COMPLETED"
+    assert any(f"re-attached to SLURM job {job_id}" in m for m in logs(instance, result))
+
+
+def smoke_asset(key: str) -> dg.AssetsDefinition:
+    from mlops_assets.defs.smoke.definitions import smoke_assets
+
+    return next(a for a in smoke_assets(active().catalog) if a.key.to_user_string() == key)
+
+
+@pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training"])
+def test_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
+    result = run(smoke_asset(key))
+    assert not result.success
+    text, meta = failure(result)
+    assert "FAILED with exit code 1" in text and "no CUDA device" in text, text
+    gpus = 2 if key == "smoke_multi_gpu_nccl" else 1
+    assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
+    assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
+    assert not any(k.endswith(("tflops", "gbps")) for k in meta), "no GPU figure is invented"
+
+
+def sensor_tick(cursor: str | None) -> dg.SensorResult:
+    from mlops_assets.defs.smoke.definitions import node_sensor
+
+    with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor,
+                                 resources={"hpc": build_resources(active().catalog)["hpc"]}) as ctx:
+        out = node_sensor(active().catalog)(ctx)
+    assert isinstance(out, dg.SensorResult)
+    return out
+
+
+def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) -> None:
+    baseline = sensor_tick(None)
+    assert not baseline.run_requests and baseline.cursor and '"localhost":"IDLE|gpu:2"' in baseline.cursor
+    assert not sensor_tick(baseline.cursor).run_requests, "nothing changed: no run"
+    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=smoke sensor test"], check=True)
+    try:
+        wait_state(lambda s: "drain" in s)
+        drained = sensor_tick(baseline.cursor)
+        assert not drained.run_requests, "a drained node gets no smoke job"
+        assert drained.cursor and "DRAIN" in drained.cursor
+    finally:
+        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=True)
+    wait_state(lambda s: s in ("idle", "mixed", "allocated"))  # responding and schedulable again
+    resumed = sensor_tick(drained.cursor)
+    assert len(resumed.run_requests or []) == 1
+    req = (resumed.run_requests or [])[0]
+    assert req.tags["mlops/node"] == "localhost" and req.tags["mlops/trigger"] == "resumed"
+    assert req.job_name == "smoke_gpu_node"
+    assert req.run_config == {"ops": {"smoke_gpu": {"config": {"node": "localhost"}}, "smoke_multi_gpu_nccl": {"config": {"node": "localhost"}}}}
