@@ -47,7 +47,7 @@ def _group_alive(pgid: int) -> bool:
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> Any:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["data"]
 
 
@@ -78,7 +78,7 @@ def ui(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)  # noqa: S310 - loopback
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
