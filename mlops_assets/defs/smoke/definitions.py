@@ -172,7 +172,7 @@ def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
                                    description="The GPU smoke jobs for one node (run config `node`).")
     light_job = dg.define_asset_job("light_checks", selection=dg.AssetSelection.checks(*light_check_keys(catalog)),
                                     description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.")
-    full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all(include_sources=False),
+    full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all(include_sources=False) | dg.AssetSelection.all_asset_checks(),
                                    description="Every asset materialized and every check run, smoke jobs included.")
     schedules = [
         dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.smoke.light_checks_cron,
