@@ -106,7 +106,9 @@ def test_probe_job_passes_with_sacct_figures(slurm: Path) -> None:
     # the payload's own report, through the Pipes message file on BeeGFS
     assert meta["gres_gpus_visible"] == 1 and meta["slurm_node"] == "localhost"
     record = instance.get_run_by_id(result.run_id)
-    assert record is not None and record.tags["mlops/slurm_job.slurm_probe_test"].startswith(f"{meta['slurm_job_id']};/mnt/sandbox-beegfs/jobs/smoke/")
+    tag = record.tags["mlops/slurm_job.slurm_probe_test"] if record else ""
+    assert tag.startswith(f"{meta['slurm_job_id']};/mnt/sandbox-beegfs/jobs/smoke/")
+    assert not Path(tag.split(";")[1]).exists(), "a succeeded job's directory is removed"
     assert sacct_line(str(meta["slurm_job_id"])) == "COMPLETED|0:0"
 
 
@@ -118,6 +120,7 @@ def test_exit_3_is_failed_with_the_exit_code_and_the_job_output(slurm: Path) -> 
     assert re.match(r"SLURM job \d+ FAILED with exit code 3 on localhost: probe asked to exit 3", text), text
     assert meta["slurm_state"] == "FAILED" and meta["slurm_exit_code"] == 3
     assert '"exit_code": 3' in meta["stdout_tail"]
+    assert Path(meta["slurm_job_dir"], f"slurm-{meta['slurm_job_id']}.out").is_file(), "a failed job's files stay"
     assert any("--- stdout" in m and '"exit_code": 3' in m for m in logs(instance, result)), "the job's stdout tail goes to the Dagster log"
 
 

@@ -19,6 +19,7 @@ back through a message file on the shared filesystem.
    (elapsed, state, exit code, AllocTRES incl. gres/gpu, MaxRSS) as metadata;
 5. on failure logs the tail of the job's stdout/stderr and raises `dg.Failure` naming the
    state and exit code, with the payload's own result (a custom Pipes message) as metadata;
+   a failed job's directory stays for inspection, a succeeded one is removed;
 6. terminating the run (SIGTERM/SIGINT → DagsterExecutionInterruptedError/KeyboardInterrupt)
    runs `scancel`; a process that is killed outright leaves the job running, and the next run
    re-attaches.
@@ -111,6 +112,7 @@ class SlurmPipesClient(dg.PipesClient):
         files: Mapping[str, tuple[str, str]] | None = None,
         backoff: sj.Backoff | None = None,
         sacct_wait_s: float = SACCT_WAIT_S,
+        keep_succeeded_job_dirs: bool = False,
     ) -> None:
         self.runner = runner
         self.partition = partition
@@ -123,6 +125,7 @@ class SlurmPipesClient(dg.PipesClient):
         self.files = dict(files or SMOKE_FILES)
         self.backoff = backoff or sj.Backoff()
         self.sacct_wait_s = sacct_wait_s
+        self.keep_succeeded_job_dirs = keep_succeeded_job_dirs
 
     # ------------------------------------------------------------------ the Pipes run
 
@@ -178,7 +181,10 @@ class SlurmPipesClient(dg.PipesClient):
         meta = outcome.metadata()
         meta["slurm_job_dir"] = attached.job_dir
         if not outcome.succeeded:
-            self._fail(context, attached, outcome, session, meta)
+            self._fail(context, attached, outcome, session, meta)  # the job dir stays for inspection
+        if not self.keep_succeeded_job_dirs and attached.job_dir.startswith(self.jobs_dir + "/"):
+            self.runner.run(["rm", "-rf", "--", attached.job_dir], timeout_s=60)
+            meta.pop("slurm_job_dir", None)
         return dg.PipesClientCompletedInvocation(session, metadata=meta)
 
     # --------------------------------------------------------------------- the pieces
