@@ -111,6 +111,15 @@ def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetCheck
     return [_checks]
 
 
+def asset_checks_per_asset(specs: Iterable[CheckSpec]) -> list[dg.AssetChecksDefinition]:
+    """One multi-check per asset rather than per domain, where one asset's failure must not
+    leave its siblings' checks unrun (staged datasets and models)."""
+    by_asset: dict[str, list[CheckSpec]] = {}
+    for spec in specs:
+        by_asset.setdefault(spec.asset, []).append(spec)
+    return [c for asset, group in by_asset.items() for c in asset_checks(group, name=f"{asset}_checks")]
+
+
 def external(
     key: str,
     *,

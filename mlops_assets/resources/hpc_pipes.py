@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import threading
 import uuid
 import warnings
@@ -114,10 +115,13 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
 class RunnerFileMessageReader(dg.PipesMessageReader):
     """Tails a Pipes message file on the shared filesystem through a Runner."""
 
-    def __init__(self, runner: Runner, path: str, poll_s: float = POLL_S) -> None:
+    def __init__(self, runner: Runner, path: str, poll_s: float = POLL_S, *, fresh: bool = True) -> None:
+        """`fresh=False` re-attaches: tail an existing message file from its start, never
+        truncate it."""
         self.runner = runner
         self.path = path
         self.poll_s = poll_s
+        self.fresh = fresh
         self.offset = 0
         self.errors: list[str] = []
 
@@ -149,15 +153,16 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
                 pass
         except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", __import__("sys").exc_info())
+            handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", sys.exc_info())
 
     @contextmanager
     def read_messages(self, handler: PipesMessageHandler) -> Iterator[dict[str, Any]]:
-        parent = self.path.rsplit("/", 1)[0]
-        _check(
-            self.runner.run(["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]),
-            f"creating the Pipes message file {self.path}", "the jobs directory on BeeGFS must be writable",
-        )
+        if self.fresh:
+            parent = self.path.rsplit("/", 1)[0]
+            _check(
+                self.runner.run(["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]),
+                f"creating the Pipes message file {self.path}", "the jobs directory on BeeGFS must be writable",
+            )
         done = threading.Event()
         thread = threading.Thread(target=self._loop, args=(handler, done), daemon=True)
         thread.start()
@@ -166,7 +171,8 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         finally:
             done.set()
             thread.join(timeout=120)
-            self.runner.run(["rm", "-f", "--", self.path])
+            if self.fresh:
+                self.runner.run(["rm", "-f", "--", self.path])
 
     def no_messages_debug_text(self) -> str:
         return f"Attempted to read messages from {self.path} on {self.runner.where}."

@@ -149,9 +149,7 @@ class SlurmPipesClient(dg.PipesClient):
             attached = Attached("", job_dir, f"{job_dir}/pipes-messages.jsonl")
         else:
             attached = reattach
-        reader = RunnerFileMessageReader(self.runner, attached.messages)
-        if reattach is not None:
-            reader.read_messages = _keep_file(reader)  # type: ignore[method-assign]
+        reader = RunnerFileMessageReader(self.runner, attached.messages, fresh=reattach is None)
         with dg.open_pipes_session(
             context=context,
             context_injector=dg.PipesEnvContextInjector(),
@@ -298,25 +296,6 @@ def payload_result(custom_messages: Sequence[Any]) -> dict[str, Any] | None:
         if isinstance(msg, dict) and isinstance(msg.get("result"), dict):
             return dict(msg["result"])
     return None
-
-
-def _keep_file(reader: RunnerFileMessageReader) -> Any:
-    """A re-attached reader tails the existing message file from its start, never truncates it."""
-    import threading
-    from contextlib import contextmanager
-
-    @contextmanager
-    def read_messages(handler: Any) -> Any:
-        done = threading.Event()
-        thread = threading.Thread(target=reader._loop, args=(handler, done), daemon=True)
-        thread.start()
-        try:
-            yield {"path": reader.path, "include_stdio_in_messages": False}
-        finally:
-            done.set()
-            thread.join(timeout=120)
-
-    return read_messages
 
 
 def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, limit: int = 25) -> Attached | None:

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
-from mlops_assets.checking import asset_checks, freshness_policy
+from mlops_assets.checking import asset_checks_per_asset, freshness_policy
 from mlops_assets.core import staging_rules
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.hpc_rules import directories
@@ -87,18 +87,9 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     return _stage
 
 
-def _checks_per_asset(all_specs: list[CheckSpec]) -> list[dg.AssetChecksDefinition]:
-    """One multi-check per staged asset, not per domain: a failed staging of one asset must
-    not leave the checks of the others unrun."""
-    by_asset: dict[str, list[CheckSpec]] = {}
-    for spec in all_specs:
-        by_asset.setdefault(spec.asset, []).append(spec)
-    return [c for asset, group in by_asset.items() for c in asset_checks(group, name=f"{asset}_checks")]
-
-
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_asset(catalog, name, d) for name, d in catalog.datasets.items()]
-    return dg.Definitions(assets=assets, asset_checks=_checks_per_asset(specs(catalog)))
+    return dg.Definitions(assets=assets, asset_checks=asset_checks_per_asset(specs(catalog)))
 
 
 defs = build(active().catalog)
