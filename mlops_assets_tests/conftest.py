@@ -52,4 +52,10 @@ def sandbox() -> Iterator[Path]:
     from mlops_assets.platform import load_sandbox_env
 
     load_sandbox_env(home)
+    # A healthy platform is the sandbox plus this project's storage layer: the BeeGFS layout
+    # and the buckets are assets (never created by the sandbox), so materialize them once,
+    # as the README's main command does first, before tests that expect them.
+    storage = run_cli("materialize", "--select", "storage", "--format", "json", env={"DAGSTER_HOME": ""})
+    if storage.returncode != 0:
+        pytest.fail(f"materializing the storage assets failed:\n{storage.stdout[-3000:]}\n{storage.stderr[-3000:]}", pytrace=False)
     yield home
