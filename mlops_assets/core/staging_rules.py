@@ -9,7 +9,6 @@ from mlops_assets.catalog.schema import (
     Catalog,
     Container,
     Dataset,
-    HubSource,
     Model,
     TorchvisionSource,
 )
@@ -31,26 +30,6 @@ def repo_folder(kind: str, repo: str) -> str:
     return f"{kind}s--{repo.replace('/', '--')}"
 
 
-def dataset_marker(catalog: Catalog, dataset: Dataset) -> str:
-    """A file that exists only once the dataset is completely staged."""
-    src = dataset.source
-    root = catalog.hpc.beegfs.root.rstrip("/")
-    if isinstance(src, TorchvisionSource):
-        base = f"{root}/{dataset.path}"
-        return {
-            "MNIST": f"{base}/MNIST/raw/t10k-labels-idx1-ubyte",
-            "FashionMNIST": f"{base}/FashionMNIST/raw/t10k-labels-idx1-ubyte",
-            "CIFAR10": f"{base}/cifar-10-batches-py/test_batch",
-            "CIFAR100": f"{base}/cifar-100-python/test",
-        }[src.dataset_class]
-    assert isinstance(src, HubSource)
-    return f"{hub_cache(catalog)}/{repo_folder('dataset', src.repo)}/snapshots/{src.revision}"
-
-
-def model_marker(catalog: Catalog, model: Model) -> str:
-    return f"{hub_cache(catalog)}/{repo_folder('model', model.repo)}/snapshots/{model.revision}/config.json"
-
-
 def model_prefix(name: str, model: Model) -> str:
     return f"{name}/{model.revision}/"
 
@@ -59,34 +38,12 @@ def container_path(catalog: Catalog, container: Container) -> str:
     return f"{directories(catalog)['containers']}/{container.file}"
 
 
-def path_present(runner: Runner, path: str, what: str, hint: str) -> Outcome:
-    res = runner.run(["stat", "-c", "%s %Y", path])
-    return Outcome(
-        res.ok,
-        "present" if res.ok else "missing",
-        "present",
-        what,
-        hint,
-        detail="" if res.ok else f"{path} does not exist",
-    )
-
-
 def sif_valid(runner: Runner, path: str) -> Outcome:
     res = runner.run(["dd", f"if={path}", "bs=1", f"skip={SIF_MAGIC_OFFSET}", f"count={len(SIF_MAGIC)}", "status=none"])
     if not res.ok:
         return Outcome(False, "missing", SIF_MAGIC, "SIF header", "materialize the container asset (apptainer pull/build)", detail=res.tail(1))
     magic = res.stdout.strip()
     return Outcome(magic == SIF_MAGIC, magic or "(empty)", SIF_MAGIC, "SIF header", "the file is not a SIF image: rebuild it")
-
-
-def bucket_objects(s3: Any, bucket: str, prefix: str) -> Outcome:
-    try:
-        resp = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else type(exc).__name__
-        raise ProbeFailed(f"listing s3://{bucket}/{prefix} failed: {code}", "check the bucket asset and credentials") from None
-    count = int(resp.get("KeyCount", 0))
-    return Outcome(count > 0, count, 1, f"objects under s3://{bucket}/{prefix}", "materialize the model's MinIO copy")
 
 
 def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
