@@ -15,6 +15,7 @@ from typing import Any
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items
+from mlops_assets.core.cloud_rules import s3_error_code
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.http import HttpUnreachable, request
 
@@ -49,11 +50,6 @@ def _curl(runner: Runner, url: str, timeout_s: float, head: bool = False) -> tup
         return int(code), float(total), float(speed)
     except ValueError:
         return 0, timeout_s, 0.0
-
-
-def _cloud_urls(catalog: Catalog) -> dict[str, str]:
-    s = catalog.cloud.services
-    return {"mlflow": s.mlflow.url, "minio": s.minio.url, "prometheus": s.prometheus.url, "grafana": s.grafana.url}
 
 
 def _service_url(catalog: Catalog, service: str) -> str:
@@ -195,7 +191,7 @@ def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tu
             bucket = name
             break
         except Exception as exc:
-            err = _s3_code(exc)
+            err = s3_error_code(exc)
             if err not in {"404", "NoSuchBucket", "NotFound"}:
                 raise ProbeFailed(f"S3 unavailable from the orchestrator: {err}", "fix the minio checks first") from None
     if bucket is None:
@@ -223,7 +219,7 @@ def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tu
         try:
             stored = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
         except Exception as exc:
-            raise ProbeFailed(f"probe object not found after upload: {_s3_code(exc)}", "the object store lost the upload") from None
+            raise ProbeFailed(f"probe object not found after upload: {s3_error_code(exc)}", "the object store lost the upload") from None
         if stored != nbytes or sent != nbytes:
             raise ProbeFailed(f"probe object has {stored} bytes stored, {sent} sent, {nbytes} expected", "the upload was cut short")
     finally:
@@ -239,13 +235,6 @@ def bandwidth_outcome(measured: tuple[float, int, float], threshold_mbps: float,
         detail=f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in {seconds:.3f}s",
         extra={"probe_bytes": nbytes, "seconds": round(seconds, 3)},
     )
-
-
-def _s3_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and response.get("Error", {}).get("Code"):
-        return str(response["Error"]["Code"])
-    return type(exc).__name__
 
 
 def _resolve(name: str) -> str:

@@ -14,6 +14,7 @@ from mlops_assets.catalog.schema import (
 )
 from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed
+from mlops_assets.core.cloud_rules import s3_error_code
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.hpc_rules import directories
 
@@ -54,8 +55,7 @@ def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
         got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else type(exc).__name__
-        raise ProbeFailed(f"write/read/delete in s3://{bucket} failed: {code}", "check bucket policy and credentials") from None
+        raise ProbeFailed(f"write/read/delete in s3://{bucket} failed: {s3_error_code(exc)}", "check bucket policy and credentials") from None
     return Outcome(got == body, "identical" if got == body else "different", "identical", "bytes read back", "the object store returned other bytes than written")
 
 
@@ -280,13 +280,6 @@ def read_staged_manifest(runner: Runner, manifest_path: str, what: str) -> Any:
         raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
 
 
-def _s3_code(exc: BaseException) -> str:
-    resp = getattr(exc, "response", None)
-    if isinstance(resp, dict):
-        return str(resp.get("Error", {}).get("Code") or resp.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-    return type(exc).__name__
-
-
 def head_objects(s3: Any, bucket: str, keys: list[str], workers: int = 8) -> dict[str, tuple[int, dict[str, str]] | None]:
     """key -> (size, lower-cased user metadata), or None where there is no such object."""
     from concurrent.futures import ThreadPoolExecutor
@@ -295,7 +288,7 @@ def head_objects(s3: Any, bucket: str, keys: list[str], workers: int = 8) -> dic
         try:
             resp = s3.head_object(Bucket=bucket, Key=key)
         except Exception as exc:
-            code = _s3_code(exc)
+            code = s3_error_code(exc)
             if code in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise ProbeFailed(f"HEAD s3://{bucket}/{key} failed: {code}", "check the bucket asset and the S3 credentials") from None
