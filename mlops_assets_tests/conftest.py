@@ -3,11 +3,13 @@ a service that is still down is a test failure, never a skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,39 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         [sys.executable, "-m", "mlops_assets.cli", *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, check=False, cwd=REPO,
     )
+
+
+class CliSession:
+    """CLI runs recorded in one DAGSTER_HOME: each run's JSON report as rows keyed by
+    (asset, check), every output kept (for secret scans), and the latest materialization's
+    metadata read back from the instance."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.outputs: list[str] = []
+
+    def run(self, command: str, *keys: str) -> tuple[dict[tuple[str, str], dict[str, Any]], subprocess.CompletedProcess[str]]:
+        res = run_cli(command, "--select", *keys, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
+        self.outputs += [res.stdout, res.stderr]
+        try:
+            doc = json.loads(res.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}") from None
+        return {(r["asset"], r["check"]): r for r in doc["results"]}, res
+
+    def metadata(self, key: str) -> dict[str, Any]:
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(self.home)) as inst:
+            ev = inst.get_latest_materialization_event(dg.AssetKey(key))
+            assert ev is not None and ev.asset_materialization is not None, f"{key} has no materialization"
+            return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
+
+
+@pytest.fixture(scope="session")
+def cli_session() -> type[CliSession]:
+    """`cli_session(home)`: a CliSession for tests that run the CLI repeatedly in one instance."""
+    return CliSession
 
 
 @pytest.fixture(scope="session")

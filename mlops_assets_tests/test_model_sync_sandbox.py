@@ -69,29 +69,8 @@ def _login() -> SshRunner:
     return SshRunner(SshSettings(login.host, login.port, login.user, login.key_path, login.known_hosts))
 
 
-class Sync:
-    def __init__(self, cli: Any, home: Path) -> None:
-        self.cli, self.home = cli, home
-        self.outputs: list[str] = []
-
-    def run(self, command: str, *keys: str) -> tuple[dict[tuple[str, str], dict[str, Any]], Any]:
-        res = self.cli(command, "--select", *keys, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
-        self.outputs += [res.stdout, res.stderr]
-        try:
-            doc = json.loads(res.stdout)
-        except ValueError:
-            raise AssertionError(f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}") from None
-        return {(r["asset"], r["check"]): r for r in doc["results"]}, res
-
-    def metadata(self, key: str) -> dict[str, Any]:
-        with dg.DagsterInstance.from_config(str(self.home)) as inst:
-            ev = inst.get_latest_materialization_event(dg.AssetKey(key))
-            assert ev is not None and ev.asset_materialization is not None, f"{key} has no materialization"
-            return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
-
-
 @pytest.fixture(scope="module")
-def synced(sandbox: Path, cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sync, dict, Any, float]]:
+def synced(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict, Any, float]]:
     """Both models' bucket prefixes and registered models removed, then `materialize --select
     models` once through the CLI: the first run moves every byte and creates every version."""
     s3 = _s3()
@@ -100,13 +79,13 @@ def synced(sandbox: Path, cli: Any, tmp_path_factory: pytest.TempPathFactory) ->
             for obj in page.get("Contents", []) or []:
                 s3.delete_object(Bucket=m.bucket, Key=obj["Key"])
         _mlflow("DELETE", "registered-models/delete", {"name": m.registered_name})
-    st = Sync(cli, tmp_path_factory.mktemp("dagster_home"))
+    st = cli_session(tmp_path_factory.mktemp("dagster_home"))
     start = time.monotonic()
     rows, res = st.run("materialize", "models")
     yield st, rows, res, time.monotonic() - start
 
 
-def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[Sync, dict, Any, float]) -> None:
+def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[Any, dict, Any, float]) -> None:
     st, rows, res, took = synced
     failed = {k: (r["measured"], r.get("detail")) for k, r in rows.items() if not r["passed"]}
     assert res.returncode == 0 and not failed, (res.returncode, failed, res.stderr[-2000:])
@@ -138,7 +117,7 @@ def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[
     print(f"first models materialization: {took:.1f}s for the CLI run, {total} bytes uploaded to MinIO")
 
 
-def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple[Sync, dict, Any, float]) -> None:
+def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple[Any, dict, Any, float]) -> None:
     st = synced[0]
     before = {m.registered_name: len(_versions(m.registered_name)) for m in CATALOG.models.values()}
     start = time.monotonic()
@@ -155,7 +134,7 @@ def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple
     print(f"unchanged re-run: {took:.1f}s, 0 bytes, no new MLflow version")
 
 
-def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple[Sync, dict, Any, float]) -> None:
+def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple[Any, dict, Any, float]) -> None:
     st = synced[0]
     name, m = "gpt2", CATALOG.models["gpt2"]
     prefix = staging_rules.model_prefix(name, m)
@@ -176,7 +155,7 @@ def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple
     assert s3.head_object(Bucket=m.bucket, Key=prefix + victim)["Metadata"]["sha256"]
 
 
-def test_changed_object_is_named(synced: tuple[Sync, dict, Any, float]) -> None:
+def test_changed_object_is_named(synced: tuple[Any, dict, Any, float]) -> None:
     """Same key, other bytes (no sha256 metadata): named as changed, repaired by a re-run."""
     st = synced[0]
     name, m = "smollm_135m", CATALOG.models["smollm_135m"]
@@ -191,7 +170,7 @@ def test_changed_object_is_named(synced: tuple[Sync, dict, Any, float]) -> None:
     assert st.metadata(f"model_{name}_mlflow")["created"] is False
 
 
-def test_s3_secret_appears_in_no_report_log_or_event(synced: tuple[Sync, dict, Any, float]) -> None:
+def test_s3_secret_appears_in_no_report_log_or_event(synced: tuple[Any, dict, Any, float]) -> None:
     st = synced[0]
     secret = os.environ[MINIO.secret_key.env]
     assert len(secret) >= 8

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
 
 from mlops_assets.catalog.loader import load_catalog
@@ -63,42 +62,21 @@ def _scenario(name: str | None) -> None:
         assert resp.status == 200
 
 
-class Staging:
-    def __init__(self, cli: Any, home: Path) -> None:
-        self.cli, self.home = cli, home
-        self.first_rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.first_s = 0.0
-
-    def run(self, command: str, *keys: str) -> tuple[dict[tuple[str, str], dict[str, Any]], Any]:
-        res = self.cli(command, "--select", *keys, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
-        try:
-            doc = json.loads(res.stdout)
-        except ValueError:
-            raise AssertionError(f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}") from None
-        return {(r["asset"], r["check"]): r for r in doc["results"]}, res
-
-    def metadata(self, key: str) -> dict[str, Any]:
-        with dg.DagsterInstance.from_config(str(self.home)) as inst:
-            ev = inst.get_latest_materialization_event(dg.AssetKey(key))
-            assert ev is not None and ev.asset_materialization is not None, f"{key} has no materialization"
-            return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
-
-
 @pytest.fixture(scope="module")
-def staging(sandbox: Path, cli: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Staging]:
+def staging(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Every dataset and model staged from scratch once, through the CLI."""
     for key in DATASETS + MODELS:  # start from nothing so the first run moves every byte
         root = _root(key)
         target = root if key.startswith("dataset_") and "repo" not in _plan(key) else root.parent.parent
         shutil.rmtree(target, ignore_errors=True)
-    st = Staging(cli, tmp_path_factory.mktemp("dagster_home"))
+    st = cli_session(tmp_path_factory.mktemp("dagster_home"))
     start = time.monotonic()
     st.first_rows, _ = st.run("materialize", "datasets", "models")
     st.first_s = time.monotonic() - start
     yield st
 
 
-def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(staging: Staging, sandbox: Path) -> None:
+def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(staging: Any, sandbox: Path) -> None:
     rows = staging.first_rows
     for key in DATASETS + MODELS:
         assert rows[(key, "materialized")]["passed"], rows[(key, "materialized")]
@@ -135,7 +113,7 @@ def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(staging
         runner.close()
 
 
-def test_unchanged_rerun_moves_zero_bytes(staging: Staging) -> None:
+def test_unchanged_rerun_moves_zero_bytes(staging: Any) -> None:
     start = time.monotonic()
     rows, _ = staging.run("materialize", "datasets", "models")
     took = time.monotonic() - start
@@ -150,7 +128,7 @@ def test_unchanged_rerun_moves_zero_bytes(staging: Staging) -> None:
           f"(first run {staging.first_s:.1f}s)")
 
 
-def test_corrupted_file_is_named_by_its_check_then_repaired(staging: Staging) -> None:
+def test_corrupted_file_is_named_by_its_check_then_repaired(staging: Any) -> None:
     snap = _root("model_gpt2")
     _flip_last_byte(snap / "model.safetensors")
     rows, res = staging.run("validate", "model_gpt2")
@@ -169,7 +147,7 @@ def test_corrupted_file_is_named_by_its_check_then_repaired(staging: Staging) ->
     ("dataset_mnist", "MNIST/raw/t10k-labels-idx1-ubyte.gz", "no mirror served t10k-labels-idx1-ubyte.gz intact"),
     ("model_smollm_135m", "config.json", "cannot list model HuggingFaceTB/SmolLM-135M"),
 ])
-def test_mirror_offline_gives_a_clear_error_and_keeps_the_previous_copy(staging: Staging, key: str, damaged: str, error: str) -> None:
+def test_mirror_offline_gives_a_clear_error_and_keeps_the_previous_copy(staging: Any, key: str, damaged: str, error: str) -> None:
     root = _root(key)
     _flip_last_byte(root / damaged)  # so that the run has to fetch again
     before = _tree(root)
