@@ -19,6 +19,7 @@ _VERSION = r"^v?\d+(\.\d+){0,3}$"
 
 Name = Annotated[str, Field(pattern=_NAME, description="lower_snake_case identifier")]
 Version = Annotated[str, Field(pattern=_VERSION, description="dotted version such as 1.27")]
+RepoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="hub repo, org/name")]
 RelPath = Annotated[str, Field(min_length=1, description="path relative to the BeeGFS root")]
 
 
@@ -328,7 +329,7 @@ class TorchvisionSource(_Strict):
 
 class HubSource(_Strict):
     kind: Literal["huggingface"]
-    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    repo: RepoId
     revision: str
     allow_patterns: list[str] = Field(default_factory=list)
     config: str | None = None
@@ -353,7 +354,7 @@ class Dataset(_Strict):
 
 
 class Model(_Strict):
-    repo: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+    repo: RepoId
     revision: str
     approx_size_mb: float = Field(gt=0)
     registered_name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
