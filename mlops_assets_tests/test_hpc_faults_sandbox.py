@@ -68,6 +68,20 @@ def test_drain_then_resume(healthy: Path, cli) -> None:  # type: ignore[no-untyp
     assert r["slurm_unavailable_nodes_within_limit"]["passed"] and r["gpu_count_at_least_minimum"]["passed"]
 
 
+def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A node fully allocated to a job is in service: the unavailable-share check passes."""
+    job = subprocess.run(["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    try:
+        wait_node("allocated|")
+        r = rows(cli("validate", "--select", "slurm", "--format", "json"))
+        assert r["slurm_unavailable_nodes_within_limit"]["passed"], r["slurm_unavailable_nodes_within_limit"]
+        assert r["slurm_unavailable_nodes_within_limit"]["measured"] == 0.0
+    finally:
+        subprocess.run(["scancel", job], check=False)
+    wait_node("idle|")
+
+
 def test_gres_count_mismatch_fails_with_the_hint(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """A count-only gres.conf (no File=) makes SLURM drop the GPUs: 0 < 2, node INVAL+DRAIN."""
     gres = healthy / "etc/slurm/gres.conf"

@@ -150,7 +150,7 @@ def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
         mine = [n for n in nodes if part.name in n.partitions]
         if not mine:
             continue
-        gone = [n for n in mine if not n.state.available]
+        gone = [n for n in mine if not n.state.healthy]  # busy (allocated) nodes are in service
         down.update({n.name: f"{n.state}{' (' + _reason(n) + ')' if _reason(n) else ''}" for n in gone})
         share = len(gone) / len(mine)
         if share - part.max_unavailable_fraction > worst[0] - worst[2]:
