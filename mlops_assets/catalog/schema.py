@@ -120,6 +120,8 @@ class Beegfs(_Strict):
 class Apptainer(_Strict):
     min_version: Version
     require_nv: bool = True
+    cachedir: str | None = Field(default=None, pattern=r"^/", description="APPTAINER_CACHEDIR for pulls and builds")
+    tmpdir: str | None = Field(default=None, pattern=r"^/", description="APPTAINER_TMPDIR: local scratch of the build node")
 
 
 class Gpus(_Strict):
@@ -344,6 +346,9 @@ class Dataset(_Strict):
     source: Annotated[TorchvisionSource | HubSource, Field(discriminator="kind")]
     path: RelPath
     approx_size_mb: float = Field(gt=0)
+    splits: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="split -> rows (items) the load check requires; empty: any"
+    )
     sync_to_bucket: bool = False
     freshness: Freshness | None = None
 
@@ -360,6 +365,13 @@ class Model(_Strict):
     registered_name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$")
     bucket: str = "models"
     allow_patterns: list[str] = Field(default_factory=list)
+    parameters: int | None = Field(
+        default=None, ge=1, description="parameter count the safetensors headers must add up to"
+    )
+    parameters_tolerance: float = Field(default=0.01, ge=0, lt=1, description="allowed relative difference")
+    non_parameter_tensors: list[str] = Field(
+        default_factory=list, description="globs of tensor names that are buffers, not parameters"
+    )
     freshness: Freshness | None = None
 
     @field_validator("revision")
@@ -368,24 +380,65 @@ class Model(_Strict):
         return _pinned_revision(value)
 
 
+class SmokeJob(_Strict):
+    """SLURM resources of one smoke job."""
+
+    gpus: int = Field(default=1, ge=0)
+    cpus: int = Field(default=1, ge=1)
+    mem_mb: int = Field(default=4096, ge=1)
+    time_limit_min: int = Field(default=10, ge=1)
+
+
 class PullSource(_Strict):
-    pull: str = Field(pattern=r"^(docker|oras|library|shub)://\S+$")
+    pull: str = Field(
+        pattern=r"^((docker|oras|library|shub|https?)://[^\s'\"\\;$`]+|(oci|oci-archive|docker-archive):/[^\s'\"\\;$`]+)$",
+        description="registry URI (docker://nvcr.io/nvidia/pytorch:24.07-py3) or a local OCI layout/archive",
+    )
 
 
 class BuildSource(_Strict):
-    build: str = Field(min_length=1, description="definition file shipped in the package")
-    bootstrap_from: str | None = None
+    build: str = Field(
+        pattern=r"^[\w.-]+(/[\w.-]+)*\.def$",
+        description="definition file shipped in the package (mlops_assets/<path>), {{ name }} placeholders filled from args",
+    )
+    bootstrap_from: str | None = Field(default=None, description="catalog container whose image fills {{ base_image }}")
+    args: dict[str, str] = Field(default_factory=dict, description="values for the definition's {{ name }} placeholders")
+
+    @field_validator("build")
+    @classmethod
+    def _no_parent(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError("must stay inside the package (no '..')")
+        return value
+
+
+_REQUIREMENT = r"^[A-Za-z0-9][A-Za-z0-9._-]*>=\d+(\.\d+)*$"
 
 
 class Container(_Strict):
     file: str = Field(pattern=r"^[\w.+-]+\.sif$")
     source: PullSource | BuildSource
-    where: Literal["login", "slurm"] = "login"
+    where: Literal["login", "slurm"] = Field(default="login", description="pull/build on the login node or as a SLURM job on build_partition")
     build_partition: str | None = None
-    expect_python_packages: dict[str, str] = Field(
-        default_factory=dict, description="package -> minimum version inside the image"
+    job: SmokeJob = Field(
+        default=SmokeJob(gpus=0, cpus=4, mem_mb=16384, time_limit_min=120),
+        description="SLURM resources of the build job when where: slurm",
+    )
+    fakeroot: bool = Field(default=True, description="apptainer build --fakeroot (the training user's /etc/subuid range)")
+    expect_python_packages: list[Annotated[str, Field(pattern=_REQUIREMENT)]] = Field(
+        default_factory=list, description="'package>=version' that the image's python3 must have"
     )
     freshness: Freshness | None = None
+
+    @property
+    def expected_packages(self) -> dict[str, str]:
+        return dict(r.split(">=", 1) for r in self.expect_python_packages)
+
+    @model_validator(mode="after")
+    def _partition_for_slurm(self) -> Container:
+        if self.where == "slurm" and not self.build_partition:
+            raise ValueError("where: slurm needs build_partition (the partition of the build job)")
+        return self
 
 
 class Workstation(_Strict):
@@ -414,15 +467,6 @@ class GpuProfile(_Strict):
         if self.fail_fraction > self.warn_fraction:
             raise ValueError("fail_fraction must not exceed warn_fraction")
         return self
-
-
-class SmokeJob(_Strict):
-    """SLURM resources of one smoke job."""
-
-    gpus: int = Field(default=1, ge=0)
-    cpus: int = Field(default=1, ge=1)
-    mem_mb: int = Field(default=4096, ge=1)
-    time_limit_min: int = Field(default=10, ge=1)
 
 
 class SmokeJobs(_Strict):
@@ -479,6 +523,12 @@ class Catalog(_Strict):
             problems.append(
                 f"smoke.container {self.smoke.container!r} is not one of containers ({', '.join(self.containers)})"
             )
+        for name, ct in self.containers.items():
+            base = getattr(ct.source, "bootstrap_from", None)
+            if base is not None and (base not in self.containers or base == name):
+                problems.append(f"containers.{name}.source.bootstrap_from {base!r} is not another of containers ({', '.join(self.containers)})")
+            if ct.where == "slurm" and ct.build_partition not in partitions:
+                problems.append(f"containers.{name}.build_partition {ct.build_partition!r} is not one of hpc.slurm.partitions")
         if self.smoke.partition not in partitions:
             problems.append(
                 f"smoke.partition {self.smoke.partition!r} is not one of hpc.slurm.partitions"

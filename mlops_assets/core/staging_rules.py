@@ -1,5 +1,5 @@
 """Where staged things live and how to tell they are there: the BeeGFS layout, the
-Hugging Face cache layout, bucket prefixes and SIF files. No Dagster imports."""
+Hugging Face cache layout and bucket prefixes. No Dagster imports."""
 
 from __future__ import annotations
 
@@ -7,19 +7,14 @@ from typing import Any
 
 from mlops_assets.catalog.schema import (
     Catalog,
-    Container,
     Dataset,
     Model,
     TorchvisionSource,
 )
-from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.cloud_rules import s3_error_code
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.hpc_rules import directories
-
-SIF_MAGIC = "SIF_MAGIC"
-SIF_MAGIC_OFFSET = 32
 
 
 def hub_cache(catalog: Catalog) -> str:
@@ -35,18 +30,6 @@ def model_prefix(name: str, model: Model) -> str:
     return f"{name}/{model.revision}/"
 
 
-def container_path(catalog: Catalog, container: Container) -> str:
-    return f"{directories(catalog)['containers']}/{container.file}"
-
-
-def sif_valid(runner: Runner, path: str) -> Outcome:
-    res = runner.run(["dd", f"if={path}", "bs=1", f"skip={SIF_MAGIC_OFFSET}", f"count={len(SIF_MAGIC)}", "status=none"])
-    if not res.ok:
-        return Outcome(False, "missing", SIF_MAGIC, "SIF header", "materialize the container asset (apptainer pull/build)", detail=res.tail(1))
-    magic = res.stdout.strip()
-    return Outcome(magic == SIF_MAGIC, magic or "(empty)", SIF_MAGIC, "SIF header", "the file is not a SIF image: rebuild it")
-
-
 def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
     key = ".mlops-probe/write-check"
     body = b"mlops-assets write probe"
@@ -57,26 +40,6 @@ def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
     except Exception as exc:
         raise ProbeFailed(f"write/read/delete in s3://{bucket} failed: {s3_error_code(exc)}", "check bucket policy and credentials") from None
     return Outcome(got == body, "identical" if got == body else "different", "identical", "bytes read back", "the object store returned other bytes than written")
-
-
-_VERSIONS_SCRIPT = (
-    "import importlib.metadata as m, sys\n"
-    "for n in sys.argv[1:]:\n"
-    "    try: print(n, m.version(n))\n"
-    "    except m.PackageNotFoundError: print(n, 'missing')\n"
-)
-
-
-def image_packages(runner: Runner, path: str, expected: dict[str, str]) -> Outcome:
-    """The frameworks inside the image, read by its own Python: torch, transformers, oumi..."""
-    res = runner.run(["apptainer", "exec", "--cleanenv", path, "python3", "-c", _VERSIONS_SCRIPT, *expected], timeout_s=300)
-    if not res.ok:
-        return Outcome(False, "unmeasured", ", ".join(f"{k}>={v}" for k, v in expected.items()), "packages in the image",
-                       "the image does not run: check apptainer and the SIF file", detail=res.tail(2))
-    found = dict(line.split(" ", 1) for line in res.stdout.strip().splitlines() if " " in line)
-    bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items() if found.get(n, "missing") == "missing" or not versions.at_least(found[n], v)]
-    return Outcome(not bad, ", ".join(f"{n} {found.get(n)}" for n in expected), ", ".join(f"{k}>={v}" for k, v in expected.items()),
-                   "packages in the image", "rebuild the image with the required framework versions", detail="; ".join(bad))
 
 
 # ------------------------------------------------------------------ staging plans (issue 6)

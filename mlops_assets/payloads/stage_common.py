@@ -124,5 +124,5 @@ def run_payload(stage: Callable[[dict[str, Any], Log], dict[str, Any]]) -> None:
         started = time.monotonic()
         result = stage(extras, pipes.log.info)
         result["duration_s"] = round(time.monotonic() - started, 3)
-        digest = str(result.get("manifest_digest", ""))
+        digest = str(result.get("manifest_digest") or result.get("sha256") or "")
         pipes.report_asset_materialization(metadata=result, data_version=digest or None)

@@ -47,6 +47,9 @@ PAYLOAD_FILES: dict[str, tuple[str, str]] = {
     "stage_hub.py": ("mlops_assets.payloads", "stage_hub.py"),
     "stage_torchvision.py": ("mlops_assets.payloads", "stage_torchvision.py"),
     "sync_s3.py": ("mlops_assets.payloads", "sync_s3.py"),
+    "load_check.py": ("mlops_assets.payloads", "load_check.py"),
+    "mlops_apptainer.py": ("mlops_assets.core", "apptainer_cli.py"),
+    "container_image.py": ("mlops_assets.payloads", "container_image.py"),
 }
 POLL_S = 1.0
 # Every PipesMessageHandler reads the reader's expected_writer_count, "preview" in 1.13.
@@ -205,7 +208,7 @@ class HpcPipesClient(dg.PipesClient):
         payload: str,
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        if payload not in PAYLOAD_FILES or not payload.startswith(("stage_", "sync_")):
+        if payload not in PAYLOAD_FILES or not payload.startswith(("stage_", "sync_", "container_")):
             raise ValueError(f"unknown payload {payload!r}")
         where = ship_payloads(self.runner, self.scripts_dir)
         msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"

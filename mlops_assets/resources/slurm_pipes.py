@@ -42,7 +42,12 @@ from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.hpc_rules import directories
 from mlops_assets.core.slurm import TERMINAL_JOB_STATES, parse_sbatch, parse_squeue
-from mlops_assets.resources.hpc_pipes import PAYLOAD_ENV, RunnerFileMessageReader, ship_payloads
+from mlops_assets.resources.hpc_pipes import (
+    PAYLOAD_ENV,
+    PAYLOAD_FILES,
+    RunnerFileMessageReader,
+    ship_payloads,
+)
 
 SMOKE_FILES: dict[str, tuple[str, str]] = {
     "smoke_common.py": ("mlops_assets.payloads", "smoke_common.py"),
@@ -311,6 +316,22 @@ def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, li
             return attached
         return None  # the newest job for this key has finished: nothing to re-attach to
     return None
+
+
+def build_client_for(catalog: Catalog, runner: Runner, partition: str) -> SlurmPipesClient:
+    """Container builds as SLURM jobs on the build partition, with the HPC Python (the image
+    being built cannot run its own build)."""
+    dirs = directories(catalog)
+    files = {n: PAYLOAD_FILES[n] for n in ("stage_common.py", "mlops_manifest.py", "mlops_apptainer.py", "container_image.py")}
+    return SlurmPipesClient(
+        runner,
+        partition=partition,
+        python=catalog.hpc.python,
+        scripts_dir=dirs["scripts"],
+        jobs_dir=f"{dirs['jobs']}/containers",
+        env=dict(catalog.hpc.env),
+        files=files,
+    )
 
 
 def client_for(catalog: Catalog, runner: Runner) -> SlurmPipesClient:

@@ -1,64 +1,139 @@
-"""Apptainer images on BeeGFS, one asset per catalog entry."""
+"""Apptainer images on BeeGFS `containers/`, one materializable asset per catalog entry: pulled
+or built on the HPC side (login node, or a SLURM job on the build partition) by
+payloads/container_image.py through Pipes, published by rename, and checked in place."""
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import dagster as dg
 
-from mlops_assets.catalog.schema import Catalog, Container, PullSource
-from mlops_assets.checking import asset_checks, external
-from mlops_assets.core import staging_rules
+from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
+from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.core import apptainer_cli, containers
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.hpc_rules import directories
 from mlops_assets.platform import active
 
 GROUP = "containers"
+POOL = "container_builds"
+
+
+def container_path(catalog: Catalog, ct: Container) -> str:
+    return f"{directories(catalog)['containers']}/{ct.file}"
+
+
+def definition_text(ct: Container) -> str:
+    """The definition file shipped in the package, as the catalog names it."""
+    assert isinstance(ct.source, BuildSource)
+    return resources.files("mlops_assets").joinpath(ct.source.build).read_text()
+
+
+def plan(catalog: Catalog, name: str) -> dict[str, Any]:
+    """The payload's extras: everything it needs, nothing secret."""
+    ct = catalog.containers[name]
+    ap = catalog.hpc.apptainer
+    env = {k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v}
+    extras: dict[str, Any] = {
+        "target": container_path(catalog, ct),
+        "expect_python_packages": ct.expected_packages,
+        "timeout_s": ct.job.time_limit_min * 60,
+        "fakeroot": ct.fakeroot,
+        "env": env,
+    }
+    if isinstance(ct.source, PullSource):
+        return {**extras, "kind": "pull", "source": ct.source.pull}
+    values = dict(ct.source.args)
+    if ct.source.bootstrap_from:
+        extras["base_image"] = values["base_image"] = container_path(catalog, catalog.containers[ct.source.bootstrap_from])
+    rendered = apptainer_cli.render_definition(definition_text(ct), values)
+    return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}
+
+
+def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDefinition:
+    path = container_path(catalog, ct)
+    base = ct.source.bootstrap_from if isinstance(ct.source, BuildSource) else None
+    src = ct.source.pull if isinstance(ct.source, PullSource) else f"build {ct.source.build}"
+    where = f"a SLURM job on {ct.build_partition}" if ct.where == "slurm" else "the login node"
+
+    @dg.asset(
+        name=f"container_{name}",
+        group_name=GROUP,
+        kinds={"apptainer", "beegfs"},
+        deps=["beegfs_layout", "apptainer", *([f"container_{base}"] if base else [])],
+        pool=POOL,
+        required_resource_keys={"hpc"},
+        description=f"{ct.file} from {src}, made on {where}; published by rename, a no-op when the source is unchanged.",
+        metadata={"path": dg.MetadataValue.path(path), "source": src, "where": ct.where},
+        freshness_policy=freshness_policy(ct.freshness or catalog.default_freshness),
+    )
+    def _image(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        extras = plan(catalog, name)
+        runner = context.resources.hpc.runner()
+        if ct.where == "login":
+            from mlops_assets.resources.hpc_pipes import client_for
+
+            client = client_for(catalog, runner)
+            client.timeout_s = extras["timeout_s"] + 300
+            invocation = client.run(context=context, payload="container_image.py", extras=extras)
+        else:
+            from mlops_assets.resources.slurm_pipes import Resources, build_client_for
+
+            job = ct.job
+            res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min)
+            invocation = build_client_for(catalog, runner, ct.build_partition or "").run(
+                context=context, payload="container_image.py", resources=res, extras=extras,
+            )
+        return invocation.get_materialize_result()
+
+    return _image
 
 
 def _sif_valid(c: Any, ct: Container) -> Outcome:
-    return staging_rules.sif_valid(c.hpc.runner(), staging_rules.container_path(c.catalog, ct))
+    return containers.sif_valid(c.hpc.runner(), container_path(c.catalog, ct))
 
 
 def _frameworks(c: Any, ct: Container) -> Outcome:
-    path = staging_rules.container_path(c.catalog, ct)
-    return staging_rules.image_packages(c.hpc.runner(), path, ct.expect_python_packages)
+    return containers.image_packages(c.hpc.runner(), container_path(c.catalog, ct), ct.expected_packages)
+
+
+def _matches_record(c: Any, ct: Container) -> Outcome:
+    return containers.matches_record(c.hpc.runner(), container_path(c.catalog, ct))
+
+
+def _nv_one_gpu(c: Any, ct: Container) -> Outcome:
+    cat = c.catalog
+    return containers.nv_exposes_gpus(c.hpc.runner(), container_path(cat, ct), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
+    E, W = Severity.ERROR, Severity.WARN
+    gpu_sev = W if catalog.hpc.gpus.fake else E
     out: list[CheckSpec] = []
     for name, ct in catalog.containers.items():
-        out.append(CheckSpec(
-            f"container_{name}", f"container_{name}_is_valid_sif", Severity.ERROR,
-            "A truncated or non-SIF file fails every job that execs it.",
-            bound(_sif_valid, ct),
-            ("hpc",),
-        ))
+        asset, hint = f"container_{name}", f"re-materialize container_{name}"
+        out += [
+            CheckSpec(asset, f"container_{name}_is_valid_sif", E,
+                      "A truncated or non-SIF file fails every job that execs it: SIF magic, then inspect --json.",
+                      bound(_sif_valid, ct), ("hpc",), blocking=True, hint=hint),
+            CheckSpec(asset, f"container_{name}_matches_its_record", E,
+                      "The bytes on BeeGFS are the ones published (sha256 of the provenance record): catches a damaged or replaced image.",
+                      bound(_matches_record, ct), ("hpc",), light=False, hint=hint),
+            CheckSpec(asset, f"container_{name}_sees_allocated_gpu_with_nv", gpu_sev,
+                      "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted inside, since --nv exits 0 without a driver.",
+                      bound(_nv_one_gpu, ct), ("hpc",), light=False),
+        ]
         if ct.expect_python_packages:
-            out.append(CheckSpec(
-                f"container_{name}", f"container_{name}_framework_versions", Severity.ERROR,
-                "Jobs assume these frameworks inside the image.",
-                bound(_frameworks, ct),
-                ("hpc",), light=False,
-            ))
+            out.append(CheckSpec(asset, f"container_{name}_framework_versions", E,
+                                 "Jobs assume these frameworks inside the image.",
+                                 bound(_frameworks, ct), ("hpc",), light=False, hint=hint))
     return out
 
 
 def build(catalog: Catalog) -> dg.Definitions:
-    assets = []
-    for name, ct in catalog.containers.items():
-        src = ct.source.pull if isinstance(ct.source, PullSource) else f"build {ct.source.build}"
-        deps = ["beegfs_layout", "apptainer"]
-        if not isinstance(ct.source, PullSource) and ct.source.bootstrap_from:
-            deps.append(f"container_{ct.source.bootstrap_from}")
-        assets.append(
-            external(
-                f"container_{name}", group=GROUP, kinds=["apptainer"],
-                description=f"{ct.file} from {src}.", deps=deps,
-                metadata={"file": staging_rules.container_path(catalog, ct), "source": src},
-                freshness=ct.freshness or catalog.default_freshness,
-            )
-        )
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="containers_checks"))
+    assets = [_container_asset(catalog, name, ct) for name, ct in catalog.containers.items()]
+    return dg.Definitions(assets=assets, asset_checks=asset_checks_per_asset(specs(catalog)))
 
 
 defs = build(active().catalog)

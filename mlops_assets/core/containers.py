@@ -1,0 +1,136 @@
+"""Checks on staged Apptainer images, built on core/apptainer_cli.py. Pure, no Dagster.
+
+Apptainer's exit codes lie in one place that matters: `exec --nv` on a host without a driver
+exits 0 and binds nothing. GPUs are therefore counted inside the container (`nvidia-smi -L`),
+never inferred from an exit status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mlops_assets.core import versions
+from mlops_assets.core.apptainer_cli import (
+    SIF_MAGIC,
+    SIF_MAGIC_OFFSET,
+    count_gpus,
+    fatal_message,
+    image_commands,
+    parse_labels,
+    parse_versions,
+    sidecar_path,
+)
+from mlops_assets.core.checks import Outcome, ProbeFailed
+from mlops_assets.core.hostexec import Runner
+
+
+def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcome:
+    """SIF magic at its offset, then `inspect --json` parses: a truncated image fails here,
+    naming the file, before any job tries to exec it."""
+    res = runner.run(["dd", f"if={path}", "bs=1", f"skip={SIF_MAGIC_OFFSET}", f"count={len(SIF_MAGIC)}", "status=none"])
+    if not res.ok:
+        return Outcome(False, "missing", SIF_MAGIC, "SIF header", f"{path} is missing: materialize the container asset (apptainer pull/build)", detail=res.tail(1))
+    magic = res.stdout.strip()
+    if magic != SIF_MAGIC:
+        return Outcome(False, magic or "(empty)", SIF_MAGIC, "SIF header", f"{path} is not a SIF image: re-materialize it", detail=path)
+    ins = runner.run([apptainer, "inspect", "--json", path], timeout_s=120)
+    if not ins.ok:
+        return Outcome(False, "inspect failed", "inspect --json parses", "SIF header + metadata",
+                       f"{path} is damaged: re-materialize it", detail=f"{path}: {fatal_message(ins.stderr + ins.stdout)}")
+    try:
+        labels = parse_labels(ins.stdout)
+    except ValueError as exc:
+        return Outcome(False, "inspect unparsable", "inspect --json parses", "SIF header + metadata", f"{path}: re-materialize it", detail=str(exc))
+    return Outcome(True, SIF_MAGIC, SIF_MAGIC, "SIF header + metadata", "", detail=f"{len(labels)} labels",
+                   extra={"apptainer_version_built": labels.get("org.label-schema.usage.apptainer.version", "")})
+
+
+def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> Outcome:
+    bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items()
+           if found.get(n, "missing") == "missing" or not versions.at_least(found[n], v)]
+    return Outcome(
+        not bad,
+        ", ".join(f"{n} {found.get(n, 'missing')}" for n in expected),
+        ", ".join(f"{k}>={v}" for k, v in expected.items()),
+        "packages in the image",
+        "rebuild the image with the required framework versions",
+        detail="; ".join(bad),
+        extra={"torch_cuda": found["torch.cuda"]} if "torch.cuda" in found else {},
+    )
+
+
+def image_packages(runner: Runner, path: str, expected: Mapping[str, str], apptainer: str = "apptainer") -> Outcome:
+    """The frameworks inside the image, read by the image's own Python."""
+    cmd = image_commands("pull", "-", path, packages=list(expected), apptainer=apptainer).versions
+    res = runner.run(cmd, timeout_s=300)
+    if not res.ok:
+        return Outcome(False, "unmeasured", ", ".join(f"{k}>={v}" for k, v in expected.items()), "packages in the image",
+                       "the image does not run: check apptainer and the SIF file", detail=f"{path}: {fatal_message(res.stderr + res.stdout)}")
+    return packages_outcome(parse_versions(res.stdout), expected)
+
+
+NV_PROBE = (
+    'echo "== outside"; nvidia-smi -L 2>&1; echo "== inside"; '
+    'apptainer exec --nv "$1" nvidia-smi -L 2>&1; echo "== exit $?"'
+)
+
+
+def parse_nv_probe(text: str) -> tuple[int, int, str]:
+    """(GPUs outside, GPUs inside, inside's own words) from NV_PROBE's output."""
+    outside, _, rest = text.partition("== inside")
+    inside = rest.rsplit("== exit", 1)[0]
+    words = next((ln.strip() for ln in inside.splitlines() if ln.strip() and not ln.startswith(("INFO:", "WARNING:"))), "")
+    return count_gpus(outside), count_gpus(inside), words
+
+
+def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:
+    """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
+    counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
+    argv = ["srun", "-p", partition, "-N", "1", "-n", "1", f"--gres=gpu:{gpus}", "--time=00:05:00", "--quiet",
+            "sh", "-c", NV_PROBE, "sh", image]
+    res = runner.run(argv, timeout_s=timeout_s)
+    text = res.stdout + res.stderr
+    if "== inside" not in text:
+        raise ProbeFailed(f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",
+                          "check the partition and that a GPU node is available")
+    outside, inside, words = parse_nv_probe(res.stdout)
+    note = " (the catalog declares these GPUs fake)" if fake else ""
+    return Outcome(
+        passed=inside == outside == gpus,
+        measured=inside,
+        threshold=gpus,
+        unit=f"GPUs visible inside apptainer exec --nv (outside: {outside})",
+        hint=("no GPU inside the container: check the NVIDIA driver and libnvidia-container on the node, "
+              "and nvliblist.conf of Apptainer" if inside == 0 else "the container sees other GPUs than the job was given: check cgroup ConstrainDevices") + note,
+        detail=f"{image}: inside said {words[:200]!r}" if inside != gpus else image,
+        extra={"gpus_outside": outside},
+    )
+
+
+def sidecar(runner: Runner, image: str) -> dict[str, Any] | None:
+    res = runner.run(["cat", "--", sidecar_path(image)])
+    if not res.ok:
+        return None
+    try:
+        doc = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def matches_record(runner: Runner, image: str) -> Outcome:
+    """sha256 of the image against the provenance record the payload wrote when it published it."""
+    record = sidecar(runner, image)
+    if record is None:
+        return Outcome(False, "no record", "sha256 of the published image", "provenance record",
+                       f"{sidecar_path(image)} is missing: re-materialize the container asset", detail=image)
+    res = runner.run(["sha256sum", "--", image], timeout_s=1800)
+    if not res.ok:
+        return Outcome(False, "unreadable", str(record.get("sha256", ""))[:12], "sha256 (first 12)",
+                       f"{image} cannot be read: re-materialize it", detail=res.tail(1))
+    found = res.stdout.split(" ", 1)[0]
+    want = str(record.get("sha256", ""))
+    return Outcome(found == want, found[:12], want[:12], "sha256 (first 12)",
+                   f"{image} changed after it was published: re-materialize it", detail="" if found == want else image)
