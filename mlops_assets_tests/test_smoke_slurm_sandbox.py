@@ -7,8 +7,10 @@ slurm_probe.py through the HPC python (no torch here)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,8 +205,8 @@ def smoke_asset(key: str) -> dg.AssetsDefinition:
     return next(a for a in smoke_assets(active().catalog) if a.key.to_user_string() == key)
 
 
-@pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training"])
-def test_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
+@pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
+def test_gpu_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
     result = run(smoke_asset(key))
     assert not result.success
     text, meta = failure(result)
@@ -213,6 +215,31 @@ def test_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, ke
     assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
     assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
     assert not any(k.endswith(("tflops", "gbps")) for k in meta), "no GPU figure is invented"
+
+
+def test_mnist_smoke_trains_on_cpu_in_a_real_slurm_job_and_learns(slurm: Path, cli: Any) -> None:
+    """The sandbox's GPUs are fake, so MLOPS-1.1 runs on the job's CPUs (Debian's torch in the
+    HPC venv) on the staged real digits, with the sandbox catalog's epochs and threshold."""
+    staged = cli("materialize", "--select", "dataset_mnist", "--format", "json", env={"DAGSTER_HOME": ""})
+    assert staged.returncode == 0, staged.stdout[-2000:] + staged.stderr[-2000:]
+    smoke = active().catalog.smoke
+    result = run(smoke_asset("smoke_mnist_training"))
+    assert result.success, failure(result)
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("smoke_mnist_training")[0].metadata.items()}
+    try:
+        assert meta["slurm_state"] == "COMPLETED" and meta["slurm_alloc_gpus"] == 1, "a real job with real GRES"
+        assert meta["device"] == "cpu" and meta["cpu_fallback"] is True, "it says it ran on CPU"
+        assert meta["torch_threads"] == smoke.jobs.mnist.cpus, "as many threads as the job has CPUs"
+        assert meta["epochs"] == smoke.mnist_epochs and meta["train_samples"] == 4000 and meta["test_samples"] == 1000
+        assert meta["accuracy"] >= smoke.mnist_min_accuracy >= 0.9, "learns: chance is 10 %"
+        assert meta["verdict"] == "PASS" and meta["total_seconds"] < smoke.mnist_max_seconds
+        assert 0 < meta["max_rss_bytes"] < smoke.jobs.mnist.mem_mb * 2**20, "the job's memory fits torch"
+        assert not any(k.endswith(("tflops", "gbps")) for k in meta), "no GPU figure is invented"
+        metrics = json.loads(Path(meta["output_dir"], "metrics.json").read_text())
+        assert metrics["accuracy"] == meta["accuracy"] and Path(meta["output_dir"], "model.pt").stat().st_size > 4_000_000
+        assert Path(meta["output_dir"]).name == f"job-{meta['slurm_job_id']}", "the seed's location: models/mnist/job-<id>"
+    finally:
+        shutil.rmtree(str(meta.get("output_dir", "")), ignore_errors=True) if meta.get("output_dir") else None
 
 
 def sensor_tick(cursor: str | None) -> dg.SensorResult:

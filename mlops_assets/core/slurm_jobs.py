@@ -231,5 +231,8 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "epochs": s.mnist_epochs,
             "min_accuracy": s.mnist_min_accuracy,
             "max_seconds": s.mnist_max_seconds,
+            # GPUs the catalog declares fake (the sandbox) have no driver: train on the CPU
+            # and say so; on real GPUs a missing CUDA device stays a failure
+            "allow_cpu": catalog.hpc.gpus.fake,
         }
     raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")

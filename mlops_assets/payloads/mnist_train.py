@@ -9,8 +9,10 @@ training_time_seconds, ...} to `<models_dir>/mnist/job-$SLURM_JOB_ID/` (temp dir
 Runs ON THE HPC SIDE:
     python mnist_train.py --set dataset_dir=/mnt/beegfs/datasets/mnist --set models_dir=/mnt/beegfs/models
 Prints one JSON result line; reports through Dagster Pipes when a Pipes context is present.
-Standard library + torch. With `allow_cpu` it trains on the CPU where no CUDA device
-exists, and says so (`device: cpu`); otherwise no CUDA device is a failure.
+Standard library + torch. With `allow_cpu` (the orchestrator sets it where the catalog
+declares the GPUs fake) it trains on the CPU where no CUDA device exists, with the job's
+SLURM_CPUS_PER_TASK threads, and says so (`device: cpu`, `cpu_fallback: true`); otherwise
+no CUDA device is a failure.
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def read_idx(path: str) -> tuple[tuple[int, ...], bytes]:
     return shape, body
 
 
+def cpu_threads() -> int | None:
+    """The CPUs SLURM gave this job (SLURM_CPUS_PER_TASK); None outside SLURM."""
+    raw = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def max_rss_bytes() -> int:
+    """This process's peak RSS: sacct has none where jobacct_gather is off (the sandbox)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
 def _model(torch: Any) -> Any:
     nn = torch.nn
 
@@ -127,6 +142,9 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
 
     use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
     dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+    threads = cpu_threads()
+    if not use_cuda and threads:
+        torch.set_num_threads(threads)  # the job's CPUs, not the node's: neighbours keep theirs
     torch.manual_seed(int(cfg["seed"]))
     data = _tensors(torch, cfg, dev)
     n_train, n_test = int(data["train_labels"].numel()), int(data["test_labels"].numel())
@@ -186,6 +204,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         "total_seconds": total_s,
         "output_dir": out_dir,
         "cpu_fallback": bool(cuda.get("cpu_fallback")),
+        "torch_threads": int(torch.get_num_threads()),
+        "max_rss_bytes": max_rss_bytes(),
         "verdict": judged["verdict"],
         "messages": judged["messages"],
         "min_accuracy": float(cfg["min_accuracy"]),

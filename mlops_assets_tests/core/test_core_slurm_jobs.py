@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.platform import active
 
@@ -90,6 +91,10 @@ def test_smoke_config_from_the_catalog() -> None:
     cat = active().catalog
     assert sj.smoke_payload_config(cat, "mnist")["dataset_dir"] == "/mnt/sandbox-beegfs/datasets/mnist"
     assert sj.smoke_payload_config(cat, "mnist")["epochs"] == cat.smoke.mnist_epochs
+    # CPU training only where the catalog declares the GPUs fake (the sandbox), never in production
+    assert cat.hpc.gpus.fake and sj.smoke_payload_config(cat, "mnist")["allow_cpu"] is True
+    prod = load_catalog(profile="production", env={}).catalog
+    assert not prod.hpc.gpus.fake and sj.smoke_payload_config(prod, "mnist")["allow_cpu"] is False
     assert sj.smoke_payload_config(cat, "nccl")["world_size"] == 2
     assert "H200" in sj.smoke_payload_config(cat, "gpu")["gpu_profiles"]
     with pytest.raises(ValueError):

@@ -109,7 +109,8 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
         ),
         _smoke_asset(
             catalog, "smoke_mnist_training", "mnist", "mnist_train.py", s.jobs.mnist, kinds=["slurm", "pytorch"],
-            description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>.",
+            description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>."
+            + (" The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)." if catalog.hpc.gpus.fake else ""),
             deps=["gpu_nodes", *container, *mnist],
         ),
     ]
