@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
+from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
 from mlops_assets.core import versions
 from mlops_assets.core.apptainer_cli import (
     SIF_MAGIC,
@@ -20,10 +22,12 @@ from mlops_assets.core.apptainer_cli import (
     image_commands,
     parse_labels,
     parse_versions,
+    render_definition,
     sidecar_path,
 )
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.hostexec import Runner
+from mlops_assets.core.hpc_rules import directories
 
 
 def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcome:
@@ -134,3 +138,34 @@ def matches_record(runner: Runner, image: str) -> Outcome:
     want = str(record.get("sha256", ""))
     return Outcome(found == want, found[:12], want[:12], "sha256 (first 12)",
                    f"{image} changed after it was published: re-materialize it", detail="" if found == want else image)
+
+
+def container_path(catalog: Catalog, ct: Container) -> str:
+    return f"{directories(catalog)['containers']}/{ct.file}"
+
+
+def definition_text(ct: Container) -> str:
+    """The definition file shipped in the package, as the catalog names it."""
+    assert isinstance(ct.source, BuildSource)
+    return resources.files("mlops_assets").joinpath(ct.source.build).read_text()
+
+
+def plan(catalog: Catalog, name: str) -> dict[str, Any]:
+    """The payload's extras: everything it needs, nothing secret."""
+    ct = catalog.containers[name]
+    ap = catalog.hpc.apptainer
+    env = {k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v}
+    extras: dict[str, Any] = {
+        "target": container_path(catalog, ct),
+        "expect_python_packages": ct.expected_packages,
+        "timeout_s": ct.job.time_limit_min * 60,
+        "fakeroot": ct.fakeroot,
+        "env": env,
+    }
+    if isinstance(ct.source, PullSource):
+        return {**extras, "kind": "pull", "source": ct.source.pull}
+    values = dict(ct.source.args)
+    if ct.source.bootstrap_from:
+        extras["base_image"] = values["base_image"] = container_path(catalog, catalog.containers[ct.source.bootstrap_from])
+    rendered = render_definition(definition_text(ct), values)
+    return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}

@@ -6,7 +6,7 @@ HPC Python: dagster-pipes plus the shipped stage_common.py and mlops_apptainer.p
 
 1. `apptainer --version`; the source digest (pull URI, or rendered definition + the base
    image's sha256); if the provenance record beside the image has the same digest and the
-   image is there with the recorded size, nothing is done (0 bytes written).
+   image is there with the recorded size and mtime, nothing is done (0 bytes written).
 2. pull/build to `.<file>.tmp-<pid>` in the same directory (build: `--fakeroot` as the
    training user; APPTAINER_CACHEDIR/TMPDIR from the catalog), output logged as it comes.
 3. `inspect --json` (labels) and the image's own python3 reports the framework versions; a
@@ -86,6 +86,31 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _local_source_state(kind: str, source: str) -> str:
+    """A local OCI layout or archive can change under the same URI: its index (or size and
+    mtime) joins the digest. Registry tags are taken as given: pin by @sha256 to be exact."""
+    if kind != "pull" or "://" in source:
+        return ""
+    path = Path(source.split(":", 1)[1])
+    try:
+        if path.is_dir():
+            return "#" + hashlib.sha256((path / "index.json").read_bytes()).hexdigest()
+        st = path.stat()
+        return f"#{st.st_size}:{st.st_mtime_ns}"
+    except OSError as exc:
+        raise StagingError(f"the image source {source} cannot be read ({exc.strerror}): check the catalog's pull path") from None
+
+
+def _unchanged(target: Path, record: dict[str, Any]) -> bool:
+    """Size and mtime as published: anything that rewrote the image (or damaged it in place)
+    makes the next materialization fetch it again, without hashing gigabytes every time."""
+    try:
+        st = target.stat()
+    except OSError:
+        return False
+    return st.st_size == record.get("size_bytes") and st.st_mtime_ns == record.get("mtime_ns")
+
+
 def _record(path: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
@@ -113,12 +138,12 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
         if base is None or not Path(str(extras["base_image"])).exists():
             raise StagingError(f"the base image {extras['base_image']} is not staged: materialize it first")
         base_sha = str(base.get("sha256", ""))
-    digest = cli.source_digest(kind, source, definition, base_sha)
+    digest = cli.source_digest(kind, source + _local_source_state(kind, source), definition, base_sha)
     record_path = Path(cli.sidecar_path(str(target)))
 
     with target_lock(target.with_name(f".{target.name}.lock"), log):
         old = _record(record_path)
-        if old and old.get("source_digest") == digest and target.exists() and target.stat().st_size == old.get("size_bytes"):
+        if old and old.get("source_digest") == digest and _unchanged(target, old):
             log(f"{target} is current (source digest {digest[:12]}): nothing to do")
             return {**_metadata(old), "changed": False, "bytes_written": 0, "path": str(target)}
 
@@ -142,6 +167,7 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
             size = tmp.stat().st_size
             sha = _sha256(tmp)
             os.replace(tmp, target)
+            mtime_ns = target.stat().st_mtime_ns
         finally:
             for p in (tmp, def_path):
                 p.unlink(missing_ok=True)
@@ -152,6 +178,7 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
             "source_digest": digest,
             "sha256": sha,
             "size_bytes": size,
+            "mtime_ns": mtime_ns,
             "apptainer_version": version,
             "labels": labels,
             "frameworks": found,

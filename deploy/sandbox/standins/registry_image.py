@@ -74,6 +74,11 @@ def assemble_rootfs(root: Path, site_packages: Path) -> None:
     dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
     for lib in _libs_of([python, *dynload]):
         _copy(lib, root)
+    # glibc's compatibility stubs: host binaries that `--nv` binds in (nvidia-smi) link them
+    libc_dir = next(iter(_libs_of([python]) & {p for p in _libs_of([python]) if p.name.startswith("libc.so")})).parent
+    for stub in ("libpthread.so.0", "libdl.so.2", "librt.so.1"):
+        if (libc_dir / stub).exists():
+            _copy(libc_dir / stub, root)
     site = root / "usr/lib/python3/dist-packages"  # on Debian's sys.path, unlike site-packages
     site.mkdir(parents=True)
     for pkg in PIP_PACKAGES:

@@ -4,55 +4,22 @@ payloads/container_image.py through Pipes, published by rename, and checked in p
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
 from mlops_assets.checking import asset_checks_per_asset, freshness_policy
-from mlops_assets.core import apptainer_cli, containers
+from mlops_assets.core import containers
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
-from mlops_assets.core.hpc_rules import directories
 from mlops_assets.platform import active
 
 GROUP = "containers"
 POOL = "container_builds"
 
 
-def container_path(catalog: Catalog, ct: Container) -> str:
-    return f"{directories(catalog)['containers']}/{ct.file}"
-
-
-def definition_text(ct: Container) -> str:
-    """The definition file shipped in the package, as the catalog names it."""
-    assert isinstance(ct.source, BuildSource)
-    return resources.files("mlops_assets").joinpath(ct.source.build).read_text()
-
-
-def plan(catalog: Catalog, name: str) -> dict[str, Any]:
-    """The payload's extras: everything it needs, nothing secret."""
-    ct = catalog.containers[name]
-    ap = catalog.hpc.apptainer
-    env = {k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v}
-    extras: dict[str, Any] = {
-        "target": container_path(catalog, ct),
-        "expect_python_packages": ct.expected_packages,
-        "timeout_s": ct.job.time_limit_min * 60,
-        "fakeroot": ct.fakeroot,
-        "env": env,
-    }
-    if isinstance(ct.source, PullSource):
-        return {**extras, "kind": "pull", "source": ct.source.pull}
-    values = dict(ct.source.args)
-    if ct.source.bootstrap_from:
-        extras["base_image"] = values["base_image"] = container_path(catalog, catalog.containers[ct.source.bootstrap_from])
-    rendered = apptainer_cli.render_definition(definition_text(ct), values)
-    return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}
-
-
 def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDefinition:
-    path = container_path(catalog, ct)
+    path = containers.container_path(catalog, ct)
     base = ct.source.bootstrap_from if isinstance(ct.source, BuildSource) else None
     src = ct.source.pull if isinstance(ct.source, PullSource) else f"build {ct.source.build}"
     where = f"a SLURM job on {ct.build_partition}" if ct.where == "slurm" else "the login node"
@@ -69,7 +36,7 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
         freshness_policy=freshness_policy(ct.freshness or catalog.default_freshness),
     )
     def _image(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        extras = plan(catalog, name)
+        extras = containers.plan(catalog, name)
         runner = context.resources.hpc.runner()
         if ct.where == "login":
             from mlops_assets.resources.hpc_pipes import client_for
@@ -91,20 +58,20 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
 
 
 def _sif_valid(c: Any, ct: Container) -> Outcome:
-    return containers.sif_valid(c.hpc.runner(), container_path(c.catalog, ct))
+    return containers.sif_valid(c.hpc.runner(), containers.container_path(c.catalog, ct))
 
 
 def _frameworks(c: Any, ct: Container) -> Outcome:
-    return containers.image_packages(c.hpc.runner(), container_path(c.catalog, ct), ct.expected_packages)
+    return containers.image_packages(c.hpc.runner(), containers.container_path(c.catalog, ct), ct.expected_packages)
 
 
 def _matches_record(c: Any, ct: Container) -> Outcome:
-    return containers.matches_record(c.hpc.runner(), container_path(c.catalog, ct))
+    return containers.matches_record(c.hpc.runner(), containers.container_path(c.catalog, ct))
 
 
 def _nv_one_gpu(c: Any, ct: Container) -> Outcome:
     cat = c.catalog
-    return containers.nv_exposes_gpus(c.hpc.runner(), container_path(cat, ct), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
+    return containers.nv_exposes_gpus(c.hpc.runner(), containers.container_path(cat, ct), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:

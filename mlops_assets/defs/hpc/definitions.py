@@ -21,6 +21,21 @@ def _on_hpc(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]
     return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
 
 
+def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
+    """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
+    from mlops_assets.core.checks import ProbeFailed
+    from mlops_assets.core.containers import nv_exposes_gpus
+
+    cat, runner = ctx.catalog, ctx.hpc.runner()
+    name = cat.smoke.container or next(iter(cat.containers))
+    image = f"{r.directories(cat)['containers']}/{cat.containers[name].file}"
+    if not runner.run(["test", "-f", image]).ok:
+        raise ProbeFailed(f"{image} is not staged: --nv needs an image to exec", f"materialize container_{name} first")
+    gpus = cat.hpc.slurm.gpus_per_node
+    partition = next((p.name for p in cat.hpc.slurm.partitions if p.gpu), cat.smoke.partition)
+    return nv_exposes_gpus(runner, image, partition, gpus, fake=cat.hpc.gpus.fake)
+
+
 def specs(catalog: Catalog) -> list[CheckSpec]:
     E, W = Severity.ERROR, Severity.WARN
     cgroup = E if catalog.hpc.slurm.require_cgroup_constrain_devices else W
@@ -42,6 +57,9 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("beegfs", "beegfs_targets_online_good", E, "A lost storage target corrupts reads long before df notices.", _on_hpc(r.beegfs_targets), hpc),
         CheckSpec("apptainer", "apptainer_version_at_least_minimum", E, "Older Apptainer lacks the --nv behaviour the jobs rely on.", _on_hpc(r.apptainer_version), hpc),
         CheckSpec("apptainer", "apptainer_on_compute_node", E, "Jobs exec containers on compute nodes, not on the login node.", _on_hpc(r.apptainer_on_compute), hpc, light=False),
+        CheckSpec("apptainer", "apptainer_nv_exposes_allocated_gpus", W if catalog.hpc.gpus.fake else E,
+                  "GPU count inside `exec --nv` equals the count the job holds; counted inside, since --nv exits 0 without a driver.",
+                  _nv_exposes_node_gpus, hpc, light=False),
     ]
 
 
