@@ -36,8 +36,11 @@ class CliSession:
         self.home = home
         self.outputs: list[str] = []
 
-    def run(self, command: str, *keys: str) -> tuple[dict[tuple[str, str], dict[str, Any]], subprocess.CompletedProcess[str]]:
-        res = run_cli(command, "--select", *keys, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
+    def run(
+        self, command: str, *keys: str, catalog: Path | None = None
+    ) -> tuple[dict[tuple[str, str], dict[str, Any]], subprocess.CompletedProcess[str]]:
+        extra = ["--catalog", str(catalog)] if catalog else []
+        res = run_cli(command, "--select", *keys, *extra, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
         self.outputs += [res.stdout, res.stderr]
         try:
             doc = json.loads(res.stdout)
