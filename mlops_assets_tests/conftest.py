@@ -90,10 +90,11 @@ def sandbox() -> Iterator[Path]:
     from mlops_assets.platform import load_sandbox_env
 
     load_sandbox_env(home)
-    # A healthy platform is the sandbox plus this project's storage layer: the BeeGFS layout
-    # and the buckets are assets (never created by the sandbox), so materialize them once,
-    # as the README's main command does first, before tests that expect them.
-    storage = run_cli("materialize", "--select", "storage", "--format", "json", env={"DAGSTER_HOME": ""})
-    if storage.returncode != 0:
-        pytest.fail(f"materializing the storage assets failed:\n{storage.stdout[-3000:]}\n{storage.stderr[-3000:]}", pytrace=False)
+    # A healthy platform is the sandbox plus this project's storage layer and container
+    # images: the BeeGFS layout, the buckets and the SIF files are assets (never created by
+    # the sandbox), so materialize them once, as the README's main command does, before tests
+    # that expect them (the --nv checks exec an image).
+    base = run_cli("materialize", "--select", "storage", "containers", "--format", "json", env={"DAGSTER_HOME": ""})
+    if base.returncode != 0:
+        pytest.fail(f"materializing the storage and container assets failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}", pytrace=False)
     yield home

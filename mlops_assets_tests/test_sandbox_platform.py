@@ -54,18 +54,19 @@ def test_wrong_client_key_is_refused_with_hint(sandbox: Path, tmp_path: Path) ->
     assert "authorized_keys" in err.value.hint
 
 
-def test_validate_hpc_passes_on_healthy_sandbox_except_missing_apptainer(sandbox: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_validate_hpc_passes_on_healthy_sandbox_except_the_fake_gpus(sandbox: Path, cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("validate", "--select", "hpc", "hpc_login", "--format", "json")
     doc = json.loads(res.stdout)
     failed = {r["check"]: r for r in doc["results"] if not r["passed"]}
-    # Apptainer is not on the sandbox yet (containers issue): the expected ERROR failures.
-    errors = {c for c, r in failed.items() if r["severity"] == "ERROR"}
-    assert errors == {"apptainer_version_at_least_minimum", "apptainer_on_compute_node"}, json.dumps(doc["results"], indent=1)
-    # The sandbox's GPUs are mknod device files: no driver, a WARN because the catalog says fake.
+    # The sandbox's GPUs are mknod device files: no driver, WARNs because the catalog says fake.
     smi = failed["gpu_nvidia_smi_matches_gres_per_node"]
     assert smi["severity"] == "WARN" and smi["measured"] == "no NVIDIA driver" and smi["nodes"] == ["localhost"]
-    assert set(failed) == errors | {"gpu_nvidia_smi_matches_gres_per_node"}
-    assert res.returncode == 1
+    nv = failed["apptainer_nv_exposes_allocated_gpus"]
+    assert nv["severity"] == "WARN" and nv["measured"] == 0 and nv["threshold"] == 2
+    assert set(failed) == {"gpu_nvidia_smi_matches_gres_per_node", "apptainer_nv_exposes_allocated_gpus"}, json.dumps(doc["results"], indent=1)
+    assert res.returncode == 0
+    versions = {r["check"]: r["measured"] for r in doc["results"] if r["check"].startswith("apptainer_")}
+    assert versions["apptainer_version_at_least_minimum"] == versions["apptainer_on_compute_node"] == "1.4.5"
     gres = next(r for r in doc["results"] if r["check"] == "slurm_gres_matches_catalog")
     assert gres["measured"] == 1 and gres["threshold"] == 1
 
