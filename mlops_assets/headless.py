@@ -72,6 +72,79 @@ def _meta(md: dict[str, Any], key: str) -> Any:
 def execute(
     defs: dg.Definitions, sel: Selected, *, materialize: bool, inst: dg.DagsterInstance
 ) -> tuple[list[Evaluation], str | None]:
+    """One run for the unpartitioned assets and the checks; partitioned assets (the per-node
+    smoke) then get one run per partition key, reported as `asset[partition]`."""
+    graph = defs.resolve_asset_graph()
+    partitioned = [k for k in sel.materializable if graph.get(k).partitions_def is not None] if materialize else []
+    if partitioned:
+        rest = Selected(sel.assets, [k for k in sel.materializable if k not in partitioned], sel.checks)
+        rows, run_id = _execute_one(defs, rest, materialize=materialize, inst=inst)
+        return rows + _execute_partitioned(defs, partitioned, inst), run_id
+    return _execute_one(defs, sel, materialize=materialize, inst=inst)
+
+
+def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
+    """The keys to run now: for the GPU nodes (the only dynamic partitions) the usable GPU
+    nodes that sinfo shows, added as partitions first; otherwise the instance's keys."""
+    from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, sync_node_partitions
+
+    if name != GPU_NODES_NAME:
+        return list(inst.get_dynamic_partitions(name))
+    from mlops_assets.platform import active, build_resources
+
+    catalog = active().catalog
+    return sync_node_partitions(catalog, inst, build_resources(catalog)["hpc"].runner())
+
+
+def _execute_partitioned(defs: dg.Definitions, keys: list[dg.AssetKey], inst: dg.DagsterInstance) -> list[Evaluation]:
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, list[dg.AssetKey]] = {}
+    pdefs: dict[str, Any] = {}
+    for k in keys:
+        pdef = graph.get(k).partitions_def
+        name = getattr(pdef, "name", None) or str(pdef)
+        groups.setdefault(name, []).append(k)
+        pdefs[name] = pdef
+    rows: list[Evaluation] = []
+    for i, (name, group) in enumerate(sorted(groups.items())):
+        names = [k.to_user_string() for k in group]
+        try:
+            partitions = _partition_keys(name, inst)
+        except Exception as exc:  # sinfo failed or the HPC side is unreachable: say so per asset
+            partitions, why = [], f"cannot list the partitions {name}: {exc}"
+        else:
+            why = f"no partition of {name} to run (for GPU nodes: no usable GPU node in the smoke partition)"
+        if not partitions:
+            rows += [
+                Evaluation(asset=n, check="materialized", passed=False, severity=Severity.ERROR, measured="not run",
+                           threshold="yes", unit="materialization", hint="check sinfo and the node states", duration_s=0.0, detail=why)
+                for n in names
+            ]
+            continue
+        job_name = f"mlops_materialize_partitioned_{i}"
+        job = dg.define_asset_job(job_name, selection=dg.AssetSelection.assets(*group), partitions_def=pdefs[name])
+        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job_name)
+        for pk in partitions:
+            result = resolved.execute_in_process(
+                instance=inst, raise_on_error=False, run_config=QUIET_LOGS, partition_key=pk, tags={"mlops/cli": job_name}
+            )
+            done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+            failures = _step_failures(result)
+            rows += [
+                Evaluation(
+                    asset=f"{n}[{pk}]", check="materialized", passed=n in done, severity=Severity.ERROR,
+                    measured="yes" if n in done else "no", threshold="yes", unit="materialization",
+                    hint="" if n in done else "see the run's log in the Dagster UI for the failing step",
+                    duration_s=0.0, detail="" if n in done else failures.get(n, ""),
+                )
+                for n in names
+            ]
+    return rows
+
+
+def _execute_one(
+    defs: dg.Definitions, sel: Selected, *, materialize: bool, inst: dg.DagsterInstance
+) -> tuple[list[Evaluation], str | None]:
     if not sel.checks and not (materialize and sel.materializable):
         return [], None
     selection: dg.AssetSelection | None = dg.AssetSelection.checks(*sel.checks) if sel.checks else None

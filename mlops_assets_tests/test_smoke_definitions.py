@@ -3,10 +3,20 @@ the catalog, and the node sensor's decision names only the nodes that changed.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from mlops_assets.definitions import defs
-from mlops_assets.defs.smoke.definitions import NODE_JOB, node_run_requests
+from mlops_assets.defs.smoke.definitions import (
+    GPU_NODES,
+    GPU_NODES_NAME,
+    NODE_ASSETS,
+    NODE_JOB,
+    container_keys,
+    nightly_requests,
+    node_run_requests,
+)
 from mlops_assets.platform import active
 
 SMOKE = ("smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training")
@@ -46,11 +56,58 @@ def test_gres_change_on_one_of_three_nodes_requests_that_node_only() -> None:
     cat = active().catalog
     before = "gpu01|gpu|idle|64|512000|gpu:4|none\ngpu02|gpu|mixed|64|512000|gpu:4|none\ngpu03|gpu|drained|64|512000|gpu:4|fan"
     after = before.replace("gpu02|gpu|mixed|64|512000|gpu:4", "gpu02|gpu|mixed|64|512000|gpu:8")
-    first, cursor, _ = node_run_requests(cat, None, before, 0)
-    assert first == []
+    first = node_run_requests(cat, None, before, 0)
+    assert first.requests == [] and first.new_partitions == ["gpu01", "gpu02", "gpu03"], "every GPU node becomes a partition"
     from mlops_assets.core.node_watch import decode_cursor
 
-    requests, _, found = node_run_requests(cat, decode_cursor(cursor), after, 1)
-    assert [(c.node, c.reason) for c in found] == [("gpu02", "gres_changed")]
-    assert [r.tags["mlops/node"] for r in requests] == ["gpu02"]
-    assert requests[0].run_config["ops"]["smoke_gpu"]["config"]["node"] == "gpu02"
+    tick = node_run_requests(cat, decode_cursor(first.cursor), after, 1, known_partitions=first.new_partitions)
+    assert [(c.node, c.reason) for c in tick.found] == [("gpu02", "gres_changed")]
+    assert tick.new_partitions == []
+    assert [(r.partition_key, r.tags["mlops/node"], r.job_name) for r in tick.requests] == [("gpu02", "gpu02", NODE_JOB)]
+
+
+def test_per_node_smoke_is_partitioned_by_gpu_node() -> None:
+    graph = defs().resolve_asset_graph()
+    for key in NODE_ASSETS:
+        pdef = graph.get(dg.AssetKey(key)).partitions_def
+        assert isinstance(pdef, dg.DynamicPartitionsDefinition) and pdef.name == GPU_NODES_NAME
+    assert graph.get(dg.AssetKey("smoke_mnist_training")).partitions_def is None, "one MNIST result for the cluster"
+    assert defs().resolve_job_def(NODE_JOB).partitions_def == GPU_NODES
+
+
+def test_nightly_runs_everything_once_and_the_node_smoke_per_node() -> None:
+    graph = defs().resolve_asset_graph()
+    reqs = nightly_requests(graph, ["gpu01", "gpu02"], "20261128T0200")
+    full, *nodes = reqs
+    assert full.partition_key is None and set(full.asset_check_keys or []) == set(graph.asset_check_keys)
+    selected = {k.to_user_string() for k in full.asset_selection or []}
+    assert "smoke_mnist_training" in selected and "dataset_mnist" in selected and not selected & set(NODE_ASSETS)
+    assert [(r.partition_key, sorted(k.to_user_string() for k in r.asset_selection or [])) for r in nodes] == [
+        ("gpu01", sorted(NODE_ASSETS)), ("gpu02", sorted(NODE_ASSETS))]
+    assert len({r.run_key for r in reqs}) == 3
+
+
+def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_does_not(tmp_path: Path) -> None:
+    """The container -> smoke lineage through declarative automation, evaluated on a real
+    instance: a new materialization of the smoke container asset requests every smoke asset
+    (each node partition of the per-node ones), once; the MNIST data only the MNIST smoke."""
+    d = defs()
+    container = container_keys(active().catalog)[0]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as inst:
+        inst.add_dynamic_partitions(GPU_NODES_NAME, ["gpu01", "gpu02"])
+        smoke = dg.AssetSelection.groups("smoke")
+        first = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke)
+        assert first.total_requested == 0, "nothing happened yet"
+        inst.report_runless_asset_event(dg.AssetObservation("gpu_nodes"))
+        inst.report_runless_asset_event(dg.AssetMaterialization("dataset_cifar10"))
+        quiet = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=first.cursor)
+        assert quiet.total_requested == 0, "infrastructure and unrelated data do not trigger smoke jobs"
+        inst.report_runless_asset_event(dg.AssetMaterialization(container))
+        after = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=quiet.cursor)
+        requested = {k: after.get_num_requested(dg.AssetKey(k)) for k in SMOKE}
+        assert requested == {"smoke_gpu": 2, "smoke_multi_gpu_nccl": 2, "smoke_mnist_training": 1}, requested
+        again = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=after.cursor)
+        assert again.total_requested == 0, "requested once per new container materialization"
+        inst.report_runless_asset_event(dg.AssetMaterialization("dataset_mnist"))
+        data = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=again.cursor)
+        assert {k: data.get_num_requested(dg.AssetKey(k)) for k in SMOKE} == {"smoke_gpu": 0, "smoke_multi_gpu_nccl": 0, "smoke_mnist_training": 1}

@@ -73,10 +73,15 @@ def probe_asset(extras: dict[str, Any], res: Resources = PROBE) -> dg.AssetsDefi
     return _probe
 
 
-def run(asset: dg.AssetsDefinition, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def run(asset: dg.AssetsDefinition, instance: dg.DagsterInstance | None = None, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+    instance = instance or dg.DagsterInstance.ephemeral()
+    if partition_key:
+        from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME
+
+        instance.add_dynamic_partitions(GPU_NODES_NAME, [partition_key])
     return dg.materialize(
         [asset], resources={"hpc": build_resources(active().catalog)["hpc"]},
-        instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        instance=instance, raise_on_error=False, partition_key=partition_key,
     )
 
 
@@ -207,10 +212,12 @@ def smoke_asset(key: str) -> dg.AssetsDefinition:
 
 @pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
 def test_gpu_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
-    result = run(smoke_asset(key))
+    """Per-node smoke: the node partition is the job's --nodelist."""
+    result = run(smoke_asset(key), partition_key="localhost")
     assert not result.success
     text, meta = failure(result)
-    assert "FAILED with exit code 1" in text and "no CUDA device" in text, text
+    assert "FAILED with exit code 1 on localhost" in text and "no CUDA device" in text, text
+    assert meta["slurm_nodes"] == "localhost" and meta["cuda_devices" if key == "smoke_gpu" else "world_size"] in (0, 2)
     gpus = 2 if key == "smoke_multi_gpu_nccl" else 1
     assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
     assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
@@ -253,8 +260,12 @@ def sensor_tick(cursor: str | None) -> dg.SensorResult:
 
 
 def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) -> None:
+    from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, NODE_JOB
+
     baseline = sensor_tick(None)
-    assert not baseline.run_requests and baseline.cursor and '"localhost":"IDLE|gpu:2"' in baseline.cursor
+    assert not baseline.run_requests and re.search(r'"localhost":"(IDLE|MIXED|ALLOCATED)\|gpu:2"', baseline.cursor or ""), baseline.cursor  # the sandbox is shared: others' jobs may run
+    adds = baseline.dynamic_partitions_requests or []
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in adds] == [(GPU_NODES_NAME, ["localhost"])], "the GPU node becomes a partition"
     assert not sensor_tick(baseline.cursor).run_requests, "nothing changed: no run"
     subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=smoke sensor test"], check=True)
     try:
@@ -269,5 +280,46 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
     assert len(resumed.run_requests or []) == 1
     req = (resumed.run_requests or [])[0]
     assert req.tags["mlops/node"] == "localhost" and req.tags["mlops/trigger"] == "resumed"
-    assert req.job_name == "smoke_gpu_node"
-    assert req.run_config == {"ops": {"smoke_gpu": {"config": {"node": "localhost"}}, "smoke_multi_gpu_nccl": {"config": {"node": "localhost"}}}}
+    assert req.job_name == NODE_JOB and req.partition_key == "localhost", "that node's partition only"
+    # the request as the daemon would launch it: the node job for that partition, real SLURM jobs
+    from mlops_assets.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(GPU_NODES_NAME, ["localhost"])
+    result = defs().resolve_job_def(NODE_JOB).execute_in_process(instance=instance, partition_key=req.partition_key, tags=req.tags, raise_on_error=False)
+    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failed) == 2 and result.dagster_run.tags["dagster/partition"] == "localhost"
+    for ev in failed:
+        data = ev.step_failure_data.user_failure_data
+        assert data is not None and "on localhost" in (data.description or "") and "no CUDA device" in (data.description or "")
+
+
+def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(slurm: Path, cli: Any, tmp_path: Path) -> None:
+    """`mlops-assets materialize --select smoke_gpu` adds the GPU nodes sinfo shows as
+    partitions and runs the job per node, reported as smoke_gpu[node]."""
+    from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME
+
+    res = cli("materialize", "--select", "smoke_gpu", "--format", "json", env={"DAGSTER_HOME": str(tmp_path)})
+    rows = {(r["asset"], r["check"]): r for r in json.loads(res.stdout)["results"]}
+    row = rows[("smoke_gpu[localhost]", "materialized")]
+    assert res.returncode == 1 and not row["passed"] and "no CUDA device" in row["detail"], row
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        assert inst.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"]
+        runs = inst.get_runs()
+        assert [r.tags.get("dagster/partition") for r in runs if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")] == ["localhost"]
+
+
+def test_nightly_schedule_tick_runs_everything_and_the_node_smoke_per_usable_node(slurm: Path, tmp_path: Path) -> None:
+    from mlops_assets.definitions import defs
+    from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, NODE_ASSETS
+
+    d = defs()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
+    schedule = d.get_schedule_def("nightly_full_validation_schedule")
+    with dg.build_schedule_context(instance=instance, resources={"hpc": build_resources(active().catalog)["hpc"]},
+                                   repository_def=d.get_repository_def()) as ctx:
+        data = schedule.evaluate_tick(ctx)
+    reqs = data.run_requests or []
+    assert [r.partition_key for r in reqs] == [None, "localhost"], data.skip_message
+    assert sorted(k.to_user_string() for k in reqs[1].asset_selection or []) == sorted(NODE_ASSETS)
+    assert instance.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"], "sinfo's GPU node became a partition"

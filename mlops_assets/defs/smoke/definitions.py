@@ -5,21 +5,32 @@ materialization's metadata, so the UI plots their history. A failed smoke job fa
 asset with the measured reason (on the sandbox: "no CUDA device") and records no
 materialization, so freshness shows it stale.
 
+Per node: `smoke_gpu` and `smoke_multi_gpu_nccl` are partitioned by GPU node name (dynamic
+partitions `slurm_gpu_nodes`), so each node has its own history, freshness and plots; the
+partition key is the job's `--nodelist`. Partitions are added from `sinfo` (the node sensor,
+`mlops-assets materialize`), never removed: a node that leaves keeps its history.
+`smoke_mnist_training` is one result for the cluster (any node of the smoke partition).
+
 Automation:
 - `slurm_gpu_node_sensor`: one `sinfo` per tick; a GPU node that appears, returns from
-  drain/down, or changes GRES gets `smoke_gpu` + `smoke_multi_gpu_nccl` on exactly that node
-  (run config `node`, tag `mlops/node`); the cursor is the last seen node states;
-- smoke assets re-run when an upstream (container image, MNIST dataset) is materialized again
-  (AutomationCondition.eager);
+  drain/down, or changes GRES gets `smoke_gpu` + `smoke_multi_gpu_nccl` for exactly that
+  node's partition (tag `mlops/node`); new nodes become partitions; the cursor is the last
+  seen node states;
+- a smoke asset re-runs when its container image or MNIST dataset is materialized again
+  (`rerun_on_upstream`: those deps updated, nothing of it in progress; the infrastructure
+  deps are external assets and do not trigger); a per-node smoke then runs on every node;
 - `light_checks_schedule` (catalog smoke.light_checks_cron) runs the checks marked light;
   `nightly_full_validation_schedule` (smoke.full_validation_cron) materializes and checks
-  everything;
+  everything: one run for the unpartitioned assets and every check, one per GPU node;
 - every smoke result carries the catalog's smoke freshness policy.
 
 Sensors and schedules start STOPPED: they submit real jobs; turn them on in the UI.
 """
 
 import importlib
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -35,11 +46,15 @@ GROUP = "smoke"
 POOL = "slurm_submissions"
 NODE_TAG = "mlops/node"
 NODE_JOB = "smoke_gpu_node"
+GPU_NODES_NAME = "slurm_gpu_nodes"
+GPU_NODES = dg.DynamicPartitionsDefinition(name=GPU_NODES_NAME)
+NODE_ASSETS = ("smoke_gpu", "smoke_multi_gpu_nccl")
 CHECK_DOMAINS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers")
 
 
 class SmokeRun(dg.Config):
-    """`node`: run on this SLURM node (`--nodelist`); empty = any node of the smoke partition.
+    """`node`: run on this SLURM node (`--nodelist`); empty = any node of the smoke partition
+    (per-node smoke assets take the node from their partition key instead).
     `reattach`: pick up this asset's job of an earlier run that SLURM still runs."""
 
     node: str = ""
@@ -56,6 +71,8 @@ def _smoke_asset(
     kinds: list[str],
     description: str,
     deps: list[str],
+    triggers: list[str],
+    per_node: bool = False,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -65,9 +82,10 @@ def _smoke_asset(
         pool=POOL,
         required_resource_keys={"hpc"},
         description=description,
-        metadata={"payload": payload, "gres_gpus": job.gpus},
+        metadata={"payload": payload, "gres_gpus": job.gpus, "per_node": per_node},
         freshness_policy=freshness_policy(catalog.smoke.freshness),
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=rerun_on_upstream(triggers),
+        partitions_def=GPU_NODES if per_node else None,
     )
     def _smoke(context: dg.AssetExecutionContext, config: SmokeRun) -> dg.MaterializeResult:
         from mlops_assets.core.slurm_jobs import smoke_payload_config
@@ -80,7 +98,7 @@ def _smoke_asset(
 
         runner = context.resources.hpc.runner()
         client = client_for(catalog, runner)
-        node = config.node or None
+        node = context.partition_key if per_node else (config.node or None)
         reattach = find_reattachable(context.instance, runner, tag_key(context.asset_key, node)) if config.reattach else None
         res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min, nodelist=node)
         invocation = client.run(
@@ -92,23 +110,43 @@ def _smoke_asset(
     return _smoke
 
 
+def container_keys(catalog: Catalog) -> list[str]:
+    """The image the smoke jobs run in: `smoke.container`, else the catalog's first one (whose
+    re-materialization still says the software stack changed)."""
+    s = catalog.smoke
+    return [f"container_{s.container}"] if s.container else [f"container_{n}" for n in list(catalog.containers)[:1]]
+
+
+def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
+    """Eager on the named deps only: a new materialization of the container image (or the
+    MNIST data) requests the smoke job, once, when none of it is in progress. Unlike
+    `eager()` it ignores the external infrastructure deps and does not fire for a partition
+    that is merely new (the node sensor owns new nodes)."""
+    updated = dg.AutomationCondition.any_deps_updated().allow(dg.AssetSelection.assets(*keys))
+    return (
+        updated.since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"re-run when {', '.join(keys)} is materialized again")
+
+
 def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     s = catalog.smoke
-    container = [f"container_{s.container}"] if s.container else [f"container_{n}" for n in list(catalog.containers)[:1]]
+    container = container_keys(catalog)
     mnist = [f"dataset_{n}" for n, d in catalog.datasets.items() if getattr(d.source, "dataset_class", "") == "MNIST"]
     return [
         _smoke_asset(
             catalog, "smoke_gpu", "gpu", "gpu_smoke.py", s.jobs.gpu, kinds=["slurm", "nvidia"],
-            description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named.",
-            deps=["gpu_nodes", "slurm", *container],
+            description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named. One partition per GPU node.",
+            deps=["gpu_nodes", "slurm", *container], triggers=container, per_node=True,
         ),
         _smoke_asset(
             catalog, "smoke_multi_gpu_nccl", "nccl", "nccl_allreduce.py", s.jobs.nccl, kinds=["slurm", "nccl"],
-            description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB.",
-            deps=["gpu_nodes", *container],
+            description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB. One partition per GPU node.",
+            deps=["gpu_nodes", *container], triggers=container, per_node=True,
         ),
         _smoke_asset(
-            catalog, "smoke_mnist_training", "mnist", "mnist_train.py", s.jobs.mnist, kinds=["slurm", "pytorch"],
+            catalog, "smoke_mnist_training", "mnist", "mnist_train.py", s.jobs.mnist, kinds=["slurm", "pytorch"], triggers=[*container, *mnist],
             description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>."
             + (" The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)." if catalog.hpc.gpus.fake else ""),
             deps=["gpu_nodes", *container, *mnist],
@@ -119,20 +157,53 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
 # ----------------------------------------------------------------------- automation
 
 
-def node_run_requests(catalog: Catalog, previous: dict[str, str] | None, sinfo_text: str, now: float) -> tuple[list[dg.RunRequest], str, list[node_watch.NodeChange]]:
-    """The sensor's decision, testable without a sensor context: run requests, new cursor."""
+@dataclass(frozen=True)
+class NodeTick:
+    """One node-sensor decision: runs to request, the new cursor, what changed, and the GPU
+    nodes that are not partitions yet."""
+
+    requests: list[dg.RunRequest]
+    cursor: str
+    found: list[node_watch.NodeChange]
+    new_partitions: list[str]
+
+
+def node_run_requests(
+    catalog: Catalog, previous: dict[str, str] | None, sinfo_text: str, now: float, known_partitions: Collection[str] = ()
+) -> NodeTick:
+    """The sensor's decision, testable without a sensor context: one run of the node job per
+    changed node, for that node's partition only."""
     current = node_watch.snapshot_from_sinfo(sinfo_text, catalog.smoke.partition)
     found = node_watch.changes(previous, current)
     requests = [
         dg.RunRequest(
             run_key=f"{c.node}:{c.reason}:{int(now)}",
             job_name=NODE_JOB,
-            run_config={"ops": {a: {"config": {"node": c.node}} for a in ("smoke_gpu", "smoke_multi_gpu_nccl")}},
+            partition_key=c.node,
             tags={NODE_TAG: c.node, "mlops/trigger": c.reason, "mlops/node_state": c.after},
         )
         for c in found
     ]
-    return requests, node_watch.encode_cursor(current), found
+    new = sorted(set(current) - set(known_partitions))
+    return NodeTick(requests, node_watch.encode_cursor(current), found, new)
+
+
+def _sinfo(runner: Any) -> str:
+    res = runner.run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], timeout_s=60)
+    if not res.ok:
+        raise RuntimeError(f"sinfo failed on {runner.where} (exit {res.returncode}): {res.tail(2)}")
+    return str(res.stdout)
+
+
+def sync_node_partitions(catalog: Catalog, instance: dg.DagsterInstance, runner: Any) -> list[str]:
+    """Add every GPU node of the smoke partition that sinfo shows as a partition; returns the
+    usable ones (a drained node's job would only wait in the queue). For runs started outside
+    the sensor (`mlops-assets materialize`, the nightly schedule)."""
+    current = node_watch.snapshot_from_sinfo(_sinfo(runner), catalog.smoke.partition)
+    known = set(instance.get_dynamic_partitions(GPU_NODES_NAME))
+    if set(current) - known:
+        instance.add_dynamic_partitions(GPU_NODES_NAME, sorted(set(current) - known))
+    return sorted(n for n, v in current.items() if node_watch.usable(v.partition("|")[0]))
 
 
 def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
@@ -141,23 +212,41 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         job_name=NODE_JOB,
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs on that node only.",
+        description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs for its partition only; new GPU nodes become partitions.",
     )
     def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult | dg.SkipReason:
         import time
 
-        res = hpc.runner().run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], timeout_s=60)
-        if not res.ok:
-            return dg.SkipReason(f"sinfo failed (exit {res.returncode}): {res.tail(2)}")
+        try:
+            text = _sinfo(hpc.runner())
+        except RuntimeError as exc:
+            return dg.SkipReason(str(exc))
         previous = node_watch.decode_cursor(context.cursor)
-        requests, cursor, found = node_run_requests(catalog, previous, res.stdout, time.time())
-        for c in found:
+        tick = node_run_requests(catalog, previous, text, time.time(), context.instance.get_dynamic_partitions(GPU_NODES_NAME))
+        for c in tick.found:
             context.log.info(f"{c.node}: {c.reason} ({c.before} -> {c.after}): requesting its GPU smoke jobs")
-        if not requests:
-            return dg.SensorResult(skip_reason="no GPU node appeared, resumed or changed GRES" if previous is not None else "baseline recorded", cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+        adds = [GPU_NODES.build_add_request(tick.new_partitions)] if tick.new_partitions else []
+        if not tick.requests:
+            skip = "no GPU node appeared, resumed or changed GRES" if previous is not None else "baseline recorded"
+            return dg.SensorResult(skip_reason=skip, cursor=tick.cursor, dynamic_partitions_requests=adds)
+        return dg.SensorResult(run_requests=tick.requests, cursor=tick.cursor, dynamic_partitions_requests=adds)
 
     return _sensor
+
+
+def nightly_requests(graph: Any, node_partitions: Sequence[str], tick: str) -> list[dg.RunRequest]:
+    """The nightly full validation as runs of one job: every unpartitioned asset and every
+    check in one run, then the per-node smoke once per GPU node partition."""
+    per_node = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
+    others = sorted((k for k in graph.materializable_asset_keys if k not in per_node), key=lambda k: k.to_user_string())
+    checks = sorted(graph.asset_check_keys, key=lambda c: (c.asset_key.to_user_string(), c.name))
+    return [
+        dg.RunRequest(run_key=f"full:{tick}", asset_selection=others, asset_check_keys=checks),
+        *(
+            dg.RunRequest(run_key=f"node:{n}:{tick}", partition_key=n, asset_selection=per_node, tags={NODE_TAG: n, "mlops/trigger": "nightly"})
+            for n in node_partitions
+        ),
+    ]
 
 
 def light_check_keys(catalog: Catalog) -> list[dg.AssetCheckKey]:
@@ -169,17 +258,32 @@ def light_check_keys(catalog: Catalog) -> list[dg.AssetCheckKey]:
 
 
 def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
-    node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets("smoke_gpu", "smoke_multi_gpu_nccl"),
-                                   description="The GPU smoke jobs for one node (run config `node`).")
+    node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets(*NODE_ASSETS), partitions_def=GPU_NODES,
+                                   description="The GPU smoke jobs for one node: the partition key is the node.")
     light_job = dg.define_asset_job("light_checks", selection=dg.AssetSelection.checks(*light_check_keys(catalog)),
                                     description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.")
     full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all(include_sources=False) | dg.AssetSelection.all_asset_checks(),
                                    description="Every asset materialized and every check run, smoke jobs included.")
+    @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
+                 default_status=dg.DefaultScheduleStatus.STOPPED,
+                 description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).")
+    def nightly(context: dg.ScheduleEvaluationContext, hpc: HpcResource) -> list[dg.RunRequest] | dg.SkipReason:
+        try:
+            nodes = sync_node_partitions(catalog, context.instance, hpc.runner())
+        except RuntimeError as exc:  # still validate everything else; the failed sinfo is named
+            context.log.warning(f"{exc}: the per-node smoke runs are skipped tonight")
+            nodes = []
+        try:  # a tick has its scheduled time; a hand-built context (tests, tools) may not
+            when = context.scheduled_execution_time or datetime.now(UTC)
+        except Exception:
+            when = datetime.now(UTC)
+        stamp = when.strftime("%Y%m%dT%H%M")
+        return nightly_requests(context.repository_def.asset_graph, nodes, stamp)
+
     schedules = [
         dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.smoke.light_checks_cron,
                               default_status=dg.DefaultScheduleStatus.STOPPED),
-        dg.ScheduleDefinition(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
-                              default_status=dg.DefaultScheduleStatus.STOPPED),
+        nightly,
     ]
     return [node_job, light_job, full_job], schedules
 
