@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
 
@@ -115,3 +116,30 @@ def test_a_definition_change_rebuilds(session, tmp_path: Path) -> None:  # type:
     assert meta["changed"] is True and meta["labels"]["org.mlops-assets.oumi-version"] == "1.0"
     rows, _ = session.run("materialize", "container_oumi")  # back to the catalog's pin
     assert session.metadata("container_oumi")["labels"]["org.mlops-assets.oumi-version"] == "0.9"
+
+
+def test_a_smoke_payload_runs_inside_the_image_through_slurm(session) -> None:  # type: ignore[no-untyped-def]
+    """The smoke client's container path for real: sbatch → `apptainer exec --nv --bind
+    <BeeGFS> <image> python3 payload.py` on the compute node → Pipes messages back."""
+    from mlops_assets.core.hpc_rules import directories
+    from mlops_assets.platform import active, build_resources
+    from mlops_assets.resources.slurm_pipes import Resources, SlurmPipesClient
+
+    cat = active().catalog
+    dirs = directories(cat)
+
+    @dg.asset(name="probe_in_container", required_resource_keys={"hpc"})
+    def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation
+        client = SlurmPipesClient(
+            context.resources.hpc.runner(), partition=cat.smoke.partition, python=cat.hpc.python,
+            scripts_dir=dirs["scripts"], jobs_dir=f"{dirs['jobs']}/smoke", env=dict(cat.hpc.env),
+            container=str(PYTORCH), binds=[cat.hpc.beegfs.root],
+        )
+        res = Resources(gpus=1, cpus=1, mem_mb=200, time_limit_min=2)
+        return client.run(context=context, payload="slurm_probe.py", resources=res, extras={"message": "in container"}).get_materialize_result()
+
+    result = dg.materialize([_probe], resources={"hpc": build_resources(cat)["hpc"]}, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("probe_in_container")[0].metadata.items()}
+    assert meta["container"] == PYTORCH.name and meta["slurm_state"] == "COMPLETED"
+    assert "gres/gpu=1" in meta["slurm_alloc_tres"]

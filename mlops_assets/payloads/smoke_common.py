@@ -77,6 +77,9 @@ def slurm_facts() -> dict[str, Any]:
         "slurm_node": env.get("SLURMD_NODENAME"),
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
         "python": sys.executable,
+        # set by Apptainer inside `apptainer exec`: the image file the payload really ran in
+        # (APPTAINER_CONTAINER is the unpacked root when the SIF is extracted, not mounted)
+        "container": env.get("APPTAINER_NAME") or env.get("SINGULARITY_NAME") or "",
     }
 
 
