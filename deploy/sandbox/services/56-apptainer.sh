@@ -69,7 +69,8 @@ _apptainer_install_binary() {
 }
 
 svc_install() {
-  sb_apt squashfs-tools patchelf uidmap busybox-static
+  sb_apt squashfs-tools patchelf uidmap
+  sb_need_cmd busybox busybox-static  # the stand-in image's /bin/sh
   sb_ensure_user "$SB_APPTAINER_USER"
   # --fakeroot builds map the user's subordinate ids
   if ! grep -q "^$SB_APPTAINER_USER:" /etc/subuid 2>/dev/null || ! grep -q "^$SB_APPTAINER_USER:" /etc/subgid 2>/dev/null; then

@@ -72,7 +72,7 @@ def assemble_rootfs(root: Path, site_packages: Path) -> None:
     dst_lib = root / stdlib.relative_to("/")
     shutil.copytree(stdlib, dst_lib, ignore=lambda d, names: [n for n in names if n in STDLIB_SKIP], symlinks=True)
     dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
-    for lib in _libs_of([python, *dynload]):
+    for lib in _libs_of([python, busybox, *dynload]):  # busybox may be the dynamic build
         _copy(lib, root)
     # glibc's compatibility stubs: host binaries that `--nv` binds in (nvidia-smi) link them
     libc_dir = next(iter(_libs_of([python]) & {p for p in _libs_of([python]) if p.name.startswith("libc.so")})).parent
