@@ -187,7 +187,13 @@ def test_terminating_the_run_runs_scancel(slurm: Path) -> None:
     assert by.strip() == f"CANCELLED by {mlops_uid}", "cancelled by the login user, i.e. our scancel over SSH"
 
 
-def test_killed_dagster_process_leaves_the_job_running_and_a_later_run_reattaches(slurm: Path, tmp_path: Path) -> None:
+def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_reattaches(slurm: Path, tmp_path: Path) -> None:
+    """SIGKILL the Dagster process mid-job: the job keeps running; once the run is marked
+    failed (what run monitoring does for a dead worker; no daemon runs in tests) the orphan
+    reconcile finds the job through the run's tag and one squeue and requests a run for that
+    asset, which re-attaches instead of submitting; the next tick has nothing left."""
+    from mlops_assets.defs.smoke.definitions import orphan_tick
+
     home = str(tmp_path / "dagster_home")
     os.makedirs(home)
     proc, job_id = start_background(12, home)
@@ -196,12 +202,25 @@ def test_killed_dagster_process_leaves_the_job_running_and_a_later_run_reattache
     time.sleep(1)
     assert "RUNNING" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False).stdout
     instance = dg.DagsterInstance.local_temp(tempdir=home)
-    result = run(probe_asset({"sleep_s": 12, "message": "background"}), instance)
+    runner = build_resources(active().catalog)["hpc"].runner()
+    assets = ["slurm_probe_test"]
+    alive = orphan_tick(instance, runner, None, assets)
+    assert not alive.run_requests, "the run is still STARTED: its own process may come back"
+    dead = instance.get_runs()[0]
+    assert dead.tags[tag_key(dg.AssetKey("slurm_probe_test"))].startswith(f"{job_id};")
+    instance.report_run_failed(dead, "run worker died (SIGKILL)")
+    tick = orphan_tick(instance, runner, alive.cursor, assets)
+    assert [(r.run_key, r.tags["mlops/reattach_job"], r.asset_selection) for r in tick.run_requests or []] == [
+        (f"reattach:{job_id}", job_id, [dg.AssetKey("slurm_probe_test")])]
+    obs = (tick.asset_events or [])[0]
+    assert obs.metadata["orphan_action"].value == "reattach" and obs.metadata["orphan_slurm_state"].value == "RUNNING"
+    result = run(probe_asset({"sleep_s": 12, "message": "background"}), instance)  # the requested run
     assert result.success
     meta = {k: v.value for k, v in result.asset_materializations_for_node("slurm_probe_test")[0].metadata.items()}
     assert str(meta["slurm_job_id"]) == job_id, "re-attached to the first job, none submitted"
     assert meta["slurm_state"] == "COMPLETED"
     assert any(f"re-attached to SLURM job {job_id}" in m for m in logs(instance, result))
+    assert not orphan_tick(instance, runner, tick.cursor, assets).run_requests, "handled once"
 
 
 def smoke_asset(key: str) -> dg.AssetsDefinition:

@@ -236,3 +236,93 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "allow_cpu": catalog.hpc.gpus.fake,
         }
     raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")
+
+
+# ------------------------------------------------------------------- orphaned jobs
+
+#: Run tag prefix under which the SLURM Pipes client records a job: ``<prefix><asset>[.<partition>]``
+#: = ``<job id>;<job dir>;<message file>``.
+JOB_TAG_PREFIX = "mlops/slurm_job."
+#: Dagster run statuses whose run can still pick up its own job.
+RUN_IN_PROGRESS = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING", "MANAGED"})
+REATTACH, REPORT = "reattach", "report"
+
+
+@dataclass(frozen=True)
+class TaggedJob:
+    """A SLURM job as a Dagster run's tag recorded it."""
+
+    run_id: str
+    run_status: str
+    asset: str
+    partition: str | None
+    job_id: str
+    job_dir: str
+
+    @property
+    def scope(self) -> tuple[str, str | None]:
+        return (self.asset, self.partition)
+
+
+def parse_job_tag(key: str, value: str, run_id: str, run_status: str, assets: Sequence[str]) -> TaggedJob | None:
+    """``mlops/slurm_job.smoke_gpu.gpu01`` = ``123;dir;msgs`` → TaggedJob; None for other
+    tags, malformed values and assets not in ``assets`` (a node name may contain dots, an
+    asset name does not)."""
+    if not key.startswith(JOB_TAG_PREFIX):
+        return None
+    asset, _, partition = key[len(JOB_TAG_PREFIX):].partition(".")
+    parts = value.split(";")
+    if asset not in assets or len(parts) != 3 or not parts[0].isdigit():
+        return None
+    return TaggedJob(run_id, run_status, asset, partition or None, parts[0], parts[1])
+
+
+@dataclass(frozen=True)
+class OrphanAction:
+    """What to do about a job whose Dagster run is no longer running."""
+
+    job: TaggedJob
+    action: str  # REATTACH or REPORT
+    slurm_state: str
+    message: str
+
+
+def reconcile_orphans(tagged_newest_first: Sequence[TaggedJob], live: Mapping[str, str], ended: Mapping[str, str]) -> list[OrphanAction]:
+    """For each (asset, partition) only the newest recorded job counts (older ones were
+    superseded). Its run still in progress: nothing to do, the run waits for it. Its run
+    FAILED (the process died; run monitoring marks it so) and SLURM still has the job
+    (``live``: job id → state): re-attach. The run ended otherwise but the job lives on
+    (terminated run whose scancel did not happen): report it with the scancel to run. The
+    job ended after its run died (``ended``: job id → sacct state): report its final state,
+    since no materialization recorded it. A job in neither map is forgotten by SLURM: skipped."""
+    out: list[OrphanAction] = []
+    seen: set[tuple[str, str | None]] = set()
+    for job in tagged_newest_first:
+        if job.scope in seen:
+            continue
+        seen.add(job.scope)
+        if job.run_status in RUN_IN_PROGRESS or job.run_status == "SUCCESS":
+            continue
+        where = f"{job.asset}" + (f"[{job.partition}]" if job.partition else "")
+        if job.job_id in live:
+            state = live[job.job_id]
+            if job.run_status == "FAILURE":
+                out.append(OrphanAction(job, REATTACH, state, f"SLURM job {job.job_id} ({where}) is {state} but run {job.run_id[:8]} died: re-attaching a new run"))
+            else:
+                out.append(OrphanAction(job, REPORT, state, f"SLURM job {job.job_id} ({where}) is {state} though run {job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it should stop"))
+        elif job.job_id in ended:
+            state = ended[job.job_id]
+            out.append(OrphanAction(job, REPORT, state, f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} ({job.run_status}) stopped waiting: no result was recorded; materialize {where} again"))
+    return out
+
+
+def squeue_all_argv() -> list[str]:
+    """Every job SLURM still holds, one call per reconcile tick."""
+    return ["squeue", "-h", "-o", SQUEUE_FORMAT]
+
+
+def sacct_jobs_argv(job_ids: Sequence[str]) -> list[str]:
+    for j in job_ids:
+        if not j.isdigit():
+            raise ValueError(f"job id {j!r} is not a number")
+    return ["sacct", "-P", "-n", "-X", "-j", ",".join(job_ids), f"--format={SACCT_FORMAT}"]

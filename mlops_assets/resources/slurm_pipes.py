@@ -58,7 +58,7 @@ SMOKE_FILES: dict[str, tuple[str, str]] = {
     "mlops_smoke_rules.py": ("mlops_assets.core", "smoke_rules.py"),
     "dagster_pipes.py": ("dagster_pipes", "__init__.py"),
 }
-TAG_PREFIX = "mlops/slurm_job."
+TAG_PREFIX = sj.JOB_TAG_PREFIX
 MAX_SCRIPT_BYTES = 96 * 1024
 SACCT_WAIT_S = 60.0
 LOG_TAIL_LINES = 30

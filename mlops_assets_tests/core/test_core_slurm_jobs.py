@@ -99,3 +99,38 @@ def test_smoke_config_from_the_catalog() -> None:
     assert "H200" in sj.smoke_payload_config(cat, "gpu")["gpu_profiles"]
     with pytest.raises(ValueError):
         sj.smoke_payload_config(cat, "nope")
+
+
+def _tag(run: str, status: str, key: str, job: str) -> sj.TaggedJob:
+    t = sj.parse_job_tag(f"mlops/slurm_job.{key}", f"{job};/b/jobs/smoke/x-{job};/b/jobs/smoke/x-{job}/m.jsonl", run, status, ["smoke_gpu", "smoke_mnist_training"])
+    assert t is not None
+    return t
+
+
+def test_job_tags_parse_with_dotted_node_names_and_ignore_other_assets() -> None:
+    t = _tag("r1", "FAILURE", "smoke_gpu.gpu01.cluster.local", "42")
+    assert (t.asset, t.partition, t.job_id) == ("smoke_gpu", "gpu01.cluster.local", "42")
+    assert _tag("r1", "FAILURE", "smoke_mnist_training", "7").partition is None
+    assert sj.parse_job_tag("mlops/slurm_job.container_oumi", "1;d;m", "r", "FAILURE", ["smoke_gpu"]) is None
+    assert sj.parse_job_tag("mlops/slurm_job.smoke_gpu", "x;d;m", "r", "FAILURE", ["smoke_gpu"]) is None
+    assert sj.parse_job_tag("dagster/partition", "gpu01", "r", "FAILURE", ["smoke_gpu"]) is None
+
+
+def test_orphans_reattach_a_dead_runs_live_job_and_report_the_rest() -> None:
+    tagged = [  # newest first
+        _tag("r9", "STARTED", "smoke_gpu.gpu01", "90"),  # in progress: its run waits for it
+        _tag("r8", "FAILURE", "smoke_gpu.gpu01", "80"),  # superseded by r9's job
+        _tag("r7", "FAILURE", "smoke_gpu.gpu02", "70"),  # run died, job running -> re-attach
+        _tag("r6", "CANCELED", "smoke_mnist_training", "60"),  # terminated, job still running -> report
+        _tag("r5", "FAILURE", "smoke_gpu.gpu03", "50"),  # run died, job ended -> report its state
+        _tag("r4", "FAILURE", "smoke_gpu.gpu04", "40"),  # SLURM forgot it -> nothing to say
+        _tag("r3", "SUCCESS", "smoke_gpu.gpu05", "30"),
+    ]
+    live = {"90": "RUNNING", "80": "RUNNING", "70": "RUNNING", "60": "PENDING", "30": "RUNNING"}
+    got = sj.reconcile_orphans(tagged, live, {"50": "COMPLETED"})
+    assert [(a.job.job_id, a.action, a.slurm_state) for a in got] == [
+        ("70", sj.REATTACH, "RUNNING"), ("60", sj.REPORT, "PENDING"), ("50", sj.REPORT, "COMPLETED")]
+    assert "scancel 60" in got[1].message and "smoke_gpu[gpu03]" in got[2].message
+    assert sj.sacct_jobs_argv(["5", "6"])[-2:] == ["5,6", f"--format={sj.SACCT_FORMAT}"]
+    with pytest.raises(ValueError, match="not a number"):
+        sj.sacct_jobs_argv(["5; rm -rf /"])

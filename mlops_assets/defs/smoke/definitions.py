@@ -16,6 +16,10 @@ Automation:
   drain/down, or changes GRES gets `smoke_gpu` + `smoke_multi_gpu_nccl` for exactly that
   node's partition (tag `mlops/node`); new nodes become partitions; the cursor is the last
   seen node states;
+- `smoke_orphan_sensor`: SLURM jobs of Dagster runs that died (run monitoring marks them
+  FAILURE) are found through the runs' `mlops/slurm_job.*` tags and one `squeue`, and get a
+  run that re-attaches; other orphans (a terminated run's job still running, a job that
+  ended after its run died) are reported as observations on the asset with their state;
 - a smoke asset re-runs when its container image or MNIST dataset is materialized again
   (`rerun_on_upstream`: those deps updated, nothing of it in progress; the infrastructure
   deps are external assets and do not trigger); a per-node smoke then runs on every node;
@@ -249,6 +253,85 @@ def nightly_requests(graph: Any, node_partitions: Sequence[str], tick: str) -> l
     ]
 
 
+ORPHAN_RUN_WINDOW = 200  # newest runs whose job tags are reconciled per tick
+ORPHAN_CURSOR_KEEP = 500  # job ids remembered as handled
+
+
+def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, assets: Sequence[str]) -> dg.SensorResult:
+    """One reconcile pass, testable with a real instance and SLURM: the job tags of the newest
+    runs against one `squeue` (and one `sacct` for jobs gone from the queue); a job whose run
+    died gets a run that re-attaches to it, every orphan an observation on its asset (and
+    partition) saying what happened. Handled job ids go into the cursor."""
+    import json
+
+    from mlops_assets.core import slurm_jobs as sj
+    from mlops_assets.core.slurm import TERMINAL_JOB_STATES, parse_sacct, parse_squeue
+
+    handled: set[str] = set(json.loads(cursor)) if cursor else set()
+    tagged = [
+        t
+        for r in instance.get_runs(limit=ORPHAN_RUN_WINDOW)
+        for k, v in r.tags.items()
+        if (t := sj.parse_job_tag(k, v, r.run_id, r.status.value, assets)) is not None
+    ]
+    if not tagged:
+        return dg.SensorResult(skip_reason="no run recorded a SLURM job", cursor=cursor)
+    q = runner.run(sj.squeue_all_argv(), timeout_s=60)
+    if not q.ok:
+        return dg.SensorResult(skip_reason=f"squeue failed (exit {q.returncode}): {q.tail(2)}", cursor=cursor)
+    live = {r.job_id: r.state for r in parse_squeue(q.stdout) if r.state not in TERMINAL_JOB_STATES}
+    gone = sorted({t.job_id for t in tagged if t.job_id not in live and t.job_id not in handled
+                   and t.run_status not in sj.RUN_IN_PROGRESS and t.run_status != "SUCCESS"})
+    ended: dict[str, str] = {}
+    if gone:
+        a = runner.run(sj.sacct_jobs_argv(gone), timeout_s=60)
+        ended = {r.job: r.state for r in parse_sacct(a.stdout) if not r.is_step and r.terminal} if a.ok else {}
+    actions = [a for a in sj.reconcile_orphans(tagged, live, ended) if a.job.job_id not in handled]
+    requests = [
+        dg.RunRequest(
+            run_key=f"reattach:{a.job.job_id}",
+            asset_selection=[dg.AssetKey(a.job.asset)],
+            partition_key=a.job.partition,
+            tags={"mlops/reattach_job": a.job.job_id, "mlops/orphan_of_run": a.job.run_id, **({NODE_TAG: a.job.partition} if a.job.partition else {})},
+        )
+        for a in actions
+        if a.action == sj.REATTACH
+    ]
+    events = [
+        dg.AssetObservation(
+            asset_key=a.job.asset,
+            partition=a.job.partition,
+            metadata={"orphan_slurm_job_id": a.job.job_id, "orphan_slurm_state": a.slurm_state, "orphan_of_run": a.job.run_id,
+                      "orphan_action": a.action, "orphan_message": a.message},
+        )
+        for a in actions
+    ]
+    kept = sorted(handled | {a.job.job_id for a in actions}, key=int)[-ORPHAN_CURSOR_KEEP:]
+    new_cursor = json.dumps(kept)
+    if not actions:
+        return dg.SensorResult(skip_reason="no orphaned SLURM job", cursor=new_cursor)
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=new_cursor)
+
+
+def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
+    names = [a.key.to_user_string() for a in smoke_assets(catalog)]
+
+    @dg.sensor(
+        name="smoke_orphan_sensor",
+        target=dg.AssetSelection.assets(*names),
+        minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="SLURM smoke jobs whose Dagster run died (run monitoring marks it FAILURE) get a run that re-attaches; other orphans are reported as observations.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult:
+        result = orphan_tick(context.instance, hpc.runner(), context.cursor, names)
+        for ev in result.asset_events or []:
+            context.log.warning(str(ev.metadata["orphan_message"].value))
+        return result
+
+    return _sensor
+
+
 def light_check_keys(catalog: Catalog) -> list[dg.AssetCheckKey]:
     keys = []
     for domain in CHECK_DOMAINS:
@@ -290,7 +373,7 @@ def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     jobs, schedules = automation(catalog)
-    return dg.Definitions(assets=smoke_assets(catalog), jobs=jobs, schedules=schedules, sensors=[node_sensor(catalog)])
+    return dg.Definitions(assets=smoke_assets(catalog), jobs=jobs, schedules=schedules, sensors=[node_sensor(catalog), orphan_sensor(catalog)])
 
 
 defs = build(active().catalog)
