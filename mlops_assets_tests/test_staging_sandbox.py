@@ -82,6 +82,13 @@ def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(staging
         assert rows[(key, "materialized")]["passed"], rows[(key, "materialized")]
         assert rows[(key, f"{key}_manifest_verifies")]["passed"], rows[(key, f"{key}_manifest_verifies")]
         assert rows[(key, f"{key}_size_within_bounds")]["passed"], rows[(key, f"{key}_size_within_bounds")]
+        loads = rows[(key, f"{key}_loads")]
+        assert loads["passed"] and loads["measured"] == 0, loads
+        kind, _, name = key.partition("_")
+        if kind == "dataset":  # the splits pinned in the sandbox profile, counted on the HPC side
+            assert json.loads(loads["extra"]["rows_per_split"]) == CATALOG.datasets[name].splits, loads
+        else:
+            assert loads["extra"]["parameters"] == CATALOG.models[name].parameters, loads
         md = staging.metadata(key)
         if "repo" in _plan(key):
             assert md["bytes_transferred"] == md["bytes"] > 0, md
@@ -163,3 +170,25 @@ def test_mirror_offline_gives_a_clear_error_and_keeps_the_previous_copy(staging:
     rows, _ = staging.run("materialize", key)
     assert rows[(key, f"{key}_manifest_verifies")]["passed"], rows
     assert _tree(root) != before  # repaired
+
+
+@pytest.mark.parametrize(("key", "damaged"), [
+    ("dataset_wikitext", "wikitext-2-raw-v1/train-00000-of-00001.parquet"),
+    ("dataset_mnist", "MNIST/raw/train-images-idx3-ubyte"),
+    ("dataset_cifar10", "cifar-10-batches-py/data_batch_3"),
+    ("model_smollm_135m", "model.safetensors"),
+])
+def test_truncated_file_fails_the_load_check_naming_it_then_is_repaired(staging: Any, key: str, damaged: str) -> None:
+    path = _root(key) / damaged
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # through the snapshot symlink into the blob, as a short write would
+        fh.truncate(size - 100)
+    rows, res = staging.run("validate", key)
+    row = rows[(key, f"{key}_loads")]
+    assert not row["passed"] and res.returncode == 1, row
+    assert row["detail"].startswith(f"{damaged}: "), row
+    assert rows[(key, f"{key}_manifest_verifies")]["detail"] == f"changed: {damaged}"
+
+    rows, _ = staging.run("materialize", key)
+    assert rows[(key, f"{key}_loads")]["passed"] and rows[(key, f"{key}_manifest_verifies")]["passed"], rows
+    assert path.stat().st_size == size

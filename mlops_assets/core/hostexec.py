@@ -139,6 +139,9 @@ class SshRunner:
         self.where = f"{settings.user}@{settings.host}:{settings.port}"
         self._conn: Any = None
         self._lock = threading.Lock()
+        # fabric keeps one SFTP client per connection, and two threads transferring through it
+        # at once can hang both (two checks shipping the same new payload did): one at a time.
+        self._sftp_lock = threading.Lock()
         # sshd allows 10 sessions per connection by default; stay well below.
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
 
@@ -247,14 +250,16 @@ class SshRunner:
         return CommandResult(tuple(argv), res.exited, out, err, time.monotonic() - start, t1 or t2)
 
     def put(self, local: str, remote: str) -> None:
-        self._connect().put(local, remote)
+        conn = self._connect()
+        with self._sftp_lock:
+            conn.put(local, remote)
 
     def put_private(self, data: bytes, remote: str) -> None:
         """Write `data` to a new remote file only the login user can read, over SFTP (so
         it is on no command line and in no process environment): created exclusively, made
         mode 600 while still empty, then written."""
         conn = self._connect()
-        with self._lock:  # fabric keeps one SFTP client per connection
+        with self._sftp_lock:
             sftp = conn.sftp()
             with sftp.open(remote, "wx") as fh:
                 fh.chmod(0o600)

@@ -37,6 +37,15 @@ def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
     return staging_rules.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"dataset_{name}")
 
 
+def _loads(c: Any, name: str, d: Dataset) -> Outcome:
+    from mlops_assets.core import load_rules
+    from mlops_assets.resources.hpc_pipes import ship_payloads
+
+    runner = c.hpc.runner()
+    where = ship_payloads(runner, directories(c.catalog)["scripts"])
+    return load_rules.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), f"dataset_{name}")
+
+
 def _size(c: Any, name: str, d: Dataset) -> Outcome:
     _, mpath = staging_rules.staged_location(c.catalog, plan(c.catalog, d)[1])
     return staging_rules.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, f"dataset_{name}")
@@ -50,6 +59,13 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 f"dataset_{name}", f"dataset_{name}_manifest_verifies", Severity.ERROR,
                 "Every staged file still has the size and sha256 of its manifest; names what is missing, extra or changed.",
                 bound(_verifies, name, d), ("hpc",), blocking=True, light=False,
+                hint=f"re-materialize dataset_{name}",
+            ),
+            CheckSpec(
+                f"dataset_{name}", f"dataset_{name}_loads", Severity.ERROR,
+                "The data opens as training will read it, on the HPC side: parquet/arrow files with the catalog's splits "
+                "and row counts; torchvision's layout (and torchvision itself with download=False where hpc.python has it).",
+                bound(_loads, name, d), ("hpc",), blocking=True, light=False,
                 hint=f"re-materialize dataset_{name}",
             ),
             CheckSpec(

@@ -41,6 +41,15 @@ def _verifies(c: Any, name: str, m: Model) -> Outcome:
     return staging_rules.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"model_{name}")
 
 
+def _loads(c: Any, name: str, m: Model) -> Outcome:
+    from mlops_assets.core import load_rules
+    from mlops_assets.resources.hpc_pipes import ship_payloads
+
+    runner = c.hpc.runner()
+    where = ship_payloads(runner, directories(c.catalog)["scripts"])
+    return load_rules.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), f"model_{name}")
+
+
 def _size(c: Any, name: str, m: Model) -> Outcome:
     _, mpath = staging_rules.staged_location(c.catalog, plan(c.catalog, m))
     return staging_rules.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, f"model_{name}")
@@ -59,6 +68,13 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 f"model_{name}", f"model_{name}_manifest_verifies", E,
                 "The snapshot in the HF cache on BeeGFS still matches its manifest (jobs load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
                 bound(_verifies, name, m), ("hpc",), blocking=True, light=False,
+                hint=f"re-materialize model_{name}",
+            ),
+            CheckSpec(
+                f"model_{name}", f"model_{name}_loads", E,
+                "config.json and the tokenizer files parse, every safetensors header parses and fits its file, and the "
+                "tensors add up to the catalog's parameter count (no torch needed).",
+                bound(_loads, name, m), ("hpc",), blocking=True, light=False,
                 hint=f"re-materialize model_{name}",
             ),
             CheckSpec(
