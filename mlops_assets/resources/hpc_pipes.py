@@ -48,6 +48,7 @@ PAYLOAD_FILES: dict[str, tuple[str, str]] = {
     "stage_torchvision.py": ("mlops_assets.payloads", "stage_torchvision.py"),
     "sync_s3.py": ("mlops_assets.payloads", "sync_s3.py"),
     "load_check.py": ("mlops_assets.payloads", "load_check.py"),
+    "stage_files.py": ("mlops_assets.payloads", "stage_files.py"),
     "mlops_apptainer.py": ("mlops_assets.core", "apptainer_cli.py"),
     "container_image.py": ("mlops_assets.payloads", "container_image.py"),
 }
