@@ -20,6 +20,7 @@ import pytest
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core import staging_rules
 from mlops_assets.core.hostexec import SshRunner, SshSettings
+from mlops_assets.core.manifest import Manifest
 
 pytestmark = pytest.mark.sandbox
 
@@ -192,3 +193,43 @@ def test_truncated_file_fails_the_load_check_naming_it_then_is_repaired(staging:
     rows, _ = staging.run("materialize", key)
     assert rows[(key, f"{key}_loads")]["passed"] and rows[(key, f"{key}_manifest_verifies")]["passed"], rows
     assert path.stat().st_size == size
+
+
+def test_dataset_copies_in_the_datasets_bucket_match_the_manifest(staging: Any) -> None:
+    """Where the catalog says sync_to_bucket: byte-identical objects, 0 bytes on an unchanged
+    re-run, a deleted object named by the check and re-uploaded alone."""
+    import os
+
+    import boto3
+
+    minio = CATALOG.cloud.services.minio
+    s3 = boto3.client("s3", endpoint_url=minio.url, region_name=minio.region,
+                      aws_access_key_id=os.environ[minio.access_key.env], aws_secret_access_key=os.environ[minio.secret_key.env])
+    synced = [n for n, d in CATALOG.datasets.items() if d.sync_to_bucket]
+    keys = [f"dataset_{n}_minio" for n in synced]
+    assert keys, "the sandbox catalog syncs no dataset"
+    for _ in range(2):  # the second run finds everything in place
+        rows, res = staging.run("materialize", *keys)
+        assert res.returncode == 0, rows
+    for name in synced:
+        key = f"dataset_{name}_minio"
+        assert rows[(key, f"{key}_matches_manifest")]["passed"], rows
+        md = staging.metadata(key)
+        assert md["bytes_uploaded"] == 0 and md["objects_uploaded"] == 0, md
+        plan = staging_rules.dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
+        man = Manifest.from_json(Path(plan["manifest_path"]).read_text())
+        for f in man.files:
+            body = s3.get_object(Bucket=plan["bucket"], Key=plan["prefix"] + f.path)["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == f.sha256, f.path
+
+    name = synced[0]
+    key = f"dataset_{name}_minio"
+    plan = staging_rules.dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
+    victim = Manifest.from_json(Path(plan["manifest_path"]).read_text()).files[0]
+    s3.delete_object(Bucket=plan["bucket"], Key=plan["prefix"] + victim.path)
+    rows, res = staging.run("validate", key)
+    row = rows[(key, f"{key}_matches_manifest")]
+    assert not row["passed"] and f"missing: {victim.path}" in row["detail"] and res.returncode == 1, row
+    rows, _ = staging.run("materialize", key)
+    md = staging.metadata(key)
+    assert rows[(key, f"{key}_matches_manifest")]["passed"] and md["objects_uploaded"] == 1 and md["bytes_uploaded"] == victim.size, md

@@ -289,8 +289,51 @@ def s3_copy_outcome(man: Any, prefix: str, heads: dict[str, tuple[int, dict[str,
 
 
 def minio_copy(runner: Runner, s3: Any, catalog: Catalog, name: str, model: Model) -> Outcome:
-    plan = sync_plan(catalog, name, model)
-    man = read_staged_manifest(runner, plan["manifest_path"], f"model_{name}")
+    return bucket_copy(runner, s3, sync_plan(catalog, name, model))
+
+
+def bucket_copy(runner: Runner, s3: Any, plan: dict[str, Any]) -> Outcome:
+    """The copy a sync plan made (model or dataset) against the staged manifest."""
+    man = read_staged_manifest(runner, plan["manifest_path"], plan["what"])
     keys = [plan["prefix"] + f.path for f in man.files] + [plan["prefix"] + S3_MANIFEST_OBJECT]
-    heads = head_objects(s3, model.bucket, keys)
-    return s3_copy_outcome(man, plan["prefix"], heads, model_uri(name, model), f"model_{name}")
+    heads = head_objects(s3, plan["bucket"], keys)
+    return s3_copy_outcome(man, plan["prefix"], heads, f"s3://{plan['bucket']}/{plan['prefix']}", plan["what"])
+
+
+# ------------------------------------------------------------------ dataset copies in MinIO
+
+DATASETS_BUCKET = "datasets"
+
+
+def dataset_version(catalog: Catalog, dataset: Dataset) -> str:
+    """The pinned revision of a hub dataset; for torchvision, the digest of its plan (files
+    and md5s), so a copy of other files never lands under the same prefix."""
+    src = dataset.source
+    if isinstance(src, TorchvisionSource):
+        return "plan-" + torchvision_plan(catalog, dataset)["plan_digest"][:16]
+    return src.revision
+
+
+def dataset_sync_plan(catalog: Catalog, name: str, dataset: Dataset) -> dict[str, Any]:
+    """sync_s3.py's extras for a dataset: s3://datasets/<name>/<version>/ (catalog: sync_to_bucket)."""
+    from mlops_assets.catalog.schema import HubSource
+
+    src = dataset.source
+    if isinstance(src, HubSource):
+        plan = hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+    else:
+        plan = torchvision_plan(catalog, dataset)
+    root, mpath = staged_location(catalog, plan)
+    minio = catalog.cloud.services.minio
+    return {
+        "root": root,
+        "manifest_path": mpath,
+        "bucket": DATASETS_BUCKET,
+        "prefix": f"{name}/{dataset_version(catalog, dataset)}/",
+        "endpoint_url": minio.url,
+        "region": minio.region,
+        "what": f"dataset_{name}",
+        "workers": 4,
+        "multipart_threshold_mb": 8,
+        "multipart_chunk_mb": 8,
+    }

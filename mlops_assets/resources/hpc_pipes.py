@@ -255,3 +255,17 @@ def client_for(catalog: Catalog, runner: Runner) -> HpcPipesClient:
         messages_dir=f"{dirs['jobs']}/pipes",
         env={**catalog.hpc.env, **PAYLOAD_ENV},
     )
+
+
+def run_s3_sync(context: dg.AssetExecutionContext, catalog: Catalog, extras: dict[str, Any]) -> dg.MaterializeResult:
+    """sync_s3.py on the HPC side through Pipes. The S3 keys reach it in a 0600 file in a
+    0700 directory on the HPC side (private_file: written over SFTP, removed after the run
+    and by the payload as soon as it has read them), because everything else a payload gets
+    is visible to others: the SSH command line with the Pipes bootstrap (`ps`), the Pipes
+    extras (recorded in the event log) and the run's metadata."""
+    runner = context.resources.hpc.runner()
+    s3 = context.resources.s3
+    keys = json.dumps({"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}).encode()
+    with private_file(runner, f"{directories(catalog)['jobs']}/pipes", "s3.json", keys) as path:
+        done = client_for(catalog, runner).run(context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path})
+    return done.get_materialize_result()

@@ -51,9 +51,21 @@ def _size(c: Any, name: str, d: Dataset) -> Outcome:
     return staging_rules.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, f"dataset_{name}")
 
 
+def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
+    return staging_rules.bucket_copy(c.hpc.runner(), c.s3.probe_client(), staging_rules.dataset_sync_plan(c.catalog, name, d))
+
+
 def specs(catalog: Catalog) -> list[CheckSpec]:
     out: list[CheckSpec] = []
     for name, d in catalog.datasets.items():
+        if d.sync_to_bucket:
+            out.append(CheckSpec(
+                f"dataset_{name}_minio", f"dataset_{name}_minio_matches_manifest", Severity.ERROR,
+                "Cloud-side jobs read the dataset from here: every manifest entry is an object with the same size and "
+                "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
+                bound(_in_bucket, name, d), ("hpc", "s3"), blocking=True,
+                hint=f"materialize dataset_{name}_minio",
+            ))
         out += [
             CheckSpec(
                 f"dataset_{name}", f"dataset_{name}_manifest_verifies", Severity.ERROR,
@@ -103,8 +115,31 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     return _stage
 
 
+def _minio_asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
+    plan = staging_rules.dataset_sync_plan(catalog, name, d)
+    uri = f"s3://{plan['bucket']}/{plan['prefix']}"
+
+    @dg.asset(
+        name=f"dataset_{name}_minio",
+        group_name=GROUP,
+        kinds={"minio"},
+        deps=[f"dataset_{name}", f"bucket_{staging_rules.DATASETS_BUCKET}"],
+        required_resource_keys={"hpc", "s3"},
+        description=f"Copy of the staged dataset_{name} in {uri} (catalog: sync_to_bucket), uploaded from the HPC side; _manifest.json last.",
+        metadata={"uri": uri},
+        freshness_policy=freshness_policy(d.freshness or catalog.default_freshness),
+    )
+    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        from mlops_assets.resources.hpc_pipes import run_s3_sync
+
+        return run_s3_sync(context, catalog, plan)
+
+    return _sync
+
+
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_asset(catalog, name, d) for name, d in catalog.datasets.items()]
+    assets += [_minio_asset(catalog, name, d) for name, d in catalog.datasets.items() if d.sync_to_bucket]
     return dg.Definitions(assets=assets, asset_checks=asset_checks_per_asset(specs(catalog)))
 
 

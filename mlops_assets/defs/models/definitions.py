@@ -137,22 +137,10 @@ def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
     def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        """sync_s3.py on the HPC side through Pipes. The S3 keys reach it in a 0600 file in a
-        0700 directory on the HPC side (hpc_pipes.private_file: written over SFTP, removed
-        after the run and by the payload as soon as it has read them), because everything
-        else a payload gets is visible to others: the SSH command line with the Pipes
-        bootstrap (`ps`), the Pipes extras (recorded in the event log) and the run's metadata."""
-        import json
+        """sync_s3.py on the HPC side; the keys travel in a private file (hpc_pipes.run_s3_sync)."""
+        from mlops_assets.resources.hpc_pipes import run_s3_sync
 
-        from mlops_assets.resources.hpc_pipes import client_for, private_file
-
-        runner = context.resources.hpc.runner()
-        s3 = context.resources.s3
-        keys = json.dumps({"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}).encode()
-        extras = staging_rules.sync_plan(catalog, name, m)
-        with private_file(runner, f"{directories(catalog)['jobs']}/pipes", "s3.json", keys) as path:
-            done = client_for(catalog, runner).run(context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path})
-        return done.get_materialize_result()
+        return run_s3_sync(context, catalog, staging_rules.sync_plan(catalog, name, m))
 
     return _sync
 
