@@ -135,6 +135,22 @@ class Gpus(_Strict):
     )
 
 
+class SmokeJob(_Strict):
+    """SLURM resources of one smoke job."""
+
+    gpus: int = Field(default=1, ge=0)
+    cpus: int = Field(default=1, ge=1)
+    mem_mb: int = Field(default=4096, ge=1)
+    time_limit_min: int = Field(default=10, ge=1)
+
+
+class DataMover(_Strict):
+    """Staging payloads as SLURM jobs on a data-mover partition instead of on the login node."""
+
+    partition: str
+    job: SmokeJob = SmokeJob(gpus=0, cpus=2, mem_mb=4096, time_limit_min=120)
+
+
 class Hpc(_Strict):
     access: HpcAccess
     controller_address: str
@@ -144,6 +160,9 @@ class Hpc(_Strict):
     gpus: Gpus
     env: dict[str, str] = Field(
         default_factory=dict, description="environment for jobs, e.g. HF_HOME on BeeGFS"
+    )
+    data_mover: DataMover | None = Field(
+        default=None, description="run downloads/uploads as SLURM jobs on this partition (else on the login node)"
     )
     python: str = Field(
         default="python3",
@@ -380,15 +399,6 @@ class Model(_Strict):
         return _pinned_revision(value)
 
 
-class SmokeJob(_Strict):
-    """SLURM resources of one smoke job."""
-
-    gpus: int = Field(default=1, ge=0)
-    cpus: int = Field(default=1, ge=1)
-    mem_mb: int = Field(default=4096, ge=1)
-    time_limit_min: int = Field(default=10, ge=1)
-
-
 class PullSource(_Strict):
     pull: str = Field(
         pattern=r"^((docker|oras|library|shub|https?)://[^\s'\"\\;$`]+|(oci|oci-archive|docker-archive):/[^\s'\"\\;$`]+)$",
@@ -523,6 +533,9 @@ class Catalog(_Strict):
             problems.append(
                 f"smoke.container {self.smoke.container!r} is not one of containers ({', '.join(self.containers)})"
             )
+        mover = self.hpc.data_mover
+        if mover is not None and mover.partition not in partitions:
+            problems.append(f"hpc.data_mover.partition {mover.partition!r} is not one of hpc.slurm.partitions")
         for name, ct in self.containers.items():
             base = getattr(ct.source, "bootstrap_from", None)
             if base is not None and (base not in self.containers or base == name):

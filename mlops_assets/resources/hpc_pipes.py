@@ -246,8 +246,14 @@ def _last_error(res: CommandResult) -> str:
 PAYLOAD_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def client_for(catalog: Catalog, runner: Runner) -> HpcPipesClient:
+def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> HpcPipesClient:
+    """The login node's client, or, where the catalog names a data-mover partition (and the
+    caller allows it), one that runs the same payload as a SLURM job there."""
     dirs = directories(catalog)
+    if data_mover and catalog.hpc.data_mover is not None:
+        from mlops_assets.resources.slurm_pipes import PartitionPayloadClient
+
+        return PartitionPayloadClient.for_data_mover(catalog, runner)
     return HpcPipesClient(
         runner,
         python=catalog.hpc.python,

@@ -45,6 +45,7 @@ from mlops_assets.core.slurm import TERMINAL_JOB_STATES, parse_sbatch, parse_squ
 from mlops_assets.resources.hpc_pipes import (
     PAYLOAD_ENV,
     PAYLOAD_FILES,
+    HpcPipesClient,
     RunnerFileMessageReader,
     ship_payloads,
 )
@@ -318,20 +319,51 @@ def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, li
     return None
 
 
-def build_client_for(catalog: Catalog, runner: Runner, partition: str) -> SlurmPipesClient:
-    """Container builds as SLURM jobs on the build partition, with the HPC Python (the image
-    being built cannot run its own build)."""
+def partition_client(catalog: Catalog, runner: Runner, partition: str, jobs_subdir: str, payloads: Sequence[str]) -> SlurmPipesClient:
+    """HPC-side payloads as SLURM jobs on `partition`, with the HPC Python and the catalog's job
+    environment; `payloads` are shipped with their helpers (stage_common, manifest)."""
     dirs = directories(catalog)
-    files = {n: PAYLOAD_FILES[n] for n in ("stage_common.py", "mlops_manifest.py", "mlops_apptainer.py", "container_image.py")}
+    names = ("stage_common.py", "mlops_manifest.py", *payloads)
     return SlurmPipesClient(
         runner,
         partition=partition,
         python=catalog.hpc.python,
         scripts_dir=dirs["scripts"],
-        jobs_dir=f"{dirs['jobs']}/containers",
+        jobs_dir=f"{dirs['jobs']}/{jobs_subdir}",
         env=dict(catalog.hpc.env),
-        files=files,
+        files={n: PAYLOAD_FILES[n] for n in names},
     )
+
+
+def build_client_for(catalog: Catalog, runner: Runner, partition: str) -> SlurmPipesClient:
+    """Container builds as SLURM jobs on the build partition, with the HPC Python (the image
+    being built cannot run its own build)."""
+    return partition_client(catalog, runner, partition, "containers", ("mlops_apptainer.py", "container_image.py"))
+
+
+class PartitionPayloadClient(HpcPipesClient):
+    """HpcPipesClient's interface over a SLURM job: the staging assets call `run(context=,
+    payload=, extras=)` the same way whether the catalog has a data-mover partition or not."""
+
+    def __init__(self, client: SlurmPipesClient, resources: Resources) -> None:
+        super().__init__(client.runner, python=client.python, scripts_dir=client.scripts_dir, messages_dir=client.jobs_dir, env=client.env)
+        self.client = client
+        self.resources = resources
+
+    @classmethod
+    def for_data_mover(cls, catalog: Catalog, runner: Runner) -> PartitionPayloadClient:
+        mover = catalog.hpc.data_mover
+        assert mover is not None
+        staging = [n for n in PAYLOAD_FILES if n.startswith(("stage_", "sync_")) and n != "stage_common.py"]
+        job = mover.job
+        res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min)
+        return cls(partition_client(catalog, runner, mover.partition, "data-mover", staging), res)
+
+    def run(  # type: ignore[override]
+        self, *, context: dg.AssetExecutionContext, payload: str, extras: dict[str, Any] | None = None
+    ) -> dg.PipesClientCompletedInvocation:
+        context.log.info(f"{payload} as a SLURM job on the data-mover partition {self.client.partition}")
+        return self.client.run(context=context, payload=payload, resources=self.resources, extras=extras)
 
 
 def client_for(catalog: Catalog, runner: Runner) -> SlurmPipesClient:

@@ -41,7 +41,7 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
         if ct.where == "login":
             from mlops_assets.resources.hpc_pipes import client_for
 
-            client = client_for(catalog, runner)
+            client = client_for(catalog, runner, data_mover=False)
             client.timeout_s = extras["timeout_s"] + 300
             invocation = client.run(context=context, payload="container_image.py", extras=extras)
         else:
