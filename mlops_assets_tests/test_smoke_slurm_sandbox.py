@@ -1,9 +1,11 @@
 """Issue #8 on the sandbox's real SLURM 22.05 (slurmctld, slurmd with Gres=gpu:2 on mknod
 devices, slurmdbd), over the real sshd login node: the SlurmPipesClient's job passes, fails
 with its exit code, times out, is cancelled by scancel, survives a killed Dagster process and
-is re-attached; the smoke assets fail with the measured "no CUDA device"; the node sensor
-asks for a smoke run on a resumed node only. The SLURM tests use the trivial payload
-slurm_probe.py through the HPC python (no torch here)."""
+is re-attached; on the sandbox's fake GPUs the smoke assets materialize with CPU figures
+only (device cpu, a WARN, no GPU figure), and with the GPUs declared real they fail with the
+measured "no CUDA device"; the node sensor asks for a smoke run on a resumed node only. The
+SLURM tests use the trivial payload slurm_probe.py through the HPC python (no torch here);
+the smoke payloads use the HPC python's CPU torch."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import smoke_rules as rules
 from mlops_assets.platform import active, build_resources
 from mlops_assets.resources.slurm_pipes import Resources, client_for, find_reattachable, tag_key
 
@@ -223,24 +227,121 @@ def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_rea
     assert not orphan_tick(instance, runner, tick.cursor, assets).run_requests, "handled once"
 
 
-def smoke_asset(key: str) -> dg.AssetsDefinition:
+def smoke_asset(key: str, catalog: Catalog | None = None) -> dg.AssetsDefinition:
     from mlops_assets.defs.smoke.definitions import smoke_assets
 
-    return next(a for a in smoke_assets(active().catalog) if a.key.to_user_string() == key)
+    return next(a for a in smoke_assets(catalog or active().catalog) if a.key.to_user_string() == key)
+
+
+def gpus_declared_real() -> Catalog:
+    """The sandbox's catalog with `hpc.gpus.fake: false`, as production's: the payload config
+    the orchestrator then sends is production's (no allow_cpu, NCCL)."""
+    cat = active().catalog
+    return cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})})})
+
+
+def materialized(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
+    assert result.success, failure(result)
+    return {k: v.value for k, v in result.asset_materializations_for_node(key)[0].metadata.items()}
+
+
+def assert_cpu_result_on_fake_gpus(key: str, meta: dict[str, Any]) -> None:
+    """What a smoke result on the sandbox's fake GPUs must say: a real job with real GRES,
+    device cpu, CPU figures named and verified, no GPU figure at all, a WARN naming the fake
+    GPUs, and a peak RSS inside the job's memory."""
+    job = {"smoke_gpu": active().catalog.smoke.jobs.gpu, "smoke_multi_gpu_nccl": active().catalog.smoke.jobs.nccl}[key]
+    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_exit_code"] == 0 and meta["slurm_nodes"] == "localhost"
+    assert meta["slurm_alloc_gpus"] == job.gpus and f"gres/gpu={job.gpus}" in meta["slurm_alloc_tres"], "real GRES allocation"
+    assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(job.gpus)) and meta["gres_gpus_visible"] == job.gpus
+    assert meta["device"] == "cpu" and meta["cpu_fallback"] is True and meta["cuda_devices"] == 0
+    assert meta["no_cuda_reason"].startswith("no CUDA device"), "the driver probe's measured fact is kept"
+    assert meta["verdict"] == "WARN" and "fake GPUs" in json.dumps(meta["result"]["messages"]), "never PASS as if a GPU ran"
+    assert rules.gpu_figures_in(meta) == [] and rules.gpu_figures_in(meta["result"]) == [], "no GPU figure is invented"
+    assert not any(re.match(r"gpu\d+_", k) or "bf16" in k for k in meta), "no per-GPU or bf16 figure"
+    assert 0 < meta["max_rss_bytes"] < job.mem_mb * 2**20, "the job's memory fits its processes"
 
 
 @pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
-def test_gpu_smoke_assets_run_real_jobs_and_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
-    """Per-node smoke: the node partition is the job's --nodelist."""
-    result = run(smoke_asset(key), partition_key="localhost")
+def test_gpu_smoke_assets_on_fake_gpus_materialize_with_cpu_figures_only(slurm: Path, key: str) -> None:
+    """Per-node smoke on the sandbox's fake GPUs: the node partition is the job's --nodelist;
+    the payload measures the job's CPUs and materializes, so the UI plots those figures."""
+    meta = materialized(run(smoke_asset(key), partition_key="localhost"), key)
+    assert_cpu_result_on_fake_gpus(key, meta)
+    if key == "smoke_gpu":
+        assert meta["nvidia_smi_gpus"] == 0 and "nvidia_smi" in meta["result"], "the inventory is taken"
+        assert meta["cpu_matmul_verified"] is True and meta["cpu_copy_verified"] is True
+        assert meta["cpu_matmul_fp32_gflops"] > 0 and meta["cpu_copy_gbps"] > 0 and meta["cpu_matmul_n"] == 512
+        assert meta["torch_threads"] == active().catalog.smoke.jobs.gpu.cpus
+    else:
+        assert meta["backend"] == "gloo (fake GPUs: CPU processes)" and meta["world_size"] == 2
+        assert meta["wrong_values"] == 0 and meta["cpu_allreduce_busbw_gbps"] > 0
+        sizes = meta["result"]["sizes"]
+        assert [s["bytes"] for s in sizes] == [1 << 20, 16 << 20] and all(s["checked"] == s["bytes"] for s in sizes), "every element, both ranks, twice"
+        assert "nccl" not in meta and "busbw_gbps" not in meta, "no NCCL version or bus bandwidth of a GPU"
+
+
+@pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
+def test_gpu_smoke_assets_with_gpus_declared_real_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
+    """The same assets and jobs with production's payload config (the catalog not declaring
+    the GPUs fake): no CUDA device stays a failure, with no figure of any kind."""
+    from mlops_assets.core.slurm_jobs import smoke_payload_config
+
+    real = gpus_declared_real()
+    kind = {"smoke_gpu": "gpu", "smoke_multi_gpu_nccl": "nccl"}[key]
+    assert smoke_payload_config(real, kind)["allow_cpu"] is False
+    result = run(smoke_asset(key, real), partition_key="localhost")
     assert not result.success
     text, meta = failure(result)
     assert "FAILED with exit code 1 on localhost" in text and "no CUDA device" in text, text
-    assert meta["slurm_nodes"] == "localhost" and meta["cuda_devices" if key == "smoke_gpu" else "world_size"] in (0, 2)
+    assert meta["slurm_nodes"] == "localhost" and meta["cuda_devices"] == 0
     gpus = 2 if key == "smoke_multi_gpu_nccl" else 1
     assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
     assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
-    assert not any(k.endswith(("tflops", "gbps")) for k in meta), "no GPU figure is invented"
+    assert "device" not in meta and not any(k.endswith(("tflops", "gflops", "gbps")) for k in meta), "no figure at all"
+
+
+WRONG_ALLREDUCE = textwrap.dedent(
+    """
+    # nccl_allreduce.py with a faulty collective: rank 1's all-reduce returns one wrong
+    # element. Module level, so the spawned ranks (which re-import this main module) get it.
+    import sys
+    sys.path.insert(0, {payloads!r})
+    import torch.distributed as dist
+
+    _all_reduce = dist.all_reduce
+
+    def _faulty(tensor, *args, **kwargs):
+        work = _all_reduce(tensor, *args, **kwargs)
+        if dist.get_rank() == 1:
+            tensor[17] += 1.0
+        return work
+
+    dist.all_reduce = _faulty
+    import nccl_allreduce
+
+    if __name__ == "__main__":
+        sys.exit(nccl_allreduce.run("nccl_allreduce", nccl_allreduce.measure, nccl_allreduce.DEFAULTS))
+    """
+)
+
+
+def test_gloo_allreduce_with_a_wrong_value_fails(sandbox: Path, tmp_path: Path) -> None:
+    """The fake-GPU all-reduce (gloo over CPU processes, the sandbox's config) keeps the exact
+    check: one wrong element on one rank is a FAIL, however fast, with the size named."""
+    from mlops_assets.core.slurm_jobs import smoke_payload_config
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(smoke_payload_config(active().catalog, "nccl")))
+    script = tmp_path / "faulty_allreduce.py"
+    script.write_text(WRONG_ALLREDUCE.format(payloads=str(REPO / "mlops_assets" / "payloads")))
+    env = {"PATH": "/usr/bin:/bin", "SLURM_CPUS_PER_TASK": "2"}
+    proc = subprocess.run([active().catalog.hpc.python, str(script), "--config", str(cfg)], capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["backend"] == "gloo (fake GPUs: CPU processes)" and line["verdict"] == "FAIL"
+    assert line["wrong_values"] == 4, "one wrong element per verification (before and after the timed loop), per size"
+    assert "1048576 B: 2 of 1048576 values wrong after all-reduce" in line["messages"], line["messages"]
+    assert "16777216 B: 2 of 16777216 values wrong after all-reduce" in line["error"]
 
 
 def test_mnist_smoke_trains_on_cpu_in_a_real_slurm_job_and_learns(slurm: Path, cli: Any) -> None:
@@ -306,11 +407,9 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(GPU_NODES_NAME, ["localhost"])
     result = defs().resolve_job_def(NODE_JOB).execute_in_process(instance=instance, partition_key=req.partition_key, tags=req.tags, raise_on_error=False)
-    failed = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert len(failed) == 2 and result.dagster_run.tags["dagster/partition"] == "localhost"
-    for ev in failed:
-        data = ev.step_failure_data.user_failure_data
-        assert data is not None and "on localhost" in (data.description or "") and "no CUDA device" in (data.description or "")
+    assert result.success and result.dagster_run.tags["dagster/partition"] == "localhost", failure(result)
+    for key in ("smoke_gpu", "smoke_multi_gpu_nccl"):
+        assert_cpu_result_on_fake_gpus(key, materialized(result, key))
 
 
 def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(slurm: Path, cli: Any, tmp_path: Path) -> None:
@@ -321,9 +420,12 @@ def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(slurm: Path, cli:
     res = cli("materialize", "--select", "smoke_gpu", "--format", "json", env={"DAGSTER_HOME": str(tmp_path)})
     rows = {(r["asset"], r["check"]): r for r in json.loads(res.stdout)["results"]}
     row = rows[("smoke_gpu[localhost]", "materialized")]
-    assert res.returncode == 1 and not row["passed"] and "no CUDA device" in row["detail"], row
+    assert res.returncode == 0 and row["passed"], row  # fake GPUs: the CPU result materializes (a WARN inside)
     with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
         assert inst.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"]
+        ev = inst.get_latest_materialization_event(dg.AssetKey("smoke_gpu"))
+        assert ev is not None and ev.asset_materialization is not None and ev.asset_materialization.partition == "localhost"
+        assert ev.asset_materialization.metadata["device"].value == "cpu"
         runs = inst.get_runs()
         assert [r.tags.get("dagster/partition") for r in runs if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")] == ["localhost"]
 

@@ -28,6 +28,8 @@ _SAFE_SBATCH = re.compile(r"^[A-Za-z0-9_.,:@/=+\-\[\]]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 SMOKE_PAYLOADS = {"gpu": "gpu_smoke.py", "nccl": "nccl_allreduce.py", "mnist": "mnist_train.py"}
+#: All-reduce sizes over gloo (CPU processes) where the GPUs are fake: 1 MiB and 16 MiB.
+FAKE_GPU_ALLREDUCE_SIZES = (1 << 20, 16 << 20)
 
 
 def _sbatch_value(what: str, value: str) -> str:
@@ -217,10 +219,17 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
 
     s = catalog.smoke
     profiles = {k: p.model_dump() for k, p in s.gpu_profiles.items()}
+    # GPUs the catalog declares fake (the sandbox) have no driver: the payloads measure the
+    # job's CPUs instead, name those figures as CPU figures and report no GPU figure; on real
+    # GPUs a missing CUDA device stays a failure
+    fake = catalog.hpc.gpus.fake
     if kind == "gpu":
-        return {"gpu_profiles": profiles, "sibling_min_fraction": s.sibling_min_fraction}
+        return {"gpu_profiles": profiles, "sibling_min_fraction": s.sibling_min_fraction, "allow_cpu": fake}
     if kind == "nccl":
-        return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles}
+        if fake:  # the same exact verification over CPU processes, at sizes a CPU moves quickly
+            return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles, "allow_cpu": True,
+                    "backend": "gloo", "sizes_bytes": list(FAKE_GPU_ALLREDUCE_SIZES)}
+        return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles, "allow_cpu": False, "backend": "nccl"}
     if kind == "mnist":
         dirs = directories(catalog)
         mnist = next((d for d in catalog.datasets.values() if getattr(d.source, "dataset_class", "") == "MNIST"), None)
@@ -231,9 +240,7 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "epochs": s.mnist_epochs,
             "min_accuracy": s.mnist_min_accuracy,
             "max_seconds": s.mnist_max_seconds,
-            # GPUs the catalog declares fake (the sandbox) have no driver: train on the CPU
-            # and say so; on real GPUs a missing CUDA device stays a failure
-            "allow_cpu": catalog.hpc.gpus.fake,
+            "allow_cpu": fake,  # trains on the job's CPUs and says so (device: cpu)
         }
     raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")
 

@@ -12,6 +12,10 @@ same trick staging uses for core/manifest.py). Tests import it from here.
   bandwidth is ``algbw * 2(n-1)/n`` and is judged only at sizes of at least 1 GiB.
 - MNIST: validation task MLOPS-1.1 (accuracy above the catalog's minimum, wall time below
   its maximum).
+- Fake GPUs (the catalog's ``hpc.gpus.fake``, the sandbox): the payloads measure on the CPU,
+  name those figures as CPU figures and report no GPU figure; correctness still decides
+  between FAIL and not-FAIL, and the best such result is a WARN that says the GPUs are fake,
+  never a PASS that reads as if a GPU had been measured.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 GIB = 1 << 30
 NO_CUDA = "no CUDA device"
+FAKE_GPUS = "fake GPUs"
+#: Result keys that only a GPU measurement may carry (absent from a CPU-fallback result).
+GPU_ONLY_FIGURES = ("matmul_bf16_tflops", "copy_gbps", "busbw_gbps")
 
 
 def worst(verdicts: Sequence[str]) -> str:
@@ -216,6 +223,57 @@ def judge_nccl(
         "busbw_gbps": busbw,
         "size_bytes": int(big["bytes"]) if big is not None else None,
     }
+
+
+# ------------------------------------------------------------------------ fake GPUs
+
+
+def gpu_figures_in(result: Mapping[str, Any]) -> list[str]:
+    """Keys of ``result`` that are GPU-only figures (``gpu<N>_*``, ``*matmul_bf16_tflops``,
+    ``*copy_gbps``, ``*busbw_gbps``; ``cpu_*`` are CPU figures) holding a value: a CPU-fallback result
+    must have none."""
+    out = []
+    for key, value in result.items():
+        if value is None or key.startswith("cpu_"):
+            continue
+        if (key.startswith("gpu") and key[3:4].isdigit()) or any(key == f or key.endswith("_" + f) for f in GPU_ONLY_FIGURES):
+            out.append(key)
+    return sorted(out)
+
+
+def judge_cpu_fallback(checks: Mapping[str, bool], what: str, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A payload that ran on the CPU because the catalog declares the GPUs fake.
+
+    ``checks``: name → whether that CPU measurement verified its own result. Any failed or
+    missing check, or any GPU-only figure in ``result``, is a FAIL; otherwise WARN with a
+    message saying the GPUs are fake and what ran instead: never PASS, which would read as
+    if a GPU had been measured."""
+    messages: list[str] = []
+    verdicts: list[str] = []
+    if not checks:
+        verdicts.append(FAIL)
+        messages.append(f"{what}: nothing was verified")
+    for name, ok in checks.items():
+        if not ok:
+            verdicts.append(FAIL)
+            messages.append(f"{what}: {name} gave wrong values")
+    invented = gpu_figures_in(result or {})
+    if invented:
+        verdicts.append(FAIL)
+        messages.append(f"{what}: GPU figures {', '.join(invented)} in a CPU result")
+    verdicts.append(WARN)
+    messages.append(f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): {what} ran on the CPU; GPU figures are absent, not measured")
+    return {"verdict": worst(verdicts), "messages": messages}
+
+
+def judge_allreduce_on_cpu(result: Mapping[str, Any], *, min_world_size: int = 2) -> dict[str, Any]:
+    """An all-reduce over CPU processes (gloo) where the GPUs are fake: every value verified
+    exactly as for NCCL (a wrong, missing or unverified value is a FAIL), bandwidth not
+    judged (it is loopback memory traffic, no GPU figure); otherwise a WARN that says so."""
+    exact = judge_nccl(result, min_world_size=min_world_size, expected_busbw_gbps=None, min_size_bytes=0)
+    cpu = judge_cpu_fallback({"all-reduce": exact["verdict"] != FAIL}, f"the {result.get('world_size')}-rank all-reduce (gloo, CPU processes)")
+    messages = [*exact["messages"], *(m for m in cpu["messages"] if "gave wrong values" not in m)]
+    return {"verdict": worst([exact["verdict"], cpu["verdict"]]), "messages": messages}
 
 
 # ---------------------------------------------------------------------------- MNIST

@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import Log, need_cuda, rules, run
+from smoke_common import Log, cpu_threads, max_rss_bytes, need_cuda, rules, run
 
 DEFAULTS: dict[str, Any] = {
     "dataset_dir": "/mnt/beegfs/datasets/mnist",
@@ -70,19 +70,6 @@ def read_idx(path: str) -> tuple[tuple[int, ...], bytes]:
     if len(body) != count:
         raise ValueError(f"{path}: header says {shape} ({count} bytes), file holds {len(body)}")
     return shape, body
-
-
-def cpu_threads() -> int | None:
-    """The CPUs SLURM gave this job (SLURM_CPUS_PER_TASK); None outside SLURM."""
-    raw = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
-
-
-def max_rss_bytes() -> int:
-    """This process's peak RSS: sacct has none where jobacct_gather is off (the sandbox)."""
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def _model(torch: Any) -> Any:

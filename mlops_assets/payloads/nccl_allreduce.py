@@ -12,6 +12,13 @@ size is verified before and after its timed all-reduces, on every rank; any wron
 failure. Timing: `iters` all-reduces after `warmup`, the slowest rank's mean; algbw = bytes /
 time (GB/s, 1e9), busbw = algbw * 2(n-1)/n (nccl-tests). NVLink SHARP stays off
 (NCCL_NVLS_ENABLE=0) unless the environment says otherwise.
+
+`backend: gloo` runs the same all-reduces over `world_size` CPU processes (no CUDA needed),
+with the same exact verification: any wrong value is still a FAIL. The orchestrator chooses it,
+with small sizes, only where the catalog declares the GPUs fake (`allow_cpu`); the result then
+says `backend: gloo (fake GPUs: CPU processes)`, carries its bandwidth only as
+`cpu_allreduce_busbw_gbps` (loopback memory traffic, never a GPU figure: no `busbw_gbps`,
+no NCCL version) and is at best a WARN that says so.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import Log, need_cuda, rules, run
+from smoke_common import Log, gres_facts, max_rss_bytes, need_cuda, rules, run
 
 DEFAULTS: dict[str, Any] = {
     "world_size": 2,
@@ -37,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "warn_fraction": 0.9,
     "fail_fraction": 0.75,
     "timeout_s": 300,
-    "backend": "nccl",  # "gloo" runs the same exact-verification on CPU processes (dry run, no GPU)
+    "backend": "nccl",  # "gloo" runs the same exact-verification on CPU processes (no GPU)
+    "allow_cpu": False,  # set by the orchestrator where the catalog declares the GPUs fake
 }
 PATTERN_MOD = 251
 
@@ -63,8 +71,12 @@ def _worker(rank: int, n: int, cfg: dict[str, Any], init: str, outdir: str) -> N
     dev = torch.device("cuda", rank) if gpu else torch.device("cpu")
     if gpu:
         torch.cuda.set_device(dev)
+    else:
+        torch.set_num_threads(1)  # one CPU per rank, as one GPU per rank
+    # device_id binds NCCL's communicator eagerly (torch >= 2.3); gloo and older torch lack it
+    bind = {"device_id": dev} if gpu else {}
     dist.init_process_group(cfg["backend"], init_method=init, rank=rank, world_size=n,
-                            timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])), device_id=dev if gpu else None)
+                            timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])), **bind)
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     records = []
     try:
@@ -93,7 +105,8 @@ def _worker(rank: int, n: int, cfg: dict[str, Any], init: str, outdir: str) -> N
             records.append({"bytes": numel * 4, "seconds": secs, "wrong": wrong_before + wrong_after, "checked": 2 * numel})
     finally:
         with open(os.path.join(outdir, f"rank{rank}.json"), "w", encoding="utf-8") as fh:
-            json.dump({"rank": rank, "records": records, "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpu else None}, fh)
+            json.dump({"rank": rank, "records": records, "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpu else None,
+                       "max_rss_bytes": max_rss_bytes()}, fh)
         dist.destroy_process_group()
 
 
@@ -124,9 +137,11 @@ def combine(ranks: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
     n = int(cfg["world_size"])
-    cuda = need_cuda(n, allow_cpu=cfg["backend"] == "gloo")
+    on_cpu = cfg["backend"] == "gloo"
+    cuda = need_cuda(n, allow_cpu=on_cpu)
+    base: dict[str, Any] = {"world_size": n, "driver_probe": cuda["probe"], "cuda_devices": int(cuda["probe"]["devices"]), **gres_facts()}
     if not cuda["ok"]:
-        return {"verdict": rules.FAIL, "world_size": n, "driver_probe": cuda["probe"], "error": cuda["error"], "messages": [cuda["error"]]}
+        return {**base, "verdict": rules.FAIL, "error": cuda["error"], "messages": [cuda["error"]]}
     import torch
     import torch.multiprocessing as mp
 
@@ -134,7 +149,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="nccl-smoke-") as outdir:
-        log(f"all-reduce over {n} GPUs, sizes {cfg['sizes_bytes']}, torch {torch.__version__}")
+        what = f"{n} CPU processes (gloo)" if on_cpu else f"{n} GPUs"
+        log(f"all-reduce over {what}, sizes {cfg['sizes_bytes']}, torch {torch.__version__}")
         mp.spawn(_worker, args=(n, cfg, f"tcp://127.0.0.1:{port}", outdir), nprocs=n, join=True)
         ranks = []
         for r in range(n):
@@ -143,8 +159,21 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     sizes = combine(ranks, n)
     for rec in sizes:
         log(f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}")
-    result: dict[str, Any] = {"world_size": n, "sizes": sizes, "nccl": ranks[0].get("nccl"), "torch": torch.__version__,
-                              "backend": cfg["backend"], "gpu_name": torch.cuda.get_device_name(0) if cfg["backend"] == "nccl" else "cpu"}
+    # peak RSS of this process plus each rank's: an upper bound of the job's, since they overlap
+    rss = max_rss_bytes() + sum(int(r.get("max_rss_bytes") or 0) for r in ranks)
+    result: dict[str, Any] = {**base, "sizes": sizes, "torch": torch.__version__, "max_rss_bytes": rss,
+                              "wrong_values": sum(s["wrong"] for s in sizes)}
+    if on_cpu:
+        fake = bool(cfg.get("allow_cpu"))
+        result.update(backend=f"gloo ({'fake GPUs: ' if fake else ''}CPU processes)", device="cpu", cpu_fallback=fake,
+                      no_cuda_reason=cuda["probe"].get("error"))
+        largest = max(sizes, key=lambda s: s["bytes"]) if sizes else None
+        if largest is not None:
+            result.update(cpu_allreduce_busbw_gbps=largest["busbw_gbps"], cpu_allreduce_size_bytes=largest["bytes"])
+        judged = rules.judge_allreduce_on_cpu(result, min_world_size=n)
+        result.update(verdict=judged["verdict"], messages=judged["messages"])
+        return result
+    result.update(nccl=ranks[0].get("nccl"), backend=cfg["backend"], device="cuda", gpu_name=torch.cuda.get_device_name(0))
     expected, warn_f, fail_f = cfg.get("expected_busbw_gbps"), float(cfg["warn_fraction"]), float(cfg["fail_fraction"])
     profiles = cfg.get("gpu_profiles") or {}
     key = rules.match_profile(result["gpu_name"], profiles)
@@ -155,7 +184,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     result.update(profile=key, expected_busbw_gbps=expected)
     judged = rules.judge_nccl(result, min_world_size=n, expected_busbw_gbps=expected, warn_fraction=warn_f, fail_fraction=fail_f)
     result.update(verdict=judged["verdict"], messages=judged["messages"], busbw_gbps=judged["busbw_gbps"],
-                  busbw_size_bytes=judged["size_bytes"], wrong_values=sum(s["wrong"] for s in sizes))
+                  busbw_size_bytes=judged["size_bytes"])
     return result
 
 

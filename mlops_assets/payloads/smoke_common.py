@@ -83,6 +83,31 @@ def slurm_facts() -> dict[str, Any]:
     }
 
 
+def gres_facts() -> dict[str, Any]:
+    """The GPUs SLURM allocated to this job, as the job sees them (whether or not a driver
+    answers): CUDA_VISIBLE_DEVICES' entries and SLURM_GPUS_ON_NODE."""
+    env = os.environ
+    visible = env.get("CUDA_VISIBLE_DEVICES") or ""
+    on_node = env.get("SLURM_GPUS_ON_NODE", "")
+    return {
+        "gres_gpus_visible": len([g for g in visible.split(",") if g.strip()]),
+        "slurm_gpus_on_node": int(on_node) if on_node.isdigit() else None,
+    }
+
+
+def cpu_threads() -> int | None:
+    """The CPUs SLURM gave this job (SLURM_CPUS_PER_TASK); None outside SLURM."""
+    raw = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
+def max_rss_bytes() -> int:
+    """This process's peak RSS: sacct has none where jobacct_gather measures nothing (the sandbox)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
 def cuda_driver_probe() -> dict[str, Any]:
     """Ask the NVIDIA driver itself (libcuda through ctypes) how many devices there are.
 

@@ -101,6 +101,29 @@ def test_smoke_config_from_the_catalog() -> None:
         sj.smoke_payload_config(cat, "nope")
 
 
+def test_fake_gpus_choose_cpu_measurement_and_gloo_production_keeps_gpu_only() -> None:
+    """Where the catalog declares the GPUs fake (the sandbox), the GPU smoke may measure the CPU
+    and the all-reduce runs over gloo at small sizes; in production neither: no CUDA device
+    stays a failure, and the all-reduce is NCCL at the payload's sizes (>= 1 GiB included)."""
+    cat = active().catalog
+    assert cat.hpc.gpus.fake
+    gpu, nccl = sj.smoke_payload_config(cat, "gpu"), sj.smoke_payload_config(cat, "nccl")
+    assert gpu["allow_cpu"] is True
+    assert nccl["backend"] == "gloo" and nccl["allow_cpu"] is True
+    assert nccl["sizes_bytes"] == [1 << 20, 16 << 20] and nccl["world_size"] == cat.smoke.multi_gpu_count
+    prod = load_catalog(profile="production", env={}).catalog
+    assert not prod.hpc.gpus.fake
+    pgpu, pnccl = sj.smoke_payload_config(prod, "gpu"), sj.smoke_payload_config(prod, "nccl")
+    assert pgpu["allow_cpu"] is False
+    assert pnccl["backend"] == "nccl" and pnccl["allow_cpu"] is False
+    assert "sizes_bytes" not in pnccl, "the payload's own sizes, up to 4 GiB, where busbw is judged"
+    # the same catalog with the GPUs declared real: the choice follows hpc.gpus.fake alone
+    real = cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})})})
+    assert sj.smoke_payload_config(real, "gpu")["allow_cpu"] is False
+    assert sj.smoke_payload_config(real, "nccl")["backend"] == "nccl"
+    assert sj.smoke_payload_config(real, "mnist")["allow_cpu"] is False
+
+
 def _tag(run: str, status: str, key: str, job: str) -> sj.TaggedJob:
     t = sj.parse_job_tag(f"mlops/slurm_job.{key}", f"{job};/b/jobs/smoke/x-{job};/b/jobs/smoke/x-{job}/m.jsonl", run, status, ["smoke_gpu", "smoke_mnist_training"])
     assert t is not None

@@ -144,6 +144,58 @@ def test_combine_a_rank_that_did_not_report_a_size_leaves_it_unverified() -> Non
     assert rules.judge_nccl({"world_size": 2, "sizes": sizes})["verdict"] == "FAIL"
 
 
+# ------------------------------------------------------------------------ fake GPUs
+
+
+def test_cpu_fallback_verified_is_a_warning_that_says_the_gpus_are_fake() -> None:
+    judged = rules.judge_cpu_fallback({"float32 matmul": True, "memory copy": True}, "the GPU smoke",
+                                      {"device": "cpu", "cpu_matmul_fp32_gflops": 2.5, "cpu_copy_gbps": 10.0})
+    assert judged["verdict"] == "WARN", "never PASS: no GPU was measured"
+    assert any(rules.FAKE_GPUS in m and "GPU figures are absent" in m for m in judged["messages"])
+
+
+@pytest.mark.parametrize(
+    ("checks", "result", "named"),
+    [
+        ({"float32 matmul": False, "memory copy": True}, {}, "float32 matmul gave wrong values"),
+        ({}, {}, "nothing was verified"),
+        ({"memory copy": True}, {"min_matmul_bf16_tflops": 700.0}, "min_matmul_bf16_tflops"),
+        ({"memory copy": True}, {"gpu0_copy_gbps": 4000.0}, "gpu0_copy_gbps"),
+        ({"all-reduce": True}, {"busbw_gbps": 1.0}, "busbw_gbps"),
+    ],
+    ids=["wrong-matmul", "unverified", "bf16-figure", "per-gpu-figure", "nccl-busbw"],
+)
+def test_cpu_fallback_fails_on_wrong_values_or_any_gpu_figure(checks: dict[str, bool], result: dict[str, Any], named: str) -> None:
+    judged = rules.judge_cpu_fallback(checks, "x", result)
+    assert judged["verdict"] == "FAIL" and any(named in m for m in judged["messages"]), judged
+
+
+def test_gpu_figures_are_told_from_cpu_figures() -> None:
+    meta = {"cpu_matmul_fp32_gflops": 2.5, "cpu_copy_gbps": 10.0, "cpu_allreduce_busbw_gbps": 1.0, "gpus_visible": 2,
+            "gpu0_matmul_bf16_tflops": 776.0, "min_copy_gbps": 4168.8, "busbw_gbps": None, "copy_gbps": 1.0}
+    assert rules.gpu_figures_in(meta) == ["copy_gbps", "gpu0_matmul_bf16_tflops", "min_copy_gbps"]
+
+
+def _gloo(wrong: int = 0) -> dict[str, Any]:
+    sizes = [{"bytes": b, "wrong": wrong if b == 16 << 20 else 0, "checked": b // 2, "busbw_gbps": 1.0} for b in (1 << 20, 16 << 20)]
+    return {"world_size": 2, "backend": "gloo (fake GPUs: CPU processes)", "sizes": sizes, "cpu_allreduce_busbw_gbps": 1.0}
+
+
+def test_allreduce_on_cpu_exact_is_a_warning_without_a_1gib_size() -> None:
+    judged = rules.judge_allreduce_on_cpu(_gloo())
+    assert judged["verdict"] == "WARN" and any("gloo, CPU processes" in m for m in judged["messages"])
+
+
+def test_allreduce_on_cpu_with_one_wrong_value_fails() -> None:
+    judged = rules.judge_allreduce_on_cpu(_gloo(wrong=1))
+    assert judged["verdict"] == "FAIL"
+    assert "16777216 B: 1 of 8388608 values wrong after all-reduce" in judged["messages"]
+    res = _gloo()
+    res["sizes"][0]["checked"] = 0
+    assert rules.judge_allreduce_on_cpu(res)["verdict"] == "FAIL", "an unverified size is no pass either"
+    assert rules.judge_allreduce_on_cpu({**_gloo(), "world_size": 1})["verdict"] == "FAIL"
+
+
 # ----------------------------------------------------------------------------- MNIST
 
 

@@ -2,8 +2,11 @@
 SlurmPipesClient (resources/slurm_pipes.py) with a payload from mlops_assets/payloads; the
 payload's figures and sacct's (state, exit code, elapsed, AllocTRES, MaxRSS) become the
 materialization's metadata, so the UI plots their history. A failed smoke job fails the
-asset with the measured reason (on the sandbox: "no CUDA device") and records no
-materialization, so freshness shows it stale.
+asset with the measured reason (e.g. "no CUDA device") and records no materialization, so
+freshness shows it stale. Where the catalog declares the GPUs fake (the sandbox) the payloads
+run on the job's CPUs (GPU smoke: float32 matmul and copy; all-reduce: gloo over CPU
+processes, verified exactly), say `device: cpu`, carry no GPU figure, and materialize with a
+WARN verdict; elsewhere no CUDA device stays a failure.
 
 Per node: `smoke_gpu` and `smoke_multi_gpu_nccl` are partitioned by GPU node name (dynamic
 partitions `slurm_gpu_nodes`), so each node has its own history, freshness and plots; the
@@ -136,23 +139,26 @@ def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
 
 def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     s = catalog.smoke
+    fake = catalog.hpc.gpus.fake
     container = container_keys(catalog)
     mnist = [f"dataset_{n}" for n, d in catalog.datasets.items() if getattr(d.source, "dataset_class", "") == "MNIST"]
     return [
         _smoke_asset(
             catalog, "smoke_gpu", "gpu", "gpu_smoke.py", s.jobs.gpu, kinds=["slurm", "nvidia"],
-            description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named. One partition per GPU node.",
+            description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named. One partition per GPU node."
+            + (" The catalog declares the GPUs fake: the job takes the inventory, measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and a WARN." if fake else ""),
             deps=["gpu_nodes", "slurm", *container], triggers=container, per_node=True,
         ),
         _smoke_asset(
             catalog, "smoke_multi_gpu_nccl", "nccl", "nccl_allreduce.py", s.jobs.nccl, kinds=["slurm", "nccl"],
-            description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB. One partition per GPU node.",
+            description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
+            + (f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU processes at small sizes, verified exactly, no GPU figure, a WARN." if fake else ""),
             deps=["gpu_nodes", *container], triggers=container, per_node=True,
         ),
         _smoke_asset(
             catalog, "smoke_mnist_training", "mnist", "mnist_train.py", s.jobs.mnist, kinds=["slurm", "pytorch"], triggers=[*container, *mnist],
             description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>."
-            + (" The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)." if catalog.hpc.gpus.fake else ""),
+            + (" The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)." if fake else ""),
             deps=["gpu_nodes", *container, *mnist],
         ),
     ]
