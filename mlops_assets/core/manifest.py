@@ -15,11 +15,15 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 MANIFEST_NAME = ".mlops-manifest.json"
+# Beside a manifest: each file's (size, mtime_ns, inode) when it was last verified, so that an
+# unchanged re-materialization need not re-hash (checks always re-hash; see quick_verify).
+STAT_SUFFIX = ".stat"
 FORMAT = "mlops-manifest/1"
 CHUNK = 1024 * 1024
 
@@ -159,24 +163,39 @@ def copy_hashing(
     extra: Iterable[Any] = (),
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    sha: Any = None,
 ) -> tuple[int, str]:
     """Stream src into dst (None: just read), hashing on the way. `extra` are more hashlib
-    objects fed the same bytes (md5 for torchvision, sha1 for git blobs). Returns (size, sha256)."""
-    sha = hashlib.sha256()
+    objects fed the same bytes (md5 for torchvision, sha1 for git blobs); they run in a helper
+    thread beside the sha256 and the write (hashlib drops the GIL on large blocks), so a second
+    hash costs the slower one's time, not the sum. `sha` continues a sha256 already fed (a
+    resumed download). Returns (size, sha256)."""
+    sha = sha if sha is not None else hashlib.sha256()
     others = list(extra)
     size = 0
-    while True:
-        block = src.read(chunk)
-        if not block:
-            break
-        sha.update(block)
+    pool = ThreadPoolExecutor(max_workers=1) if others else None
+
+    def feed(block: bytes) -> None:
         for h in others:
             h.update(block)
-        if dst is not None:
-            dst.write(block)
-        size += len(block)
-        if progress is not None:
-            progress(len(block))
+
+    try:
+        while True:
+            block = src.read(chunk)
+            if not block:
+                break
+            pending = pool.submit(feed, block) if pool is not None else None
+            sha.update(block)
+            if dst is not None:
+                dst.write(block)
+            if pending is not None:
+                pending.result()
+            size += len(block)
+            if progress is not None:
+                progress(len(block))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return size, sha.hexdigest()
 
 
@@ -185,7 +204,7 @@ def hash_file(path: str | os.PathLike[str], *, extra: Iterable[Any] = ()) -> tup
         return copy_hashing(fh, None, extra=extra)
 
 
-def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_NAME,)) -> Iterator[str]:
+def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX)) -> Iterator[str]:
     """Relative POSIX paths of regular files under root (symlinks to files are followed, as
     in the Hugging Face cache's snapshots), sorted; `exclude` names top-level entries."""
     base = Path(root)
@@ -205,7 +224,7 @@ def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_
 def build_manifest(
     root: str | os.PathLike[str],
     *,
-    exclude: Iterable[str] = (MANIFEST_NAME,),
+    exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX),
     meta: dict[str, str] | None = None,
 ) -> Manifest:
     base = Path(root)
@@ -218,11 +237,58 @@ def build_manifest(
     return Manifest.of(entries, meta)
 
 
-def verify_tree(root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = (MANIFEST_NAME,)) -> Difference:
+def verify_tree(
+    root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX)
+) -> Difference:
     """Re-hash the tree and compare it with `expected`. A missing root is all files missing."""
     if not Path(root).is_dir():
         return Difference(missing=tuple(f.path for f in expected.files))
     return compare(expected, build_manifest(root, exclude=exclude))
+
+
+def _stat_of(root: Path, expected: Manifest) -> dict[str, list[int]] | None:
+    out: dict[str, list[int]] = {}
+    for entry in expected.files:
+        try:
+            st = (root / entry.path).stat()
+        except OSError:
+            return None
+        out[entry.path] = [st.st_size, st.st_mtime_ns, st.st_ino]
+    return out
+
+
+def write_stat_stamp(root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str]) -> None:
+    """Record, beside the manifest, the stat of every file just verified against it."""
+    stat = _stat_of(Path(root), expected)
+    if stat is None:
+        return
+    stamp = Path(str(manifest_path) + STAT_SUFFIX)
+    tmp = stamp.with_name(f".{stamp.name}.tmp.{os.getpid()}")
+    tmp.write_text(json.dumps({"digest": expected.digest, "files": stat}, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, stamp)
+
+
+def quick_verify(root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str]) -> tuple[Difference, bool]:
+    """For re-materialization only: when every file has the size, mtime and inode it had when
+    last verified, and no file was added, the tree is taken as verified without re-hashing
+    (returns (ok, True)); otherwise a full verify_tree, stamped when it passes. Anything that
+    rewrote a file changes its mtime; the asset checks re-hash regardless."""
+    base = Path(root)
+    try:
+        stamp = json.loads(Path(str(manifest_path) + STAT_SUFFIX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stamp = None
+    if (
+        isinstance(stamp, dict)
+        and stamp.get("digest") == expected.digest
+        and stamp.get("files") == _stat_of(base, expected)
+        and sum(1 for _ in iter_files(base)) == expected.file_count
+    ):
+        return Difference(), True
+    diff = verify_tree(base, expected)
+    if diff.ok:
+        write_stat_stamp(base, expected, manifest_path)
+    return diff, False
 
 
 def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:

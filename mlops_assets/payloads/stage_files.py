@@ -53,7 +53,7 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, A
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
         if existing is not None and existing.digest == digest:
-            diff = manifest.verify_tree(target, existing)
+            diff, _ = manifest.quick_verify(target, existing, mpath)
             if diff.ok:
                 log(f"{target} already staged and verified")
                 return {"path": str(target), "digest": digest, "files": existing.file_count, "bytes": existing.total_bytes, "changed": False}
@@ -73,6 +73,7 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, A
                 )
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
             _swap(staging, target)
+            manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes")
         return {"path": str(target), "digest": digest, "files": man.file_count, "bytes": man.total_bytes, "changed": True}
 

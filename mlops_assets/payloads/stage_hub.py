@@ -147,6 +147,7 @@ def _place(staging_repo: Path, final: Path, revision: str, man: manifest.Manifes
     os.rename(staging_repo / "snapshots" / revision, snapshot)
     remove_tree(old)
     manifest.write_manifest(mpath, man)
+    manifest.write_stat_stamp(snapshot, man, mpath)
     ref_tmp = final / "refs" / f".main.tmp.{os.getpid()}"
     ref_tmp.write_text(revision)
     os.replace(ref_tmp, final / "refs" / "main")
@@ -184,7 +185,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
         if existing is not None and snapshot.is_dir():
-            diff = manifest.verify_tree(snapshot, existing)
+            diff, _ = manifest.quick_verify(snapshot, existing, mpath)
             if diff.ok:
                 (final / "refs").mkdir(exist_ok=True)
                 if not (final / "refs" / "main").is_file() or (final / "refs" / "main").read_text() != revision:

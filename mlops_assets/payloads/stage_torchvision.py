@@ -62,7 +62,7 @@ def _download(url: str, dest: Path, log: Log) -> tuple[int, str, str]:
     have = 0
     if part.exists():
         with open(part, "rb") as fh:
-            have, _ = manifest.copy_hashing(fh, None, extra=[md5, sha])
+            have, _ = manifest.copy_hashing(fh, None, extra=[md5], sha=sha)
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})  # noqa: S310
     try:
         resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - catalog mirrors
@@ -80,7 +80,7 @@ def _download(url: str, dest: Path, log: Log) -> tuple[int, str, str]:
         total = resp.headers.get("Content-Length")
         progress = Progress(log, f"download {dest.name}", int(total) + have if total else None)
         with open(part, "ab" if have else "wb") as out:
-            size, _ = manifest.copy_hashing(resp, out, extra=[md5, sha], progress=progress)
+            size, _ = manifest.copy_hashing(resp, out, extra=[md5], sha=sha, progress=progress)
             out.flush()
             os.fsync(out.fileno())
     part.rename(dest)
@@ -174,7 +174,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
         if existing is not None and existing.meta.get("plan_digest") == plan_digest:
-            diff = manifest.verify_tree(target, existing)
+            diff, _ = manifest.quick_verify(target, existing, mpath)
             if diff.ok:
                 log(f"{target} already staged and verified: nothing to transfer")
                 return result(existing, 0)
@@ -207,6 +207,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             man = manifest.build_manifest(staging, meta={"plan_digest": plan_digest})
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
             _swap(staging, target)
+            manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} transferred")
         return result(man, transferred)
 

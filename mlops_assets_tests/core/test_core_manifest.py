@@ -125,3 +125,51 @@ def test_copy_hashing_property(data: bytes, chunk: int) -> None:
     out = io.BytesIO()
     assert mf.copy_hashing(io.BytesIO(data), out, chunk=chunk) == (len(data), hashlib.sha256(data).hexdigest())
     assert out.getvalue() == data
+
+
+def _verified_tree(tmp_path: Path) -> tuple[Path, mf.Manifest, Path]:
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.bin").write_bytes(b"a" * 5000)
+    (root / "sub" / "b.txt").write_text("hello")
+    man = mf.build_manifest(root)
+    mpath = root / mf.MANIFEST_NAME
+    mf.write_manifest(mpath, man)
+    return root, man, mpath
+
+
+def test_quick_verify_skips_hashing_only_for_files_untouched_since_verified(tmp_path: Path) -> None:
+    root, man, mpath = _verified_tree(tmp_path)
+    diff, quick = mf.quick_verify(root, man, mpath)
+    assert diff.ok and not quick, "no stamp yet: a full verify, which then stamps"
+    assert Path(str(mpath) + mf.STAT_SUFFIX).is_file()
+    assert mf.verify_tree(root, man).ok, "the stamp is not part of the tree"
+    diff, quick = mf.quick_verify(root, man, mpath)
+    assert diff.ok and quick
+    (root / "a.bin").write_bytes(b"b" * 5000)  # same size, new content: mtime moves
+    diff, quick = mf.quick_verify(root, man, mpath)
+    assert not quick and diff.changed == ("a.bin",)
+
+
+def test_quick_verify_sees_added_files_and_a_foreign_stamp(tmp_path: Path) -> None:
+    root, man, mpath = _verified_tree(tmp_path)
+    mf.write_stat_stamp(root, man, mpath)
+    (root / "sub" / "new.txt").write_text("x")
+    diff, quick = mf.quick_verify(root, man, mpath)
+    assert not quick and diff.extra == ("sub/new.txt",)
+    (root / "sub" / "new.txt").unlink()
+    other = mf.Manifest.of(list(man.files)[:1])
+    mf.write_stat_stamp(root, other, mpath)  # a stamp of another manifest
+    diff, quick = mf.quick_verify(root, man, mpath)
+    assert diff.ok and not quick
+
+
+def test_copy_hashing_extra_hashes_and_resumed_sha(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 9000
+    md5 = hashlib.md5()
+    sha = hashlib.sha256(data[:1000])
+    out = io.BytesIO()
+    size, digest = mf.copy_hashing(io.BytesIO(data[1000:]), out, extra=[md5], sha=sha, chunk=4096)
+    assert size == len(data) - 1000 and out.getvalue() == data[1000:]
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert md5.hexdigest() == hashlib.md5(data[1000:]).hexdigest()
