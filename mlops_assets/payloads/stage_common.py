@@ -90,6 +90,16 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def swap_into_place(staging: Path, target: Path) -> None:
+    """The verified staging directory becomes the target: the old copy is moved aside first
+    and removed only after the rename, so a reader never sees a half-built target."""
+    old = target.with_name(f"{OLD_PREFIX}{target.name}.{os.getpid()}")
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    remove_tree(old)
+
+
 class Progress:
     """Logs bytes, rate and ETA at most every `interval_s`."""
 

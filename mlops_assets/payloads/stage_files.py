@@ -23,7 +23,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from stage_common import (
-    OLD_PREFIX,
     STAGING_PREFIX,
     Log,
     StagingError,
@@ -31,16 +30,9 @@ from stage_common import (
     manifest,
     remove_tree,
     run_payload,
+    swap_into_place,
     target_lock,
 )
-
-
-def _swap(staging: Path, target: Path) -> None:
-    old = target.with_name(f"{OLD_PREFIX}{target.name}.{os.getpid()}")
-    if target.exists():
-        os.rename(target, old)
-    os.rename(staging, target)
-    remove_tree(old)
 
 
 def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, Any]:
@@ -72,7 +64,7 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, A
                     "another run is uploading; run again. The previous copy is untouched"
                 )
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
-            _swap(staging, target)
+            swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes")
         return {"path": str(target), "digest": digest, "files": man.file_count, "bytes": man.total_bytes, "changed": True}

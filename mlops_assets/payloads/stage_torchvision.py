@@ -31,7 +31,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from stage_common import (
-    OLD_PREFIX,
     STAGING_PREFIX,
     Log,
     Progress,
@@ -40,6 +39,7 @@ from stage_common import (
     manifest,
     remove_tree,
     run_payload,
+    swap_into_place,
     target_lock,
 )
 
@@ -141,14 +141,6 @@ def _untar(src: Path, into: Path) -> None:
                 raise StagingError(f"{src.name}: refusing member {member.name!r} (links and devices are not data)")
 
 
-def _swap(staging: Path, target: Path) -> None:
-    old = target.with_name(f"{OLD_PREFIX}{target.name}.{os.getpid()}")
-    if target.exists():
-        os.rename(target, old)
-    os.rename(staging, target)
-    remove_tree(old)
-
-
 def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
     target = Path(str(params["target"]))
     plan_digest = str(params["plan_digest"])
@@ -206,7 +198,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 raise StagingError("extracted files do not verify: " + "; ".join(bad) + "; the previous copy is untouched")
             man = manifest.build_manifest(staging, meta={"plan_digest": plan_digest})
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
-            _swap(staging, target)
+            swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} transferred")
         return result(man, transferred)
