@@ -69,7 +69,8 @@ def test_drain_then_resume(healthy: Path, cli) -> None:  # type: ignore[no-untyp
 
 
 def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    """A node fully allocated to a job is in service: the unavailable-share check passes."""
+    """A node fully allocated to a job is in service: the unavailable-share and GPU-count
+    checks pass while it is busy."""
     job = subprocess.run(["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
                          capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
     try:
@@ -77,6 +78,15 @@ def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: igno
         r = rows(cli("validate", "--select", "slurm", "--format", "json"))
         assert r["slurm_unavailable_nodes_within_limit"]["passed"], r["slurm_unavailable_nodes_within_limit"]
         assert r["slurm_unavailable_nodes_within_limit"]["measured"] == 0.0
+        # the GPU count rule on this (HPC-side) host's real sinfo, while the node is still busy
+        # (the gpu_nodes asset's nvidia-smi step would queue behind the job)
+        from mlops_assets.core.hostexec import LocalRunner
+        from mlops_assets.core.hpc_rules import total_gpus
+        from mlops_assets.platform import active
+
+        assert "allocated" in wait_node("allocated|")
+        count = total_gpus(LocalRunner(), active().catalog)
+        assert count.passed and count.measured == 2, count
     finally:
         subprocess.run(["scancel", job], check=False)
     wait_node("idle|")

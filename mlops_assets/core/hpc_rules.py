@@ -167,7 +167,7 @@ def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def total_gpus(runner: Runner, catalog: Catalog) -> Outcome:
-    usable = [n for n in gpu_nodes(runner, catalog) if n.state.available]
+    usable = [n for n in gpu_nodes(runner, catalog) if n.state.healthy]  # busy GPUs still count
     return at_least(
         sum(n.gpus for n in usable),
         catalog.hpc.gpus.min_count,
@@ -385,11 +385,13 @@ def _smi_on_node(runner: Runner, catalog: Catalog, node: SlurmNode, partition: s
 
 
 def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
-    """On every available GPU node: GPU count equals GRES, driver >= minimum, no ECC or row-remap trouble."""
+    """On every GPU node in service: GPU count equals GRES, driver >= minimum, no ECC or
+    row-remap trouble. A busy node is probed too: its step queues until the node's GPUs free
+    up (within the probe's timeout), as a validation run beside running jobs needs."""
     partition = next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
-    nodes = [n for n in gpu_nodes(runner, catalog) if n.state.available and n.gpus > 0]
+    nodes = [n for n in gpu_nodes(runner, catalog) if n.state.healthy and n.gpus > 0]
     if not nodes:
-        raise ProbeFailed("no available GPU node to probe", "resume a GPU node first")
+        raise ProbeFailed("no GPU node in service to probe", "resume a GPU node first")
     facts, problems, bad = [], [], []
     for node in nodes:
         fact, trouble = _smi_on_node(runner, catalog, node, partition)
