@@ -262,3 +262,31 @@ def test_disk_full_gives_a_clear_error_and_the_previous_copy_stays(small_fs: Pat
         filler.unlink()
     code, rows, _ = _rows(_cli(catalog, home, "materialize", KEY))
     assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"] and _verified(target), rows
+
+
+def test_orchestrator_killed_mid_download_leaves_nothing_unverified_and_the_next_run_finishes(
+    proxy: Throttle, fresh_path: tuple[str, Path], tmp_path: Path
+) -> None:
+    """kill -9 of the CLI process (the orchestrator) while the payload downloads on the HPC
+    side: whatever the orphaned payload does next, nothing unverified looks staged, and the
+    next run (which waits on the orphan's lock if it still runs) ends with a verified copy."""
+    rel, target = fresh_path
+    catalog = _catalog(tmp_path, proxy.url, rel)
+    run = _cli(catalog, tmp_path / "home", "materialize", KEY)
+    big = "train-images-idx3-ubyte.gz"
+    try:
+        _wait(lambda: proxy.sent.get(big, 0) > 1_000_000, f"{big} under way")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.communicate(timeout=30)
+    assert run.returncode == -signal.SIGKILL
+    if target.exists():  # the orphaned payload may have finished: then it must have verified
+        assert _verified(target)
+    assert not (target / manifest.MANIFEST_NAME).exists() or _verified(target)
+
+    proxy.rate = 50_000_000  # let an orphan still downloading finish or fail fast
+    code, rows, err = _rows(_cli(catalog, tmp_path / "home", "materialize", KEY))
+    assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"], (rows, err[-2000:])
+    assert _verified(target)
+    _wait(lambda: subprocess.run(["pgrep", "-u", "mlops", "-f", target.name], capture_output=True, check=False).returncode == 1,
+          "no payload of this target left running", timeout=120)
