@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 SIF_MAGIC = "SIF_MAGIC"
@@ -88,8 +88,13 @@ def image_commands(
     return ImageCommand(
         fetch=fetch,
         inspect=[apptainer, "inspect", "--json", tmp_image],
-        versions=[apptainer, "exec", "--cleanenv", tmp_image, "python3", "-c", VERSIONS_SCRIPT, *packages],
+        versions=versions_argv(tmp_image, packages, apptainer),
     )
+
+
+def versions_argv(image: str, packages: Sequence[str], apptainer: str = "apptainer") -> list[str]:
+    """The image's own python3 prints the packages' versions (and torch's CUDA build)."""
+    return [apptainer, "exec", "--cleanenv", image, "python3", "-c", VERSIONS_SCRIPT, *packages]
 
 
 def shell_line(argv: Sequence[str]) -> str:
@@ -138,6 +143,17 @@ def release_at_least(found: str, minimum: str) -> bool:
         return tuple(int(x) for x in m.group(0).split(".")) if m else ()
 
     return bool(release(found)) and release(found) >= release(minimum)
+
+
+def version_shortfalls(
+    found: Mapping[str, str], expected: Mapping[str, str], at_least: Callable[[str, str], bool] = release_at_least
+) -> list[str]:
+    """`name found < minimum` for each expected package that is missing or too old."""
+    return [
+        f"{n} {found.get(n, 'missing')} < {v}"
+        for n, v in expected.items()
+        if found.get(n, "missing") == "missing" or not at_least(found[n], v)
+    ]
 
 
 def fatal_message(text: str) -> str:

@@ -19,11 +19,12 @@ from mlops_assets.core.apptainer_cli import (
     SIF_MAGIC_OFFSET,
     count_gpus,
     fatal_message,
-    image_commands,
     parse_labels,
     parse_versions,
     render_definition,
     sidecar_path,
+    version_shortfalls,
+    versions_argv,
 )
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.hostexec import Runner
@@ -52,8 +53,7 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
 
 
 def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> Outcome:
-    bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items()
-           if found.get(n, "missing") == "missing" or not versions.at_least(found[n], v)]
+    bad = version_shortfalls(found, expected, versions.at_least)
     return Outcome(
         not bad,
         ", ".join(f"{n} {found.get(n, 'missing')}" for n in expected),
@@ -67,8 +67,7 @@ def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> O
 
 def image_packages(runner: Runner, path: str, expected: Mapping[str, str], apptainer: str = "apptainer") -> Outcome:
     """The frameworks inside the image, read by the image's own Python."""
-    cmd = image_commands("pull", "-", path, packages=list(expected), apptainer=apptainer).versions
-    res = runner.run(cmd, timeout_s=300)
+    res = runner.run(versions_argv(path, list(expected), apptainer), timeout_s=300)
     if not res.ok:
         return Outcome(False, "unmeasured", ", ".join(f"{k}>={v}" for k, v in expected.items()), "packages in the image",
                        "the image does not run: check apptainer and the SIF file", detail=f"{path}: {fatal_message(res.stderr + res.stdout)}")

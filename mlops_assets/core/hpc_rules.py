@@ -384,11 +384,16 @@ def _smi_on_node(runner: Runner, catalog: Catalog, node: SlurmNode, partition: s
     return f"{len(gpus)}x {'/'.join(names)} driver {'/'.join(drivers)}", problems
 
 
+def gpu_partition(catalog: Catalog) -> str:
+    """Where GPU probes run: the first partition the catalog marks gpu, else the smoke one."""
+    return next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
+
+
 def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
     """On every GPU node in service: GPU count equals GRES, driver >= minimum, no ECC or
     row-remap trouble. A busy node is probed too: its step queues until the node's GPUs free
     up (within the probe's timeout), as a validation run beside running jobs needs."""
-    partition = next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
+    partition = gpu_partition(catalog)
     nodes = [n for n in gpu_nodes(runner, catalog) if n.state.healthy and n.gpus > 0]
     if not nodes:
         raise ProbeFailed("no GPU node in service to probe", "resume a GPU node first")

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stage_common import Log, StagingError, run_payload, target_lock
+from stage_common import Log, StagingError, manifest, run_payload, target_lock
 
 try:  # shipped next to the payload on the HPC side
     import mlops_apptainer as cli
@@ -59,8 +59,7 @@ def _run(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, what:
     code = proc.wait()
     text = "\n".join(lines)
     if code != 0:
-        message = cli.fatal_message(text)
-        raise StagingError(f"{what} failed (exit {code}): {message}. Hint: {cli.hint_for_failure(message)}")
+        raise _failed(what, code, text)
     return text
 
 
@@ -73,17 +72,14 @@ def _output(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, wh
     except subprocess.TimeoutExpired:
         raise StagingError(f"{what} took longer than {timeout_s:.0f}s; the previous image is untouched") from None
     if res.returncode != 0:
-        message = cli.fatal_message(res.stderr + res.stdout)
-        raise StagingError(f"{what} failed (exit {res.returncode}): {message}. Hint: {cli.hint_for_failure(message)}")
+        raise _failed(what, res.returncode, res.stderr + res.stdout)
     return res.stdout
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _failed(what: str, code: int, output: str) -> StagingError:
+    """Apptainer's own FATAL line, with what to do about it."""
+    message = cli.fatal_message(output)
+    return StagingError(f"{what} failed (exit {code}): {message}. Hint: {cli.hint_for_failure(message)}")
 
 
 def _local_source_state(kind: str, source: str) -> str:
@@ -159,13 +155,12 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
             seconds = time.monotonic() - started
             labels = cli.parse_labels(_output(cmds.inspect, log, env, 300, "apptainer inspect"))
             found = cli.parse_versions(_output(cmds.versions, log, env, 600, "framework versions inside"))
-            bad = [f"{n} {found.get(n, 'missing')} < {v}" for n, v in expected.items()
-                   if found.get(n, "missing") == "missing" or not cli.release_at_least(found[n], v)]
+            bad = cli.version_shortfalls(found, expected)
             if bad:
                 raise StagingError(f"the new image lacks the expected frameworks ({'; '.join(bad)}); "
                                    "it was not published and the previous image is untouched")
             size = tmp.stat().st_size
-            sha = _sha256(tmp)
+            _, sha = manifest.hash_file(tmp)
             os.replace(tmp, target)
             mtime_ns = target.stat().st_mtime_ns
         finally:

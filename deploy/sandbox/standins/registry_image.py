@@ -72,10 +72,11 @@ def assemble_rootfs(root: Path, site_packages: Path) -> None:
     dst_lib = root / stdlib.relative_to("/")
     shutil.copytree(stdlib, dst_lib, ignore=lambda d, names: [n for n in names if n in STDLIB_SKIP], symlinks=True)
     dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
-    for lib in _libs_of([python, busybox, *dynload]):  # busybox may be the dynamic build
+    libs = _libs_of([python, busybox, *dynload])  # busybox may be the dynamic build
+    for lib in libs:
         _copy(lib, root)
     # glibc's compatibility stubs: host binaries that `--nv` binds in (nvidia-smi) link them
-    libc_dir = next(iter(_libs_of([python]) & {p for p in _libs_of([python]) if p.name.startswith("libc.so")})).parent
+    libc_dir = next(p for p in libs if p.name.startswith("libc.so")).parent
     for stub in ("libpthread.so.0", "libdl.so.2", "librt.so.1"):
         if (libc_dir / stub).exists():
             _copy(libc_dir / stub, root)

@@ -11,7 +11,7 @@ import dagster as dg
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, external
 from mlops_assets.core import hpc_rules as r
-from mlops_assets.core.checks import CheckSpec, Outcome, Severity
+from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
 from mlops_assets.platform import active
 
 GROUP = "hpc"
@@ -23,17 +23,14 @@ def _on_hpc(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]
 
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
     """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
-    from mlops_assets.core.checks import ProbeFailed
-    from mlops_assets.core.containers import nv_exposes_gpus
+    from mlops_assets.core.containers import container_path, nv_exposes_gpus
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
     name = cat.smoke.container or next(iter(cat.containers))
-    image = f"{r.directories(cat)['containers']}/{cat.containers[name].file}"
+    image = container_path(cat, cat.containers[name])
     if not runner.run(["test", "-f", image]).ok:
         raise ProbeFailed(f"{image} is not staged: --nv needs an image to exec", f"materialize container_{name} first")
-    gpus = cat.hpc.slurm.gpus_per_node
-    partition = next((p.name for p in cat.hpc.slurm.partitions if p.gpu), cat.smoke.partition)
-    return nv_exposes_gpus(runner, image, partition, gpus, fake=cat.hpc.gpus.fake)
+    return nv_exposes_gpus(runner, image, r.gpu_partition(cat), cat.hpc.slurm.gpus_per_node, fake=cat.hpc.gpus.fake)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
