@@ -163,3 +163,30 @@ def test_unreachable_login_node_fails_every_hpc_check_quickly(healthy: Path, cli
     assert {x["detail"] for x in r.values()} == {next(iter(r.values()))["detail"]}, "one clear message"
     assert "cannot reach 127.0.0.1:1" in next(iter(r.values()))["detail"]
     assert elapsed < 30, f"took {elapsed:.1f}s"
+
+
+def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14.5: the only GPU node drained. Probes that need a node read the partition
+    first (one sinfo) and answer with the node, its state and its reason; no probe job is
+    submitted (so none queues until a timeout), and a job that never ran is never called a
+    missing program."""
+    reason = 'disk "sdb" failing; see ticket #42 (ops)'
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", f"reason={reason}"], check=True)
+    try:
+        res = cli("validate", "--select", "hpc", "--format", "json")
+        r = rows(res)
+        for name in ("apptainer_on_compute_node", "gpu_nvidia_smi_matches_gres_per_node",
+                     "apptainer_nv_exposes_allocated_gpus"):
+            row = r[name]
+            assert not row["passed"], row
+            assert row["measured"] == "unmeasured", row
+            assert "not installed" not in json.dumps(row) and "timed out" not in row["detail"], row
+            assert "no node of partition gpu is in service" in row["detail"], row
+            assert reason in row["detail"] and "localhost: drained" in row["detail"], row
+            assert "sinfo -R" in row["hint"], row
+        submitted = subprocess.run(["sacct", "-n", "-X", "-P", "-S", start, "-o", "JobName"],
+                                   capture_output=True, text=True, check=True).stdout.split()
+        assert not [j for j in submitted if j.startswith("mlops-probe-")], submitted
+    finally:
+        resume()

@@ -261,6 +261,11 @@ class Bucket(_Strict):
     required: bool = True
     purpose: str = ""
 
+    @property
+    def asset_key(self) -> str:
+        """The storage group's asset that creates this bucket."""
+        return f"bucket_{self.name.replace('-', '_').replace('.', '_')}"
+
 
 class Cloud(_Strict):
     kubernetes: Kubernetes

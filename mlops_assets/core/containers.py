@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
-from mlops_assets.core import versions
+from mlops_assets.core import node_probe, versions
 from mlops_assets.core.apptainer_cli import (
     SIF_MAGIC,
     SIF_MAGIC_OFFSET,
@@ -91,9 +91,11 @@ def parse_nv_probe(text: str) -> tuple[int, int, str]:
 def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:
     """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
     counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
-    argv = ["srun", "-p", partition, "-N", "1", "-n", "1", f"--gres=gpu:{gpus}", "--time=00:05:00", "--quiet",
-            "sh", "-c", NV_PROBE, "sh", image]
-    res = runner.run(argv, timeout_s=timeout_s)
+    step = node_probe.run_step(runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s))
+    if not step.ran:
+        raise ProbeFailed(f"the --nv probe job did not run on partition {partition}: {step.why_not}",
+                          node_probe.OUT_OF_SERVICE_HINT)
+    res = step.result
     text = res.stdout + res.stderr
     if "== inside" not in text:
         raise ProbeFailed(f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",

@@ -8,15 +8,13 @@ import time
 from collections.abc import Sequence
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import versions
+from mlops_assets.core import node_probe, versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, at_most, missing_items
 from mlops_assets.core.hostexec import CommandResult, Runner
 from mlops_assets.core.nvidia_smi import NVIDIA_SMI_QUERY, parse_query_gpu
 from mlops_assets.core.slurm import (
-    SINFO_NODE_FORMAT,
     SlurmNode,
     parse_gres_mismatch,
-    parse_sinfo_nodes,
 )
 
 GRES_HINT = (
@@ -98,11 +96,8 @@ def accounting_enabled(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
-    res = must(runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers")
-    try:
-        return parse_sinfo_nodes(res.stdout)
-    except ValueError as exc:
-        raise ProbeFailed(f"unexpected sinfo output: {exc}", "check the SLURM version and sinfo") from None
+    """One sinfo shared by every probe of a run (node_probe keeps it)."""
+    return node_probe.sinfo_nodes(runner)
 
 
 def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:
@@ -340,14 +335,20 @@ def parse_beegfs_targets(text: str) -> list[tuple[str, str, str]]:
 
 
 def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
-    """The login node is not where jobs run: ask a compute node too."""
+    """The login node is not where jobs run: ask a compute node too. A step SLURM never
+    started is the partition's fault and says so; only slurmstepd's execve error means the
+    program is missing."""
     partition = catalog.smoke.partition
-    res = runner.run(["srun", "-p", partition, "-N", "1", "-n", "1", "--time=00:01:00", "--quiet", "apptainer", "--version"], timeout_s=120)
     minimum = catalog.hpc.apptainer.min_version
-    if not res.ok:
-        return Outcome(False, "not installed", minimum, "version on a compute node",
-                       f"install Apptainer >= {minimum} on every compute node", detail=res.tail(2))
-    found = version_text(res.stdout)
+    step = node_probe.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
+    if not step.ran:
+        raise ProbeFailed(f"the probe job did not run on partition {partition}: {step.why_not}",
+                          node_probe.OUT_OF_SERVICE_HINT)
+    if step.missing_program or not step.result.ok:
+        return Outcome(False, "not installed" if step.missing_program else f"exit {step.result.returncode}", minimum,
+                       "version on a compute node", f"install Apptainer >= {minimum} on every compute node",
+                       detail=step.result.tail(2))
+    found = version_text(step.result.stdout)
     return Outcome(versions.at_least(found, minimum), found, minimum, "version on a compute node", f"upgrade Apptainer to >= {minimum}")
 
 
@@ -356,12 +357,14 @@ NO_DRIVER = "no NVIDIA driver"
 
 def _smi_on_node(runner: Runner, catalog: Catalog, node: SlurmNode, partition: str) -> tuple[str, list[str]]:
     """(measured fact, problems) for one node, from nvidia-smi inside a job holding all its GPUs."""
-    argv = [
-        "srun", "-p", partition, "-w", node.name, "-N", "1", "-n", "1", f"--gres=gpu:{node.gpus}",
-        "--time=00:02:00", "--quiet", catalog.hpc.gpus.nvidia_smi,
-        f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits",
-    ]
-    res = runner.run(argv, timeout_s=180)
+    command = [catalog.hpc.gpus.nvidia_smi, f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"]
+    try:
+        step = node_probe.run_step(runner, partition, command, node=node.name, gpus=node.gpus)
+    except node_probe.OutOfService as exc:  # the node left service since the partition was read
+        return "not probed", [f"{node.name}: {exc}"]
+    if not step.ran:
+        return "not probed", [f"{node.name}: the probe job did not run: {step.why_not}"]
+    res = step.result
     if not res.ok:
         text = (res.stderr + res.stdout).lower()
         if "no such file" in text or "not found" in text or "couldn't find" in text or "failed to initialize nvml" in text:
@@ -394,9 +397,9 @@ def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
     row-remap trouble. A busy node is probed too: its step queues until the node's GPUs free
     up (within the probe's timeout), as a validation run beside running jobs needs."""
     partition = gpu_partition(catalog)
-    nodes = [n for n in gpu_nodes(runner, catalog) if n.state.healthy and n.gpus > 0]
+    nodes = [n for n in node_probe.in_service(runner, partition) if n.gpus > 0]
     if not nodes:
-        raise ProbeFailed("no GPU node in service to probe", "resume a GPU node first")
+        raise ProbeFailed(f"no node of partition {partition} in service has a GPU GRES", GRES_HINT)
     facts, problems, bad = [], [], []
     for node in nodes:
         fact, trouble = _smi_on_node(runner, catalog, node, partition)

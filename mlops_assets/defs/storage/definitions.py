@@ -46,13 +46,9 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
     return beegfs_layout
 
 
-def bucket_key(bucket: Bucket) -> str:
-    return f"bucket_{bucket.name.replace('-', '_').replace('.', '_')}"
-
-
 def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
     @dg.asset(
-        name=bucket_key(bucket),
+        name=bucket.asset_key,
         group_name=GROUP,
         kinds={"s3", "minio"},
         deps=["minio"],
@@ -91,7 +87,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     for b in catalog.cloud.buckets:
         out.append(
             CheckSpec(
-                bucket_key(b), f"{bucket_key(b)}_round_trip", E if b.required else W,
+                b.asset_key, f"{b.asset_key}_round_trip", E if b.required else W,
                 "Proves writes and reads, not just that the name exists.",
                 bound(lambda c, name: staging_rules.bucket_round_trip(c.s3.client(), name), b.name),
                 ("s3",),
