@@ -321,6 +321,7 @@ class ListedGpu:
 
 
 _L_GPU = re.compile(r"^GPU (\d+): (.+?) \(UUID: (GPU-[0-9A-Fa-f-]+)\)\s*$")
+_L_GPU_ANY = re.compile(r"GPU (\d+): ([^()]+?) \(UUID: (GPU-[0-9A-Fa-f-]+)\)")
 _L_MIG = re.compile(r"^\s*MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[^\s)]+)\)\s*$")
 
 
@@ -334,6 +335,10 @@ def parse_nvidia_smi_list(text: str, *, strict: bool = True) -> list[ListedGpu]:
     for line in text.splitlines():
         line = line.rstrip("\r")
         if not line.strip():
+            continue
+        if line.count("(UUID: GPU-") > 1:  # several lines joined into one by a paste
+            for m in _L_GPU_ANY.finditer(line):
+                gpus.append(ListedGpu(index=int(m.group(1)), name=m.group(2), uuid=m.group(3)))
             continue
         m = _L_GPU.match(line)
         if m:
@@ -416,10 +421,10 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
         (r"insufficiently powered|insufficient power", "insufficient_power",
          "GPU insufficiently powered",
          "check the GPU's auxiliary power cables and the power supply, then reboot"),
-        (r"Unable to determine the device handle for GPU", "device_handle",
+        (r"Unable to (?:determine|detect) the device handle for GPU", "device_handle",
          "GPU not answering (no device handle)",
          f"a GPU did not answer, usually fallen off the bus: {_XID}; reset the GPU (nvidia-smi -r) or reboot the node, drain it meanwhile; RMA if it repeats"),
-        (r"couldn't communicate with the NVIDIA driver", "driver_not_loaded",
+        (r"couldn.t communicate with the NVIDIA driver", "driver_not_loaded",
          "NVIDIA kernel module not loaded",
          "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module for the running "
          "kernel (DKMS) or install the driver for it; check nouveau is blacklisted"),
