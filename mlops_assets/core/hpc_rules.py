@@ -8,10 +8,16 @@ import time
 from collections.abc import Sequence
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import versions
-from mlops_assets.core.checks import Outcome, ProbeFailed, Severity, at_least, at_most, missing_items
+from mlops_assets.core import nvidia_smi, versions
+from mlops_assets.core.checks import (
+    Outcome,
+    ProbeFailed,
+    Severity,
+    at_least,
+    at_most,
+    missing_items,
+)
 from mlops_assets.core.hostexec import CommandResult, Runner
-from mlops_assets.core import nvidia_smi
 from mlops_assets.core.slurm import (
     SINFO_NODE_FORMAT,
     SlurmNode,

@@ -101,16 +101,16 @@ class AllReducePerf:
         return len(self.ranks) > len({r.rank for r in self.ranks})
 
 
-def _wrong(token: str) -> tuple[int | None, float | None]:
+def _wrong(cell: str) -> tuple[int | None, float | None]:
     """(#wrong, max error): ``0`` → (0, None); ``N/A`` → (None, None); ``2e-07`` → (None, 2e-07)."""
-    if _INT.match(token):
-        return int(token), None
-    if token == "N/A":
+    if _INT.match(cell):
+        return int(cell), None
+    if cell == "N/A":
         return None, None
-    if _NUM.match(token):
-        v = float(token)
-        return (int(v), None) if v.is_integer() and "e" not in token.lower() else (None, v)
-    raise ValueError(token)
+    if _NUM.match(cell):
+        v = float(cell)
+        return (int(v), None) if v.is_integer() and "e" not in cell.lower() else (None, v)
+    raise ValueError(cell)
 
 
 def _row(tokens: list[str]) -> PerfRow:

@@ -337,8 +337,8 @@ def parse_nvidia_smi_list(text: str, *, strict: bool = True) -> list[ListedGpu]:
         if not line.strip():
             continue
         if line.count("(UUID: GPU-") > 1:  # several lines joined into one by a paste
-            for m in _L_GPU_ANY.finditer(line):
-                gpus.append(ListedGpu(index=int(m.group(1)), name=m.group(2), uuid=m.group(3)))
+            for joined in _L_GPU_ANY.finditer(line):
+                gpus.append(ListedGpu(index=int(joined.group(1)), name=joined.group(2), uuid=joined.group(3)))
             continue
         m = _L_GPU.match(line)
         if m:
