@@ -15,7 +15,6 @@ SIF_MAGIC = "SIF_MAGIC"
 SIF_MAGIC_OFFSET = 32
 SIDECAR_SUFFIX = ".mlops.json"
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_GPU_LINE = re.compile(r"^GPU \d+: ", re.MULTILINE)
 _FATAL = re.compile(r"^(?:\x1b\[[0-9;]*m)?FATAL:\s*(.+)$", re.MULTILINE)
 
 # Python run inside the image: the expected packages' versions, and torch's CUDA build.
@@ -179,7 +178,3 @@ def hint_for_failure(message: str) -> str:
         return "the image reference does not exist: check the container's source in the catalog"
     return "read the apptainer output in the run log; the previous image is untouched"
 
-
-def count_gpus(nvidia_smi_l: str) -> int:
-    """Lines of `nvidia-smi -L` (`GPU 0: NVIDIA H200 (UUID: GPU-...)`)."""
-    return len(_GPU_LINE.findall(nvidia_smi_l))

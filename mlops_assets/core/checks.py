@@ -31,6 +31,9 @@ class Outcome:
     nodes: tuple[str, ...] = ()
     detail: str = ""
     extra: dict[str, Scalar] = field(default_factory=dict)
+    #: This failure's severity where the probe knows better than the check's spec: a figure
+    #: that cannot be judged is a WARN that says so, even on an ERROR check. None: the spec's.
+    severity: Severity | None = None
 
 
 class ProbeFailed(Exception):
@@ -156,7 +159,7 @@ def run_check(spec: CheckSpec, ctx: Any, secrets: Iterable[str] = ()) -> Evaluat
         asset=spec.asset,
         check=spec.name,
         passed=outcome.passed,
-        severity=spec.severity,
+        severity=outcome.severity or spec.severity,
         measured=outcome.measured,
         threshold=outcome.threshold,
         unit=outcome.unit,

@@ -17,7 +17,6 @@ from mlops_assets.core import node_probe, versions
 from mlops_assets.core.apptainer_cli import (
     SIF_MAGIC,
     SIF_MAGIC_OFFSET,
-    count_gpus,
     fatal_message,
     parse_labels,
     parse_versions,
@@ -29,6 +28,7 @@ from mlops_assets.core.apptainer_cli import (
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.hostexec import Runner
 from mlops_assets.core.hpc_rules import directories
+from mlops_assets.core.nvidia_smi import parse_nvidia_smi_list
 
 
 def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcome:
@@ -85,7 +85,7 @@ def parse_nv_probe(text: str) -> tuple[int, int, str]:
     outside, _, rest = text.partition("== inside")
     inside = rest.rsplit("== exit", 1)[0]
     words = next((ln.strip() for ln in inside.splitlines() if ln.strip() and not ln.startswith(("INFO:", "WARNING:"))), "")
-    return count_gpus(outside), count_gpus(inside), words
+    return len(parse_nvidia_smi_list(outside, strict=False)), len(parse_nvidia_smi_list(inside, strict=False)), words
 
 
 def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:

@@ -174,6 +174,7 @@ def judge_nccl(
     warn_fraction: float = 0.9,
     fail_fraction: float = 0.75,
     min_size_bytes: int = GIB,
+    judge_bandwidth: bool = True,
 ) -> dict[str, Any]:
     """Judge an all-reduce result ``{world_size, sizes: [{bytes, wrong, checked, busbw_gbps}]}``.
 
@@ -181,6 +182,11 @@ def judge_nccl(
     checked no element, or has a wrong value; no size of at least ``min_size_bytes``; or the
     bus bandwidth there is below ``fail_fraction`` of the expectation. Correctness first:
     a fast wrong answer is a failure.
+
+    WARN "unjudged" when there is no expected bus bandwidth (the GPU's profile has none, or
+    there is no profile): a slow all-reduce must not pass silently. ``checked: None`` means
+    the tool did not verify the values (nccl-tests ``-c 0``): a WARN, not a pass.
+    ``judge_bandwidth=False`` (a CPU stand-in run) leaves bandwidth out entirely.
     """
     messages: list[str] = []
     verdicts: list[str] = []
@@ -192,7 +198,13 @@ def judge_nccl(
     if not isinstance(sizes, list) or not sizes:
         return {"verdict": FAIL, "messages": [*messages, "no all-reduce size was measured"], "busbw_gbps": None, "size_bytes": None}
     big: Mapping[str, Any] | None = None
+    unverified: list[int] = []
     for rec in sizes:
+        if isinstance(rec, dict) and rec.get("checked", 0) is None and rec.get("wrong") is None and "bytes" in rec:
+            unverified.append(int(rec["bytes"]))
+            if int(rec["bytes"]) >= min_size_bytes and isinstance(rec.get("busbw_gbps"), int | float) and (big is None or int(rec["bytes"]) > int(big["bytes"])):
+                big = rec
+            continue
         try:
             nbytes, wrong, checked = int(rec["bytes"]), int(rec["wrong"]), int(rec["checked"])
         except (KeyError, TypeError, ValueError):
@@ -207,22 +219,36 @@ def judge_nccl(
             messages.append(f"{nbytes} B: {wrong} of {checked} values wrong after all-reduce")
         if nbytes >= min_size_bytes and isinstance(rec.get("busbw_gbps"), int | float) and (big is None or nbytes > int(big["bytes"])):
             big = rec
+    if unverified:
+        verdicts.append(WARN)
+        messages.append(f"values not verified at {len(unverified)} size(s) (validation off, nccl-tests -c 0): correctness unjudged")
     busbw = None
     if big is None:
         verdicts.append(FAIL)
         messages.append(f"no verified size of at least {min_size_bytes} B: bus bandwidth is only compared there")
     else:
         busbw = float(big["busbw_gbps"])
-        v = judge_value(busbw, expected_busbw_gbps, warn_fraction, fail_fraction)
-        verdicts.append(v)
-        if v != PASS:
-            messages.append(f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}")
+        if judge_bandwidth and (expected_busbw_gbps is None or expected_busbw_gbps <= 0):
+            verdicts.append(WARN)
+            messages.append(f"unjudged: no expected bus bandwidth for {_gpu_named(result)}: busbw {busbw:.1f} GB/s at {int(big['bytes'])} B not compared")
+        elif judge_bandwidth:
+            v = judge_value(busbw, expected_busbw_gbps, warn_fraction, fail_fraction)
+            verdicts.append(v)
+            if v != PASS:
+                messages.append(f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}")
     return {
         "verdict": worst(verdicts),
         "messages": messages,
         "busbw_gbps": busbw,
         "size_bytes": int(big["bytes"]) if big is not None else None,
     }
+
+
+def _gpu_named(result: Mapping[str, Any]) -> str:
+    """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)' or '... (no profile ...)'."""
+    gpu = str(result.get("gpu_name") or "this GPU")
+    profile = result.get("profile")
+    return f"{gpu} (profile {profile} has no allreduce_busbw_gbps)" if profile else f"{gpu} (no profile in smoke.gpu_profiles)"
 
 
 # ------------------------------------------------------------------------ fake GPUs
@@ -270,7 +296,7 @@ def judge_allreduce_on_cpu(result: Mapping[str, Any], *, min_world_size: int = 2
     """An all-reduce over CPU processes (gloo) where the GPUs are fake: every value verified
     exactly as for NCCL (a wrong, missing or unverified value is a FAIL), bandwidth not
     judged (it is loopback memory traffic, no GPU figure); otherwise a WARN that says so."""
-    exact = judge_nccl(result, min_world_size=min_world_size, expected_busbw_gbps=None, min_size_bytes=0)
+    exact = judge_nccl(result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False)
     cpu = judge_cpu_fallback({"all-reduce": exact["verdict"] != FAIL}, f"the {result.get('world_size')}-rank all-reduce (gloo, CPU processes)")
     messages = [*exact["messages"], *(m for m in cpu["messages"] if "gave wrong values" not in m)]
     return {"verdict": worst([exact["verdict"], cpu["verdict"]]), "messages": messages}
