@@ -228,7 +228,7 @@ def hint_for_failure(message: str) -> str:
 
 
 # Apptainer's own log lines (`FATAL:   ...`, `ERROR  : ...`), possibly coloured.
-_APPTAINER_ERROR = re.compile(r"^(?:\x1b\[[0-9;]*m)*(?:FATAL|ERROR)\s*:\s*(.+?)(?:\x1b\[0m)?\s*$", re.MULTILINE)
+_APPTAINER_ERROR = re.compile(r"^[ \t]*(?:\x1b\[[0-9;]*m)*(?:FATAL|ERROR)\s*:\s*(.+?)(?:\x1b\[0m)?\s*$", re.MULTILINE)
 # `FATAL: "nvidia-smi": executable file not found in $PATH`: the container started, the command
 # is missing in it (with --nv: no nvidia-smi on the host to bind). Not a start failure.
 _COMMAND_MISSING = "executable file not found in $path"
@@ -242,7 +242,9 @@ def start_failure(text: str) -> str | None:
         message = m.group(1).strip()
         if _COMMAND_MISSING not in message.lower():
             return message
-    return None
+    # pasted or wrapped without its FATAL: prefix (log collectors, forum posts)
+    bare = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("container creation failed:")), None)
+    return bare
 
 
 def start_failure_hint(message: str) -> str:

@@ -203,7 +203,7 @@ def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") 
     if product != apptainer_cli.APPTAINER:
         return Outcome(False, label, f"Apptainer >= {minimum}", unit,
                        f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
-                       detail=f"{label} found, Apptainer >= {minimum} needed")
+                       detail=f"{product} {found} found{label[len(product) + len(found) + 1:]}, Apptainer >= {minimum} needed")
     return Outcome(versions.at_least(found, minimum), version_text(found), minimum, unit,
                    f"upgrade Apptainer to >= {minimum}", detail=version_output.strip()[:200])
 
