@@ -104,23 +104,70 @@ def shell_line(argv: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- parsing
 
 
+# `apptainer --version` and the products that went before it. Apptainer ships a `singularity`
+# link that still prints `apptainer version`; SingularityCE prints `singularity-ce version`,
+# SingularityPRO `SingularityPRO version`; legacy Singularity 3.0-3.7 printed `singularity
+# version`, and 2.x only the bare number (`2.6.1-dist`).
+_PRODUCT_VERSION = re.compile(
+    r"^\s*(apptainer|singularity-ce|singularitypro|singularity-pro|singularity)\s+version\s+v?(\d+\.\d+(?:\.\d+)?\S*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BARE_VERSION = re.compile(r"^\s*v?(\d+\.\d+(?:\.\d+)?(?:[-+.]\S*)?)\s*$", re.MULTILINE)
+PRODUCTS = {
+    "apptainer": "Apptainer",
+    "singularity-ce": "SingularityCE",
+    "singularitypro": "SingularityPRO",
+    "singularity-pro": "SingularityPRO",
+    "singularity": "Singularity",
+}
+APPTAINER = "Apptainer"
+
+
+def parse_product_version(text: str) -> tuple[str, str]:
+    """(product, version) from `apptainer --version` or `singularity --version`: the jobs call
+    `apptainer`, so which product answered matters as much as the number."""
+    m = _PRODUCT_VERSION.search(text)
+    if m:
+        return PRODUCTS[m.group(1).lower()], m.group(2)
+    bare = _BARE_VERSION.search(text)
+    if bare and bare.group(1).startswith("2."):  # Singularity 2.x: `2.6.1-dist`
+        return "Singularity", bare.group(1)
+    raise ValueError(f"no version in {text.strip()[:80]!r}: is this apptainer --version output?")
+
+
+def product_label(product: str, version: str) -> str:
+    """`Apptainer 1.4.5`, `Singularity 3.7.0 (legacy Singularity)`, `SingularityCE 4.1.0`."""
+    return f"{product} {version}" + (" (legacy Singularity)" if product == "Singularity" else "")
+
+
 def parse_version(text: str) -> str:
     """`apptainer version 1.4.5`, `apptainer version 1.3.4-1.el9`, `singularity-ce version 4.1.0`."""
-    m = re.search(r"version\s+(\d+\.\d+(?:\.\d+)?\S*)", text)
-    if not m:
-        raise ValueError(f"no version in {text.strip()[:80]!r}: is this apptainer --version output?")
-    return m.group(1)
+    return parse_product_version(text)[1]
 
 
 def parse_labels(inspect_json: str) -> dict[str, str]:
-    """Labels from `apptainer inspect --json` (data.attributes.labels; null when none)."""
+    """Labels from `inspect --json`, in every shape it has had: Apptainer and Singularity >= 3.2
+    `{"data": {"attributes": {"labels": {...}}}}` (null when none); Singularity 3.0/3.1
+    `{"attributes": {"labels": ...}}` without `data`, the labels even as a JSON string; 2.x put
+    `type` inside `data`. Any other shape is an error, never an empty set of labels."""
     try:
         doc = json.loads(inspect_json)
     except json.JSONDecodeError as exc:
         raise ValueError(f"apptainer inspect --json printed no JSON ({exc.msg} at {exc.pos})") from None
-    labels = (((doc or {}).get("data") or {}).get("attributes") or {}).get("labels") or {}
+    holder = doc.get("data", doc) if isinstance(doc, dict) else None
+    attributes = holder.get("attributes") if isinstance(holder, dict) else None
+    if not isinstance(attributes, dict):
+        keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown output shape")
+    labels = attributes.get("labels")
+    if isinstance(labels, str):  # Singularity 3.0/3.1 printed the labels file as a string
+        try:
+            labels = json.loads(labels) if labels.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError("apptainer inspect --json: attributes.labels is a string but not JSON") from None
+    labels = labels or {}
     if not isinstance(labels, dict):
-        raise ValueError("apptainer inspect --json: data.attributes.labels is not a mapping")
+        raise ValueError("apptainer inspect --json: attributes.labels is not a mapping")
     return {str(k): str(v) for k, v in labels.items()}
 
 
@@ -177,4 +224,41 @@ def hint_for_failure(message: str) -> str:
     if "manifest unknown" in low or "not found" in low or "no such file" in low:
         return "the image reference does not exist: check the container's source in the catalog"
     return "read the apptainer output in the run log; the previous image is untouched"
+
+
+# Apptainer's own log lines (`FATAL:   ...`, `ERROR  : ...`), possibly coloured.
+_APPTAINER_ERROR = re.compile(r"^[ \t]*(?:\x1b\[[0-9;]*m)*(?:FATAL|ERROR)\s*:\s*(.+?)(?:\x1b\[0m)?\s*$", re.MULTILINE)
+# `FATAL: "nvidia-smi": executable file not found in $PATH`: the container started, the command
+# is missing in it (with --nv: no nvidia-smi on the host to bind). Not a start failure.
+_COMMAND_MISSING = "executable file not found in $path"
+
+
+def start_failure(text: str) -> str | None:
+    """Apptainer's own message when it did not start the container (a FATAL or ERROR line of
+    its own, such as a capability set it may not have, a mount hook or a missing image), else
+    None. A container that started and found no GPU is a different cause with a different fix."""
+    for m in _APPTAINER_ERROR.finditer(text):
+        message = m.group(1).strip()
+        if _COMMAND_MISSING not in message.lower():
+            return message
+    # pasted or wrapped without its FATAL: prefix (log collectors, forum posts)
+    bare = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("container creation failed:")), None)
+    return bare
+
+
+def start_failure_hint(message: str) -> str:
+    """The usual fix for the start failures seen on real sites."""
+    low = message.lower()
+    if "capability set" in low:
+        return ("Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
+                "restricted capability bounding set (a container or sandboxed login); run it as an unprivileged user")
+    if "fakeroot" in low or "subuid" in low or "user namespace" in low or "/proc/self/ns/user" in low:
+        return "unprivileged user namespaces are unavailable: enable them (user.max_user_namespaces) or install apptainer-suid"
+    if "squashfuse" in low or "bad superblock" in low or "mount hook" in low or "fuse" in low:
+        return "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, or re-materialize a damaged SIF"
+    if "nvidia-container-cli" in low:
+        return "--nvccli failed: check nvidia-container-cli on the node, or use plain --nv"
+    if "no such file" in low or "not found" in low or "failed to open image" in low or "image format" in low:
+        return "the image is missing or damaged on the node: re-materialize the container asset"
+    return "Apptainer failed before running the command: read its message and apptainer.conf on the node"
 

@@ -235,22 +235,49 @@ def kserve_version(kube: Kube, catalog: Catalog) -> Outcome:
     )
 
 
+# InferenceService sub-conditions that say which part is not ready (KServe 0.7-0.15).
+_ISVC_PARTS = ("PredictorReady", "TransformerReady", "ExplainerReady", "IngressReady",
+               "LatestDeploymentReady", "RoutesReady", "PredictorRouteReady", "PredictorConfigurationReady")
+
+
+def isvc_not_ready(isvc: dict[str, Any]) -> str | None:
+    """Why an InferenceService is not Ready, in KServe's words: the Ready condition's reason and
+    message (e.g. RuntimeUnhealthy), then each failing sub-condition; None when Ready."""
+    conds = {str(c.get("type")): c for c in (isvc.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+    ready = conds.get("Ready")
+    if ready is not None and ready.get("status") == "True":
+        return None
+    if ready is None:
+        head = "no Ready condition (not reconciled yet: is the KServe controller running?)"
+    else:
+        head = " ".join(filter(None, [str(ready.get("reason") or f"Ready={ready.get('status', '?')}"), str(ready.get("message") or "").strip()]))
+    parts = [
+        f"{name}={c.get('status')}" + "".join(f" {c[k]}" for k in ("reason", "message") if c.get(k))
+        for name, c in conds.items()
+        if name != "Ready" and c.get("status") != "True" and (name in _ISVC_PARTS or name.endswith("Ready"))
+    ]
+    model = (isvc.get("status") or {}).get("modelStatus") or {}
+    failure = (model.get("lastFailureInfo") or {}) if isinstance(model, dict) else {}
+    if failure.get("reason") or failure.get("message"):
+        parts.append(f"model {failure.get('reason', '')} {failure.get('message', '')}".strip())
+    return head + (f" [{'; '.join(parts)}]" if parts else "")
+
+
 def kserve_isvcs_ready(kube: Kube, catalog: Catalog) -> Outcome:
     ks = catalog.cloud.components.kserve
     total, bad = 0, []
     for ns in ks.watched_namespaces:
         for isvc in _items(_kget(kube, f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices")):
             total += 1
-            conds = {c.get("type"): c for c in isvc.get("status", {}).get("conditions", [])}
-            ready = conds.get("Ready", {})
-            if ready.get("status") != "True":
-                bad.append(f"{ns}/{isvc['metadata']['name']}: {ready.get('reason', 'NoReadyCondition')} {ready.get('message', '')}".strip())
+            why = isvc_not_ready(isvc)
+            if why is not None:
+                bad.append(f"{ns}/{isvc['metadata']['name']}: {why}")
     return Outcome(
         not bad,
         total - len(bad),
         total,
         "InferenceServices Ready",
-        "InferenceService not Ready: check the model exists in MinIO, the storage secret, and GPU node labels/taints",
+        "InferenceService not Ready: the reason above names the part; check the model exists in MinIO, the storage secret, and GPU node labels/taints",
         detail="; ".join(bad),
     )
 
@@ -422,23 +449,59 @@ def _job(target: dict[str, Any]) -> str:
     return str(target.get("labels", {}).get("job") or target.get("scrapePool") or "?")
 
 
+def _instance(target: dict[str, Any]) -> str:
+    return f"{_job(target)}@{target.get('labels', {}).get('instance', '?')}"
+
+
+# /api/v1/targets health: "up", "down", or "unknown" before the first scrape (right after a
+# restart or a new ServiceMonitor). Unknown is not down: it is not judged yet.
+NOT_SCRAPED = "unknown"
+
+
 def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
-    """The share of active targets up against the catalog's threshold; down ones named."""
+    """The share of scraped targets up against the catalog's threshold; down ones named.
+    Targets not scraped yet are left out here and reported by prometheus_targets_scraped."""
     targets = _active_targets(http)
     minimum = catalog.cloud.services.prometheus.min_targets_up_fraction
-    down = [t for t in targets if t.get("health") != "up"]
-    names = [f"{_job(t)}@{t.get('labels', {}).get('instance', '?')}" for t in down]
-    share = round((len(targets) - len(down)) / len(targets), 3) if targets else 0.0
+    scraped = [t for t in targets if t.get("health") != NOT_SCRAPED]
+    waiting = len(targets) - len(scraped)
+    down = [t for t in scraped if t.get("health") != "up"]
+    share = round((len(scraped) - len(down)) / len(scraped), 3) if scraped else 0.0
+    if targets and not scraped:  # all waiting for their first scrape: nothing to judge yet
+        return Outcome(True, "not scraped yet", minimum, "share of active scrape targets up", "",
+                       detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
+                       extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting})
+    detail = "; ".join(f"down {_instance(t)}: {t.get('lastError', '')}".strip() for t in down)
+    if not targets:
+        detail = "no active targets"
+    elif waiting:
+        detail = "; ".join(filter(None, [detail, f"{waiting} not scraped yet, left out"]))
     return Outcome(
         bool(targets) and share >= minimum,
         share,
         minimum,
-        "share of active scrape targets up",
+        "share of scraped targets up",
         "a scrape target is down: check the exporter's pod and the ServiceMonitor",
-        nodes=tuple(names),
-        detail="; ".join(f"down {n}: {t.get('lastError', '')}".strip() for n, t in zip(names, down, strict=True))
-        or ("no active targets" if not targets else ""),
-        extra={"targets_up": len(targets) - len(down), "targets_total": len(targets)},
+        nodes=tuple(_instance(t) for t in down),
+        detail=detail,
+        extra={"targets_up": len(scraped) - len(down), "targets_total": len(targets), "targets_not_scraped": waiting},
+    )
+
+
+def prometheus_targets_scraped(http: Http, catalog: Catalog) -> Outcome:
+    """Every active target scraped at least once (health not `unknown`). A WARN check: right
+    after a Prometheus restart or a new ServiceMonitor this is normal for one scrape interval;
+    a target that stays unknown is never scraped (interval, sharding or a stuck scrape pool)."""
+    targets = _active_targets(http)
+    waiting = [t for t in targets if t.get("health") == NOT_SCRAPED]
+    return Outcome(
+        not waiting,
+        len(targets) - len(waiting),
+        len(targets),
+        "active targets scraped at least once",
+        "not scraped yet: wait one scrape interval and re-check; if it stays unknown, check the scrape interval and Prometheus' log",
+        nodes=tuple(_instance(t) for t in waiting),
+        detail="; ".join(f"not scraped yet: {_instance(t)}" for t in waiting),
     )
 
 

@@ -22,6 +22,8 @@ from mlops_assets.core.apptainer_cli import (
     parse_versions,
     render_definition,
     sidecar_path,
+    start_failure,
+    start_failure_hint,
     version_shortfalls,
     versions_argv,
 )
@@ -88,6 +90,14 @@ def parse_nv_probe(text: str) -> tuple[int, int, str]:
     return len(parse_nvidia_smi_list(outside, strict=False)), len(parse_nvidia_smi_list(inside, strict=False)), words
 
 
+def inside_start_failure(text: str) -> str | None:
+    """Apptainer's message when `exec --nv` did not start the container at all (NV_PROBE's
+    inside part, or a bare `apptainer exec --nv ... nvidia-smi -L` output); None when it ran."""
+    inside = text.partition("== inside")[2] or text
+    inside = inside.rsplit("== exit", 1)[0]
+    return None if parse_nvidia_smi_list(inside, strict=False) else start_failure(inside)
+
+
 def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:
     """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
     counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
@@ -102,11 +112,16 @@ def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fa
                           "check the partition and that a GPU node is available")
     outside, inside, words = parse_nv_probe(res.stdout)
     note = " (the catalog declares these GPUs fake)" if fake else ""
+    unit = f"GPUs visible inside apptainer exec --nv (outside: {outside})"
+    failed = inside_start_failure(res.stdout)
+    if failed is not None:  # nothing ran inside: no GPU count exists to compare
+        return Outcome(False, "container did not start", gpus, unit, start_failure_hint(failed) + note,
+                       detail=f"{image}: the container did not start: {failed[:300]}", extra={"gpus_outside": outside})
     return Outcome(
         passed=inside == outside == gpus,
         measured=inside,
         threshold=gpus,
-        unit=f"GPUs visible inside apptainer exec --nv (outside: {outside})",
+        unit=unit,
         hint=("no GPU inside the container: check the NVIDIA driver and libnvidia-container on the node, "
               "and nvliblist.conf of Apptainer" if inside == 0 else "the container sees other GPUs than the job was given: check cgroup ConstrainDevices") + note,
         detail=f"{image}: inside said {words[:200]!r}" if inside != gpus else image,

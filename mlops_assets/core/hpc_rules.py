@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import node_probe, nvidia_smi, versions
+from mlops_assets.core import apptainer_cli, node_probe, nvidia_smi, storage, versions
 from mlops_assets.core.checks import (
     Outcome,
     ProbeFailed,
@@ -192,10 +192,27 @@ def version_text(text: str) -> str:
         raise ProbeFailed(f"no version number in {text.strip()[:80]!r}", "check the tool's --version output") from None
 
 
+def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") -> Outcome:
+    """Judge `apptainer --version` (or `singularity --version`): only Apptainer counts, because
+    every job and probe calls `apptainer`; another product is named, never compared by number
+    (Singularity 3.7 is not newer than Apptainer 1.1)."""
+    try:
+        product, found = apptainer_cli.parse_product_version(version_output)
+    except ValueError:
+        raise ProbeFailed(f"no version number in {version_output.strip()[:80]!r}", "check the tool's --version output") from None
+    label = apptainer_cli.product_label(product, found)
+    if product != apptainer_cli.APPTAINER:
+        return Outcome(False, label, f"Apptainer >= {minimum}", unit,
+                       f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
+                       detail=f"{product} {found} found{label[len(product) + len(found) + 1:]}, Apptainer >= {minimum} needed")
+    return Outcome(versions.at_least(found, minimum), version_text(found), minimum, unit,
+                   f"upgrade Apptainer to >= {minimum}", detail=version_output.strip()[:200])
+
+
 def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
     minimum = catalog.hpc.apptainer.min_version
     res = runner.run(["apptainer", "--version"])
-    if res.returncode == 127:
+    if res.returncode == 127:  # no apptainer: say what is there instead, if anything
         res = runner.run(["singularity", "--version"])
     if not res.ok:
         return Outcome(
@@ -206,48 +223,46 @@ def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
             f"install Apptainer >= {minimum} on every compute node",
             detail=res.tail(2),
         )
-    found = version_text(res.stdout)
-    return Outcome(
-        versions.at_least(found, minimum),
-        found,
-        minimum,
-        "version",
-        f"upgrade Apptainer to >= {minimum}",
-        detail=res.stdout.strip(),
-    )
+    return apptainer_outcome(res.stdout, minimum)
 
 
 def mount_matches(runner: Runner, catalog: Catalog) -> Outcome:
+    """The BeeGFS root is its own mount of the catalog's type, and writable: a missing mount
+    silently falls back to the root disk, a read-only one fails every staging write."""
     b = catalog.hpc.beegfs
-    res = runner.run(["findmnt", "-n", "-o", "TARGET,FSTYPE", "-T", b.root])
+    res = runner.run(["findmnt", "-n", "-o", storage.FINDMNT_COLUMNS, "-T", b.root])
     if res.returncode == 127:
         raise ProbeFailed(f"findmnt is not installed on {runner.where}", "install util-linux")
     if not res.ok:
         return Outcome(False, "missing", f"{b.fs_type} at {b.root}", "mount",
                        f"{b.root} does not exist: mount BeeGFS there on every node", detail=res.tail(2))
-    target, _, fstype = res.stdout.strip().partition(" ")
-    fstype = fstype.strip()
-    ok = target == b.root and fstype == b.fs_type
+    try:
+        mount = storage.parse_findmnt(res.stdout)
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected findmnt output: {exc}", "check findmnt (util-linux) on the login node") from None
+    ok = mount.target == b.root and mount.fstype == b.fs_type and not mount.read_only
+    problem = (f"{b.root} is served by {mount.target} ({mount.fstype})" if mount.target != b.root or mount.fstype != b.fs_type
+               else f"{b.root} is mounted read-only ({','.join(mount.options)})")
     return Outcome(
         passed=ok,
-        measured=f"{fstype} at {target}",
+        measured=f"{mount.fstype} at {mount.target}" + (" (ro)" if mount.read_only else ""),
         threshold=f"{b.fs_type} at {b.root}",
         unit="mount",
-        hint=f"mount BeeGFS at {b.root} on every node (beegfs-client; check beegfs-ctl --listtargets --state)",
-        detail="" if ok else f"{b.root} is served by {target} ({fstype})",
+        hint=(f"remount {b.root} read-write (check the client log: BeeGFS remounts ro after errors)" if mount.read_only and mount.target == b.root
+              else f"mount BeeGFS at {b.root} on every node (beegfs-client; check beegfs-ctl --listtargets --state)"),
+        detail="" if ok else problem,
     )
 
 
 def free_space(runner: Runner, catalog: Catalog, warn: bool = False) -> Outcome:
     b = catalog.hpc.beegfs
     res = must(runner, ["df", "-P", "-B1", b.root], "check the BeeGFS mount")
-    lines = res.stdout.strip().splitlines()
     try:
-        avail = int(lines[-1].split()[3])
-    except (IndexError, ValueError):
-        raise ProbeFailed(f"unexpected df output: {res.stdout[:120]!r}", "check df on the login node") from None
+        entry = storage.parse_df(res.stdout)[-1]
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected df output: {exc}", "check df on the login node") from None
     return at_least(
-        round(avail / 1e9, 2),
+        round(entry.avail_bytes / 1e9, 2),
         b.min_free_gb if not warn else (b.warn_free_gb or b.min_free_gb),
         "GB free",
         f"free space on {b.root}: remove old checkpoints under jobs/ and models/ or grow the filesystem",
@@ -314,30 +329,32 @@ def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def beegfs_targets(runner: Runner, catalog: Catalog) -> Outcome:
-    """beegfs-ctl --listtargets --state: every target Online and Good, where BeeGFS tools exist."""
-    res = runner.run(["beegfs-ctl", "--listtargets", "--nodetype=storage", "--state"])
-    if res.returncode == 127:
-        return Outcome(True, "no beegfs-ctl", "all Online/Good", "targets", "",
-                       detail=f"beegfs-ctl is not installed on {runner.where}; target states not checked")
-    if not res.ok:
-        raise ProbeFailed(f"beegfs-ctl failed: {res.tail(2)}", "check the BeeGFS management service")
-    targets = parse_beegfs_targets(res.stdout)
-    bad = [f"{t}: {r}/{c}" for t, r, c in targets if (r, c) != ("Online", "Good")]
+    """beegfs-ctl --listtargets --state for metadata and storage: every target Online and Good.
+    Where the catalog's filesystem is not BeeGFS there are no targets; where it is and the tool
+    is missing, the states are unknown, which fails rather than passes."""
+    fs_type = catalog.hpc.beegfs.fs_type
+    targets: list[tuple[str, storage.BeegfsTarget]] = []
+    for nodetype in ("meta", "storage"):
+        res = runner.run(["beegfs-ctl", "--listtargets", f"--nodetype={nodetype}", "--state"])
+        if res.returncode == 127:
+            if fs_type != "beegfs":
+                return Outcome(True, f"not BeeGFS ({fs_type})", "all Online/Good", "targets", "",
+                               detail=f"the catalog's filesystem is {fs_type}: no BeeGFS targets to check")
+            return Outcome(False, "unmeasured", "all Online/Good", "targets",
+                           "install beegfs-utils (beegfs-ctl) on the login node so target states can be read",
+                           detail=f"beegfs-ctl is not installed on {runner.where}: metadata and storage target states unknown")
+        if not res.ok:
+            raise ProbeFailed(f"beegfs-ctl --listtargets --nodetype={nodetype} failed: {res.tail(2)}", "check the BeeGFS management service")
+        try:
+            targets += [(nodetype, t) for t in storage.parse_beegfs_targets(res.stdout)]
+        except ValueError as exc:
+            raise ProbeFailed(f"beegfs-ctl --listtargets --nodetype={nodetype}: {exc}", "check the BeeGFS version and beegfs-ctl") from None
+    bad = [f"{kind} target {t.target_id}: {t.trouble}" for kind, t in targets if not t.good]
     return Outcome(
-        bool(targets) and not bad, len(targets) - len(bad), len(targets), "targets Online/Good",
-        "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; check beegfs-storage",
-        detail="; ".join(bad),
+        bool(targets) and not bad, len(targets) - len(bad), len(targets), "metadata and storage targets Online/Good",
+        "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; check beegfs-storage/beegfs-meta",
+        detail="; ".join(bad) or ("" if targets else "beegfs-ctl listed no targets"),
     )
-
-
-def parse_beegfs_targets(text: str) -> list[tuple[str, str, str]]:
-    """Rows of `TargetID  Reachability  Consistency  NodeID` after the dashed header."""
-    rows = []
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit():
-            rows.append((parts[0], parts[1], parts[2]))
-    return rows
 
 
 def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
@@ -354,8 +371,7 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
         return Outcome(False, "not installed" if step.missing_program else f"exit {step.result.returncode}", minimum,
                        "version on a compute node", f"install Apptainer >= {minimum} on every compute node",
                        detail=step.result.tail(2))
-    found = version_text(step.result.stdout)
-    return Outcome(versions.at_least(found, minimum), found, minimum, "version on a compute node", f"upgrade Apptainer to >= {minimum}")
+    return apptainer_outcome(step.result.stdout, minimum, "version on a compute node")
 
 
 _SMI_HINT = "no GPU inside a job: install/repair the NVIDIA driver, check gres.conf File= lines and cgroup ConstrainDevices"

@@ -1,40 +1,33 @@
-"""Parse df, findmnt and stat output for shared-filesystem checks (BeeGFS, scratch, home).
+"""Parse df, findmnt and `beegfs-ctl --listtargets --state` for the shared-filesystem checks
+of core/hpc_rules.py: one parser per tool output, the one production uses.
 
 A staging or training job fails late and expensively when /beegfs is not mounted (the
-path silently falls back to the root disk), is mounted read-only, is full, or has the
-wrong owner. Checks run these commands on the HPC side and hand the text here. Nothing
-here touches the filesystem; malformed text raises :class:`ValueError`.
+path silently falls back to the root disk), is mounted read-only, is full, or has a storage
+or metadata target offline or out of sync. The checks run these commands on the HPC side and
+hand the text here. Nothing here touches the filesystem; malformed text raises
+:class:`ValueError`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
     "DF_OUTPUT_COLUMNS",
     "FINDMNT_COLUMNS",
-    "STAT_FORMAT",
+    "BeegfsTarget",
     "DfEntry",
-    "DfInodes",
     "MountInfo",
-    "StatInfo",
+    "parse_beegfs_targets",
     "parse_df",
-    "parse_df_inodes",
     "parse_findmnt",
-    "parse_findmnt_json",
-    "parse_stat",
 ]
 
 #: ``df -B1 --output=DF_OUTPUT_COLUMNS PATH``: includes the filesystem type, unlike -P.
 DF_OUTPUT_COLUMNS = "source,fstype,size,used,avail,pcent,target"
 #: ``findmnt -n -o FINDMNT_COLUMNS -T PATH``.
 FINDMNT_COLUMNS = "TARGET,FSTYPE,SOURCE,OPTIONS"
-#: ``stat -c STAT_FORMAT PATH``: owner name, group name, octal mode.
-STAT_FORMAT = "%U %G %a"
 
 
 def _clip(text: str, limit: int = 120) -> str:
@@ -128,48 +121,6 @@ def parse_df(text: str) -> list[DfEntry]:
 
 
 @dataclass(frozen=True)
-class DfInodes:
-    """Inode use of one filesystem (``df -P -i``); counts are None where df prints '-'."""
-
-    filesystem: str
-    inodes: int | None
-    used: int | None
-    free: int | None
-    use_percent: int | None
-    mount_point: str
-
-
-def parse_df_inodes(text: str) -> list[DfInodes]:
-    """Parse ``df -P -i PATH``; some filesystems (btrfs, some network FS) print '-'."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines or lines[0].split()[:2] != ["Filesystem", "Inodes"]:
-        raise ValueError(f"not df -i output: {_clip(text)!r}")
-
-    def opt(v: str, what: str) -> int | None:
-        return None if v == "-" else _num(v, what)
-
-    out = []
-    for line in lines[1:]:
-        parts = line.split(None, 5)
-        if len(parts) != 6:
-            raise ValueError(f"df -i line needs 6 columns: {_clip(line)!r}")
-        fs, inodes, used, free, pct, target = parts
-        out.append(
-            DfInodes(
-                filesystem=fs,
-                inodes=opt(inodes, "inodes"),
-                used=opt(used, "IUsed"),
-                free=opt(free, "IFree"),
-                use_percent=_pct(pct),
-                mount_point=target.rstrip(),
-            )
-        )
-    if not out:
-        raise ValueError("df -i printed a header but no filesystem")
-    return out
-
-
-@dataclass(frozen=True)
 class MountInfo:
     """Where a path is mounted, from findmnt. Sizes only when findmnt was asked for them."""
 
@@ -234,90 +185,56 @@ def parse_findmnt(text: str) -> MountInfo:
     return mounts[-1]
 
 
-def _j_size(obj: Mapping[str, Any], key: str) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        raise ValueError(f"findmnt {key} is not a size: {v!r}")
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and re.fullmatch(r"\d+", v):
-        return int(v)  # util-linux < 2.37 prints numbers as strings
-    raise ValueError(f"findmnt {key} is not a byte count (use -b): {v!r}")
-
-
-def parse_findmnt_json(text: str) -> MountInfo:
-    """Parse ``findmnt -J -T PATH`` (add ``-b -o TARGET,SOURCE,FSTYPE,OPTIONS,SIZE,USED,AVAIL``
-    for sizes). The deepest mount in a ``children`` tree is returned.
-    """
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"findmnt output is not JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("filesystems"), list):
-        raise ValueError("findmnt JSON has no 'filesystems' list")
-    fss = data["filesystems"]
-    if not fss:
-        raise ValueError("findmnt JSON lists no filesystem")
-    # Stacked mounts on one mount point are listed in mount order; the last is visible.
-    if len({f.get("target") if isinstance(f, dict) else None for f in fss}) != 1:
-        raise ValueError("findmnt JSON lists filesystems with different targets")
-    fs = fss[-1]
-    while isinstance(fs, dict) and isinstance(fs.get("children"), list) and fs["children"]:
-        fs = fs["children"][-1]
-    if not isinstance(fs, dict):
-        raise ValueError("findmnt filesystem entry is not an object")
-    vals: dict[str, str] = {}
-    for key in ("target", "fstype", "source"):
-        v = fs.get(key)
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"findmnt JSON lacks {key!r}")
-        vals[key] = v
-    options = fs.get("options", "")
-    if not isinstance(options, str):
-        raise ValueError("findmnt options is not a string")
-    return MountInfo(
-        target=vals["target"],
-        fstype=vals["fstype"],
-        source=vals["source"],
-        options=tuple(o for o in options.split(",") if o),
-        size_bytes=_j_size(fs, "size"),
-        used_bytes=_j_size(fs, "used"),
-        avail_bytes=_j_size(fs, "avail"),
-    )
-
-
 @dataclass(frozen=True)
-class StatInfo:
-    """Owner, group and permission bits of a path (``stat -c '%U %G %a'``)."""
+class BeegfsTarget:
+    """One row of ``beegfs-ctl --listtargets --state``: a storage target or metadata node."""
 
-    owner: str
-    group: str
-    mode: int
-
-    @property
-    def mode_octal(self) -> str:
-        """Mode as stat prints it (``755``, ``1777``)."""
-        return f"{self.mode:o}"
+    target_id: str
+    reachability: str
+    consistency: str
+    node: str
 
     @property
-    def world_writable(self) -> bool:
-        """Anyone may write (o+w)."""
-        return bool(self.mode & 0o002)
+    def good(self) -> bool:
+        return (self.reachability, self.consistency) == ("Online", "Good")
 
     @property
-    def sticky(self) -> bool:
-        """Sticky bit set (shared scratch directories should have it)."""
-        return bool(self.mode & 0o1000)
+    def trouble(self) -> str:
+        """What is wrong with it, in BeeGFS's words and with the usual next step."""
+        if self.reachability != "Online":
+            return (f"{self.reachability}: the management service cannot reach it; "
+                    f"check the beegfs-storage/beegfs-meta service on node {self.node}")
+        if self.consistency == "Needs-resync":
+            return "Needs-resync: its mirror copy is stale; beegfs-ctl --resyncstats, --startresync if none runs"
+        if self.consistency != "Good":
+            return f"{self.consistency}: its data is not trusted; see the storage/meta log on node {self.node}"
+        return ""
 
 
-def parse_stat(text: str) -> StatInfo:
-    """Parse one line of ``stat -c '%U %G %a' PATH`` (``UNKNOWN`` names are kept)."""
+_LISTTARGETS_COLUMNS = ("TargetID", "Reachability", "Consistency")
+
+
+def parse_beegfs_targets(text: str) -> list[BeegfsTarget]:
+    """Parse ``beegfs-ctl --listtargets --nodetype=storage|meta --state``, also with
+    ``--longnodes``, ``--spaceinfo`` or ``--mirrorgroups`` (the header names the columns; NodeID
+    is the rest of the line). Output without the state columns (no ``--state``) or without a
+    header at all (an error message) raises ValueError: no row means no judgement."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) != 1:
-        raise ValueError(f"stat should print one line, got {len(lines)}: {_clip(text)!r}")
-    parts = lines[0].split()
-    if len(parts) != 3 or not re.fullmatch(r"[0-7]{1,4}", parts[2]):
-        raise ValueError(f"stat line is not '{STAT_FORMAT}': {_clip(lines[0])!r}")
-    return StatInfo(owner=parts[0], group=parts[1], mode=int(parts[2], 8))
+    head = next((i for i, ln in enumerate(lines) if ln.split()[:1] and "TargetID" in ln.split()), None)
+    if head is None:
+        raise ValueError(f"not beegfs-ctl --listtargets output: {_clip(text.strip())!r}")
+    names = lines[head].split()
+    if not all(c in names for c in _LISTTARGETS_COLUMNS):
+        raise ValueError(f"beegfs-ctl --listtargets without --state: columns {names}")
+    idx = [names.index(c) for c in _LISTTARGETS_COLUMNS]
+    node_at = names.index("NodeID") if "NodeID" in names else None
+    out: list[BeegfsTarget] = []
+    for line in lines[head + 1:]:
+        parts = line.split()
+        if set(line.strip()) <= {"=", " "}:
+            continue
+        if len(parts) < len(names) or not parts[idx[0]].isdigit():
+            raise ValueError(f"unexpected beegfs-ctl --listtargets line: {_clip(line)!r}")
+        node = " ".join(parts[node_at:]) if node_at is not None else ""
+        out.append(BeegfsTarget(parts[idx[0]], parts[idx[1]], parts[idx[2]], node))
+    return out

@@ -54,6 +54,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("minio", "minio_write_quorum", E, "MinIO answers liveness even when it cannot write.", _with("minio_http", r.minio_cluster_health), ("minio_http",)),
         CheckSpec("prometheus", "prometheus_ready", E, "/-/healthy always answers; /-/ready means queries work.", _with("prometheus", r.prometheus_ready), ("prometheus",)),
         CheckSpec("prometheus", "prometheus_targets_up", E, "A dead scrape target means a blind spot on the dashboards.", _with("prometheus", r.prometheus_targets_up), ("prometheus",)),
+        CheckSpec("prometheus", "prometheus_targets_scraped", W, "A target not scraped yet (health unknown) is not judged up or down.", _with("prometheus", r.prometheus_targets_scraped), ("prometheus",)),
         *(
             [CheckSpec("prometheus", "prometheus_expected_jobs_present", W, "A missing job means whole exporters were never scraped.", _with("prometheus", r.prometheus_expected_jobs), ("prometheus",))]
             if catalog.cloud.services.prometheus.expected_jobs
