@@ -71,8 +71,20 @@ def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
 
 def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
     """One subsettable multi-check per domain: the selected probes run concurrently and
-    share the domain's resources (one SSH connection for all HPC checks of a run)."""
-    specs = list(specs)
+    share the domain's resources (one SSH connection for all HPC checks of a run). Checks
+    that need materialized assets form their own multi-check after those assets; kept apart,
+    the domain's blocking checks never wait on assets downstream of them (a cycle)."""
+    groups: dict[tuple[str, ...], list[CheckSpec]] = {}
+    for spec in specs:
+        groups.setdefault(tuple(sorted(spec.needs)), []).append(spec)
+    return [
+        c
+        for needs, group in groups.items()
+        for c in _multi_check(group, name=name if not needs else f"{name}_after_{'_'.join(needs)}", needs=needs)
+    ]
+
+
+def _multi_check(specs: list[CheckSpec], *, name: str, needs: tuple[str, ...]) -> list[dg.AssetChecksDefinition]:
     if not specs:
         return []
     by_key = {dg.AssetCheckKey(dg.AssetKey(s.asset), s.name): s for s in specs}
@@ -86,6 +98,7 @@ def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetCheck
                 asset=dg.AssetKey(s.asset),
                 description=s.description,
                 blocking=s.blocking,
+                additional_deps=[dg.AssetKey(k) for k in needs],
                 metadata={"mlops/severity": str(s.severity), LIGHT_TAG: str(s.light).lower()},
             )
             for s in specs

@@ -3,6 +3,7 @@ a service that is still down is a test failure, never a skip."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -98,3 +99,70 @@ def sandbox() -> Iterator[Path]:
     if base.returncode != 0:
         pytest.fail(f"materializing the storage and container assets failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}", pytrace=False)
     yield home
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@contextlib.contextmanager
+def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`dagster dev` (webserver and daemon) serving this project from `home`, as the README
+    starts it; yields its URL, stops it with SIGINT and fails if any of its processes is left."""
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    full_env = {**os.environ, "DAGSTER_HOME": str(home), **(env or {})}
+    log = (home / "dev.log").open("w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=home, env=full_env, stdout=log, stderr=subprocess.STDOUT, process_group=0,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dagster dev did not start:\n{(home / 'dev.log').read_text()[-3000:]}", pytrace=False)
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        log.close()
+        assert not _group_alive(proc.pid), "dagster dev left processes behind"
+
+
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> Any:
+    """One query against a running webserver's GraphQL endpoint."""
+    import urllib.request
+
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["data"]

@@ -171,7 +171,12 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
     submitted (so none queues until a timeout), and a job that never ran is never called a
     missing program."""
     reason = 'disk "sdb" failing; see ticket #42 (ops)'
-    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
+    def jobs() -> dict[int, str]:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1days", "-o", "JobID,JobName"],
+                             capture_output=True, text=True, check=True).stdout
+        return {int(i): n for i, _, n in (ln.partition("|") for ln in out.split()) if i.isdigit()}
+
+    before = max(jobs(), default=0)
     subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", f"reason={reason}"], check=True)
     try:
         res = cli("validate", "--select", "hpc", "--format", "json")
@@ -183,10 +188,9 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
             assert row["measured"] == "unmeasured", row
             assert "not installed" not in json.dumps(row) and "timed out" not in row["detail"], row
             assert "no node of partition gpu is in service" in row["detail"], row
-            assert reason in row["detail"] and "localhost: drained" in row["detail"], row
+            assert reason in row["detail"] and "localhost: IDLE+DRAIN" in row["detail"], row
             assert "sinfo -R" in row["hint"], row
-        submitted = subprocess.run(["sacct", "-n", "-X", "-P", "-S", start, "-o", "JobName"],
-                                   capture_output=True, text=True, check=True).stdout.split()
-        assert not [j for j in submitted if j.startswith("mlops-probe-")], submitted
+        submitted = {i: n for i, n in jobs().items() if i > before}
+        assert not [n for n in submitted.values() if n.startswith("mlops-probe-")], submitted
     finally:
         resume()

@@ -111,3 +111,22 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
         inst.report_runless_asset_event(dg.AssetMaterialization("dataset_mnist"))
         data = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=again.cursor)
         assert {k: data.get_num_requested(dg.AssetKey(k)) for k in SMOKE} == {"smoke_gpu": 0, "smoke_multi_gpu_nccl": 0, "smoke_mnist_training": 1}
+
+
+def test_automation_status_is_one_catalog_key() -> None:
+    """RUNNING by default in both profiles; `automation.running: false` stops every schedule
+    and sensor the catalog governs (the metrics exporter keeps running)."""
+    from mlops_assets.catalog.loader import load_catalog
+    from mlops_assets.catalog.schema import Automation
+    from mlops_assets.defs.smoke.definitions import build
+
+    for profile in ("sandbox", "production"):
+        assert load_catalog(profile=profile).catalog.automation.running is True
+    on = build(active().catalog)
+    off = build(active().catalog.model_copy(update={"automation": Automation(running=False)}))
+    for d, sensor, schedule in ((on, dg.DefaultSensorStatus.RUNNING, dg.DefaultScheduleStatus.RUNNING),
+                                (off, dg.DefaultSensorStatus.STOPPED, dg.DefaultScheduleStatus.STOPPED)):
+        assert {s.name for s in d.sensors or []} == {"slurm_gpu_node_sensor", "smoke_orphan_sensor", "smoke_rerun_automation_sensor"}
+        assert all(s.default_status == sensor for s in d.sensors or [])
+        assert {s.name for s in d.schedules or []} == {"light_checks_schedule", "nightly_full_validation_schedule"}
+        assert all(s.default_status == schedule for s in d.schedules or [])

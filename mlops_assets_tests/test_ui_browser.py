@@ -5,20 +5,18 @@ docs/screenshots/ and the README shows them."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from mlops_assets_tests.conftest import dagster_dev, graphql
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "docs" / "screenshots"
@@ -28,27 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync",
 ]
 GROUPS = ["hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> Any:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())["data"]
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,37 +43,9 @@ def ui(sandbox: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tupl
         _cli(home, "validate", "--select", "slurm", "beegfs", "apptainer", "--format", "json")
     # The layout upstream of the datasets is materialized, as it would be on a running platform.
     _cli(home, "materialize", "--select", "beegfs_layout", "--format", "json")
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    log = (home / "dev.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dagster dev did not start:\n{(home / 'dev.log').read_text()[-3000:]}", pytrace=False)
-                time.sleep(1)
+    # quiet: no schedule or sensor may launch runs under the browser's feet
+    with dagster_dev(home, {"MLOPS_AUTOMATION_RUNNING": "false"}) as url:
         yield url, home
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        log.close()
-        assert not _group_alive(proc.pid), "dagster dev left processes behind"
 
 
 @pytest.fixture(scope="module")

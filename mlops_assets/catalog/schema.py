@@ -510,6 +510,15 @@ class Smoke(_Strict):
     node_sensor_interval_s: int = Field(default=60, ge=5)
 
 
+class Automation(_Strict):
+    """The schedules and sensors that keep the platform checked (light checks, nightly
+    validation, node and orphan sensors, smoke re-runs when a container changes) start
+    RUNNING, so scheduled checks happen without anyone switching them on in the UI; one key
+    turns them all off (each can still be toggled in the UI)."""
+
+    running: bool = True
+
+
 class Catalog(_Strict):
     version: Literal[1]
     platform: str = Field(min_length=1)
@@ -522,6 +531,7 @@ class Catalog(_Strict):
     workstation: Workstation
     smoke: Smoke
     default_freshness: Freshness
+    automation: Automation = Automation()
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:

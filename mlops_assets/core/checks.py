@@ -59,6 +59,9 @@ class CheckSpec:
     blocking: bool = False
     light: bool = True
     hint: str = ""
+    # Assets the probe reads (a bucket, an image): in a run that materializes them, the check
+    # runs after them, so a first run judges what it made instead of "not made yet".
+    needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

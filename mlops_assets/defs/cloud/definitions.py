@@ -76,6 +76,7 @@ def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
                     f"The {label} catalog buckets exist; each missing one is named.",
                     bound(lambda ctx, req: r.minio_buckets_exist(ctx.s3.probe_client(), ctx.catalog, req), required),
                     ("s3",),
+                    needs=tuple(b.asset_key for b in catalog.cloud.buckets if b.required == required),
                 )
             )
     return out

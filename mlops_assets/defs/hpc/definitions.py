@@ -21,12 +21,17 @@ def _on_hpc(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]
     return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
 
 
+def _nv_image(catalog: Catalog) -> str:
+    """The image the smoke jobs use, else the first one."""
+    return catalog.smoke.container or next(iter(catalog.containers))
+
+
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
     """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
     from mlops_assets.core.containers import container_path, nv_exposes_gpus
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
-    name = cat.smoke.container or next(iter(cat.containers))
+    name = _nv_image(cat)
     image = container_path(cat, cat.containers[name])
     if not runner.run(["test", "-f", image]).ok:
         raise ProbeFailed(f"{image} is not staged: --nv needs an image to exec", f"materialize container_{name} first")
@@ -56,7 +61,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("apptainer", "apptainer_on_compute_node", E, "Jobs exec containers on compute nodes, not on the login node.", _on_hpc(r.apptainer_on_compute), hpc, light=False),
         CheckSpec("apptainer", "apptainer_nv_exposes_allocated_gpus", W if catalog.hpc.gpus.fake else E,
                   "GPU count inside `exec --nv` equals the count the job holds; counted inside, since --nv exits 0 without a driver.",
-                  _nv_exposes_node_gpus, hpc, light=False),
+                  _nv_exposes_node_gpus, hpc, light=False, needs=(f"container_{_nv_image(catalog)}",)),
     ]
 
 

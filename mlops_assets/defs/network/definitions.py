@@ -61,13 +61,14 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
 def specs(catalog: Catalog) -> list[CheckSpec]:
     E, W = Severity.ERROR, Severity.WARN
     hpc = ("hpc",)
+    buckets = tuple(b.asset_key for b in catalog.cloud.buckets)  # the probe object goes into one
     return [
         CheckSpec("hpc_login", "hpc_login_accepts_key", E, "Every HPC check and job goes through this SSH login.", lambda c: r.login_accepts_key(c.hpc.runner(), c.catalog), hpc, blocking=True),
         CheckSpec("hpc_to_cloud", "hpc_reaches_mlflow", E, "Training jobs log runs and models to MLflow from the HPC side.", bound(_reach, "mlflow"), hpc),
         CheckSpec("hpc_to_cloud", "hpc_reaches_minio", E, "Model sync uploads from BeeGFS to the object store.", bound(_reach, "minio"), hpc),
         CheckSpec("hpc_to_cloud", "hpc_reaches_pushgateway", W, "Jobs push their metrics to the Pushgateway.", bound(_reach, "pushgateway"), hpc),
-        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth", E, "Model transfers need the seed's minimum bandwidth.", bound(_bandwidth, catalog.network.min_bandwidth_mbps), ("hpc", "s3"), light=False),
-        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth_recommended", W, "Below the recommended bandwidth model syncs crawl.", bound(_bandwidth, catalog.network.recommended_bandwidth_mbps), ("hpc", "s3"), light=False),
+        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth", E, "Model transfers need the seed's minimum bandwidth.", bound(_bandwidth, catalog.network.min_bandwidth_mbps), ("hpc", "s3"), light=False, needs=buckets),
+        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth_recommended", W, "Below the recommended bandwidth model syncs crawl.", bound(_bandwidth, catalog.network.recommended_bandwidth_mbps), ("hpc", "s3"), light=False, needs=buckets),
         CheckSpec("internet_reachability", "hpc_reaches_hub", E, "Datasets and models are downloaded on the HPC side.", lambda c: r.hpc_reaches_hub(c.hpc.runner(), c.catalog), hpc),
         CheckSpec("internet_reachability", "cloud_reaches_hub", E, "KServe's storage initializer pulls models from the hub.", lambda c: r.cloud_reaches_hub(c.catalog)),
         CheckSpec("cloud_to_hpc", "cloud_reaches_hpc_login", E, "The orchestrator on the cloud side drives SLURM over SSH.", lambda c: r.cloud_reaches_hpc(c.catalog)),

@@ -31,7 +31,7 @@ Automation:
   everything: one run for the unpartitioned assets and every check, one per GPU node;
 - every smoke result carries the catalog's smoke freshness policy.
 
-Sensors and schedules start STOPPED: they submit real jobs; turn them on in the UI.
+Sensors and schedules start RUNNING unless the catalog says `automation: {running: false}`.
 """
 
 import importlib
@@ -205,6 +205,24 @@ def _sinfo(runner: Any) -> str:
     return str(res.stdout)
 
 
+def sensor_status(catalog: Catalog) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if catalog.automation.running else dg.DefaultSensorStatus.STOPPED
+
+
+def schedule_status(catalog: Catalog) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if catalog.automation.running else dg.DefaultScheduleStatus.STOPPED
+
+
+def automation_condition_sensor(catalog: Catalog) -> dg.AutomationConditionSensorDefinition:
+    """Declared rather than Dagster's implicit default one, so its status follows the catalog."""
+    return dg.AutomationConditionSensorDefinition(
+        "smoke_rerun_automation_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=sensor_status(catalog),
+        description="Evaluates the smoke assets' automation conditions: a re-materialized container or MNIST dataset re-runs the smoke jobs that use it.",
+    )
+
+
 def sync_node_partitions(catalog: Catalog, instance: dg.DagsterInstance, runner: Any) -> list[str]:
     """Add every GPU node of the smoke partition that sinfo shows as a partition; returns the
     usable ones (a drained node's job would only wait in the queue). For runs started outside
@@ -221,7 +239,7 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         name="slurm_gpu_node_sensor",
         job_name=NODE_JOB,
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=sensor_status(catalog),
         description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs for its partition only; new GPU nodes become partitions.",
     )
     def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult | dg.SkipReason:
@@ -326,7 +344,7 @@ def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
         name="smoke_orphan_sensor",
         target=dg.AssetSelection.assets(*names),
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=sensor_status(catalog),
         description="SLURM smoke jobs whose Dagster run died (run monitoring marks it FAILURE) get a run that re-attaches; other orphans are reported as observations.",
     )
     def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult:
@@ -354,7 +372,7 @@ def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
     full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all(include_sources=False) | dg.AssetSelection.all_asset_checks(),
                                    description="Every asset materialized and every check run, smoke jobs included.")
     @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
-                 default_status=dg.DefaultScheduleStatus.STOPPED,
+                 default_status=schedule_status(catalog),
                  description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).")
     def nightly(context: dg.ScheduleEvaluationContext, hpc: HpcResource) -> list[dg.RunRequest] | dg.SkipReason:
         try:
@@ -371,7 +389,7 @@ def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
 
     schedules = [
         dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.smoke.light_checks_cron,
-                              default_status=dg.DefaultScheduleStatus.STOPPED),
+                              default_status=schedule_status(catalog)),
         nightly,
     ]
     return [node_job, light_job, full_job], schedules
@@ -379,7 +397,7 @@ def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     jobs, schedules = automation(catalog)
-    return dg.Definitions(assets=smoke_assets(catalog), jobs=jobs, schedules=schedules, sensors=[node_sensor(catalog), orphan_sensor(catalog)])
+    return dg.Definitions(assets=smoke_assets(catalog), jobs=jobs, schedules=schedules, sensors=[node_sensor(catalog), orphan_sensor(catalog), automation_condition_sensor(catalog)])
 
 
 defs = build(active().catalog)
