@@ -5,11 +5,11 @@
 # index serves today. pip, not uv, installs: pip reaches the index as this machine's pip.conf
 # says (mirrors, find-links: torch from local disk when the hpc extra is asked for); uv (pinned
 # in the lock too) only turns the lock into hashed requirements, offline.
-# MLOPS_EXTRAS picks the extras (default dev,sandbox; "" = the orchestrator set; add hpc for
-# torch). MLOPS_VENV picks the venv's folder (default .venv).
+# MLOPS_EXTRAS picks the extras (default dev,sandbox; add hpc for torch: it is locked too, and
+# pip takes it from local disk where pip.conf points there). MLOPS_VENV: the venv (default .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${MLOPS_EXTRAS-dev,sandbox}"
+extras="${MLOPS_EXTRAS:-dev,sandbox}"
 venv="${MLOPS_VENV:-.venv}"
 if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "setup: Python >= 3.11 is required (found $(python3 -V))" >&2; exit 2
@@ -34,6 +34,7 @@ pip=("$py" -m pip install -q --require-virtualenv --no-deps)
 "$py" deploy/lock.py requirements --extras "$extras" >"$venv/mlops-requirements.txt"
 "${pip[@]}" --require-hashes -r "$venv/mlops-requirements.txt"
 # 3. the project, editable, built by the locked setuptools: no resolution, no download
-"${pip[@]}" --no-build-isolation -e .
+# (setuptools' notice that an editable install is one is not news here)
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" "${pip[@]}" --no-build-isolation -e .
 "$py" -m pip check >/dev/null
 echo "setup: installed mlops-assets with extras [${extras}] into $venv from uv.lock ($(grep -c '^[A-Za-z0-9]' "$venv/mlops-requirements.txt") locked packages)"
