@@ -6,6 +6,8 @@ venv has anything in it.
   python3 deploy/lock.py pins pip uv            hashed lines for single packages (the bootstrap)
   .venv/bin/python deploy/lock.py requirements --extras dev,sandbox
                                                 hashed requirements of those extras + [install]
+  .venv/bin/python deploy/lock.py requirements --only-group payloads
+                                                hashed requirements of one group alone
   .venv/bin/python deploy/lock.py constraints   rewrite deploy/docker/constraints.txt
   .venv/bin/python deploy/lock.py update [--upgrade]
                                                 re-resolve (needs the index), then constraints
@@ -102,11 +104,15 @@ def _uv(*args: str, offline: bool = True, project: Path = REPO) -> str:
     return proc.stdout
 
 
-def export(extras: list[str], *, install_group: bool, hashes: bool = True) -> str:
-    """The lock's requirements for these extras (none: the orchestrator set), universal over
-    the lock's environments (pip evaluates the markers). Offline and frozen: never re-resolves."""
+def export(extras: list[str], *, install_group: bool, hashes: bool = True, only_group: str | None = None) -> str:
+    """The lock's requirements for these extras (none: the orchestrator set), or for one
+    dependency group alone, universal over the lock's environments (pip evaluates the
+    markers). Offline and frozen: never re-resolves."""
     args = ["export", "--frozen", "--format", "requirements-txt", "--no-emit-project", "--no-header", "--no-annotate"]
-    args += ["--no-default-groups"] + (["--group", INSTALL_GROUP] if install_group else [])
+    if only_group is not None:
+        args += ["--only-group", only_group]
+    else:
+        args += ["--no-default-groups"] + (["--group", INSTALL_GROUP] if install_group else [])
     for extra in extras:
         args += ["--extra", extra]
     if not hashes:
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="+")
     r = sub.add_parser("requirements", help="hashed requirements: [install] group + these extras")
     r.add_argument("--extras", default="", help="comma-separated extras (empty: the orchestrator set)")
+    r.add_argument("--only-group", help="this dependency group alone (no project dependencies, no extras)")
     sub.add_parser("constraints", help=f"rewrite {CONSTRAINTS.relative_to(REPO)}")
     sub.add_parser("check", help="uv lock --check, offline")
     u = sub.add_parser("update", help="re-resolve uv.lock against the index, then rewrite constraints")
@@ -161,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "pins":
             sys.stdout.write(pins(args.names))
         elif args.cmd == "requirements":
-            extras = [e for e in args.extras.split(",") if e.strip()]
-            sys.stdout.write(export([e.strip() for e in extras], install_group=True))
+            extras = [e.strip() for e in args.extras.split(",") if e.strip()]
+            sys.stdout.write(export(extras, install_group=True, only_group=args.only_group))
         elif args.cmd == "check":
             check()
         else:

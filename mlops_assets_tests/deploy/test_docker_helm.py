@@ -68,6 +68,22 @@ def test_constraints_are_the_locks_orchestrator_set() -> None:
         assert req.specifier.contains(_version(pins[lock.normalize(req.name)])), dep
 
 
+def test_payloads_group_keeps_the_projects_ranges() -> None:
+    """The sandbox's HPC venv installs [payloads] from the lock: the payload imports must be
+    locked at the ranges the orchestrator declares, or the two sides could disagree."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["project"]["dependencies"]}
+    group = [Requirement(d) for d in pyproject["dependency-groups"]["payloads"]]
+    shared = [r for r in group if lock.normalize(r.name) in project]
+    assert {lock.normalize(r.name) for r in shared} == {"huggingface-hub", "dagster-pipes", "boto3"}
+    for req in shared:
+        assert req.specifier == project[lock.normalize(req.name)].specifier, req
+    locked = _requirements(lock.export([], install_group=False, hashes=False, only_group="payloads"))
+    orchestrator = _requirements(lock.export([], install_group=False, hashes=False))
+    for name, req in locked.items():  # one resolution: the same versions on both sides
+        assert name not in orchestrator or _version(orchestrator[name]) == _version(req), name
+
+
 def test_lock_satisfies_pyproject_offline(tmp_path: Path) -> None:
     lock.check()
     # the same check on a pyproject whose boto3 range excludes the locked version must fail
