@@ -144,6 +144,12 @@ def test_installs_never_resolve() -> None:
     for line in uses + installs:
         assert line.startswith('"${pip') or "--no-deps" in line, line
         assert " -r " not in line or "--require-hashes" in line, line
+    # --no-build-isolation builds with the locked [install] group: it must satisfy build-system
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    group = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["dependency-groups"]["install"]}
+    for dep in pyproject["build-system"]["requires"]:
+        req = Requirement(dep)
+        assert group[lock.normalize(req.name)].specifier == req.specifier, dep
 
 
 def test_dockerfile_non_root_code_server_pinned_base() -> None:
