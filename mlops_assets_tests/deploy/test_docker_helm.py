@@ -1,49 +1,155 @@
-"""deploy/docker and deploy/helm, offline. No Docker engine, no helm binary and no copy of the
-chart's values.schema.json are available here, so: the Dockerfile is checked statically and the
-constraints against the venv; the Helm values are checked against the key paths the official
-chart 1.13.x documents (its values.yaml / schema models), listed below by hand."""
+"""deploy/docker, deploy/helm and the lock, offline. No Docker engine, no helm binary and no copy
+of the chart's values.schema.json are available here, so: the Dockerfile is checked statically,
+the installs against uv.lock (with the uv the lock pins, never the index); the Helm values are
+checked against the key paths the official chart 1.13.x documents (its values.yaml / schema
+models), listed below by hand."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
-import subprocess
-import sys
+import shutil
 import tomllib
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "deploy" / "docker"
 VALUES = REPO / "deploy" / "helm" / "values.yaml"
 
 
-def _pins() -> dict[str, str]:
+def _lock_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mlops_deploy_lock", REPO / "deploy" / "lock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lock = _lock_module()
+
+
+def _requirements(text: str) -> dict[str, Requirement]:
+    """name -> requirement of an exported (hash-free) requirements text, markers kept."""
     out = {}
-    for line in (DOCKER / "constraints.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            out[name] = version
+    for line in text.splitlines():
+        if line and line[0].isalnum():
+            req = Requirement(line)
+            out[lock.normalize(req.name)] = req
     return out
 
 
-def test_constraints_are_the_venvs_orchestrator_closure_and_up_to_date(tmp_path: Path) -> None:
-    pins = _pins()
-    for heavy in ("torch", "torchvision", "nvidia-cublas-cu12", "triton", "mlflow", "pyarrow"):
+def _version(req: Requirement) -> str:
+    (spec,) = req.specifier
+    assert spec.operator == "==", req
+    return spec.version
+
+
+def test_constraints_are_the_locks_orchestrator_set() -> None:
+    text = (DOCKER / "constraints.txt").read_text()
+    assert text == lock.constraints_text(), "constraints.txt is stale: run python deploy/lock.py constraints"
+    pins = _requirements(re.sub(r" \\\n\s+--hash=\S+", "", text))
+    for heavy in ("torch", "torchvision", "nvidia-cublas", "triton", "mlflow", "pyarrow", "pytest", "uv"):
         assert heavy not in pins, heavy
-    for name, version in pins.items():
-        assert metadata.version(name) == version, name
+    # every requirement carries the lock's hashes (pip --require-hashes refuses one without)
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", body.strip())
+    assert len(blocks) == len(pins) > 100
+    assert all("--hash=sha256:" in b for b in blocks)
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    for req in project["dependencies"]:
-        m = re.match(r"([A-Za-z0-9_.-]+)==([^,;\s]+)", req)
-        if m:
-            assert pins[re.sub(r"[-_.]+", "-", m[1]).lower()] == m[2], req
-    before = (DOCKER / "constraints.txt").read_text()
-    out = subprocess.run([sys.executable, str(DOCKER / "lock.py")], capture_output=True, text=True, check=False)
-    assert out.returncode == 0, out.stderr
-    assert (DOCKER / "constraints.txt").read_text() == before, "constraints.txt is stale: run deploy/docker/lock.py"
+    for dep in project["dependencies"]:
+        req = Requirement(dep)
+        assert req.specifier.contains(_version(pins[lock.normalize(req.name)])), dep
+
+
+def test_payloads_group_keeps_the_projects_ranges() -> None:
+    """The sandbox's HPC venv installs [payloads] from the lock: the payload imports must be
+    locked at the ranges the orchestrator declares, or the two sides could disagree."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["project"]["dependencies"]}
+    group = [Requirement(d) for d in pyproject["dependency-groups"]["payloads"]]
+    shared = [r for r in group if lock.normalize(r.name) in project]
+    assert {lock.normalize(r.name) for r in shared} == {"huggingface-hub", "dagster-pipes", "boto3"}
+    for req in shared:
+        assert req.specifier == project[lock.normalize(req.name)].specifier, req
+    locked = _requirements(lock.export([], install_group=False, hashes=False, only_group="payloads"))
+    orchestrator = _requirements(lock.export([], install_group=False, hashes=False))
+    for name, req in locked.items():  # one resolution: the same versions on both sides
+        assert name not in orchestrator or _version(orchestrator[name]) == _version(req), name
+
+
+def test_lock_satisfies_pyproject_offline(tmp_path: Path) -> None:
+    lock.check()
+    # the same check on a pyproject whose boto3 range excludes the locked version must fail
+    # (offline, it cannot quietly re-resolve)
+    for name in ("pyproject.toml", "uv.lock", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    pyproject = (tmp_path / "pyproject.toml").read_text()
+    assert '"boto3>=1.40,<2"' in pyproject
+    (tmp_path / "pyproject.toml").write_text(pyproject.replace('"boto3>=1.40,<2"', '"boto3>=1.40,<1.41"'))
+    with pytest.raises(lock.LockError):
+        lock.check(tmp_path)
+
+
+def test_venv_matches_the_lock() -> None:
+    every = _requirements(lock.export(["dev", "sandbox", "hpc"], install_group=True, hashes=False))
+    needed = _requirements(lock.export(["dev"], install_group=True, hashes=False))
+    wrong = []
+    for name, req in every.items():
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name in needed:
+                wrong.append(f"{name}: missing, locked {_version(req)}")
+            continue
+        if have != _version(req):
+            wrong.append(f"{name}: {have}, locked {_version(req)}")
+    assert not wrong, "the venv is not the lock's (run bash deploy/setup.sh): " + "; ".join(wrong)
+
+
+def test_pins_read_from_the_lock_are_uvs_own_export() -> None:
+    """setup.sh installs pip and uv from lock.pins (no uv yet): the same lines uv exports."""
+    exported = lock._uv("export", "--frozen", "--format", "requirements-txt", "--no-header", "--no-annotate",
+                        "--no-emit-project", "--only-group", lock.INSTALL_GROUP)
+    blocks = {b.split("==")[0]: b for b in re.split(r"\n(?=[A-Za-z0-9])", exported.strip())}
+    for name in ("pip", "uv", "setuptools", "wheel"):
+        ours = lock.pins([name]).strip().splitlines()
+        theirs = blocks[name].splitlines()
+        assert ours[0].split(" ")[0] == theirs[0].split(" ")[0], name
+        assert sorted(h.strip().removesuffix(" \\") for h in ours[1:]) == sorted(
+            h.strip().removesuffix(" \\") for h in theirs[1:]
+        ), name
+    with pytest.raises(lock.LockError, match="networkx: 2 entries"):
+        lock.pins(["networkx"])  # forked by Python version: one line could not say which
+
+
+def test_installs_never_resolve() -> None:
+    """Every pip install in setup.sh and the image takes --no-deps (the lock holds the whole
+    closure) and every one from a requirements file checks hashes."""
+    setup = re.sub(r"#.*", "", (REPO / "deploy" / "setup.sh").read_text())
+    assert re.search(r'^pip=\("\$py" -m pip install .*--no-deps\)$', setup, re.M)
+    uses = re.findall(r'"\$\{pip\[@\]\}" .*', setup)
+    assert len(uses) == 3 and "pip install" not in setup.replace('pip=("$py" -m pip install', "")
+    docker = re.sub(r"#.*", "", (DOCKER / "Dockerfile").read_text()).replace("\\\n", " ")
+    installs = re.findall(r"pip (?:install|wheel) [^&\n]*", docker)
+    assert len(installs) == 4
+    for line in uses + installs:
+        assert line.startswith('"${pip') or "--no-deps" in line, line
+        assert " -r " not in line or "--require-hashes" in line, line
+    # --no-build-isolation builds with the locked [install] group: it must satisfy build-system
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    group = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["dependency-groups"]["install"]}
+    for dep in pyproject["build-system"]["requires"]:
+        req = Requirement(dep)
+        assert group[lock.normalize(req.name)].specifier == req.specifier, dep
 
 
 def test_dockerfile_non_root_code_server_pinned_base() -> None:
@@ -52,11 +158,12 @@ def test_dockerfile_non_root_code_server_pinned_base() -> None:
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert '"dagster", "code-server", "start"' in text and '"mlops_assets.definitions"' in text
-    assert "-c constraints.txt" in text and "hpc" not in re.sub(r"#.*", "", text)
+    assert "--require-hashes --no-deps -r deploy/docker/constraints.txt" in text
+    assert "hpc" not in re.sub(r"#.*", "", text)
     assert "EXPOSE 3030" in text
     ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
     assert ignore[1 if ignore[0].startswith("#") else 0].startswith("#") or "**" in ignore
-    assert "!mlops_assets/**" in ignore and "!deploy/docker/constraints.txt" in ignore
+    assert {"!mlops_assets/**", "!deploy/docker/constraints.txt", "!uv.lock", "!deploy/lock.py"} <= set(ignore)
 
 
 # Key paths of the official chart (dagster/dagster 1.13.x values.yaml and its schema models).

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 # The HPC side's Python for the payloads (mlops_assets/payloads): a venv that the login user can
 # run, with huggingface_hub, dagster-pipes and boto3 (sync_s3.py, the MinIO copy of the models)
-# at the versions pyproject.toml pins, plus Debian's CPU-only torch and torchvision (apt
-# python3-torch/python3-torchvision: 1.13.1/0.14.1 on bookworm) for the smoke payloads, which
-# the sandbox's fake GPUs make run on CPU. The venv is made with --system-site-packages so it
+# and their closure exactly as uv.lock pins them (pyproject's [payloads] group, by hash), plus
+# Debian's CPU-only torch and torchvision (apt python3-torch/python3-torchvision: 1.13.1/0.14.1
+# on bookworm) for the smoke payloads, which the sandbox's fake GPUs make run on CPU. The venv is made with --system-site-packages so it
 # sees those apt packages; a venv made without it is recreated. The orchestrator's .venv lives
 # under /root, which `mlops` cannot read. The catalog's sandbox profile names this interpreter
 # as hpc.python. Not a daemon: status = it imports.
@@ -13,14 +13,10 @@ SB_HPC_PY_BASE="${MLOPS_SANDBOX_HPC_BASE_PYTHON:-/usr/bin/python3}"
 SB_HPC_PY_APT=(python3-torch python3-torchvision)
 SB_HPC_PY_IMPORTS='import huggingface_hub, dagster_pipes, boto3, torch, torchvision'
 
-# requirement lines of pyproject.toml for the packages the payloads import
+# uv.lock's [payloads] group, with hashes, into file $1 (the orchestrator venv's uv exports it)
 _hpc_py_requirements() {
-  local pyproject="$SB_REPO_ROOT/pyproject.toml" name line
-  for name in huggingface_hub dagster-pipes boto3; do
-    line="$(grep -oE "\"$name[^\"]*\"" "$pyproject" | head -n 1 | tr -d '"')"
-    [[ -n "$line" ]] || sb_die "$name is not in $pyproject"
-    printf '%s\n' "$line"
-  done
+  "$(sb_python)" "$SB_REPO_ROOT/deploy/lock.py" requirements --only-group payloads >"$1" ||
+    sb_die "cannot export uv.lock's [payloads] group with $(sb_python) (run bash deploy/setup.sh first)"
 }
 
 # 0 when the venv exists and was made with --system-site-packages (it then sees apt's torch)
@@ -32,25 +28,29 @@ svc_install() {
   [[ -x "$SB_HPC_PY_BASE" ]] || sb_apt python3
   "$SB_HPC_PY_BASE" -c 'import venv, ensurepip' 2>/dev/null || sb_apt python3-venv
   sb_apt "${SB_HPC_PY_APT[@]}"
-  local want have
-  want="$(_hpc_py_requirements | LC_ALL=C sort | tr '\n' ' ')system-site-packages"
+  local req want have
+  req="$(mktemp)"
+  _hpc_py_requirements "$req"
+  want="uv.lock[payloads] sha256=$(sha256sum "$req" | cut -d' ' -f1) system-site-packages"
   have="$(cat "$SB_HPC_PY_DIR/.requirements" 2>/dev/null || true)"
   if [[ -x "$SB_HPC_PY_DIR/bin/python" && "$want" == "$have" ]] && _hpc_py_sees_system &&
     "$SB_HPC_PY_DIR/bin/python" -c "$SB_HPC_PY_IMPORTS" 2>/dev/null; then
+    rm -f "$req"
     return 0
   fi
   install -d -m 0755 "$(dirname "$SB_HPC_PY_DIR")"
   if [[ -x "$SB_HPC_PY_DIR/bin/python" ]] && _hpc_py_sees_system &&
     "$SB_HPC_PY_DIR/bin/python" -c 'import pip' 2>/dev/null; then
-    # a requirement was added: install into the working venv (payloads may be running)
+    # the lock changed: install into the working venv (payloads may be running)
     sb_log "updating $SB_HPC_PY_DIR ($want)"
   else
     # new, or made without --system-site-packages (it would not see apt's torch): recreate
     sb_log "creating $SB_HPC_PY_DIR with --system-site-packages ($want)"
     "$SB_HPC_PY_BASE" -m venv --clear --system-site-packages "$SB_HPC_PY_DIR"
   fi
-  # shellcheck disable=SC2046
-  "$SB_HPC_PY_DIR/bin/python" -m pip install -q --disable-pip-version-check $(_hpc_py_requirements) >&2
+  # by version and hash, nothing resolved (the lock holds the closure)
+  "$SB_HPC_PY_DIR/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$req" >&2
+  rm -f "$req"
   printf '%s' "$want" >"$SB_HPC_PY_DIR/.requirements"
   chmod -R a+rX "$SB_HPC_PY_DIR"
 }
