@@ -166,3 +166,19 @@ def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> An
     req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["data"]
+
+
+def sandbox_s3() -> Any:
+    """A boto3 client on the sandbox's S3 server, with the catalog's endpoint and keys."""
+    import boto3
+    from botocore.config import Config
+
+    from mlops_assets.platform import active
+
+    minio = active().catalog.cloud.services.minio
+    return boto3.client(
+        "s3", endpoint_url=minio.url, region_name=minio.region,
+        aws_access_key_id=os.environ[minio.access_key.env],
+        aws_secret_access_key=os.environ[minio.secret_key.env],
+        config=Config(s3={"addressing_style": "path"}),
+    )

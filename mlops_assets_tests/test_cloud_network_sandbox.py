@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from mlops_assets_tests.conftest import REPO, SANDBOX
+from mlops_assets_tests.conftest import REPO, SANDBOX, sandbox_s3
 
 SELECT = ("--select", "cloud", "network")
 MLFLOW_CHECKS = {
@@ -152,22 +152,12 @@ def _mlflow_healthy() -> bool:
 # ---------------------------------------------------------------------------- S3
 
 
-def _s3() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3", endpoint_url="http://127.0.0.1:8333", region_name="us-east-1",
-        aws_access_key_id=os.environ["MLOPS_S3_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["MLOPS_S3_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def test_datasets_bucket_deleted_is_named(sandbox: Path, cli: Any, tmp_path: Path) -> None:
     """The `datasets` bucket is deleted on the real S3 server (SeaweedFS standing in for
     MinIO); its objects are kept aside and the bucket is recreated afterwards."""
-    s3 = _s3()
+    s3 = sandbox_s3()
     saved: list[tuple[str, Path]] = []
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket="datasets"):

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import dagster as dg
 import pytest
 
@@ -29,6 +28,7 @@ from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core import staging_rules
 from mlops_assets.core.hostexec import SshRunner, SshSettings
 from mlops_assets.core.hpc_rules import directories
+from mlops_assets_tests.conftest import sandbox_s3
 
 pytestmark = pytest.mark.sandbox
 
@@ -36,14 +36,6 @@ CATALOG = load_catalog(profile="sandbox").catalog
 MODELS = list(CATALOG.models)
 MLFLOW = CATALOG.cloud.services.mlflow.url.rstrip("/")
 MINIO = CATALOG.cloud.services.minio
-
-
-def _s3() -> Any:
-    return boto3.client(
-        "s3", endpoint_url=MINIO.url, region_name=MINIO.region,
-        aws_access_key_id=os.environ[MINIO.access_key.env],
-        aws_secret_access_key=os.environ[MINIO.secret_key.env],
-    )
 
 
 def _mlflow(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -73,7 +65,7 @@ def _login() -> SshRunner:
 def synced(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict, Any, float]]:
     """Both models' bucket prefixes and registered models removed, then `materialize --select
     models` once through the CLI: the first run moves every byte and creates every version."""
-    s3 = _s3()
+    s3 = sandbox_s3()
     for name, m in CATALOG.models.items():
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=m.bucket, Prefix=staging_rules.model_prefix(name, m)):
             for obj in page.get("Contents", []) or []:
@@ -107,11 +99,11 @@ def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[
         assert tags["manifest_digest"] == md["manifest_digest"] and tags["revision"] == m.revision
         assert tags["source_repo"] == m.repo and tags["minio_uri"] == md["uri"] and version["source"] == md["uri"]
         # the copy is byte-identical to BeeGFS: every object's bytes hash to the manifest
-        obj = _s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/_manifest.json")
+        obj = sandbox_s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/_manifest.json")
         listed = json.loads(obj["Body"].read())
         assert listed["digest"] == md["manifest_digest"]
         for f in listed["files"]:
-            body = _s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/{f['path']}")["Body"].read()
+            body = sandbox_s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/{f['path']}")["Body"].read()
             assert hashlib.sha256(body).hexdigest() == f["sha256"], f["path"]
     total = sum(st.metadata(f"model_{n}_minio")["bytes_uploaded"] for n in MODELS)
     print(f"first models materialization: {took:.1f}s for the CLI run, {total} bytes uploaded to MinIO")
@@ -138,7 +130,7 @@ def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple
     st = synced[0]
     name, m = "gpt2", CATALOG.models["gpt2"]
     prefix = staging_rules.model_prefix(name, m)
-    s3 = _s3()
+    s3 = sandbox_s3()
     victim = "tokenizer.json"
     size = s3.head_object(Bucket=m.bucket, Key=prefix + victim)["ContentLength"]
     s3.delete_object(Bucket=m.bucket, Key=prefix + victim)
@@ -160,7 +152,7 @@ def test_changed_object_is_named(synced: tuple[Any, dict, Any, float]) -> None:
     st = synced[0]
     name, m = "smollm_135m", CATALOG.models["smollm_135m"]
     key = staging_rules.model_prefix(name, m) + "config.json"
-    _s3().put_object(Bucket=m.bucket, Key=key, Body=b"{}")
+    sandbox_s3().put_object(Bucket=m.bucket, Key=key, Body=b"{}")
     rows, res = st.run("validate", f"model_{name}_minio")
     row = rows[(f"model_{name}_minio", f"model_{name}_minio_matches_manifest")]
     assert res.returncode == 1 and "changed: config.json" in row["detail"], row
@@ -215,7 +207,7 @@ def test_payload_multipart_keeps_sha256_and_skips_per_file(sandbox: Path, tmp_pa
     mpath = tmp_path / "manifest.json"
     write_manifest(mpath, build_manifest(root))
     prefix = f"_test/sync-{os.getpid()}-{int(time.time())}/"
-    s3 = _s3()
+    s3 = sandbox_s3()
 
     def run() -> dict[str, Any]:
         creds = tmp_path / "creds.json"
@@ -267,7 +259,7 @@ def test_keys_are_on_no_command_line_nor_in_any_environment(sandbox: Path, monke
 
     monkeypatch.setattr(SshRunner, "run", recording)
     m = CATALOG.models["gpt2"]
-    _s3().delete_object(Bucket=m.bucket, Key=staging_rules.model_prefix("gpt2", m) + "vocab.json")  # so bytes move
+    sandbox_s3().delete_object(Bucket=m.bucket, Key=staging_rules.model_prefix("gpt2", m) + "vocab.json")  # so bytes move
     d = defs()
     with dg.DagsterInstance.ephemeral() as inst:
         rows, _ = headless.execute(d, headless.select(d, ["model_gpt2_minio"]), materialize=True, inst=inst)
