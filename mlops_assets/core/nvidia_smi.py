@@ -369,19 +369,23 @@ class SmiVersions:
     nvml: str | None = None
 
 
-_VER_LINE = re.compile(r"^\s*(NVIDIA-SMI|NVML|DRIVER|CUDA) [Vv]ersion\s*:\s*(\S+)\s*$")
-_BANNER = re.compile(r"Driver Version:\s*(\S+)(?:\s+CUDA Version:\s*(\S+))?")
+# Drivers >= 610 print "KMD version" and "CUDA UMD version"; their "DRIVER version" says
+# "Deprecated, see ..." (and -q appends "[Deprecated; ...]" to "Driver Version").
+_VER_LINE = re.compile(r"^\s*(NVIDIA-SMI|NVML|DRIVER|KMD|CUDA UMD|CUDA) [Vv]ersion\s*:\s*(\d\S*)\s*$")
+_BANNER = re.compile(r"(?:Driver|KMD) Version:\s*(\S+)(?:\s+CUDA (?:UMD )?Version:\s*(\S+))?")
 
 
 def parse_nvidia_smi_versions(text: str) -> SmiVersions:
-    """Read versions from ``nvidia-smi --version`` or from the plain ``nvidia-smi`` banner."""
+    """Read versions from ``nvidia-smi --version`` or from the plain ``nvidia-smi`` banner,
+    old and new names alike (DRIVER/KMD, CUDA/CUDA UMD)."""
     found: dict[str, str] = {}
     for line in text.splitlines():
         m = _VER_LINE.match(line)
         if m:
             found[m.group(1)] = m.group(2)
-    if "DRIVER" in found:
-        return SmiVersions(driver=found["DRIVER"], cuda=found.get("CUDA"), nvml=found.get("NVML"))
+    driver = found.get("KMD") or found.get("DRIVER")
+    if driver:
+        return SmiVersions(driver=driver, cuda=found.get("CUDA UMD") or found.get("CUDA"), nvml=found.get("NVML"))
     b = _BANNER.search(text)
     if b:
         cuda = b.group(2)
@@ -517,6 +521,14 @@ def _q_uncorrected(block: Mapping[str, str]) -> tuple[str | None, str | None]:
     return (str(total) if seen else None), None
 
 
+def _q_driver(top: Mapping[str, str]) -> str | None:
+    """``Driver Version`` without the ``[Deprecated; ...]`` note drivers >= 610 append."""
+    v = _q_value(top, "Driver Version")
+    if v is None:
+        return None
+    return re.sub(r"\s*\[[^\]]*\]$", "", v) or None
+
+
 def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
     """Read ``nvidia-smi -q`` (whole, or any ``-d`` subset) into the same :class:`GpuInfo`
     the health query gives, so a site's saved ``-q`` reports go through the same rule.
@@ -546,7 +558,7 @@ def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
             "uuid": _q_value(b, "GPU UUID"),
             "name": _q_value(b, "Product Name"),
             "pci.bus_id": _q_value(b, "PCI/Bus Id") or bus,
-            "driver_version": _q_value(top, "Driver Version"),
+            "driver_version": _q_value(top, "KMD Version") or _q_driver(top),
             "memory.total": _q_value(b, "FB Memory Usage/Total"),
             "temperature.gpu": _q_value(b, "Temperature/GPU Current Temp"),
             "ecc.errors.uncorrected.volatile.total": ecc_error or ecc,
