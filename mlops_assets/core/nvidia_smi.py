@@ -200,6 +200,8 @@ class GpuInfo:
     remapped_rows_pending: bool | None
     remapped_rows_failure: bool | None
     errors: Mapping[str, str] = field(default_factory=dict)
+    # Pre-Ampere page retirement (Ampere+ remap rows instead): absent is normal, not unjudged.
+    retired_pages_pending: bool | None = None
 
     def problems(self) -> list[str]:
         """Human-readable reasons this GPU needs attention (empty when healthy)."""
@@ -210,6 +212,8 @@ class GpuInfo:
             out.append("row remapping pending (GPU reset needed)")
         if self.remapped_rows_failure:
             out.append("row remapping failed (take the GPU out of service)")
+        if self.retired_pages_pending:
+            out.append("page retirement pending (reboot or reset the GPU to retire the pages)")
         return out
 
     def unmeasured(self) -> list[str]:
@@ -251,6 +255,7 @@ def gpu_info_from_row(row: Mapping[str, str | None], position: int = 0) -> GpuIn
         remapped_rows_pending=_yes_no(row, "remapped_rows.pending", errors),
         remapped_rows_failure=_yes_no(row, "remapped_rows.failure", errors),
         errors=errors,
+        retired_pages_pending=_yes_no(row, "retired_pages.pending", errors),
     )
 
 
@@ -564,6 +569,7 @@ def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
             "ecc.errors.uncorrected.volatile.total": ecc_error or ecc,
             "remapped_rows.pending": _q_value(b, "Remapped Rows/Pending"),
             "remapped_rows.failure": _q_value(b, "Remapped Rows/Remapping Failure Occurred"),
+            "retired_pages.pending": _q_value(b, "Retired Pages/Pending Page Blacklist", "Retired Pages/Pending Page Retirement"),
         }
         for key in ("memory.total", "temperature.gpu"):
             v = row[key]

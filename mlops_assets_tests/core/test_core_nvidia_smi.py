@@ -218,3 +218,12 @@ def test_driver_610_kmd_names() -> None:
     q = ("Driver Version                                         : 610.62 [Deprecated; will be removed in CUDA 14.0. "
          "Use KMD Version instead]\nAttached GPUs : 1\nGPU 00000000:0C:00.0\n    Product Name : X\n")
     assert ns.parse_nvidia_smi_q(q)[0].driver_version == "610.62"
+
+
+def test_retired_pages_pending_is_a_problem() -> None:
+    """Pre-Ampere GPUs retire pages instead of remapping rows; a pending retirement needs a
+    reboot or GPU reset (csv field retired_pages.pending, -q 'Pending Page Blacklist')."""
+    fields = ["index", "name", "retired_pages.pending"]
+    sick, fine, absent = ns.parse_query_gpu("0, Tesla V100, Yes\n1, Tesla V100, No\n2, A100, [N/A]\n", fields)
+    assert "page retirement pending (reboot or reset the GPU to retire the pages)" in sick.problems()
+    assert fine.healthy and absent.healthy and absent.retired_pages_pending is None
