@@ -200,6 +200,8 @@ class GpuInfo:
     remapped_rows_pending: bool | None
     remapped_rows_failure: bool | None
     errors: Mapping[str, str] = field(default_factory=dict)
+    # Pre-Ampere page retirement (Ampere+ remap rows instead): absent is normal, not unjudged.
+    retired_pages_pending: bool | None = None
 
     def problems(self) -> list[str]:
         """Human-readable reasons this GPU needs attention (empty when healthy)."""
@@ -210,6 +212,8 @@ class GpuInfo:
             out.append("row remapping pending (GPU reset needed)")
         if self.remapped_rows_failure:
             out.append("row remapping failed (take the GPU out of service)")
+        if self.retired_pages_pending:
+            out.append("page retirement pending (reboot or reset the GPU to retire the pages)")
         return out
 
     def unmeasured(self) -> list[str]:
@@ -251,6 +255,7 @@ def gpu_info_from_row(row: Mapping[str, str | None], position: int = 0) -> GpuIn
         remapped_rows_pending=_yes_no(row, "remapped_rows.pending", errors),
         remapped_rows_failure=_yes_no(row, "remapped_rows.failure", errors),
         errors=errors,
+        retired_pages_pending=_yes_no(row, "retired_pages.pending", errors),
     )
 
 
@@ -369,19 +374,23 @@ class SmiVersions:
     nvml: str | None = None
 
 
-_VER_LINE = re.compile(r"^\s*(NVIDIA-SMI|NVML|DRIVER|CUDA) [Vv]ersion\s*:\s*(\S+)\s*$")
-_BANNER = re.compile(r"Driver Version:\s*(\S+)(?:\s+CUDA Version:\s*(\S+))?")
+# Drivers >= 610 print "KMD version" and "CUDA UMD version"; their "DRIVER version" says
+# "Deprecated, see ..." (and -q appends "[Deprecated; ...]" to "Driver Version").
+_VER_LINE = re.compile(r"^\s*(NVIDIA-SMI|NVML|DRIVER|KMD|CUDA UMD|CUDA) [Vv]ersion\s*:\s*(\d\S*)\s*$")
+_BANNER = re.compile(r"(?:Driver|KMD) Version:\s*(\S+)(?:\s+CUDA (?:UMD )?Version:\s*(\S+))?")
 
 
 def parse_nvidia_smi_versions(text: str) -> SmiVersions:
-    """Read versions from ``nvidia-smi --version`` or from the plain ``nvidia-smi`` banner."""
+    """Read versions from ``nvidia-smi --version`` or from the plain ``nvidia-smi`` banner,
+    old and new names alike (DRIVER/KMD, CUDA/CUDA UMD)."""
     found: dict[str, str] = {}
     for line in text.splitlines():
         m = _VER_LINE.match(line)
         if m:
             found[m.group(1)] = m.group(2)
-    if "DRIVER" in found:
-        return SmiVersions(driver=found["DRIVER"], cuda=found.get("CUDA"), nvml=found.get("NVML"))
+    driver = found.get("KMD") or found.get("DRIVER")
+    if driver:
+        return SmiVersions(driver=driver, cuda=found.get("CUDA UMD") or found.get("CUDA"), nvml=found.get("NVML"))
     b = _BANNER.search(text)
     if b:
         cuda = b.group(2)
@@ -517,6 +526,14 @@ def _q_uncorrected(block: Mapping[str, str]) -> tuple[str | None, str | None]:
     return (str(total) if seen else None), None
 
 
+def _q_driver(top: Mapping[str, str]) -> str | None:
+    """``Driver Version`` without the ``[Deprecated; ...]`` note drivers >= 610 append."""
+    v = _q_value(top, "Driver Version")
+    if v is None:
+        return None
+    return re.sub(r"\s*\[[^\]]*\]$", "", v) or None
+
+
 def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
     """Read ``nvidia-smi -q`` (whole, or any ``-d`` subset) into the same :class:`GpuInfo`
     the health query gives, so a site's saved ``-q`` reports go through the same rule.
@@ -546,12 +563,13 @@ def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
             "uuid": _q_value(b, "GPU UUID"),
             "name": _q_value(b, "Product Name"),
             "pci.bus_id": _q_value(b, "PCI/Bus Id") or bus,
-            "driver_version": _q_value(top, "Driver Version"),
+            "driver_version": _q_value(top, "KMD Version") or _q_driver(top),
             "memory.total": _q_value(b, "FB Memory Usage/Total"),
             "temperature.gpu": _q_value(b, "Temperature/GPU Current Temp"),
             "ecc.errors.uncorrected.volatile.total": ecc_error or ecc,
             "remapped_rows.pending": _q_value(b, "Remapped Rows/Pending"),
             "remapped_rows.failure": _q_value(b, "Remapped Rows/Remapping Failure Occurred"),
+            "retired_pages.pending": _q_value(b, "Retired Pages/Pending Page Blacklist", "Retired Pages/Pending Page Retirement"),
         }
         for key in ("memory.total", "temperature.gpu"):
             v = row[key]

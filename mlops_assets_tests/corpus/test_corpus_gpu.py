@@ -32,7 +32,7 @@ NCCL = cases("nccl_tests")
 
 
 def test_gpu_share_of_the_corpus() -> None:
-    assert len(ERRORS + LISTS + CSVS + QS + BANNERS + NCCL) >= 45
+    assert len(ERRORS + LISTS + CSVS + QS + BANNERS + NCCL) >= 75
     classes = {c.facts["error_class"] for c in ERRORS}
     assert {"version_mismatch", "no_devices", "device_handle", "gpu_lost", "driver_not_loaded"} <= classes
 
@@ -110,8 +110,12 @@ def test_nvidia_smi_q(case: Case) -> None:
     assert sorted({g.name for g in gpus}) == f["names"]
     assert {g.driver_version for g in gpus} == {f["driver"]}
     assert gpus[0].uuid == f["uuid0"]
+    if "pending_retirement" in f:
+        assert [g.index for g in gpus if g.retired_pages_pending] == f["pending_retirement"]
     health = nvidia_smi.judge_gpu_health(gpus, where=case.name, min_driver=MIN_DRIVER)
     assert health.verdict == case.verdict, health
+    for i in f.get("pending_retirement", []):
+        assert any(p.startswith(f"{case.name} GPU{i}: page retirement pending") for p in health.problems), health
 
 
 @pytest.mark.parametrize("case", BANNERS, ids=_ids(BANNERS))
