@@ -23,6 +23,9 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a probe measured. ``severity``, when set, replaces the spec's for this result:
+    a check with a warn and an error level says which one was crossed."""
+
     passed: bool
     measured: Scalar
     threshold: Scalar
@@ -31,6 +34,7 @@ class Outcome:
     nodes: tuple[str, ...] = ()
     detail: str = ""
     extra: dict[str, Scalar] = field(default_factory=dict)
+    severity: Severity | None = None
 
 
 class ProbeFailed(Exception):
@@ -156,7 +160,7 @@ def run_check(spec: CheckSpec, ctx: Any, secrets: Iterable[str] = ()) -> Evaluat
         asset=spec.asset,
         check=spec.name,
         passed=outcome.passed,
-        severity=spec.severity,
+        severity=outcome.severity or spec.severity,
         measured=outcome.measured,
         threshold=outcome.threshold,
         unit=outcome.unit,
