@@ -125,13 +125,14 @@ def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
 
 
 def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
-    """Nodes with exact Gres/GresUsed and the Reason's author and time (`[slurm@...]`)."""
-    res = must(runner, ["scontrol", "-o", "show", "node"], "check that slurmctld answers")
+    """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
+    The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
+    res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
     return _parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
 
 
 def scontrol_partitions(runner: Runner) -> list[SlurmPartition]:
-    res = must(runner, ["scontrol", "-o", "show", "partition"], "check that slurmctld answers")
+    res = must(runner, ["scontrol", "show", "partition"], "check that slurmctld answers")
     return _parsed("scontrol show partition", parse_scontrol_partitions, res.stdout)
 
 

@@ -3,6 +3,7 @@ warn and an error level, and the result carries the one it crossed)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog, SlurmPartition
 from mlops_assets.core import hpc_rules as r
-from mlops_assets.core.checks import CheckSpec, Severity, run_check
+from mlops_assets.core.checks import CheckSpec, ProbeFailed, Severity, run_check
 from mlops_assets.core.hostexec import CommandResult
 
 
@@ -75,3 +76,25 @@ def test_warn_level_above_error_level_is_refused() -> None:
 def test_unreadable_sinfo_is_a_failed_probe_not_a_pass() -> None:
     ev = judge(catalog_with(None), "gpu01|gpu*|OUT_OF_ME+\n")
     assert not ev.passed and ev.measured == "unmeasured" and "sinfo" in ev.detail
+
+
+def _fixture(name: str) -> str:
+    path = Path(__file__).parent / "fixtures" / name
+    return "".join(line for line in path.read_text().splitlines(keepends=True) if not line.startswith("#@"))
+
+
+def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
+    """partitions_up and the GRES check read `scontrol show partition/node` (recorded on the
+    sandbox's SLURM 22.05) through core.slurm's parsers, not inline splitting."""
+    cat = load_catalog(profile="sandbox").catalog
+    runner = AnswerRunner({"scontrol": _fixture("scontrol_show_partition_idle_sandbox_22.05.txt")})
+    assert r.partitions_up(runner, cat).passed
+    drained = AnswerRunner({"scontrol": _fixture("scontrol_show_node_drained_sandbox_22.05.txt")})
+    out = r.gres_matches_catalog(drained, cat)
+    assert not out.passed and out.nodes == ("localhost",)
+    assert "count reported lower than configured (0 < 2)" in out.detail
+    idle = AnswerRunner({"scontrol": _fixture("scontrol_show_node_idle_sandbox_22.05.txt")})
+    assert r.gres_matches_catalog(idle, cat).passed
+    garbage = AnswerRunner({"scontrol": "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n"})
+    with pytest.raises(ProbeFailed, match="unexpected scontrol show partition output"):
+        r.partitions_up(garbage, cat)
