@@ -50,3 +50,17 @@ def test_heavy_libraries_stay_unimported_at_load() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported at load: {out.stdout}"
+
+
+def test_outcome_severity_reaches_the_dagster_result() -> None:
+    """A check with warn and error levels says which one it crossed (issue 15, class 10)."""
+    from mlops_assets.checking import to_check_result
+    from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
+
+    spec = CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", Severity.ERROR, "why",
+                     lambda ctx: Outcome(False, 0.08, 0.05, "share", severity=Severity.WARN))
+    result = to_check_result(run_check(spec, None))
+    assert result.severity == dg.AssetCheckSeverity.WARN and not result.passed
+    assert result.metadata["severity"].value == "WARN"
+    spec_error = CheckSpec("slurm", "c", Severity.WARN, "why", lambda ctx: Outcome(False, 0.5, 0.1, "share", severity=Severity.ERROR))
+    assert to_check_result(run_check(spec_error, None)).severity == dg.AssetCheckSeverity.ERROR

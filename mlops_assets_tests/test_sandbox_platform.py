@@ -80,7 +80,7 @@ def test_drained_node_fails_gres_and_availability_checks(sandbox: Path, cli) -> 
         assert not rows["slurm_gres_matches_catalog"]["passed"]
         assert rows["slurm_gres_matches_catalog"]["nodes"] == ["localhost"]
         assert not rows["slurm_unavailable_nodes_within_limit"]["passed"]
-        assert rows["slurm_unavailable_nodes_within_limit"]["severity"] == "WARN"
+        assert rows["slurm_unavailable_nodes_within_limit"]["severity"] == "ERROR"  # 1 of 1 node > 0.1 (issue 15)
         assert not rows["gpu_count_at_least_minimum"]["passed"]
         assert res.returncode == 1
     finally:

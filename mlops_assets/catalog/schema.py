@@ -75,9 +75,24 @@ class HpcAccess(_Strict):
 
 
 class SlurmPartition(_Strict):
+    """``max_unavailable_fraction`` is the ERROR level of the share of nodes out of service
+    (down, drained, failing); ``warn_unavailable_fraction`` (optional, not above it) the WARN
+    level, as BeeGFS has ``min_free_gb`` and ``warn_free_gb``."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     gpu: bool = True
-    max_unavailable_fraction: float = Field(default=0.1, ge=0, le=1)
+    max_unavailable_fraction: float = Field(default=0.1, ge=0, le=1, description="ERROR above this share")
+    warn_unavailable_fraction: float | None = Field(default=None, ge=0, le=1, description="WARN above this share")
+
+    @model_validator(mode="after")
+    def _warn_below_error(self) -> SlurmPartition:
+        warn = self.warn_unavailable_fraction
+        if warn is not None and warn > self.max_unavailable_fraction:
+            raise ValueError(
+                f"warn_unavailable_fraction {warn} is above max_unavailable_fraction "
+                f"{self.max_unavailable_fraction}: the WARN level must not exceed the ERROR level"
+            )
+        return self
 
 
 class Slurm(_Strict):

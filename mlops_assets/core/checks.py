@@ -23,6 +23,9 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a probe measured. ``severity``, when set, replaces the spec's for this result:
+    a check with a warn and an error level says which one was crossed."""
+
     passed: bool
     measured: Scalar
     threshold: Scalar

@@ -5,7 +5,8 @@ local or SSH runner."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import apptainer_cli, node_probe, nvidia_smi, storage, versions
@@ -20,8 +21,14 @@ from mlops_assets.core.checks import (
 from mlops_assets.core.hostexec import CommandResult, Runner
 from mlops_assets.core.slurm import (
     SlurmNode,
+    SlurmPartition,
     parse_gres_mismatch,
+    parse_scontrol_config,
+    parse_scontrol_nodes,
+    parse_scontrol_partitions,
 )
+
+T = TypeVar("T")
 
 GRES_HINT = (
     "job pending on GRES: make gres.conf and slurm.conf agree on the GPU count, then "
@@ -39,7 +46,7 @@ def must(runner: Runner, argv: Sequence[str], hint: str, timeout_s: float | None
 
 
 def parse_key_values(text: str) -> dict[str, str]:
-    """`scontrol show config` and cgroup.conf: `Key = Value` or `Key=Value` per line."""
+    """cgroup.conf (a config file, not a command's output): `Key=Value` per line, `#` comments."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
@@ -65,9 +72,17 @@ def controller_latency(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
+def _parsed(what: str, parse: Callable[[str], T], text: str) -> T:
+    """A command's answer through its one parser; unreadable output is a failed probe that says so."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected {what} output: {exc}", f"check the SLURM version and `{what}` by hand") from None
+
+
 def slurm_config(runner: Runner) -> dict[str, str]:
     res = must(runner, ["scontrol", "show", "config"], "check that slurmctld answers")
-    return parse_key_values(res.stdout)
+    return _parsed("scontrol show config", parse_scontrol_config, res.stdout)
 
 
 def cgroup_constrains_devices(runner: Runner, catalog: Catalog) -> Outcome:
@@ -106,14 +121,25 @@ def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
     return node_probe.sinfo_nodes(runner)
 
 
+def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
+    """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
+    The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
+    res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
+    return _parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
+
+
+def scontrol_partitions(runner: Runner) -> list[SlurmPartition]:
+    res = must(runner, ["scontrol", "show", "partition"], "check that slurmctld answers")
+    return _parsed("scontrol show partition", parse_scontrol_partitions, res.stdout)
+
+
 def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:
     gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
     return [n for n in sinfo_nodes(runner) if gpu_parts & set(n.partitions)]
 
 
 def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
-    res = must(runner, ["sinfo", "-h", "-o", "%P|%a"], "check that slurmctld answers")
-    up = {p.rstrip("*") for p, _, a in (ln.partition("|") for ln in res.stdout.splitlines()) if a.strip() == "up"}
+    up = {p.name for p in scontrol_partitions(runner) if p.up}
     required = [p.name for p in catalog.hpc.slurm.partitions]
     out = missing_items(up, required, "partitions up", "`scontrol update partitionname=<p> state=up`")
     return out
@@ -125,7 +151,8 @@ def _reason(node: SlurmNode) -> str:
 
 def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
     want = catalog.hpc.slurm.gpus_per_node
-    nodes = gpu_nodes(runner, catalog)
+    gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
+    nodes = [n for n in scontrol_nodes(runner) if gpu_parts & set(n.partitions)]
     if not nodes:
         raise ProbeFailed("no nodes in the GPU partitions", "check hpc.slurm.partitions against `sinfo`")
     bad = [
@@ -144,26 +171,39 @@ def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
+    """Share of each partition's nodes out of service (busy nodes are in service), judged
+    against the catalog's levels: ERROR above ``max_unavailable_fraction``, WARN above
+    ``warn_unavailable_fraction``. The worst partition is reported."""
     nodes = sinfo_nodes(runner)
-    worst: tuple[float, str, float] = (0.0, "", 1.0)
+    # (rank: 2 ERROR / 1 WARN / 0 within, margin over the crossed level, share, partition, level)
+    worst: tuple[int, float, float, str, float] = (0, -2.0, 0.0, "", 1.0)
     down: dict[str, str] = {}
     for part in catalog.hpc.slurm.partitions:
         mine = [n for n in nodes if part.name in n.partitions]
         if not mine:
             continue
-        gone = [n for n in mine if not n.state.healthy]  # busy (allocated) nodes are in service
+        gone = [n for n in mine if not n.state.healthy]
         down.update({n.name: f"{n.state}{' (' + _reason(n) + ')' if _reason(n) else ''}" for n in gone})
         share = len(gone) / len(mine)
-        if share - part.max_unavailable_fraction > worst[0] - worst[2]:
-            worst = (share, part.name, part.max_unavailable_fraction)
-    share, name, limit = worst
-    return at_most(
-        round(share, 3),
-        limit,
-        f"share of unavailable nodes{' in ' + name if name else ''}",
-        "resume or repair drained/down nodes (`sinfo -R` lists the reasons)",
+        error, warn = part.max_unavailable_fraction, part.warn_unavailable_fraction
+        if share > error:
+            verdict = (2, share - error, share, part.name, error)
+        elif warn is not None and share > warn:
+            verdict = (1, share - warn, share, part.name, warn)
+        else:
+            level = warn if warn is not None else error
+            verdict = (0, share - level, share, part.name, level)
+        worst = max(worst, verdict)
+    rank, _, share, name, limit = worst
+    return Outcome(
+        passed=rank == 0,
+        measured=round(share, 3),
+        threshold=limit,
+        unit=f"share of unavailable nodes{' in ' + name if name else ''}",
+        hint="resume or repair drained/down nodes (`sinfo -R` lists the reasons)",
         nodes=tuple(sorted(down)),
         detail="; ".join(f"{k}: {v}" for k, v in sorted(down.items())),
+        severity=Severity.ERROR if rank == 2 else Severity.WARN,
     )
 
 

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mlops_assets.core.slurm import SlurmNode, parse_sinfo_nodes
+from mlops_assets.core.slurm import SlurmNode, parse_node_state, parse_sinfo_nodes
 
 NEW, RESUMED, GRES_CHANGED = "new", "resumed", "gres_changed"
 
@@ -32,11 +32,19 @@ class NodeChange:
     after: str
 
 
+_NOT_FOR_SMOKE = frozenset({"POWERED_DOWN", "POWERING_DOWN", "MAINTENANCE", "REBOOT_REQUESTED"})
+
+
 def usable(state: str) -> bool:
-    """Schedulable for a smoke job: not drained/draining, down, failing or not responding."""
-    base, *flags = state.split("+")
-    bad_flags = {"DRAIN", "DRAINED", "DRAINING", "NOT_RESPONDING", "FAIL", "FAILING", "POWERED_DOWN", "POWERING_DOWN", "MAINTENANCE", "REBOOT_REQUESTED"}
-    return base not in {"DOWN", "DRAINED", "DRAINING", "FAIL", "FAILING", "UNKNOWN", "FUTURE", "POWERED_DOWN"} and not bad_flags & set(flags)
+    """Schedulable for a smoke job: in service (busy is fine: the job queues), not drained or
+    draining, down, failing, not responding, powered down or waiting for maintenance/reboot.
+    ``state`` is a snapshot's state (``str(NodeState)``), read by the one node-state parser;
+    an unreadable one (an old cursor) is not usable."""
+    try:
+        st = parse_node_state(state)
+    except ValueError:
+        return False
+    return st.healthy and not st.flags & _NOT_FOR_SMOKE
 
 
 def snapshot(nodes: Iterable[SlurmNode], partition: str | None = None) -> dict[str, str]:

@@ -11,8 +11,15 @@ from (the SLURM sources at the release tags), is noted on each parser:
 * ``sinfo --json``: 22.05 prints ``{"nodes": [...]}`` (openapi v0.0.38 node dump, ``state``
   a lower-case string plus ``state_flags``); 23.02 and later print ``{"sinfo": [...]}``,
   one entry per sinfo group (data_parser v0.0.39+, ``node.state`` a list such as
-  ``["IDLE", "DRAIN"]``). Both are read by :func:`parse_sinfo_json`.
-* ``scontrol show node --json`` exists from 23.02 (``{"nodes": [...]}``, state as a list).
+  ``["IDLE", "DRAIN"]``). Both are read by :func:`parse_sinfo_nodes`.
+* ``scontrol show node --json`` exists from 23.02 (``{"nodes": [...]}``, state as a list);
+  :func:`parse_scontrol_nodes` reads it.
+
+One parser per command output (sinfo, scontrol show node/partition/config, squeue, sacct,
+sbatch); each reads every layout of its command (the production ``-h -o``/``-P`` formats,
+the default tables with headers, and JSON where the command has it), so what other sites
+print goes through the same code the checks use. Values cut to a column width (``OUT_OF_ME+``)
+raise instead of being read as values.
 * ``scontrol show node [-o]``, ``scontrol show partition -o`` and ``scontrol show config``
   have kept their shapes; only keys were added over time.
 """
@@ -34,17 +41,14 @@ __all__ = [
     "SACCT_FORMAT",
     "SINFO_NODE_FIELDS",
     "SINFO_NODE_FORMAT",
-    "SINFO_PARTITION_FORMAT",
     "SQUEUE_FORMAT",
     "TERMINAL_JOB_STATES",
     "DrainReason",
     "Gres",
     "GresMismatch",
     "NodeState",
-    "PartitionSummary",
     "SacctRecord",
     "SbatchSubmission",
-    "SinfoPartitionLine",
     "SlurmJsonError",
     "SlurmNode",
     "SlurmPartition",
@@ -58,22 +62,17 @@ __all__ = [
     "parse_gres_mismatch",
     "parse_job_state",
     "parse_node_state",
-    "parse_nodes_json",
-    "parse_partitions_json",
     "parse_sacct",
     "parse_sbatch",
     "parse_scontrol_config",
     "parse_scontrol_nodes",
     "parse_scontrol_partitions",
     "parse_scontrol_records",
-    "parse_sinfo_json",
     "parse_sinfo_nodes",
-    "parse_sinfo_partitions",
     "parse_size_bytes",
     "parse_slurm_duration",
     "parse_squeue",
     "parse_tres",
-    "summarize_partitions",
     "tres_gpus",
     "tres_memory_bytes",
 ]
@@ -88,9 +87,6 @@ __all__ = [
 #: RealMemory (MB), configured GRES, reason (``none`` when unset).
 SINFO_NODE_FORMAT = "%N|%P|%T|%c|%m|%G|%E"
 SINFO_NODE_FIELDS = ("node", "partition", "state", "cpus", "memory_mb", "gres", "reason")
-
-#: ``sinfo -h -o SINFO_PARTITION_FORMAT``: one line per (partition, availability, state).
-SINFO_PARTITION_FORMAT = "%P|%a|%D|%T|%N"
 
 #: ``squeue -h -o SQUEUE_FORMAT``: job id, long state, reason, node list.
 SQUEUE_FORMAT = "%i|%T|%r|%N"
@@ -620,6 +616,106 @@ def is_gres_mismatch(reason: str | DrainReason | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------
+# Tables: the one reader behind sinfo, squeue and sacct text
+# --------------------------------------------------------------------------------------
+
+# sinfo -l, squeue -l and sacct never print a date banner, but sinfo -l / squeue -l do:
+# "Thu Oct 10 10:00:00 2024" above the header.
+_BANNER = re.compile(r"^[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \d{4}\s*$")
+_DASHES = re.compile(r"^[\s-]*-[\s-]*$")
+
+
+def _split_free(parts: list[str], ncols: int, free: int, sep: str) -> list[str]:
+    """Too many pieces: the free-text column ``free`` absorbs the extra separators."""
+    if len(parts) <= ncols:
+        return parts
+    extra = len(parts) - ncols
+    return [*parts[:free], sep.join(parts[free : free + extra + 1]), *parts[free + extra + 1 :]]
+
+
+def _table(
+    text: str,
+    *,
+    what: str,
+    headers: Mapping[str, str],
+    fields: Sequence[str] | None,
+    free: str,
+    sep: str = "|",
+) -> list[dict[str, str]]:
+    """Rows of one command's table as ``{column: value}`` with canonical column names.
+
+    Reads every layout SLURM's table commands print: ``sep``-separated without a header
+    (production: ``-h``/``-n`` with a known ``fields`` order), ``sep``-separated with a
+    header (``-P`` / ``-o '%N|%T'`` without ``-h``), fixed width with a dashes line (sacct's
+    default, where cells may be empty), and whitespace-aligned with a header (sinfo and
+    squeue defaults). ``headers`` maps upper-case header words to column names; a header
+    word not in it keeps its upper-case name. The ``free`` column may hold the separator
+    (job names, reasons); in whitespace tables it must be the last column.
+    """
+    lines = [ln for ln in text.splitlines() if ln.strip() and not _BANNER.match(ln)]
+    if not lines:
+        return []
+    first = lines[0]
+    piped = sep in first
+    tokens = [t.strip().upper() for t in (first.split(sep) if piped else first.split())]
+    is_header = bool(tokens) and tokens[0] in headers and all(t and not t[0].isdigit() for t in tokens)
+    if is_header:
+        cols = [headers.get(t, t) for t in tokens]
+        body = lines[1:]
+    elif fields is not None:
+        cols, body = list(fields), lines
+        piped = True
+    else:
+        raise ValueError(f"{what} output has no header line and no known format: {_clip(first)!r}")
+    free_at = cols.index(free) if free in cols else len(cols) - 1
+    rows: list[dict[str, str]] = []
+    spans: list[tuple[int, int]] | None = None
+    if not piped and body and _DASHES.match(body[0]):
+        starts = [m.start() for m in re.finditer(r"-+", body[0])]
+        if len(starts) != len(cols):
+            raise ValueError(f"{what} dashes line has {len(starts)} columns, header {len(cols)}")
+        spans = [(s, starts[i + 1] if i + 1 < len(starts) else 1 << 30) for i, s in enumerate(starts)]
+        body = body[1:]
+    for line in body:
+        if spans is not None:
+            parts = [line[a:b].strip() for a, b in spans]
+        elif piped:
+            parts = _split_free(line.split(sep), len(cols), free_at, sep)
+            if len(parts) != len(cols):
+                raise ValueError(f"{what} line has {len(parts)} fields, want {len(cols)}: {_clip(line)!r}")
+        else:
+            # Whitespace: only the last column may hold spaces (best effort where the free
+            # column is not last, as in some ``-o`` layouts).
+            parts = line.split(None, len(cols) - 1)
+            parts += [""] * (len(cols) - len(parts))
+        rows.append({c: p.strip() for c, p in zip(cols, parts, strict=True)})
+    return rows
+
+
+def _format_fields(fmt: str, letters: Mapping[str, str], what: str) -> tuple[list[str], str]:
+    """``'%N|%P|%T'`` → (column names, separator): the columns a ``-h -o`` answer holds."""
+    specs = re.findall(r"%[-.\d]*([A-Za-z])", fmt)
+    seps = set(re.split(r"%[-.\d]*[A-Za-z]", fmt)[1:-1])
+    if len(seps) != 1 or not specs:
+        raise ValueError(f"{what} format {fmt!r} needs one separator between fields")
+    cols = []
+    for s in specs:
+        if s not in letters:
+            raise ValueError(f"{what} format field %{s} is not read here")
+        cols.append(letters[s])
+    return cols, seps.pop()
+
+
+def _cut(value: str, what: str) -> None:
+    """A cell that ends in '+' was cut to its column width: never read it as a value."""
+    if value.endswith("+"):
+        raise ValueError(
+            f"{what} {value!r} is cut to its column width (the '+' marks the cut); read the "
+            "command's parsable output (sacct -P, sinfo/squeue -o with a separator), which is never cut"
+        )
+
+
+# --------------------------------------------------------------------------------------
 # Nodes
 # --------------------------------------------------------------------------------------
 
@@ -683,37 +779,91 @@ def _merge_node(nodes: dict[str, SlurmNode], node: SlurmNode) -> None:
     nodes[node.name] = replace(prev, partitions=parts)
 
 
-def parse_sinfo_nodes(text: str) -> list[SlurmNode]:
-    """Parse ``sinfo -h -N -o SINFO_NODE_FORMAT`` (``%N|%P|%T|%c|%m|%G|%E``).
+#: sinfo header words and ``-o`` letters → column names.
+_SINFO_HEADERS = {
+    "PARTITION": "partition",
+    "AVAIL": "avail",
+    "NODES": "count",
+    "STATE": "state",
+    "NODELIST": "nodes",
+    "HOSTNAMES": "nodes",
+    "CPUS": "cpus",
+    "MEMORY": "memory",
+    "GRES": "gres",
+    "REASON": "reason",
+    "TIMELIMIT": "timelimit",
+}
+_SINFO_LETTERS = {
+    "P": "partition",
+    "R": "partition",
+    "a": "avail",
+    "D": "count",
+    "T": "state",
+    "t": "state",
+    "N": "nodes",
+    "n": "nodes",
+    "c": "cpus",
+    "m": "memory",
+    "G": "gres",
+    "E": "reason",
+    "l": "timelimit",
+}
 
-    A node in several partitions appears once per partition; rows are merged so each
-    node is returned once, partitions in order. A ``*`` on the partition (the default
-    partition) is dropped.
+
+def _sinfo_int(value: str | None, what: str) -> int | None:
+    """CPUs/memory of a sinfo row; ``32+`` (a group whose nodes differ) is no per-node figure."""
+    if value is None or value.endswith("+"):
+        return None
+    return _opt_int(value, what)
+
+
+def parse_sinfo_nodes(text: str, fmt: str = SINFO_NODE_FORMAT) -> list[SlurmNode]:
+    """Every node sinfo shows, once, with its partitions in order: the one sinfo parser.
+
+    Reads ``sinfo -h -N -o fmt`` (production: :data:`SINFO_NODE_FORMAT`), any sinfo table
+    with its header (default partition summary, ``-N``, ``-l``, ``-o`` formats), and
+    ``sinfo --json`` (22.05 ``nodes`` shape, 23.02+ ``sinfo`` groups). A row naming several
+    nodes (``adev[1-2]``) gives each of them the row's state; its node count must match the
+    list, so a node list cut to the column width raises instead of shrinking the cluster. A
+    ``*`` after the partition (the default partition) is dropped.
     """
+    if text.lstrip().startswith("{"):
+        return _parse_nodes_json(text)
+    cols, sep = _format_fields(fmt, _SINFO_LETTERS, "sinfo")
+    rows = _table(text, what="sinfo", headers=_SINFO_HEADERS, fields=cols, free="reason", sep=sep)
     nodes: dict[str, SlurmNode] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|", len(SINFO_NODE_FIELDS) - 1)
-        if len(parts) != len(SINFO_NODE_FIELDS):
+    for row in rows:
+        line = "|".join(row.values())
+        if "state" not in row or "nodes" not in row:
+            raise ValueError(f"sinfo output needs STATE and NODELIST columns: {_clip(line)!r}")
+        names_text, count = row["nodes"], row.get("count")
+        if names_text in _NULLS and count == "0":
+            continue  # a partition without nodes (default summary layout)
+        if not re.fullmatch(r"[^\s|]+", names_text):
+            raise ValueError(f"bad node list {names_text!r} in sinfo line {_clip(line)!r}")
+        try:
+            names = expand_hostlist(names_text)
+        except ValueError as exc:
+            raise ValueError(f"sinfo node list unreadable (cut to the column width?): {exc}") from None
+        if count is not None and _opt_int(count, "node count") != len(names):
             raise ValueError(
-                f"sinfo line has {len(parts)} fields, want {len(SINFO_NODE_FIELDS)} "
-                f"({SINFO_NODE_FORMAT}): {_clip(line)!r}"
+                f"sinfo says {count} nodes but lists {len(names)} (node list cut?): {_clip(line)!r}"
             )
-        name, partition, state, cpus, mem, gres, reason = (p.strip() for p in parts)
-        if not name or not re.fullmatch(r"[^\s\[\],]+", name):
-            raise ValueError(f"bad node name in sinfo line {_clip(line)!r}")
-        part = partition.rstrip("*")
-        node = SlurmNode(
-            name=name,
-            state=parse_node_state(state),
-            partitions=(part,) if part and part not in _NULLS else (),
-            cpus=_opt_int(cpus.rstrip("+"), "CPUs"),
-            real_memory_mb=_opt_int(mem.rstrip("+"), "memory"),
-            gres=parse_gres(gres),
-            reason=parse_drain_reason(reason),
-        )
-        _merge_node(nodes, node)
+        part = row.get("partition", "").rstrip("*")
+        state = parse_node_state(row["state"])
+        for name in names:
+            _merge_node(
+                nodes,
+                SlurmNode(
+                    name=name,
+                    state=state,
+                    partitions=(part,) if part and part not in _NULLS else (),
+                    cpus=_sinfo_int(row.get("cpus"), "CPUs"),
+                    real_memory_mb=_sinfo_int(row.get("memory"), "memory"),
+                    gres=parse_gres(row.get("gres", "")),
+                    reason=parse_drain_reason(row.get("reason")),
+                ),
+            )
     return list(nodes.values())
 
 
@@ -793,18 +943,21 @@ def _parse_kv_record(record: str) -> dict[str, str]:
 def parse_scontrol_records(text: str, first_key: str) -> list[dict[str, str]]:
     """Split ``scontrol show <entity> [-o]`` output into one dict per entity.
 
-    A record starts at an unindented ``<first_key>=`` (``NodeName``, ``PartitionName``);
-    both the one-liner and the indented multi-line layouts are accepted.
+    A record starts at a line beginning with ``<first_key>=`` (``NodeName``,
+    ``PartitionName``); the one-liner, the indented multi-line layout and blocks pasted
+    without their indentation (as documentation and forum posts show them) are accepted: a
+    following line belongs to the record when it is indented or starts with ``Key=``.
     """
     records: list[str] = []
     prefix = f"{first_key}="
     for line in text.splitlines():
         if not line.strip():
             continue
-        if line.startswith(prefix):
-            records.append(line)
-        elif records and line[:1].isspace():
-            records[-1] += "\n" + line
+        flush = line.lstrip()
+        if flush.startswith(prefix):
+            records.append(flush)
+        elif records and (line[:1].isspace() or _KEY_AT.match(flush)):
+            records[-1] += "\n   " + flush
         else:
             raise ValueError(f"unexpected line in scontrol output: {_clip(line)!r}")
     return [_parse_kv_record(r) for r in records]
@@ -836,7 +989,10 @@ def _node_from_kv(kv: dict[str, str]) -> SlurmNode:
 
 
 def parse_scontrol_nodes(text: str) -> list[SlurmNode]:
-    """Parse ``scontrol show node`` or ``scontrol -o show node`` text."""
+    """The one ``scontrol show node`` parser: multi-line, ``-o`` one-liner, blocks pasted
+    without their indentation, and ``--json`` (23.02+; also slurmrestd's node answer)."""
+    if text.lstrip().startswith("{"):
+        return _parse_nodes_json(text)
     return [_node_from_kv(kv) for kv in parse_scontrol_records(text, "NodeName")]
 
 
@@ -866,7 +1022,10 @@ class SlurmPartition:
 
 
 def parse_scontrol_partitions(text: str) -> list[SlurmPartition]:
-    """Parse ``scontrol show partition [-o]`` text."""
+    """The one ``scontrol show partition`` parser: text (``-o`` or multi-line, indented or
+    pasted flush left) and ``--json`` (23.02+)."""
+    if text.lstrip().startswith("{"):
+        return _parse_partitions_json(text)
     out: list[SlurmPartition] = []
     for kv in parse_scontrol_records(text, "PartitionName"):
         name = kv.get("PartitionName", "")
@@ -1067,7 +1226,7 @@ def _nodes_from_sinfo_group(obj: Any) -> list[SlurmNode]:
     return out
 
 
-def parse_nodes_json(text: str) -> list[SlurmNode]:
+def _parse_nodes_json(text: str) -> list[SlurmNode]:
     """Parse node JSON from sinfo or scontrol, any shape documented in the module doc.
 
     Raises :class:`SlurmJsonError` (a ValueError) when SLURM's ``errors`` list is set.
@@ -1095,12 +1254,7 @@ def parse_nodes_json(text: str) -> list[SlurmNode]:
     raise ValueError("JSON has neither 'sinfo' nor 'nodes'")
 
 
-def parse_sinfo_json(text: str) -> list[SlurmNode]:
-    """``sinfo --json`` (22.05 ``nodes`` shape or 23.02+ ``sinfo`` shape) → nodes."""
-    return parse_nodes_json(text)
-
-
-def parse_partitions_json(text: str) -> list[SlurmPartition]:
+def _parse_partitions_json(text: str) -> list[SlurmPartition]:
     """``scontrol show partition --json`` (23.02+) → partitions.
 
     ``partition.state`` exists from 24.05 (23.x leave it out: state is then UNKNOWN);
@@ -1134,95 +1288,6 @@ def parse_partitions_json(text: str) -> list[SlurmPartition]:
     return out
 
 
-# --- sinfo partition summary ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SinfoPartitionLine:
-    """One line of ``sinfo -h -o SINFO_PARTITION_FORMAT``."""
-
-    partition: str
-    default: bool
-    avail: str
-    node_count: int
-    state: NodeState
-    nodes: tuple[str, ...]
-
-
-def parse_sinfo_partitions(text: str) -> list[SinfoPartitionLine]:
-    """Parse ``sinfo -h -o '%P|%a|%D|%T|%N'``: partition, avail, count, state, nodes."""
-    out: list[SinfoPartitionLine] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.split("|")]
-        if len(parts) != 5:
-            raise ValueError(f"sinfo partition line needs 5 fields: {_clip(line)!r}")
-        part, avail, count, state, nodelist = parts
-        if not part:
-            raise ValueError(f"sinfo partition line without a partition: {_clip(line)!r}")
-        n = _opt_int(count, "node count")
-        nodes = tuple(expand_hostlist(nodelist)) if nodelist not in _NULLS else ()
-        if n is None or n != len(nodes):
-            raise ValueError(f"sinfo says {count} nodes but lists {len(nodes)}: {_clip(line)!r}")
-        out.append(
-            SinfoPartitionLine(
-                partition=part.rstrip("*"),
-                default=part.endswith("*"),
-                avail=avail.lower(),
-                node_count=n,
-                state=parse_node_state(state),
-                nodes=nodes,
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class PartitionSummary:
-    """Node counts of one partition, for "at most X% unavailable" style checks."""
-
-    partition: str
-    avail: str
-    total: int
-    available: int
-    unhealthy: tuple[str, ...]
-
-    @property
-    def unavailable_fraction(self) -> float:
-        """Share of nodes not schedulable now (busy nodes count as not available)."""
-        return 0.0 if not self.total else 1 - self.available / self.total
-
-    @property
-    def unhealthy_fraction(self) -> float:
-        """Share of nodes out of service (down, drained, failing, not responding)."""
-        return 0.0 if not self.total else len(self.unhealthy) / self.total
-
-
-def summarize_partitions(lines: Iterable[SinfoPartitionLine]) -> dict[str, PartitionSummary]:
-    """Aggregate sinfo partition lines per partition."""
-    acc: dict[str, dict[str, Any]] = {}
-    for ln in lines:
-        a = acc.setdefault(
-            ln.partition, {"avail": ln.avail, "total": 0, "available": 0, "unhealthy": []}
-        )
-        a["total"] += ln.node_count
-        if ln.state.available:
-            a["available"] += ln.node_count
-        if not ln.state.healthy:
-            a["unhealthy"].extend(ln.nodes)
-    return {
-        name: PartitionSummary(
-            partition=name,
-            avail=a["avail"],
-            total=a["total"],
-            available=a["available"],
-            unhealthy=tuple(a["unhealthy"]),
-        )
-        for name, a in acc.items()
-    }
-
-
 # --------------------------------------------------------------------------------------
 # Jobs: squeue, sacct, sbatch
 # --------------------------------------------------------------------------------------
@@ -1242,12 +1307,45 @@ TERMINAL_JOB_STATES = frozenset(
         "REVOKED",
     }
 )
-_JOB_STATE = re.compile(r"^(?P<state>[A-Z][A-Z_]*)\+?(?:\s+by\s+(?P<by>\S+))?$")
+#: squeue's compact ``%t`` / ``ST`` codes (job_state_string_compact) → long names.
+_COMPACT_JOB_STATES = {
+    "PD": "PENDING",
+    "R": "RUNNING",
+    "S": "SUSPENDED",
+    "CG": "COMPLETING",
+    "CD": "COMPLETED",
+    "CF": "CONFIGURING",
+    "CA": "CANCELLED",
+    "F": "FAILED",
+    "TO": "TIMEOUT",
+    "PR": "PREEMPTED",
+    "BF": "BOOT_FAIL",
+    "DL": "DEADLINE",
+    "NF": "NODE_FAIL",
+    "OOM": "OUT_OF_MEMORY",
+    "RV": "REVOKED",
+    "RD": "RESV_DEL_HOLD",
+    "RF": "REQUEUE_FED",
+    "RH": "REQUEUE_HOLD",
+    "RQ": "REQUEUED",
+    "RS": "RESIZING",
+    "SE": "SPECIAL_EXIT",
+    "SI": "SIGNALING",
+    "SO": "STAGE_OUT",
+    "ST": "STOPPED",
+}
+_JOB_STATE = re.compile(r"^(?P<state>[A-Z][A-Z_]*)(?:\s+by\s+(?P<by>\S+))?$")
 
 
 def parse_job_state(text: str) -> tuple[str, str | None]:
-    """``CANCELLED by 0`` → ``("CANCELLED", "0")``; ``COMPLETED`` → ``("COMPLETED", None)``."""
-    m = _JOB_STATE.match(text.strip())
+    """``CANCELLED by 0`` → ``("CANCELLED", "0")``; ``COMPLETED`` → ``("COMPLETED", None)``.
+
+    A state cut to its column width (``OUT_OF_ME+``, ``CANCELLED+``) raises: the cut hides
+    which state it was (or who cancelled), so it is never taken as a state.
+    """
+    s = text.strip()
+    _cut(s, "job state")
+    m = _JOB_STATE.match(s)
     if not m:
         raise ValueError(f"bad job state {_clip(text)!r}")
     return m.group("state"), m.group("by")
@@ -1271,9 +1369,17 @@ def _nodes_field(text: str) -> tuple[str, ...]:
 _JOB_ID = re.compile(r"^\d+(?:_(?:\d+|\[[\d,\-%]+\]))?(?:\+\d+)?(?:\.[\w-]+)?$")
 
 
+def _job_id(text: str, what: str, line: str) -> str:
+    job_id = text.strip()
+    _cut(job_id, f"{what} JobID")
+    if not _JOB_ID.match(job_id):
+        raise ValueError(f"bad job id {job_id!r} in {what} line {_clip(line)!r}")
+    return job_id
+
+
 @dataclass(frozen=True)
 class SqueueRecord:
-    """One line of ``squeue -h -o SQUEUE_FORMAT``."""
+    """One job line of squeue."""
 
     job_id: str
     state: str
@@ -1281,26 +1387,44 @@ class SqueueRecord:
     nodes: tuple[str, ...]
 
 
-def parse_squeue(text: str) -> list[SqueueRecord]:
-    """Parse ``squeue -h -o '%i|%T|%r|%N'``; the reason may itself contain '|'."""
+_SQUEUE_HEADERS = {
+    "JOBID": "job_id",
+    "ST": "state",
+    "STATE": "state",
+    "REASON": "reason",
+    "NODELIST": "nodes",
+    "NODELIST(REASON)": "nodes_or_reason",
+}
+_SQUEUE_LETTERS = {"i": "job_id", "A": "job_id", "T": "state", "t": "state", "r": "reason", "N": "nodes", "R": "nodes_or_reason"}
+
+
+def parse_squeue(text: str, fmt: str = SQUEUE_FORMAT) -> list[SqueueRecord]:
+    """The one squeue parser: ``squeue -h -o fmt`` (production: :data:`SQUEUE_FORMAT`, whose
+    reason may itself contain '|') and any squeue table with its header (default, ``-l``,
+    ``-r``, ``-o`` formats); compact states (``PD``, ``R``, ``CG``) become long names and a
+    ``NODELIST(REASON)`` cell in parentheses is the reason."""
+    cols, sep = _format_fields(fmt, _SQUEUE_LETTERS, "squeue")
+    rows = _table(text, what="squeue", headers=_SQUEUE_HEADERS, fields=cols, free="reason", sep=sep)
     out: list[SqueueRecord] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        head = line.split("|", 2)
-        if len(head) != 3 or "|" not in head[2]:
-            raise ValueError(f"squeue line needs 4 fields ({SQUEUE_FORMAT}): {_clip(line)!r}")
-        job_id, state = head[0].strip(), head[1].strip()
-        reason, _, nodes = head[2].rpartition("|")
-        if not _JOB_ID.match(job_id):
-            raise ValueError(f"bad job id {job_id!r} in squeue line {_clip(line)!r}")
-        base_state, _ = parse_job_state(state)
-        r = reason.strip()
+    for row in rows:
+        line = "|".join(row.values())
+        if "job_id" not in row or "state" not in row:
+            raise ValueError(f"squeue output needs JOBID and state columns: {_clip(line)!r}")
+        job_id = _job_id(row["job_id"], "squeue", line)
+        raw = row["state"]
+        state, _ = parse_job_state(_COMPACT_JOB_STATES.get(raw, raw))
+        reason = row.get("reason", "")
+        nodes = row.get("nodes", "")
+        both = row.get("nodes_or_reason", "")
+        if both.startswith("(") and both.endswith(")"):
+            reason = both[1:-1]
+        elif both:
+            nodes = both
         out.append(
             SqueueRecord(
                 job_id=job_id,
-                state=base_state,
-                reason=None if r in _NULLS else r,
+                state=state,
+                reason=None if reason.strip() in _NULLS else reason.strip(),
                 nodes=_nodes_field(nodes),
             )
         )
@@ -1309,14 +1433,15 @@ def parse_squeue(text: str) -> list[SqueueRecord]:
 
 @dataclass(frozen=True)
 class SacctRecord:
-    """One line of ``sacct -P -n --format=SACCT_FORMAT`` (a job or one of its steps)."""
+    """One line of sacct (a job or one of its steps). Columns the output lacks are
+    ``None`` / empty; production asks for :data:`SACCT_FIELDS`, which has them all."""
 
     job_id: str
     job_name: str
     state: str
     cancelled_by: str | None
-    exit_code: int
-    exit_signal: int
+    exit_code: int | None
+    exit_signal: int | None
     elapsed_s: int | None
     alloc_tres: Mapping[str, str]
     max_rss_bytes: int | None
@@ -1350,46 +1475,49 @@ class SacctRecord:
 
     @property
     def succeeded(self) -> bool:
-        """COMPLETED with exit status 0 and no signal."""
-        return self.state == "COMPLETED" and self.exit_code == 0 and self.exit_signal == 0
+        """COMPLETED with exit status 0 and no signal (COMPLETED itself means exit 0 where
+        the output has no ExitCode column)."""
+        return self.state == "COMPLETED" and not self.exit_code and not self.exit_signal
 
 
-def parse_sacct(text: str) -> list[SacctRecord]:
-    """Parse ``sacct -P -n --format=SACCT_FORMAT`` (JobID,JobName,...,NodeList).
+_SACCT_HEADERS = {f.upper(): f for f in ("JobID", "JobIDRaw", *SACCT_FIELDS)}
 
-    A job name containing '|' is reassembled (extra fields are folded into JobName).
-    MaxRSS is empty on job lines (only steps measure it) and becomes ``None``.
+
+def parse_sacct(text: str, fields: Sequence[str] = SACCT_FIELDS) -> list[SacctRecord]:
+    """The one sacct parser: ``sacct -P -n --format=fields`` (production: :data:`SACCT_FIELDS`;
+    a job name containing '|' is reassembled), ``-P`` with its header, and the default
+    fixed-width table (its dashes line gives the columns, so empty cells such as a step's
+    Partition stay empty). A JobID or State cut to the column width (``3764934.bat+``,
+    ``OUT_OF_ME+``) raises: read sacct with ``-P``. MaxRSS is empty on job lines (only steps
+    measure it) and becomes ``None``.
     """
+    rows = _table(text, what="sacct", headers=_SACCT_HEADERS, fields=fields, free="JobName")
     out: list[SacctRecord] = []
-    nf = len(SACCT_FIELDS)
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) < nf:
-            raise ValueError(f"sacct line has {len(parts)} fields, want {nf}: {_clip(line)!r}")
-        if len(parts) > nf:
-            extra = len(parts) - nf
-            parts = [parts[0], "|".join(parts[1 : 2 + extra]), *parts[2 + extra :]]
-        job_id, name, state, exit_code, elapsed, tres, max_rss, nodelist = parts
-        job_id = job_id.strip()
-        if not _JOB_ID.match(job_id):
-            raise ValueError(f"bad JobID {job_id!r} in sacct line {_clip(line)!r}")
-        base_state, by = parse_job_state(state)
-        code, sig = parse_exit_code(exit_code)
-        rss = max_rss.strip()
+    for row in rows:
+        line = "|".join(row.values())
+        raw_id = row.get("JobID") or row.get("JobIDRaw")
+        if raw_id is None or "State" not in row:
+            raise ValueError(f"sacct output needs JobID and State columns: {_clip(line)!r}")
+        job_id = _job_id(raw_id, "sacct", line)
+        base_state, by = parse_job_state(row["State"])
+        code: int | None = None
+        sig: int | None = None
+        if row.get("ExitCode"):
+            code, sig = parse_exit_code(row["ExitCode"])
+        elapsed = row.get("Elapsed", "")
+        rss = row.get("MaxRSS", "")
         out.append(
             SacctRecord(
                 job_id=job_id,
-                job_name=name,
+                job_name=row.get("JobName", ""),
                 state=base_state,
                 cancelled_by=by,
                 exit_code=code,
                 exit_signal=sig,
-                elapsed_s=parse_slurm_duration(elapsed) if elapsed.strip() else None,
-                alloc_tres=parse_tres(tres),
+                elapsed_s=parse_slurm_duration(elapsed) if elapsed else None,
+                alloc_tres=parse_tres(row.get("AllocTRES", "")),
                 max_rss_bytes=parse_size_bytes(rss) if rss else None,
-                nodes=_nodes_field(nodelist),
+                nodes=_nodes_field(row.get("NodeList", "")),
             )
         )
     return out

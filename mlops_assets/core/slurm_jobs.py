@@ -157,10 +157,13 @@ class JobOutcome:
     alloc_tres: Mapping[str, str]
     max_rss_bytes: int | None
     nodes: tuple[str, ...]
+    #: Finished steps (batch, extern, numbered) that did not complete with 0:0, as
+    #: ``(step id, state, exit code, signal)``: a killed step fails a COMPLETED job.
+    failed_steps: tuple[tuple[str, str, int, int], ...] = ()
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "COMPLETED" and self.exit_code == 0 and self.exit_signal == 0
+        return self.state == "COMPLETED" and self.exit_code == 0 and self.exit_signal == 0 and not self.failed_steps
 
     @property
     def gpus(self) -> int:
@@ -168,6 +171,10 @@ class JobOutcome:
 
     def describe(self) -> str:
         where = f" on {','.join(self.nodes)}" if self.nodes else ""
+        if self.state == "COMPLETED" and self.failed_steps:
+            step, state, code, signal = self.failed_steps[0]
+            more = f" (and {len(self.failed_steps) - 1} more step(s))" if len(self.failed_steps) > 1 else ""
+            return f"SLURM job {self.job_id} COMPLETED but step {step} ended {state} {code}:{signal}{more}{where}: {_step_cause(state, signal)}"
         if self.state == "CANCELLED":
             by = f" by uid {self.cancelled_by}" if self.cancelled_by else ""
             return f"SLURM job {self.job_id} CANCELLED{by}{where}"
@@ -186,22 +193,45 @@ class JobOutcome:
             "slurm_alloc_gpus": self.gpus,
             "slurm_max_rss_bytes": self.max_rss_bytes,
             "slurm_nodes": ",".join(self.nodes),
+            "slurm_failed_steps": ", ".join(f"{s} {st} {c}:{g}" for s, st, c, g in self.failed_steps),
         }
 
 
+def _step_cause(state: str, signal: int) -> str:
+    """The usual cause of a step's end, and its usual fix."""
+    if state == "OUT_OF_MEMORY":
+        return "the step ran out of memory (cgroup OOM kill): raise --mem or lower the step's memory use"
+    if state == "NODE_FAIL":
+        return "a node of the step failed: check the node's slurmd log and `sinfo -R`, then rerun"
+    if state == "CANCELLED" or signal:
+        return f"the step was killed (signal {signal}): check its stderr and whether it was scancelled or hit a limit"
+    return "the step failed while the batch script still exited 0: check its stderr"
+
+
 def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
-    """The job's line (state, exit code, elapsed, AllocTRES) plus the largest MaxRSS of its
-    steps; None while accounting has not recorded a terminal state yet."""
+    """The job's line (state, exit code, elapsed, AllocTRES), every finished step that did
+    not complete with 0:0 (a step killed by a signal, OUT_OF_MEMORY or NODE_FAIL under a
+    COMPLETED job line is not a success), and the largest MaxRSS of the steps; None while
+    accounting has not recorded a terminal state yet. Unreadable output (a state cut to the
+    column width, no ExitCode) raises ValueError."""
     records: list[SacctRecord] = [r for r in parse_sacct(text) if r.job == str(job_id)]
     job = next((r for r in records if not r.is_step), None)
     if job is None or not job.terminal:
         return None
+    if job.exit_code is None or job.exit_signal is None:
+        raise ValueError(f"sacct printed no ExitCode for job {job.job_id}")
+    failed = tuple(
+        (r.job_id, r.state, r.exit_code or 0, r.exit_signal or 0)
+        for r in records
+        if r.is_step and r.terminal and not r.succeeded
+    )
     rss = [r.max_rss_bytes for r in records if r.max_rss_bytes is not None]
     return JobOutcome(
         job_id=job.job_id,
         state=job.state,
         exit_code=job.exit_code,
         exit_signal=job.exit_signal,
+        failed_steps=failed,
         cancelled_by=job.cancelled_by,
         elapsed_s=job.elapsed_s,
         alloc_tres=job.alloc_tres,

@@ -263,7 +263,13 @@ class SlurmPipesClient(dg.PipesClient):
         delay = sj.Backoff(0.1, 1.5, 2.0)
         while True:
             res = self.runner.run(sj.sacct_argv(job_id), timeout_s=60)
-            outcome = sj.outcome_from_sacct(res.stdout, job_id) if res.ok else None
+            try:
+                outcome = sj.outcome_from_sacct(res.stdout, job_id) if res.ok else None
+            except ValueError as exc:  # never guess a final state from output we cannot read
+                raise dg.Failure(
+                    f"SLURM job {job_id}: sacct's answer is unreadable, so its final state is unknown: {exc}",
+                    metadata={"hint": "run the sacct command by hand; check SACCT_FORMAT in the environment and the SLURM version"},
+                ) from None
             if outcome is not None:
                 return outcome
             if time.monotonic() > deadline:

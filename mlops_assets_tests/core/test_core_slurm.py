@@ -258,16 +258,16 @@ def test_sinfo_error_text_is_not_a_node_list() -> None:
         s.parse_sinfo_nodes(fixture("sinfo_error_no_controller_sandbox_22.05.txt"))
 
 
+PARTITION_FORMAT = "%P|%a|%D|%T|%N"
+
+
 @pytest.mark.parametrize("name", sandbox("sinfo_partitions_*_sandbox_22.05.txt"))
 def test_sinfo_partitions_sandbox(name: str) -> None:
-    lines = s.parse_sinfo_partitions(fixture(name))
-    assert {ln.partition for ln in lines} == {"gpu"}
-    assert all(ln.default for ln in lines)
-    summary = s.summarize_partitions(lines)["gpu"]
-    assert summary.total == 1
+    (node,) = s.parse_sinfo_nodes(fixture(name), PARTITION_FORMAT)
+    assert node.name == "localhost" and node.partitions == ("gpu",)
 
 
-def test_sinfo_partitions_summary() -> None:
+def test_sinfo_partition_rows_give_every_node_its_state() -> None:
     text = (
         "gpu*|up|6|mixed|gpu[01-06]\n"
         "gpu*|up|2|drained|gpu[07-08]\n"
@@ -275,22 +275,32 @@ def test_sinfo_partitions_summary() -> None:
         "gpu*|up|1|allocated|gpu10\n"
         "cpu|up|0|n/a|\n"
     )
-    lines = [ln for ln in text.splitlines() if "n/a" not in ln]
-    summary = s.summarize_partitions(s.parse_sinfo_partitions("\n".join(lines)))["gpu"]
-    assert summary.total == 10
-    assert summary.available == 6
-    assert summary.unhealthy == ("gpu07", "gpu08", "gpu09")
-    assert summary.unhealthy_fraction == pytest.approx(0.3)
-    assert summary.unavailable_fraction == pytest.approx(0.4)
+    nodes = s.parse_sinfo_nodes(text, PARTITION_FORMAT)
+    assert len(nodes) == 10
+    assert sum(n.state.available for n in nodes) == 6
+    assert [n.name for n in nodes if not n.state.healthy] == ["gpu07", "gpu08", "gpu09"]
 
 
-def test_sinfo_partitions_count_must_match_nodes() -> None:
+def test_sinfo_count_must_match_nodes() -> None:
     with pytest.raises(ValueError, match="nodes"):
-        s.parse_sinfo_partitions("gpu*|up|3|idle|gpu[01-02]")
+        s.parse_sinfo_nodes("gpu*|up|3|idle|gpu[01-02]", PARTITION_FORMAT)
+
+
+def test_sinfo_default_table_and_cut_node_list() -> None:
+    text = (
+        "PARTITION AVAIL  TIMELIMIT NODES  STATE NODELIST\n"
+        "debug*       up      30:00     2  down* adev[1-2]\n"
+        "batch        up      30:00     3  alloc adev[7-8,14]\n"
+    )
+    nodes = {n.name: n for n in s.parse_sinfo_nodes(text)}
+    assert sorted(nodes) == ["adev1", "adev14", "adev2", "adev7", "adev8"]
+    assert not nodes["adev1"].state.responding and nodes["adev7"].state.busy
+    with pytest.raises(ValueError, match="cut"):
+        s.parse_sinfo_nodes(text.replace("adev[7-8,14]", "adev[7-8,1..."))
 
 
 def test_sinfo_json_22_05_sandbox() -> None:
-    nodes = s.parse_sinfo_json(fixture("sinfo_json_idle_sandbox_22.05.json"))
+    nodes = s.parse_sinfo_nodes(fixture("sinfo_json_idle_sandbox_22.05.json"))
     assert len(nodes) == 1
     node = nodes[0]
     assert node.name == "localhost"
@@ -304,7 +314,7 @@ def test_sinfo_json_22_05_sandbox() -> None:
 
 @pytest.mark.parametrize("name", sandbox("sinfo_json_*_sandbox_22.05.json"))
 def test_sinfo_json_sandbox_all_states(name: str) -> None:
-    nodes = s.parse_sinfo_json(fixture(name))
+    nodes = s.parse_sinfo_nodes(fixture(name))
     assert [n.name for n in nodes] == ["localhost"]
     text_name = name.replace("sinfo_json_", "sinfo_N_").replace(".json", ".txt")
     if (FIXTURES / text_name).exists():
@@ -364,7 +374,7 @@ def test_sinfo_json_23_02_shape() -> None:
         "gres": {"total": "gpu:h200:8(S:0-1)", "used": "gpu:h200:3(IDX:0-2)"},
     }
     doc = {"sinfo": [group, other], "meta": {}, "errors": [], "warnings": []}
-    nodes = {n.name: n for n in s.parse_sinfo_json(json.dumps(doc))}
+    nodes = {n.name: n for n in s.parse_sinfo_nodes(json.dumps(doc))}
     assert set(nodes) == {"gpu01", "gpu02", "gpu03"}
     assert nodes["gpu01"].state.drained
     assert nodes["gpu01"].reason is not None
@@ -383,7 +393,7 @@ def test_sinfo_json_23_02_shape() -> None:
     ],
 )
 def test_scontrol_node_json_docs(name: str, version: str, gpus: int) -> None:
-    (node,) = s.parse_nodes_json(fixture(name))
+    (node,) = s.parse_scontrol_nodes(fixture(name))
     assert node.version == version
     assert node.gpus == gpus
     assert node.gpus_used == 0
@@ -395,11 +405,13 @@ def test_scontrol_node_json_docs(name: str, version: str, gpus: int) -> None:
 def test_nodes_json_errors_raise() -> None:
     doc = {"errors": [{"error": "Unable to query nodes", "error_number": 1}], "nodes": []}
     with pytest.raises(s.SlurmJsonError, match="Unable to query"):
-        s.parse_nodes_json(json.dumps(doc))
+        s.parse_scontrol_nodes(json.dumps(doc))
     with pytest.raises(ValueError, match="not JSON"):
-        s.parse_nodes_json("sinfo: error: plugin not found")
+        s.parse_scontrol_nodes('{"nodes": [truncated')
+    with pytest.raises(ValueError, match="unexpected line"):
+        s.parse_scontrol_nodes("sinfo: error: plugin not found")
     with pytest.raises(ValueError):
-        s.parse_nodes_json('{"meta": {}}')
+        s.parse_scontrol_nodes('{"meta": {}}')
 
 
 def test_partitions_json() -> None:
@@ -416,7 +428,7 @@ def test_partitions_json() -> None:
         ],
         "errors": [],
     }
-    gpu, old = s.parse_partitions_json(json.dumps(doc))
+    gpu, old = s.parse_scontrol_partitions(json.dumps(doc))
     assert gpu.nodes == ("gpu01", "gpu02", "gpu03", "gpu04")
     assert gpu.up
     assert gpu.gpus == 32
@@ -738,12 +750,9 @@ _TEXT_PARSERS: list[Callable[[str], object]] = [
     s.parse_drain_reason,
     s.parse_gres_mismatch,
     s.parse_sinfo_nodes,
-    s.parse_sinfo_partitions,
     s.parse_scontrol_nodes,
     s.parse_scontrol_partitions,
     s.parse_scontrol_config,
-    s.parse_nodes_json,
-    s.parse_partitions_json,
     s.parse_squeue,
     s.parse_sacct,
     s.parse_sbatch,
@@ -839,7 +848,7 @@ _json_values = st.recursive(
 )
 def test_json_parsers_raise_only_value_error(doc: dict[str, Any]) -> None:
     text = json.dumps(doc)
-    for parse in (s.parse_nodes_json, s.parse_partitions_json):
+    for parse in (s.parse_sinfo_nodes, s.parse_scontrol_nodes, s.parse_scontrol_partitions):
         with contextlib.suppress(ValueError):
             parse(text)
 
@@ -856,7 +865,7 @@ def test_drained_sandbox_text_formats_agree() -> None:
     (sinfo_node,) = s.parse_sinfo_nodes(fixture("sinfo_N_drained_sandbox_22.05.txt"))
     (multi,) = s.parse_scontrol_nodes(fixture("scontrol_show_node_drained_sandbox_22.05.txt"))
     (one,) = s.parse_scontrol_nodes(fixture("scontrol_show_node_o_drained_sandbox_22.05.txt"))
-    (json_node,) = s.parse_sinfo_json(fixture("sinfo_json_drained_sandbox_22.05.json"))
+    (json_node,) = s.parse_sinfo_nodes(fixture("sinfo_json_drained_sandbox_22.05.json"))
     assert multi == one
     for node in (sinfo_node, multi, json_node):
         assert node.state == s.NodeState("IDLE", frozenset({"DRAIN"}))
@@ -875,11 +884,8 @@ def test_drained_sandbox_text_formats_agree() -> None:
 
 
 def test_drained_sandbox_partition_and_queue() -> None:
-    summary = s.summarize_partitions(
-        s.parse_sinfo_partitions(fixture("sinfo_partitions_drained_sandbox_22.05.txt"))
-    )["gpu"]
-    assert (summary.total, summary.available, summary.unhealthy) == (1, 0, ("localhost",))
-    assert summary.unhealthy_fraction == 1.0
+    (node,) = s.parse_sinfo_nodes(fixture("sinfo_partitions_drained_sandbox_22.05.txt"), PARTITION_FORMAT)
+    assert not node.state.available and not node.state.healthy
     (part,) = s.parse_scontrol_partitions(
         fixture("scontrol_show_partition_o_drained_sandbox_22.05.txt")
     )
@@ -904,3 +910,33 @@ def test_sacct_sandbox_jobs() -> None:
     assert recs["7"].terminal and not recs["7"].succeeded
     jobs = [r for r in recs.values() if not r.is_step]
     assert [r.job for r in jobs] == ["1", "2", "3", "4", "5", "6", "7"]
+
+
+# --- issue 15: pasted scontrol blocks (class 8) and cut sacct tables (class 7a) -------------
+
+
+def test_scontrol_node_pasted_without_indentation() -> None:
+    """Documentation and forum posts show `scontrol show node` flush left."""
+    indented = fixture("scontrol_show_node_drained_sandbox_22.05.txt")
+    flush = "\n".join(line.lstrip() for line in indented.splitlines())
+    assert flush != indented
+    assert s.parse_scontrol_nodes(flush) == s.parse_scontrol_nodes(indented)
+    part = fixture("scontrol_show_partition_idle_sandbox_22.05.txt")
+    assert s.parse_scontrol_partitions("\n".join(ln.lstrip() for ln in part.splitlines())) == (
+        s.parse_scontrol_partitions(part)
+    )
+
+
+def test_sacct_default_table_with_cut_state_raises() -> None:
+    table = (
+        "JobID           JobName  Partition    Account  AllocCPUS      State ExitCode \n"
+        "------------ ---------- ---------- ---------- ---------- ---------- -------- \n"
+        "3765959        mem_test       test   rc_admin          1  COMPLETED      0:0 \n"
+        "3765959.bat+      batch              rc_admin          1  COMPLETED      0:0 \n"
+    )
+    with pytest.raises(ValueError, match="cut"):
+        s.parse_sacct(table)
+    (job,) = s.parse_sacct(table.rsplit("\n", 2)[0])
+    assert job.succeeded and job.job_name == "mem_test"
+    with pytest.raises(ValueError, match="cut"):
+        s.parse_sacct(table.replace(" COMPLETED      0:0 \n3765959.bat+", "OUT_OF_ME+    0:125 \n3765959.ext+", 1))

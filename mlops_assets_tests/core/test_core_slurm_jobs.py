@@ -157,3 +157,45 @@ def test_orphans_reattach_a_dead_runs_live_job_and_report_the_rest() -> None:
     assert sj.sacct_jobs_argv(["5", "6"])[-2:] == ["5,6", f"--format={sj.SACCT_FORMAT}"]
     with pytest.raises(ValueError, match="not a number"):
         sj.sacct_jobs_argv(["5; rm -rf /"])
+
+
+# --- issue 15, class 3: a killed step under a COMPLETED job line is no success ---------------
+
+
+@pytest.mark.parametrize(
+    ("step", "cause"),
+    [
+        ("41.0|python|CANCELLED|0:10|00:00:03|cpu=1,mem=100M,node=1|2048K|gpu01", "killed (signal 10)"),
+        ("41.0|python|OUT_OF_MEMORY|0:125|00:00:03|cpu=1,mem=100M,node=1|99M|gpu01", "out of memory"),
+        ("41.0|python|NODE_FAIL|1:0|00:00:03|cpu=1,mem=100M,node=1||gpu01", "node of the step failed"),
+    ],
+)
+def test_killed_step_under_completed_job_is_not_success(step: str, cause: str) -> None:
+    text = "\n".join([
+        "41|train|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1||gpu01",
+        "41.batch|batch|COMPLETED|0:0|00:00:05|cpu=1,mem=100M,node=1|1128K|gpu01",
+        "41.extern|extern|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1|0|gpu01",
+        step,
+    ])
+    out = sj.outcome_from_sacct(text, 41)
+    assert out is not None and out.state == "COMPLETED"
+    assert not out.succeeded
+    assert out.failed_steps[0][0] == "41.0"
+    assert "COMPLETED but step 41.0" in out.describe() and cause in out.describe()
+    assert "41.0" in str(out.metadata()["slurm_failed_steps"])
+
+
+def test_completed_steps_keep_a_completed_job_successful() -> None:
+    text = (FIX / "sacct_P_n_composed_22.05.txt").read_text()
+    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#@"))
+    out = sj.outcome_from_sacct(text, 101)
+    assert out is not None and out.succeeded and out.failed_steps == ()
+
+
+# --- issue 15, class 7a: a width-cut state is never a state ------------------------------------
+
+
+@pytest.mark.parametrize("state", ["OUT_OF_ME+", "CANCELLED+", "COMPLETED+"])
+def test_cut_sacct_state_is_unreadable(state: str) -> None:
+    with pytest.raises(ValueError, match="cut to its column width"):
+        sj.outcome_from_sacct(f"41|train|{state}|0:0|00:00:05|cpu=1||gpu01", 41)

@@ -47,7 +47,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("slurm", "slurm_controller_responds", E, "Nothing runs if slurmctld is down.", _on_hpc(r.controller_latency), hpc, blocking=True),
         CheckSpec("slurm", "slurm_partitions_up", E, "Jobs queue forever on a partition that is down.", _on_hpc(r.partitions_up), hpc, blocking=True),
         CheckSpec("slurm", "slurm_gres_matches_catalog", E, "A GRES mismatch drains the node and leaves GPU jobs pending.", _on_hpc(r.gres_matches_catalog), hpc, hint=r.GRES_HINT),
-        CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", W, "Too many drained nodes means capacity is gone before anyone notices.", _on_hpc(r.unavailable_share), hpc),
+        CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", E, "Too many drained nodes means capacity is gone before anyone notices: ERROR above the partition's max_unavailable_fraction, WARN above its warn_unavailable_fraction.", _on_hpc(r.unavailable_share), hpc),
         CheckSpec("slurm", "slurm_cgroup_constrains_devices", cgroup, "Without ConstrainDevices a job sees GPUs it was not given.", _on_hpc(r.cgroup_constrains_devices), hpc),
         CheckSpec("slurm", "slurm_accounting_enabled", accounting, "sacct is how smoke jobs prove their final state.", _on_hpc(r.accounting_enabled), hpc),
         CheckSpec("slurm", "slurm_client_commands_present", E, "The orchestrator drives SLURM through these commands.", _on_hpc(r.client_commands), hpc),

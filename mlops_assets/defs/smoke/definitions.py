@@ -309,7 +309,10 @@ def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, a
     ended: dict[str, str] = {}
     if gone:
         a = runner.run(sj.sacct_jobs_argv(gone), timeout_s=60)
-        ended = {r.job: r.state for r in parse_sacct(a.stdout) if not r.is_step and r.terminal} if a.ok else {}
+        try:  # an unreadable answer (a state cut to its width) reports nothing rather than a guess
+            ended = {r.job: r.state for r in parse_sacct(a.stdout) if not r.is_step and r.terminal} if a.ok else {}
+        except ValueError as exc:
+            return dg.SensorResult(skip_reason=f"sacct answer unreadable, no orphan reported this tick: {exc}", cursor=cursor)
     actions = [a for a in sj.reconcile_orphans(tagged, live, ended) if a.job.job_id not in handled]
     requests = [
         dg.RunRequest(
