@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--format", choices=FORMATS, default="table")
         c.add_argument("--output", metavar="FILE", help="also write the report to FILE (format from --format)")
 
+    j = sub.add_parser("judge", parents=[common], help="judge a site's own nccl-tests or nvidia-smi output by the catalog's rules",
+                       description="Judge output a site already has (nccl-tests all_reduce_perf, nvidia-smi -q or its "
+                       "--query-gpu CSV with a header) by the rules and GPU profiles the checks use. Exit 0 PASS/WARN, 1 FAIL, 2 unreadable.")
+    j.add_argument("kind", choices=("all-reduce-perf", "nvidia-smi-q", "nvidia-smi-csv"))
+    j.add_argument("file", help="the saved output, or - for standard input")
+    j.add_argument("--format", choices=("text", "json"), default="text")
+
     sb = sub.add_parser("sandbox", help="bring the loopback sandbox platform up, report on it, or stop it")
     sb.add_argument("action", choices=("up", "status", "down"))
     return p
@@ -175,6 +182,31 @@ def _sandbox(args: argparse.Namespace) -> int:
     return subprocess.call(["bash", str(script), args.action], env=env)
 
 
+def _judge(args: argparse.Namespace) -> int:
+    import json
+
+    from mlops_assets.judge_outputs import judge
+    from mlops_assets.platform import active
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(errors="replace")
+    except OSError as exc:
+        print(f"mlops-assets: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = judge(args.kind, text, active().catalog)
+    except ValueError as exc:
+        print(f"mlops-assets: {args.file} is not readable as {args.kind} output: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(f"{result['verdict']} {args.kind} ({args.file})")
+        for message in result.get("messages", []):
+            print(f"  - {message}")
+    return EXIT_FAILED if result["verdict"] == "FAIL" else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -186,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args, materialize=args.command == "materialize")
         if args.command == "sandbox":
             return _sandbox(args)
+        if args.command == "judge":
+            return _judge(args)
     except CatalogError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

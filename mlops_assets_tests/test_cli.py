@@ -68,3 +68,27 @@ def test_error_failure_exits_1_and_names_the_fix(cli, tmp_path: Path) -> None:
     assert res.returncode == 1, res.stdout + res.stderr
     row = json.loads(res.stdout)["results"][0]
     assert row["passed"] is False and row["severity"] == "ERROR" and "route" in row["hint"]
+
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def test_judge_reads_a_sites_own_outputs_by_the_catalogs_rules(cli, tmp_path: Path) -> None:
+    """`judge` runs the check rules on saved real outputs (the corpus): an unjudgeable
+    bandwidth is a WARN that says why (exit 0), a failing GPU is a FAIL naming the figure
+    (exit 1), an nvidia-smi error names its cause, and text that is not the tool's output
+    exits 2 saying so."""
+    warn = cli("judge", "all-reduce-perf", str(CORPUS / "nccl_tests" / "a100_40gb_8gpu_8gib_no_validation_superbench.txt"))
+    assert warn.returncode == 0 and warn.stdout.startswith("WARN") and "no allreduce_busbw_gbps" in warn.stdout, warn
+    old = cli("judge", "nvidia-smi-q", str(CORPUS / "nvidia_smi_q" / "gtx960m_410_netdata4892.txt"), "--format", "json")
+    doc = json.loads(old.stdout)
+    assert old.returncode == 1 and doc["verdict"] == "FAIL" and any("driver 410.72 <" in m for m in doc["messages"]), old
+    mismatch = next((CORPUS / "nvidia_smi_error").glob("*mismatch*.txt"))
+    bad = cli("judge", "nvidia-smi-q", str(mismatch))
+    assert bad.returncode == 1 and "mismatch" in bad.stdout.lower(), bad
+    notes = tmp_path / "notes.txt"
+    notes.write_text("nothing like nccl-tests here\n")
+    garbage = cli("judge", "all-reduce-perf", str(notes))
+    assert garbage.returncode == 2 and "not readable as all-reduce-perf output" in garbage.stderr, garbage
+    missing = cli("judge", "all-reduce-perf", str(tmp_path / "absent.txt"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr, missing
