@@ -505,6 +505,17 @@ class Smoke(_Strict):
     node_sensor_interval_s: int = Field(default=60, ge=5)
 
 
+class Staging(_Strict):
+    """How much a re-materialization trusts the stat stamp (each staged file's size, mtime
+    and inode at its last full verification) instead of re-hashing."""
+
+    rehash_after_hours: float = Field(
+        default=168, ge=0,
+        description="re-hash a staged copy whose last full verification is older than this even if no file's "
+        "size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every materialization",
+    )
+
+
 class Catalog(_Strict):
     version: Literal[1]
     platform: str = Field(min_length=1)
@@ -517,6 +528,7 @@ class Catalog(_Strict):
     workstation: Workstation
     smoke: Smoke
     default_freshness: Freshness
+    staging: Staging = Staging()
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
