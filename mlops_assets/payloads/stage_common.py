@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:  # shipped next to the payloads on the HPC side
     import mlops_manifest as manifest
 except ImportError:  # running from the package (tests, local mode with the package installed)
-    from mlops_assets.core import manifest  # noqa: F401
+    from mlops_assets.core import manifest
 
 Log = Callable[[str], None]
 
