@@ -10,7 +10,7 @@
 
 Each test stages into its own BeeGFS path under its own dataset name (so its own
 `s3://datasets/<name>/` prefix) through a catalog copy, with its own DAGSTER_HOME: the shared
-staged copies are never touched."""
+staged copies and shipped payloads are never touched."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def _catalog(tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: f
     for datasets in (doc["datasets"], doc["profiles"]["sandbox"]["datasets"]):
         datasets[name] = datasets.pop(dataset)
     doc["datasets"][name]["path"] = rel
+    # payloads shipped to a private scripts dir: this branch's never replace the shared ones
+    doc["hpc"]["beegfs"].setdefault("directories", {})["scripts"] = f"{rel.replace('/', '-')}-scripts"
     if rehash_after_hours is not None:
         doc["staging"] = {"rehash_after_hours": rehash_after_hours}
     out = tmp / f"platform-{name}-{rehash_after_hours}.yaml"
@@ -60,6 +62,7 @@ def private(sandbox: Path) -> Iterator[tuple[str, str, Path]]:
     try:
         yield name, rel, target
     finally:
+        shutil.rmtree(BEEGFS / f"{rel.replace('/', '-')}-scripts", ignore_errors=True)
         for p in target.parent.glob(f"*{target.name}*"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
         _delete_prefix(f"{name}/")
@@ -78,6 +81,12 @@ def _delete_prefix(prefix: str) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=staging_rules.DATASETS_BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []) or []:
             s3.delete_object(Bucket=staging_rules.DATASETS_BUCKET, Key=obj["Key"])
+
+
+def _home(tmp: Path) -> Path:
+    home = tmp / "home"
+    home.mkdir()
+    return home
 
 
 def _rot(path: Path) -> bytes:
@@ -107,7 +116,7 @@ def test_validate_right_after_materializing_mnist_and_its_bucket_copy_passes(
     name, rel, target = private
     catalog = _catalog(tmp_path, "mnist", name, rel)
     key, copy = f"dataset_{name}", f"dataset_{name}_minio"
-    st = cli_session(tmp_path / "home")
+    st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, copy, catalog=catalog)
     assert res.returncode == 0, (rows, res.stderr[-2000:])
     assert st.metadata(copy)["objects_uploaded"] > 0  # the copy really ran, under its lock
@@ -127,7 +136,7 @@ def test_bit_rot_named_by_the_check_is_repaired_by_the_next_materialization(
     name, rel, target = private
     catalog = _catalog(tmp_path, "cifar10", name, rel)
     key = f"dataset_{name}"
-    st = cli_session(tmp_path / "home")
+    st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, catalog=catalog)
     assert res.returncode == 0, (rows, res.stderr[-2000:])
     damaged = "cifar-10-batches-py/data_batch_1"
@@ -160,7 +169,7 @@ def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
     catalog = _catalog(tmp_path, "mnist", name, rel)  # the shipped staging.rehash_after_hours (168)
     assert load_catalog(catalog, "sandbox").catalog.staging.rehash_after_hours == 168
     key = f"dataset_{name}"
-    st = cli_session(tmp_path / "home")
+    st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, catalog=catalog)
     assert res.returncode == 0, (rows, res.stderr[-2000:])
     stamp = target.parent / f".{target.name}.stat"
