@@ -8,7 +8,8 @@ Runs ON THE HPC SIDE through Dagster Pipes. Extras (built by core.staging_rules.
 
 Under a lock per target (beside it, as is the stat stamp): if the target's manifest verifies
 and was made from the same plan, nothing moves (the stat stamp stands for a re-hash unless a
-check found damage or it is older than the catalog's staging.rehash_after_hours). Otherwise everything is built in `.staging-<name>/` next to the target (a
+check found damage or it is older than the catalog's staging.rehash_after_hours). Otherwise
+everything is built in `.staging-<name>/` next to the target (a
 stable name, so a killed run's partial download is resumed with an HTTP Range request),
 files of the current copy whose md5 still matches are copied locally instead of downloaded,
 each download is hashed while it is written (md5 against the catalog, sha256 for the
