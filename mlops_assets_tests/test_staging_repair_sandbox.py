@@ -36,6 +36,11 @@ SHIPPED = REPO / "mlops_assets" / "catalog" / "platform.yaml"
 BEEGFS = Path("/mnt/sandbox-beegfs")
 
 
+def _scripts(rel: str) -> str:
+    """A private scripts dir inside the shared one (the BeeGFS root is not the login user's)."""
+    return f"scripts/{rel.replace('/', '-')}"
+
+
 def _catalog(tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: float | None = None) -> Path:
     """The shipped catalog with `dataset` renamed to `name` (base and sandbox profile) and
     staged into `rel`; `rehash_after_hours` set when given."""
@@ -44,7 +49,7 @@ def _catalog(tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: f
         datasets[name] = datasets.pop(dataset)
     doc["datasets"][name]["path"] = rel
     # payloads shipped to a private scripts dir: this branch's never replace the shared ones
-    doc["hpc"]["beegfs"].setdefault("directories", {})["scripts"] = f"{rel.replace('/', '-')}-scripts"
+    doc["hpc"]["beegfs"].setdefault("directories", {})["scripts"] = _scripts(rel)
     if rehash_after_hours is not None:
         doc["staging"] = {"rehash_after_hours": rehash_after_hours}
     out = tmp / f"platform-{name}-{rehash_after_hours}.yaml"
@@ -62,7 +67,7 @@ def private(sandbox: Path) -> Iterator[tuple[str, str, Path]]:
     try:
         yield name, rel, target
     finally:
-        shutil.rmtree(BEEGFS / f"{rel.replace('/', '-')}-scripts", ignore_errors=True)
+        shutil.rmtree(BEEGFS / _scripts(rel), ignore_errors=True)
         for p in target.parent.glob(f"*{target.name}*"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
         _delete_prefix(f"{name}/")
@@ -81,6 +86,11 @@ def _delete_prefix(prefix: str) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=staging_rules.DATASETS_BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []) or []:
             s3.delete_object(Bucket=staging_rules.DATASETS_BUCKET, Key=obj["Key"])
+
+
+def _failed(rows: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """The failing rows, short enough to read in an assertion message."""
+    return [f"{c}: {r['detail']}" for (_, c), r in rows.items() if not r["passed"]]
 
 
 def _home(tmp: Path) -> Path:
@@ -118,7 +128,7 @@ def test_validate_right_after_materializing_mnist_and_its_bucket_copy_passes(
     key, copy = f"dataset_{name}", f"dataset_{name}_minio"
     st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, copy, catalog=catalog)
-    assert res.returncode == 0, (rows, res.stderr[-2000:])
+    assert res.returncode == 0, (_failed(rows), res.stderr[-2000:])
     assert st.metadata(copy)["objects_uploaded"] > 0  # the copy really ran, under its lock
     assert _not_data(target) == [], "a lock, stamp or temp file inside the verified tree"
     assert (target.parent / f".{target.name}.s3sync.lock").is_file() and (target.parent / f".{target.name}.stat").is_file()
@@ -138,7 +148,7 @@ def test_bit_rot_named_by_the_check_is_repaired_by_the_next_materialization(
     key = f"dataset_{name}"
     st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, catalog=catalog)
-    assert res.returncode == 0, (rows, res.stderr[-2000:])
+    assert res.returncode == 0, (_failed(rows), res.stderr[-2000:])
     damaged = "cifar-10-batches-py/data_batch_1"
     good = _rot(target / damaged)
 
@@ -171,7 +181,7 @@ def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
     key = f"dataset_{name}"
     st = cli_session(_home(tmp_path))
     rows, res = st.run("materialize", key, catalog=catalog)
-    assert res.returncode == 0, (rows, res.stderr[-2000:])
+    assert res.returncode == 0, (_failed(rows), res.stderr[-2000:])
     stamp = target.parent / f".{target.name}.stat"
     raw = target / "MNIST" / "raw"
 
