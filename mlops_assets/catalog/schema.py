@@ -534,6 +534,17 @@ class Automation(_Strict):
     running: bool = True
 
 
+class Staging(_Strict):
+    """How much a re-materialization trusts the stat stamp (each staged file's size, mtime
+    and inode at its last full verification) instead of re-hashing."""
+
+    rehash_after_hours: float = Field(
+        default=168, ge=0,
+        description="re-hash a staged copy whose last full verification is older than this even if no file's "
+        "size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every materialization",
+    )
+
+
 class Catalog(_Strict):
     version: Literal[1]
     platform: str = Field(min_length=1)
@@ -547,6 +558,7 @@ class Catalog(_Strict):
     smoke: Smoke
     default_freshness: Freshness
     automation: Automation = Automation()
+    staging: Staging = Staging()
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:

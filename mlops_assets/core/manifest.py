@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,17 @@ from pathlib import Path
 from typing import IO, Any
 
 MANIFEST_NAME = ".mlops-manifest.json"
-# Beside a manifest: each file's (size, mtime_ns, inode) when it was last verified, so that an
-# unchanged re-materialization need not re-hash (checks always re-hash; see quick_verify).
+# The stat stamp: each file's (size, mtime_ns, inode) when the tree last verified in full, so
+# that an unchanged re-materialization need not re-hash (checks always re-hash; see
+# quick_verify). It lives beside the tree, never in it (see sidecar).
 STAT_SUFFIX = ".stat"
+# Where the stamp lived before it moved out of the tree (inside it, beside an inner manifest):
+# trees staged by older versions still carry one until their next materialization removes it.
+LEGACY_STAMP = MANIFEST_NAME + STAT_SUFFIX
+# The one list of names inside a verified tree that are not its data: the manifest itself
+# (it travels with the tree in the atomic swap) and the legacy stamp. Everything else a
+# payload writes (locks, stamps, .part and temp files) sits outside every verified tree.
+RESERVED = (MANIFEST_NAME, LEGACY_STAMP)
 FORMAT = "mlops-manifest/1"
 CHUNK = 1024 * 1024
 
@@ -204,7 +213,7 @@ def hash_file(path: str | os.PathLike[str], *, extra: Iterable[Any] = ()) -> tup
         return copy_hashing(fh, None, extra=extra)
 
 
-def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX)) -> Iterator[str]:
+def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = RESERVED) -> Iterator[str]:
     """Relative POSIX paths of regular files under root (symlinks to files are followed, as
     in the Hugging Face cache's snapshots), sorted; `exclude` names top-level entries."""
     base = Path(root)
@@ -224,7 +233,7 @@ def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = (MANIFEST_
 def build_manifest(
     root: str | os.PathLike[str],
     *,
-    exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX),
+    exclude: Iterable[str] = RESERVED,
     meta: dict[str, str] | None = None,
 ) -> Manifest:
     base = Path(root)
@@ -238,12 +247,27 @@ def build_manifest(
 
 
 def verify_tree(
-    root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = (MANIFEST_NAME, MANIFEST_NAME + STAT_SUFFIX)
+    root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = RESERVED
 ) -> Difference:
     """Re-hash the tree and compare it with `expected`. A missing root is all files missing."""
     if not Path(root).is_dir():
         return Difference(missing=tuple(f.path for f in expected.files))
     return compare(expected, build_manifest(root, exclude=exclude))
+
+
+def sidecar(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str], suffix: str) -> Path:
+    """Where a file that belongs to a staged tree but is not its data lives (the stat stamp,
+    the S3 sync lock): beside the manifest when the manifest sits outside the tree (the hub
+    cache's `.mlops/<rev>.json`), else beside the tree as `.<name><suffix>` in its parent.
+    Never inside the tree, where the verifier would count it as an extra file."""
+    base, mpath = Path(root), Path(manifest_path)
+    if base in mpath.parents:
+        return base.with_name(f".{base.name}{suffix}")
+    return mpath.with_name(mpath.name + suffix)
+
+
+def stamp_path(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str]) -> Path:
+    return sidecar(root, manifest_path, STAT_SUFFIX)
 
 
 def _stat_of(root: Path, expected: Manifest) -> dict[str, list[int]] | None:
@@ -257,38 +281,85 @@ def _stat_of(root: Path, expected: Manifest) -> dict[str, list[int]] | None:
     return out
 
 
-def write_stat_stamp(root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str]) -> None:
-    """Record, beside the manifest, the stat of every file just verified against it."""
-    stat = _stat_of(Path(root), expected)
+def write_stat_stamp(
+    root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str], *, now: float | None = None
+) -> None:
+    """Record, beside the tree, the stat of every file just verified against the manifest and
+    when (`verified_at`, epoch seconds: quick_verify's max_age_s counts from it)."""
+    base = Path(root)
+    stat = _stat_of(base, expected)
     if stat is None:
         return
-    stamp = Path(str(manifest_path) + STAT_SUFFIX)
+    stamp = stamp_path(base, manifest_path)
     tmp = stamp.with_name(f".{stamp.name}.tmp.{os.getpid()}")
-    tmp.write_text(json.dumps({"digest": expected.digest, "files": stat}, sort_keys=True), encoding="utf-8")
+    doc = {"digest": expected.digest, "files": stat, "verified_at": time.time() if now is None else now}
+    tmp.write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
     os.replace(tmp, stamp)
+    (base / LEGACY_STAMP).unlink(missing_ok=True)
 
 
-def quick_verify(root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str]) -> tuple[Difference, bool]:
-    """For re-materialization only: when every file has the size, mtime and inode it had when
-    last verified, and no file was added, the tree is taken as verified without re-hashing
-    (returns (ok, True)); otherwise a full verify_tree, stamped when it passes. Anything that
-    rewrote a file changes its mtime; the asset checks re-hash regardless."""
+def invalidate_stamp(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str]) -> str:
+    """Forget the last verification: the next quick_verify re-hashes the whole tree. Called by
+    the verifying check when it finds damage, so that the state that makes the next
+    materialization repair lives next to the data. Returns "removed", "none" or why not."""
+    result = "none"
+    for stamp in (stamp_path(root, manifest_path), Path(root) / LEGACY_STAMP):
+        try:
+            stamp.unlink()
+            result = "removed"
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"kept {stamp} ({type(exc).__name__}: {exc.strerror or exc})"
+    return result
+
+
+def _stamp_distrust(base: Path, expected: Manifest, stamp: Any, max_age_s: float | None, now: float) -> str | None:
+    """Why the stamp does not stand for a verification (None: it does)."""
+    if not isinstance(stamp, dict):
+        return "no stat stamp (never verified, or a check found damage)"
+    if stamp.get("digest") != expected.digest:
+        return "stat stamp of another manifest"
+    if max_age_s is not None:
+        at = stamp.get("verified_at")
+        if not isinstance(at, (int, float)):
+            return "stat stamp without a verification time"
+        if now - at >= max_age_s:
+            return f"last full verification {(now - at) / 3600:.1f} h ago (staging.rehash_after_hours {max_age_s / 3600:g})"
+    if stamp.get("files") != _stat_of(base, expected):
+        return "size, mtime or inode changed since the last verification"
+    if sum(1 for _ in iter_files(base)) != expected.file_count:
+        return "files added since the last verification"
+    return None
+
+
+def quick_verify(
+    root: str | os.PathLike[str],
+    expected: Manifest,
+    manifest_path: str | os.PathLike[str],
+    *,
+    max_age_s: float | None = None,
+    now: float | None = None,
+) -> tuple[Difference, str | None]:
+    """For re-materialization only. When every file has the size, mtime and inode it had when
+    the tree last verified in full, no file was added, and that verification is younger than
+    `max_age_s` (None: any age), the tree is taken as verified without re-hashing: returns
+    (identical, None). Otherwise a full verify_tree, stamped when it passes: returns
+    (difference, why it re-hashed). Anything that rewrote a file through the filesystem changes
+    its mtime; bit rot does not, hence the age limit and the checks' invalidate_stamp."""
     base = Path(root)
+    now = time.time() if now is None else now
     try:
-        stamp = json.loads(Path(str(manifest_path) + STAT_SUFFIX).read_text(encoding="utf-8"))
+        stamp = json.loads(stamp_path(base, manifest_path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         stamp = None
-    if (
-        isinstance(stamp, dict)
-        and stamp.get("digest") == expected.digest
-        and stamp.get("files") == _stat_of(base, expected)
-        and sum(1 for _ in iter_files(base)) == expected.file_count
-    ):
-        return Difference(), True
+    why = _stamp_distrust(base, expected, stamp, max_age_s, now)
+    if why is None:
+        return Difference(), None
     diff = verify_tree(base, expected)
     if diff.ok:
-        write_stat_stamp(base, expected, manifest_path)
-    return diff, False
+        write_stat_stamp(base, expected, manifest_path, now=now)
+    return diff, why
 
 
 def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
@@ -313,7 +384,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest | None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python mlops_manifest.py verify ROOT MANIFEST`: one JSON line with the verdict, for
-    checks that run on the HPC side (exit 0 when identical, 1 when not, 2 when unreadable)."""
+    checks that run on the HPC side (exit 0 when identical, 1 when not, 2 when unreadable).
+    When the tree differs, the stat stamp is removed (`stamp` in the verdict says whether), so
+    the next materialization re-hashes everything and repairs what this found."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -330,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"state": "no_manifest", "root_exists": Path(root).is_dir()}))
         return 1
     diff = verify_tree(root, expected)
+    # damage found: the next materialization must re-hash instead of trusting the stat stamp
+    stamp = "untouched" if diff.ok else invalidate_stamp(root, path)
     print(json.dumps({
         "state": "identical" if diff.ok else "different",
         "digest": expected.digest,
@@ -339,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "extra": list(diff.extra),
         "changed": list(diff.changed),
         "meta": expected.meta,
+        "stamp": stamp,
     }, sort_keys=True))
     return 0 if diff.ok else 1
 

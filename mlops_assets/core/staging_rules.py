@@ -77,6 +77,12 @@ TORCHVISION_LAYOUTS: dict[str, dict[str, Any]] = {
 }
 
 
+def rehash_after_s(catalog: Catalog) -> float:
+    """The staging payloads' `rehash_after_s` extra: past this age of the last full
+    verification, a re-materialization re-hashes instead of trusting the stat stamp."""
+    return catalog.staging.rehash_after_hours * 3600.0
+
+
 def dataset_dir(catalog: Catalog, dataset: Dataset) -> str:
     return f"{catalog.hpc.beegfs.root.rstrip('/')}/{dataset.path}"
 
@@ -114,6 +120,7 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
         "files": files,
         "extracted_md5": extracted,
         "plan_digest": hashlib.sha256(digest_input.encode()).hexdigest(),
+        "rehash_after_s": rehash_after_s(catalog),
     }
 
 
@@ -125,6 +132,7 @@ def hub_plan(catalog: Catalog, repo_type: str, repo: str, revision: str, allow_p
         "revision": revision,
         "allow_patterns": list(allow_patterns),
         "cache_dir": hub_cache(catalog),
+        "rehash_after_s": rehash_after_s(catalog),
     }
 
 
@@ -142,7 +150,11 @@ SIZE_FACTOR = 4.0
 def manifest_outcome(verdict: dict[str, Any], what: str) -> Outcome:
     """The verdict of `mlops_manifest.py verify` as a check: names what is missing/extra/changed."""
     state = verdict.get("state")
-    hint = f"re-materialize {what}: staging repairs it (only damaged files are fetched again)"
+    hint = f"re-materialize {what}: staging re-hashes the whole copy and repairs it (only damaged files are fetched again)"
+    stamp = str(verdict.get("stamp") or "")
+    if state == "different" and stamp.startswith("kept"):  # mlops_manifest.py could not invalidate it
+        hint = (f"the stat stamp could not be removed ({stamp}): delete it, then re-materialize {what}; "
+                "until then staging trusts it (up to staging.rehash_after_hours)")
     if state == "identical":
         return Outcome(True, 0, 0, "files differing from the manifest", hint,
                        detail=f"{verdict.get('file_count')} files, digest {str(verdict.get('digest'))[:16]}")

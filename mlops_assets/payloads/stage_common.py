@@ -1,5 +1,6 @@
-"""What both staging payloads share: a lock per target, the staging directory next to it,
-disk-full errors that say so, progress lines, and the Pipes entry point.
+"""What the staging payloads share: a lock per target, the staging directory next to it, the
+check of the current copy against its manifest, disk-full errors that say so, progress lines,
+and the Pipes entry point. Locks and stamps sit beside a staged tree, never in it.
 
 Runs ON THE HPC SIDE with a plain Python that has dagster-pipes (and huggingface_hub for the
 hub payload): no mlops_assets import. The orchestrator ships this file next to the payloads,
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:  # shipped next to the payloads on the HPC side
     import mlops_manifest as manifest
 except ImportError:  # running from the package (tests, local mode with the package installed)
-    from mlops_assets.core import manifest  # noqa: F401
+    from mlops_assets.core import manifest
 
 Log = Callable[[str], None]
 
@@ -61,6 +62,22 @@ def target_lock(lock_path: Path, log: Log, wait_s: float = LOCK_WAIT_S) -> Itera
         yield
     finally:
         os.close(fd)
+
+
+def verify_current(root: Path, existing: Any, mpath: Path, params: dict[str, Any], log: Log) -> tuple[Any, dict[str, Any]]:
+    """Is the staged copy still what its manifest says? manifest.quick_verify with the
+    catalog's `rehash_after_s`: the stat stamp is trusted unless a check removed it (it found
+    damage), a file's stat changed, or the last full verification is too old; then the whole
+    tree is re-hashed. Returns (difference, metadata saying how it was verified)."""
+    age = params.get("rehash_after_s")
+    diff, why = manifest.quick_verify(root, existing, mpath, max_age_s=None if age is None else float(age))
+    if why is None:
+        return diff, {"verified_by": "stat stamp (no file changed since the last full verification)"}
+    log(f"re-hashed {root}: {why}: {diff.describe()}")
+    meta: dict[str, Any] = {"verified_by": f"re-hash: {why}"}
+    if not diff.ok:
+        meta["repaired"] = diff.describe(limit=20)
+    return diff, meta
 
 
 def disk_full(exc: OSError, where: Path) -> StagingError:

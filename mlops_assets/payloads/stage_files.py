@@ -32,10 +32,11 @@ from stage_common import (
     run_payload,
     swap_into_place,
     target_lock,
+    verify_current,
 )
 
 
-def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, Any]:
+def stage_tree(source: Path, target: Path, digest: str, log: Log, params: dict[str, Any] | None = None) -> dict[str, Any]:
     mpath = target / manifest.MANIFEST_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with target_lock(target.with_name(f".{target.name}.lock"), log):
@@ -45,7 +46,7 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, A
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
         if existing is not None and existing.digest == digest:
-            diff, _ = manifest.quick_verify(target, existing, mpath)
+            diff, _ = verify_current(target, existing, mpath, params or {}, log)
             if diff.ok:
                 log(f"{target} already staged and verified")
                 return {"path": str(target), "digest": digest, "files": existing.file_count, "bytes": existing.total_bytes, "changed": False}
@@ -73,7 +74,7 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log) -> dict[str, A
 def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
     import hashlib
 
-    done = [stage_tree(Path(str(t["source"])), Path(str(t["target"])), str(t["digest"]), log) for t in params["trees"]]
+    done = [stage_tree(Path(str(t["source"])), Path(str(t["target"])), str(t["digest"]), log, params) for t in params["trees"]]
     combined = hashlib.sha256("".join(d["digest"] for d in done).encode()).hexdigest()
     return {
         "targets": ", ".join(d["path"] for d in done),

@@ -6,7 +6,8 @@ Runs ON THE HPC SIDE through Dagster Pipes (extras: repo, repo_type, revision,
 allow_patterns, cache_dir). Steps, under a lock per repo:
 
 1. If a manifest for this revision exists and the snapshot still hashes to it: nothing moves
-   (no network either), bytes_transferred=0.
+   (no network either), bytes_transferred=0. The stat stamp (`.mlops/<rev>.json.stat`) stands
+   for a re-hash unless a check found damage or it is older than staging.rehash_after_hours.
 2. Otherwise download into `.staging-<folder>-<rev12>/` next to the repo folder (a stable
    name: a killed run's `.incomplete` blobs are resumed by huggingface_hub). Blobs of the
    current copy that still hash right are hard-linked in first, so a repair downloads only
@@ -38,6 +39,7 @@ from stage_common import (
     remove_tree,
     run_payload,
     target_lock,
+    verify_current,
 )
 
 
@@ -184,14 +186,15 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         except manifest.ManifestError as exc:
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
+        how: dict[str, Any] = {"verified_by": "staged anew, every file checked against the hub's listing"}
         if existing is not None and snapshot.is_dir():
-            diff, _ = manifest.quick_verify(snapshot, existing, mpath)
+            diff, how = verify_current(snapshot, existing, mpath, params, log)
             if diff.ok:
                 (final / "refs").mkdir(exist_ok=True)
                 if not (final / "refs" / "main").is_file() or (final / "refs" / "main").read_text() != revision:
                     (final / "refs" / "main").write_text(revision)
                 log(f"{repo}@{revision[:12]} already staged and verified: nothing to transfer")
-                return result(existing, 0, existing.total_bytes)
+                return {**result(existing, 0, existing.total_bytes), **how}
             log(f"staged copy of {repo}@{revision[:12]} differs from its manifest ({diff.describe()}): repairing")
 
         staging = cache_dir / f"{STAGING_PREFIX}{folder}-{revision[:12]}"
@@ -235,7 +238,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             _place(staging_repo, final, revision, man)
         remove_tree(staging)
         log(f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, {man.total_bytes - reused} transferred")
-        return result(man, man.total_bytes - reused, reused)
+        return {**result(man, man.total_bytes - reused, reused), **how}
 
 
 if __name__ == "__main__":

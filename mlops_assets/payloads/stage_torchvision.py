@@ -6,8 +6,10 @@ Runs ON THE HPC SIDE through Dagster Pipes. Extras (built by core.staging_rules.
 `target` (the dataset directory), `files` (name, urls, md5, dir, extract: gunzip|untar|""),
 `extracted_md5` (relative path -> md5 of files that come out of archives) and `plan_digest`.
 
-Under a lock per target: if the target's manifest verifies and was made from the same plan,
-nothing moves. Otherwise everything is built in `.staging-<name>/` next to the target (a
+Under a lock per target (beside it, as is the stat stamp): if the target's manifest verifies
+and was made from the same plan, nothing moves (the stat stamp stands for a re-hash unless a
+check found damage or it is older than the catalog's staging.rehash_after_hours). Otherwise
+everything is built in `.staging-<name>/` next to the target (a
 stable name, so a killed run's partial download is resumed with an HTTP Range request),
 files of the current copy whose md5 still matches are copied locally instead of downloaded,
 each download is hashed while it is written (md5 against the catalog, sha256 for the
@@ -41,6 +43,7 @@ from stage_common import (
     run_payload,
     swap_into_place,
     target_lock,
+    verify_current,
 )
 
 TIMEOUT_S = 30
@@ -165,11 +168,12 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         except manifest.ManifestError as exc:
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
+        how: dict[str, Any] = {"verified_by": "staged anew, every file hashed as written"}
         if existing is not None and existing.meta.get("plan_digest") == plan_digest:
-            diff, _ = manifest.quick_verify(target, existing, mpath)
+            diff, how = verify_current(target, existing, mpath, params, log)
             if diff.ok:
                 log(f"{target} already staged and verified: nothing to transfer")
-                return result(existing, 0)
+                return {**result(existing, 0), **how}
             log(f"staged copy in {target} differs from its manifest ({diff.describe()}): repairing")
 
         staging = target.with_name(f"{STAGING_PREFIX}{target.name}")
@@ -201,7 +205,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} transferred")
-        return result(man, transferred)
+        return {**result(man, transferred), **how}
 
 
 if __name__ == "__main__":

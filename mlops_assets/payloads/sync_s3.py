@@ -135,7 +135,7 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
 
     s3 = _client(params, key_id, secret, pool=workers * 4 + 4)
     transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunk, max_concurrency=4, use_threads=True)
-    lock = mpath.parent / f".{mpath.stem}.s3sync.lock"
+    lock = manifest.sidecar(root, mpath, ".s3sync.lock")  # beside the staged tree, never in it
     with target_lock(lock, log):
         try:
             listed = _listing(s3, bucket, prefix)

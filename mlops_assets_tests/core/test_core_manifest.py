@@ -140,28 +140,122 @@ def _verified_tree(tmp_path: Path) -> tuple[Path, mf.Manifest, Path]:
 
 def test_quick_verify_skips_hashing_only_for_files_untouched_since_verified(tmp_path: Path) -> None:
     root, man, mpath = _verified_tree(tmp_path)
-    diff, quick = mf.quick_verify(root, man, mpath)
-    assert diff.ok and not quick, "no stamp yet: a full verify, which then stamps"
-    assert Path(str(mpath) + mf.STAT_SUFFIX).is_file()
-    assert mf.verify_tree(root, man).ok, "the stamp is not part of the tree"
-    diff, quick = mf.quick_verify(root, man, mpath)
-    assert diff.ok and quick
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert diff.ok and why is not None and "no stat stamp" in why, "no stamp yet: a full verify, which then stamps"
+    stamp = mf.stamp_path(root, mpath)
+    assert stamp == tmp_path / ".data.stat" and stamp.is_file(), "beside the tree, not in it"
+    assert sorted(p.name for p in root.iterdir()) == sorted(["a.bin", mf.MANIFEST_NAME, "sub"])
+    assert mf.verify_tree(root, man).ok
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert diff.ok and why is None
     (root / "a.bin").write_bytes(b"b" * 5000)  # same size, new content: mtime moves
-    diff, quick = mf.quick_verify(root, man, mpath)
-    assert not quick and diff.changed == ("a.bin",)
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert why is not None and "mtime" in why and diff.changed == ("a.bin",)
 
 
 def test_quick_verify_sees_added_files_and_a_foreign_stamp(tmp_path: Path) -> None:
     root, man, mpath = _verified_tree(tmp_path)
     mf.write_stat_stamp(root, man, mpath)
     (root / "sub" / "new.txt").write_text("x")
-    diff, quick = mf.quick_verify(root, man, mpath)
-    assert not quick and diff.extra == ("sub/new.txt",)
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert why == "files added since the last verification" and diff.extra == ("sub/new.txt",)
     (root / "sub" / "new.txt").unlink()
     other = mf.Manifest.of(list(man.files)[:1])
     mf.write_stat_stamp(root, other, mpath)  # a stamp of another manifest
-    diff, quick = mf.quick_verify(root, man, mpath)
-    assert diff.ok and not quick
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert diff.ok and why == "stat stamp of another manifest"
+
+
+def _rot(path: Path, offset: int) -> None:
+    """Flip one byte in place and put the mtime back: bit rot, or a copy tool keeping mtimes."""
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_bit_rot_under_a_stamp_is_trusted_until_a_check_invalidates_it(tmp_path: Path) -> None:
+    root, man, mpath = _verified_tree(tmp_path)
+    mf.write_stat_stamp(root, man, mpath)
+    _rot(root / "a.bin", 2500)
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert diff.ok and why is None, "same size, mtime and inode: the stamp stands (this is why checks re-hash)"
+    # the check's command (mlops_manifest.py verify) finds it and removes the stamp
+    assert mf.main(["verify", str(root), str(mpath)]) == 1
+    assert not mf.stamp_path(root, mpath).exists()
+    diff, why = mf.quick_verify(root, man, mpath)
+    assert why is not None and "no stat stamp" in why and diff.changed == ("a.bin",)
+    assert not mf.stamp_path(root, mpath).exists(), "a failed verification writes no stamp"
+
+
+def test_verify_command_reports_the_stamp_and_leaves_it_when_identical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    root, man, mpath = _verified_tree(tmp_path)
+    mf.write_stat_stamp(root, man, mpath)
+    assert mf.main(["verify", str(root), str(mpath)]) == 0
+    assert json.loads(capsys.readouterr().out)["stamp"] == "untouched" and mf.stamp_path(root, mpath).is_file()
+    (root / "sub" / "b.txt").unlink()
+    assert mf.main(["verify", str(root), str(mpath)]) == 1
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["stamp"] == "removed" and verdict["missing"] == ["sub/b.txt"]
+    assert mf.main(["verify", str(root), str(mpath)]) == 1
+    assert json.loads(capsys.readouterr().out)["stamp"] == "none"
+
+
+def test_an_old_stamp_is_not_trusted(tmp_path: Path) -> None:
+    root, man, mpath = _verified_tree(tmp_path)
+    mf.write_stat_stamp(root, man, mpath, now=1_000_000.0)
+    _rot(root / "sub" / "b.txt", 1)
+    day = 86400.0
+    diff, why = mf.quick_verify(root, man, mpath, max_age_s=7 * day, now=1_000_000.0 + 6 * day)
+    assert diff.ok and why is None, "younger than the limit: trusted"
+    diff, why = mf.quick_verify(root, man, mpath, now=1_000_000.0 + 60 * day)
+    assert diff.ok and why is None, "no limit given: any age"
+    diff, why = mf.quick_verify(root, man, mpath, max_age_s=7 * day, now=1_000_000.0 + 8 * day)
+    assert why == "last full verification 192.0 h ago (staging.rehash_after_hours 168)" and diff.changed == ("sub/b.txt",)
+    # 0 re-hashes every time, even right after a verification
+    (root / "sub" / "b.txt").write_text("hello")
+    diff, why = mf.quick_verify(root, man, mpath, max_age_s=0)
+    assert diff.ok and why is not None and mf.stamp_path(root, mpath).is_file()
+    diff, why = mf.quick_verify(root, man, mpath, max_age_s=0)
+    assert diff.ok and why is not None and "0 h ago" in why
+
+
+def test_a_stamp_without_a_time_is_trusted_only_without_an_age_limit(tmp_path: Path) -> None:
+    import json
+
+    root, man, mpath = _verified_tree(tmp_path)
+    mf.write_stat_stamp(root, man, mpath)
+    stamp = mf.stamp_path(root, mpath)
+    doc = json.loads(stamp.read_text())
+    del doc["verified_at"]  # written by a version before staging.rehash_after_hours
+    stamp.write_text(json.dumps(doc))
+    assert mf.quick_verify(root, man, mpath)[1] is None
+    assert mf.quick_verify(root, man, mpath, max_age_s=3600)[1] == "stat stamp without a verification time"
+
+
+def test_sidecars_sit_beside_the_tree_or_beside_an_outside_manifest(tmp_path: Path) -> None:
+    ds = tmp_path / "datasets" / "mnist"
+    assert mf.sidecar(ds, ds / mf.MANIFEST_NAME, ".s3sync.lock") == tmp_path / "datasets" / ".mnist.s3sync.lock"
+    assert mf.stamp_path(str(ds) + "/", f"{ds}/{mf.MANIFEST_NAME}") == tmp_path / "datasets" / ".mnist.stat"
+    repo = tmp_path / "hub" / "models--org--m"
+    snap, mpath = repo / "snapshots" / "abc", repo / ".mlops" / "abc.json"
+    assert mf.stamp_path(snap, mpath) == repo / ".mlops" / "abc.json.stat"
+    assert mf.sidecar(snap, mpath, ".s3sync.lock") == repo / ".mlops" / "abc.json.s3sync.lock"
+    for side in (mf.stamp_path(ds, ds / mf.MANIFEST_NAME), mf.stamp_path(snap, mpath)):
+        assert ds not in side.parents and snap not in side.parents
+
+
+def test_a_legacy_stamp_inside_the_tree_is_not_data_and_is_removed(tmp_path: Path) -> None:
+    root, man, mpath = _verified_tree(tmp_path)
+    (root / mf.LEGACY_STAMP).write_text("{}")  # where versions before the move kept it
+    assert mf.verify_tree(root, man).ok
+    diff, _ = mf.quick_verify(root, man, mpath)
+    assert diff.ok and not (root / mf.LEGACY_STAMP).exists() and mf.stamp_path(root, mpath).is_file()
 
 
 def test_copy_hashing_extra_hashes_and_resumed_sha(tmp_path: Path) -> None:

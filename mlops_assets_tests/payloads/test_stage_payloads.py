@@ -120,3 +120,44 @@ def test_broken_mirror_weights_are_caught_against_the_hub_listing(sandbox: Path,
     assert out["bytes_transferred"] == out["bytes"]
     again = _ok(_stage("stage_hub", plan))
     assert again["bytes_transferred"] == 0 and again["manifest_digest"] == out["manifest_digest"]
+
+
+def _rot_keeping_mtime(path: Path) -> None:
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_stage_files_trusts_the_stamp_until_a_check_removes_it_or_it_ages(tmp_path: Path) -> None:
+    """stage_files.py as the HPC side runs it: bit rot under an unchanged stat is left alone
+    while the stamp stands, repaired once the verifying check (mlops_manifest.py verify) has
+    removed the stamp, and repaired at once with rehash_after_s 0. Nothing but the manifest
+    ever sits in the target."""
+    source, target = tmp_path / ".training.upload", tmp_path / "training"
+    source.mkdir()
+    (source / "train.py").write_text("print('train')\n" * 200)
+    (source / "run.sbatch").write_text("#!/bin/bash\nsrun python train.py\n")
+    digest = manifest.build_manifest(source).digest
+    params = {"trees": [{"source": str(source), "target": str(target), "digest": digest}], "rehash_after_s": 168 * 3600.0}
+    assert _ok(_stage("stage_files", params))["targets_changed"] == 1
+    good = (target / "train.py").read_bytes()
+
+    _rot_keeping_mtime(target / "train.py")
+    assert _ok(_stage("stage_files", params))["targets_changed"] == 0, "the stamp stands for a re-hash"
+    assert (target / "train.py").read_bytes() != good
+    check = subprocess.run([sys.executable, str(PAYLOADS.parent / "core" / "manifest.py"), "verify", str(target), str(target / manifest.MANIFEST_NAME)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    verdict = json.loads(check.stdout)
+    assert check.returncode == 1 and verdict["changed"] == ["train.py"] and verdict["stamp"] == "removed", verdict
+    res = _stage("stage_files", params)
+    assert _ok(res)["targets_changed"] == 1 and (target / "train.py").read_bytes() == good
+    assert "re-hashed" in res.stderr and "no stat stamp" in res.stderr, res.stderr
+
+    _rot_keeping_mtime(target / "run.sbatch")
+    res = _stage("stage_files", {**params, "rehash_after_s": 0})
+    assert _ok(res)["targets_changed"] == 1 and "staging.rehash_after_hours 0" in res.stderr, res.stderr
+    assert sorted(p.name for p in target.iterdir()) == sorted(["train.py", "run.sbatch", manifest.MANIFEST_NAME])
+    assert (tmp_path / ".training.stat").is_file()

@@ -86,7 +86,7 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ProbeFailed as exc:
             raise dg.Failure(description=f"{exc} Hint: {exc.hint}") from None
         context.log.info(f"uploaded {sent} bytes of changed files to the mirrors on {runner.where}")
-        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent})
+        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging_rules.rehash_after_s(catalog)})
         return done.get_materialize_result()
 
     return _stage
