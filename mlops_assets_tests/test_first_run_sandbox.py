@@ -4,19 +4,21 @@ with no ERROR, and its only WARNs are the ones the sandbox's fake GPUs always gi
 "not made yet" for something the same command made); `validate` right after exits 0 too.
 
 The wipe is real: every entry under the BeeGFS stand-in's root and every catalog bucket
-(objects included) is removed. The command then rebuilds them, so later tests find the same
+(objects included) is removed, then `sandbox up` restores what a fresh sandbox has (the
+training user's empty top-level directories). The command then rebuilds them, so later tests find the same
 healthy platform as before."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlops_assets_tests.conftest import REPO, run_cli, sandbox_s3
+from mlops_assets_tests.conftest import REPO, SANDBOX, run_cli, sandbox_s3
 
 pytestmark = pytest.mark.sandbox
 
@@ -44,7 +46,11 @@ def _wipe() -> None:
             for obj in page.get("Contents", []):
                 s3.delete_object(Bucket=bucket, Key=obj["Key"])
         s3.delete_bucket(Bucket=bucket)
-    assert not [p for p in root.iterdir() if p.name != "lost+found"]
+    # a fresh sandbox: `sandbox up` gives the training user its empty top-level directories, as
+    # a site's admin would on a root-owned BeeGFS mount; everything in them is this project's
+    up = subprocess.run(["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False)
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    assert not [f for d in root.iterdir() if d.name != "lost+found" for f in d.iterdir()], "not an empty tree"
     assert not {b.name for b in catalog.cloud.buckets} & {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
 
 
