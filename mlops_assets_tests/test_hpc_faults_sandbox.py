@@ -194,3 +194,36 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
         assert not [n for n in submitted.values() if n.startswith("mlops-probe-")], submitted
     finally:
         resume()
+
+
+def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
+    """Issue 14.5: a probe step that cannot start (the node is held by an exclusive job) is
+    given up by SLURM itself (`--immediate`) and reported as not run; a step that outlives the
+    probe's own timeout is cancelled by its unique job name. Neither leaves a job queued."""
+    from mlops_assets.core import node_probe
+    from mlops_assets.core.hostexec import LocalRunner
+
+    def queued(name: str) -> str:
+        return subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True, check=False).stdout.strip()
+
+    job = subprocess.run(["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    try:
+        wait_node("allocated|")
+        busy = node_probe.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)
+        assert not busy.ran and busy.missing_program is None, busy
+        assert "Unable to allocate resources" in busy.why_not or "Immediate execution impossible" in busy.why_not, busy
+        name = next(a.split("=", 1)[1] for a in busy.result.argv if a.startswith("--job-name="))
+        assert queued(name) == "", f"{name} left queued"
+    finally:
+        subprocess.run(["scancel", job], check=False)
+    wait_node("idle|")
+
+    # the probe's own timeout (wait 1 s + run 1 s + 30 s) ends a step that hangs: cancelled by name
+    hung = node_probe.run_step(LocalRunner(), "gpu", ["sleep", "600"], wait_s=1, run_s=1)
+    assert not hung.ran and "cancelled" in hung.why_not, hung
+    name = hung.why_not.split("job ", 1)[1].split(" ", 1)[0]
+    deadline = time.monotonic() + 30
+    while queued(name) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert queued(name) == "", f"{name} still in the queue after the probe gave up"
