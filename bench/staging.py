@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlops_assets.core.hostexec import LocalRunner
+from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.defs.datasets.definitions import plan
 from mlops_assets.platform import active, load_sandbox_env
 from mlops_assets.resources.hpc_pipes import ship_payloads
@@ -271,7 +271,7 @@ class Bench:
         man = manifest.read_manifest(staged / manifest.MANIFEST_NAME)
         assert man is not None
         model = next(iter(self.cat.models))
-        from mlops_assets.core.staging_rules import sync_plan
+        from mlops_assets.core.probes.staging import sync_plan
 
         tuning = {k: v for k, v in sync_plan(self.cat, model, self.cat.models[model]).items()
                   if k in ("workers", "multipart_threshold_mb", "multipart_chunk_mb", "endpoint_url", "region")}

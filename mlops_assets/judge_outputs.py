@@ -15,12 +15,12 @@ def judge(kind: str, text: str, catalog: Catalog) -> dict[str, Any]:
     """{verdict: PASS|WARN|FAIL, messages, ...figures}. ValueError when the text is not that
     tool's output (the CLI exits 2 and says so)."""
     if kind == "all-reduce-perf":
-        from mlops_assets.core.nccl_tests import judge_all_reduce_perf, parse_all_reduce_perf
+        from mlops_assets.core.parse.nccl_tests import judge_all_reduce_perf, parse_all_reduce_perf
 
         profiles = {k: p.model_dump() for k, p in catalog.smoke.gpu_profiles.items()}
         return judge_all_reduce_perf(parse_all_reduce_perf(text), profiles)
     if kind in ("nvidia-smi-q", "nvidia-smi-csv"):
-        from mlops_assets.core import nvidia_smi
+        from mlops_assets.core.parse import nvidia_smi
 
         failure = nvidia_smi.classify_failure(text)
         if failure is not None:

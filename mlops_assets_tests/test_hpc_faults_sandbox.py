@@ -80,8 +80,8 @@ def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: igno
         assert r["slurm_unavailable_nodes_within_limit"]["measured"] == 0.0
         # the GPU count rule on this (HPC-side) host's real sinfo, while the node is still busy
         # (the gpu_nodes asset's nvidia-smi step would queue behind the job)
-        from mlops_assets.core.hostexec import LocalRunner
-        from mlops_assets.core.hpc_rules import total_gpus
+        from mlops_assets.core.probes.hpc import total_gpus
+        from mlops_assets.core.transport.hostexec import LocalRunner
         from mlops_assets.platform import active
 
         assert "allocated" in wait_node("allocated|")
@@ -200,8 +200,8 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
     """Issue 14.5: a probe step that cannot start (the node is held by an exclusive job) is
     given up by SLURM itself (`--immediate`) and reported as not run; a step that outlives the
     probe's own timeout is cancelled by its unique job name. Neither leaves a job queued."""
-    from mlops_assets.core import node_probe
-    from mlops_assets.core.hostexec import LocalRunner
+    from mlops_assets.core.probes import node_step
+    from mlops_assets.core.transport.hostexec import LocalRunner
 
     def queued(name: str) -> str:
         return subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True, check=False).stdout.strip()
@@ -210,7 +210,7 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
                          capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
     try:
         wait_node("allocated|")
-        busy = node_probe.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)
+        busy = node_step.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)
         assert not busy.ran and busy.missing_program is None, busy
         assert "Unable to allocate resources" in busy.why_not or "Immediate execution impossible" in busy.why_not, busy
         name = next(a.split("=", 1)[1] for a in busy.result.argv if a.startswith("--job-name="))
@@ -220,7 +220,7 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
     wait_node("idle|")
 
     # the probe's own timeout (wait 1 s + run 1 s + 30 s) ends a step that hangs: cancelled by name
-    hung = node_probe.run_step(LocalRunner(), "gpu", ["sleep", "600"], wait_s=1, run_s=1)
+    hung = node_step.run_step(LocalRunner(), "gpu", ["sleep", "600"], wait_s=1, run_s=1)
     assert not hung.ran and "cancelled" in hung.why_not, hung
     name = hung.why_not.split("job ", 1)[1].split(" ", 1)[0]
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets.core.hostexec import HostError, SshRunner, SshSettings
+from mlops_assets.core.transport.hostexec import HostError, SshRunner, SshSettings
 
 
 def settings(home: Path, **kw: object) -> SshSettings:

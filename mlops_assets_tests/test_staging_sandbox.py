@@ -18,9 +18,14 @@ from typing import Any
 import pytest
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core import staging_rules
-from mlops_assets.core.hostexec import SshRunner, SshSettings
 from mlops_assets.core.manifest import Manifest
+from mlops_assets.core.probes.staging import (
+    dataset_sync_plan,
+    hub_plan,
+    staged_location,
+    torchvision_plan,
+)
+from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 
 pytestmark = pytest.mark.sandbox
 
@@ -36,14 +41,14 @@ def _plan(key: str) -> dict[str, Any]:
         d = CATALOG.datasets[name]
         src = d.source
         if getattr(src, "kind", "") == "huggingface":
-            return staging_rules.hub_plan(CATALOG, "dataset", src.repo, src.revision, src.allow_patterns)  # type: ignore[union-attr]
-        return staging_rules.torchvision_plan(CATALOG, d)
+            return hub_plan(CATALOG, "dataset", src.repo, src.revision, src.allow_patterns)  # type: ignore[union-attr]
+        return torchvision_plan(CATALOG, d)
     m = CATALOG.models[name]
-    return staging_rules.hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
+    return hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
 
 
 def _root(key: str) -> Path:
-    return Path(staging_rules.staged_location(CATALOG, _plan(key))[0])
+    return Path(staged_location(CATALOG, _plan(key))[0])
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -216,7 +221,7 @@ def test_dataset_copies_in_the_datasets_bucket_match_the_manifest(staging: Any) 
         assert rows[(key, f"{key}_matches_manifest")]["passed"], rows
         md = staging.metadata(key)
         assert md["bytes_uploaded"] == 0 and md["objects_uploaded"] == 0, md
-        plan = staging_rules.dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
+        plan = dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
         man = Manifest.from_json(Path(plan["manifest_path"]).read_text())
         for f in man.files:
             body = s3.get_object(Bucket=plan["bucket"], Key=plan["prefix"] + f.path)["Body"].read()
@@ -224,7 +229,7 @@ def test_dataset_copies_in_the_datasets_bucket_match_the_manifest(staging: Any) 
 
     name = synced[0]
     key = f"dataset_{name}_minio"
-    plan = staging_rules.dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
+    plan = dataset_sync_plan(CATALOG, name, CATALOG.datasets[name])
     victim = Manifest.from_json(Path(plan["manifest_path"]).read_text()).files[0]
     s3.delete_object(Bucket=plan["bucket"], Key=plan["prefix"] + victim.path)
     rows, res = staging.run("validate", key)

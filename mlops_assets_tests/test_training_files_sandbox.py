@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core import file_sync
-from mlops_assets.core.hostexec import SshRunner, SshSettings
-from mlops_assets.core.hpc_rules import directories
+from mlops_assets.core.probes import file_sync
+from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 
 pytestmark = pytest.mark.sandbox
 

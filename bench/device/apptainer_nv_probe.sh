@@ -1,7 +1,7 @@
 #!/bin/bash
 # --nv on a real H200: the relocated Debian-sid apptainer 1.4.5 and the sandbox's stand-in SIF.
 set -u
-PROBE="$(python3 -c 'import ast,sys; t=ast.parse(open("mlops_assets/core/containers.py").read()); print(next(n.value.value for n in t.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "")=="NV_PROBE"))')"
+PROBE="$(python3 -c 'import ast,sys; t=ast.parse(open("mlops_assets/core/probes/containers.py").read()); print(next(n.value.value for n in t.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "")=="NV_PROBE"))')"
 {
 echo "== host nvidia-smi -L"; nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 tar -C / -xJf .device-carry/apptainer.tar.xz && ln -sf /opt/mlops-assets/apptainer/usr/bin/apptainer /usr/local/bin/apptainer

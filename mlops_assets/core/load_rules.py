@@ -8,9 +8,9 @@ import json
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource, Model
-from mlops_assets.core import staging_rules
 from mlops_assets.core.checks import Outcome, ProbeFailed, Scalar
-from mlops_assets.core.hostexec import Runner
+from mlops_assets.core.probes import staging
+from mlops_assets.core.transport.hostexec import Runner
 
 PAYLOAD = "load_check.py"
 TIMEOUT_S = 900
@@ -19,17 +19,17 @@ TIMEOUT_S = 900
 def dataset_spec(catalog: Catalog, d: Dataset) -> dict[str, Any]:
     src = d.source
     if isinstance(src, HubSource):
-        plan = staging_rules.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
-        root, _ = staging_rules.staged_location(catalog, plan)
+        plan = staging.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+        root, _ = staging.staged_location(catalog, plan)
         return {"kind": "hub_dataset", "root": root, "config": src.config, "splits": dict(d.splits)}
-    plan = staging_rules.torchvision_plan(catalog, d)
+    plan = staging.torchvision_plan(catalog, d)
     return {"kind": "torchvision", "root": plan["target"], "dataset_class": src.dataset_class,
             "md5": plan["extracted_md5"], "splits": dict(d.splits)}
 
 
 def model_spec(catalog: Catalog, m: Model) -> dict[str, Any]:
-    plan = staging_rules.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
-    root, _ = staging_rules.staged_location(catalog, plan)
+    plan = staging.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
+    root, _ = staging.staged_location(catalog, plan)
     return {"kind": "model", "root": root, "parameters": m.parameters, "tolerance": m.parameters_tolerance,
             "non_parameter_globs": list(m.non_parameter_tensors)}
 

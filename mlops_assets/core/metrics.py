@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mlops_assets.core.checks import Evaluation, Scalar, Severity, redact
-from mlops_assets.core.http import HttpAnswer, request
+from mlops_assets.core.transport.http import HttpAnswer, request
 
 JOB = "mlops_assets"
 

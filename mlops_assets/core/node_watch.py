@@ -19,7 +19,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mlops_assets.core.slurm import SlurmNode, parse_node_state, parse_sinfo_nodes
+from mlops_assets.core.parse.slurm.nodes import SlurmNode, parse_sinfo_nodes
+from mlops_assets.core.parse.slurm.states import parse_node_state
 
 NEW, RESUMED, GRES_CHANGED = "new", "resumed", "gres_changed"
 

@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.slurm import (
-    SACCT_FORMAT,
-    SQUEUE_FORMAT,
-    SacctRecord,
-    parse_sacct,
-    tres_gpus,
-)
+from mlops_assets.core.parse.slurm.jobs import SACCT_FORMAT, SQUEUE_FORMAT, SacctRecord, parse_sacct
+from mlops_assets.core.parse.slurm.units import tres_gpus
 
 _SAFE_SBATCH = re.compile(r"^[A-Za-z0-9_.,:@/=+\-\[\]]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -245,7 +240,7 @@ def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
 
 def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
     """What each smoke payload needs from the catalog (sent as Pipes extras)."""
-    from mlops_assets.core.hpc_rules import directories
+    from mlops_assets.core.probes.hpc import directories
 
     s = catalog.smoke
     profiles = {k: p.model_dump() for k, p in s.gpu_profiles.items()}

@@ -2,7 +2,7 @@
 
 Runs ON THE HPC SIDE (login node, or a SLURM job on the catalog's build partition) with the
 HPC Python: dagster-pipes plus the shipped stage_common.py and mlops_apptainer.py
-(core/apptainer_cli.py). Every command is an argv list: nothing reaches a shell.
+(core/parse/apptainer.py). Every command is an argv list: nothing reaches a shell.
 
 1. `apptainer --version`; the source digest (pull URI, or rendered definition + the base
    image's sha256); if the provenance record beside the image has the same digest and the
@@ -33,7 +33,7 @@ from stage_common import Log, StagingError, manifest, run_payload, target_lock
 try:  # shipped next to the payload on the HPC side
     import mlops_apptainer as cli
 except ImportError:  # running from the package
-    from mlops_assets.core import apptainer_cli as cli
+    from mlops_assets.core.parse import apptainer as cli
 
 LOG_EVERY_S = 5.0
 

@@ -2,7 +2,7 @@
 layout torchvision expects (`<root>/MNIST/raw/...`, `<root>/cifar-10-batches-py/...`), verified
 against the catalog's md5s, with the standard library only (torch is not needed here).
 
-Runs ON THE HPC SIDE through Dagster Pipes. Extras (built by core.staging_rules.torchvision_plan):
+Runs ON THE HPC SIDE through Dagster Pipes. Extras (built by core.probes.staging.torchvision_plan):
 `target` (the dataset directory), `files` (name, urls, md5, dir, extract: gunzip|untar|""),
 `extracted_md5` (relative path -> md5 of files that come out of archives) and `plan_digest`.
 

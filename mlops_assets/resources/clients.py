@@ -11,8 +11,8 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlops_assets.core.hostexec import LocalRunner, Runner, SshRunner, SshSettings
-from mlops_assets.core.http import HttpAnswer, request
+from mlops_assets.core.transport.hostexec import LocalRunner, Runner, SshRunner, SshSettings
+from mlops_assets.core.transport.http import HttpAnswer, request
 
 
 class HpcResource(dg.ConfigurableResource):

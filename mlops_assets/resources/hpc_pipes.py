@@ -33,8 +33,8 @@ import dagster as dg
 from dagster._utils.warnings import PreviewWarning
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.hostexec import CommandResult, Runner, SshRunner
-from mlops_assets.core.hpc_rules import directories
+from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.transport.hostexec import CommandResult, Runner, SshRunner
 
 if TYPE_CHECKING:
     from dagster._core.pipes.context import PipesMessageHandler
@@ -49,7 +49,7 @@ PAYLOAD_FILES: dict[str, tuple[str, str]] = {
     "sync_s3.py": ("mlops_assets.payloads", "sync_s3.py"),
     "load_check.py": ("mlops_assets.payloads", "load_check.py"),
     "stage_files.py": ("mlops_assets.payloads", "stage_files.py"),
-    "mlops_apptainer.py": ("mlops_assets.core", "apptainer_cli.py"),
+    "mlops_apptainer.py": ("mlops_assets.core.parse", "apptainer.py"),
     "container_image.py": ("mlops_assets.payloads", "container_image.py"),
 }
 POLL_S = 1.0

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity, run_check
-from mlops_assets.core.hostexec import LocalRunner, command_line
 from mlops_assets.core.report import Report, render
+from mlops_assets.core.transport.hostexec import LocalRunner, command_line
 
 
 def spec(probe, sev=Severity.ERROR) -> CheckSpec:

@@ -1,4 +1,4 @@
-"""Unit tests of core.cloud_rules and core.network_rules: fake clients for the rules, and
+"""Unit tests of core.probes.cloud and core.probes.network: fake clients for the rules, and
 loopback fixture servers where the HTTP behaviour itself is the point (MinIO health answers,
 a service that accepts and never answers)."""
 
@@ -15,11 +15,11 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import cloud_rules as cr
-from mlops_assets.core import network_rules as nr
 from mlops_assets.core.checks import CheckSpec, ProbeFailed, Severity, run_check
-from mlops_assets.core.hostexec import CommandResult
-from mlops_assets.core.http import HttpAnswer, request
+from mlops_assets.core.probes import cloud as cr
+from mlops_assets.core.probes import network as nr
+from mlops_assets.core.transport.hostexec import CommandResult
+from mlops_assets.core.transport.http import HttpAnswer, request
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""core/apptainer_cli.py and core/containers.py on recorded real outputs: Apptainer 1.4.5 in
+"""core/parse/apptainer.py and core/probes/containers.py on recorded real outputs: Apptainer 1.4.5 in
 the sandbox (fixtures/apptainer/*_1.4.5.*) and `apptainer exec --nv` on a real H200
 (fixtures/apptainer/nv_probe_h200_*.txt, from h200_device_session.txt)."""
 
@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from mlops_assets.catalog.loader import DEFAULT_CATALOG, CatalogError, load_catalog
-from mlops_assets.core import apptainer_cli as cli
-from mlops_assets.core.containers import packages_outcome, parse_nv_probe, plan
+from mlops_assets.core.parse import apptainer as cli
+from mlops_assets.core.probes.containers import packages_outcome, parse_nv_probe, plan
 
 FIX = Path(__file__).parent / "fixtures" / "apptainer"
 HOSTILE = ["x; rm -rf /", "$(id)", "`id`", "a b", "new\nline", "'quoted'", "--force"]

@@ -6,10 +6,10 @@ with no expected figure (class 2), distinct nvidia-smi failures (class 5), ``[N/
 from __future__ import annotations
 
 from mlops_assets.catalog.loader import DEFAULT_CATALOG, load_catalog
-from mlops_assets.core import nccl_tests, nvidia_smi
 from mlops_assets.core import smoke_rules as rules
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
-from mlops_assets.core.hpc_rules import judge_smi_output
+from mlops_assets.core.parse import nccl_tests, nvidia_smi
+from mlops_assets.core.probes.hpc import judge_smi_output
 
 CATALOG = load_catalog(DEFAULT_CATALOG, "production", env={"MLOPS_SANDBOX_HOME": "/x"}).catalog
 PROFILES = {k: p.model_dump() for k, p in CATALOG.smoke.gpu_profiles.items()}

@@ -1,4 +1,4 @@
-"""core.hpc_rules judged on SLURM answers (issue 15, class 10: the unavailable share has a
+"""core.probes.hpc judged on SLURM answers (issue 15, class 10: the unavailable share has a
 warn and an error level, and the result carries the one it crossed)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog, SlurmPartition
-from mlops_assets.core import hpc_rules as r
 from mlops_assets.core.checks import CheckSpec, ProbeFailed, Severity, run_check
-from mlops_assets.core.hostexec import CommandResult
+from mlops_assets.core.probes import hpc as r
+from mlops_assets.core.transport.hostexec import CommandResult
 
 
 class AnswerRunner:
@@ -85,7 +85,7 @@ def _fixture(name: str) -> str:
 
 def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
     """partitions_up and the GRES check read `scontrol show partition/node` (recorded on the
-    sandbox's SLURM 22.05) through core.slurm's parsers, not inline splitting."""
+    sandbox's SLURM 22.05) through core.parse.slurm's parsers, not inline splitting."""
     cat = load_catalog(profile="sandbox").catalog
     runner = AnswerRunner({"scontrol": _fixture("scontrol_show_partition_idle_sandbox_22.05.txt")})
     assert r.partitions_up(runner, cat).passed

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core.nodelist import (
+from mlops_assets.core.parse.nodelist import (
     compress_hostlist,
     expand_hostlist,
     hostlist_count,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core import nvidia_smi as ns
+from mlops_assets.core.parse import nvidia_smi as ns
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

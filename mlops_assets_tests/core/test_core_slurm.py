@@ -12,7 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core import slurm as s
+from mlops_assets.core.parse.slurm import jobs as sl_jobs
+from mlops_assets.core.parse.slurm import nodes as sl_nodes
+from mlops_assets.core.parse.slurm import states as sl_states
+from mlops_assets.core.parse.slurm import text as sl_text
+from mlops_assets.core.parse.slurm import units as sl_units
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,7 +64,7 @@ def sandbox(pattern: str) -> list[str]:
     ],
 )
 def test_parse_gres(text: str, expected: list[tuple[Any, ...]]) -> None:
-    got = [(g.name, g.type, g.count, g.sockets, g.indexes) for g in s.parse_gres(text)]
+    got = [(g.name, g.type, g.count, g.sockets, g.indexes) for g in sl_units.parse_gres(text)]
     assert got == expected
 
 
@@ -68,8 +72,8 @@ def test_gres_strings_from_public_sources() -> None:
     rows = fixture_table("gres_strings_public.txt")
     assert len(rows) >= 15
     for expected, text in rows:
-        assert s.gpu_count(text) == int(expected), text
-        assert s.gpu_count(s.parse_gres(text)) == int(expected)
+        assert sl_units.gpu_count(text) == int(expected), text
+        assert sl_units.gpu_count(sl_units.parse_gres(text)) == int(expected)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +81,7 @@ def test_gres_strings_from_public_sources() -> None:
 )
 def test_parse_gres_rejects_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_gres(bad)
+        sl_units.parse_gres(bad)
 
 
 # --- node state ---------------------------------------------------------------------------
@@ -126,7 +130,7 @@ def test_parse_node_state_text(
     drained: bool,
     responding: bool,
 ) -> None:
-    st_ = s.parse_node_state(text)
+    st_ = sl_states.parse_node_state(text)
     assert st_.base == base
     assert st_.flags == frozenset(flags)
     assert st_.available is available
@@ -137,12 +141,12 @@ def test_parse_node_state_text(
 
 def test_parse_node_state_json_forms() -> None:
     # 23.02+: a list; 22.05: a string plus state_flags.
-    assert s.parse_node_state(["IDLE", "DRAIN"]) == s.parse_node_state("IDLE+DRAIN")
-    assert s.parse_node_state(["idle"], ["DRAIN"]) == s.parse_node_state("drained")
-    assert s.parse_node_state(["MIXED", "DRAIN"]).draining
-    assert s.parse_node_state(["INVALID"]).base == "INVALID"
-    assert s.parse_node_state([]).base == "UNKNOWN"
-    assert str(s.parse_node_state(["DOWN", "NOT_RESPONDING", "DRAIN"])) == (
+    assert sl_states.parse_node_state(["IDLE", "DRAIN"]) == sl_states.parse_node_state("IDLE+DRAIN")
+    assert sl_states.parse_node_state(["idle"], ["DRAIN"]) == sl_states.parse_node_state("drained")
+    assert sl_states.parse_node_state(["MIXED", "DRAIN"]).draining
+    assert sl_states.parse_node_state(["INVALID"]).base == "INVALID"
+    assert sl_states.parse_node_state([]).base == "UNKNOWN"
+    assert str(sl_states.parse_node_state(["DOWN", "NOT_RESPONDING", "DRAIN"])) == (
         "DOWN+DRAIN+NOT_RESPONDING"
     )
 
@@ -150,19 +154,19 @@ def test_parse_node_state_json_forms() -> None:
 @pytest.mark.parametrize("bad", ["", "+", "idle++drain", "sleepy", "idle+", "idle+drowsy", "+idle"])
 def test_parse_node_state_rejects_unknown(bad: str) -> None:
     if bad == "idle+":  # trailing '+' is SLURM's completing marker, not an error
-        assert "COMPLETING" in s.parse_node_state(bad).flags
+        assert "COMPLETING" in sl_states.parse_node_state(bad).flags
         return
     with pytest.raises(ValueError):
-        s.parse_node_state(bad)
+        sl_states.parse_node_state(bad)
 
 
 def test_parse_node_state_rejects_two_bases_and_non_strings() -> None:
     with pytest.raises(ValueError):
-        s.parse_node_state(["IDLE", "DOWN"])
+        sl_states.parse_node_state(["IDLE", "DOWN"])
     with pytest.raises(ValueError):
-        s.parse_node_state([1, 2])  # type: ignore[list-item]
+        sl_states.parse_node_state([1, 2])  # type: ignore[list-item]
     with pytest.raises(ValueError):
-        s.parse_node_state(["IDLE"], ["bad flag"])
+        sl_states.parse_node_state(["IDLE"], ["bad flag"])
 
 
 # --- reasons --------------------------------------------------------------------------------
@@ -172,29 +176,29 @@ def test_drain_reasons_from_public_sources() -> None:
     rows = fixture_table("drain_reasons_public.txt")
     assert len(rows) >= 10
     for expected, text in rows:
-        assert s.is_gres_mismatch(text) is (expected == "yes"), text
-        reason = s.parse_drain_reason(text)
+        assert sl_states.is_gres_mismatch(text) is (expected == "yes"), text
+        reason = sl_states.parse_drain_reason(text)
         assert reason is not None
-        assert s.is_gres_mismatch(reason) is (expected == "yes")
+        assert sl_states.is_gres_mismatch(reason) is (expected == "yes")
         assert "[" not in reason.text or reason.user is None
 
 
 def test_gres_mismatch_details() -> None:
-    m = s.parse_gres_mismatch("gres/gpu count reported lower than configured (0 < 2)")
-    assert m == s.GresMismatch(name="gpu", type=None, found=0, configured=2)
-    m = s.parse_gres_mismatch("gpu:a100 count too low (3 < 4)")
-    assert m == s.GresMismatch(name="gpu", type="a100", found=3, configured=4)
-    assert s.parse_gres_mismatch(None) is None
-    assert not s.is_gres_mismatch("Kill task failed")
+    m = sl_states.parse_gres_mismatch("gres/gpu count reported lower than configured (0 < 2)")
+    assert m == sl_states.GresMismatch(name="gpu", type=None, found=0, configured=2)
+    m = sl_states.parse_gres_mismatch("gpu:a100 count too low (3 < 4)")
+    assert m == sl_states.GresMismatch(name="gpu", type="a100", found=3, configured=4)
+    assert sl_states.parse_gres_mismatch(None) is None
+    assert not sl_states.is_gres_mismatch("Kill task failed")
 
 
 def test_parse_drain_reason_tail() -> None:
-    r = s.parse_drain_reason("Kill task failed [root@2024-05-01T10:00:00]")
-    assert r == s.DrainReason("Kill task failed", "root", "2024-05-01T10:00:00")
-    assert s.parse_drain_reason("none") is None
-    assert s.parse_drain_reason("") is None
-    assert s.parse_drain_reason(None) is None
-    multi = s.parse_drain_reason("first line [slurm@2024-01-01T00:00:00]\nsecond line")
+    r = sl_states.parse_drain_reason("Kill task failed [root@2024-05-01T10:00:00]")
+    assert r == sl_states.DrainReason("Kill task failed", "root", "2024-05-01T10:00:00")
+    assert sl_states.parse_drain_reason("none") is None
+    assert sl_states.parse_drain_reason("") is None
+    assert sl_states.parse_drain_reason(None) is None
+    multi = sl_states.parse_drain_reason("first line [slurm@2024-01-01T00:00:00]\nsecond line")
     assert multi is not None
     assert multi.text == "first line\nsecond line"
     assert multi.user == "slurm"
@@ -205,7 +209,7 @@ def test_parse_drain_reason_tail() -> None:
 
 @pytest.mark.parametrize("name", sandbox("sinfo_N_*_sandbox_22.05.txt"))
 def test_sinfo_nodes_sandbox(name: str) -> None:
-    nodes = s.parse_sinfo_nodes(fixture(name))
+    nodes = sl_nodes.parse_sinfo_nodes(fixture(name))
     assert [n.name for n in nodes] == ["localhost"]
     node = nodes[0]
     assert node.partitions == ("gpu",)
@@ -215,8 +219,8 @@ def test_sinfo_nodes_sandbox(name: str) -> None:
 
 
 def test_sinfo_nodes_idle_sandbox_exact() -> None:
-    node = s.parse_sinfo_nodes(fixture("sinfo_N_idle_sandbox_22.05.txt"))[0]
-    assert node.state == s.NodeState("IDLE")
+    node = sl_nodes.parse_sinfo_nodes(fixture("sinfo_N_idle_sandbox_22.05.txt"))[0]
+    assert node.state == sl_states.NodeState("IDLE")
     assert node.state.available
     assert node.reason is None
 
@@ -230,13 +234,13 @@ def test_sinfo_nodes_merges_partitions_and_reads_reasons() -> None:
         "gpu02|gpu*|mixed|64|512000|gpu:h200:8(S:0-1)|none\n"
         "gpu03|gpu*|down*|64|512000|gpu:h200:8(S:0-1)|Not responding|with a pipe\n"
     )
-    nodes = {n.name: n for n in s.parse_sinfo_nodes(text)}
+    nodes = {n.name: n for n in sl_nodes.parse_sinfo_nodes(text)}
     assert nodes["gpu01"].partitions == ("gpu", "debug")
     assert nodes["gpu01"].state.drained
-    assert s.is_gres_mismatch(nodes["gpu01"].reason)
+    assert sl_states.is_gres_mismatch(nodes["gpu01"].reason)
     assert nodes["gpu02"].reason is None
-    assert nodes["gpu03"].reason == s.DrainReason("Not responding|with a pipe")
-    assert s.nodes_hostlist(nodes.values()) == "gpu[01-03]"
+    assert nodes["gpu03"].reason == sl_states.DrainReason("Not responding|with a pipe")
+    assert sl_nodes.nodes_hostlist(nodes.values()) == "gpu[01-03]"
 
 
 @pytest.mark.parametrize(
@@ -250,12 +254,12 @@ def test_sinfo_nodes_merges_partitions_and_reads_reasons() -> None:
 )
 def test_sinfo_nodes_rejects_bad_lines(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_sinfo_nodes(bad)
+        sl_nodes.parse_sinfo_nodes(bad)
 
 
 def test_sinfo_error_text_is_not_a_node_list() -> None:
     with pytest.raises(ValueError, match="fields"):
-        s.parse_sinfo_nodes(fixture("sinfo_error_no_controller_sandbox_22.05.txt"))
+        sl_nodes.parse_sinfo_nodes(fixture("sinfo_error_no_controller_sandbox_22.05.txt"))
 
 
 PARTITION_FORMAT = "%P|%a|%D|%T|%N"
@@ -263,7 +267,7 @@ PARTITION_FORMAT = "%P|%a|%D|%T|%N"
 
 @pytest.mark.parametrize("name", sandbox("sinfo_partitions_*_sandbox_22.05.txt"))
 def test_sinfo_partitions_sandbox(name: str) -> None:
-    (node,) = s.parse_sinfo_nodes(fixture(name), PARTITION_FORMAT)
+    (node,) = sl_nodes.parse_sinfo_nodes(fixture(name), PARTITION_FORMAT)
     assert node.name == "localhost" and node.partitions == ("gpu",)
 
 
@@ -275,7 +279,7 @@ def test_sinfo_partition_rows_give_every_node_its_state() -> None:
         "gpu*|up|1|allocated|gpu10\n"
         "cpu|up|0|n/a|\n"
     )
-    nodes = s.parse_sinfo_nodes(text, PARTITION_FORMAT)
+    nodes = sl_nodes.parse_sinfo_nodes(text, PARTITION_FORMAT)
     assert len(nodes) == 10
     assert sum(n.state.available for n in nodes) == 6
     assert [n.name for n in nodes if not n.state.healthy] == ["gpu07", "gpu08", "gpu09"]
@@ -283,7 +287,7 @@ def test_sinfo_partition_rows_give_every_node_its_state() -> None:
 
 def test_sinfo_count_must_match_nodes() -> None:
     with pytest.raises(ValueError, match="nodes"):
-        s.parse_sinfo_nodes("gpu*|up|3|idle|gpu[01-02]", PARTITION_FORMAT)
+        sl_nodes.parse_sinfo_nodes("gpu*|up|3|idle|gpu[01-02]", PARTITION_FORMAT)
 
 
 def test_sinfo_default_table_and_cut_node_list() -> None:
@@ -292,19 +296,19 @@ def test_sinfo_default_table_and_cut_node_list() -> None:
         "debug*       up      30:00     2  down* adev[1-2]\n"
         "batch        up      30:00     3  alloc adev[7-8,14]\n"
     )
-    nodes = {n.name: n for n in s.parse_sinfo_nodes(text)}
+    nodes = {n.name: n for n in sl_nodes.parse_sinfo_nodes(text)}
     assert sorted(nodes) == ["adev1", "adev14", "adev2", "adev7", "adev8"]
     assert not nodes["adev1"].state.responding and nodes["adev7"].state.busy
     with pytest.raises(ValueError, match="cut"):
-        s.parse_sinfo_nodes(text.replace("adev[7-8,14]", "adev[7-8,1..."))
+        sl_nodes.parse_sinfo_nodes(text.replace("adev[7-8,14]", "adev[7-8,1..."))
 
 
 def test_sinfo_json_22_05_sandbox() -> None:
-    nodes = s.parse_sinfo_nodes(fixture("sinfo_json_idle_sandbox_22.05.json"))
+    nodes = sl_nodes.parse_sinfo_nodes(fixture("sinfo_json_idle_sandbox_22.05.json"))
     assert len(nodes) == 1
     node = nodes[0]
     assert node.name == "localhost"
-    assert node.state == s.NodeState("IDLE")
+    assert node.state == sl_states.NodeState("IDLE")
     assert node.gpus == 2
     assert node.gpus_used == 0
     assert node.version == "22.05.8"
@@ -314,12 +318,12 @@ def test_sinfo_json_22_05_sandbox() -> None:
 
 @pytest.mark.parametrize("name", sandbox("sinfo_json_*_sandbox_22.05.json"))
 def test_sinfo_json_sandbox_all_states(name: str) -> None:
-    nodes = s.parse_sinfo_nodes(fixture(name))
+    nodes = sl_nodes.parse_sinfo_nodes(fixture(name))
     assert [n.name for n in nodes] == ["localhost"]
     text_name = name.replace("sinfo_json_", "sinfo_N_").replace(".json", ".txt")
     if (FIXTURES / text_name).exists():
         # The text and JSON recordings of one moment agree on drain/availability.
-        text_node = s.parse_sinfo_nodes(fixture(text_name))[0]
+        text_node = sl_nodes.parse_sinfo_nodes(fixture(text_name))[0]
         assert text_node.state.drain == nodes[0].state.drain
         assert text_node.state.available == nodes[0].state.available
 
@@ -374,12 +378,12 @@ def test_sinfo_json_23_02_shape() -> None:
         "gres": {"total": "gpu:h200:8(S:0-1)", "used": "gpu:h200:3(IDX:0-2)"},
     }
     doc = {"sinfo": [group, other], "meta": {}, "errors": [], "warnings": []}
-    nodes = {n.name: n for n in s.parse_sinfo_nodes(json.dumps(doc))}
+    nodes = {n.name: n for n in sl_nodes.parse_sinfo_nodes(json.dumps(doc))}
     assert set(nodes) == {"gpu01", "gpu02", "gpu03"}
     assert nodes["gpu01"].state.drained
     assert nodes["gpu01"].reason is not None
     assert nodes["gpu01"].reason.user == "slurm"
-    assert nodes["gpu01"].reason.gres_mismatch == s.GresMismatch("gpu", None, 7, 8)
+    assert nodes["gpu01"].reason.gres_mismatch == sl_states.GresMismatch("gpu", None, 7, 8)
     assert nodes["gpu01"].cpus == 64
     assert nodes["gpu03"].gpus_used == 3
     assert nodes["gpu03"].reason is None
@@ -393,25 +397,25 @@ def test_sinfo_json_23_02_shape() -> None:
     ],
 )
 def test_scontrol_node_json_docs(name: str, version: str, gpus: int) -> None:
-    (node,) = s.parse_scontrol_nodes(fixture(name))
+    (node,) = sl_nodes.parse_scontrol_nodes(fixture(name))
     assert node.version == version
     assert node.gpus == gpus
     assert node.gpus_used == 0
-    assert node.state == s.NodeState("IDLE")
+    assert node.state == sl_states.NodeState("IDLE")
     assert node.partitions == ("debug",)
     assert node.reason is None
 
 
 def test_nodes_json_errors_raise() -> None:
     doc = {"errors": [{"error": "Unable to query nodes", "error_number": 1}], "nodes": []}
-    with pytest.raises(s.SlurmJsonError, match="Unable to query"):
-        s.parse_scontrol_nodes(json.dumps(doc))
+    with pytest.raises(sl_text.SlurmJsonError, match="Unable to query"):
+        sl_nodes.parse_scontrol_nodes(json.dumps(doc))
     with pytest.raises(ValueError, match="not JSON"):
-        s.parse_scontrol_nodes('{"nodes": [truncated')
+        sl_nodes.parse_scontrol_nodes('{"nodes": [truncated')
     with pytest.raises(ValueError, match="unexpected line"):
-        s.parse_scontrol_nodes("sinfo: error: plugin not found")
+        sl_nodes.parse_scontrol_nodes("sinfo: error: plugin not found")
     with pytest.raises(ValueError):
-        s.parse_scontrol_nodes('{"meta": {}}')
+        sl_nodes.parse_scontrol_nodes('{"meta": {}}')
 
 
 def test_partitions_json() -> None:
@@ -428,7 +432,7 @@ def test_partitions_json() -> None:
         ],
         "errors": [],
     }
-    gpu, old = s.parse_scontrol_partitions(json.dumps(doc))
+    gpu, old = sl_nodes.parse_scontrol_partitions(json.dumps(doc))
     assert gpu.nodes == ("gpu01", "gpu02", "gpu03", "gpu04")
     assert gpu.up
     assert gpu.gpus == 32
@@ -447,9 +451,9 @@ def test_partitions_json() -> None:
     ],
 )
 def test_scontrol_show_node_sandbox(name: str) -> None:
-    (node,) = s.parse_scontrol_nodes(fixture(name))
+    (node,) = sl_nodes.parse_scontrol_nodes(fixture(name))
     assert node.name == "localhost"
-    assert node.state == s.NodeState("IDLE")
+    assert node.state == sl_states.NodeState("IDLE")
     assert node.gpus == 2
     assert node.gpus_used == 0
     assert node.cpus == 2
@@ -463,20 +467,20 @@ def test_scontrol_show_node_sandbox(name: str) -> None:
 
 
 def test_scontrol_one_liner_equals_multiline() -> None:
-    multi = s.parse_scontrol_nodes(fixture("scontrol_show_node_idle_sandbox_22.05.txt"))
-    one = s.parse_scontrol_nodes(fixture("scontrol_show_node_o_idle_sandbox_22.05.txt"))
+    multi = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_idle_sandbox_22.05.txt"))
+    one = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_o_idle_sandbox_22.05.txt"))
     assert multi == one
 
 
 @pytest.mark.parametrize("name", sandbox("scontrol_show_node_*_sandbox_22.05.txt"))
 def test_scontrol_show_node_sandbox_all_states(name: str) -> None:
-    nodes = s.parse_scontrol_nodes(fixture(name))
+    nodes = sl_nodes.parse_scontrol_nodes(fixture(name))
     assert [n.name for n in nodes] == ["localhost"]
     assert nodes[0].gpus == 2
 
 
 def test_scontrol_show_node_unknown_sandbox() -> None:
-    (node,) = s.parse_scontrol_nodes(fixture("scontrol_show_node_unknown_sandbox_22.05.txt"))
+    (node,) = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_unknown_sandbox_22.05.txt"))
     assert node.state.base == "UNKNOWN"
     assert not node.state.healthy
     assert node.fields["CPULoad"] == "N/A"
@@ -484,16 +488,16 @@ def test_scontrol_show_node_unknown_sandbox() -> None:
 
 
 def test_scontrol_show_node_gres_mismatch_public_issue() -> None:
-    (node,) = s.parse_scontrol_nodes(
+    (node,) = sl_nodes.parse_scontrol_nodes(
         fixture("scontrol_show_node_gres_mismatch_24.05_awslabs_issue195.txt")
     )
     assert node.name == "yigou-dev-102-68"
     assert node.state.drained
     assert node.gpus == 1
-    assert node.reason == s.DrainReason(
+    assert node.reason == sl_states.DrainReason(
         "gres/gpu count reported lower than configured (0 < 1)", "slurm", "2024-12-19T11:03:34"
     )
-    assert node.reason.gres_mismatch == s.GresMismatch("gpu", None, 0, 1)
+    assert node.reason.gres_mismatch == sl_states.GresMismatch("gpu", None, 0, 1)
     assert node.fields["OS"].startswith("Linux 5.10.0-153") and node.fields["OS"].endswith("2023")
     assert node.fields["ResumeAfterTime"] == "None"
     # The same record as a one-liner (scontrol -o) parses identically.
@@ -504,7 +508,7 @@ def test_scontrol_show_node_gres_mismatch_public_issue() -> None:
         ).splitlines()
         if ln.strip()
     )
-    assert s.parse_scontrol_nodes(one) == [node]
+    assert sl_nodes.parse_scontrol_nodes(one) == [node]
 
 
 def test_scontrol_one_liner_free_text_stops_at_next_key() -> None:
@@ -514,10 +518,10 @@ def test_scontrol_one_liner_free_text_stops_at_next_key() -> None:
         "Comment=rack 4 Extra=a b\n"
         "NodeName=gpu02 State=MIXED Gres=gpu:h200:8(S:0-1) GresUsed=gpu:h200:3(IDX:0-2)\n"
     )
-    a, b = s.parse_scontrol_nodes(text)
+    a, b = sl_nodes.parse_scontrol_nodes(text)
     assert a.fields["OS"] == "Linux 6.8 #1 SMP x=y"
     assert a.real_memory_mb == 10
-    assert a.reason == s.DrainReason(
+    assert a.reason == sl_states.DrainReason(
         "NHC: check_fs_mount: /beegfs not mounted", "root", "2024-05-01T10:00:00"
     )
     assert a.fields["Comment"] == "rack 4"
@@ -537,11 +541,11 @@ def test_scontrol_one_liner_free_text_stops_at_next_key() -> None:
 )
 def test_scontrol_nodes_reject_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_scontrol_nodes(bad)
+        sl_nodes.parse_scontrol_nodes(bad)
 
 
 def test_scontrol_nodes_empty() -> None:
-    assert s.parse_scontrol_nodes("") == []
+    assert sl_nodes.parse_scontrol_nodes("") == []
 
 
 @pytest.mark.parametrize(
@@ -552,7 +556,7 @@ def test_scontrol_nodes_empty() -> None:
     ],
 )
 def test_scontrol_show_partition_sandbox(name: str) -> None:
-    (part,) = s.parse_scontrol_partitions(fixture(name))
+    (part,) = sl_nodes.parse_scontrol_partitions(fixture(name))
     assert part.name == "gpu"
     assert part.up
     assert part.default is True
@@ -564,7 +568,7 @@ def test_scontrol_show_partition_sandbox(name: str) -> None:
 
 
 def test_scontrol_show_config_sandbox() -> None:
-    cfg = s.parse_scontrol_config(fixture("scontrol_show_config_idle_sandbox_22.05.txt"))
+    cfg = sl_nodes.parse_scontrol_config(fixture("scontrol_show_config_idle_sandbox_22.05.txt"))
     assert cfg["SLURM_VERSION"] == "22.05.8"
     assert cfg["ClusterName"] == "sandbox"
     assert cfg["GresTypes"] == "gpu"
@@ -581,15 +585,15 @@ def test_scontrol_show_config_sandbox() -> None:
 
 def test_scontrol_config_needs_settings() -> None:
     with pytest.raises(ValueError):
-        s.parse_scontrol_config("slurm_load_ctl_conf error: Unable to contact slurm controller")
+        sl_nodes.parse_scontrol_config("slurm_load_ctl_conf error: Unable to contact slurm controller")
 
 
 # --- squeue / sacct / sbatch -------------------------------------------------------------
 
 
 def test_squeue_composed() -> None:
-    recs = {r.job_id: r for r in s.parse_squeue(fixture("squeue_composed_22.05.txt"))}
-    assert recs["101"] == s.SqueueRecord("101", "RUNNING", None, ("localhost",))
+    recs = {r.job_id: r for r in sl_jobs.parse_squeue(fixture("squeue_composed_22.05.txt"))}
+    assert recs["101"] == sl_jobs.SqueueRecord("101", "RUNNING", None, ("localhost",))
     assert recs["108_3"].nodes == ("gpu01", "gpu02")
     assert recs["109_[1-4]"].state == "PENDING"
     assert recs["109_[1-4]"].reason == "Priority"
@@ -600,25 +604,25 @@ def test_squeue_composed() -> None:
 
 @pytest.mark.parametrize("name", sandbox("squeue_*_sandbox_22.05.txt"))
 def test_squeue_sandbox(name: str) -> None:
-    for rec in s.parse_squeue(fixture(name)):
+    for rec in sl_jobs.parse_squeue(fixture(name)):
         assert rec.job_id
 
 
 @pytest.mark.parametrize("bad", ["101|RUNNING", "abc|RUNNING|None|x", "101|running|None|x"])
 def test_squeue_rejects_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_squeue(bad)
+        sl_jobs.parse_squeue(bad)
 
 
 def test_sacct_sandbox() -> None:
-    recs = s.parse_sacct(fixture("sacct_P_n_idle_sandbox_22.05.txt"))
+    recs = sl_jobs.parse_sacct(fixture("sacct_P_n_idle_sandbox_22.05.txt"))
     by_id = {r.job_id: r for r in recs}
     assert by_id["1"].succeeded
     assert by_id["1"].gpus == 1
     assert by_id["1.batch"].step == "batch"
     assert by_id["1.batch"].job == "1"
     assert by_id["1.batch"].max_rss_bytes is None
-    assert s.tres_memory_bytes(by_id["1.batch"].alloc_tres) == 0
+    assert sl_units.tres_memory_bytes(by_id["1.batch"].alloc_tres) == 0
     assert by_id["2"].state == "FAILED"
     assert (by_id["2"].exit_code, by_id["2"].exit_signal) == (3, 0)
     assert not by_id["2"].succeeded
@@ -627,14 +631,14 @@ def test_sacct_sandbox() -> None:
 
 
 def test_sacct_composed() -> None:
-    recs = {r.job_id: r for r in s.parse_sacct(fixture("sacct_P_n_composed_22.05.txt"))}
+    recs = {r.job_id: r for r in sl_jobs.parse_sacct(fixture("sacct_P_n_composed_22.05.txt"))}
     assert recs["101"].succeeded and not recs["101"].is_step
     assert recs["101.batch"].max_rss_bytes == 1128 * 1024
     assert recs["101.extern"].max_rss_bytes == 0
     assert recs["101.0"].step == "0"
     assert recs["101.0"].max_rss_bytes == round(253.5 * 1024**2)
     assert recs["101"].max_rss_bytes is None
-    assert s.tres_memory_bytes(recs["101"].alloc_tres) == 100 * 1024**2
+    assert sl_units.tres_memory_bytes(recs["101"].alloc_tres) == 100 * 1024**2
     assert recs["102"].exit_code == 3
     assert recs["102.batch"].max_rss_bytes == 4096
     assert recs["103"].state == "CANCELLED"
@@ -654,7 +658,7 @@ def test_sacct_composed() -> None:
 
 
 def test_sacct_job_name_with_pipes() -> None:
-    (rec,) = s.parse_sacct("7|a|b|c|COMPLETED|0:0|00:00:01|cpu=1||n1")
+    (rec,) = sl_jobs.parse_sacct("7|a|b|c|COMPLETED|0:0|00:00:01|cpu=1||n1")
     assert rec.job_name == "a|b|c"
     assert rec.nodes == ("n1",)
 
@@ -674,19 +678,19 @@ def test_sacct_job_name_with_pipes() -> None:
 )
 def test_sacct_rejects_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_sacct(bad)
+        sl_jobs.parse_sacct(bad)
 
 
 def test_sbatch_outputs() -> None:
     for job_id, cluster, text in fixture_table("sbatch_outputs.txt"):
-        sub = s.parse_sbatch(text)
+        sub = sl_jobs.parse_sbatch(text)
         assert sub.job_id == int(job_id)
         assert sub.cluster == (None if cluster == "-" else cluster)
     warned = "sbatch: warning: can't honor --ntasks-per-node\nSubmitted batch job 77\n"
-    assert s.parse_sbatch(warned) == s.SbatchSubmission(77)
+    assert sl_jobs.parse_sbatch(warned) == sl_jobs.SbatchSubmission(77)
     for bad in ["", "sbatch: error: Batch job submission failed: Invalid partition name"]:
         with pytest.raises(ValueError):
-            s.parse_sbatch(bad)
+            sl_jobs.parse_sbatch(bad)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -708,13 +712,13 @@ def test_sbatch_outputs() -> None:
     ],
 )
 def test_parse_slurm_duration(text: str, seconds: int | None) -> None:
-    assert s.parse_slurm_duration(text) == seconds
+    assert sl_units.parse_slurm_duration(text) == seconds
 
 
 @pytest.mark.parametrize("bad", ["", "abc", "00:61:00", "1-", "-1", "1:2:3:4", "INVALID"])
 def test_parse_slurm_duration_rejects(bad: str) -> None:
     with pytest.raises(ValueError):
-        s.parse_slurm_duration(bad)
+        sl_units.parse_slurm_duration(bad)
 
 
 @pytest.mark.parametrize(
@@ -729,38 +733,38 @@ def test_parse_slurm_duration_rejects(bad: str) -> None:
     ],
 )
 def test_parse_size_bytes(text: str, default: str, expected: int) -> None:
-    assert s.parse_size_bytes(text, default) == expected
+    assert sl_units.parse_size_bytes(text, default) == expected
 
 
 def test_parse_tres() -> None:
-    tres = s.parse_tres("billing=1,cpu=1,gres/gpu=1,mem=100M,node=1")
+    tres = sl_units.parse_tres("billing=1,cpu=1,gres/gpu=1,mem=100M,node=1")
     assert tres == {"billing": "1", "cpu": "1", "gres/gpu": "1", "mem": "100M", "node": "1"}
-    assert s.tres_gpus(tres) == 1
-    assert s.tres_gpus(s.parse_tres("cpu=2,gres/gpu:a100=2,gres/gpu:v100=1")) == 3
-    assert s.parse_tres("") == {}
-    assert s.parse_job_state("CANCELLED by 1000") == ("CANCELLED", "1000")
-    assert s.parse_exit_code("0:15") == (0, 15)
+    assert sl_units.tres_gpus(tres) == 1
+    assert sl_units.tres_gpus(sl_units.parse_tres("cpu=2,gres/gpu:a100=2,gres/gpu:v100=1")) == 3
+    assert sl_units.parse_tres("") == {}
+    assert sl_states.parse_job_state("CANCELLED by 1000") == ("CANCELLED", "1000")
+    assert sl_states.parse_exit_code("0:15") == (0, 15)
 
 
 # --- garbage never raises anything but ValueError ----------------------------------------
 
 _TEXT_PARSERS: list[Callable[[str], object]] = [
-    s.parse_gres,
-    s.parse_node_state,
-    s.parse_drain_reason,
-    s.parse_gres_mismatch,
-    s.parse_sinfo_nodes,
-    s.parse_scontrol_nodes,
-    s.parse_scontrol_partitions,
-    s.parse_scontrol_config,
-    s.parse_squeue,
-    s.parse_sacct,
-    s.parse_sbatch,
-    s.parse_slurm_duration,
-    s.parse_size_bytes,
-    s.parse_tres,
-    s.parse_job_state,
-    s.parse_exit_code,
+    sl_units.parse_gres,
+    sl_states.parse_node_state,
+    sl_states.parse_drain_reason,
+    sl_states.parse_gres_mismatch,
+    sl_nodes.parse_sinfo_nodes,
+    sl_nodes.parse_scontrol_nodes,
+    sl_nodes.parse_scontrol_partitions,
+    sl_nodes.parse_scontrol_config,
+    sl_jobs.parse_squeue,
+    sl_jobs.parse_sacct,
+    sl_jobs.parse_sbatch,
+    sl_units.parse_slurm_duration,
+    sl_units.parse_size_bytes,
+    sl_units.parse_tres,
+    sl_states.parse_job_state,
+    sl_states.parse_exit_code,
 ]
 
 _slurmish = st.lists(
@@ -848,35 +852,35 @@ _json_values = st.recursive(
 )
 def test_json_parsers_raise_only_value_error(doc: dict[str, Any]) -> None:
     text = json.dumps(doc)
-    for parse in (s.parse_sinfo_nodes, s.parse_scontrol_nodes, s.parse_scontrol_partitions):
+    for parse in (sl_nodes.parse_sinfo_nodes, sl_nodes.parse_scontrol_nodes, sl_nodes.parse_scontrol_partitions):
         with contextlib.suppress(ValueError):
             parse(text)
 
 
 def test_huge_numbers_do_not_overflow() -> None:
-    assert s.parse_size_bytes("9" * 400 + ".5K") > 0
-    assert s.gpu_count("gpu:" + "9" * 50) == int("9" * 50)
+    assert sl_units.parse_size_bytes("9" * 400 + ".5K") > 0
+    assert sl_units.gpu_count("gpu:" + "9" * 50) == int("9" * 50)
 
 
 # --- the sandbox node drained with SLURM's GRES-mismatch reason (real 22.05 recordings) -----
 
 
 def test_drained_sandbox_text_formats_agree() -> None:
-    (sinfo_node,) = s.parse_sinfo_nodes(fixture("sinfo_N_drained_sandbox_22.05.txt"))
-    (multi,) = s.parse_scontrol_nodes(fixture("scontrol_show_node_drained_sandbox_22.05.txt"))
-    (one,) = s.parse_scontrol_nodes(fixture("scontrol_show_node_o_drained_sandbox_22.05.txt"))
-    (json_node,) = s.parse_sinfo_nodes(fixture("sinfo_json_drained_sandbox_22.05.json"))
+    (sinfo_node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_N_drained_sandbox_22.05.txt"))
+    (multi,) = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_drained_sandbox_22.05.txt"))
+    (one,) = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_o_drained_sandbox_22.05.txt"))
+    (json_node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_json_drained_sandbox_22.05.json"))
     assert multi == one
     for node in (sinfo_node, multi, json_node):
-        assert node.state == s.NodeState("IDLE", frozenset({"DRAIN"}))
+        assert node.state == sl_states.NodeState("IDLE", frozenset({"DRAIN"}))
         assert node.state.drained and not node.state.available and not node.state.healthy
         assert node.reason is not None
         assert node.reason.text == "gres/gpu count reported lower than configured (0 < 2)"
-        assert node.reason.gres_mismatch == s.GresMismatch("gpu", None, 0, 2)
+        assert node.reason.gres_mismatch == sl_states.GresMismatch("gpu", None, 0, 2)
         assert node.gpus == 2
     # sinfo %E carries no user/time; scontrol has the [user@time] tail; JSON has both fields.
     assert sinfo_node.reason is not None and sinfo_node.reason.user is None
-    assert multi.reason == s.DrainReason(
+    assert multi.reason == sl_states.DrainReason(
         "gres/gpu count reported lower than configured (0 < 2)", "root", "2026-11-28T17:46:25"
     )
     assert json_node.reason is not None
@@ -884,21 +888,21 @@ def test_drained_sandbox_text_formats_agree() -> None:
 
 
 def test_drained_sandbox_partition_and_queue() -> None:
-    (node,) = s.parse_sinfo_nodes(fixture("sinfo_partitions_drained_sandbox_22.05.txt"), PARTITION_FORMAT)
+    (node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_partitions_drained_sandbox_22.05.txt"), PARTITION_FORMAT)
     assert not node.state.available and not node.state.healthy
-    (part,) = s.parse_scontrol_partitions(
+    (part,) = sl_nodes.parse_scontrol_partitions(
         fixture("scontrol_show_partition_o_drained_sandbox_22.05.txt")
     )
     assert part.up  # the partition stays UP while its only node is drained
-    (job,) = s.parse_squeue(fixture("squeue_drained_jobs_sandbox_22.05.txt"))
+    (job,) = sl_jobs.parse_squeue(fixture("squeue_drained_jobs_sandbox_22.05.txt"))
     assert job.state == "PENDING"
     assert job.reason == "ReqNodeNotAvail, UnavailableNodes:localhost"
     assert job.nodes == ()
-    assert s.parse_squeue(fixture("squeue_drained_sandbox_22.05.txt")) == []
+    assert sl_jobs.parse_squeue(fixture("squeue_drained_sandbox_22.05.txt")) == []
 
 
 def test_sacct_sandbox_jobs() -> None:
-    recs = {r.job_id: r for r in s.parse_sacct(fixture("sacct_P_n_jobs_sandbox_22.05.txt"))}
+    recs = {r.job_id: r for r in sl_jobs.parse_sacct(fixture("sacct_P_n_jobs_sandbox_22.05.txt"))}
     assert recs["4.0"].step == "0" and recs["4.0"].job_name == "nvidia-smi"
     assert (recs["4"].state, recs["4"].exit_code) == ("FAILED", 2)
     assert recs["5"].succeeded and recs["5"].gpus == 1
@@ -920,10 +924,10 @@ def test_scontrol_node_pasted_without_indentation() -> None:
     indented = fixture("scontrol_show_node_drained_sandbox_22.05.txt")
     flush = "\n".join(line.lstrip() for line in indented.splitlines())
     assert flush != indented
-    assert s.parse_scontrol_nodes(flush) == s.parse_scontrol_nodes(indented)
+    assert sl_nodes.parse_scontrol_nodes(flush) == sl_nodes.parse_scontrol_nodes(indented)
     part = fixture("scontrol_show_partition_idle_sandbox_22.05.txt")
-    assert s.parse_scontrol_partitions("\n".join(ln.lstrip() for ln in part.splitlines())) == (
-        s.parse_scontrol_partitions(part)
+    assert sl_nodes.parse_scontrol_partitions("\n".join(ln.lstrip() for ln in part.splitlines())) == (
+        sl_nodes.parse_scontrol_partitions(part)
     )
 
 
@@ -935,8 +939,8 @@ def test_sacct_default_table_with_cut_state_raises() -> None:
         "3765959.bat+      batch              rc_admin          1  COMPLETED      0:0 \n"
     )
     with pytest.raises(ValueError, match="cut"):
-        s.parse_sacct(table)
-    (job,) = s.parse_sacct(table.rsplit("\n", 2)[0])
+        sl_jobs.parse_sacct(table)
+    (job,) = sl_jobs.parse_sacct(table.rsplit("\n", 2)[0])
     assert job.succeeded and job.job_name == "mem_test"
     with pytest.raises(ValueError, match="cut"):
-        s.parse_sacct(table.replace(" COMPLETED      0:0 \n3765959.bat+", "OUT_OF_ME+    0:125 \n3765959.ext+", 1))
+        sl_jobs.parse_sacct(table.replace(" COMPLETED      0:0 \n3765959.bat+", "OUT_OF_ME+    0:125 \n3765959.ext+", 1))

@@ -2,7 +2,7 @@
 class 1 (another product passes the Apptainer check), 4 (older inspect --json read as 0 labels),
 6 (a target not scraped yet counted as down), 9 (KServe's not-Ready reason lost), 11 (an
 Apptainer that did not start reported as a container without GPUs). Plus the one-parser rule:
-hpc_rules reads df, findmnt and beegfs-ctl through core/storage.py."""
+probes/hpc.py reads df, findmnt and beegfs-ctl through core/parse/storage.py."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import apptainer_cli as cli
-from mlops_assets.core import cloud_rules as cr
-from mlops_assets.core import hpc_rules
-from mlops_assets.core.containers import nv_exposes_gpus
-from mlops_assets.core.hostexec import CommandResult
-from mlops_assets.core.http import HttpAnswer
+from mlops_assets.core.parse import apptainer as cli
+from mlops_assets.core.probes import cloud as cr
+from mlops_assets.core.probes import hpc
+from mlops_assets.core.probes.containers import nv_exposes_gpus
+from mlops_assets.core.transport.hostexec import CommandResult
+from mlops_assets.core.transport.http import HttpAnswer
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -30,7 +30,7 @@ def catalog() -> Catalog:
     return load_catalog(profile="sandbox").catalog
 
 
-# node probes read the partition first (core.node_probe): one idle GPU node in partition gpu
+# node probes read the partition first (core.probes.node_step): one idle GPU node in partition gpu
 SINFO_IDLE_GPU_NODE = (0, "n1|gpu|idle|8|64000|gpu:1|none\n")
 
 
@@ -58,7 +58,7 @@ class Host:
 
 def test_legacy_singularity_does_not_pass_the_apptainer_check(catalog: Catalog) -> None:
     host = Host({"apptainer": (127, ""), "singularity": (0, "singularity version 3.7.0\n")})
-    out = hpc_rules.apptainer_version(host, catalog)
+    out = hpc.apptainer_version(host, catalog)
     assert not out.passed
     assert out.detail == f"Singularity 3.7.0 found (legacy Singularity), Apptainer >= {catalog.hpc.apptainer.min_version} needed"
     assert "`apptainer`" in out.hint
@@ -66,19 +66,19 @@ def test_legacy_singularity_does_not_pass_the_apptainer_check(catalog: Catalog) 
 
 def test_singularity_ce_is_named_as_such(catalog: Catalog) -> None:
     host = Host({"apptainer": (127, ""), "singularity": (0, "singularity-ce version 4.1.0-jammy\n")})
-    out = hpc_rules.apptainer_version(host, catalog)
+    out = hpc.apptainer_version(host, catalog)
     assert not out.passed and out.detail.startswith("SingularityCE 4.1.0-jammy found, Apptainer >= ")
 
 
 def test_apptainer_passes_and_its_singularity_link_counts_as_apptainer(catalog: Catalog) -> None:
-    assert hpc_rules.apptainer_version(Host({"apptainer": (0, "apptainer version 1.4.5\n")}), catalog).passed
+    assert hpc.apptainer_version(Host({"apptainer": (0, "apptainer version 1.4.5\n")}), catalog).passed
     # Apptainer's `singularity` compatibility link prints `apptainer version`
-    linked = hpc_rules.apptainer_version(Host({"apptainer": (127, ""), "singularity": (0, "apptainer version 1.3.6-1.el9\n")}), catalog)
+    linked = hpc.apptainer_version(Host({"apptainer": (127, ""), "singularity": (0, "apptainer version 1.3.6-1.el9\n")}), catalog)
     assert linked.passed and linked.measured == "1.3.6"
 
 
 def test_compute_node_check_names_the_product_too(catalog: Catalog) -> None:
-    out = hpc_rules.apptainer_on_compute(Host({"srun": (0, "singularity-ce version 3.11.4\n")}), catalog)
+    out = hpc.apptainer_on_compute(Host({"srun": (0, "singularity-ce version 3.11.4\n")}), catalog)
     assert not out.passed and "SingularityCE 3.11.4 found" in out.detail
 
 
@@ -195,13 +195,13 @@ def test_beegfs_mount_read_only_fails_and_df_is_read_by_the_storage_parser(catal
     root = catalog.hpc.beegfs.root
     fs = catalog.hpc.beegfs.fs_type
     ro = Host({"findmnt": (0, f"{root} {fs} /dev/loop0 ro,relatime\n")})
-    out = hpc_rules.mount_matches(ro, catalog)
+    out = hpc.mount_matches(ro, catalog)
     assert not out.passed and "read-only" in out.detail
     assert ro.calls[0][:4] == ["findmnt", "-n", "-o", "TARGET,FSTYPE,SOURCE,OPTIONS"]
-    assert hpc_rules.mount_matches(Host({"findmnt": (0, f"{root} {fs} /dev/loop0 rw,relatime\n")}), catalog).passed
+    assert hpc.mount_matches(Host({"findmnt": (0, f"{root} {fs} /dev/loop0 rw,relatime\n")}), catalog).passed
     df = (FIX / "df_P_B1_h200_ubuntu24.04.txt").read_text()
     text = "".join(ln for ln in df.splitlines(keepends=True) if not ln.startswith("#@"))
-    free = hpc_rules.free_space(Host({"df": (0, text)}), catalog)
+    free = hpc.free_space(Host({"df": (0, text)}), catalog)
     last = [ln for ln in text.splitlines() if ln.strip()][-1]
     assert free.measured == round(int(last.split()[3]) / 1e9, 2)
 
@@ -210,14 +210,14 @@ def test_beegfs_targets_reads_meta_and_storage(catalog: Catalog) -> None:
     good = "TargetID     Reachability  Consistency   NodeID\n========     ============  ===========   ======\n       1           Online         Good        1\n"
     resync = good.replace("Online         Good", "Online Needs-resync")
     host = Host({"beegfs-ctl": (0, resync)})
-    out = hpc_rules.beegfs_targets(host, catalog)
+    out = hpc.beegfs_targets(host, catalog)
     assert not out.passed and "meta target 1: Needs-resync" in out.detail and "storage target 1" in out.detail
     assert [c[2] for c in host.calls] == ["--nodetype=meta", "--nodetype=storage"]
 
 
 def test_missing_beegfs_ctl_passes_only_where_the_filesystem_is_not_beegfs(catalog: Catalog) -> None:
-    assert hpc_rules.beegfs_targets(Host({}), catalog).passed  # sandbox: ext4 stand-in
+    assert hpc.beegfs_targets(Host({}), catalog).passed  # sandbox: ext4 stand-in
     b = catalog.hpc.beegfs.model_copy(update={"fs_type": "beegfs"})
     real = catalog.model_copy(update={"hpc": catalog.hpc.model_copy(update={"beegfs": b})})
-    out = hpc_rules.beegfs_targets(Host({}), real)
+    out = hpc.beegfs_targets(Host({}), real)
     assert not out.passed and out.measured == "unmeasured"

@@ -1,4 +1,4 @@
-"""df / findmnt / beegfs-ctl parsers (the ones hpc_rules uses) against outputs recorded on this
+"""df / findmnt / beegfs-ctl parsers (the ones probes/hpc.py uses) against outputs recorded on this
 machine and the H200 host; the public BeeGFS outputs are in the corpus (test_corpus_stack.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core import storage as sg
+from mlops_assets.core.parse import storage as sg
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

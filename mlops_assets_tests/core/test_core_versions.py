@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core.versions import Version, at_least, parse_version
+from mlops_assets.core.parse.versions import Version, at_least, parse_version
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

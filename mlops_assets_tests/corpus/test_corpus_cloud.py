@@ -1,5 +1,5 @@
 """Kubernetes objects from other clusters (kubectl get -o yaml/json, i.e. what the API server
-answers) through the production cloud rules (core/cloud_rules.py): each case's facts and
+answers) through the production cloud rules (core/probes/cloud.py): each case's facts and
 verdict, and never a PASS for a broken platform."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import yaml
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import cloud_rules
+from mlops_assets.core.probes import cloud
 from mlops_assets_tests.corpus import Case, cases
 
 KUBE = cases("kubernetes")
@@ -54,14 +54,14 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
         res = catalog.cloud.kubernetes.gpu_resource
         for name, n in f.get("allocatable_gpus", {}).items():
             node = next(x for x in nodes if x["metadata"]["name"] == name)
-            assert cloud_rules._allocatable_gpus(node, res) == n
-        out = cloud_rules.k8s_gpu_nodes(kube, catalog)
+            assert cloud._allocatable_gpus(node, res) == n
+        out = cloud.k8s_gpu_nodes(kube, catalog)
         assert out.measured == len(f["good"])
         assert sorted(out.nodes) == sorted(f["bad"])
         for name, why in f["bad"].items():
             assert f"{name}: {', '.join(why)}" in out.detail, out.detail
     elif f["kind"] == "isvc":
-        why = cloud_rules.isvc_not_ready(obj)
+        why = cloud.isvc_not_ready(obj)
         if f["ready"]:
             assert why is None
         else:
@@ -72,7 +72,7 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
         kube = ReplayKube({path: _as_list(obj)})
         catalog = catalog.model_copy(deep=True)
         catalog.cloud.components.kserve.watched_namespaces = [obj["metadata"].get("namespace", "default")]
-        out = cloud_rules.kserve_isvcs_ready(kube, catalog)
+        out = cloud.kserve_isvcs_ready(kube, catalog)
     else:
         pytest.fail(f"{case.id}: unknown kind {f['kind']}")
     assert ("PASS" if out.passed else "FAIL") == case.verdict, out

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from mlops_assets.catalog.loader import DEFAULT_CATALOG, load_catalog
-from mlops_assets.core import nccl_tests, nvidia_smi
-from mlops_assets.core.hpc_rules import judge_smi_output
+from mlops_assets.core.parse import nccl_tests, nvidia_smi
+from mlops_assets.core.probes.hpc import judge_smi_output
 from mlops_assets_tests.corpus import Case, cases
 
 CATALOG = load_catalog(DEFAULT_CATALOG, "production", env={"MLOPS_SANDBOX_HOME": "/x"}).catalog

@@ -1,5 +1,5 @@
 """Every SLURM corpus case through the parser the platform uses for that command's output
-(core.slurm; sacct through core.slurm_jobs.outcome_from_sacct, which decides whether a smoke
+(core.parse.slurm; sacct through core.slurm_jobs.outcome_from_sacct, which decides whether a smoke
 job succeeded). Facts are what a correct reading gives; ``error`` names the documented
 ValueError a case must raise (a node list or state cut to its column width, a grep-trimmed
 block): unreadable output is never read as a healthy cluster or a succeeded job."""
@@ -10,15 +10,17 @@ from typing import Any
 
 import pytest
 
-from mlops_assets.core import slurm as s
 from mlops_assets.core import slurm_jobs as sj
+from mlops_assets.core.parse.slurm import jobs as sl_jobs
+from mlops_assets.core.parse.slurm import nodes as sl_nodes
+from mlops_assets.core.parse.slurm import states as sl_states
 from mlops_assets_tests.corpus import Case, cases
 
 TOOLS = ("sinfo", "scontrol_node", "scontrol_partition", "scontrol_config", "squeue", "sacct")
 ALL = [c for t in TOOLS for c in cases(t)]
 
 
-def _nodes_facts(nodes: list[s.SlurmNode], facts: dict[str, Any]) -> None:
+def _nodes_facts(nodes: list[sl_nodes.SlurmNode], facts: dict[str, Any]) -> None:
     by_name = {n.name: n for n in nodes}
     if "nodes" in facts:
         assert len(by_name) == facts["nodes"], sorted(by_name)
@@ -40,20 +42,20 @@ def _nodes_facts(nodes: list[s.SlurmNode], facts: dict[str, Any]) -> None:
         reason = by_name[name].reason
         assert reason is not None and reason.text == text, (name, reason)
     for name, mismatch in (facts.get("gres_mismatch") or {}).items():
-        got = s.parse_gres_mismatch(by_name[name].reason)
+        got = sl_states.parse_gres_mismatch(by_name[name].reason)
         assert got is not None and [got.found, got.configured] == mismatch, name
 
 
 def _sinfo(case: Case) -> None:
-    _nodes_facts(s.parse_sinfo_nodes(case.output), case.facts)
+    _nodes_facts(sl_nodes.parse_sinfo_nodes(case.output), case.facts)
 
 
 def _scontrol_node(case: Case) -> None:
-    _nodes_facts(s.parse_scontrol_nodes(case.output), case.facts)
+    _nodes_facts(sl_nodes.parse_scontrol_nodes(case.output), case.facts)
 
 
 def _scontrol_partition(case: Case) -> None:
-    parts = {p.name: p for p in s.parse_scontrol_partitions(case.output)}
+    parts = {p.name: p for p in sl_nodes.parse_scontrol_partitions(case.output)}
     want = case.facts["partitions"]
     assert sorted(parts) == sorted(want)
     for name, fact in want.items():
@@ -69,13 +71,13 @@ def _scontrol_partition(case: Case) -> None:
 
 
 def _scontrol_config(case: Case) -> None:
-    cfg = s.parse_scontrol_config(case.output)
+    cfg = sl_nodes.parse_scontrol_config(case.output)
     for key, value in case.facts["keys"].items():
         assert cfg.get(key) == value, (key, cfg.get(key))
 
 
 def _squeue(case: Case) -> None:
-    recs = s.parse_squeue(case.output)
+    recs = sl_jobs.parse_squeue(case.output)
     by_id = {r.job_id: r for r in recs}
     facts = case.facts
     if "jobs" in facts:
@@ -89,7 +91,7 @@ def _squeue(case: Case) -> None:
 
 
 def _sacct(case: Case) -> None:
-    recs = s.parse_sacct(case.output)
+    recs = sl_jobs.parse_sacct(case.output)
     facts = case.facts
     if "records" in facts:
         assert len(recs) == facts["records"]

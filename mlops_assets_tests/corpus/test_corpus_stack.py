@@ -1,6 +1,6 @@
 """Apptainer/Singularity, BeeGFS and service-health outputs from other sites, read by the
-production parsers and rules (core/apptainer_cli.py, core/containers.py, core/hpc_rules.py,
-core/storage.py, core/cloud_rules.py). Every case must give its facts; no case may crash a
+production parsers and rules (core/parse/apptainer.py, core/probes/containers.py, core/probes/hpc.py,
+core/parse/storage.py, core/probes/cloud.py). Every case must give its facts; no case may crash a
 parser; no case showing a broken platform may PASS."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import apptainer_cli as cli
-from mlops_assets.core import cloud_rules, hpc_rules, storage
 from mlops_assets.core.checks import ProbeFailed
-from mlops_assets.core.containers import inside_start_failure, nv_exposes_gpus
-from mlops_assets.core.hostexec import CommandResult
-from mlops_assets.core.http import HttpAnswer
-from mlops_assets.core.nvidia_smi import parse_nvidia_smi_list
+from mlops_assets.core.parse import apptainer as cli
+from mlops_assets.core.parse import storage
+from mlops_assets.core.parse.nvidia_smi import parse_nvidia_smi_list
+from mlops_assets.core.probes import cloud, hpc
+from mlops_assets.core.probes.containers import inside_start_failure, nv_exposes_gpus
+from mlops_assets.core.transport.hostexec import CommandResult
+from mlops_assets.core.transport.http import HttpAnswer
 from mlops_assets_tests.corpus import Case, cases
 
 APPTAINER = cases("apptainer")
@@ -32,7 +33,7 @@ def catalog() -> Catalog:
     return load_catalog(profile="sandbox").catalog
 
 
-# node probes read the partition first (core.node_probe): one idle GPU node in partition gpu
+# node probes read the partition first (core.probes.node_step): one idle GPU node in partition gpu
 SINFO_IDLE_GPU_NODE = "n1|gpu|idle|8|64000|gpu:1|none\n"
 
 
@@ -67,7 +68,7 @@ def test_apptainer(case: Case, catalog: Catalog) -> None:
     kind = f["kind"]
     if kind == "version":
         assert cli.parse_product_version(case.output) == (f["product"], f["version"])
-        out = hpc_rules.apptainer_outcome(case.output, MINIMUM)
+        out = hpc.apptainer_outcome(case.output, MINIMUM)
         if f["product"] != "Apptainer":
             assert f"{f['product']} {f['version']}" in out.detail and f"Apptainer >= {MINIMUM} needed" in out.detail
         assert _verdict(out.passed) == case.verdict, out
@@ -102,7 +103,7 @@ def test_beegfs(case: Case, catalog: Catalog) -> None:
         with pytest.raises(ValueError, match=f["error"]):
             storage.parse_beegfs_targets(case.output)
         with pytest.raises(ProbeFailed):
-            hpc_rules.beegfs_targets(runner, catalog)
+            hpc.beegfs_targets(runner, catalog)
         return
     targets = {t.target_id: t for t in storage.parse_beegfs_targets(case.output)}
     assert len(targets) == f["targets"]
@@ -111,7 +112,7 @@ def test_beegfs(case: Case, catalog: Catalog) -> None:
         assert f"{targets[tid].reachability}/{targets[tid].consistency}" == state
     for tid, node in f.get("node", {}).items():
         assert targets[tid].node == node
-    out = hpc_rules.beegfs_targets(runner, catalog)
+    out = hpc.beegfs_targets(runner, catalog)
     assert _verdict(out.passed) == case.verdict, out
     for tid in f["bad"]:
         assert f"target {tid}:" in out.detail
@@ -128,10 +129,10 @@ class Answer:
 
 
 RULES: dict[str, Callable[[Any, Catalog], Any]] = {
-    "prometheus": cloud_rules.prometheus_targets_up,
-    "grafana": cloud_rules.grafana_health,
-    "mlflow": cloud_rules.mlflow_health,
-    "minio": cloud_rules.minio_cluster_health,
+    "prometheus": cloud.prometheus_targets_up,
+    "grafana": cloud.grafana_health,
+    "mlflow": cloud.mlflow_health,
+    "minio": cloud.minio_cluster_health,
 }
 
 

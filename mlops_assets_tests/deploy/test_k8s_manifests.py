@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core import cloud_rules
+from mlops_assets.core.probes import cloud
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -74,9 +74,9 @@ class Recorder:
 
 def _kube_rules() -> list[Any]:
     rules = []
-    for _, fn in inspect.getmembers(cloud_rules, inspect.isfunction):
+    for _, fn in inspect.getmembers(cloud, inspect.isfunction):
         params = list(inspect.signature(fn).parameters.values())
-        if fn.__module__ == cloud_rules.__name__ and not fn.__name__.startswith("_") and params and params[0].annotation in ("Kube", cloud_rules.Kube):
+        if fn.__module__ == cloud.__name__ and not fn.__name__.startswith("_") and params and params[0].annotation in ("Kube", cloud.Kube):
             rules.append(fn)
     return rules
 
@@ -121,7 +121,7 @@ def granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
 
 def test_recorder_sees_every_kubernetes_rule() -> None:
     names = {fn.__name__ for fn in _kube_rules()}
-    source = inspect.getsource(cloud_rules)
+    source = inspect.getsource(cloud)
     using = set(re.findall(r"^def ([a-z]\w*)\(kube: Kube", source, flags=re.M))
     assert names == using and len(names) >= 12, names
     assert len(checked_paths()) >= 10

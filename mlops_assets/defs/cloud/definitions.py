@@ -10,8 +10,8 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, external
-from mlops_assets.core import cloud_rules as r
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.probes import cloud as r
 from mlops_assets.platform import active
 
 GROUP = "cloud"

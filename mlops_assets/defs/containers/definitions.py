@@ -10,8 +10,8 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
 from mlops_assets.checking import asset_checks_per_asset, freshness_policy
-from mlops_assets.core import containers
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.probes import containers
 from mlops_assets.platform import active
 
 GROUP = "containers"

@@ -10,8 +10,8 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, external
-from mlops_assets.core import hpc_rules as r
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
+from mlops_assets.core.probes import hpc as r
 from mlops_assets.platform import active
 
 GROUP = "hpc"
@@ -28,7 +28,7 @@ def _nv_image(catalog: Catalog) -> str:
 
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
     """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
-    from mlops_assets.core.containers import container_path, nv_exposes_gpus
+    from mlops_assets.core.probes.containers import container_path, nv_exposes_gpus
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
     name = _nv_image(cat)

@@ -45,7 +45,7 @@ import dagster as dg
 from mlops_assets.catalog.schema import Catalog, SmokeJob
 from mlops_assets.checking import LIGHT_TAG, freshness_policy
 from mlops_assets.core import node_watch
-from mlops_assets.core.slurm import SINFO_NODE_FORMAT
+from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
 from mlops_assets.resources.clients import HpcResource
 
@@ -289,7 +289,8 @@ def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, a
     import json
 
     from mlops_assets.core import slurm_jobs as sj
-    from mlops_assets.core.slurm import TERMINAL_JOB_STATES, parse_sacct, parse_squeue
+    from mlops_assets.core.parse.slurm.jobs import parse_sacct, parse_squeue
+    from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
 
     handled: set[str] = set(json.loads(cursor)) if cursor else set()
     tagged = [

@@ -7,15 +7,15 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Bucket, Catalog
 from mlops_assets.checking import asset_checks
-from mlops_assets.core import hpc_rules, staging_rules
 from mlops_assets.core.checks import CheckSpec, Severity, bound
+from mlops_assets.core.probes import hpc, staging
 from mlops_assets.platform import active
 
 GROUP = "storage"
 
 
 def _layout(catalog: Catalog) -> dg.AssetsDefinition:
-    dirs = hpc_rules.directories(catalog)
+    dirs = hpc.directories(catalog)
 
     @dg.asset(
         name="beegfs_layout",
@@ -81,15 +81,15 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
 def specs(catalog: Catalog) -> list[CheckSpec]:
     E, W = Severity.ERROR, Severity.WARN
     out = [
-        CheckSpec("beegfs_layout", "beegfs_layout_complete", E, "Jobs write to these paths without creating them.", lambda c: hpc_rules.layout_complete(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
-        CheckSpec("beegfs_layout", "beegfs_layout_writable_by_training_user", E, "A read-only share fails training at its first checkpoint.", lambda c: hpc_rules.layout_writable(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
+        CheckSpec("beegfs_layout", "beegfs_layout_complete", E, "Jobs write to these paths without creating them.", lambda c: hpc.layout_complete(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
+        CheckSpec("beegfs_layout", "beegfs_layout_writable_by_training_user", E, "A read-only share fails training at its first checkpoint.", lambda c: hpc.layout_writable(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
     ]
     for b in catalog.cloud.buckets:
         out.append(
             CheckSpec(
                 b.asset_key, f"{b.asset_key}_round_trip", E if b.required else W,
                 "Proves writes and reads, not just that the name exists.",
-                bound(lambda c, name: staging_rules.bucket_round_trip(c.s3.client(), name), b.name),
+                bound(lambda c, name: staging.bucket_round_trip(c.s3.client(), name), b.name),
                 ("s3",),
                 blocking=b.required,
             )

@@ -11,9 +11,9 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, freshness_policy
-from mlops_assets.core import file_sync, staging_rules
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
-from mlops_assets.core.hpc_rules import directories
+from mlops_assets.core.probes import file_sync, staging
+from mlops_assets.core.probes.hpc import directories
 from mlops_assets.platform import active
 
 GROUP = "storage"
@@ -38,12 +38,12 @@ def _verifies(c: Any) -> Outcome:
     files = 0
     for d, (target, _) in targets(c.catalog).items():
         mpath = f"{target}/.mlops-manifest.json"
-        out = staging_rules.verify_staged(runner, c.catalog.hpc.python, where, target, mpath, KEY)
+        out = staging.verify_staged(runner, c.catalog.hpc.python, where, target, mpath, KEY)
         if not out.passed:
             problems.append(f"{target}: {out.detail}")
             continue
         want = file_sync.package_tree(file_sync.TRAINING_TREES[d]).manifest
-        have = staging_rules.read_staged_manifest(runner, mpath, KEY)
+        have = staging.read_staged_manifest(runner, mpath, KEY)
         if have.digest != want.digest:
             problems.append(f"{target}: staged digest {have.digest[:16]} is not the package's {want.digest[:16]}")
         files += have.file_count
@@ -86,7 +86,7 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ProbeFailed as exc:
             raise dg.Failure(description=f"{exc} Hint: {exc.hint}") from None
         context.log.info(f"uploaded {sent} bytes of changed files to the mirrors on {runner.where}")
-        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging_rules.rehash_after_s(catalog)})
+        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging.rehash_after_s(catalog)})
         return done.get_materialize_result()
 
     return _stage

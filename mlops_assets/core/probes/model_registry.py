@@ -2,7 +2,7 @@
 needs six endpoints, not the library): find the version of a staged model by its manifest
 digest, or create the registered model and the version with `source` = the MinIO copy, then
 tag it. No Dagster imports; `api` is anything with `.call(method, path, body=...)` and
-`.get(path)` answering core.http.HttpAnswer (resources.clients.HttpServiceResource)."""
+`.get(path)` answering core.transport.http.HttpAnswer (resources.clients.HttpServiceResource)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def version_tags(repo: str, revision: str, digest: str, uri: str) -> dict[str, s
 
 
 def _answer(api: Any, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    from mlops_assets.core.http import HttpUnreachable
+    from mlops_assets.core.transport.http import HttpUnreachable
 
     try:
         if method == "GET":

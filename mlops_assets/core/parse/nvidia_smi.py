@@ -285,7 +285,7 @@ def judge_gpu_health(
     """One rule for nvidia-smi's view of a node, whatever printed it (the query CSV or
     ``nvidia-smi -q``): GPU count, driver >= minimum, no ECC/row-remap trouble or error
     markers; an absent figure is named as unjudged, never passed."""
-    from mlops_assets.core import versions  # not shipped to the HPC side; only this rule needs it
+    from mlops_assets.core.parse import versions
 
     problems: list[str] = []
     unjudged: list[str] = []

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import apptainer_cli, node_probe, nvidia_smi, storage, versions
 from mlops_assets.core.checks import (
     Outcome,
     ProbeFailed,
@@ -18,15 +17,17 @@ from mlops_assets.core.checks import (
     at_most,
     missing_items,
 )
-from mlops_assets.core.hostexec import CommandResult, Runner
-from mlops_assets.core.slurm import (
+from mlops_assets.core.parse import apptainer, nvidia_smi, storage, versions
+from mlops_assets.core.parse.slurm.nodes import (
     SlurmNode,
     SlurmPartition,
-    parse_gres_mismatch,
     parse_scontrol_config,
     parse_scontrol_nodes,
     parse_scontrol_partitions,
 )
+from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
+from mlops_assets.core.probes import node_step
+from mlops_assets.core.transport.hostexec import CommandResult, Runner
 
 T = TypeVar("T")
 
@@ -117,8 +118,8 @@ def accounting_enabled(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
-    """One sinfo shared by every probe of a run (node_probe keeps it)."""
-    return node_probe.sinfo_nodes(runner)
+    """One sinfo shared by every probe of a run (node_step keeps it)."""
+    return node_step.sinfo_nodes(runner)
 
 
 def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
@@ -237,11 +238,11 @@ def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") 
     every job and probe calls `apptainer`; another product is named, never compared by number
     (Singularity 3.7 is not newer than Apptainer 1.1)."""
     try:
-        product, found = apptainer_cli.parse_product_version(version_output)
+        product, found = apptainer.parse_product_version(version_output)
     except ValueError:
         raise ProbeFailed(f"no version number in {version_output.strip()[:80]!r}", "check the tool's --version output") from None
-    label = apptainer_cli.product_label(product, found)
-    if product != apptainer_cli.APPTAINER:
+    label = apptainer.product_label(product, found)
+    if product != apptainer.APPTAINER:
         return Outcome(False, label, f"Apptainer >= {minimum}", unit,
                        f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
                        detail=f"{product} {found} found{label[len(product) + len(found) + 1:]}, Apptainer >= {minimum} needed")
@@ -403,10 +404,10 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
     program is missing."""
     partition = catalog.smoke.partition
     minimum = catalog.hpc.apptainer.min_version
-    step = node_probe.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
+    step = node_step.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
     if not step.ran:
         raise ProbeFailed(f"the probe job did not run on partition {partition}: {step.why_not}",
-                          node_probe.OUT_OF_SERVICE_HINT)
+                          node_step.OUT_OF_SERVICE_HINT)
     if step.missing_program or not step.result.ok:
         return Outcome(False, "not installed" if step.missing_program else f"exit {step.result.returncode}", minimum,
                        "version on a compute node", f"install Apptainer >= {minimum} on every compute node",
@@ -443,8 +444,8 @@ def _smi_on_node(
     """nvidia-smi inside a job holding all the node's GPUs, judged by :func:`judge_smi_output`."""
     command = [catalog.hpc.gpus.nvidia_smi, f"--query-gpu={nvidia_smi.NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"]
     try:
-        step = node_probe.run_step(runner, partition, command, node=node.name, gpus=node.gpus)
-    except node_probe.OutOfService as exc:  # the node left service since the partition was read
+        step = node_step.run_step(runner, partition, command, node=node.name, gpus=node.gpus)
+    except node_step.OutOfService as exc:  # the node left service since the partition was read
         return nvidia_smi.Health("not probed", [f"{node.name}: {exc}"], []), None
     if not step.ran:
         return nvidia_smi.Health("not probed", [f"{node.name}: the probe job did not run: {step.why_not}"], []), None
@@ -463,7 +464,7 @@ def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
     row-remap trouble. A busy node is probed too: its step queues until the node's GPUs free
     up (within the probe's timeout), as a validation run beside running jobs needs."""
     partition = gpu_partition(catalog)
-    nodes = [n for n in node_probe.in_service(runner, partition) if n.gpus > 0]
+    nodes = [n for n in node_step.in_service(runner, partition) if n.gpus > 0]
     if not nodes:
         raise ProbeFailed(f"no node of partition {partition} in service has a GPU GRES", GRES_HINT)
     facts, problems, unjudged, bad, hints = [], [], [], [], []

@@ -1,6 +1,6 @@
 """Apptainer's command line: what to run to pull or build an image, and how to read what it
 prints. Standard library only: it is shipped to the HPC side as `mlops_apptainer.py` beside
-payloads/container_image.py, and core/containers.py builds the checks on it."""
+payloads/container_image.py, and core/probes/containers.py builds the checks on it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks on staged Apptainer images, built on core/apptainer_cli.py. Pure, no Dagster.
+"""Checks on staged Apptainer images, built on core/parse/apptainer.py. Pure, no Dagster.
 
 Apptainer's exit codes lie in one place that matters: `exec --nv` on a host without a driver
 exits 0 and binds nothing. GPUs are therefore counted inside the container (`nvidia-smi -L`),
@@ -13,8 +13,9 @@ from importlib import resources
 from typing import Any
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
-from mlops_assets.core import node_probe, versions
-from mlops_assets.core.apptainer_cli import (
+from mlops_assets.core.checks import Outcome, ProbeFailed
+from mlops_assets.core.parse import versions
+from mlops_assets.core.parse.apptainer import (
     SIF_MAGIC,
     SIF_MAGIC_OFFSET,
     fatal_message,
@@ -27,10 +28,10 @@ from mlops_assets.core.apptainer_cli import (
     version_shortfalls,
     versions_argv,
 )
-from mlops_assets.core.checks import Outcome, ProbeFailed
-from mlops_assets.core.hostexec import Runner
-from mlops_assets.core.hpc_rules import directories
-from mlops_assets.core.nvidia_smi import parse_nvidia_smi_list
+from mlops_assets.core.parse.nvidia_smi import parse_nvidia_smi_list
+from mlops_assets.core.probes import node_step
+from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.transport.hostexec import Runner
 
 
 def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcome:
@@ -101,10 +102,10 @@ def inside_start_failure(text: str) -> str | None:
 def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:
     """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
     counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
-    step = node_probe.run_step(runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s))
+    step = node_step.run_step(runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s))
     if not step.ran:
         raise ProbeFailed(f"the --nv probe job did not run on partition {partition}: {step.why_not}",
-                          node_probe.OUT_OF_SERVICE_HINT)
+                          node_step.OUT_OF_SERVICE_HINT)
     res = step.result
     text = res.stdout + res.stderr
     if "== inside" not in text:

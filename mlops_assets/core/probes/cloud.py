@@ -12,10 +12,10 @@ import urllib.parse
 from typing import Any, Protocol
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, missing_items
-from mlops_assets.core.hpc_rules import version_text
-from mlops_assets.core.http import HttpAnswer, HttpUnreachable
+from mlops_assets.core.parse import versions
+from mlops_assets.core.probes.hpc import version_text
+from mlops_assets.core.transport.http import HttpAnswer, HttpUnreachable
 
 
 class Kube(Protocol):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mlops_assets.core import manifest
 from mlops_assets.core.checks import ProbeFailed
-from mlops_assets.core.hostexec import Runner, SshRunner
+from mlops_assets.core.transport.hostexec import Runner, SshRunner
 
 # BeeGFS layout directory -> package directory whose files are staged into <dir>/training/
 TRAINING_TREES = {"scripts": "training/scripts", "configs": "training/configs"}

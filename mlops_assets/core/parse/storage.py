@@ -1,5 +1,5 @@
 """Parse df, findmnt and `beegfs-ctl --listtargets --state` for the shared-filesystem checks
-of core/hpc_rules.py: one parser per tool output, the one production uses.
+of core/probes/hpc.py: one parser per tool output, the one production uses.
 
 A staging or training job fails late and expensively when /beegfs is not mounted (the
 path silently falls back to the root disk), is mounted read-only, is full, or has a storage

@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core import versions
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items
-from mlops_assets.core.cloud_rules import s3_error_code
-from mlops_assets.core.hostexec import Runner
-from mlops_assets.core.http import HttpUnreachable, request
+from mlops_assets.core.parse import versions
+from mlops_assets.core.probes.cloud import s3_error_code
+from mlops_assets.core.transport.hostexec import Runner
+from mlops_assets.core.transport.http import HttpUnreachable, request
 
 CURL_FORMAT = "%{http_code} %{time_total} %{speed_download}"
 UPLOAD_FORMAT = "%{http_code} %{time_total} %{speed_upload} %{size_upload}"

@@ -12,9 +12,9 @@ from mlops_assets.catalog.schema import (
     TorchvisionSource,
 )
 from mlops_assets.core.checks import Outcome, ProbeFailed
-from mlops_assets.core.cloud_rules import s3_error_code
-from mlops_assets.core.hostexec import Runner
-from mlops_assets.core.hpc_rules import directories
+from mlops_assets.core.probes.cloud import s3_error_code
+from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.transport.hostexec import Runner
 
 
 def hub_cache(catalog: Catalog) -> str:
@@ -100,7 +100,7 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
     if layout is None:
         raise ProbeFailed(
             f"no staging layout for torchvision {src.dataset_class}",
-            f"use MNIST or CIFAR10, or add {src.dataset_class} to core.staging_rules.TORCHVISION_LAYOUTS",
+            f"use MNIST or CIFAR10, or add {src.dataset_class} to core.probes.staging.TORCHVISION_LAYOUTS",
         )
     if not src.mirrors:
         raise ProbeFailed(f"torchvision {src.dataset_class} has no mirrors", "list mirrors under datasets.<name>.source.mirrors")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_assets.core.checks import ProbeFailed
-from mlops_assets.core.hostexec import CommandResult, Runner
-from mlops_assets.core.slurm import SINFO_NODE_FORMAT, SlurmNode, parse_sinfo_nodes
+from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT, SlurmNode, parse_sinfo_nodes
+from mlops_assets.core.transport.hostexec import CommandResult, Runner
 
 SINFO_TTL_S = 15.0  # one run's probes share one sinfo; a later run asks again
 DEFAULT_WAIT_S = 120  # how long a step may queue for a busy node before SLURM gives up
