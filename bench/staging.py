@@ -271,7 +271,7 @@ class Bench:
         man = manifest.read_manifest(staged / manifest.MANIFEST_NAME)
         assert man is not None
         model = next(iter(self.cat.models))
-        from mlops_assets.core.probes.staging import sync_plan
+        from mlops_assets.core.staging_plan import sync_plan
 
         tuning = {k: v for k, v in sync_plan(self.cat, model, self.cat.models[model]).items()
                   if k in ("workers", "multipart_threshold_mb", "multipart_chunk_mb", "endpoint_url", "region")}

@@ -25,8 +25,8 @@ import dagster as dg
 import pytest
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core.probes import staging
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core import staging_plan
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 from mlops_assets_tests.conftest import sandbox_s3
 
@@ -67,7 +67,7 @@ def synced(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFac
     models` once through the CLI: the first run moves every byte and creates every version."""
     s3 = sandbox_s3()
     for name, m in CATALOG.models.items():
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=m.bucket, Prefix=staging.model_prefix(name, m)):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=m.bucket, Prefix=staging_plan.model_prefix(name, m)):
             for obj in page.get("Contents", []) or []:
                 s3.delete_object(Bucket=m.bucket, Key=obj["Key"])
         _mlflow("DELETE", "registered-models/delete", {"name": m.registered_name})
@@ -129,7 +129,7 @@ def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple
 def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple[Any, dict, Any, float]) -> None:
     st = synced[0]
     name, m = "gpt2", CATALOG.models["gpt2"]
-    prefix = staging.model_prefix(name, m)
+    prefix = staging_plan.model_prefix(name, m)
     s3 = sandbox_s3()
     victim = "tokenizer.json"
     size = s3.head_object(Bucket=m.bucket, Key=prefix + victim)["ContentLength"]
@@ -151,7 +151,7 @@ def test_changed_object_is_named(synced: tuple[Any, dict, Any, float]) -> None:
     """Same key, other bytes (no sha256 metadata): named as changed, repaired by a re-run."""
     st = synced[0]
     name, m = "smollm_135m", CATALOG.models["smollm_135m"]
-    key = staging.model_prefix(name, m) + "config.json"
+    key = staging_plan.model_prefix(name, m) + "config.json"
     sandbox_s3().put_object(Bucket=m.bucket, Key=key, Body=b"{}")
     rows, res = st.run("validate", f"model_{name}_minio")
     row = rows[(f"model_{name}_minio", f"model_{name}_minio_matches_manifest")]
@@ -259,7 +259,7 @@ def test_keys_are_on_no_command_line_nor_in_any_environment(sandbox: Path, monke
 
     monkeypatch.setattr(SshRunner, "run", recording)
     m = CATALOG.models["gpt2"]
-    sandbox_s3().delete_object(Bucket=m.bucket, Key=staging.model_prefix("gpt2", m) + "vocab.json")  # so bytes move
+    sandbox_s3().delete_object(Bucket=m.bucket, Key=staging_plan.model_prefix("gpt2", m) + "vocab.json")  # so bytes move
     d = defs()
     with dg.DagsterInstance.ephemeral() as inst:
         rows, _ = headless.execute(d, headless.select(d, ["model_gpt2_minio"]), materialize=True, inst=inst)

@@ -27,8 +27,7 @@ import pytest
 import yaml
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core import manifest
-from mlops_assets.core.probes import staging
+from mlops_assets.core import manifest, staging_plan
 
 pytestmark = pytest.mark.sandbox
 
@@ -84,9 +83,9 @@ def _s3() -> Any:
 
 def _delete_prefix(prefix: str) -> None:
     s3 = _s3()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=staging.DATASETS_BUCKET, Prefix=prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=staging_plan.DATASETS_BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []) or []:
-            s3.delete_object(Bucket=staging.DATASETS_BUCKET, Key=obj["Key"])
+            s3.delete_object(Bucket=staging_plan.DATASETS_BUCKET, Key=obj["Key"])
 
 
 def _failed(rows: dict[tuple[str, str], dict[str, Any]]) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core.manifest import Manifest
-from mlops_assets.core.probes.staging import (
+from mlops_assets.core.staging_plan import (
     dataset_sync_plan,
     hub_plan,
     staged_location,

@@ -14,7 +14,7 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core.probes import file_sync
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 
 pytestmark = pytest.mark.sandbox

@@ -1,6 +1,7 @@
 """Does staged data load? The catalog's expectations become a spec for payloads/load_check.py,
 which runs on the HPC side next to the data (the bytes never come here); its JSON verdict
-becomes a check Outcome that names every file that does not load. No Dagster imports."""
+becomes a check Outcome that names every file that does not load (core/probes/staging.py
+runs it). Pure: no I/O, no Dagster imports."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import json
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource, Model
-from mlops_assets.core.checks import Outcome, ProbeFailed, Scalar
-from mlops_assets.core.probes import staging
-from mlops_assets.core.transport.hostexec import Runner
+from mlops_assets.core import staging_plan
+from mlops_assets.core.checks import Outcome, Scalar
 
 PAYLOAD = "load_check.py"
 TIMEOUT_S = 900
@@ -19,17 +19,17 @@ TIMEOUT_S = 900
 def dataset_spec(catalog: Catalog, d: Dataset) -> dict[str, Any]:
     src = d.source
     if isinstance(src, HubSource):
-        plan = staging.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
-        root, _ = staging.staged_location(catalog, plan)
+        plan = staging_plan.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+        root, _ = staging_plan.staged_location(catalog, plan)
         return {"kind": "hub_dataset", "root": root, "config": src.config, "splits": dict(d.splits)}
-    plan = staging.torchvision_plan(catalog, d)
+    plan = staging_plan.torchvision_plan(catalog, d)
     return {"kind": "torchvision", "root": plan["target"], "dataset_class": src.dataset_class,
             "md5": plan["extracted_md5"], "splits": dict(d.splits)}
 
 
 def model_spec(catalog: Catalog, m: Model) -> dict[str, Any]:
-    plan = staging.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
-    root, _ = staging.staged_location(catalog, plan)
+    plan = staging_plan.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
+    root, _ = staging_plan.staged_location(catalog, plan)
     return {"kind": "model", "root": root, "parameters": m.parameters, "tolerance": m.parameters_tolerance,
             "non_parameter_globs": list(m.non_parameter_tensors)}
 
@@ -68,15 +68,3 @@ def load_outcome(verdict: dict[str, Any], spec: dict[str, Any], what: str) -> Ou
     )
 
 
-def run_load_check(runner: Runner, python: str, payload_dir: str, spec: dict[str, Any], what: str) -> Outcome:
-    """payloads/load_check.py on the HPC side (shipped by hpc_pipes.ship_payloads); the spec
-    travels as one quoted argument."""
-    res = runner.run([python, f"{payload_dir}/{PAYLOAD}", json.dumps(spec, sort_keys=True)], timeout_s=TIMEOUT_S)
-    try:
-        verdict = json.loads(res.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise ProbeFailed(
-            f"the load check of {what} did not run on {runner.where} (exit {res.returncode}): {res.tail(3)}",
-            "check hpc.python (the standard library suffices) and the scripts directory on BeeGFS",
-        ) from None
-    return load_outcome(verdict, spec, what)

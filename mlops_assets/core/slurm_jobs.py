@@ -240,7 +240,7 @@ def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
 
 def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
     """What each smoke payload needs from the catalog (sent as Pipes extras)."""
-    from mlops_assets.core.probes.hpc import directories
+    from mlops_assets.core.staging_plan import directories
 
     s = catalog.smoke
     profiles = {k: p.model_dump() for k, p in s.gpu_profiles.items()}

@@ -33,7 +33,7 @@ import dagster as dg
 from dagster._utils.warnings import PreviewWarning
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import CommandResult, Runner, SshRunner
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.resources.hpc_pipes import (
     PAYLOAD_ENV,

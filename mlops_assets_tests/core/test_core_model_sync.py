@@ -6,8 +6,9 @@ import json
 import urllib.parse
 from typing import Any
 
+from mlops_assets.core import staging_plan
 from mlops_assets.core.manifest import FileEntry, Manifest
-from mlops_assets.core.probes import model_registry, staging
+from mlops_assets.core.probes import model_registry
 from mlops_assets.core.transport.http import HttpAnswer
 
 MAN = Manifest.of([FileEntry("config.json", 10, "a" * 64), FileEntry("model.safetensors", 100, "b" * 64)])
@@ -25,21 +26,21 @@ def _heads(**override: Any) -> dict[str, Any]:
 
 
 def test_copy_matching_the_manifest_passes() -> None:
-    out = staging.s3_copy_outcome(MAN, PREFIX, _heads(), "s3://models/gpt2/rev/", "model_gpt2")
+    out = staging_plan.s3_copy_outcome(MAN, PREFIX, _heads(), "s3://models/gpt2/rev/", "model_gpt2")
     assert out.passed and out.measured == 0
 
 
 def test_missing_and_changed_keys_are_named() -> None:
     heads = _heads(config__json=None, model__safetensors=(100, {"sha256": "c" * 64}))
-    out = staging.s3_copy_outcome(MAN, PREFIX, heads, "s3://models/gpt2/rev/", "model_gpt2")
+    out = staging_plan.s3_copy_outcome(MAN, PREFIX, heads, "s3://models/gpt2/rev/", "model_gpt2")
     assert not out.passed and out.measured == 2
     assert "missing: config.json" in out.detail and "changed: model.safetensors" in out.detail
 
 
 def test_manifest_object_missing_or_stale_means_incomplete() -> None:
-    out = staging.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=None), "u", "model_gpt2")
+    out = staging_plan.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=None), "u", "model_gpt2")
     assert not out.passed and "missing: _manifest.json" in out.detail
-    out = staging.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=(5, {"manifest-digest": "x"})), "u", "model_gpt2")
+    out = staging_plan.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=(5, {"manifest-digest": "x"})), "u", "model_gpt2")
     assert not out.passed and "changed: _manifest.json" in out.detail
 
 

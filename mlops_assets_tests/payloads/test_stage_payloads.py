@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.core import manifest
-from mlops_assets.core.probes import staging
+from mlops_assets.core import manifest, staging_plan
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "mlops_assets" / "payloads"
 CATALOG = load_catalog(profile="sandbox").catalog
@@ -47,7 +46,7 @@ def _scenario(name: str | None) -> None:
 
 @pytest.mark.sandbox
 def test_killed_download_is_resumed_and_never_looks_complete(sandbox: Path, tmp_path: Path) -> None:
-    plan = staging.torchvision_plan(CATALOG, CATALOG.datasets["mnist"])
+    plan = staging_plan.torchvision_plan(CATALOG, CATALOG.datasets["mnist"])
     plan["target"] = str(tmp_path / "mnist")
     name = "train-images-idx3-ubyte.gz"
     with urllib.request.urlopen(plan["files"][0]["urls"][0] + name, timeout=10) as resp:
@@ -67,7 +66,7 @@ def test_killed_download_is_resumed_and_never_looks_complete(sandbox: Path, tmp_
 
 @pytest.mark.sandbox
 def test_md5_mismatch_is_named_and_the_previous_copy_stays(sandbox: Path, tmp_path: Path) -> None:
-    plan = staging.torchvision_plan(CATALOG, CATALOG.datasets["mnist"])
+    plan = staging_plan.torchvision_plan(CATALOG, CATALOG.datasets["mnist"])
     plan["target"] = str(tmp_path / "mnist")
     _ok(_stage("stage_torchvision", plan))
     before = (tmp_path / "mnist" / manifest.MANIFEST_NAME).read_text()
@@ -106,7 +105,7 @@ def test_archive_members_outside_the_target_are_refused(tmp_path: Path) -> None:
 @pytest.mark.sandbox
 def test_broken_mirror_weights_are_caught_against_the_hub_listing(sandbox: Path, tmp_path: Path) -> None:
     m = CATALOG.models["gpt2"]
-    plan = staging.hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
+    plan = staging_plan.hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
     plan["cache_dir"] = str(tmp_path / "hub")
     try:
         _scenario("corrupt_weights")

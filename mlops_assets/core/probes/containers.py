@@ -30,7 +30,7 @@ from mlops_assets.core.parse.apptainer import (
 )
 from mlops_assets.core.parse.nvidia_smi import parse_nvidia_smi_list
 from mlops_assets.core.probes import node_step
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import Runner
 
 

@@ -27,6 +27,7 @@ from mlops_assets.core.parse.slurm.nodes import (
 )
 from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
 from mlops_assets.core.probes import node_step
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import CommandResult, Runner
 
 T = TypeVar("T")
@@ -312,11 +313,6 @@ def free_space(runner: Runner, catalog: Catalog, warn: bool = False) -> Outcome:
 
 def free_space_warn(runner: Runner, catalog: Catalog) -> Outcome:
     return free_space(runner, catalog, warn=True)
-
-
-def directories(catalog: Catalog) -> dict[str, str]:
-    b = catalog.hpc.beegfs
-    return {name: f"{b.root.rstrip('/')}/{rel}" for name, rel in b.directories.model_dump().items()}
 
 
 def layout_complete(runner: Runner, catalog: Catalog) -> Outcome:

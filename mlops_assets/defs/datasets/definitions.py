@@ -11,9 +11,10 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
 from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "datasets"
@@ -24,8 +25,8 @@ def plan(catalog: Catalog, d: Dataset) -> tuple[str, dict[str, Any]]:
     """(payload, extras) that stage this dataset."""
     src = d.source
     if isinstance(src, HubSource):
-        return "stage_hub.py", staging.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
-    return "stage_torchvision.py", staging.torchvision_plan(catalog, d)
+        return "stage_hub.py", staging_plan.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+    return "stage_torchvision.py", staging_plan.torchvision_plan(catalog, d)
 
 
 def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
@@ -33,7 +34,7 @@ def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    root, mpath = staging.staged_location(c.catalog, plan(c.catalog, d)[1])
+    root, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, d)[1])
     return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"dataset_{name}")
 
 
@@ -43,16 +44,16 @@ def _loads(c: Any, name: str, d: Dataset) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    return load_rules.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), f"dataset_{name}")
+    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), f"dataset_{name}")
 
 
 def _size(c: Any, name: str, d: Dataset) -> Outcome:
-    _, mpath = staging.staged_location(c.catalog, plan(c.catalog, d)[1])
+    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, d)[1])
     return staging.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, f"dataset_{name}")
 
 
 def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
-    return staging.bucket_copy(c.hpc.runner(), c.s3.probe_client(), staging.dataset_sync_plan(c.catalog, name, d))
+    return staging.bucket_copy(c.hpc.runner(), c.s3.probe_client(), staging_plan.dataset_sync_plan(c.catalog, name, d))
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -93,7 +94,7 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     src = d.source
     where = f"{src.repo}@{src.revision[:12]}" if isinstance(src, HubSource) else f"torchvision {src.dataset_class}"
     payload, extras = plan(catalog, d)
-    root, _ = staging.staged_location(catalog, extras)
+    root, _ = staging_plan.staged_location(catalog, extras)
 
     @dg.asset(
         name=f"dataset_{name}",
@@ -116,14 +117,14 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
 
 
 def _minio_asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
-    plan = staging.dataset_sync_plan(catalog, name, d)
+    plan = staging_plan.dataset_sync_plan(catalog, name, d)
     uri = f"s3://{plan['bucket']}/{plan['prefix']}"
 
     @dg.asset(
         name=f"dataset_{name}_minio",
         group_name=GROUP,
         kinds={"minio"},
-        deps=[f"dataset_{name}", f"bucket_{staging.DATASETS_BUCKET}"],
+        deps=[f"dataset_{name}", f"bucket_{staging_plan.DATASETS_BUCKET}"],
         required_resource_keys={"hpc", "s3"},
         description=f"Copy of the staged dataset_{name} in {uri} (catalog: sync_to_bucket), uploaded from the HPC side; _manifest.json last.",
         metadata={"uri": uri},

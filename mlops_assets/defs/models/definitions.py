@@ -10,9 +10,10 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Model
 from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "models"
@@ -23,13 +24,13 @@ def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
     """A version tagged with the pinned revision and the digest of the manifest staged now."""
     from mlops_assets.core.probes import model_registry
 
-    _, mpath = staging.staged_location(c.catalog, plan(c.catalog, m))
+    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
     digest = staging.read_staged_manifest(c.hpc.runner(), mpath, f"model_{name}").digest
     return model_registry.version_outcome(model_registry.versions(c.mlflow, m.registered_name), m.registered_name, m.revision, digest)
 
 
 def plan(catalog: Catalog, m: Model) -> dict[str, Any]:
-    return staging.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
+    return staging_plan.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
 
 
 def _verifies(c: Any, name: str, m: Model) -> Outcome:
@@ -37,7 +38,7 @@ def _verifies(c: Any, name: str, m: Model) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    root, mpath = staging.staged_location(c.catalog, plan(c.catalog, m))
+    root, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
     return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"model_{name}")
 
 
@@ -47,11 +48,11 @@ def _loads(c: Any, name: str, m: Model) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    return load_rules.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), f"model_{name}")
+    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), f"model_{name}")
 
 
 def _size(c: Any, name: str, m: Model) -> Outcome:
-    _, mpath = staging.staged_location(c.catalog, plan(c.catalog, m))
+    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
     return staging.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, f"model_{name}")
 
 
@@ -101,7 +102,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     extras = plan(catalog, m)
-    root, _ = staging.staged_location(catalog, extras)
+    root, _ = staging_plan.staged_location(catalog, extras)
 
     @dg.asset(
         name=f"model_{name}",
@@ -132,22 +133,22 @@ def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         kinds={"minio"},
         deps=[f"model_{name}", f"bucket_{m.bucket}"],
         required_resource_keys={"hpc", "s3"},
-        description=f"Copy of {pinned} in {staging.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
-        metadata={"uri": staging.model_uri(name, m)},
+        description=f"Copy of {pinned} in {staging_plan.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
+        metadata={"uri": staging_plan.model_uri(name, m)},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
     def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
         """sync_s3.py on the HPC side; the keys travel in a private file (hpc_pipes.run_s3_sync)."""
         from mlops_assets.resources.hpc_pipes import run_s3_sync
 
-        return run_s3_sync(context, catalog, staging.sync_plan(catalog, name, m))
+        return run_s3_sync(context, catalog, staging_plan.sync_plan(catalog, name, m))
 
     return _sync
 
 
 def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     pinned = f"{m.repo}@{m.revision[:12]}"
-    uri = staging.model_uri(name, m)
+    uri = staging_plan.model_uri(name, m)
 
     @dg.asset(
         name=f"model_{name}_mlflow",
@@ -165,15 +166,15 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         from mlops_assets.core.probes import model_registry
 
         try:
-            _, mpath = staging.staged_location(catalog, plan(catalog, m))
+            _, mpath = staging_plan.staged_location(catalog, plan(catalog, m))
             man = staging.read_staged_manifest(context.resources.hpc.runner(), mpath, f"model_{name}")
-            prefix = staging.model_prefix(name, m)
-            key = prefix + staging.S3_MANIFEST_OBJECT
+            prefix = staging_plan.model_prefix(name, m)
+            key = prefix + staging_plan.S3_MANIFEST_OBJECT
             head = staging.head_objects(context.resources.s3.probe_client(), m.bucket, [key])[key]
-            in_bucket = head[1].get(staging.S3_DIGEST_META) if head else None
+            in_bucket = head[1].get(staging_plan.S3_DIGEST_META) if head else None
             if in_bucket != man.digest:
                 raise ProbeFailed(
-                    f"{uri}{staging.S3_MANIFEST_OBJECT} is {'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
+                    f"{uri}{staging_plan.S3_MANIFEST_OBJECT} is {'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
                     f"the staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or not current",
                     f"materialize model_{name}_minio first",
                 )

@@ -11,9 +11,10 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import asset_checks, freshness_policy
+from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.core.probes import file_sync, staging
-from mlops_assets.core.probes.hpc import directories
+from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "storage"
@@ -86,7 +87,7 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ProbeFailed as exc:
             raise dg.Failure(description=f"{exc} Hint: {exc.hint}") from None
         context.log.info(f"uploaded {sent} bytes of changed files to the mirrors on {runner.where}")
-        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging.rehash_after_s(catalog)})
+        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging_plan.rehash_after_s(catalog)})
         return done.get_materialize_result()
 
     return _stage
