@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.core.checks import Evaluation, Severity
+from mlops_assets.checking import from_check_evaluation
 from mlops_assets.core.metrics import (
     Sample,
     check_samples,
@@ -34,26 +34,6 @@ SENSOR_NAME = "mlops_metrics_exporter"
 
 def _value(md: Any) -> Any:
     return getattr(md, "value", md)
-
-
-def evaluation_from_event(data: Any) -> Evaluation:
-    """An AssetCheckEvaluation (event log) as the core Evaluation the report also uses."""
-    md = {k: _value(v) for k, v in (data.metadata or {}).items()}
-    nodes = md.get("nodes")
-    std = {"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"}
-    return Evaluation(
-        asset=data.asset_key.to_user_string(),
-        check=data.check_name,
-        passed=bool(data.passed),
-        severity=Severity.ERROR if data.severity == dg.AssetCheckSeverity.ERROR else Severity.WARN,
-        measured=md.get("measured"),
-        threshold=md.get("threshold"),
-        unit=str(md.get("unit") or ""),
-        hint="",
-        duration_s=float(md.get("duration_s") or 0.0),
-        nodes=tuple(n.strip() for n in str(nodes).split(",") if n.strip()) if nodes else (),
-        extra={k: v for k, v in md.items() if k not in std and isinstance(v, int | float | bool)},
-    )
 
 
 def _graph(context: Any) -> Any:
@@ -82,7 +62,7 @@ def collect_samples(
         name = key.to_user_string()
         if data is None or rec.event is None or check_ids.get(name) == rec.id:
             continue  # planned/running, or already exported
-        ev = evaluation_from_event(data)
+        ev = from_check_evaluation(data)
         samples += check_samples(ev, timestamp=rec.event.timestamp, group=groups.get(ev.asset, ""), secrets=secrets)
         check_ids[name] = rec.id
         n_checks += 1
