@@ -89,7 +89,12 @@ def collect_samples(
 )
 def metrics_exporter(
     context: dg.SensorEvaluationContext, pushgateway: HttpServiceResource
-) -> dg.SkipReason:
+) -> dg.SensorResult | dg.SkipReason:
+    """A tick with nothing new skips and says so. A tick that pushed returns a SensorResult
+    carrying the new cursor and logs what it pushed (the tick's log in the UI): it is not a
+    skip. Dagster 1.13's daemon still labels a tick that requests no run SKIPPED, whatever the
+    sensor returns (dagster-io/dagster#9504); no public API marks it SUCCESS. A failed push
+    raises, so the tick fails and the unchanged cursor retries on the next one."""
     from mlops_assets.platform import active, secret_values
 
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
@@ -99,10 +104,10 @@ def metrics_exporter(
     if not samples:
         return dg.SkipReason("no new check results or materializations")
     pushed = push(pushgateway.url, push_groups(samples), timeout_s=pushgateway.timeout_s)
-    context.update_cursor(json.dumps(new_cursor, sort_keys=True))
-    return dg.SkipReason(
+    context.log.info(
         f"pushed {pushed} groups to {pushgateway.url}: {n_checks} check results, {n_mats} materializations"
     )
+    return dg.SensorResult(cursor=json.dumps(new_cursor, sort_keys=True))
 
 
 defs = dg.Definitions(sensors=[metrics_exporter])
