@@ -1,16 +1,34 @@
 """The one Definitions object: every domain under defs/, plus the resources the catalog
-implies. Heavy libraries stay unimported until a check or asset runs."""
+implies. Heavy libraries stay unimported until a check or asset runs.
+
+A domain is a package `defs/<name>/` whose `definitions.py` builds its `defs`; adding a folder
+adds a domain. They are imported directly rather than through `dg.load_from_defs_folder`:
+each module already holds its Definitions, and the defs-folder loader adds nothing to them
+but component scanning (JSON descriptions of Dagster's built-in component types), about a
+third of a second at every load (docs/benchmarks.md). `dg` and `dagster dev` load this module
+(`[tool.dg.project]` in pyproject.toml)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+import pkgutil
 
 import dagster as dg
 
 from mlops_assets.platform import active, build_resources
 
+DEFS_PACKAGE = "mlops_assets.defs"
+
+
+def domain_modules() -> list[str]:
+    """`mlops_assets.defs.<domain>.definitions` for every package under defs/, sorted."""
+    package = importlib.import_module(DEFS_PACKAGE)
+    return sorted(
+        f"{DEFS_PACKAGE}.{info.name}.definitions" for info in pkgutil.iter_modules(package.__path__) if info.ispkg
+    )
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(loaded, dg.Definitions(resources=build_resources(active().catalog)))
+    domains = [importlib.import_module(name).defs for name in domain_modules()]
+    return dg.Definitions.merge(*domains, dg.Definitions(resources=build_resources(active().catalog)))
