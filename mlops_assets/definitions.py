@@ -10,12 +10,13 @@ third of a second at every load (docs/benchmarks.md). `dg` and `dagster dev` loa
 
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
-
-from mlops_assets.platform import active, build_resources
 
 DEFS_PACKAGE = "mlops_assets.defs"
 
@@ -28,7 +29,25 @@ def domain_modules() -> list[str]:
     )
 
 
+@contextmanager
+def _no_gc_pause() -> Iterator[None]:
+    """Importing the domains and building their definitions allocates many objects that all
+    stay alive; a full cyclic collection in the middle of it walks Dagster's whole heap and
+    frees nothing (gc.get_stats(): collected 0), 0.06-0.14 s of each load. The collector is
+    held off for this build only (the imports happen inside it), and left as it was found."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    domains = [importlib.import_module(name).defs for name in domain_modules()]
-    return dg.Definitions.merge(*domains, dg.Definitions(resources=build_resources(active().catalog)))
+    with _no_gc_pause():
+        from mlops_assets.platform import active, build_resources
+
+        domains = [importlib.import_module(name).defs for name in domain_modules()]
+        return dg.Definitions.merge(*domains, dg.Definitions(resources=build_resources(active().catalog)))
