@@ -29,17 +29,27 @@ def domain_modules() -> list[str]:
     )
 
 
+_frozen = False
+
+
 @contextmanager
 def _no_gc_pause() -> Iterator[None]:
     """Importing the domains and building their definitions allocates many objects that all
     stay alive; a full cyclic collection in the middle of it walks Dagster's whole heap and
     frees nothing (gc.get_stats(): collected 0), 0.06-0.14 s of each load. The collector is
-    held off for this build only (the imports happen inside it), and left as it was found."""
+    held off for this build (the imports happen inside it) and left as it was found. The
+    first build then freezes what exists (gc.freeze: Dagster's modules and these
+    definitions, which live as long as the process), so no later collection walks them
+    again: resolving the asset graph right after took 0.15 s, 0.05 s with the freeze."""
+    global _frozen
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if not _frozen:
+            gc.freeze()
+            _frozen = True
         if was_enabled:
             gc.enable()
 
