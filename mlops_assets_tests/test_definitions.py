@@ -71,3 +71,12 @@ def test_one_loader_configuration() -> None:
     assert not list((root / "mlops_assets").rglob("dg.toml"))
     folders = sorted(p.parent.name for p in (root / "mlops_assets" / "defs").glob("*/definitions.py"))
     assert [m.split(".")[2] for m in domain_modules()] == folders
+
+
+def test_dg_check_defs_from_the_repository_root() -> None:
+    """`dg` (dagster-dg-cli, dev extra) finds the project from the root and loads it."""
+    root = Path(__file__).parents[1]
+    dg_bin = Path(sys.executable).with_name("dg")
+    assert dg_bin.exists(), "dagster-dg-cli is missing: bash deploy/setup.sh installs the dev extra"
+    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "All definitions loaded successfully" in out.stdout + out.stderr, out.stderr[-3000:]
