@@ -59,7 +59,7 @@ def exported(sandbox: Path, tmp_path_factory: pytest.TempPathFactory, cli: Any) 
         ctx = dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources)
         first = metrics_exporter(ctx)
         pushed_at = time.monotonic()
-        cursor = ctx.cursor
+        cursor = first.cursor
         again = metrics_exporter(
             dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources, cursor=cursor)
         )
@@ -70,7 +70,9 @@ def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, A
     rows = exported["rows"]
     checks = {(r["asset"], r["check"]): r for r in rows}
     assert checks, rows
-    assert "pushed" in exported["first"].skip_message
+    first = exported["first"]
+    assert isinstance(first, dg.SensorResult) and first.skip_reason is None, first
+    assert first.cursor == exported["cursor"]
     expr = 'mlops_check_last_run_timestamp_seconds{job="mlops_assets",asset=~"workstation|prometheus"}'
 
     def fresh(result: list[dict[str, Any]]) -> bool:

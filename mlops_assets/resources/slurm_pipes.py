@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import slurm_jobs as sj
@@ -175,7 +174,7 @@ class SlurmPipesClient(dg.PipesClient):
             session.report_launched({"extras": {"slurm_job_id": attached.job_id, "job_dir": attached.job_dir}})
             try:
                 outcome = self.wait(context, attached.job_id)
-            except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+            except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
                 res = self.runner.run(sj.scancel_argv(attached.job_id), timeout_s=30)
                 context.log.warning(
                     f"run terminated: scancel {attached.job_id} exited {res.returncode}"
