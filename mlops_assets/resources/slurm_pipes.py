@@ -4,8 +4,8 @@ back through a message file on the shared filesystem.
 `SlurmPipesClient.run`:
 
 1. ships the payloads (hpc_pipes.ship_payloads: sha256-compared, temp file + rename) to BeeGFS
-   `scripts/mlops_payloads/`, with core/smoke_rules.py as `mlops_smoke_rules.py` and the
-   orchestrator's own `dagster_pipes` module (stdlib only), so a container without
+   `scripts/mlops_payloads/`, with core/smoke_rules.py as `mlops_smoke_rules.py`, core/nvidia_smi.py
+   as `mlops_nvidia_smi.py` and the orchestrator's own `dagster_pipes` module (stdlib only), so a container without
    dagster-pipes still speaks the protocol;
 2. builds the job script (core.slurm_jobs.render_script: partition, time, cpus, mem,
    `--gres=gpu:N`, `--nodelist`, `apptainer exec --nv <image>` when the catalog names one)
@@ -56,6 +56,7 @@ SMOKE_FILES: dict[str, tuple[str, str]] = {
     "mnist_train.py": ("mlops_assets.payloads", "mnist_train.py"),
     "slurm_probe.py": ("mlops_assets.payloads", "slurm_probe.py"),
     "mlops_smoke_rules.py": ("mlops_assets.core", "smoke_rules.py"),
+    "mlops_nvidia_smi.py": ("mlops_assets.core", "nvidia_smi.py"),
     "dagster_pipes.py": ("dagster_pipes", "__init__.py"),
 }
 TAG_PREFIX = sj.JOB_TAG_PREFIX
