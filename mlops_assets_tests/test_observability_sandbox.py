@@ -94,7 +94,7 @@ def test_numeric_measured_values_and_durations_are_exported(exported: dict[str, 
     numeric = [r for r in exported["rows"] if isinstance(r["measured"], int | float) and not isinstance(r["measured"], bool)]
     assert numeric, "expected at least one numeric measurement (prometheus_targets_up)"
     result, _ = _wait_for('mlops_check_measured_value{check="prometheus_targets_up"}', bool)
-    assert result[0]["metric"]["unit"] == "share of active scrape targets up"
+    assert result[0]["metric"]["unit"] == "share of scraped targets up"
     durations = _query('mlops_check_duration_seconds{asset="workstation"}')
     assert durations and all(float(r["value"][1]) >= 0 for r in durations)
 

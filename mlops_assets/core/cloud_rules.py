@@ -550,7 +550,7 @@ def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
     down = [t for t in scraped if t.get("health") != "up"]
     share = round((len(scraped) - len(down)) / len(scraped), 3) if scraped else 0.0
     if targets and not scraped:  # all waiting for their first scrape: nothing to judge yet
-        return Outcome(True, "not scraped yet", minimum, "share of active scrape targets up", "",
+        return Outcome(True, "not scraped yet", minimum, "share of scraped targets up", "",
                        detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
                        extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting})
     detail = "; ".join(f"down {_instance(t)}: {t.get('lastError', '')}".strip() for t in down)
