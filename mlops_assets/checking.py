@@ -1,8 +1,11 @@
 """The thin Dagster layer over core.checks: a CheckSpec becomes an @asset_check whose
-result carries measured value, threshold, unit, hint, severity and duration as metadata."""
+result carries measured value, threshold, unit, hint, severity and duration as metadata.
 
+`encode`/`decode` are the one translation between an Evaluation and Dagster's check-result
+metadata: the UI shows what `encode` writes, and the CLI report (headless) and the metrics
+export (defs/observability) read it back with `from_check_evaluation`."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Freshness
-from mlops_assets.core.checks import CheckSpec, Evaluation, Severity, run_check
+from mlops_assets.core.checks import CheckSpec, Evaluation, Scalar, Severity, run_check
 
 LIGHT_TAG = "mlops/light"
 MAX_CONCURRENT_PROBES = 8
@@ -28,31 +31,98 @@ class ProbeContext:
         return getattr(self._resources, name)
 
 
-def _metadata(ev: Evaluation) -> dict[str, Any]:
-    def value(v: Any) -> Any:
-        if v is None:
-            return dg.MetadataValue.null()
-        if isinstance(v, bool):
-            return dg.MetadataValue.bool(v)
-        if isinstance(v, int | float):
-            return dg.MetadataValue.float(float(v))
-        return dg.MetadataValue.text(str(v))
+#: The metadata keys every check result carries; anything else is one of the probe's extras.
+STANDARD_KEYS = frozenset({"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"})
+#: An extra whose name is a standard key is stored under this prefix, so it cannot overwrite it.
+EXTRA_PREFIX = "extra/"
 
-    meta: dict[str, Any] = {
-        "measured": value(ev.measured),
-        "threshold": value(ev.threshold),
+
+def _scalar(v: Scalar) -> dg.MetadataValue:
+    """bool before int (bool is an int), int kept int, so a figure reads back as it was."""
+    if v is None:
+        return dg.MetadataValue.null()
+    if isinstance(v, bool):
+        return dg.MetadataValue.bool(v)
+    if isinstance(v, int):
+        return dg.MetadataValue.int(v)
+    if isinstance(v, float):
+        return dg.MetadataValue.float(v)
+    return dg.MetadataValue.text(str(v))
+
+
+def encode(ev: Evaluation) -> dict[str, dg.MetadataValue]:
+    """An Evaluation as AssetCheckResult metadata: what the UI shows and what `decode` reads
+    back (duration to the millisecond). Nodes are a JSON list, so a name may hold anything."""
+    meta: dict[str, dg.MetadataValue] = {
+        "measured": _scalar(ev.measured),
+        "threshold": _scalar(ev.threshold),
         "unit": dg.MetadataValue.text(ev.unit),
         "severity": dg.MetadataValue.text(str(ev.severity)),
         "hint": dg.MetadataValue.text(ev.hint),
         "duration_s": dg.MetadataValue.float(round(ev.duration_s, 3)),
     }
     if ev.nodes:
-        meta["nodes"] = dg.MetadataValue.text(", ".join(ev.nodes))
+        meta["nodes"] = dg.MetadataValue.json(list(ev.nodes))
     if ev.detail:
         meta["detail"] = dg.MetadataValue.text(ev.detail)
     for key, extra in ev.extra.items():
-        meta[key] = value(extra)
+        meta[EXTRA_PREFIX + key if key in STANDARD_KEYS else key] = _scalar(extra)
     return meta
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def _nodes(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(str(n) for n in value)
+    # results recorded before nodes became a JSON list: ", "-joined text
+    return tuple(n.strip() for n in str(value).split(",") if n.strip())
+
+
+def decode(
+    *, asset: str, check: str, passed: bool, severity: Any, metadata: Mapping[str, Any]
+) -> Evaluation:
+    """The Evaluation that `encode` wrote, from a check result's fields and metadata (as
+    MetadataValues or plain values). `severity` is Dagster's AssetCheckSeverity or ours."""
+    md = {k: _plain(v) for k, v in metadata.items()}
+    sev = md.get("severity")
+    if sev not in (Severity.ERROR, Severity.WARN):
+        sev = Severity.ERROR if severity in (dg.AssetCheckSeverity.ERROR, Severity.ERROR) else Severity.WARN
+    extra: dict[str, Scalar] = {}
+    for key, value in md.items():
+        if key in STANDARD_KEYS or key.startswith("dagster/"):
+            continue
+        extra[key.removeprefix(EXTRA_PREFIX)] = value
+    return Evaluation(
+        asset=asset,
+        check=check,
+        passed=bool(passed),
+        severity=Severity(sev),
+        measured=md.get("measured"),
+        threshold=md.get("threshold"),
+        unit=str(md.get("unit") or ""),
+        hint=str(md.get("hint") or ""),
+        duration_s=float(md.get("duration_s") or 0.0),
+        nodes=_nodes(md.get("nodes")),
+        detail=str(md.get("detail") or ""),
+        extra=extra,
+    )
+
+
+def from_check_evaluation(data: Any) -> Evaluation:
+    """An AssetCheckEvaluation, from a run result or the event log, as the Evaluation its
+    check produced: what the CLI report and the metrics export read."""
+    return decode(
+        asset=data.asset_key.to_user_string(),
+        check=data.check_name,
+        passed=data.passed,
+        severity=data.severity,
+        metadata=data.metadata or {},
+    )
 
 
 def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
@@ -64,7 +134,7 @@ def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
         check_name=ev.check,
         passed=ev.passed,
         severity=severity,
-        metadata=_metadata(ev),
+        metadata=encode(ev),
         description=text if ev.passed else f"{text}. {ev.detail} Hint: {ev.hint}".strip(),
     )
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.checking import from_check_evaluation
 from mlops_assets.core.checks import Evaluation, Severity
 
 GROUPS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke")
-_STANDARD_KEYS = {"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"}
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -62,11 +62,6 @@ def instance() -> dg.DagsterInstance:
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
-
-
-def _meta(md: dict[str, Any], key: str) -> Any:
-    value = md.get(key)
-    return getattr(value, "value", value)
 
 
 def execute(
@@ -163,28 +158,10 @@ def _execute_one(
 def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
     rows: list[Evaluation] = []
     seen: set[tuple[str, str]] = set()
-    for ev in result.get_asset_check_evaluations():
-        md = ev.metadata
-        asset, check = ev.asset_key.to_user_string(), ev.check_name
-        seen.add((asset, check))
-        sev = Severity.ERROR if ev.severity == dg.AssetCheckSeverity.ERROR else Severity.WARN
-        nodes = _meta(md, "nodes")
-        rows.append(
-            Evaluation(
-                asset=asset,
-                check=check,
-                passed=ev.passed,
-                severity=sev,
-                measured=_meta(md, "measured"),
-                threshold=_meta(md, "threshold"),
-                unit=_meta(md, "unit") or "",
-                hint=_meta(md, "hint") or "",
-                duration_s=float(_meta(md, "duration_s") or 0.0),
-                nodes=tuple(nodes.split(", ")) if nodes else (),
-                detail=_meta(md, "detail") or "",
-                extra={k: _meta(md, k) for k in md if k not in _STANDARD_KEYS},
-            )
-        )
+    for data in result.get_asset_check_evaluations():
+        ev = from_check_evaluation(data)
+        seen.add((ev.asset, ev.check))
+        rows.append(ev)
     failures = _step_failures(result)
     if materialize:
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

@@ -66,7 +66,9 @@ def secret_values(catalog: Catalog) -> list[str]:
 
 
 def build_resources(catalog: Catalog) -> dict[str, Any]:
-    """Resources for every check and asset, configured from the catalog; secrets by EnvVar."""
+    """Resources for every check and asset, configured from the catalog. Secrets resolve in
+    the run worker, whatever the code-location process has: the S3 keys by EnvVar (required:
+    a run without them fails naming the variable), the optional bearer tokens by name."""
     import dagster as dg
 
     from mlops_assets.resources.clients import (
@@ -80,8 +82,8 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
     svc = catalog.cloud.services
     kube = catalog.cloud.kubernetes
 
-    def token(ref: Any) -> Any:
-        return dg.EnvVar(ref.env) if ref is not None and os.environ.get(ref.env) else None
+    def token_env(ref: Any) -> str:
+        return ref.env if ref is not None else ""
 
     return {
         "hpc": HpcResource(
@@ -108,7 +110,7 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
             timeout_s=kube.request_timeout_s,
         ),
         "mlflow": HttpServiceResource(
-            url=svc.mlflow.url, timeout_s=svc.mlflow.timeout_s, token=token(svc.mlflow.token)
+            url=svc.mlflow.url, timeout_s=svc.mlflow.timeout_s, token_env=token_env(svc.mlflow.token)
         ),
         "minio_http": HttpServiceResource(url=svc.minio.url, timeout_s=svc.minio.timeout_s),
         "prometheus": HttpServiceResource(url=svc.prometheus.url, timeout_s=svc.prometheus.timeout_s),
@@ -117,6 +119,6 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
             timeout_s=svc.prometheus.timeout_s,
         ),
         "grafana": HttpServiceResource(
-            url=svc.grafana.url, timeout_s=svc.grafana.timeout_s, token=token(svc.grafana.token)
+            url=svc.grafana.url, timeout_s=svc.grafana.timeout_s, token_env=token_env(svc.grafana.token)
         ),
     }

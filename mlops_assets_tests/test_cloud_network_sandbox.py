@@ -237,6 +237,23 @@ def test_inference_service_not_ready_reason_in_result(sandbox: Path, cli: Any) -
         scenario(None)
 
 
+def test_validator_failure_turns_the_clusterpolicy_not_ready(sandbox: Path, cli: Any) -> None:
+    """Kubernetes API STAND-IN, scenario `validator_failed` (CUDA validation fails on
+    k8s-gpu-02; the operator sets its ClusterPolicy notReady): the node is named by the validator
+    check and the operator's own verdict by the ClusterPolicy check."""
+    try:
+        scenario("validator_failed")
+        rows, res, _ = validate(cli, "--select", "gpu_operator")
+        cp = rows["gpu_operator_clusterpolicy_ready"]
+        assert not cp["passed"] and cp["severity"] == "ERROR" and cp["measured"] == 0
+        assert cp["detail"].startswith("cluster-policy: notReady"), cp["detail"]
+        assert rows["gpu_operator_validators_passed"]["nodes"] == ["k8s-gpu-02"]
+        assert failed(rows) == {"gpu_operator_validators_passed", "gpu_operator_clusterpolicy_ready"}, failed(rows)
+        assert res.returncode == 1
+    finally:
+        scenario(None)
+
+
 # --------------------------------------------------------------------- Prometheus
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import dagster as dg
+import yaml
 
-from mlops_assets.definitions import defs
+from mlops_assets.definitions import defs, domain_modules
 from mlops_assets.headless import GROUPS
 
 
@@ -42,13 +45,15 @@ def test_blocking_checks_and_freshness() -> None:
     assert {"beegfs_mounted", "slurm_gres_matches_catalog", "k8s_version_at_least_minimum"} <= checks
 
 
-def test_heavy_libraries_stay_unimported_at_load() -> None:
+def test_heavy_libraries_stay_unimported_and_load_warns_nothing() -> None:
+    """-W error: a deprecation or beta warning at load fails here instead of in every log."""
     code = (
         "import sys; from mlops_assets.definitions import defs; defs().resolve_asset_graph();"
         "heavy=[m for m in ('torch','mlflow','kubernetes','boto3','fabric','paramiko','huggingface_hub') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "", f"imported at load: {out.stdout}"
 
 
@@ -64,3 +69,28 @@ def test_outcome_severity_reaches_the_dagster_result() -> None:
     assert result.metadata["severity"].value == "WARN"
     spec_error = CheckSpec("slurm", "c", Severity.WARN, "why", lambda ctx: Outcome(False, 0.5, 0.1, "share", severity=Severity.ERROR))
     assert to_check_result(run_check(spec_error, None)).severity == dg.AssetCheckSeverity.ERROR
+
+
+def test_one_loader_configuration() -> None:
+    """[tool.dg.project] is the configuration; workspace.yaml (for `dagster dev -w`) and the
+    package agree with it, and every folder under defs/ is a loaded domain."""
+    root = Path(__file__).parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["tool"]
+    assert "dagster" not in project, "[tool.dagster] would shadow [tool.dg] for `dagster dev`"
+    dg_project = project["dg"]["project"]
+    entry = yaml.safe_load((root / "workspace.yaml").read_text())["load_from"]
+    assert entry == [{"python_module": {
+        "module_name": dg_project["code_location_target_module"], "location_name": dg_project["code_location_name"],
+    }}]
+    assert not list((root / "mlops_assets").rglob("dg.toml"))
+    folders = sorted(p.parent.name for p in (root / "mlops_assets" / "defs").glob("*/definitions.py"))
+    assert [m.split(".")[2] for m in domain_modules()] == folders
+
+
+def test_dg_check_defs_from_the_repository_root() -> None:
+    """`dg` (dagster-dg-cli, dev extra) finds the project from the root and loads it."""
+    root = Path(__file__).parents[1]
+    dg_bin = Path(sys.executable).with_name("dg")
+    assert dg_bin.exists(), "dagster-dg-cli is missing: bash deploy/setup.sh installs the dev extra"
+    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "All definitions loaded successfully" in out.stdout + out.stderr, out.stderr[-3000:]

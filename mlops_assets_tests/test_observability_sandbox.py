@@ -59,7 +59,7 @@ def exported(sandbox: Path, tmp_path_factory: pytest.TempPathFactory, cli: Any) 
         ctx = dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources)
         first = metrics_exporter(ctx)
         pushed_at = time.monotonic()
-        cursor = ctx.cursor
+        cursor = first.cursor
         again = metrics_exporter(
             dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources, cursor=cursor)
         )
@@ -70,7 +70,9 @@ def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, A
     rows = exported["rows"]
     checks = {(r["asset"], r["check"]): r for r in rows}
     assert checks, rows
-    assert "pushed" in exported["first"].skip_message
+    first = exported["first"]
+    assert isinstance(first, dg.SensorResult) and first.skip_reason is None, first
+    assert first.cursor == exported["cursor"]
     expr = 'mlops_check_last_run_timestamp_seconds{job="mlops_assets",asset=~"workstation|prometheus"}'
 
     def fresh(result: list[dict[str, Any]]) -> bool:
@@ -92,7 +94,7 @@ def test_numeric_measured_values_and_durations_are_exported(exported: dict[str, 
     numeric = [r for r in exported["rows"] if isinstance(r["measured"], int | float) and not isinstance(r["measured"], bool)]
     assert numeric, "expected at least one numeric measurement (prometheus_targets_up)"
     result, _ = _wait_for('mlops_check_measured_value{check="prometheus_targets_up"}', bool)
-    assert result[0]["metric"]["unit"] == "share of active scrape targets up"
+    assert result[0]["metric"]["unit"] == "share of scraped targets up"
     durations = _query('mlops_check_duration_seconds{asset="workstation"}')
     assert durations and all(float(r["value"][1]) >= 0 for r in durations)
 

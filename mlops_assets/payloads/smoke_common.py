@@ -4,7 +4,8 @@ result line, and Dagster Pipes reporting when a Pipes context is present.
 Runs ON THE HPC SIDE (a SLURM job, the login node, or a GPU machine by hand) with the
 standard library; torch is imported by the payloads inside their functions, dagster_pipes
 only when DAGSTER_PIPES_CONTEXT is set. No mlops_assets import: the orchestrator ships
-core/smoke_rules.py next to this file as ``mlops_smoke_rules.py``.
+core/smoke_rules.py and core/parse/nvidia_smi.py next to this file as ``mlops_smoke_rules.py``
+and ``mlops_nvidia_smi.py``.
 
 Configuration, later wins: the payload's defaults, ``--config FILE.json``, ``--set key=json``
 and, under Pipes, the extras the orchestrator sends.
@@ -13,6 +14,8 @@ and, under Pipes, the extras the orchestrator sends.
 from __future__ import annotations
 
 import ctypes
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -25,18 +28,26 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-try:  # shipped next to the payloads on the HPC side
-    import mlops_smoke_rules as rules
-except ImportError:  # run from the source tree: core/smoke_rules.py by path (no package import)
-    import importlib.util
 
-    _spec = importlib.util.spec_from_file_location(
-        "mlops_smoke_rules", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", "smoke_rules.py")
-    )
-    assert _spec is not None and _spec.loader is not None
-    rules = importlib.util.module_from_spec(_spec)
-    sys.modules["mlops_smoke_rules"] = rules
-    _spec.loader.exec_module(rules)
+def _shipped(name: str, source: str) -> Any:
+    """A standard-library-only core module: shipped next to the payloads on the HPC side as
+    `name`, or loaded by path from the source tree (no package import)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "core", source)
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+rules = _shipped("mlops_smoke_rules", "smoke_rules.py")
+# the one nvidia-smi CSV parser (core/parse/nvidia_smi.py): [N/A] and friends become None here too
+smi = _shipped("mlops_nvidia_smi", os.path.join("parse", "nvidia_smi.py"))
 
 Log = Callable[[str], None]
 RESULT_KEY = "mlops_result"
@@ -132,20 +143,25 @@ def cuda_driver_probe() -> dict[str, Any]:
 NVIDIA_SMI_FIELDS = "index,name,uuid,pci.bus_id,driver_version,memory.total,temperature.gpu,power.draw,clocks.sm,clocks.max.sm"
 
 
-def nvidia_smi_inventory() -> dict[str, Any]:
+def nvidia_smi_inventory(fields: str = NVIDIA_SMI_FIELDS) -> dict[str, Any]:
     """nvidia-smi's view, if it is installed: recorded as what it printed, never trusted
-    over the driver probe (a stand-in can print anything)."""
+    over the driver probe (a stand-in can print anything). Values it prints instead of a
+    figure ([N/A], [Not Supported]) are None, by the platform's one CSV parser."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return {"present": False}
     try:
-        proc = subprocess.run([exe, f"--query-gpu={NVIDIA_SMI_FIELDS}", "--format=csv,noheader,nounits"],
+        proc = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
                               capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"present": True, "error": str(exc)}
-    keys = NVIDIA_SMI_FIELDS.split(",")
-    rows = [dict(zip(keys, (c.strip() for c in line.split(",")), strict=False)) for line in proc.stdout.splitlines() if line.strip()]
-    return {"present": True, "exit_code": proc.returncode, "gpus": rows if proc.returncode == 0 else [], "stderr": proc.stderr.strip()[-300:]}
+    out: dict[str, Any] = {"present": True, "exit_code": proc.returncode, "gpus": [], "stderr": proc.stderr.strip()[-300:]}
+    if proc.returncode == 0:
+        try:
+            out["gpus"] = smi.parse_query_csv(proc.stdout, fields.split(","))
+        except ValueError as exc:  # not the CSV asked for ("No devices were found", wrong columns)
+            out["error"] = str(exc)
+    return out
 
 
 def emit(kind: str, result: dict[str, Any]) -> None:

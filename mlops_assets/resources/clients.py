@@ -4,6 +4,7 @@ kubernetes) are imported on first use, never at code-location load."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -59,11 +60,20 @@ class HpcResource(dg.ConfigurableResource):
 
 
 class HttpServiceResource(dg.ConfigurableResource):
-    """MLflow, Prometheus, Grafana: a base URL, a timeout, and an optional bearer token."""
+    """MLflow, Prometheus, Grafana: a base URL, a timeout, and an optional bearer token.
+
+    `token_env` names the variable that holds the token; it is read when a request is sent,
+    so in the run worker (or the sensor's process), never when the code location loads: a
+    deployment that gives the secret only to run pods still sends it. Unset there, requests
+    go without a token, as the token is optional (Grafana's /api/health needs none)."""
 
     url: str
     timeout_s: float = 10
     token: str | None = None
+    token_env: str = ""
+
+    def bearer(self) -> str | None:
+        return self.token or (os.environ.get(self.token_env) if self.token_env else None) or None
 
     def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> HttpAnswer:
         return self.call("GET", path, headers=headers)
@@ -77,8 +87,9 @@ class HttpServiceResource(dg.ConfigurableResource):
         body: bytes | None = None,
     ) -> HttpAnswer:
         all_headers = dict(headers or {})
-        if self.token:
-            all_headers.setdefault("Authorization", f"Bearer {self.token}")
+        token = self.bearer()
+        if token:
+            all_headers.setdefault("Authorization", f"Bearer {token}")
         return request(
             self.url.rstrip("/") + path,
             method=method,

@@ -22,22 +22,17 @@ import shutil
 import sys
 import threading
 import uuid
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
-from dagster._utils.warnings import PreviewWarning
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import CommandResult, Runner, SshRunner
-
-if TYPE_CHECKING:
-    from dagster._core.pipes.context import PipesMessageHandler
 
 PAYLOAD_DIR = "mlops_payloads"
 # shipped name -> (package, resource name)
@@ -53,8 +48,6 @@ PAYLOAD_FILES: dict[str, tuple[str, str]] = {
     "container_image.py": ("mlops_assets.payloads", "container_image.py"),
 }
 POLL_S = 1.0
-# Every PipesMessageHandler reads the reader's expected_writer_count, "preview" in 1.13.
-warnings.filterwarnings("ignore", message=".*expected_writer_count.*", category=PreviewWarning)
 READ_CHUNK = 128 * 1024
 
 
@@ -129,7 +122,14 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         self.offset = 0
         self.errors: list[str] = []
 
-    def _read_new(self, handler: PipesMessageHandler) -> int:
+    @property
+    def expected_writer_count(self) -> int:
+        """One payload writes each message file. Dagster's PipesMessageHandler reads this
+        property of every reader; the base class marks it preview in 1.13 and warns on each
+        read, so the reader states it itself rather than silencing warnings process-wide."""
+        return 1
+
+    def _read_new(self, handler: dg.PipesMessageHandler) -> int:
         res = self.runner.run(
             ["sh", "-c", 'tail -c +"$1" -- "$2" | head -c "$3"', "sh", str(self.offset + 1), self.path, str(READ_CHUNK)],
             timeout_s=60,
@@ -149,7 +149,7 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         self.offset += consumed
         return consumed
 
-    def _loop(self, handler: PipesMessageHandler, done: threading.Event) -> None:
+    def _loop(self, handler: dg.PipesMessageHandler, done: threading.Event) -> None:
         try:
             while not done.wait(self.poll_s):
                 self._read_new(handler)
@@ -160,7 +160,7 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
             handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", sys.exc_info())
 
     @contextmanager
-    def read_messages(self, handler: PipesMessageHandler) -> Iterator[dict[str, Any]]:
+    def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict[str, Any]]:
         if self.fresh:
             parent = self.path.rsplit("/", 1)[0]
             _check(

@@ -4,8 +4,8 @@ back through a message file on the shared filesystem.
 `SlurmPipesClient.run`:
 
 1. ships the payloads (hpc_pipes.ship_payloads: sha256-compared, temp file + rename) to BeeGFS
-   `scripts/mlops_payloads/`, with core/smoke_rules.py as `mlops_smoke_rules.py` and the
-   orchestrator's own `dagster_pipes` module (stdlib only), so a container without
+   `scripts/mlops_payloads/`, with core/smoke_rules.py as `mlops_smoke_rules.py`, core/parse/nvidia_smi.py
+   as `mlops_nvidia_smi.py` and the orchestrator's own `dagster_pipes` module (stdlib only), so a container without
    dagster-pipes still speaks the protocol;
 2. builds the job script (core.slurm_jobs.render_script: partition, time, cpus, mem,
    `--gres=gpu:N`, `--nodelist`, `apptainer exec --nv <image>` when the catalog names one)
@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import dagster as dg
-from dagster._core.errors import DagsterExecutionInterruptedError
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import slurm_jobs as sj
@@ -58,6 +57,7 @@ SMOKE_FILES: dict[str, tuple[str, str]] = {
     "mnist_train.py": ("mlops_assets.payloads", "mnist_train.py"),
     "slurm_probe.py": ("mlops_assets.payloads", "slurm_probe.py"),
     "mlops_smoke_rules.py": ("mlops_assets.core", "smoke_rules.py"),
+    "mlops_nvidia_smi.py": ("mlops_assets.core.parse", "nvidia_smi.py"),
     "dagster_pipes.py": ("dagster_pipes", "__init__.py"),
 }
 TAG_PREFIX = sj.JOB_TAG_PREFIX
@@ -176,7 +176,7 @@ class SlurmPipesClient(dg.PipesClient):
             session.report_launched({"extras": {"slurm_job_id": attached.job_id, "job_dir": attached.job_dir}})
             try:
                 outcome = self.wait(context, attached.job_id)
-            except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+            except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
                 res = self.runner.run(sj.scancel_argv(attached.job_id), timeout_s=30)
                 context.log.warning(
                     f"run terminated: scancel {attached.job_id} exited {res.returncode}"

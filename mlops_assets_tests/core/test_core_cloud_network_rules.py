@@ -100,6 +100,80 @@ def test_gpu_node_not_ready_or_without_gpus_is_named(catalog: Catalog) -> None:
     assert "g1: not Ready" in out.detail and "g2: allocatable nvidia.com/gpu 0" in out.detail
 
 
+class PathKube:
+    """Answers one list path; any other path is a test bug."""
+
+    def __init__(self, path: str, items: list[dict[str, Any]] | None) -> None:
+        self.path, self.items = path, items
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        assert path == self.path, path
+        return None if self.items is None else {"items": self.items}
+
+
+def policy(name: str, status: dict[str, Any] | None) -> dict[str, Any]:
+    return {"metadata": {"name": name}, **({"status": status} if status is not None else {})}
+
+
+NOT_READY = {
+    "state": "notReady",
+    "namespace": "gpu-operator",
+    "conditions": [
+        {"type": "Ready", "status": "False", "reason": "Error", "message": ""},
+        {"type": "Error", "status": "True", "reason": "OperandNotReady",
+         "message": "ClusterPolicy is not ready, states not ready: [state-driver]"},
+    ],
+}
+
+
+def clusterpolicy_check(catalog: Catalog, items: list[dict[str, Any]] | None) -> Any:
+    from mlops_assets.defs.cloud.definitions import specs
+
+    spec = next(s for s in specs(catalog) if s.name == "gpu_operator_clusterpolicy_ready")
+    ctx = type("Ctx", (), {"catalog": catalog, "kubernetes": PathKube(cr.CLUSTERPOLICIES, items)})()
+    return run_check(spec, ctx)
+
+
+def test_clusterpolicy_ready_passes(catalog: Catalog) -> None:
+    ev = clusterpolicy_check(catalog, [policy("cluster-policy", {"state": "ready", "namespace": "gpu-operator"})])
+    assert ev.passed and ev.measured == 1 and ev.severity == Severity.ERROR
+
+
+def test_clusterpolicy_not_ready_names_conditions_and_operand(catalog: Catalog) -> None:
+    ev = clusterpolicy_check(catalog, [policy("gpu-cluster-policy", NOT_READY)])
+    assert not ev.passed and ev.severity == Severity.ERROR
+    assert "gpu-cluster-policy: notReady" in ev.detail
+    assert "Error=True OperandNotReady ClusterPolicy is not ready, states not ready: [state-driver]" in ev.detail
+    assert "state-driver -> nvidia-driver-daemonset" in ev.hint
+
+
+def test_clusterpolicy_not_ready_without_conditions_still_fails(catalog: Catalog) -> None:
+    """GPU Operator releases before 23.x wrote state only, no conditions."""
+    ev = clusterpolicy_check(catalog, [policy("cluster-policy", {"state": "notReady"})])
+    assert not ev.passed and ev.severity == Severity.ERROR and ev.detail == "cluster-policy: notReady"
+
+
+def test_no_clusterpolicy_fails_saying_so(catalog: Catalog) -> None:
+    for items in ([], None):  # an empty list, or the CRD absent (404)
+        ev = clusterpolicy_check(catalog, items)
+        assert not ev.passed and ev.severity == Severity.ERROR and ev.detail == "no ClusterPolicy object"
+
+
+def test_clusterpolicy_not_reconciled_is_an_unjudged_warn(catalog: Catalog) -> None:
+    ev = clusterpolicy_check(catalog, [policy("cluster-policy", None)])
+    assert not ev.passed and ev.severity == Severity.WARN
+    assert "no status.state yet" in ev.detail
+
+
+def test_duplicate_ignored_clusterpolicy_warns_and_broken_one_wins(catalog: Catalog) -> None:
+    ok = policy("cluster-policy", {"state": "ready"})
+    dup = policy("second", {"state": "ignored"})
+    ev = clusterpolicy_check(catalog, [ok, dup])
+    assert not ev.passed and ev.severity == Severity.WARN and "second: ignored" in ev.detail
+    ev = clusterpolicy_check(catalog, [policy("a", None), policy("b", NOT_READY)])
+    assert not ev.passed and ev.severity == Severity.ERROR
+
+
 # ------------------------------------------------------------------- Prometheus
 
 

@@ -4,6 +4,7 @@ verdict, and never a PASS for a broken platform."""
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.probes import cloud
 from mlops_assets_tests.corpus import Case, cases
 
-KUBE = cases("kubernetes")
+KUBE = cases("kubernetes") + cases("kserve")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,14 @@ def _as_list(obj: dict[str, Any]) -> dict[str, Any]:
     return obj if "items" in obj else {"items": [obj]}
 
 
+def _load(case: Case) -> Any:
+    """YAML/JSON as kubectl prints it, or the Python dict repr the KServe SDK prints (after
+    any warning lines the SDK wrote before it)."""
+    if case.facts.get("format") == "python_repr":
+        return ast.literal_eval(case.output[case.output.index("{'"):])
+    return yaml.safe_load(case.output)
+
+
 def test_the_kubernetes_share_of_the_corpus_is_there() -> None:
     assert KUBE
 
@@ -46,7 +55,18 @@ def test_the_kubernetes_share_of_the_corpus_is_there() -> None:
 @pytest.mark.parametrize("case", KUBE, ids=[c.id for c in KUBE])
 def test_kubernetes(case: Case, catalog: Catalog) -> None:
     f = case.facts
-    obj = yaml.safe_load(case.output)
+    obj = _load(case)
+    if f["kind"] == "node_labels":
+        # a labels map (jq .metadata.labels): the label test k8s_gpu_nodes applies to a node
+        node = {"metadata": {"name": case.name, "labels": obj}}
+        assert cloud._has_label(node, catalog.cloud.kubernetes.gpu_node_label) is f["gpu_node_label"]
+        assert obj["nvidia.com/gpu.product"] == f["product"]
+        assert int(obj["nvidia.com/gpu.count"]) == f["count"]
+        assert obj["nvidia.com/mig.strategy"] == f["mig_strategy"]
+        mig = {k.split("/")[1].removeprefix("mig-").removesuffix(".count"): int(v) for k, v in obj.items()
+               if k.startswith("nvidia.com/mig-") and k.endswith(".count")}
+        assert mig == f.get("mig_counts", {})
+        return
     if f["kind"] == "nodes":
         kube = ReplayKube({"/api/v1/nodes": _as_list(obj)})
         nodes = kube.answers["/api/v1/nodes"]["items"]
@@ -66,13 +86,15 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
             assert why is None
         else:
             assert why is not None
-            for word in f["reason_words"]:
+            for word in f.get("reason_words", []):
                 assert word in why, why
-        path = f"/apis/serving.kserve.io/v1beta1/namespaces/{obj['metadata'].get('namespace', 'default')}/inferenceservices"
-        kube = ReplayKube({path: _as_list(obj)})
-        catalog = catalog.model_copy(deep=True)
-        catalog.cloud.components.kserve.watched_namespaces = [obj["metadata"].get("namespace", "default")]
-        out = cloud.kserve_isvcs_ready(kube, catalog)
+        ns = obj["metadata"].get("namespace", "default")
+        ks = catalog.cloud.components.kserve
+        kube = ReplayKube({f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices": _as_list(obj)})
+        components = catalog.cloud.components.model_copy(update={"kserve": ks.model_copy(update={"watched_namespaces": [ns]})})
+        watching = catalog.model_copy(update={"cloud": catalog.cloud.model_copy(update={"components": components})})
+        out = cloud.kserve_isvcs_ready(kube, watching)
+        assert out.measured == (1 if f["ready"] else 0) and out.threshold == 1
     else:
         pytest.fail(f"{case.id}: unknown kind {f['kind']}")
     assert ("PASS" if out.passed else "FAIL") == case.verdict, out

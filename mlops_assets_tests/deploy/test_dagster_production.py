@@ -95,7 +95,7 @@ def test_materialization_reaches_prometheus(materialized: dict[str, Any]) -> Non
             resources={"pushgateway": HttpServiceResource(url="http://127.0.0.1:9091", timeout_s=5)},
         )
         result = metrics_exporter(ctx)
-    assert "pushed" in result.skip_message
+    assert isinstance(result, dg.SensorResult) and result.skip_reason is None and result.cursor, result
     query = 'mlops_asset_last_materialization_timestamp_seconds{asset="beegfs_layout",group="storage"}'
     deadline = time.monotonic() + 60
     while True:

@@ -262,3 +262,62 @@ def test_args_config_then_set(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({"iters": 5, "name": "x"}))
     out = smoke_common.parse_args(["--config", str(cfg), "--set", "iters=7", "--set", "label=plain text"], {"iters": 1, "warmup": 2})
     assert out == {"iters": 7, "warmup": 2, "name": "x", "label": "plain text"}
+
+
+# ------------------------------------------------------- nvidia-smi inventory on the HPC side
+
+CORPUS_CSV = Path(__file__).parents[1] / "corpus" / "nvidia_smi_csv"
+
+
+def _replaying_nvidia_smi(tmp_path: Path, case: str) -> tuple[dict[str, str], str]:
+    """A `nvidia-smi` on PATH that answers the recorded command of a corpus case with its
+    recorded output (and refuses any other command line)."""
+    import shlex
+
+    import yaml
+
+    meta = yaml.safe_load((CORPUS_CSV / f"{case}.yaml").read_text())
+    args = shlex.split(meta["command"])[1:]
+    fields = args[0].removeprefix("--query-gpu=")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f'[ "$*" = {shlex.quote(" ".join(args))} ] || {{ echo "unexpected: $*" >&2; exit 2; }}\n'
+        f"cat {shlex.quote(str(CORPUS_CSV / f'{case}.txt'))}\n"
+    )
+    exe.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, fields
+
+
+def test_inventory_reads_na_as_none_with_the_core_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded `[N/A]` fan speed (i3pystatus PR 776): None, not the text, as core/parse/nvidia_smi reads it."""
+    env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
+    monkeypatch.setenv("PATH", env["PATH"])
+    inv = smoke_common.nvidia_smi_inventory(fields)
+    assert inv["exit_code"] == 0 and "error" not in inv, inv
+    assert inv["gpus"] == [{"memory.total": "2004", "memory.free": "2004", "memory.used": "0", "temperature.gpu": "44",
+                            "fan.speed": None, "utilization.gpu": "0", "utilization.memory": "0"}]
+
+
+def test_shipped_payload_dir_parses_na_with_the_stdlib_only(tmp_path: Path) -> None:
+    """As SlurmPipesClient ships them: the SMOKE_FILES table into one folder, run by a bare
+    interpreter (-I: no site-packages, no mlops_assets), nvidia-smi replaying the record."""
+    from importlib import resources
+
+    from mlops_assets.resources.slurm_pipes import SMOKE_FILES
+
+    ship = tmp_path / "mlops_payloads"
+    ship.mkdir()
+    for name, (package, resource) in SMOKE_FILES.items():
+        (ship / name).write_bytes(resources.files(package).joinpath(resource).read_bytes())
+    env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
+    code = f"import json, smoke_common; print(json.dumps(smoke_common.nvidia_smi_inventory({fields!r})))"
+    proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ship)!r}); {code}"],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=ship, check=False)
+    assert proc.returncode == 0, proc.stderr
+    inv = json.loads(proc.stdout)
+    assert inv["gpus"][0]["fan.speed"] is None and inv["gpus"][0]["temperature.gpu"] == "44"
+    # the shipped copy, not the source tree (which is not beside it), answered the import
+    assert not (ship.parent / "core").exists()

@@ -302,6 +302,21 @@ SCENARIO_CHECKS = {
             .items
         )
         == ["Failed", "Pending", "Running", "Succeeded"]
+        and {
+            k: v
+            for k, v in client_co(c)
+            .get_cluster_custom_object("nvidia.com", "v1", "clusterpolicies", "cluster-policy")[
+                "status"
+            ]["conditions"][1]
+            .items()
+            if k != "lastTransitionTime"
+        }
+        == {
+            "message": "ClusterPolicy is not ready, states not ready: [state-operator-validation]",
+            "reason": "OperandNotReady",
+            "status": "True",
+            "type": "Error",
+        }
     ),
     "no_ingressclass": lambda c: client_net(c).list_ingress_class().items == [],
     "hpa_not_served": lambda c: (

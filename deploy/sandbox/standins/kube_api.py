@@ -738,7 +738,25 @@ class Store:
             self._touch(ds)
         cp = self.find("nvidia.com", "clusterpolicies", "", "cluster-policy")
         if cp:
+            # as gpu-operator's controller writes it (SetConditionsError, OperandNotReady)
             cp["status"]["state"] = "notReady"
+            cp["status"]["conditions"] = [
+                {
+                    "lastTransitionTime": ts,
+                    "message": "",
+                    "reason": "Error",
+                    "status": "False",
+                    "type": "Ready",
+                },
+                {
+                    "lastTransitionTime": ts,
+                    "message": "ClusterPolicy is not ready, states not ready: "
+                    "[state-operator-validation]",
+                    "reason": "OperandNotReady",
+                    "status": "True",
+                    "type": "Error",
+                },
+            ]
             self._touch(cp)
 
     def _sc_no_ingressclass(self) -> None:

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any, Protocol
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.checks import Outcome, ProbeFailed, missing_items
+from mlops_assets.core.checks import Outcome, ProbeFailed, Severity, missing_items
 from mlops_assets.core.parse import versions
 from mlops_assets.core.probes.hpc import version_text
 from mlops_assets.core.transport.http import HttpAnswer, HttpUnreachable
@@ -187,6 +187,88 @@ def gpu_operator_validators(kube: Kube, catalog: Catalog) -> Outcome:
         hint="kubectl -n gpu-operator logs <validator pod> -c driver-validation / cuda-validation",
         nodes=tuple(missing),
         detail="; ".join(failing),
+    )
+
+
+CLUSTERPOLICIES = "/apis/nvidia.com/v1/clusterpolicies"
+
+# The operand each ClusterPolicy state deploys (gpu-operator's controllers/state_manager.go), so a
+# "states not ready: [...]" message points at the pods to look at.
+_CP_STATES = {
+    "state-driver": "nvidia-driver-daemonset (driver build/load on the node)",
+    "state-container-toolkit": "nvidia-container-toolkit-daemonset (container runtime config)",
+    "state-operator-validation": "nvidia-operator-validator (driver/toolkit/CUDA/plugin validation)",
+    "state-device-plugin": "nvidia-device-plugin-daemonset",
+    "state-dcgm": "nvidia-dcgm",
+    "state-dcgm-exporter": "nvidia-dcgm-exporter",
+    "gpu-feature-discovery": "gpu-feature-discovery",
+    "state-mig-manager": "nvidia-mig-manager",
+    "state-node-status-exporter": "nvidia-node-status-exporter",
+}
+
+
+def _cp_conditions(status: dict[str, Any]) -> str:
+    """The failing metav1 conditions: Ready not True, or Error True (with OperandNotReady or
+    ReconcileFailed and the operator's message)."""
+    out = []
+    for c in status.get("conditions") or []:
+        if not isinstance(c, dict):
+            continue
+        kind, st = str(c.get("type")), str(c.get("status"))
+        if (kind == "Ready" and st != "True") or (kind == "Error" and st == "True"):
+            out.append(" ".join(filter(None, [f"{kind}={st}", str(c.get("reason") or ""), str(c.get("message") or "").strip()])))
+    return "; ".join(out)
+
+
+def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
+    """status.state of every ClusterPolicy: the operator's own verdict over all its operands.
+    The CRD existing says nothing; a notReady policy means some DaemonSet never came up."""
+    policies = _items(_kget(kube, CLUSTERPOLICIES))
+    unit = "ClusterPolicies in state ready"
+    if not policies:
+        return Outcome(
+            False, 0, 1, unit,
+            "no ClusterPolicy: the GPU Operator deploys nothing without one (helm install gpu-operator creates cluster-policy)",
+            detail="no ClusterPolicy object",
+        )
+    ready: list[str] = []
+    broken: list[str] = []
+    unjudged: list[str] = []
+    ignored: list[str] = []
+    named: list[str] = []
+    severity: Severity | None = None
+    for p in policies:
+        name = str((p.get("metadata") or {}).get("name", "?"))
+        status = p.get("status") or {}
+        state = status.get("state")
+        if not state:
+            unjudged.append(f"{name}: no status.state yet (not reconciled: is the gpu-operator pod running?)")
+        elif state == "ready":
+            ready.append(name)
+        elif state == "ignored":
+            ignored.append(f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the oldest one)")
+        else:
+            why = _cp_conditions(status)
+            broken.append(f"{name}: {state}" + (f" ({why})" if why else ""))
+            named += [s for s in _CP_STATES if s in why]
+    if broken:
+        hint = f"ClusterPolicy notReady: kubectl -n {catalog.cloud.components.gpu_operator.namespace} get pods, then describe/logs the failing operand"
+        if named:
+            hint += ": " + ", ".join(f"{s} -> {_CP_STATES[s]}" for s in dict.fromkeys(named))
+    elif unjudged:
+        hint, severity = "wait for the operator to reconcile, or check the gpu-operator deployment's log", Severity.WARN
+    elif ignored and ready:
+        hint, severity = "delete the duplicate ClusterPolicy: edits to it have no effect", Severity.WARN
+    else:
+        hint = "no ClusterPolicy is active: keep exactly one"
+    return Outcome(
+        passed=bool(ready) and not (broken or unjudged or ignored),
+        measured=len(ready),
+        threshold=len(policies),
+        unit=unit,
+        hint=hint,
+        detail="; ".join(broken + unjudged + ignored),
+        severity=severity,
     )
 
 
@@ -468,7 +550,7 @@ def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
     down = [t for t in scraped if t.get("health") != "up"]
     share = round((len(scraped) - len(down)) / len(scraped), 3) if scraped else 0.0
     if targets and not scraped:  # all waiting for their first scrape: nothing to judge yet
-        return Outcome(True, "not scraped yet", minimum, "share of active scrape targets up", "",
+        return Outcome(True, "not scraped yet", minimum, "share of scraped targets up", "",
                        detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
                        extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting})
     detail = "; ".join(f"down {_instance(t)}: {t.get('lastError', '')}".strip() for t in down)

@@ -41,6 +41,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("gpu_operator", "gpu_operator_device_plugin_running", E, "Without the device plugin no pod can request a GPU.", on_kube(r.gpu_operator_device_plugin), kube),
         CheckSpec("kubernetes", "k8s_platform_pods_running", E, "MLflow, MinIO, Prometheus and Grafana run as pods on the cluster.", on_kube(r.platform_pods_running), kube),
         CheckSpec("gpu_operator", "gpu_operator_crds_present", E, "The operator is configured through its CRDs.", on_kube(r.gpu_operator_crds), kube),
+        CheckSpec("gpu_operator", "gpu_operator_clusterpolicy_ready", E, "The operator's own verdict over driver, toolkit, plugin and validator: the CRD existing proves none of them runs.", on_kube(r.gpu_operator_clusterpolicy), kube),
         CheckSpec("kserve", "kserve_serving_runtimes_present", E, "PyTorch and Hugging Face models need serving runtimes.", on_kube(r.kserve_serving_runtimes), kube),
         CheckSpec("kserve", "kserve_crd_serves_v1beta1", E, "InferenceService manifests are written for v1beta1.", on_kube(r.kserve_crd), kube),
         CheckSpec("kserve", "kserve_version_at_least_minimum", E, "Older KServe lacks the runtimes the validation tasks use.", on_kube(r.kserve_version), kube),

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.core.checks import Evaluation, Severity
+from mlops_assets.checking import from_check_evaluation
 from mlops_assets.core.metrics import (
     Sample,
     check_samples,
@@ -34,26 +34,6 @@ SENSOR_NAME = "mlops_metrics_exporter"
 
 def _value(md: Any) -> Any:
     return getattr(md, "value", md)
-
-
-def evaluation_from_event(data: Any) -> Evaluation:
-    """An AssetCheckEvaluation (event log) as the core Evaluation the report also uses."""
-    md = {k: _value(v) for k, v in (data.metadata or {}).items()}
-    nodes = md.get("nodes")
-    std = {"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"}
-    return Evaluation(
-        asset=data.asset_key.to_user_string(),
-        check=data.check_name,
-        passed=bool(data.passed),
-        severity=Severity.ERROR if data.severity == dg.AssetCheckSeverity.ERROR else Severity.WARN,
-        measured=md.get("measured"),
-        threshold=md.get("threshold"),
-        unit=str(md.get("unit") or ""),
-        hint="",
-        duration_s=float(md.get("duration_s") or 0.0),
-        nodes=tuple(n.strip() for n in str(nodes).split(",") if n.strip()) if nodes else (),
-        extra={k: v for k, v in md.items() if k not in std and isinstance(v, int | float | bool)},
-    )
 
 
 def _graph(context: Any) -> Any:
@@ -82,7 +62,7 @@ def collect_samples(
         name = key.to_user_string()
         if data is None or rec.event is None or check_ids.get(name) == rec.id:
             continue  # planned/running, or already exported
-        ev = evaluation_from_event(data)
+        ev = from_check_evaluation(data)
         samples += check_samples(ev, timestamp=rec.event.timestamp, group=groups.get(ev.asset, ""), secrets=secrets)
         check_ids[name] = rec.id
         n_checks += 1
@@ -109,7 +89,12 @@ def collect_samples(
 )
 def metrics_exporter(
     context: dg.SensorEvaluationContext, pushgateway: HttpServiceResource
-) -> dg.SkipReason:
+) -> dg.SensorResult | dg.SkipReason:
+    """A tick with nothing new skips and says so. A tick that pushed returns a SensorResult
+    carrying the new cursor and logs what it pushed (the tick's log in the UI): it is not a
+    skip. Dagster 1.13's daemon still labels a tick that requests no run SKIPPED, whatever the
+    sensor returns (dagster-io/dagster#9504); no public API marks it SUCCESS. A failed push
+    raises, so the tick fails and the unchanged cursor retries on the next one."""
     from mlops_assets.platform import active, secret_values
 
     cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
@@ -119,10 +104,10 @@ def metrics_exporter(
     if not samples:
         return dg.SkipReason("no new check results or materializations")
     pushed = push(pushgateway.url, push_groups(samples), timeout_s=pushgateway.timeout_s)
-    context.update_cursor(json.dumps(new_cursor, sort_keys=True))
-    return dg.SkipReason(
+    context.log.info(
         f"pushed {pushed} groups to {pushgateway.url}: {n_checks} check results, {n_mats} materializations"
     )
+    return dg.SensorResult(cursor=json.dumps(new_cursor, sort_keys=True))
 
 
 defs = dg.Definitions(sensors=[metrics_exporter])

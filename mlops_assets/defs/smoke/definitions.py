@@ -369,11 +369,11 @@ def light_check_keys(catalog: Catalog) -> list[dg.AssetCheckKey]:
 
 
 def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
-    node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets(*NODE_ASSETS), partitions_def=GPU_NODES,
+    node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets(*NODE_ASSETS),
                                    description="The GPU smoke jobs for one node: the partition key is the node.")
     light_job = dg.define_asset_job("light_checks", selection=dg.AssetSelection.checks(*light_check_keys(catalog)),
                                     description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.")
-    full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all(include_sources=False) | dg.AssetSelection.all_asset_checks(),
+    full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
                                    description="Every asset materialized and every check run, smoke jobs included.")
     @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
                  default_status=schedule_status(catalog),
