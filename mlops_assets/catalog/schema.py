@@ -12,6 +12,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# a standard-library leaf (shipped to the HPC side as mlops_manifest.py): the payloads and the
+# catalog name the manifest file from this one constant
+from mlops_assets.core.manifest import MANIFEST_NAME
+
 _NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _SHA40 = re.compile(r"^[0-9a-f]{40}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -130,6 +134,46 @@ class Beegfs(_Strict):
     directories: BeegfsDirectories = BeegfsDirectories()
     training_user: str = Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")
     recommended_total_gb: float = Field(default=20, gt=0)
+
+    # Where things live on BeeGFS: the only place a path under the root is joined, so every
+    # probe, payload plan and asset names the same bytes.
+
+    def path(self, rel: str) -> str:
+        """`rel` (relative, as the catalog's paths are) under the root."""
+        return f"{self.root.rstrip('/')}/{rel}"
+
+    def role_directories(self) -> dict[str, str]:
+        """Role (datasets, models, scripts, ...) -> absolute directory, in catalog order."""
+        return {role: self.path(rel) for role, rel in self.directories.model_dump().items()}
+
+    def directory(self, role: str) -> str:
+        """The absolute directory of one role; an unknown role raises KeyError naming the roles."""
+        dirs = self.role_directories()
+        if role not in dirs:
+            raise KeyError(f"no BeeGFS directory role {role!r} (one of {', '.join(dirs)})")
+        return dirs[role]
+
+    def hub_cache(self) -> str:
+        """huggingface_hub's cache under HF_HOME on BeeGFS: `transformers` finds it offline."""
+        return self.directory("huggingface") + "/hub"
+
+    def hub_repo(self, repo_type: str, repo: str) -> str:
+        """One repo's folder in the hub cache (huggingface_hub's `<type>s--<org>--<name>`)."""
+        return f"{self.hub_cache()}/{repo_type}s--{repo.replace('/', '--')}"
+
+    def hub_snapshot(self, repo_type: str, repo: str, revision: str) -> str:
+        """The files of one pinned revision, as huggingface_hub lays them out."""
+        return f"{self.hub_repo(repo_type, repo)}/snapshots/{revision}"
+
+    def hub_manifest(self, repo_type: str, repo: str, revision: str) -> str:
+        """The staging manifest of one revision, beside (not inside) its snapshot."""
+        return f"{self.hub_repo(repo_type, repo)}/.mlops/{revision}.json"
+
+    @staticmethod
+    def manifest_path(directory: str) -> str:
+        """The manifest that a staged directory (a torchvision dataset, the training files)
+        carries at its top."""
+        return f"{directory}/{MANIFEST_NAME}"
 
 
 class Apptainer(_Strict):
@@ -559,6 +603,53 @@ class Catalog(_Strict):
     default_freshness: Freshness
     automation: Automation = Automation()
     staging: Staging = Staging()
+
+    # Derived facts: the asset keys and BeeGFS paths of the catalog's staged things. Other
+    # code asks these instead of joining strings, so a key or a path is spelled once.
+
+    def dataset_key(self, name: str) -> str:
+        """The datasets group's asset that stages this dataset on BeeGFS."""
+        self.datasets[name]
+        return f"dataset_{name}"
+
+    def model_key(self, name: str) -> str:
+        """The models group's asset that stages this model on BeeGFS."""
+        self.models[name]
+        return f"model_{name}"
+
+    def container_key(self, name: str) -> str:
+        """The containers group's asset that pulls or builds this image."""
+        self.containers[name]
+        return f"container_{name}"
+
+    def dataset_path(self, name: str) -> str:
+        """Where the dataset's staged files are: its `path` for torchvision, the pinned
+        snapshot in the hub cache for a hub dataset."""
+        d = self.datasets[name]
+        if isinstance(d.source, HubSource):
+            return self.hpc.beegfs.hub_snapshot("dataset", d.source.repo, d.source.revision)
+        return self.hpc.beegfs.path(d.path)
+
+    def dataset_manifest(self, name: str) -> str:
+        """The staging manifest of the dataset's files."""
+        d = self.datasets[name]
+        if isinstance(d.source, HubSource):
+            return self.hpc.beegfs.hub_manifest("dataset", d.source.repo, d.source.revision)
+        return Beegfs.manifest_path(self.hpc.beegfs.path(d.path))
+
+    def model_path(self, name: str) -> str:
+        """The model's pinned snapshot in the hub cache."""
+        m = self.models[name]
+        return self.hpc.beegfs.hub_snapshot("model", m.repo, m.revision)
+
+    def model_manifest(self, name: str) -> str:
+        """The staging manifest of the model's snapshot."""
+        m = self.models[name]
+        return self.hpc.beegfs.hub_manifest("model", m.repo, m.revision)
+
+    def container_path(self, name: str) -> str:
+        """The image file under the containers directory."""
+        return f"{self.hpc.beegfs.directory('containers')}/{self.containers[name].file}"
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
