@@ -121,12 +121,11 @@ def test_a_definition_change_rebuilds(session, tmp_path: Path) -> None:  # type:
 def test_a_smoke_payload_runs_inside_the_image_through_slurm(session) -> None:  # type: ignore[no-untyped-def]
     """The smoke client's container path for real: sbatch → `apptainer exec --nv --bind
     <BeeGFS> <image> python3 payload.py` on the compute node → Pipes messages back."""
-    from mlops_assets.core.staging_plan import directories
     from mlops_assets.platform import active, build_resources
     from mlops_assets.resources.slurm_pipes import Resources, SlurmPipesClient
 
     cat = active().catalog
-    dirs = directories(cat)
+    dirs = cat.hpc.beegfs.role_directories()
 
     @dg.asset(name="probe_in_container", required_resource_keys={"hpc"})
     def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation

@@ -26,7 +26,6 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core import staging_plan
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 from mlops_assets_tests.conftest import sandbox_s3
 
@@ -173,7 +172,7 @@ def test_s3_secret_appears_in_no_report_log_or_event(synced: tuple[Any, dict, An
     # the keys' files are gone from the HPC side after every run
     runner = _login()
     try:
-        res = runner.run(["find", f"{directories(CATALOG)['jobs']}/pipes", "-maxdepth", "1", "-name", ".private-*"])
+        res = runner.run(["find", f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes", "-maxdepth", "1", "-name", ".private-*"])
         assert res.ok and res.stdout.strip() == "", res.stdout
     finally:
         runner.close()
@@ -184,7 +183,7 @@ def test_private_file_is_0600_in_a_0700_dir_and_removed() -> None:
 
     runner = _login()
     try:
-        with private_file(runner, f"{directories(CATALOG)['jobs']}/pipes", "k.json", b"not-a-secret") as path:
+        with private_file(runner, f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes", "k.json", b"not-a-secret") as path:
             res = runner.run(["stat", "-c", "%a %U", path, path.rsplit("/", 1)[0]])
             assert res.stdout.split("\n")[:2] == [f"600 {CATALOG.hpc.access.login.user}", f"700 {CATALOG.hpc.access.login.user}"], res.stdout
             assert runner.run(["cat", path]).stdout == "not-a-secret"

@@ -14,14 +14,13 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core.probes import file_sync
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
 
 pytestmark = pytest.mark.sandbox
 
 CATALOG = load_catalog(profile="sandbox").catalog
 KEY = "training_files"
-DIRS = directories(CATALOG)
+DIRS = CATALOG.hpc.beegfs.role_directories()
 SCRIPTS = Path(DIRS["scripts"]) / "training"
 CONFIGS = Path(DIRS["configs"]) / "training"
 

@@ -607,6 +607,13 @@ class Catalog(_Strict):
     # Derived facts: the asset keys and BeeGFS paths of the catalog's staged things. Other
     # code asks these instead of joining strings, so a key or a path is spelled once.
 
+    def bucket(self, name: str) -> Bucket:
+        """The bucket of this name (its `asset_key` is the storage group's asset)."""
+        for b in self.cloud.buckets:
+            if b.name == name:
+                return b
+        raise KeyError(f"no bucket {name!r} in cloud.buckets ({', '.join(b.name for b in self.cloud.buckets)})")
+
     def dataset_key(self, name: str) -> str:
         """The datasets group's asset that stages this dataset on BeeGFS."""
         self.datasets[name]

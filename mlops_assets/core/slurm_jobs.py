@@ -240,8 +240,6 @@ def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
 
 def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
     """What each smoke payload needs from the catalog (sent as Pipes extras)."""
-    from mlops_assets.core.staging_plan import directories
-
     s = catalog.smoke
     profiles = {k: p.model_dump() for k, p in s.gpu_profiles.items()}
     # GPUs the catalog declares fake (the sandbox) have no driver: the payloads measure the
@@ -256,12 +254,11 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
                     "backend": "gloo", "sizes_bytes": list(FAKE_GPU_ALLREDUCE_SIZES)}
         return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles, "allow_cpu": False, "backend": "nccl"}
     if kind == "mnist":
-        dirs = directories(catalog)
+        b = catalog.hpc.beegfs
         mnist = next((d for d in catalog.datasets.values() if getattr(d.source, "dataset_class", "") == "MNIST"), None)
-        root = catalog.hpc.beegfs.root.rstrip("/")
         return {
-            "dataset_dir": f"{root}/{mnist.path}" if mnist else f"{dirs['datasets']}/mnist",
-            "models_dir": dirs["models"],
+            "dataset_dir": b.path(mnist.path) if mnist else f"{b.directory('datasets')}/mnist",
+            "models_dir": b.directory("models"),
             "epochs": s.mnist_epochs,
             "min_accuracy": s.mnist_min_accuracy,
             "max_seconds": s.mnist_max_seconds,

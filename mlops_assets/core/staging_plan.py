@@ -1,7 +1,8 @@
-"""Where staged things live and what staging is asked to do, as data: the BeeGFS directories of
-the catalog, the Hugging Face cache layout, the plans the staging and sync payloads run, the
+"""What staging is asked to do, as data: the plans the staging and sync payloads run, the
 bucket prefixes, and the pure verdicts on what those payloads answer (manifest, size, S3 copy).
-No I/O and no Dagster: core/probes/staging.py asks the platform with these."""
+Where staged things live on BeeGFS is the catalog's answer (`Beegfs.directory`,
+`Catalog.dataset_path`, ...); the plans carry it. No I/O and no Dagster:
+core/probes/staging.py asks the platform with these."""
 
 from __future__ import annotations
 
@@ -9,20 +10,6 @@ from typing import Any
 
 from mlops_assets.catalog.schema import Catalog, Dataset, Model, TorchvisionSource
 from mlops_assets.core.checks import Outcome, ProbeFailed
-
-
-def directories(catalog: Catalog) -> dict[str, str]:
-    b = catalog.hpc.beegfs
-    return {name: f"{b.root.rstrip('/')}/{rel}" for name, rel in b.directories.model_dump().items()}
-
-
-def hub_cache(catalog: Catalog) -> str:
-    """huggingface_hub's cache under HF_HOME on BeeGFS: `transformers` finds it offline."""
-    return directories(catalog)["huggingface"] + "/hub"
-
-
-def repo_folder(kind: str, repo: str) -> str:
-    return f"{kind}s--{repo.replace('/', '--')}"
 
 
 def model_prefix(name: str, model: Model) -> str:
@@ -68,10 +55,6 @@ def rehash_after_s(catalog: Catalog) -> float:
     return catalog.staging.rehash_after_hours * 3600.0
 
 
-def dataset_dir(catalog: Catalog, dataset: Dataset) -> str:
-    return f"{catalog.hpc.beegfs.root.rstrip('/')}/{dataset.path}"
-
-
 def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
     """What stage_torchvision.py does, as data: files with mirrors and md5s, the layout
     torchvision expects, and the md5s of what comes out of archives. Catalog md5s win over
@@ -100,7 +83,7 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
         sort_keys=True,
     )
     return {
-        "target": dataset_dir(catalog, dataset),
+        "target": catalog.hpc.beegfs.path(dataset.path),
         "dataset_class": src.dataset_class,
         "files": files,
         "extracted_md5": extracted,
@@ -116,17 +99,19 @@ def hub_plan(catalog: Catalog, repo_type: str, repo: str, revision: str, allow_p
         "repo_type": repo_type,
         "revision": revision,
         "allow_patterns": list(allow_patterns),
-        "cache_dir": hub_cache(catalog),
+        "cache_dir": catalog.hpc.beegfs.hub_cache(),
         "rehash_after_s": rehash_after_s(catalog),
     }
 
 
 def staged_location(catalog: Catalog, plan: dict[str, Any]) -> tuple[str, str]:
-    """(root of the staged files, its manifest) for a hub or torchvision plan."""
+    """(root of the staged files, its manifest) for a hub or torchvision plan, as the
+    catalog's BeeGFS answers them."""
+    b = catalog.hpc.beegfs
     if "repo" in plan:
-        base = f"{plan['cache_dir']}/{repo_folder(plan['repo_type'], plan['repo'])}"
-        return f"{base}/snapshots/{plan['revision']}", f"{base}/.mlops/{plan['revision']}.json"
-    return plan["target"], f"{plan['target']}/.mlops-manifest.json"
+        where = (plan["repo_type"], plan["repo"], plan["revision"])
+        return b.hub_snapshot(*where), b.hub_manifest(*where)
+    return plan["target"], b.manifest_path(plan["target"])
 
 
 SIZE_FACTOR = 4.0
@@ -192,7 +177,7 @@ def sync_plan(catalog: Catalog, name: str, model: Model) -> dict[str, Any]:
         "prefix": model_prefix(name, model),
         "endpoint_url": minio.url,
         "region": minio.region,
-        "what": f"model_{name}",
+        "what": catalog.model_key(name),
         "workers": 4,
         "multipart_threshold_mb": 8,
         "multipart_chunk_mb": 8,
@@ -255,7 +240,7 @@ def dataset_sync_plan(catalog: Catalog, name: str, dataset: Dataset) -> dict[str
         "prefix": f"{name}/{dataset_version(catalog, dataset)}/",
         "endpoint_url": minio.url,
         "region": minio.region,
-        "what": f"dataset_{name}",
+        "what": catalog.dataset_key(name),
         "workers": 4,
         "multipart_threshold_mb": 8,
         "multipart_chunk_mb": 8,

@@ -31,7 +31,6 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import CommandResult, Runner, SshRunner
 
 PAYLOAD_DIR = "mlops_payloads"
@@ -249,7 +248,7 @@ PAYLOAD_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": 
 def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> HpcPipesClient:
     """The login node's client, or, where the catalog names a data-mover partition (and the
     caller allows it), one that runs the same payload as a SLURM job there."""
-    dirs = directories(catalog)
+    b = catalog.hpc.beegfs
     if data_mover and catalog.hpc.data_mover is not None:
         from mlops_assets.resources.slurm_pipes import PartitionPayloadClient
 
@@ -257,8 +256,8 @@ def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> 
     return HpcPipesClient(
         runner,
         python=catalog.hpc.python,
-        scripts_dir=dirs["scripts"],
-        messages_dir=f"{dirs['jobs']}/pipes",
+        scripts_dir=b.directory("scripts"),
+        messages_dir=f"{b.directory('jobs')}/pipes",
         env={**catalog.hpc.env, **PAYLOAD_ENV},
     )
 
@@ -272,6 +271,6 @@ def run_s3_sync(context: dg.AssetExecutionContext, catalog: Catalog, extras: dic
     runner = context.resources.hpc.runner()
     s3 = context.resources.s3
     keys = json.dumps({"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}).encode()
-    with private_file(runner, f"{directories(catalog)['jobs']}/pipes", "s3.json", keys) as path:
+    with private_file(runner, f"{catalog.hpc.beegfs.directory('jobs')}/pipes", "s3.json", keys) as path:
         done = client_for(catalog, runner).run(context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path})
     return done.get_materialize_result()

@@ -40,7 +40,6 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.resources.hpc_pipes import (
     PAYLOAD_ENV,
@@ -329,14 +328,14 @@ def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, li
 def partition_client(catalog: Catalog, runner: Runner, partition: str, jobs_subdir: str, payloads: Sequence[str]) -> SlurmPipesClient:
     """HPC-side payloads as SLURM jobs on `partition`, with the HPC Python and the catalog's job
     environment; `payloads` are shipped with their helpers (stage_common, manifest)."""
-    dirs = directories(catalog)
+    b = catalog.hpc.beegfs
     names = ("stage_common.py", "mlops_manifest.py", *payloads)
     return SlurmPipesClient(
         runner,
         partition=partition,
         python=catalog.hpc.python,
-        scripts_dir=dirs["scripts"],
-        jobs_dir=f"{dirs['jobs']}/{jobs_subdir}",
+        scripts_dir=b.directory("scripts"),
+        jobs_dir=f"{b.directory('jobs')}/{jobs_subdir}",
         env=dict(catalog.hpc.env),
         files={n: PAYLOAD_FILES[n] for n in names},
     )
@@ -375,16 +374,16 @@ class PartitionPayloadClient(HpcPipesClient):
 
 def client_for(catalog: Catalog, runner: Runner) -> SlurmPipesClient:
     """The smoke jobs' client, from the catalog."""
-    dirs = directories(catalog)
+    b = catalog.hpc.beegfs
     container = None
     if catalog.smoke.container is not None:
-        container = f"{dirs['containers']}/{catalog.containers[catalog.smoke.container].file}"
+        container = catalog.container_path(catalog.smoke.container)
     return SlurmPipesClient(
         runner,
         partition=catalog.smoke.partition,
         python=catalog.hpc.python,
-        scripts_dir=dirs["scripts"],
-        jobs_dir=f"{dirs['jobs']}/smoke",
+        scripts_dir=b.directory("scripts"),
+        jobs_dir=f"{b.directory('jobs')}/smoke",
         env=dict(catalog.hpc.env),
         container=container,
         binds=[catalog.hpc.beegfs.root] if container else [],

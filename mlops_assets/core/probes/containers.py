@@ -30,7 +30,6 @@ from mlops_assets.core.parse.apptainer import (
 )
 from mlops_assets.core.parse.nvidia_smi import parse_nvidia_smi_list
 from mlops_assets.core.probes import node_step
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import Runner
 
 
@@ -157,10 +156,6 @@ def matches_record(runner: Runner, image: str) -> Outcome:
                    f"{image} changed after it was published: re-materialize it", detail="" if found == want else image)
 
 
-def container_path(catalog: Catalog, ct: Container) -> str:
-    return f"{directories(catalog)['containers']}/{ct.file}"
-
-
 def definition_text(ct: Container) -> str:
     """The definition file shipped in the package, as the catalog names it."""
     assert isinstance(ct.source, BuildSource)
@@ -173,7 +168,7 @@ def plan(catalog: Catalog, name: str) -> dict[str, Any]:
     ap = catalog.hpc.apptainer
     env = {k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v}
     extras: dict[str, Any] = {
-        "target": container_path(catalog, ct),
+        "target": catalog.container_path(name),
         "expect_python_packages": ct.expected_packages,
         "timeout_s": ct.job.time_limit_min * 60,
         "fakeroot": ct.fakeroot,
@@ -183,6 +178,6 @@ def plan(catalog: Catalog, name: str) -> dict[str, Any]:
         return {**extras, "kind": "pull", "source": ct.source.pull}
     values = dict(ct.source.args)
     if ct.source.bootstrap_from:
-        extras["base_image"] = values["base_image"] = container_path(catalog, catalog.containers[ct.source.bootstrap_from])
+        extras["base_image"] = values["base_image"] = catalog.container_path(ct.source.bootstrap_from)
     rendered = render_definition(definition_text(ct), values)
     return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}

@@ -27,7 +27,6 @@ from mlops_assets.core.parse.slurm.nodes import (
 )
 from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
 from mlops_assets.core.probes import node_step
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.core.transport.hostexec import CommandResult, Runner
 
 T = TypeVar("T")
@@ -316,7 +315,7 @@ def free_space_warn(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def layout_complete(runner: Runner, catalog: Catalog) -> Outcome:
-    paths = directories(catalog)
+    paths = catalog.hpc.beegfs.role_directories()
     res = runner.run(["stat", "-c", "%n", *paths.values()])
     present = {line.strip() for line in res.stdout.splitlines()}
     return missing_items(
@@ -339,7 +338,7 @@ def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
     """Create, read back and delete a probe file in each directory, as the training user;
     the first directory also times a 16 MiB write (metadata, not a threshold)."""
     user = catalog.hpc.beegfs.training_user
-    dirs = directories(catalog)
+    dirs = catalog.hpc.beegfs.role_directories()
     failed: list[str] = []
     throughput = None
     for i, path in enumerate(dirs.values()):

@@ -19,16 +19,16 @@ POOL = "container_builds"
 
 
 def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDefinition:
-    path = containers.container_path(catalog, ct)
+    path, key = catalog.container_path(name), catalog.container_key(name)
     base = ct.source.bootstrap_from if isinstance(ct.source, BuildSource) else None
     src = ct.source.pull if isinstance(ct.source, PullSource) else f"build {ct.source.build}"
     where = f"a SLURM job on {ct.build_partition}" if ct.where == "slurm" else "the login node"
 
     @dg.asset(
-        name=f"container_{name}",
+        name=key,
         group_name=GROUP,
         kinds={"apptainer", "beegfs"},
-        deps=["beegfs_layout", "apptainer", *([f"container_{base}"] if base else [])],
+        deps=["beegfs_layout", "apptainer", *([catalog.container_key(base)] if base else [])],
         pool=POOL,
         required_resource_keys={"hpc"},
         description=f"{ct.file} from {src}, made on {where}; published by rename, a no-op when the source is unchanged.",
@@ -57,21 +57,22 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
     return _image
 
 
-def _sif_valid(c: Any, ct: Container) -> Outcome:
-    return containers.sif_valid(c.hpc.runner(), containers.container_path(c.catalog, ct))
+def _sif_valid(c: Any, name: str) -> Outcome:
+    return containers.sif_valid(c.hpc.runner(), c.catalog.container_path(name))
 
 
-def _frameworks(c: Any, ct: Container) -> Outcome:
-    return containers.image_packages(c.hpc.runner(), containers.container_path(c.catalog, ct), ct.expected_packages)
-
-
-def _matches_record(c: Any, ct: Container) -> Outcome:
-    return containers.matches_record(c.hpc.runner(), containers.container_path(c.catalog, ct))
-
-
-def _nv_one_gpu(c: Any, ct: Container) -> Outcome:
+def _frameworks(c: Any, name: str) -> Outcome:
     cat = c.catalog
-    return containers.nv_exposes_gpus(c.hpc.runner(), containers.container_path(cat, ct), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
+    return containers.image_packages(c.hpc.runner(), cat.container_path(name), cat.containers[name].expected_packages)
+
+
+def _matches_record(c: Any, name: str) -> Outcome:
+    return containers.matches_record(c.hpc.runner(), c.catalog.container_path(name))
+
+
+def _nv_one_gpu(c: Any, name: str) -> Outcome:
+    cat = c.catalog
+    return containers.nv_exposes_gpus(c.hpc.runner(), cat.container_path(name), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -79,22 +80,23 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     gpu_sev = W if catalog.hpc.gpus.fake else E
     out: list[CheckSpec] = []
     for name, ct in catalog.containers.items():
-        asset, hint = f"container_{name}", f"re-materialize container_{name}"
+        asset = catalog.container_key(name)
+        hint = f"re-materialize {asset}"
         out += [
-            CheckSpec(asset, f"container_{name}_is_valid_sif", E,
+            CheckSpec(asset, f"{asset}_is_valid_sif", E,
                       "A truncated or non-SIF file fails every job that execs it: SIF magic, then inspect --json.",
-                      bound(_sif_valid, ct), ("hpc",), blocking=True, hint=hint),
-            CheckSpec(asset, f"container_{name}_matches_its_record", E,
+                      bound(_sif_valid, name), ("hpc",), blocking=True, hint=hint),
+            CheckSpec(asset, f"{asset}_matches_its_record", E,
                       "The bytes on BeeGFS are the ones published (sha256 of the provenance record): catches a damaged or replaced image.",
-                      bound(_matches_record, ct), ("hpc",), light=False, hint=hint),
-            CheckSpec(asset, f"container_{name}_sees_allocated_gpu_with_nv", gpu_sev,
+                      bound(_matches_record, name), ("hpc",), light=False, hint=hint),
+            CheckSpec(asset, f"{asset}_sees_allocated_gpu_with_nv", gpu_sev,
                       "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted inside, since --nv exits 0 without a driver.",
-                      bound(_nv_one_gpu, ct), ("hpc",), light=False),
+                      bound(_nv_one_gpu, name), ("hpc",), light=False),
         ]
         if ct.expect_python_packages:
-            out.append(CheckSpec(asset, f"container_{name}_framework_versions", E,
+            out.append(CheckSpec(asset, f"{asset}_framework_versions", E,
                                  "Jobs assume these frameworks inside the image.",
-                                 bound(_frameworks, ct), ("hpc",), light=False, hint=hint))
+                                 bound(_frameworks, name), ("hpc",), light=False, hint=hint))
     return out
 
 

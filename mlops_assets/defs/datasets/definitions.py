@@ -14,7 +14,6 @@ from mlops_assets.checking import asset_checks_per_asset, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "datasets"
@@ -33,9 +32,9 @@ def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
     from mlops_assets.resources.hpc_pipes import ship_payloads
 
     runner = c.hpc.runner()
-    where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    root, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, d)[1])
-    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"dataset_{name}")
+    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    root, mpath = c.catalog.dataset_path(name), c.catalog.dataset_manifest(name)
+    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, c.catalog.dataset_key(name))
 
 
 def _loads(c: Any, name: str, d: Dataset) -> Outcome:
@@ -43,13 +42,13 @@ def _loads(c: Any, name: str, d: Dataset) -> Outcome:
     from mlops_assets.resources.hpc_pipes import ship_payloads
 
     runner = c.hpc.runner()
-    where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), f"dataset_{name}")
+    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), c.catalog.dataset_key(name))
 
 
 def _size(c: Any, name: str, d: Dataset) -> Outcome:
-    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, d)[1])
-    return staging.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, f"dataset_{name}")
+    mpath = c.catalog.dataset_manifest(name)
+    return staging.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, c.catalog.dataset_key(name))
 
 
 def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
@@ -59,30 +58,31 @@ def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
 def specs(catalog: Catalog) -> list[CheckSpec]:
     out: list[CheckSpec] = []
     for name, d in catalog.datasets.items():
+        key = catalog.dataset_key(name)
         if d.sync_to_bucket:
             out.append(CheckSpec(
-                f"dataset_{name}_minio", f"dataset_{name}_minio_matches_manifest", Severity.ERROR,
+                f"{key}_minio", f"{key}_minio_matches_manifest", Severity.ERROR,
                 "Cloud-side jobs read the dataset from here: every manifest entry is an object with the same size and "
                 "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
                 bound(_in_bucket, name, d), ("hpc", "s3"), blocking=True,
-                hint=f"materialize dataset_{name}_minio",
+                hint=f"materialize {key}_minio",
             ))
         out += [
             CheckSpec(
-                f"dataset_{name}", f"dataset_{name}_manifest_verifies", Severity.ERROR,
+                key, f"{key}_manifest_verifies", Severity.ERROR,
                 "Every staged file still has the size and sha256 of its manifest; names what is missing, extra or changed.",
                 bound(_verifies, name, d), ("hpc",), blocking=True, light=False,
-                hint=f"re-materialize dataset_{name}",
+                hint=f"re-materialize {key}",
             ),
             CheckSpec(
-                f"dataset_{name}", f"dataset_{name}_loads", Severity.ERROR,
+                key, f"{key}_loads", Severity.ERROR,
                 "The data opens as training will read it, on the HPC side: parquet/arrow files with the catalog's splits "
                 "and row counts; torchvision's layout (and torchvision itself with download=False where hpc.python has it).",
                 bound(_loads, name, d), ("hpc",), blocking=True, light=False,
-                hint=f"re-materialize dataset_{name}",
+                hint=f"re-materialize {key}",
             ),
             CheckSpec(
-                f"dataset_{name}", f"dataset_{name}_size_within_bounds", Severity.WARN,
+                key, f"{key}_size_within_bounds", Severity.WARN,
                 "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
                 bound(_size, name, d), ("hpc",),
             ),
@@ -94,10 +94,10 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     src = d.source
     where = f"{src.repo}@{src.revision[:12]}" if isinstance(src, HubSource) else f"torchvision {src.dataset_class}"
     payload, extras = plan(catalog, d)
-    root, _ = staging_plan.staged_location(catalog, extras)
+    root = catalog.dataset_path(name)
 
     @dg.asset(
-        name=f"dataset_{name}",
+        name=catalog.dataset_key(name),
         group_name=GROUP,
         kinds={"beegfs", "huggingface" if isinstance(src, HubSource) else "torchvision"},
         deps=["beegfs_layout"],
@@ -119,14 +119,15 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
 def _minio_asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     plan = staging_plan.dataset_sync_plan(catalog, name, d)
     uri = f"s3://{plan['bucket']}/{plan['prefix']}"
+    key = catalog.dataset_key(name)
 
     @dg.asset(
-        name=f"dataset_{name}_minio",
+        name=f"{key}_minio",
         group_name=GROUP,
         kinds={"minio"},
-        deps=[f"dataset_{name}", f"bucket_{staging_plan.DATASETS_BUCKET}"],
+        deps=[key, catalog.bucket(staging_plan.DATASETS_BUCKET).asset_key],
         required_resource_keys={"hpc", "s3"},
-        description=f"Copy of the staged dataset_{name} in {uri} (catalog: sync_to_bucket), uploaded from the HPC side; _manifest.json last.",
+        description=f"Copy of the staged {key} in {uri} (catalog: sync_to_bucket), uploaded from the HPC side; _manifest.json last.",
         metadata={"uri": uri},
         freshness_policy=freshness_policy(d.freshness or catalog.default_freshness),
     )

@@ -28,13 +28,13 @@ def _nv_image(catalog: Catalog) -> str:
 
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
     """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
-    from mlops_assets.core.probes.containers import container_path, nv_exposes_gpus
+    from mlops_assets.core.probes.containers import nv_exposes_gpus
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
     name = _nv_image(cat)
-    image = container_path(cat, cat.containers[name])
+    image = cat.container_path(name)
     if not runner.run(["test", "-f", image]).ok:
-        raise ProbeFailed(f"{image} is not staged: --nv needs an image to exec", f"materialize container_{name} first")
+        raise ProbeFailed(f"{image} is not staged: --nv needs an image to exec", f"materialize {cat.container_key(name)} first")
     return nv_exposes_gpus(runner, image, r.gpu_partition(cat), cat.hpc.slurm.gpus_per_node, fake=cat.hpc.gpus.fake)
 
 
@@ -61,7 +61,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         CheckSpec("apptainer", "apptainer_on_compute_node", E, "Jobs exec containers on compute nodes, not on the login node.", _on_hpc(r.apptainer_on_compute), hpc, light=False),
         CheckSpec("apptainer", "apptainer_nv_exposes_allocated_gpus", W if catalog.hpc.gpus.fake else E,
                   "GPU count inside `exec --nv` equals the count the job holds; counted inside, since --nv exits 0 without a driver.",
-                  _nv_exposes_node_gpus, hpc, light=False, needs=(f"container_{_nv_image(catalog)}",)),
+                  _nv_exposes_node_gpus, hpc, light=False, needs=(catalog.container_key(_nv_image(catalog)),)),
     ]
 
 

@@ -13,7 +13,6 @@ from mlops_assets.checking import asset_checks_per_asset, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "models"
@@ -24,8 +23,8 @@ def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
     """A version tagged with the pinned revision and the digest of the manifest staged now."""
     from mlops_assets.core.probes import model_registry
 
-    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
-    digest = staging.read_staged_manifest(c.hpc.runner(), mpath, f"model_{name}").digest
+    mpath = c.catalog.model_manifest(name)
+    digest = staging.read_staged_manifest(c.hpc.runner(), mpath, c.catalog.model_key(name)).digest
     return model_registry.version_outcome(model_registry.versions(c.mlflow, m.registered_name), m.registered_name, m.revision, digest)
 
 
@@ -37,9 +36,9 @@ def _verifies(c: Any, name: str, m: Model) -> Outcome:
     from mlops_assets.resources.hpc_pipes import ship_payloads
 
     runner = c.hpc.runner()
-    where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    root, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
-    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, f"model_{name}")
+    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    root, mpath = c.catalog.model_path(name), c.catalog.model_manifest(name)
+    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, c.catalog.model_key(name))
 
 
 def _loads(c: Any, name: str, m: Model) -> Outcome:
@@ -47,13 +46,13 @@ def _loads(c: Any, name: str, m: Model) -> Outcome:
     from mlops_assets.resources.hpc_pipes import ship_payloads
 
     runner = c.hpc.runner()
-    where = ship_payloads(runner, directories(c.catalog)["scripts"])
-    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), f"model_{name}")
+    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), c.catalog.model_key(name))
 
 
 def _size(c: Any, name: str, m: Model) -> Outcome:
-    _, mpath = staging_plan.staged_location(c.catalog, plan(c.catalog, m))
-    return staging.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, f"model_{name}")
+    mpath = c.catalog.model_manifest(name)
+    return staging.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, c.catalog.model_key(name))
 
 
 def _in_bucket(c: Any, name: str, m: Model) -> Outcome:
@@ -64,37 +63,38 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     E, W = Severity.ERROR, Severity.WARN
     out: list[CheckSpec] = []
     for name, m in catalog.models.items():
+        staged = catalog.model_key(name)
         out += [
             CheckSpec(
-                f"model_{name}", f"model_{name}_manifest_verifies", E,
+                staged, f"{staged}_manifest_verifies", E,
                 "The snapshot in the HF cache on BeeGFS still matches its manifest (jobs load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
                 bound(_verifies, name, m), ("hpc",), blocking=True, light=False,
-                hint=f"re-materialize model_{name}",
+                hint=f"re-materialize {staged}",
             ),
             CheckSpec(
-                f"model_{name}", f"model_{name}_loads", E,
+                staged, f"{staged}_loads", E,
                 "config.json and the tokenizer files parse, every safetensors header parses and fits its file, and the "
                 "tensors add up to the catalog's parameter count (no torch needed).",
                 bound(_loads, name, m), ("hpc",), blocking=True, light=False,
-                hint=f"re-materialize model_{name}",
+                hint=f"re-materialize {staged}",
             ),
             CheckSpec(
-                f"model_{name}", f"model_{name}_size_within_bounds", W,
+                staged, f"{staged}_size_within_bounds", W,
                 "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
                 bound(_size, name, m), ("hpc",),
             ),
             CheckSpec(
-                f"model_{name}_minio", f"model_{name}_minio_matches_manifest", E,
+                f"{staged}_minio", f"{staged}_minio_matches_manifest", E,
                 "KServe pulls the model from here: every manifest entry is an object with the same size and "
                 "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
                 bound(_in_bucket, name, m), ("hpc", "s3"), blocking=True,
-                hint=f"materialize model_{name}_minio",
+                hint=f"materialize {staged}_minio",
             ),
             CheckSpec(
-                f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered", E,
+                f"{staged}_mlflow", f"{staged}_mlflow_version_registered", E,
                 "Deployments refer to registered versions: one is tagged with the pinned revision and the current manifest digest.",
                 bound(_mlflow_version, name, m), ("hpc", "mlflow"),
-                hint=f"materialize model_{name}_mlflow",
+                hint=f"materialize {staged}_mlflow",
             ),
         ]
     return out
@@ -102,10 +102,10 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     extras = plan(catalog, m)
-    root, _ = staging_plan.staged_location(catalog, extras)
+    root = catalog.model_path(name)
 
     @dg.asset(
-        name=f"model_{name}",
+        name=catalog.model_key(name),
         group_name=GROUP,
         kinds={"huggingface", "beegfs"},
         deps=["beegfs_layout"],
@@ -126,12 +126,13 @@ def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
 
 def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     pinned = f"{m.repo}@{m.revision[:12]}"
+    staged = catalog.model_key(name)
 
     @dg.asset(
-        name=f"model_{name}_minio",
+        name=f"{staged}_minio",
         group_name=GROUP,
         kinds={"minio"},
-        deps=[f"model_{name}", f"bucket_{m.bucket}"],
+        deps=[staged, catalog.bucket(m.bucket).asset_key],
         required_resource_keys={"hpc", "s3"},
         description=f"Copy of {pinned} in {staging_plan.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
         metadata={"uri": staging_plan.model_uri(name, m)},
@@ -149,12 +150,13 @@ def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
 def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     pinned = f"{m.repo}@{m.revision[:12]}"
     uri = staging_plan.model_uri(name, m)
+    staged = catalog.model_key(name)
 
     @dg.asset(
-        name=f"model_{name}_mlflow",
+        name=f"{staged}_mlflow",
         group_name=GROUP,
         kinds={"mlflow"},
-        deps=[f"model_{name}_minio", "mlflow"],
+        deps=[f"{staged}_minio", "mlflow"],
         required_resource_keys={"hpc", "s3", "mlflow"},
         description=f"Registered model `{m.registered_name}` at {pinned}: a version whose source is {uri}, tagged with repo, revision, manifest digest and URI.",
         metadata={"registered_model": m.registered_name},
@@ -166,8 +168,8 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         from mlops_assets.core.probes import model_registry
 
         try:
-            _, mpath = staging_plan.staged_location(catalog, plan(catalog, m))
-            man = staging.read_staged_manifest(context.resources.hpc.runner(), mpath, f"model_{name}")
+            mpath = catalog.model_manifest(name)
+            man = staging.read_staged_manifest(context.resources.hpc.runner(), mpath, staged)
             prefix = staging_plan.model_prefix(name, m)
             key = prefix + staging_plan.S3_MANIFEST_OBJECT
             head = staging.head_objects(context.resources.s3.probe_client(), m.bucket, [key])[key]
@@ -176,7 +178,7 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                 raise ProbeFailed(
                     f"{uri}{staging_plan.S3_MANIFEST_OBJECT} is {'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
                     f"the staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or not current",
-                    f"materialize model_{name}_minio first",
+                    f"materialize {staged}_minio first",
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
             reg = model_registry.register(context.resources.mlflow, m.registered_name, uri, tags, description=f"{pinned}, staged by mlops_assets")

@@ -121,7 +121,7 @@ def container_keys(catalog: Catalog) -> list[str]:
     """The image the smoke jobs run in: `smoke.container`, else the catalog's first one (whose
     re-materialization still says the software stack changed)."""
     s = catalog.smoke
-    return [f"container_{s.container}"] if s.container else [f"container_{n}" for n in list(catalog.containers)[:1]]
+    return [catalog.container_key(s.container)] if s.container else [catalog.container_key(n) for n in list(catalog.containers)[:1]]
 
 
 def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
@@ -141,7 +141,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     s = catalog.smoke
     fake = catalog.hpc.gpus.fake
     container = container_keys(catalog)
-    mnist = [f"dataset_{n}" for n, d in catalog.datasets.items() if getattr(d.source, "dataset_class", "") == "MNIST"]
+    mnist = [catalog.dataset_key(n) for n, d in catalog.datasets.items() if getattr(d.source, "dataset_class", "") == "MNIST"]
     return [
         _smoke_asset(
             catalog, "smoke_gpu", "gpu", "gpu_smoke.py", s.jobs.gpu, kinds=["slurm", "nvidia"],

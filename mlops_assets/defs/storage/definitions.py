@@ -7,7 +7,6 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Bucket, Catalog
 from mlops_assets.checking import asset_checks
-from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Severity, bound
 from mlops_assets.core.probes import hpc, staging
 from mlops_assets.platform import active
@@ -16,7 +15,7 @@ GROUP = "storage"
 
 
 def _layout(catalog: Catalog) -> dg.AssetsDefinition:
-    dirs = staging_plan.directories(catalog)
+    dirs = catalog.hpc.beegfs.role_directories()
 
     @dg.asset(
         name="beegfs_layout",

@@ -14,7 +14,6 @@ from mlops_assets.checking import asset_checks, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.core.probes import file_sync, staging
-from mlops_assets.core.staging_plan import directories
 from mlops_assets.platform import active
 
 GROUP = "storage"
@@ -23,9 +22,9 @@ KEY = "training_files"
 
 def targets(catalog: Catalog) -> dict[str, tuple[str, str]]:
     """layout dir -> (target, upload mirror) on BeeGFS."""
-    dirs = directories(catalog)
+    b = catalog.hpc.beegfs
     sub = file_sync.TARGET_SUBDIR
-    return {d: (f"{dirs[d]}/{sub}", f"{dirs[d]}/.{sub}.upload") for d in file_sync.TRAINING_TREES}
+    return {d: (f"{b.directory(d)}/{sub}", f"{b.directory(d)}/.{sub}.upload") for d in file_sync.TRAINING_TREES}
 
 
 def _verifies(c: Any) -> Outcome:
@@ -34,11 +33,11 @@ def _verifies(c: Any) -> Outcome:
     from mlops_assets.resources.hpc_pipes import ship_payloads
 
     runner = c.hpc.runner()
-    where = ship_payloads(runner, directories(c.catalog)["scripts"])
+    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
     problems: list[str] = []
     files = 0
     for d, (target, _) in targets(c.catalog).items():
-        mpath = f"{target}/.mlops-manifest.json"
+        mpath = c.catalog.hpc.beegfs.manifest_path(target)
         out = staging.verify_staged(runner, c.catalog.hpc.python, where, target, mpath, KEY)
         if not out.passed:
             problems.append(f"{target}: {out.detail}")
