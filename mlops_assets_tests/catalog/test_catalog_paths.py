@@ -69,3 +69,31 @@ def test_keys_are_the_old_strings_and_unknown_names_fail() -> None:
         cat.container_key("no_such_image")
     with pytest.raises(KeyError, match="one of datasets"):
         cat.hpc.beegfs.directory("nope")
+
+
+def test_bucket_by_name_carries_its_asset_key() -> None:
+    cat = CATALOGS[0][1]
+    assert cat.bucket("datasets").asset_key == "bucket_datasets"
+    with pytest.raises(KeyError, match="no bucket 'nope'"):
+        cat.bucket("nope")
+
+
+def test_shipped_payload_files_do_not_import_the_catalog() -> None:
+    """The HPC side runs these without mlops_assets: the catalog's answers reach them as
+    arguments, never as an import."""
+    import ast
+
+    from mlops_assets.resources.hpc_pipes import PAYLOAD_FILES, _local_payload
+    from mlops_assets.resources.slurm_pipes import SMOKE_FILES
+
+    shipped = {**PAYLOAD_FILES, **SMOKE_FILES}
+    assert "mlops_manifest.py" in shipped
+    for name, spec in shipped.items():
+        tree = ast.parse(_local_payload(name, shipped).read_text())
+        for node in ast.walk(tree):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if isinstance(node, ast.ImportFrom) and node.module == "mlops_assets":
+                mods += [f"mlops_assets.{a.name}" for a in node.names]
+            # the source-tree fallback to mlops_assets.core.manifest is allowed; the catalog is not
+            assert not any(m.startswith("mlops_assets.catalog") for m in mods), (name, spec, mods)
