@@ -35,8 +35,8 @@ def test_schedules_and_sensor_from_the_catalog() -> None:
     d = defs()
     cat = active().catalog
     schedules = {s.name: s for s in d.schedules or []}
-    assert schedules["light_checks_schedule"].cron_schedule == cat.smoke.light_checks_cron
-    assert schedules["nightly_full_validation_schedule"].cron_schedule == cat.smoke.full_validation_cron
+    assert schedules["light_checks_schedule"].cron_schedule == cat.automation.light_checks_cron
+    assert schedules["nightly_full_validation_schedule"].cron_schedule == cat.automation.full_validation_cron
     sensor = next(s for s in d.sensors or [] if s.name == "slurm_gpu_node_sensor")
     assert sensor.minimum_interval_seconds == cat.smoke.node_sensor_interval_s
 

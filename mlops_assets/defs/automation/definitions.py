@@ -1,10 +1,10 @@
 """The jobs and schedules that span the domains, built over their merged definitions
 (definitions.py passes them in), so nothing here imports a domain to learn its checks:
 
-- `light_checks` / `light_checks_schedule` (catalog smoke.light_checks_cron): the checks
+- `light_checks` / `light_checks_schedule` (catalog automation.light_checks_cron): the checks
   whose spec metadata says `mlops/light=true` (set by checking.py from `CheckSpec.light`):
   cheap probes, no jobs;
-- `full_validation` / `nightly_full_validation_schedule` (smoke.full_validation_cron):
+- `full_validation` / `nightly_full_validation_schedule` (automation.full_validation_cron):
   every asset and check in one run, then the per-node smoke once per usable GPU node;
 - `smoke_rerun_automation_sensor`: evaluates every asset's automation condition (today only
   the smoke assets declare one).
@@ -82,7 +82,7 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
     full_job = dg.define_asset_job(FULL_JOB, selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
                                    description="Every asset materialized and every check run, smoke jobs included.")
 
-    @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
+    @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.automation.full_validation_cron,
                  default_status=schedule_status(catalog),
                  description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).")
     def nightly(context: dg.ScheduleEvaluationContext, hpc: HpcResource) -> list[dg.RunRequest] | dg.SkipReason:
@@ -101,7 +101,7 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
         return nightly_requests(context.repository_def.asset_graph, nodes, stamp)
 
     schedules = [
-        dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.smoke.light_checks_cron,
+        dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.automation.light_checks_cron,
                               default_status=schedule_status(catalog)),
         nightly,
     ]
