@@ -230,3 +230,14 @@ def freshness_policy(fresh: Freshness) -> dg.FreshnessPolicy:
         fail_window=timedelta(hours=fresh.fail_after_hours),
         warn_window=timedelta(hours=fresh.warn_after_hours) if fresh.warn_after_hours else None,
     )
+
+
+def sensor_status(catalog: Catalog) -> dg.DefaultSensorStatus:
+    """`automation.running` as a sensor's default status: one catalog key for every sensor
+    and schedule the catalog governs (defs/smoke, defs/automation)."""
+    return dg.DefaultSensorStatus.RUNNING if catalog.automation.running else dg.DefaultSensorStatus.STOPPED
+
+
+def schedule_status(catalog: Catalog) -> dg.DefaultScheduleStatus:
+    """`automation.running` as a schedule's default status."""
+    return dg.DefaultScheduleStatus.RUNNING if catalog.automation.running else dg.DefaultScheduleStatus.STOPPED

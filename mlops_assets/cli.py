@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_assets.catalog.loader import CATALOG_ENV, PROFILE_ENV, CatalogError
+from mlops_assets.defs import GROUPS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 FORMATS = ("table", "json", "junit")
@@ -48,8 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, parents=[common], help=text, description=text)
         c.add_argument(
             "--select", nargs="+", default=[], metavar="GROUP_OR_KEY",
-            help="groups (hpc cloud network storage datasets models containers smoke) or asset keys; "
-            "comma or space separated; default: everything",
+            help=f"groups ({' '.join(GROUPS)}) or asset keys; comma or space separated; default: everything",
         )
         c.add_argument("--format", choices=FORMATS, default="table")
         c.add_argument("--output", metavar="FILE", help="also write the report to FILE (format from --format)")

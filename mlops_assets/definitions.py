@@ -1,8 +1,10 @@
 """The one Definitions object: every domain under defs/, plus the resources the catalog
 implies. Heavy libraries stay unimported until a check or asset runs.
 
-A domain is a package `defs/<name>/` whose `definitions.py` builds its `defs`; adding a folder
-adds a domain. They are imported directly rather than through `dg.load_from_defs_folder`:
+A domain is a package `defs/<name>/` whose `definitions.py` builds its `defs`, listed once in
+the registry (`mlops_assets/defs/__init__.py`: folder = asset group); `defs/automation` then
+builds the jobs and schedules that span them over their merged definitions. They are imported
+directly rather than through `dg.load_from_defs_folder`:
 each module already holds its Definitions, and the defs-folder loader adds nothing to them
 but component scanning (JSON descriptions of Dagster's built-in component types), about a
 third of a second at every load (docs/benchmarks.md). `dg` and `dagster dev` load this module
@@ -12,21 +14,17 @@ from __future__ import annotations
 
 import gc
 import importlib
-import pkgutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 
-DEFS_PACKAGE = "mlops_assets.defs"
+from mlops_assets.defs import AUTOMATION, DOMAINS, module
 
 
 def domain_modules() -> list[str]:
-    """`mlops_assets.defs.<domain>.definitions` for every package under defs/, sorted."""
-    package = importlib.import_module(DEFS_PACKAGE)
-    return sorted(
-        f"{DEFS_PACKAGE}.{info.name}.definitions" for info in pkgutil.iter_modules(package.__path__) if info.ispkg
-    )
+    """The module of every domain in the registry, in its order (automation apart)."""
+    return [module(name) for name in DOMAINS]
 
 
 _frozen = False
@@ -59,5 +57,7 @@ def defs() -> dg.Definitions:
     with _no_gc_pause():
         from mlops_assets.platform import active, build_resources
 
-        domains = [importlib.import_module(name).defs for name in domain_modules()]
-        return dg.Definitions.merge(*domains, dg.Definitions(resources=build_resources(active().catalog)))
+        catalog = active().catalog
+        domains = dg.Definitions.merge(*(importlib.import_module(name).defs for name in domain_modules()))
+        automation = importlib.import_module(module(AUTOMATION)).build(catalog, domains)
+        return dg.Definitions.merge(domains, automation, dg.Definitions(resources=build_resources(catalog)))

@@ -13,8 +13,8 @@ import dagster as dg
 
 from mlops_assets.checking import from_check_evaluation
 from mlops_assets.core.checks import Evaluation, Severity
+from mlops_assets.defs import GROUPS
 
-GROUPS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke")
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 

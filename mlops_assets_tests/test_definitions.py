@@ -8,10 +8,11 @@ import tomllib
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from mlops_assets.definitions import defs, domain_modules
-from mlops_assets.headless import GROUPS
+from mlops_assets.defs import AUTOMATION, DOMAINS, GROUPS, module
 
 
 def test_definitions_validate_loadable() -> None:
@@ -84,7 +85,31 @@ def test_one_loader_configuration() -> None:
     }}]
     assert not list((root / "mlops_assets").rglob("dg.toml"))
     folders = sorted(p.parent.name for p in (root / "mlops_assets" / "defs").glob("*/definitions.py"))
-    assert [m.split(".")[2] for m in domain_modules()] == folders
+    assert sorted([*(m.split(".")[2] for m in domain_modules()), AUTOMATION]) == folders
+
+
+def test_folder_is_group() -> None:
+    """Every asset a domain folder defines is in the group of that folder's name, and a
+    folder without assets is not offered as a group."""
+    import importlib
+
+    for name in DOMAINS:
+        groups: set[str | None] = set()
+        for a in importlib.import_module(module(name)).defs.assets or []:
+            if isinstance(a, dg.AssetsDefinition):
+                groups |= set(a.group_names_by_key.values())
+            else:
+                assert isinstance(a, dg.AssetSpec), type(a)
+                groups.add(a.group_name)
+        assert groups == ({name} if name in GROUPS else set()), f"defs/{name}/ declares groups {groups}"
+
+
+def test_cli_help_names_every_group(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlops_assets.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])
+    assert f"groups ({' '.join(GROUPS)})" in " ".join(capsys.readouterr().out.split())
 
 
 def test_dg_check_defs_from_the_repository_root() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets.definitions import defs
+from mlops_assets.defs.automation.definitions import light_check_keys, nightly_requests
 from mlops_assets.defs.smoke.definitions import (
     GPU_NODES,
     GPU_NODES_NAME,
     NODE_ASSETS,
     NODE_JOB,
     container_keys,
-    nightly_requests,
     node_run_requests,
 )
 from mlops_assets.platform import active
@@ -35,8 +35,8 @@ def test_schedules_and_sensor_from_the_catalog() -> None:
     d = defs()
     cat = active().catalog
     schedules = {s.name: s for s in d.schedules or []}
-    assert schedules["light_checks_schedule"].cron_schedule == cat.smoke.light_checks_cron
-    assert schedules["nightly_full_validation_schedule"].cron_schedule == cat.smoke.full_validation_cron
+    assert schedules["light_checks_schedule"].cron_schedule == cat.automation.light_checks_cron
+    assert schedules["nightly_full_validation_schedule"].cron_schedule == cat.automation.full_validation_cron
     sensor = next(s for s in d.sensors or [] if s.name == "slurm_gpu_node_sensor")
     assert sensor.minimum_interval_seconds == cat.smoke.node_sensor_interval_s
 
@@ -50,6 +50,21 @@ def test_light_job_runs_only_light_checks_and_the_nightly_job_everything() -> No
     assert dg.AssetCheckKey(dg.AssetKey("slurm"), "slurm_controller_responds") in light
     assert d.resolve_job_def("full_validation").asset_layer.asset_graph.asset_check_keys == everything
     assert {k.to_user_string() for k in d.resolve_job_def(NODE_JOB).asset_layer.asset_graph.executable_asset_keys} == {"smoke_gpu", "smoke_multi_gpu_nccl"}
+
+
+def test_light_checks_are_the_checks_whose_metadata_says_light() -> None:
+    """The light job is read from the resolved graph's check metadata (checking.py writes
+    mlops/light from CheckSpec.light), so every domain's light checks are in it, and only
+    those: no list of domains decides."""
+    d = defs()
+    graph = d.resolve_asset_graph()
+    light = {ck: graph.get_check_spec(ck).metadata.get("mlops/light") for ck in graph.asset_check_keys}
+    marked = {ck for ck, v in light.items() if getattr(v, "value", v) == "true"}
+    assert 0 < len(marked) < len(light)
+    assert set(light_check_keys(d)) == marked
+    assert set(d.resolve_job_def("light_checks").asset_layer.asset_graph.asset_check_keys) == marked
+    domains = {str(graph.get(ck.asset_key).group_name) for ck in marked}
+    assert {"hpc", "cloud", "network", "storage", "datasets", "models", "containers"} <= domains
 
 
 def test_gres_change_on_one_of_three_nodes_requests_that_node_only() -> None:
@@ -117,8 +132,12 @@ def test_automation_status_is_one_catalog_key() -> None:
     """RUNNING by default in both profiles; `automation.running: false` stops every schedule
     and sensor the catalog governs (the metrics exporter keeps running)."""
     from mlops_assets.catalog.loader import load_catalog
-    from mlops_assets.catalog.schema import Automation
-    from mlops_assets.defs.smoke.definitions import build
+    from mlops_assets.catalog.schema import Automation, Catalog
+    from mlops_assets.defs.automation.definitions import build as automation
+    from mlops_assets.defs.smoke.definitions import build as smoke
+
+    def build(catalog: Catalog) -> dg.Definitions:
+        return dg.Definitions.merge(smoke(catalog), automation(catalog, defs()))
 
     for profile in ("sandbox", "production"):
         assert load_catalog(profile=profile).catalog.automation.running is True

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mlops_assets.defs import GROUPS as DOMAIN_GROUPS
 from mlops_assets_tests.conftest import dagster_dev, graphql
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-GROUPS = ["hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke"]
+GROUPS = list(DOMAIN_GROUPS)  # the registry, mlops_assets/defs/__init__.py
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -103,6 +103,25 @@ def test_cross_references_are_checked(tmp_path: Path) -> None:
     assert "models.gpt2.bucket 'nope'" in str(err.value) and "smoke.partition 'cpu'" in str(err.value)
 
 
+@pytest.mark.parametrize("profile", ["sandbox", "production"])
+def test_schedule_crons_live_under_automation_in_every_profile(profile: str) -> None:
+    """The profiles override `automation.running` only; the crons of the base survive."""
+    auto = load_catalog(profile=profile, env={}).catalog.automation
+    assert (auto.light_checks_cron, auto.full_validation_cron) == ("*/15 * * * *", "0 2 * * *")
+
+
+def test_schedule_crons_under_smoke_still_load_with_a_deprecation(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["smoke"]["light_checks_cron"] = "*/5 * * * *"
+    del data["automation"]["light_checks_cron"]
+    with pytest.warns(FutureWarning, match=r"smoke.light_checks_cron moved to automation.light_checks_cron"):
+        auto = load_catalog(write(tmp_path, data), "production", env={}).catalog.automation
+    assert auto.light_checks_cron == "*/5 * * * *" and auto.full_validation_cron == "0 2 * * *"
+    data["automation"]["light_checks_cron"] = "*/10 * * * *"
+    with pytest.raises(CatalogError, match=r"smoke.light_checks_cron and automation.light_checks_cron disagree"):
+        load_catalog(write(tmp_path, data), "production", env={})
+
+
 def test_hostile_values_are_rejected_not_executed(tmp_path: Path) -> None:
     data = copy.deepcopy(BASE)
     data["hpc"]["beegfs"]["training_user"] = "root; rm -rf /"

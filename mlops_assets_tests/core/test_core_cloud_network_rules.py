@@ -356,8 +356,15 @@ def test_artifact_proxy_paths() -> None:
 # ------------------------------------------------------------------- timeouts
 
 
+class SilentUrl(str):
+    """The silent server's URL, carrying the connections it accepted: one per attempt, so a
+    client's hidden retries show as a count, not as a timing."""
+
+    accepted: list[socket.socket]
+
+
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_server() -> Iterator[SilentUrl]:
     """Accepts connections and never answers: the worst kind of dead service."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -375,8 +382,10 @@ def silent_server() -> Iterator[str]:
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
+    url = SilentUrl(f"http://127.0.0.1:{sock.getsockname()[1]}")
+    url.accepted = accepted
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield url
     finally:
         stop.set()
         t.join()
@@ -386,12 +395,14 @@ def silent_server() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("rule", [cr.mlflow_health, cr.mlflow_experiments, cr.prometheus_ready, cr.grafana_health])
-def test_silent_service_fails_within_its_timeout(catalog: Catalog, silent_server: str, rule: Any) -> None:
+def test_silent_service_fails_within_its_timeout(catalog: Catalog, silent_server: SilentUrl, rule: Any) -> None:
+    """One attempt, given up at the timeout (the bound only proves it does not hang)."""
     spec = CheckSpec("svc", rule.__name__, Severity.ERROR, "", lambda ctx: rule(UrlHttp(silent_server, timeout_s=1), catalog))
     start = time.monotonic()
     ev = run_check(spec, None)
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 10
     assert not ev.passed and "no answer within 1s" in ev.detail
+    assert len(silent_server.accepted) == 1, "the check client retried"
 
 
 # --------------------------------------------------------------------- network
@@ -457,19 +468,20 @@ def test_profile_drops_internet_target_with_null(catalog: Catalog) -> None:
 # ------------------------------------------- resources against a silent service
 
 
-def test_silent_s3_fails_minio_checks_within_timeout(catalog: Catalog, silent_server: str) -> None:
+def test_silent_s3_fails_minio_checks_within_timeout(catalog: Catalog, silent_server: SilentUrl) -> None:
     """One attempt per call in probe_client(): botocore's retries would triple the wait."""
     from mlops_assets.resources.clients import S3Resource
 
     s3 = S3Resource(endpoint_url=silent_server, access_key_id="AKIATEST", secret_access_key=SECRET, timeout_s=1)
-    for probe in (cr.minio_buckets_listable, lambda c, cat: cr.minio_buckets_exist(c, cat, True)):
+    for calls, probe in enumerate((cr.minio_buckets_listable, lambda c, cat: cr.minio_buckets_exist(c, cat, True)), 1):
         start = time.monotonic()
         with pytest.raises(ProbeFailed, match="ReadTimeoutError"):
             probe(s3.probe_client(), catalog)
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < 10
+        assert len(silent_server.accepted) == calls, "botocore retried"
 
 
-def test_silent_kubernetes_api_fails_within_timeout(catalog: Catalog, silent_server: str, tmp_path: Any) -> None:
+def test_silent_kubernetes_api_fails_within_timeout(catalog: Catalog, silent_server: SilentUrl, tmp_path: Any) -> None:
     """No urllib3 retries in KubernetesResource: one read timeout, not four."""
     from mlops_assets.resources.clients import KubernetesResource
 
@@ -483,4 +495,5 @@ def test_silent_kubernetes_api_fails_within_timeout(catalog: Catalog, silent_ser
     start = time.monotonic()
     with pytest.raises(ProbeFailed, match="Kubernetes API GET /version failed"):
         cr.k8s_version(kube, catalog)
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 10
+    assert len(silent_server.accepted) == 1, "urllib3 retried"

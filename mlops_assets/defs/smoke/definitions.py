@@ -26,24 +26,22 @@ Automation:
 - a smoke asset re-runs when its container image or MNIST dataset is materialized again
   (`rerun_on_upstream`: those deps updated, nothing of it in progress; the infrastructure
   deps are external assets and do not trigger); a per-node smoke then runs on every node;
-- `light_checks_schedule` (catalog smoke.light_checks_cron) runs the checks marked light;
-  `nightly_full_validation_schedule` (smoke.full_validation_cron) materializes and checks
-  everything: one run for the unpartitioned assets and every check, one per GPU node;
+- the schedules that run these assets with everything else (`light_checks_schedule`,
+  `nightly_full_validation_schedule`: one run per GPU node, through `sync_node_partitions`)
+  and the sensor that evaluates their automation conditions live in defs/automation;
 - every smoke result carries the catalog's smoke freshness policy.
 
 Sensors and schedules start RUNNING unless the catalog says `automation: {running: false}`.
 """
 
-import importlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, SmokeJob
-from mlops_assets.checking import LIGHT_TAG, freshness_policy
+from mlops_assets.checking import freshness_policy, sensor_status
 from mlops_assets.core import node_watch
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
@@ -56,7 +54,6 @@ NODE_JOB = "smoke_gpu_node"
 GPU_NODES_NAME = "slurm_gpu_nodes"
 GPU_NODES = dg.DynamicPartitionsDefinition(name=GPU_NODES_NAME)
 NODE_ASSETS = ("smoke_gpu", "smoke_multi_gpu_nccl")
-CHECK_DOMAINS = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers")
 
 
 class SmokeRun(dg.Config):
@@ -205,24 +202,6 @@ def _sinfo(runner: Any) -> str:
     return str(res.stdout)
 
 
-def sensor_status(catalog: Catalog) -> dg.DefaultSensorStatus:
-    return dg.DefaultSensorStatus.RUNNING if catalog.automation.running else dg.DefaultSensorStatus.STOPPED
-
-
-def schedule_status(catalog: Catalog) -> dg.DefaultScheduleStatus:
-    return dg.DefaultScheduleStatus.RUNNING if catalog.automation.running else dg.DefaultScheduleStatus.STOPPED
-
-
-def automation_condition_sensor(catalog: Catalog) -> dg.AutomationConditionSensorDefinition:
-    """Declared rather than Dagster's implicit default one, so its status follows the catalog."""
-    return dg.AutomationConditionSensorDefinition(
-        "smoke_rerun_automation_sensor",
-        target=dg.AssetSelection.all(),
-        default_status=sensor_status(catalog),
-        description="Evaluates the smoke assets' automation conditions: a re-materialized container or MNIST dataset re-runs the smoke jobs that use it.",
-    )
-
-
 def sync_node_partitions(catalog: Catalog, instance: dg.DagsterInstance, runner: Any) -> list[str]:
     """Add every GPU node of the smoke partition that sinfo shows as a partition; returns the
     usable ones (a drained node's job would only wait in the queue). For runs started outside
@@ -260,21 +239,6 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=tick.requests, cursor=tick.cursor, dynamic_partitions_requests=adds)
 
     return _sensor
-
-
-def nightly_requests(graph: Any, node_partitions: Sequence[str], tick: str) -> list[dg.RunRequest]:
-    """The nightly full validation as runs of one job: every unpartitioned asset and every
-    check in one run, then the per-node smoke once per GPU node partition."""
-    per_node = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
-    others = sorted((k for k in graph.materializable_asset_keys if k not in per_node), key=lambda k: k.to_user_string())
-    checks = sorted(graph.asset_check_keys, key=lambda c: (c.asset_key.to_user_string(), c.name))
-    return [
-        dg.RunRequest(run_key=f"full:{tick}", asset_selection=others, asset_check_keys=checks),
-        *(
-            dg.RunRequest(run_key=f"node:{n}:{tick}", partition_key=n, asset_selection=per_node, tags={NODE_TAG: n, "mlops/trigger": "nightly"})
-            for n in node_partitions
-        ),
-    ]
 
 
 ORPHAN_RUN_WINDOW = 200  # newest runs whose job tags are reconciled per tick
@@ -360,48 +324,12 @@ def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
     return _sensor
 
 
-def light_check_keys(catalog: Catalog) -> list[dg.AssetCheckKey]:
-    keys = []
-    for domain in CHECK_DOMAINS:
-        module: Any = importlib.import_module(f"mlops_assets.defs.{domain}.definitions")
-        keys += [dg.AssetCheckKey(dg.AssetKey(s.asset), s.name) for s in module.specs(catalog) if s.light]
-    return keys
-
-
-def automation(catalog: Catalog) -> tuple[list[Any], list[Any]]:
+def build(catalog: Catalog) -> dg.Definitions:
+    """The smoke assets, their per-node job and their two sensors; the schedules that run them
+    with everything else live in defs/automation."""
     node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets(*NODE_ASSETS),
                                    description="The GPU smoke jobs for one node: the partition key is the node.")
-    light_job = dg.define_asset_job("light_checks", selection=dg.AssetSelection.checks(*light_check_keys(catalog)),
-                                    description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.")
-    full_job = dg.define_asset_job("full_validation", selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
-                                   description="Every asset materialized and every check run, smoke jobs included.")
-    @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.smoke.full_validation_cron,
-                 default_status=schedule_status(catalog),
-                 description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).")
-    def nightly(context: dg.ScheduleEvaluationContext, hpc: HpcResource) -> list[dg.RunRequest] | dg.SkipReason:
-        try:
-            nodes = sync_node_partitions(catalog, context.instance, hpc.runner())
-        except RuntimeError as exc:  # still validate everything else; the failed sinfo is named
-            context.log.warning(f"{exc}: the per-node smoke runs are skipped tonight")
-            nodes = []
-        try:  # a tick has its scheduled time; a hand-built context (tests, tools) may not
-            when = context.scheduled_execution_time or datetime.now(UTC)
-        except Exception:
-            when = datetime.now(UTC)
-        stamp = when.strftime("%Y%m%dT%H%M")
-        return nightly_requests(context.repository_def.asset_graph, nodes, stamp)
-
-    schedules = [
-        dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.smoke.light_checks_cron,
-                              default_status=schedule_status(catalog)),
-        nightly,
-    ]
-    return [node_job, light_job, full_job], schedules
-
-
-def build(catalog: Catalog) -> dg.Definitions:
-    jobs, schedules = automation(catalog)
-    return dg.Definitions(assets=smoke_assets(catalog), jobs=jobs, schedules=schedules, sensors=[node_sensor(catalog), orphan_sensor(catalog), automation_condition_sensor(catalog)])
+    return dg.Definitions(assets=smoke_assets(catalog), jobs=[node_job], sensors=[node_sensor(catalog), orphan_sensor(catalog)])
 
 
 defs = build(active().catalog)

@@ -1,5 +1,6 @@
 """Storage: the BeeGFS directory layout and the MinIO buckets, both materializable, both
-generated from the catalog. Creating is idempotent; nothing is ever emptied."""
+generated from the catalog, and the training scripts staged into that layout
+(training_files.py). Creating is idempotent; nothing is ever emptied."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from mlops_assets.catalog.schema import Bucket, Catalog
 from mlops_assets.checking import asset_checks
 from mlops_assets.core.checks import CheckSpec, Severity, bound
 from mlops_assets.core.probes import hpc, staging
+from mlops_assets.defs.storage import training_files
 from mlops_assets.platform import active
 
 GROUP = "storage"
@@ -99,7 +101,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_layout(catalog), *(_bucket(b) for b in catalog.cloud.buckets)]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="storage_checks"))
+    own = dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="storage_checks"))
+    return dg.Definitions.merge(own, training_files.build(catalog))
 
 
 defs = build(active().catalog)

@@ -1,7 +1,11 @@
 """The training scripts and configs shipped in the package (mlops_assets/training/), staged to
 BeeGFS `scripts/training/` and `configs/training/`: uploaded where they differ to a mirror on
 BeeGFS, then swapped into place by stage_files.py on the HPC side (lock, manifest, renames),
-so jobs never see half a set of scripts."""
+so jobs never see half a set of scripts.
+
+Part of the storage group (defs/storage/definitions.py merges it): like the BeeGFS layout it
+stages into, it is something the platform must hold on BeeGFS before a job runs, and
+`mlops-assets materialize --select storage` stages it with the layout and the buckets."""
 
 from __future__ import annotations
 
@@ -14,9 +18,8 @@ from mlops_assets.checking import asset_checks, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.core.probes import file_sync, staging
-from mlops_assets.platform import active
 
-GROUP = "storage"
+GROUP = "storage"  # folder = group: this file lives in defs/storage/
 KEY = "training_files"
 
 
@@ -95,5 +98,3 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
 def build(catalog: Catalog) -> dg.Definitions:
     return dg.Definitions(assets=[_asset(catalog)], asset_checks=asset_checks(specs(catalog), name=f"{KEY}_checks"))
 
-
-defs = build(active().catalog)
