@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import mlops_assets
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.core.probes import file_sync
 from mlops_assets.core.transport.hostexec import SshRunner, SshSettings
@@ -36,7 +37,7 @@ def test_stage_rerun_repair_and_train(sandbox: Path, cli_session: Any, tmp_path:
     assert res.returncode == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"], rows
     md = st.metadata(KEY)
     assert md["bytes_transferred"] == package > 0 and md["targets_changed"] == 2, md
-    assert (SCRIPTS / "train_mnist.py").read_bytes() == (Path(file_sync.__file__).parents[1] / "training/scripts/train_mnist.py").read_bytes()
+    assert (SCRIPTS / "train_mnist.py").read_bytes() == (Path(mlops_assets.__file__).parent / "training/scripts/train_mnist.py").read_bytes()
     assert (CONFIGS / ".mlops-manifest.json").is_file() and (SCRIPTS / "train_mnist.py").owner() == CATALOG.hpc.beegfs.training_user
 
     rows, _ = st.run("materialize", KEY)
