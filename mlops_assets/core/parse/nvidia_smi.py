@@ -140,12 +140,19 @@ def split_errors(row: Mapping[str, str | None]) -> tuple[dict[str, str | None], 
     return values, errors
 
 
-def _int(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> int | None:
+def _str(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> str | None:
+    """The value as printed, or None when it is absent or a bracketed marker (``[N/A]``,
+    ``[Not Supported]``...), which is recorded in `errors` instead of being read as a value."""
     v = row.get(key)
-    if v is None:
-        return None
-    if v.startswith("["):
+    if v is not None and v.startswith("["):
         errors[key] = v.strip("[]")
+        return None
+    return v
+
+
+def _int(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> int | None:
+    v = _str(row, key, errors)
+    if v is None:
         return None
     m = re.fullmatch(r"(-?\d+)(?:\.0+)?(?:\s*(?:MiB|C))?", v)
     if not m:
@@ -154,23 +161,12 @@ def _int(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> int
 
 
 def _yes_no(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> bool | None:
-    v = row.get(key)
+    v = _str(row, key, errors)
     if v is None:
-        return None
-    if v.startswith("["):
-        errors[key] = v.strip("[]")
         return None
     if v not in ("Yes", "No"):
         raise ValueError(f"nvidia-smi {key} is not Yes/No: {v!r}")
     return v == "Yes"
-
-
-def _str(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> str | None:
-    v = row.get(key)
-    if v is not None and v.startswith("["):
-        errors[key] = v.strip("[]")
-        return None
-    return v
 
 
 #: GpuInfo fields the health rule needs, and what their absence means.
