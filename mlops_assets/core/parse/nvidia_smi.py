@@ -172,8 +172,8 @@ def _yes_no(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> 
 #: GpuInfo fields the health rule needs, and what their absence means.
 HEALTH_FIELDS: dict[str, str] = {
     "ecc_uncorrected_volatile": "uncorrected ECC errors not reported (ECC off or not supported): memory errors unjudged",
-    "remapped_rows_pending": "row remapping not reported (pre-Ampere GPU or old driver): pending remaps unjudged",
-    "remapped_rows_failure": "row remapping not reported (pre-Ampere GPU or old driver): remap failures unjudged",
+    "remapped_rows_pending": "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): pending remaps unjudged",
+    "remapped_rows_failure": "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): remap failures unjudged",
 }
 
 
