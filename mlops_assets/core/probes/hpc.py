@@ -5,8 +5,6 @@ local or SSH runner."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import (
@@ -27,23 +25,13 @@ from mlops_assets.core.parse.slurm.nodes import (
 )
 from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
 from mlops_assets.core.probes import node_step
-from mlops_assets.core.transport.hostexec import CommandResult, Runner
-
-T = TypeVar("T")
+from mlops_assets.core.probes.node_step import parsed
+from mlops_assets.core.transport.hostexec import Runner, must
 
 GRES_HINT = (
     "job pending on GRES: make gres.conf and slurm.conf agree on the GPU count, then "
     "`scontrol update nodename=<node> state=resume`"
 )
-
-
-def must(runner: Runner, argv: Sequence[str], hint: str, timeout_s: float | None = None) -> CommandResult:
-    res = runner.run(argv, timeout_s=timeout_s)
-    if res.returncode == 127:
-        raise ProbeFailed(f"{argv[0]} is not installed on {runner.where}", hint)
-    if not res.ok:
-        raise ProbeFailed(f"`{' '.join(argv)}` exited {res.returncode} on {runner.where}: {res.tail(3)}", hint)
-    return res
 
 
 def parse_key_values(text: str) -> dict[str, str]:
@@ -73,17 +61,9 @@ def controller_latency(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-def _parsed(what: str, parse: Callable[[str], T], text: str) -> T:
-    """A command's answer through its one parser; unreadable output is a failed probe that says so."""
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise ProbeFailed(f"unexpected {what} output: {exc}", f"check the SLURM version and `{what}` by hand") from None
-
-
 def slurm_config(runner: Runner) -> dict[str, str]:
     res = must(runner, ["scontrol", "show", "config"], "check that slurmctld answers")
-    return _parsed("scontrol show config", parse_scontrol_config, res.stdout)
+    return parsed("scontrol show config", parse_scontrol_config, res.stdout)
 
 
 def cgroup_constrains_devices(runner: Runner, catalog: Catalog) -> Outcome:
@@ -126,12 +106,12 @@ def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
     """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
     The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
     res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
-    return _parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
+    return parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
 
 
 def scontrol_partitions(runner: Runner) -> list[SlurmPartition]:
     res = must(runner, ["scontrol", "show", "partition"], "check that slurmctld answers")
-    return _parsed("scontrol show partition", parse_scontrol_partitions, res.stdout)
+    return parsed("scontrol show partition", parse_scontrol_partitions, res.stdout)
 
 
 def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:

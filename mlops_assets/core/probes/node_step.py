@@ -15,13 +15,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from mlops_assets.core.checks import ProbeFailed
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT, SlurmNode, parse_sinfo_nodes
-from mlops_assets.core.transport.hostexec import CommandResult, Runner
+from mlops_assets.core.transport.hostexec import CommandResult, Runner, must
 
 SINFO_TTL_S = 15.0  # one run's probes share one sinfo; a later run asks again
 DEFAULT_WAIT_S = 120  # how long a step may queue for a busy node before SLURM gives up
@@ -37,7 +37,16 @@ _NOT_STARTED = re.compile(
     r"|srun: Force Terminated|srun: Job has been cancelled|Requested node configuration is not available",
     re.IGNORECASE,
 )
+T = TypeVar("T")
 _MISSING_PROGRAM = re.compile(r"execve\(\): (\S+): No such file or directory")
+
+
+def parsed(what: str, parse: Callable[[str], T], text: str) -> T:
+    """A command's answer through its one parser; unreadable output is a failed probe that says so."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ProbeFailed(f"unexpected {what} output: {exc}", f"check the SLURM version and `{what}` by hand") from None
 
 
 def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
@@ -46,16 +55,8 @@ def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
         hit = _cache.get(runner)
         if hit is not None and time.monotonic() - hit[0] < SINFO_TTL_S:
             return hit[1]
-        res = runner.run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT])
-        if res.returncode == 127:
-            raise ProbeFailed(f"sinfo is not installed on {runner.where}", "install slurm-client on the login node")
-        if not res.ok:
-            raise ProbeFailed(f"`sinfo` exited {res.returncode} on {runner.where}: {res.tail(3)}",
-                              "check that slurmctld answers")
-        try:
-            nodes = parse_sinfo_nodes(res.stdout)
-        except ValueError as exc:
-            raise ProbeFailed(f"unexpected sinfo output: {exc}", "check the SLURM version and sinfo") from None
+        res = must(runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers")
+        nodes = parsed("sinfo", parse_sinfo_nodes, res.stdout)
         _cache[runner] = (time.monotonic(), nodes)
         return nodes
 

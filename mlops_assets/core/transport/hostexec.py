@@ -57,6 +57,17 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
+def must(runner: Runner, argv: Sequence[str], hint: str, timeout_s: float | None = None) -> CommandResult:
+    """Run a probe's command; a missing program or a failed run is a failed probe that says
+    which, with the hint."""
+    res = runner.run(argv, timeout_s=timeout_s)
+    if res.returncode == 127:
+        raise ProbeFailed(f"{argv[0]} is not installed on {runner.where}", hint)
+    if not res.ok:
+        raise ProbeFailed(f"`{' '.join(argv)}` exited {res.returncode} on {runner.where}: {res.tail(3)}", hint)
+    return res
+
+
 def _cap(text: str) -> tuple[str, bool]:
     if len(text) <= MAX_OUTPUT_BYTES:
         return text, False
