@@ -54,8 +54,20 @@ def naive_sequential() -> float:
 
 def cli_wall() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mlops_assets.cli", "validate", "--select", "hpc", "--format", "json"],
-                   capture_output=True, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_assets.cli",
+            "validate",
+            "--select",
+            "hpc",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        check=False,
+    )
     return time.perf_counter() - start
 
 

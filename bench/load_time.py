@@ -42,7 +42,13 @@ TIMED = "import time; _t = time.perf_counter(); {}; print(time.perf_counter() - 
 def once(code: str) -> tuple[float, float]:
     """(whole process, in-process) seconds."""
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", TIMED.format(code)], check=True, capture_output=True, text=True, env=ENV)
+    out = subprocess.run(
+        [sys.executable, "-c", TIMED.format(code)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     return time.perf_counter() - start, float(out.stdout.split()[-1])
 
 

@@ -56,17 +56,30 @@ def client_once(hpc: Any, sleep_s: float) -> tuple[float, float, int]:
     @dg.asset(name="bench_slurm_probe", required_resource_keys={"hpc"})
     def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
         start = time.perf_counter()
-        out = client_for(cat, context.resources.hpc.runner()).run(
-            context=context, payload="slurm_probe.py", resources=RES, extras={"sleep_s": sleep_s}
-        ).get_materialize_result()
+        out = (
+            client_for(cat, context.resources.hpc.runner())
+            .run(
+                context=context,
+                payload="slurm_probe.py",
+                resources=RES,
+                extras={"sleep_s": sleep_s},
+            )
+            .get_materialize_result()
+        )
         inner.append(time.perf_counter() - start)
         return out
 
     start = time.perf_counter()
-    result = dg.materialize([_probe], resources={"hpc": hpc}, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [_probe], resources={"hpc": hpc}, instance=dg.DagsterInstance.ephemeral()
+    )
     elapsed = time.perf_counter() - start
     assert result.success
-    job_id = str(result.asset_materializations_for_node("bench_slurm_probe")[0].metadata["slurm_job_id"].value)
+    job_id = str(
+        result.asset_materializations_for_node("bench_slurm_probe")[0]
+        .metadata["slurm_job_id"]
+        .value
+    )
     return elapsed, inner[0], slurm_span(hpc, job_id)
 
 
@@ -76,10 +89,22 @@ def baseline_once(hpc: Any, sleep_s: float) -> float:
     client = client_for(cat, runner)
     where = ship_payloads(runner, client.scripts_dir, SMOKE_FILES)
     job_dir = f"{client.jobs_dir}/bench-wait-{int(time.time() * 1000)}"
-    spec = client.job_spec("slurm_probe.py", where, job_dir, RES, {}, ["--set", f"sleep_s={sleep_s}"])
+    spec = client.job_spec(
+        "slurm_probe.py", where, job_dir, RES, {}, ["--set", f"sleep_s={sleep_s}"]
+    )
     script = base64.b64encode(sj.render_script(spec).encode()).decode()
     start = time.perf_counter()
-    wrote = runner.run(["sh", "-c", 'mkdir -p -- "$1" && printf %s "$2" | base64 -d > "$3"', "sh", job_dir, script, f"{job_dir}/job.sh"])
+    wrote = runner.run(
+        [
+            "sh",
+            "-c",
+            'mkdir -p -- "$1" && printf %s "$2" | base64 -d > "$3"',
+            "sh",
+            job_dir,
+            script,
+            f"{job_dir}/job.sh",
+        ]
+    )
     res = runner.run(["sbatch", "--wait", "--parsable", f"{job_dir}/job.sh"], timeout_s=300)
     elapsed = time.perf_counter() - start
     assert wrote.ok and res.ok, (wrote.stderr, res.stderr)
@@ -104,7 +129,15 @@ def main() -> None:
         inner.append(i)
         span.append(sp)
         wait.append(baseline_once(hpc, args.sleep))
-    med = {k: round(statistics.median(v), 3) for k, v in (("client_materialize_s", whole), ("client_run_s", inner), ("sbatch_wait_s", wait), ("slurm_submit_to_end_s", span))}
+    med = {
+        k: round(statistics.median(v), 3)
+        for k, v in (
+            ("client_materialize_s", whole),
+            ("client_run_s", inner),
+            ("sbatch_wait_s", wait),
+            ("slurm_submit_to_end_s", span),
+        )
+    }
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -114,19 +147,28 @@ def main() -> None:
         **med,
         "overhead_s": round(med["client_materialize_s"] - med["sbatch_wait_s"], 3),
         "overhead_client_run_s": round(med["client_run_s"] - med["sbatch_wait_s"], 3),
-        "overhead_vs_slurm_span_s": round(med["client_materialize_s"] - med["slurm_submit_to_end_s"], 3),
+        "overhead_vs_slurm_span_s": round(
+            med["client_materialize_s"] - med["slurm_submit_to_end_s"], 3
+        ),
         "sbatch_wait_fastest_s": round(min(wait), 3),
         "overhead_vs_fastest_sbatch_wait_s": round(med["client_materialize_s"] - min(wait), 3),
         "goal_s": 2.0,
-        "samples": {"client_materialize_s": [round(x, 3) for x in whole], "client_run_s": [round(x, 3) for x in inner], "sbatch_wait_s": [round(x, 3) for x in wait], "slurm_submit_to_end_s": span},
+        "samples": {
+            "client_materialize_s": [round(x, 3) for x in whole],
+            "client_run_s": [round(x, 3) for x in inner],
+            "sbatch_wait_s": [round(x, 3) for x in wait],
+            "slurm_submit_to_end_s": span,
+        },
         "note": "sbatch --wait polls the controller at 2 s, then 8 s, ... (SLURM's _job_wait); the client polls squeue from 0.2 s with x1.5 backoff capped at 5 s",
     }
     out = Path(__file__).parent / "results" / "slurm_pipes_overhead.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"SLURM Pipes client {med['client_materialize_s']} s (client.run {med['client_run_s']} s) vs sbatch --wait {med['sbatch_wait_s']} s: "
-          f"overhead {result['overhead_s']:+.3f} s (goal <= 2 s); SLURM's own submit->end {med['slurm_submit_to_end_s']} s "
-          f"(1 s resolution), client minus that {result['overhead_vs_slurm_span_s']:+.3f} s; against sbatch --wait's fastest "
-          f"{result['sbatch_wait_fastest_s']} s: {result['overhead_vs_fastest_sbatch_wait_s']:+.3f} s; median of {args.runs}")
+    print(
+        f"SLURM Pipes client {med['client_materialize_s']} s (client.run {med['client_run_s']} s) vs sbatch --wait {med['sbatch_wait_s']} s: "
+        f"overhead {result['overhead_s']:+.3f} s (goal <= 2 s); SLURM's own submit->end {med['slurm_submit_to_end_s']} s "
+        f"(1 s resolution), client minus that {result['overhead_vs_slurm_span_s']:+.3f} s; against sbatch --wait's fastest "
+        f"{result['sbatch_wait_fastest_s']} s: {result['overhead_vs_fastest_sbatch_wait_s']:+.3f} s; median of {args.runs}"
+    )
 
 
 if __name__ == "__main__":

@@ -109,7 +109,12 @@ class Bench:
 
     def driver(self, mode: str, arg: str) -> tuple[dict[str, Any], float]:
         start = time.perf_counter()
-        res = subprocess.run([self.python, "-c", DRIVER, self.payloads, mode, arg], capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            [self.python, "-c", DRIVER, self.payloads, mode, arg],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - start
         if res.returncode != 0:
             raise RuntimeError(f"{mode} payload failed: {res.stderr.strip().splitlines()[-1:]}")
@@ -145,8 +150,21 @@ class Bench:
 
         def curl() -> tuple[int, float, float]:
             start = time.perf_counter()
-            res = subprocess.run(["curl", "-sS", "-f", "-o", str(curl_dest), "-w", "%{size_download} %{time_total}", url],
-                                 capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [
+                    "curl",
+                    "-sS",
+                    "-f",
+                    "-o",
+                    str(curl_dest),
+                    "-w",
+                    "%{size_download} %{time_total}",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             wall = time.perf_counter() - start
             size, total = res.stdout.split()
             curl_dest.unlink()
@@ -156,25 +174,37 @@ class Bench:
         o_in, o_wall, c_in, c_wall = [], [], [], []
         size = 0
         for i in range(self.rounds):
-            for side in ((ours, curl) if i % 2 == 0 else (curl, ours)):
+            for side in (ours, curl) if i % 2 == 0 else (curl, ours):
                 n, inner, wall = side()
                 size = n
                 (o_in if side is ours else c_in).append(inner)
                 (o_wall if side is ours else c_wall).append(wall)
         res = {
-            "url": url, "bytes": size, "into": "scratch dir on " + str(BEEGFS),
-            "payload_MBps": r3(size / med(o_in) / MB), "curl_MBps": r3(size / med(c_in) / MB),
-            "payload_process_wall_MBps": r3(size / med(o_wall) / MB), "curl_process_wall_MBps": r3(size / med(c_wall) / MB),
-            "samples_s": {"payload": [r3(x) for x in o_in], "curl": [r3(x) for x in c_in],
-                          "payload_process_wall": [r3(x) for x in o_wall], "curl_process_wall": [r3(x) for x in c_wall]},
+            "url": url,
+            "bytes": size,
+            "into": "scratch dir on " + str(BEEGFS),
+            "payload_MBps": r3(size / med(o_in) / MB),
+            "curl_MBps": r3(size / med(c_in) / MB),
+            "payload_process_wall_MBps": r3(size / med(o_wall) / MB),
+            "curl_process_wall_MBps": r3(size / med(c_wall) / MB),
+            "samples_s": {
+                "payload": [r3(x) for x in o_in],
+                "curl": [r3(x) for x in c_in],
+                "payload_process_wall": [r3(x) for x in o_wall],
+                "curl_process_wall": [r3(x) for x in c_wall],
+            },
         }
         res["ratio"] = r3(res["payload_MBps"] / res["curl_MBps"])
-        res["ratio_process_wall"] = r3(res["payload_process_wall_MBps"] / res["curl_process_wall_MBps"])
+        res["ratio_process_wall"] = r3(
+            res["payload_process_wall_MBps"] / res["curl_process_wall_MBps"]
+        )
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
-        res["note"] = ("ratio: transfer time alone (payload: _download timed in-process, which also md5+sha256-hashes "
-                       "and fsyncs; curl: its %{time_total}, no hashing, no fsync); ratio_process_wall: whole processes "
-                       "(python start-up and imports included)")
+        res["note"] = (
+            "ratio: transfer time alone (payload: _download timed in-process, which also md5+sha256-hashes "
+            "and fsyncs; curl: its %{time_total}, no hashing, no fsync); ratio_process_wall: whole processes "
+            "(python start-up and imports included)"
+        )
         return res
 
     # ------------------------------------------------------------------ 3. no-op re-materialization
@@ -187,17 +217,33 @@ class Bench:
         for _ in range(self.rounds):
             shutil.rmtree(target.parent, ignore_errors=True)
             out, wall = self.driver("stage", params)
-            first_in.append(out["s"]), first_wall.append(wall), first_b.append(out["bytes_transferred"])
+            (
+                first_in.append(out["s"]),
+                first_wall.append(wall),
+                first_b.append(out["bytes_transferred"]),
+            )
             out, wall = self.driver("stage", params)
-            noop_in.append(out["s"]), noop_wall.append(wall), noop_b.append(out["bytes_transferred"])
+            (
+                noop_in.append(out["s"]),
+                noop_wall.append(wall),
+                noop_b.append(out["bytes_transferred"]),
+            )
         res = {
             "target": "scratch copy of datasets/cifar10 on " + str(BEEGFS),
-            "staged_bytes": out["bytes"], "staged_files": out["file_count"],
-            "first_median_s": r3(med(first_in)), "noop_median_s": r3(med(noop_in)),
-            "first_process_wall_median_s": r3(med(first_wall)), "noop_process_wall_median_s": r3(med(noop_wall)),
-            "first_bytes_transferred": first_b, "noop_bytes_transferred": noop_b,
-            "samples_s": {"first": [r3(x) for x in first_in], "noop": [r3(x) for x in noop_in],
-                          "first_process_wall": [r3(x) for x in first_wall], "noop_process_wall": [r3(x) for x in noop_wall]},
+            "staged_bytes": out["bytes"],
+            "staged_files": out["file_count"],
+            "first_median_s": r3(med(first_in)),
+            "noop_median_s": r3(med(noop_in)),
+            "first_process_wall_median_s": r3(med(first_wall)),
+            "noop_process_wall_median_s": r3(med(noop_wall)),
+            "first_bytes_transferred": first_b,
+            "noop_bytes_transferred": noop_b,
+            "samples_s": {
+                "first": [r3(x) for x in first_in],
+                "noop": [r3(x) for x in noop_in],
+                "first_process_wall": [r3(x) for x in first_wall],
+                "noop_process_wall": [r3(x) for x in noop_wall],
+            },
         }
         res["noop_fraction"] = r3(med(noop_in) / med(first_in))
         res["noop_fraction_process_wall"] = r3(med(noop_wall) / med(first_wall))
@@ -215,33 +261,51 @@ class Bench:
         catalog = self.scratch / "platform.yaml"
         catalog.write_text(text.replace("/mnt/sandbox-beegfs", str(root)), encoding="utf-8")
         target = root / "datasets" / "cifar10"
-        cmd = [sys.executable, "-m", "mlops_assets.cli", "materialize", "--catalog", str(catalog), "--select", "dataset_cifar10", "--format", "json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlops_assets.cli",
+            "materialize",
+            "--catalog",
+            str(catalog),
+            "--select",
+            "dataset_cifar10",
+            "--format",
+            "json",
+        ]
 
         def once() -> float:
             start = time.perf_counter()
             res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             wall = time.perf_counter() - start
             if res.returncode != 0:
-                raise RuntimeError(f"materialize failed ({res.returncode}): {res.stdout[-600:]} {res.stderr[-600:]}")
+                raise RuntimeError(
+                    f"materialize failed ({res.returncode}): {res.stdout[-600:]} {res.stderr[-600:]}"
+                )
             return wall
 
         first, noop, untouched = [], [], []
         for _ in range(self.rounds):
             subprocess.run(["rm", "-rf", "--", str(target)], check=True)
             first.append(once())
-            before = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(target.rglob("*"))] + [target.stat().st_ino]
+            before = [
+                (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(target.rglob("*"))
+            ] + [target.stat().st_ino]
             noop.append(once())
-            after = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(target.rglob("*"))] + [target.stat().st_ino]
+            after = [(p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(target.rglob("*"))] + [
+                target.stat().st_ino
+            ]
             untouched.append(before == after)
         return {
             "command": "mlops-assets materialize --catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
-            "first_median_s": r3(med(first)), "noop_median_s": r3(med(noop)),
+            "first_median_s": r3(med(first)),
+            "noop_median_s": r3(med(noop)),
             "noop_fraction": r3(med(noop) / med(first)),
             "noop_left_every_file_untouched": all(untouched),
             "samples_s": {"first": [r3(x) for x in first], "noop": [r3(x) for x in noop]},
             "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping payload checks, the Pipes "
-                    "session and the asset's two checks (manifest re-verify, size) on both runs; zero bytes on the no-op "
-                    "is shown by every staged file's inode and mtime being unchanged",
+            "session and the asset's two checks (manifest re-verify, size) on both runs; zero bytes on the no-op "
+            "is shown by every staged file's inode and mtime being unchanged",
         }
 
     # ------------------------------------------------------------------ 2. S3 sync
@@ -250,10 +314,14 @@ class Bench:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=os.environ["MLOPS_S3_ENDPOINT_URL"],
-                            aws_access_key_id=os.environ["MLOPS_S3_ACCESS_KEY_ID"],
-                            aws_secret_access_key=os.environ["MLOPS_S3_SECRET_ACCESS_KEY"],
-                            region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3",
+            endpoint_url=os.environ["MLOPS_S3_ENDPOINT_URL"],
+            aws_access_key_id=os.environ["MLOPS_S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=os.environ["MLOPS_S3_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
 
     def drop_bucket(self) -> None:
         with contextlib.suppress(Exception):
@@ -273,17 +341,35 @@ class Bench:
         model = next(iter(self.cat.models))
         from mlops_assets.core.staging_plan import sync_plan
 
-        tuning = {k: v for k, v in sync_plan(self.cat, model, self.cat.models[model]).items()
-                  if k in ("workers", "multipart_threshold_mb", "multipart_chunk_mb", "endpoint_url", "region")}
-        keys = json.dumps({"access_key_id": os.environ["MLOPS_S3_ACCESS_KEY_ID"],
-                           "secret_access_key": os.environ["MLOPS_S3_SECRET_ACCESS_KEY"]})
-        aws_env = {**os.environ, "AWS_ACCESS_KEY_ID": os.environ["MLOPS_S3_ACCESS_KEY_ID"],
-                   "AWS_SECRET_ACCESS_KEY": os.environ["MLOPS_S3_SECRET_ACCESS_KEY"], "AWS_DEFAULT_REGION": "us-east-1",
-                   "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+        tuning = {
+            k: v
+            for k, v in sync_plan(self.cat, model, self.cat.models[model]).items()
+            if k
+            in ("workers", "multipart_threshold_mb", "multipart_chunk_mb", "endpoint_url", "region")
+        }
+        keys = json.dumps(
+            {
+                "access_key_id": os.environ["MLOPS_S3_ACCESS_KEY_ID"],
+                "secret_access_key": os.environ["MLOPS_S3_SECRET_ACCESS_KEY"],
+            }
+        )
+        aws_env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": os.environ["MLOPS_S3_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": os.environ["MLOPS_S3_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
 
         def count(prefix: str) -> tuple[int, int]:
-            objs = [o for p in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-                    for o in p.get("Contents", []) or []]
+            objs = [
+                o
+                for p in self.s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                )
+                for o in p.get("Contents", []) or []
+            ]
             return len(objs), sum(int(o["Size"]) for o in objs)
 
         def ours(i: int) -> tuple[float, float]:
@@ -291,17 +377,42 @@ class Bench:
             fd = os.open(cred, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(keys)
-            params = {**tuning, "root": str(staged), "manifest_path": str(staged / manifest.MANIFEST_NAME),
-                      "bucket": self.bucket, "prefix": f"payload-{i}/", "what": "bench", "credentials_file": str(cred)}
+            params = {
+                **tuning,
+                "root": str(staged),
+                "manifest_path": str(staged / manifest.MANIFEST_NAME),
+                "bucket": self.bucket,
+                "prefix": f"payload-{i}/",
+                "what": "bench",
+                "credentials_file": str(cred),
+            }
             out, wall = self.driver("sync", json.dumps(params))
-            assert out["bytes_uploaded"] == man.total_bytes and count(f"payload-{i}/")[0] == man.file_count + 1
+            assert (
+                out["bytes_uploaded"] == man.total_bytes
+                and count(f"payload-{i}/")[0] == man.file_count + 1
+            )
             return out["s"], wall
 
         def aws(i: int) -> tuple[float, float]:
             start = time.perf_counter()
-            res = subprocess.run([str(self.aws), "--endpoint-url", os.environ["MLOPS_S3_ENDPOINT_URL"], "s3", "sync",
-                                  str(staged), f"s3://{self.bucket}/aws-{i}/", "--exclude", ".*", "--only-show-errors"],
-                                 env=aws_env, capture_output=True, text=True, check=False)
+            res = subprocess.run(
+                [
+                    str(self.aws),
+                    "--endpoint-url",
+                    os.environ["MLOPS_S3_ENDPOINT_URL"],
+                    "s3",
+                    "sync",
+                    str(staged),
+                    f"s3://{self.bucket}/aws-{i}/",
+                    "--exclude",
+                    ".*",
+                    "--only-show-errors",
+                ],
+                env=aws_env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             wall = time.perf_counter() - start
             if res.returncode != 0:
                 raise RuntimeError(f"aws s3 sync failed ({res.returncode}): {res.stderr[-400:]}")
@@ -311,7 +422,7 @@ class Bench:
         ours(-1), aws(-1)  # warm
         o_in, o_wall, a_wall = [], [], []
         for i in range(self.rounds):
-            for side in ((ours, aws) if i % 2 == 0 else (aws, ours)):
+            for side in (ours, aws) if i % 2 == 0 else (aws, ours):
                 inner, wall = side(i)
                 if side is ours:
                     o_in.append(inner), o_wall.append(wall)
@@ -319,21 +430,31 @@ class Bench:
                     a_wall.append(wall)
         size = man.total_bytes
         res = {
-            "files": man.file_count, "bytes": size, "source": "the scratch staged CIFAR-10 (step 3)",
-            "payload_tuning": {k: tuning[k] for k in ("workers", "multipart_threshold_mb", "multipart_chunk_mb")},
-            "payload_process_wall_MBps": r3(size / med(o_wall) / MB), "aws_s3_sync_MBps": r3(size / med(a_wall) / MB),
+            "files": man.file_count,
+            "bytes": size,
+            "source": "the scratch staged CIFAR-10 (step 3)",
+            "payload_tuning": {
+                k: tuning[k] for k in ("workers", "multipart_threshold_mb", "multipart_chunk_mb")
+            },
+            "payload_process_wall_MBps": r3(size / med(o_wall) / MB),
+            "aws_s3_sync_MBps": r3(size / med(a_wall) / MB),
             "payload_in_process_MBps": r3(size / med(o_in) / MB),
-            "samples_s": {"payload_process_wall": [r3(x) for x in o_wall], "payload_in_process": [r3(x) for x in o_in],
-                          "aws_s3_sync": [r3(x) for x in a_wall]},
+            "samples_s": {
+                "payload_process_wall": [r3(x) for x in o_wall],
+                "payload_in_process": [r3(x) for x in o_in],
+                "aws_s3_sync": [r3(x) for x in a_wall],
+            },
         }
         res["ratio"] = r3(res["payload_process_wall_MBps"] / res["aws_s3_sync_MBps"])
         res["ratio_in_process"] = r3(res["payload_in_process_MBps"] / res["aws_s3_sync_MBps"])
         res["goal_ratio_min"] = 1.0
         res["goal_met"] = res["ratio"] >= 1.0
-        res["note"] = ("every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole processes "
-                       "(hpc python + boto3 import vs the aws CLI), both with their start-up; ratio_in_process: sync() "
-                       "alone against the aws process (aws has no inner timer). The payload also lists, HEADs, re-hashes "
-                       "every file before upload and writes _manifest.json last")
+        res["note"] = (
+            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole processes "
+            "(hpc python + boto3 import vs the aws CLI), both with their start-up; ratio_in_process: sync() "
+            "alone against the aws process (aws has no inner timer). The payload also lists, HEADs, re-hashes "
+            "every file before upload and writes _manifest.json last"
+        )
         return res
 
     # ------------------------------------------------------------------ 4. hashing
@@ -350,14 +471,16 @@ class Bench:
 
         def coreutils() -> tuple[float, float, str]:
             start = time.perf_counter()
-            res = subprocess.run(["sha256sum", str(path)], capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                ["sha256sum", str(path)], capture_output=True, text=True, check=True
+            )
             wall = time.perf_counter() - start
             return wall, wall, res.stdout.split()[0]
 
         assert ours()[2] == coreutils()[2]  # warm the page cache; same digest
         o_in, o_wall, c_wall = [], [], []
         for i in range(self.rounds):
-            for side in ((ours, coreutils) if i % 2 == 0 else (coreutils, ours)):
+            for side in (ours, coreutils) if i % 2 == 0 else (coreutils, ours):
                 inner, wall, _ = side()
                 if side is ours:
                     o_in.append(inner), o_wall.append(wall)
@@ -366,17 +489,24 @@ class Bench:
         size = path.stat().st_size
         path.unlink()
         res = {
-            "file_bytes": size, "file": "random bytes in a scratch dir on " + str(BEEGFS) + " (page cache warm)",
-            "manifest_hash_file_MBps": r3(size / med(o_in) / MB), "sha256sum_MBps": r3(size / med(c_wall) / MB),
+            "file_bytes": size,
+            "file": "random bytes in a scratch dir on " + str(BEEGFS) + " (page cache warm)",
+            "manifest_hash_file_MBps": r3(size / med(o_in) / MB),
+            "sha256sum_MBps": r3(size / med(c_wall) / MB),
             "manifest_process_wall_MBps": r3(size / med(o_wall) / MB),
-            "samples_s": {"manifest_hash_file": [r3(x) for x in o_in], "manifest_process_wall": [r3(x) for x in o_wall],
-                          "sha256sum": [r3(x) for x in c_wall]},
+            "samples_s": {
+                "manifest_hash_file": [r3(x) for x in o_in],
+                "manifest_process_wall": [r3(x) for x in o_wall],
+                "sha256sum": [r3(x) for x in c_wall],
+            },
         }
         res["ratio"] = r3(res["manifest_hash_file_MBps"] / res["sha256sum_MBps"])
         res["ratio_process_wall"] = r3(res["manifest_process_wall_MBps"] / res["sha256sum_MBps"])
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
-        res["note"] = "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall includes python start-up"
+        res["note"] = (
+            "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall includes python start-up"
+        )
         return res
 
 
@@ -395,7 +525,9 @@ def main() -> None:
     args = ap.parse_args()
     load_sandbox_env()
     aws = ensure_aws(args.aws)
-    aws_version = subprocess.run([str(aws), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    aws_version = subprocess.run(
+        [str(aws), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     b = Bench(args.rounds, aws)
     out: dict[str, Any] = {}
     with b.setup():
@@ -419,18 +551,55 @@ def main() -> None:
         "cli_rounds": args.cli_rounds,
         "hpc_python": b.python,
         "aws_cli": aws_version,
-        **{k: out[k] for k in ("download_throughput", "s3_sync", "noop_rematerialize_payload", "noop_rematerialize_cli", "hashing")},
+        **{
+            k: out[k]
+            for k in (
+                "download_throughput",
+                "s3_sync",
+                "noop_rematerialize_payload",
+                "noop_rematerialize_cli",
+                "hashing",
+            )
+        },
     }
-    result["goals_missed"] = [k for k in ("download_throughput", "s3_sync", "noop_rematerialize_payload", "noop_rematerialize_cli", "hashing")
-                              if not result[k]["goal_met"]]
+    result["goals_missed"] = [
+        k
+        for k in (
+            "download_throughput",
+            "s3_sync",
+            "noop_rematerialize_payload",
+            "noop_rematerialize_cli",
+            "hashing",
+        )
+        if not result[k]["goal_met"]
+    ]
     path = Path(__file__).parent / "results" / "staging.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    d, s, p, c, h = (result[k] for k in ("download_throughput", "s3_sync", "noop_rematerialize_payload", "noop_rematerialize_cli", "hashing"))
-    print(f"download: payload {d['payload_MBps']} MB/s vs curl {d['curl_MBps']} MB/s = {d['ratio']}x (process wall {d['ratio_process_wall']}x; goal 0.9)")
-    print(f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs aws s3 sync {s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x (sync() alone {s['ratio_in_process']}x; goal 1.0)")
-    print(f"no-op payload: {p['noop_median_s']} s vs first {p['first_median_s']} s = {p['noop_fraction']} (bytes {p['noop_bytes_transferred']}; goal 0.05)")
-    print(f"no-op CLI: {c['noop_median_s']} s vs first {c['first_median_s']} s = {c['noop_fraction']} (untouched {c['noop_left_every_file_untouched']}; goal 0.05)")
-    print(f"hashing: hash_file {h['manifest_hash_file_MBps']} MB/s vs sha256sum {h['sha256sum_MBps']} MB/s = {h['ratio']}x (goal 0.9)")
+    d, s, p, c, h = (
+        result[k]
+        for k in (
+            "download_throughput",
+            "s3_sync",
+            "noop_rematerialize_payload",
+            "noop_rematerialize_cli",
+            "hashing",
+        )
+    )
+    print(
+        f"download: payload {d['payload_MBps']} MB/s vs curl {d['curl_MBps']} MB/s = {d['ratio']}x (process wall {d['ratio_process_wall']}x; goal 0.9)"
+    )
+    print(
+        f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs aws s3 sync {s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x (sync() alone {s['ratio_in_process']}x; goal 1.0)"
+    )
+    print(
+        f"no-op payload: {p['noop_median_s']} s vs first {p['first_median_s']} s = {p['noop_fraction']} (bytes {p['noop_bytes_transferred']}; goal 0.05)"
+    )
+    print(
+        f"no-op CLI: {c['noop_median_s']} s vs first {c['first_median_s']} s = {c['noop_fraction']} (untouched {c['noop_left_every_file_untouched']}; goal 0.05)"
+    )
+    print(
+        f"hashing: hash_file {h['manifest_hash_file_MBps']} MB/s vs sha256sum {h['sha256sum_MBps']} MB/s = {h['ratio']}x (goal 0.9)"
+    )
     print(f"goals missed: {result['goals_missed'] or 'none'}")
 
 

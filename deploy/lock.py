@@ -64,11 +64,14 @@ def pins(names: list[str], lock: Path = LOCK) -> str:
             raise LockError(f"{name}: {len(found)} entries in {lock.name}, expected exactly 1")
         pkg = found[0]
         hashes = sorted(
-            {f["hash"] for f in pkg.get("wheels", [])} | ({pkg["sdist"]["hash"]} if "sdist" in pkg else set())
+            {f["hash"] for f in pkg.get("wheels", [])}
+            | ({pkg["sdist"]["hash"]} if "sdist" in pkg else set())
         )
         if not hashes:
             raise LockError(f"{name}: no hashes in {lock.name} (not a registry package?)")
-        out.append(" \\\n".join([f"{pkg['name']}=={pkg['version']}", *(f"    --hash={h}" for h in hashes)]))
+        out.append(
+            " \\\n".join([f"{pkg['name']}=={pkg['version']}", *(f"    --hash={h}" for h in hashes)])
+        )
     return "\n".join(out) + "\n"
 
 
@@ -83,9 +86,13 @@ def uv_bin() -> str:
         raise LockError("no uv next to this python or on PATH: run `bash deploy/setup.sh` first")
     want = tomllib.loads(LOCK.read_text())["package"]
     (pinned,) = [p["version"] for p in want if p["name"] == "uv"]
-    have = subprocess.run([found, "--version"], capture_output=True, text=True, check=False).stdout.split()
+    have = subprocess.run(
+        [found, "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()
     if have[1:2] != [pinned]:
-        raise LockError(f"{found} is uv {' '.join(have[1:2]) or '?'}, the lock pins {pinned}: run `bash deploy/setup.sh`")
+        raise LockError(
+            f"{found} is uv {' '.join(have[1:2]) or '?'}, the lock pins {pinned}: run `bash deploy/setup.sh`"
+        )
     return found
 
 
@@ -97,18 +104,32 @@ def _uv(*args: str, offline: bool = True, project: Path = REPO) -> str:
         # uv ships its own CA roots; a proxy's CA (or a company's) lives in the system store
         env.setdefault("UV_SYSTEM_CERTS", "1")
     proc = subprocess.run(
-        [uv_bin(), *args, "--project", str(project)], capture_output=True, text=True, check=False, env=env
+        [uv_bin(), *args, "--project", str(project)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if proc.returncode != 0:
         raise LockError(f"uv {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout
 
 
-def export(extras: list[str], *, install_group: bool, hashes: bool = True, only_group: str | None = None) -> str:
+def export(
+    extras: list[str], *, install_group: bool, hashes: bool = True, only_group: str | None = None
+) -> str:
     """The lock's requirements for these extras (none: the orchestrator set), or for one
     dependency group alone, universal over the lock's environments (pip evaluates the
     markers). Offline and frozen: never re-resolves."""
-    args = ["export", "--frozen", "--format", "requirements-txt", "--no-emit-project", "--no-header", "--no-annotate"]
+    args = [
+        "export",
+        "--frozen",
+        "--format",
+        "requirements-txt",
+        "--no-emit-project",
+        "--no-header",
+        "--no-annotate",
+    ]
     if only_group is not None:
         args += ["--only-group", only_group]
     else:
@@ -126,7 +147,9 @@ def constraints_text() -> str:
     for line in body.splitlines():
         name = line.split("==")[0].strip()
         if name in HEAVY:
-            raise LockError(f"the orchestrator set pulls {name}: the image must stay torch/CUDA-free")
+            raise LockError(
+                f"the orchestrator set pulls {name}: the image must stay torch/CUDA-free"
+            )
     return CONSTRAINTS_HEADER + body
 
 
@@ -144,9 +167,21 @@ def _follow_uv() -> None:
         uv_bin()
     except LockError:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--require-virtualenv", "--require-hashes", "--no-deps",
-             "-r", "/dev/stdin"],
-            input=pins(["uv"]), text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--require-virtualenv",
+                "--require-hashes",
+                "--no-deps",
+                "-r",
+                "/dev/stdin",
+            ],
+            input=pins(["uv"]),
+            text=True,
+            check=True,
         )
         uv_bin.cache_clear()
 
@@ -157,12 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pins", help="hashed requirement lines of single packages, from uv.lock")
     p.add_argument("names", nargs="+")
     r = sub.add_parser("requirements", help="hashed requirements: [install] group + these extras")
-    r.add_argument("--extras", default="", help="comma-separated extras (empty: the orchestrator set)")
-    r.add_argument("--only-group", help="this dependency group alone (no project dependencies, no extras)")
+    r.add_argument(
+        "--extras", default="", help="comma-separated extras (empty: the orchestrator set)"
+    )
+    r.add_argument(
+        "--only-group", help="this dependency group alone (no project dependencies, no extras)"
+    )
     sub.add_parser("constraints", help=f"rewrite {CONSTRAINTS.relative_to(REPO)}")
     sub.add_parser("check", help="uv lock --check, offline")
-    u = sub.add_parser("update", help="re-resolve uv.lock against the index, then rewrite constraints")
-    u.add_argument("--upgrade", action="store_true", help="take the newest versions pyproject allows")
+    u = sub.add_parser(
+        "update", help="re-resolve uv.lock against the index, then rewrite constraints"
+    )
+    u.add_argument(
+        "--upgrade", action="store_true", help="take the newest versions pyproject allows"
+    )
     args = parser.parse_args(argv)
     try:
         if args.cmd == "pins":
@@ -174,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
             check()
         else:
             if args.cmd == "update":
-                _uv("lock", "--python", sys.executable, *(["--upgrade"] if args.upgrade else []), offline=False)
+                _uv(
+                    "lock",
+                    "--python",
+                    sys.executable,
+                    *(["--upgrade"] if args.upgrade else []),
+                    offline=False,
+                )
                 _follow_uv()
             text = constraints_text()
             CONSTRAINTS.write_text(text)

@@ -32,7 +32,9 @@ class ProbeContext:
 
 
 #: The metadata keys every check result carries; anything else is one of the probe's extras.
-STANDARD_KEYS = frozenset({"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"})
+STANDARD_KEYS = frozenset(
+    {"measured", "threshold", "unit", "severity", "hint", "duration_s", "nodes", "detail"}
+)
 #: An extra whose name is a standard key is stored under this prefix, so it cannot overwrite it.
 EXTRA_PREFIX = "extra/"
 
@@ -91,7 +93,11 @@ def decode(
     md = {k: _plain(v) for k, v in metadata.items()}
     sev = md.get("severity")
     if sev not in (Severity.ERROR, Severity.WARN):
-        sev = Severity.ERROR if severity in (dg.AssetCheckSeverity.ERROR, Severity.ERROR) else Severity.WARN
+        sev = (
+            Severity.ERROR
+            if severity in (dg.AssetCheckSeverity.ERROR, Severity.ERROR)
+            else Severity.WARN
+        )
     extra: dict[str, Scalar] = {}
     for key, value in md.items():
         if key in STANDARD_KEYS or key.startswith("dagster/"):
@@ -127,7 +133,9 @@ def from_check_evaluation(data: Any) -> Evaluation:
 
 def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
     """The result names its check, so a multi-check can yield many."""
-    severity = dg.AssetCheckSeverity.ERROR if ev.severity == Severity.ERROR else dg.AssetCheckSeverity.WARN
+    severity = (
+        dg.AssetCheckSeverity.ERROR if ev.severity == Severity.ERROR else dg.AssetCheckSeverity.WARN
+    )
     text = f"{ev.measured} {ev.unit} (threshold {ev.threshold})".strip()
     return dg.AssetCheckResult(
         asset_key=dg.AssetKey(ev.asset),
@@ -150,11 +158,15 @@ def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetCheck
     return [
         c
         for needs, group in groups.items()
-        for c in _multi_check(group, name=name if not needs else f"{name}_after_{'_'.join(needs)}", needs=needs)
+        for c in _multi_check(
+            group, name=name if not needs else f"{name}_after_{'_'.join(needs)}", needs=needs
+        )
     ]
 
 
-def _multi_check(specs: list[CheckSpec], *, name: str, needs: tuple[str, ...]) -> list[dg.AssetChecksDefinition]:
+def _multi_check(
+    specs: list[CheckSpec], *, name: str, needs: tuple[str, ...]
+) -> list[dg.AssetChecksDefinition]:
     if not specs:
         return []
     by_key = {dg.AssetCheckKey(dg.AssetKey(s.asset), s.name): s for s in specs}
@@ -188,7 +200,9 @@ def _multi_check(specs: list[CheckSpec], *, name: str, needs: tuple[str, ...]) -
             for future in as_completed(futures):
                 ev = future.result()
                 if not ev.passed:
-                    context.log.warning(f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}")
+                    context.log.warning(
+                        f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}"
+                    )
                 yield to_check_result(ev)
 
     return [_checks]
@@ -200,7 +214,9 @@ def asset_checks_per_asset(specs: Iterable[CheckSpec]) -> list[dg.AssetChecksDef
     by_asset: dict[str, list[CheckSpec]] = {}
     for spec in specs:
         by_asset.setdefault(spec.asset, []).append(spec)
-    return [c for asset, group in by_asset.items() for c in asset_checks(group, name=f"{asset}_checks")]
+    return [
+        c for asset, group in by_asset.items() for c in asset_checks(group, name=f"{asset}_checks")
+    ]
 
 
 def external(
@@ -235,9 +251,17 @@ def freshness_policy(fresh: Freshness) -> dg.FreshnessPolicy:
 def sensor_status(catalog: Catalog) -> dg.DefaultSensorStatus:
     """`automation.running` as a sensor's default status: one catalog key for every sensor
     and schedule the catalog governs (defs/smoke, defs/automation)."""
-    return dg.DefaultSensorStatus.RUNNING if catalog.automation.running else dg.DefaultSensorStatus.STOPPED
+    return (
+        dg.DefaultSensorStatus.RUNNING
+        if catalog.automation.running
+        else dg.DefaultSensorStatus.STOPPED
+    )
 
 
 def schedule_status(catalog: Catalog) -> dg.DefaultScheduleStatus:
     """`automation.running` as a schedule's default status."""
-    return dg.DefaultScheduleStatus.RUNNING if catalog.automation.running else dg.DefaultScheduleStatus.STOPPED
+    return (
+        dg.DefaultScheduleStatus.RUNNING
+        if catalog.automation.running
+        else dg.DefaultScheduleStatus.STOPPED
+    )

@@ -25,7 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", help=f"catalog profile (default: ${PROFILE_ENV} or 'sandbox')")
-    common.add_argument("--catalog", metavar="PATH", help=f"platform.yaml to use (default: ${CATALOG_ENV} or the shipped one)")
+    common.add_argument(
+        "--catalog",
+        metavar="PATH",
+        help=f"platform.yaml to use (default: ${CATALOG_ENV} or the shipped one)",
+    )
 
     p = argparse.ArgumentParser(
         prog="mlops-assets",
@@ -36,10 +40,14 @@ def _parser() -> argparse.ArgumentParser:
 
     cat = sub.add_parser("catalog", help="validate or show the platform catalog")
     cat_sub = cat.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
-    v = cat_sub.add_parser("validate", parents=[common], help="check a catalog file; list every problem")
+    v = cat_sub.add_parser(
+        "validate", parents=[common], help="check a catalog file; list every problem"
+    )
     v.add_argument("path", nargs="?", help="catalog file (default: the active one)")
     v.add_argument("--all-profiles", action="store_true", help="validate every profile in the file")
-    s = cat_sub.add_parser("show", parents=[common], help="print the resolved catalog, secrets masked")
+    s = cat_sub.add_parser(
+        "show", parents=[common], help="print the resolved catalog, secrets masked"
+    )
     s.add_argument("--format", choices=("yaml", "json"), default="yaml")
 
     for name, text in (
@@ -48,20 +56,31 @@ def _parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(name, parents=[common], help=text, description=text)
         c.add_argument(
-            "--select", nargs="+", default=[], metavar="GROUP_OR_KEY",
+            "--select",
+            nargs="+",
+            default=[],
+            metavar="GROUP_OR_KEY",
             help=f"groups ({' '.join(GROUPS)}) or asset keys; comma or space separated; default: everything",
         )
         c.add_argument("--format", choices=FORMATS, default="table")
-        c.add_argument("--output", metavar="FILE", help="also write the report to FILE (format from --format)")
+        c.add_argument(
+            "--output", metavar="FILE", help="also write the report to FILE (format from --format)"
+        )
 
-    j = sub.add_parser("judge", parents=[common], help="judge a site's own nccl-tests or nvidia-smi output by the catalog's rules",
-                       description="Judge output a site already has (nccl-tests all_reduce_perf, nvidia-smi -q or its "
-                       "--query-gpu CSV with a header) by the rules and GPU profiles the checks use. Exit 0 PASS/WARN, 1 FAIL, 2 unreadable.")
+    j = sub.add_parser(
+        "judge",
+        parents=[common],
+        help="judge a site's own nccl-tests or nvidia-smi output by the catalog's rules",
+        description="Judge output a site already has (nccl-tests all_reduce_perf, nvidia-smi -q or its "
+        "--query-gpu CSV with a header) by the rules and GPU profiles the checks use. Exit 0 PASS/WARN, 1 FAIL, 2 unreadable.",
+    )
     j.add_argument("kind", choices=("all-reduce-perf", "nvidia-smi-q", "nvidia-smi-csv"))
     j.add_argument("file", help="the saved output, or - for standard input")
     j.add_argument("--format", choices=("text", "json"), default="text")
 
-    sb = sub.add_parser("sandbox", help="bring the loopback sandbox platform up, report on it, or stop it")
+    sb = sub.add_parser(
+        "sandbox", help="bring the loopback sandbox platform up, report on it, or stop it"
+    )
     sb.add_argument("action", choices=("up", "status", "down"))
     return p
 
@@ -104,7 +123,11 @@ def _catalog_show(args: argparse.Namespace) -> int:
     loaded = active()
     data = mask_secrets(loaded.catalog.model_dump(mode="json"))
     print(f"# {loaded.path} (profile {loaded.profile})")
-    print(json.dumps(data, indent=2) if args.format == "json" else yaml.safe_dump(data, sort_keys=False))
+    print(
+        json.dumps(data, indent=2)
+        if args.format == "json"
+        else yaml.safe_dump(data, sort_keys=False)
+    )
     return EXIT_OK
 
 
@@ -127,7 +150,11 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
         print(
             "mlops-assets: these environment variables are not set but the selection needs them: "
             + ", ".join(missing)
-            + (". For the sandbox run `mlops-assets sandbox up` first." if loaded.profile == "sandbox" else "."),
+            + (
+                ". For the sandbox run `mlops-assets sandbox up` first."
+                if loaded.profile == "sandbox"
+                else "."
+            ),
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -138,7 +165,9 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
         file=sys.stderr,
     )
     started = datetime.now(UTC)
-    rows, run_id = headless.execute(definitions, sel, materialize=materialize, inst=headless.instance())
+    rows, run_id = headless.execute(
+        definitions, sel, materialize=materialize, inst=headless.instance()
+    )
     report = Report(
         command="materialize" if materialize else "validate",
         profile=loaded.profile,
@@ -161,11 +190,16 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
 def _missing_secrets(catalog: Any, sel: Any) -> list[str]:
     from mlops_assets.platform import secret_env_names
 
-    needs_s3 = any(k.to_user_string().startswith(("bucket_", "minio", "model_")) for k in sel.assets) or any(
-        ck.name == "hpc_to_cloud_bandwidth" for ck in sel.checks
-    )
-    s3_names = {catalog.cloud.services.minio.access_key.env, catalog.cloud.services.minio.secret_key.env}
-    return [n for n in secret_env_names(catalog) if n in s3_names and needs_s3 and not os.environ.get(n)]
+    needs_s3 = any(
+        k.to_user_string().startswith(("bucket_", "minio", "model_")) for k in sel.assets
+    ) or any(ck.name == "hpc_to_cloud_bandwidth" for ck in sel.checks)
+    s3_names = {
+        catalog.cloud.services.minio.access_key.env,
+        catalog.cloud.services.minio.secret_key.env,
+    }
+    return [
+        n for n in secret_env_names(catalog) if n in s3_names and needs_s3 and not os.environ.get(n)
+    ]
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -196,7 +230,10 @@ def _judge(args: argparse.Namespace) -> int:
     try:
         result = judge(args.kind, text, active().catalog)
     except ValueError as exc:
-        print(f"mlops-assets: {args.file} is not readable as {args.kind} output: {exc}", file=sys.stderr)
+        print(
+            f"mlops-assets: {args.file} is not readable as {args.kind} output: {exc}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.format == "json":
         print(json.dumps(result, indent=2, default=str))
@@ -213,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     _apply_common(args)
     try:
         if args.command == "catalog":
-            return _catalog_validate(args) if args.catalog_command == "validate" else _catalog_show(args)
+            return (
+                _catalog_validate(args)
+                if args.catalog_command == "validate"
+                else _catalog_show(args)
+            )
         if args.command in ("validate", "materialize"):
             return _run(args, materialize=args.command == "materialize")
         if args.command == "sandbox":

@@ -58,6 +58,10 @@ def defs() -> dg.Definitions:
         from mlops_assets.platform import active, build_resources
 
         catalog = active().catalog
-        domains = dg.Definitions.merge(*(importlib.import_module(name).defs for name in domain_modules()))
+        domains = dg.Definitions.merge(
+            *(importlib.import_module(name).defs for name in domain_modules())
+        )
         automation = importlib.import_module(module(AUTOMATION)).build(catalog, domains)
-        return dg.Definitions.merge(domains, automation, dg.Definitions(resources=build_resources(catalog)))
+        return dg.Definitions.merge(
+            domains, automation, dg.Definitions(resources=build_resources(catalog))
+        )

@@ -54,7 +54,9 @@ def select(defs: dg.Definitions, items: Sequence[str]) -> Selected:
     unique = list(dict.fromkeys(wanted))
     checks = [ck for ck in graph.asset_check_keys if ck.asset_key in set(unique)]
     materializable = [k for k in unique if graph.get(k).is_materializable]
-    return Selected(unique, materializable, sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.name)))
+    return Selected(
+        unique, materializable, sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.name))
+    )
 
 
 def instance() -> dg.DagsterInstance:
@@ -70,9 +72,15 @@ def execute(
     """One run for the unpartitioned assets and the checks; partitioned assets (the per-node
     smoke) then get one run per partition key, reported as `asset[partition]`."""
     graph = defs.resolve_asset_graph()
-    partitioned = [k for k in sel.materializable if graph.get(k).partitions_def is not None] if materialize else []
+    partitioned = (
+        [k for k in sel.materializable if graph.get(k).partitions_def is not None]
+        if materialize
+        else []
+    )
     if partitioned:
-        rest = Selected(sel.assets, [k for k in sel.materializable if k not in partitioned], sel.checks)
+        rest = Selected(
+            sel.assets, [k for k in sel.materializable if k not in partitioned], sel.checks
+        )
         rows, run_id = _execute_one(defs, rest, materialize=materialize, inst=inst)
         return rows + _execute_partitioned(defs, partitioned, inst), run_id
     return _execute_one(defs, sel, materialize=materialize, inst=inst)
@@ -91,7 +99,9 @@ def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
     return sync_node_partitions(catalog, inst, build_resources(catalog)["hpc"].runner())
 
 
-def _execute_partitioned(defs: dg.Definitions, keys: list[dg.AssetKey], inst: dg.DagsterInstance) -> list[Evaluation]:
+def _execute_partitioned(
+    defs: dg.Definitions, keys: list[dg.AssetKey], inst: dg.DagsterInstance
+) -> list[Evaluation]:
     graph = defs.resolve_asset_graph()
     groups: dict[str, list[dg.AssetKey]] = {}
     pdefs: dict[str, Any] = {}
@@ -111,26 +121,54 @@ def _execute_partitioned(defs: dg.Definitions, keys: list[dg.AssetKey], inst: dg
             why = f"no partition of {name} to run (for GPU nodes: no usable GPU node in the smoke partition)"
         if not partitions:
             rows += [
-                Evaluation(asset=n, check="materialized", passed=False, severity=Severity.ERROR, measured="not run",
-                           threshold="yes", unit="materialization", hint="check sinfo and the node states", duration_s=0.0, detail=why)
+                Evaluation(
+                    asset=n,
+                    check="materialized",
+                    passed=False,
+                    severity=Severity.ERROR,
+                    measured="not run",
+                    threshold="yes",
+                    unit="materialization",
+                    hint="check sinfo and the node states",
+                    duration_s=0.0,
+                    detail=why,
+                )
                 for n in names
             ]
             continue
         job_name = f"mlops_materialize_partitioned_{i}"
-        job = dg.define_asset_job(job_name, selection=dg.AssetSelection.assets(*group), partitions_def=pdefs[name])
+        job = dg.define_asset_job(
+            job_name, selection=dg.AssetSelection.assets(*group), partitions_def=pdefs[name]
+        )
         resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job_name)
         for pk in partitions:
             result = resolved.execute_in_process(
-                instance=inst, raise_on_error=False, run_config=QUIET_LOGS, partition_key=pk, tags={"mlops/cli": job_name}
+                instance=inst,
+                raise_on_error=False,
+                run_config=QUIET_LOGS,
+                partition_key=pk,
+                tags={"mlops/cli": job_name},
             )
-            done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+            done = {
+                e.asset_key.to_user_string()
+                for e in result.get_asset_materialization_events()
+                if e.asset_key
+            }
             failures = _step_failures(result)
             rows += [
                 Evaluation(
-                    asset=f"{n}[{pk}]", check="materialized", passed=n in done, severity=Severity.ERROR,
-                    measured="yes" if n in done else "no", threshold="yes", unit="materialization",
-                    hint="" if n in done else "see the run's log in the Dagster UI for the failing step",
-                    duration_s=0.0, detail="" if n in done else failures.get(n, ""),
+                    asset=f"{n}[{pk}]",
+                    check="materialized",
+                    passed=n in done,
+                    severity=Severity.ERROR,
+                    measured="yes" if n in done else "no",
+                    threshold="yes",
+                    unit="materialization",
+                    hint=""
+                    if n in done
+                    else "see the run's log in the Dagster UI for the failing step",
+                    duration_s=0.0,
+                    detail="" if n in done else failures.get(n, ""),
                 )
                 for n in names
             ]
@@ -142,7 +180,9 @@ def _execute_one(
 ) -> tuple[list[Evaluation], str | None]:
     if not sel.checks and not (materialize and sel.materializable):
         return [], None
-    selection: dg.AssetSelection | None = dg.AssetSelection.checks(*sel.checks) if sel.checks else None
+    selection: dg.AssetSelection | None = (
+        dg.AssetSelection.checks(*sel.checks) if sel.checks else None
+    )
     if materialize and sel.materializable:
         mats = dg.AssetSelection.assets(*sel.materializable)
         selection = mats if selection is None else mats | selection
@@ -164,26 +204,47 @@ def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
         rows.append(ev)
     failures = _step_failures(result)
     if materialize:
-        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        materialized = {
+            e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        }
         for key in sel.materializable:
             name = key.to_user_string()
             rows.append(
                 Evaluation(
-                    asset=name, check="materialized", passed=name in materialized, severity=Severity.ERROR,
-                    measured="yes" if name in materialized else "no", threshold="yes", unit="materialization",
-                    hint="" if name in materialized else "see the run's log in the Dagster UI for the failing step",
-                    duration_s=0.0, detail=failures.get(name, "") if name not in materialized else "",
+                    asset=name,
+                    check="materialized",
+                    passed=name in materialized,
+                    severity=Severity.ERROR,
+                    measured="yes" if name in materialized else "no",
+                    threshold="yes",
+                    unit="materialization",
+                    hint=""
+                    if name in materialized
+                    else "see the run's log in the Dagster UI for the failing step",
+                    duration_s=0.0,
+                    detail=failures.get(name, "") if name not in materialized else "",
                 )
             )
     for ck in sel.checks:
         asset, check = ck.asset_key.to_user_string(), ck.name
         if (asset, check) not in seen:
-            reason = failures.get(check) or failures.get(asset) or "not run: an upstream step failed or a blocking check failed"
+            reason = (
+                failures.get(check)
+                or failures.get(asset)
+                or "not run: an upstream step failed or a blocking check failed"
+            )
             rows.append(
                 Evaluation(
-                    asset=asset, check=check, passed=False, severity=Severity.ERROR, measured="not run",
-                    threshold=None, unit="", hint="fix the failure named here, then run again",
-                    duration_s=0.0, detail=reason[:500],
+                    asset=asset,
+                    check=check,
+                    passed=False,
+                    severity=Severity.ERROR,
+                    measured="not run",
+                    threshold=None,
+                    unit="",
+                    hint="fix the failure named here, then run again",
+                    duration_s=0.0,
+                    detail=reason[:500],
                 )
             )
     return rows

@@ -25,7 +25,17 @@ def judge(kind: str, text: str, catalog: Catalog) -> dict[str, Any]:
         failure = nvidia_smi.classify_failure(text)
         if failure is not None:
             return {"verdict": "FAIL", "messages": [failure.describe()], "cause": failure.meaning}
-        gpus = nvidia_smi.parse_nvidia_smi_q(text) if kind == "nvidia-smi-q" else nvidia_smi.parse_query_gpu(text, None)
-        health = nvidia_smi.judge_gpu_health(gpus, where="input", min_driver=catalog.hpc.gpus.min_driver_version)
-        return {"verdict": health.verdict, "messages": health.problems + health.unjudged, "gpus": health.fact}
+        gpus = (
+            nvidia_smi.parse_nvidia_smi_q(text)
+            if kind == "nvidia-smi-q"
+            else nvidia_smi.parse_query_gpu(text, None)
+        )
+        health = nvidia_smi.judge_gpu_health(
+            gpus, where="input", min_driver=catalog.hpc.gpus.min_driver_version
+        )
+        return {
+            "verdict": health.verdict,
+            "messages": health.problems + health.unjudged,
+            "gpus": health.fact,
+        }
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")

@@ -110,15 +110,21 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
             timeout_s=kube.request_timeout_s,
         ),
         "mlflow": HttpServiceResource(
-            url=svc.mlflow.url, timeout_s=svc.mlflow.timeout_s, token_env=token_env(svc.mlflow.token)
+            url=svc.mlflow.url,
+            timeout_s=svc.mlflow.timeout_s,
+            token_env=token_env(svc.mlflow.token),
         ),
         "minio_http": HttpServiceResource(url=svc.minio.url, timeout_s=svc.minio.timeout_s),
-        "prometheus": HttpServiceResource(url=svc.prometheus.url, timeout_s=svc.prometheus.timeout_s),
+        "prometheus": HttpServiceResource(
+            url=svc.prometheus.url, timeout_s=svc.prometheus.timeout_s
+        ),
         "pushgateway": HttpServiceResource(
             url=svc.prometheus.pushgateway_url or svc.prometheus.url,
             timeout_s=svc.prometheus.timeout_s,
         ),
         "grafana": HttpServiceResource(
-            url=svc.grafana.url, timeout_s=svc.grafana.timeout_s, token_env=token_env(svc.grafana.token)
+            url=svc.grafana.url,
+            timeout_s=svc.grafana.timeout_s,
+            token_env=token_env(svc.grafana.token),
         ),
     }

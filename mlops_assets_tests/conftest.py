@@ -19,12 +19,19 @@ SANDBOX = REPO / "deploy" / "sandbox" / "sandbox.sh"
 SHARED = REPO.parent / "shared"
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The installed console script's code path, in a fresh process like a user's shell."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "mlops_assets.cli", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, check=False, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
     )
 
 
@@ -41,12 +48,22 @@ class CliSession:
         self, command: str, *keys: str, catalog: Path | None = None
     ) -> tuple[dict[tuple[str, str], dict[str, Any]], subprocess.CompletedProcess[str]]:
         extra = ["--catalog", str(catalog)] if catalog else []
-        res = run_cli(command, "--select", *keys, *extra, "--format", "json", env={"DAGSTER_HOME": str(self.home)})
+        res = run_cli(
+            command,
+            "--select",
+            *keys,
+            *extra,
+            "--format",
+            "json",
+            env={"DAGSTER_HOME": str(self.home)},
+        )
         self.outputs += [res.stdout, res.stderr]
         try:
             doc = json.loads(res.stdout)
         except ValueError:
-            raise AssertionError(f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}") from None
+            raise AssertionError(
+                f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+            ) from None
         return {(r["asset"], r["check"]): r for r in doc["results"]}, res
 
     def metadata(self, key: str) -> dict[str, Any]:
@@ -54,7 +71,9 @@ class CliSession:
 
         with dg.DagsterInstance.from_config(str(self.home)) as inst:
             ev = inst.get_latest_materialization_event(dg.AssetKey(key))
-            assert ev is not None and ev.asset_materialization is not None, f"{key} has no materialization"
+            assert ev is not None and ev.asset_materialization is not None, (
+                f"{key} has no materialization"
+            )
             return {k: v.value for k, v in ev.asset_materialization.metadata.items()}
 
 
@@ -71,7 +90,9 @@ def cli():  # type: ignore[no-untyped-def]
 
 
 def _status() -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SANDBOX), "status"], capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["bash", str(SANDBOX), "status"], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +100,9 @@ def sandbox() -> Iterator[Path]:
     """The running sandbox's state directory (brought up if needed)."""
     status = _status()
     if status.returncode != 0:
-        up = subprocess.run(["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False)
+        up = subprocess.run(
+            ["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False
+        )
         status = _status()
         if status.returncode != 0:
             pytest.fail(
@@ -95,9 +118,20 @@ def sandbox() -> Iterator[Path]:
     # images: the BeeGFS layout, the buckets and the SIF files are assets (never created by
     # the sandbox), so materialize them once, as the README's main command does, before tests
     # that expect them (the --nv checks exec an image).
-    base = run_cli("materialize", "--select", "storage", "containers", "--format", "json", env={"DAGSTER_HOME": ""})
+    base = run_cli(
+        "materialize",
+        "--select",
+        "storage",
+        "containers",
+        "--format",
+        "json",
+        env={"DAGSTER_HOME": ""},
+    )
     if base.returncode != 0:
-        pytest.fail(f"materializing the storage and container assets failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}", pytrace=False)
+        pytest.fail(
+            f"materializing the storage and container assets failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}",
+            pytrace=False,
+        )
     yield home
 
 
@@ -129,8 +163,21 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     full_env = {**os.environ, "DAGSTER_HOME": str(home), **(env or {})}
     log = (home / "dev.log").open("w")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=home, env=full_env, stdout=log, stderr=subprocess.STDOUT, process_group=0,
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=home,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        process_group=0,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -141,7 +188,10 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"dagster dev did not start:\n{(home / 'dev.log').read_text()[-3000:]}", pytrace=False)
+                    pytest.fail(
+                        f"dagster dev did not start:\n{(home / 'dev.log').read_text()[-3000:]}",
+                        pytrace=False,
+                    )
                 time.sleep(1)
         yield url
     finally:
@@ -163,7 +213,9 @@ def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> An
     import urllib.request
 
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"{url}/graphql", data=body, headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/graphql", data=body, headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())["data"]
 
@@ -177,7 +229,9 @@ def sandbox_s3() -> Any:
 
     minio = active().catalog.cloud.services.minio
     return boto3.client(
-        "s3", endpoint_url=minio.url, region_name=minio.region,
+        "s3",
+        endpoint_url=minio.url,
+        region_name=minio.region,
         aws_access_key_id=os.environ[minio.access_key.env],
         aws_secret_access_key=os.environ[minio.secret_key.env],
         config=Config(s3={"addressing_style": "path"}),

@@ -21,11 +21,18 @@ STATES = """{ repositoriesOrError { ... on RepositoryConnection { nodes { name
   schedules { name scheduleState { status } } } } } }"""
 
 SCHEDULES = {"light_checks_schedule", "nightly_full_validation_schedule"}
-SENSORS = {"slurm_gpu_node_sensor", "smoke_orphan_sensor", "smoke_rerun_automation_sensor", "mlops_metrics_exporter"}
+SENSORS = {
+    "slurm_gpu_node_sensor",
+    "smoke_orphan_sensor",
+    "smoke_rerun_automation_sensor",
+    "mlops_metrics_exporter",
+}
 TICKING = {"slurm_gpu_node_sensor", "smoke_orphan_sensor"}  # one sinfo / one squeue per minute
 
 
-def test_every_schedule_and_sensor_is_running_by_default_and_ticks(sandbox: Path, tmp_path: Path) -> None:
+def test_every_schedule_and_sensor_is_running_by_default_and_ticks(
+    sandbox: Path, tmp_path: Path
+) -> None:
     assert "MLOPS_AUTOMATION_RUNNING" not in os.environ, "this test is about the shipped default"
     shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with dagster_dev(tmp_path) as url:
@@ -38,9 +45,16 @@ def test_every_schedule_and_sensor_is_running_by_default_and_ticks(sandbox: Path
             if ticked >= TICKING or time.monotonic() > deadline:
                 break
             time.sleep(5)
-    assert set(sensors) >= SENSORS and set(schedules) >= SCHEDULES, (sorted(sensors), sorted(schedules))
+    assert set(sensors) >= SENSORS and set(schedules) >= SCHEDULES, (
+        sorted(sensors),
+        sorted(schedules),
+    )
     assert {n: st["status"] for n, st in sensors.items()} == dict.fromkeys(sensors, "RUNNING")
     assert schedules == dict.fromkeys(schedules, "RUNNING")
     assert ticked >= TICKING, f"no tick within 4 minutes from {sorted(TICKING - ticked)}"
-    failed = {n: [t["status"] for t in st["ticks"]] for n, st in sensors.items() if any(t["status"] == "FAILURE" for t in st["ticks"])}
+    failed = {
+        n: [t["status"] for t in st["ticks"]]
+        for n, st in sensors.items()
+        if any(t["status"] == "FAILURE" for t in st["ticks"])
+    }
     assert not failed, failed

@@ -25,7 +25,13 @@ EVALUATIONS = [
         # commas and spaces inside a name must not split it
         nodes=("gpu01", "gpu 02", "gpu03,drained", "10.0.0.4:9100"),
         detail="gpu03 drained: Kill task failed",
-        extra={"ratio": 0.75, "count": 7, "fake_gpus": True, "driver": "550.54.15", "missing": None},
+        extra={
+            "ratio": 0.75,
+            "count": 7,
+            "fake_gpus": True,
+            "driver": "550.54.15",
+            "missing": None,
+        },
     ),
     Evaluation(
         asset="mlflow",
@@ -68,7 +74,10 @@ def _run(evaluations: list[Evaluation]) -> tuple[list[Evaluation], list[Evaluati
     defs = dg.Definitions(assets=assets, asset_checks=[checks])
     with dg.DagsterInstance.ephemeral() as instance:
         job = dg.Definitions.merge(
-            defs, dg.Definitions(jobs=[dg.define_asset_job("j", selection=dg.AssetSelection.all_asset_checks())])
+            defs,
+            dg.Definitions(
+                jobs=[dg.define_asset_job("j", selection=dg.AssetSelection.all_asset_checks())]
+            ),
         ).resolve_job_def("j")
         result = job.execute_in_process(instance=instance)
         from_result = [from_check_evaluation(e) for e in result.get_asset_check_evaluations()]
@@ -90,7 +99,13 @@ def test_every_field_survives_a_real_run_and_the_event_log() -> None:
 
 def test_probe_severity_override_reaches_dagster_and_comes_back() -> None:
     """A figure that cannot be judged is a WARN even on an ERROR check (Outcome.severity)."""
-    spec = CheckSpec("a", "c", Severity.ERROR, "why", lambda ctx: Outcome(False, None, 1.0, "x", severity=Severity.WARN))
+    spec = CheckSpec(
+        "a",
+        "c",
+        Severity.ERROR,
+        "why",
+        lambda ctx: Outcome(False, None, 1.0, "x", severity=Severity.WARN),
+    )
     ev = run_check(spec, None)
     result = to_check_result(ev)
     assert ev.severity == Severity.WARN and result.severity == dg.AssetCheckSeverity.WARN
@@ -98,13 +113,22 @@ def test_probe_severity_override_reaches_dagster_and_comes_back() -> None:
 
 
 def test_old_results_with_comma_joined_nodes_still_read() -> None:
-    ev = decode(asset="a", check="c", passed=False, severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"nodes": dg.MetadataValue.text("gpu01, gpu02"), "measured": 1})
+    ev = decode(
+        asset="a",
+        check="c",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"nodes": dg.MetadataValue.text("gpu01, gpu02"), "measured": 1},
+    )
     assert ev.nodes == ("gpu01", "gpu02") and ev.severity == Severity.ERROR and ev.measured == 1
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text()
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(),
 )
 
 
@@ -119,11 +143,32 @@ scalars = st.one_of(
     duration_ms=st.integers(min_value=0, max_value=10**7),
     nodes=st.lists(st.text(min_size=1), max_size=5).map(tuple),
     detail=st.text(),
-    extra=st.dictionaries(st.text(min_size=1).filter(lambda k: not k.startswith(("extra/", "dagster/"))), scalars, max_size=5),
+    extra=st.dictionaries(
+        st.text(min_size=1).filter(lambda k: not k.startswith(("extra/", "dagster/"))),
+        scalars,
+        max_size=5,
+    ),
 )
-def test_encode_decode_round_trip(passed, severity, measured, threshold, unit, hint, duration_ms, nodes, detail, extra) -> None:
-    ev = Evaluation("a", "c", passed, severity, measured, threshold, unit, hint, duration_ms / 1000, nodes, detail, extra)
+def test_encode_decode_round_trip(
+    passed, severity, measured, threshold, unit, hint, duration_ms, nodes, detail, extra
+) -> None:
+    ev = Evaluation(
+        "a",
+        "c",
+        passed,
+        severity,
+        measured,
+        threshold,
+        unit,
+        hint,
+        duration_ms / 1000,
+        nodes,
+        detail,
+        extra,
+    )
     dagster_severity = to_check_result(ev).severity
-    back = decode(asset="a", check="c", passed=passed, severity=dagster_severity, metadata=encode(ev))
+    back = decode(
+        asset="a", check="c", passed=passed, severity=dagster_severity, metadata=encode(ev)
+    )
     assert back == ev
     assert [type(v) for v in back.extra.values()] == [type(v) for v in ev.extra.values()]

@@ -38,7 +38,15 @@ def test_unknown_selection_exits_2_with_suggestion(cli) -> None:
 
 
 def test_catalog_show_masks_and_resolves(cli) -> None:
-    res = cli("catalog", "show", "--profile", "production", "--format", "json", env={"MLOPS_HPC_USER": "opsuser"})
+    res = cli(
+        "catalog",
+        "show",
+        "--profile",
+        "production",
+        "--format",
+        "json",
+        env={"MLOPS_HPC_USER": "opsuser"},
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout.split("\n", 1)[1])
     assert data["hpc"]["access"]["login"]["user"] == "opsuser"
@@ -52,7 +60,17 @@ def test_validate_json_and_junit_reports(cli, tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["summary"]["total"] == 3 and doc["exit_code"] == 0
     row = next(r for r in doc["results"] if r["check"] == "workstation_python_version")
-    assert set(row) >= {"asset", "check", "passed", "severity", "measured", "threshold", "unit", "hint", "duration_s"}
+    assert set(row) >= {
+        "asset",
+        "check",
+        "passed",
+        "severity",
+        "measured",
+        "threshold",
+        "unit",
+        "hint",
+        "duration_s",
+    }
     assert row["passed"] is True and row["threshold"] == "3.11"
     res = cli("validate", "--select", "workstation", "--format", "junit")
     suite = ET.fromstring(res.stdout.split("\n", 1)[1])
@@ -61,7 +79,9 @@ def test_validate_json_and_junit_reports(cli, tmp_path: Path) -> None:
 
 def test_error_failure_exits_1_and_names_the_fix(cli, tmp_path: Path) -> None:
     """An unreachable HPC login (a closed loopback port) is an ERROR failure, not a crash."""
-    text = (Path(__file__).resolve().parent.parent / "mlops_assets/catalog/platform.yaml").read_text()
+    text = (
+        Path(__file__).resolve().parent.parent / "mlops_assets/catalog/platform.yaml"
+    ).read_text()
     cat = tmp_path / "platform.yaml"
     cat.write_text(text.replace("port: 2222", "port: 1"))
     res = cli("validate", "--catalog", str(cat), "--select", "cloud_to_hpc", "--format", "json")
@@ -78,17 +98,37 @@ def test_judge_reads_a_sites_own_outputs_by_the_catalogs_rules(cli, tmp_path: Pa
     bandwidth is a WARN that says why (exit 0), a failing GPU is a FAIL naming the figure
     (exit 1), an nvidia-smi error names its cause, and text that is not the tool's output
     exits 2 saying so."""
-    warn = cli("judge", "all-reduce-perf", str(CORPUS / "nccl_tests" / "a100_40gb_8gpu_8gib_no_validation_superbench.txt"))
-    assert warn.returncode == 0 and warn.stdout.startswith("WARN") and "no allreduce_busbw_gbps" in warn.stdout, warn
-    old = cli("judge", "nvidia-smi-q", str(CORPUS / "nvidia_smi_q" / "gtx960m_410_netdata4892.txt"), "--format", "json")
+    warn = cli(
+        "judge",
+        "all-reduce-perf",
+        str(CORPUS / "nccl_tests" / "a100_40gb_8gpu_8gib_no_validation_superbench.txt"),
+    )
+    assert (
+        warn.returncode == 0
+        and warn.stdout.startswith("WARN")
+        and "no allreduce_busbw_gbps" in warn.stdout
+    ), warn
+    old = cli(
+        "judge",
+        "nvidia-smi-q",
+        str(CORPUS / "nvidia_smi_q" / "gtx960m_410_netdata4892.txt"),
+        "--format",
+        "json",
+    )
     doc = json.loads(old.stdout)
-    assert old.returncode == 1 and doc["verdict"] == "FAIL" and any("driver 410.72 <" in m for m in doc["messages"]), old
+    assert (
+        old.returncode == 1
+        and doc["verdict"] == "FAIL"
+        and any("driver 410.72 <" in m for m in doc["messages"])
+    ), old
     mismatch = next((CORPUS / "nvidia_smi_error").glob("*mismatch*.txt"))
     bad = cli("judge", "nvidia-smi-q", str(mismatch))
     assert bad.returncode == 1 and "mismatch" in bad.stdout.lower(), bad
     notes = tmp_path / "notes.txt"
     notes.write_text("nothing like nccl-tests here\n")
     garbage = cli("judge", "all-reduce-perf", str(notes))
-    assert garbage.returncode == 2 and "not readable as all-reduce-perf output" in garbage.stderr, garbage
+    assert garbage.returncode == 2 and "not readable as all-reduce-perf output" in garbage.stderr, (
+        garbage
+    )
     missing = cli("judge", "all-reduce-perf", str(tmp_path / "absent.txt"))
     assert missing.returncode == 2 and "cannot read" in missing.stderr, missing

@@ -35,7 +35,11 @@ MLFLOW_TIMEOUT_S = 5  # the sandbox profile's cloud.services.mlflow.timeout_s
 PROBE_TIMEOUT_S = 3  # network.probe_timeout_s
 
 
-def validate(cli: Callable[..., subprocess.CompletedProcess[str]], *select: str, env: dict[str, str] | None = None) -> tuple[dict[str, dict[str, Any]], subprocess.CompletedProcess[str], float]:
+def validate(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+    *select: str,
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, dict[str, Any]], subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     res = cli("validate", *(select or SELECT), "--format", "json", env=env)
     wall = time.monotonic() - start
@@ -50,8 +54,14 @@ def failed(rows: dict[str, dict[str, Any]]) -> set[str]:
 
 def scenario(name: str | None) -> None:
     """POST a fault scenario to the Kubernetes API stand-in, or reset it (None)."""
-    path, body = ("/_standin/reset", b"{}") if name is None else ("/_standin/scenario", json.dumps({"name": name}).encode())
-    req = urllib.request.Request(KUBE + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+    path, body = (
+        ("/_standin/reset", b"{}")
+        if name is None
+        else ("/_standin/scenario", json.dumps({"name": name}).encode())
+    )
+    req = urllib.request.Request(
+        KUBE + path, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
 
@@ -76,7 +86,9 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 def sandbox_up() -> None:
     """Restart whatever a test stopped; the sandbox must be whole again afterwards."""
-    up = subprocess.run(["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=600, check=False)
+    up = subprocess.run(
+        ["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=600, check=False
+    )
     assert up.returncode == 0, f"sandbox.sh up failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}"
 
 
@@ -98,7 +110,9 @@ def test_healthy_sandbox_passes_cloud_and_network(sandbox: Path, cli: Any) -> No
     bw = rows["hpc_to_cloud_bandwidth"]
     assert bw["unit"] == "Mbps" and bw["measured"] >= 100
     assert bw["extra"]["probe_bytes"] == 16 * 1024 * 1024  # network.bandwidth_probe_mb: 16
-    assert rows["hpc_to_cloud_bandwidth_recommended"]["measured"] == bw["measured"]  # one measurement
+    assert (
+        rows["hpc_to_cloud_bandwidth_recommended"]["measured"] == bw["measured"]
+    )  # one measurement
     assert rows["prometheus_targets_up"]["measured"] == 1.0
     print(f"\nhealthy: {len(rows)} checks in {wall:.1f}s; HPC→object store {bw['measured']} Mbps")
 
@@ -116,7 +130,9 @@ def test_mlflow_stopped_fails_only_mlflow_checks_within_timeout(sandbox: Path, c
             assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S, rows[name]
         assert "no answer" in rows["mlflow_health_endpoint"]["detail"]
         assert rows["hpc_reaches_mlflow"]["detail"].startswith("HPC→cloud mlflow")
-        print(f"\nmlflow stopped: failed in <= {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s each, run {wall:.1f}s")
+        print(
+            f"\nmlflow stopped: failed in <= {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s each, run {wall:.1f}s"
+        )
     finally:
         sandbox_up()
 
@@ -128,14 +144,21 @@ def test_mlflow_hanging_fails_within_timeout(sandbox: Path, cli: Any) -> None:
     try:
         os.killpg(pgid, signal.SIGSTOP)
         rows, _, wall = validate(cli, "--select", "mlflow", "hpc_to_cloud")
-        assert {"mlflow_health_endpoint", "mlflow_experiments_search_answers", "mlflow_model_registry_answers",
-                "mlflow_artifact_round_trip", "hpc_reaches_mlflow"} == failed(rows), failed(rows)
+        assert {
+            "mlflow_health_endpoint",
+            "mlflow_experiments_search_answers",
+            "mlflow_model_registry_answers",
+            "mlflow_artifact_round_trip",
+            "hpc_reaches_mlflow",
+        } == failed(rows), failed(rows)
         for name in MLFLOW_CHECKS - {"hpc_reaches_mlflow"}:
             assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S + 1, rows[name]
             assert f"no answer within {MLFLOW_TIMEOUT_S}s" in rows[name]["detail"]
         assert rows["hpc_reaches_mlflow"]["duration_s"] <= PROBE_TIMEOUT_S + 2
         assert wall < 60
-        print(f"\nmlflow hanging: slowest MLflow check {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s, run {wall:.1f}s")
+        print(
+            f"\nmlflow hanging: slowest MLflow check {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s, run {wall:.1f}s"
+        )
     finally:
         os.killpg(pgid, signal.SIGCONT)
         wait_until(lambda: _mlflow_healthy(), 30, "MLflow to answer again")
@@ -150,8 +173,6 @@ def _mlflow_healthy() -> bool:
 
 
 # ---------------------------------------------------------------------------- S3
-
-
 
 
 def test_datasets_bucket_deleted_is_named(sandbox: Path, cli: Any, tmp_path: Path) -> None:
@@ -169,7 +190,11 @@ def test_datasets_bucket_deleted_is_named(sandbox: Path, cli: Any, tmp_path: Pat
         s3.delete_bucket(Bucket="datasets")
         rows, _, _ = validate(cli, "--select", "minio")
         check = rows["minio_optional_buckets_exist"]  # catalog: datasets is required: false
-        assert not check["passed"] and check["measured"] == "datasets" and "datasets: missing" in check["detail"]
+        assert (
+            not check["passed"]
+            and check["measured"] == "datasets"
+            and "datasets: missing" in check["detail"]
+        )
         assert failed(rows) == {"minio_optional_buckets_exist"}
     finally:
         try:
@@ -181,7 +206,9 @@ def test_datasets_bucket_deleted_is_named(sandbox: Path, cli: Any, tmp_path: Pat
     s3.head_bucket(Bucket="datasets")
 
 
-def test_wrong_s3_secret_clear_error_and_secret_absent_everywhere(sandbox: Path, cli: Any, tmp_path: Path) -> None:
+def test_wrong_s3_secret_clear_error_and_secret_absent_everywhere(
+    sandbox: Path, cli: Any, tmp_path: Path
+) -> None:
     """A wrong secret key against the real S3 server: a clear error naming the variable,
     and neither the wrong nor the real secret in the report, stdout/stderr or any file of
     the run's Dagster instance (event log, compute logs)."""
@@ -196,7 +223,11 @@ def test_wrong_s3_secret_clear_error_and_secret_absent_everywhere(sandbox: Path,
     assert not check["passed"]
     assert "refused the credentials: SignatureDoesNotMatch" in check["detail"], check
     assert "$MLOPS_S3_SECRET_ACCESS_KEY" in check["hint"]
-    assert {"minio_credentials_list_buckets", "minio_required_buckets_exist", "hpc_to_cloud_bandwidth"} <= failed(rows)
+    assert {
+        "minio_credentials_list_buckets",
+        "minio_required_buckets_exist",
+        "hpc_to_cloud_bandwidth",
+    } <= failed(rows)
     stored = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.suffix == ".db" for p in stored), "the run was not recorded in DAGSTER_HOME"
     for secret in (wrong, real):
@@ -218,7 +249,9 @@ def test_gpu_node_loses_label_is_named(sandbox: Path, cli: Any) -> None:
         assert set(check["nodes"]) == {"k8s-gpu-01", "k8s-gpu-02"}
         assert "k8s-gpu-01: no label nvidia.com/gpu.present=true" in check["detail"]
         # the validator check counts validated GPU nodes, so it has none to count either
-        assert failed(rows) == {"k8s_gpu_nodes_ready", "gpu_operator_validators_passed"}, failed(rows)
+        assert failed(rows) == {"k8s_gpu_nodes_ready", "gpu_operator_validators_passed"}, failed(
+            rows
+        )
         assert res.returncode == 1
     finally:
         scenario(None)
@@ -248,7 +281,10 @@ def test_validator_failure_turns_the_clusterpolicy_not_ready(sandbox: Path, cli:
         assert not cp["passed"] and cp["severity"] == "ERROR" and cp["measured"] == 0
         assert cp["detail"].startswith("cluster-policy: notReady"), cp["detail"]
         assert rows["gpu_operator_validators_passed"]["nodes"] == ["k8s-gpu-02"]
-        assert failed(rows) == {"gpu_operator_validators_passed", "gpu_operator_clusterpolicy_ready"}, failed(rows)
+        assert failed(rows) == {
+            "gpu_operator_validators_passed",
+            "gpu_operator_clusterpolicy_ready",
+        }, failed(rows)
         assert res.returncode == 1
     finally:
         scenario(None)
@@ -288,9 +324,14 @@ def test_prometheus_target_down_is_named(sandbox: Path, cli: Any, tmp_path: Path
         f"  - {{job_name: nvidia-dcgm-exporter, static_configs: [{{targets: ['127.0.0.1:{dead}']}}]}}\n"
     )
     proc = subprocess.Popen(
-        ["/usr/bin/prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "/usr/bin/prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -304,7 +345,9 @@ def test_prometheus_target_down_is_named(sandbox: Path, cli: Any, tmp_path: Path
 
     try:
         wait_until(scraped_all, 30, "the test's Prometheus to scrape its three targets")
-        catalog = sandbox_catalog(tmp_path, ("          url: http://127.0.0.1:9090\n", f"          url: {url}\n"))
+        catalog = sandbox_catalog(
+            tmp_path, ("          url: http://127.0.0.1:9090\n", f"          url: {url}\n")
+        )
         rows, _, _ = validate(cli, "--select", "prometheus", env={"MLOPS_CATALOG": str(catalog)})
         check = rows["prometheus_targets_up"]
         assert not check["passed"] and check["measured"] == 0.667 and check["threshold"] == 1.0
@@ -346,20 +389,33 @@ def isolated_login(sandbox: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
         base = (sandbox / "etc/ssh/sshd_config").read_text()
         cfg = tmp_path / "sshd_config"
         cfg.write_text(
-            base.replace("ListenAddress 127.0.0.1", f"ListenAddress {NS_IP}")
-            .replace(f"PidFile {sandbox}/run/sshd.pid", f"PidFile {tmp_path}/sshd.pid")
+            base.replace("ListenAddress 127.0.0.1", f"ListenAddress {NS_IP}").replace(
+                f"PidFile {sandbox}/run/sshd.pid", f"PidFile {tmp_path}/sshd.pid"
+            )
         )
-        assert f"ListenAddress {NS_IP}" in cfg.read_text() and f"{tmp_path}/sshd.pid" in cfg.read_text()
-        proc = subprocess.Popen(["ip", "netns", "exec", NS, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert (
+            f"ListenAddress {NS_IP}" in cfg.read_text()
+            and f"{tmp_path}/sshd.pid" in cfg.read_text()
+        )
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", NS, "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(lambda: port_open(2222, NS_IP), 15, "the namespaced sshd")
         hostkey = (sandbox / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
         known = tmp_path / "known_hosts"
         known.write_text(f"[{NS_IP}]:2222 {' '.join(hostkey)}\n")
         catalog = sandbox_catalog(
             tmp_path,
-            ("          host: 127.0.0.1\n          port: 2222", f"          host: {NS_IP}\n          port: 2222"),
-            ("          known_hosts: ${MLOPS_SANDBOX_HOME}/keys/known_hosts", f"          known_hosts: {known}"),
+            (
+                "          host: 127.0.0.1\n          port: 2222",
+                f"          host: {NS_IP}\n          port: 2222",
+            ),
+            (
+                "          known_hosts: ${MLOPS_SANDBOX_HOME}/keys/known_hosts",
+                f"          known_hosts: {known}",
+            ),
         )
         yield {"MLOPS_CATALOG": str(catalog)}
     finally:
@@ -368,14 +424,28 @@ def isolated_login(sandbox: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
             proc.wait(timeout=10)
         subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", NS], capture_output=True, check=False)
-    assert NS not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    assert (
+        NS
+        not in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=False
+        ).stdout
+    )
 
 
-HPC_TO_CLOUD = {"hpc_reaches_mlflow", "hpc_reaches_minio", "hpc_reaches_pushgateway", "hpc_reaches_hub",
-                "hpc_reaches_internet_targets", "hpc_to_cloud_bandwidth", "hpc_to_cloud_bandwidth_recommended"}
+HPC_TO_CLOUD = {
+    "hpc_reaches_mlflow",
+    "hpc_reaches_minio",
+    "hpc_reaches_pushgateway",
+    "hpc_reaches_hub",
+    "hpc_reaches_internet_targets",
+    "hpc_to_cloud_bandwidth",
+    "hpc_to_cloud_bandwidth_recommended",
+}
 
 
-def test_hpc_cut_off_from_cloud_names_direction(sandbox: Path, cli: Any, isolated_login: dict[str, str]) -> None:
+def test_hpc_cut_off_from_cloud_names_direction(
+    sandbox: Path, cli: Any, isolated_login: dict[str, str]
+) -> None:
     """Real isolation: the login node's sshd runs in a network namespace without a route to
     the cloud services. HPC→cloud checks fail saying so; cloud→HPC still passes. Then the
     veth link goes down too, and the cloud→HPC check fails saying that direction."""
@@ -383,7 +453,9 @@ def test_hpc_cut_off_from_cloud_names_direction(sandbox: Path, cli: Any, isolate
     assert rows["hpc_login_accepts_key"]["passed"] and rows["cloud_reaches_hpc_login"]["passed"]
     # the orchestrator's own hub/internet checks depend on the shared hub mirror, whose
     # `offline` scenario other sessions' tests switch on; they are not part of this fault
-    assert failed(rows) - {"cloud_reaches_hub", "cloud_reaches_internet_targets"} == HPC_TO_CLOUD, {n: rows[n]["detail"] for n in failed(rows)}
+    assert failed(rows) - {"cloud_reaches_hub", "cloud_reaches_internet_targets"} == HPC_TO_CLOUD, {
+        n: rows[n]["detail"] for n in failed(rows)
+    }
     for name in ("hpc_reaches_mlflow", "hpc_reaches_minio", "hpc_reaches_pushgateway"):
         assert rows[name]["detail"].startswith("HPC→cloud"), rows[name]
     assert "HPC→cloud" in rows["hpc_to_cloud_bandwidth"]["detail"]
@@ -395,7 +467,9 @@ def test_hpc_cut_off_from_cloud_names_direction(sandbox: Path, cli: Any, isolate
     check = rows["cloud_reaches_hpc_login"]
     # this machine's egress accepts any TCP connection to a routed-away address, so only
     # the missing SSH banner shows the cut (a plain TCP connect passed here)
-    assert not check["passed"] and check["detail"].startswith(f"cloud→HPC: {NS_IP}:2222 sent no SSH banner"), check
+    assert not check["passed"] and check["detail"].startswith(
+        f"cloud→HPC: {NS_IP}:2222 sent no SSH banner"
+    ), check
     assert "cloud→HPC" in check["hint"] and not rows["hpc_login_accepts_key"]["passed"]
     assert check["duration_s"] <= PROBE_TIMEOUT_S + 1
     print(f"cloud→HPC cut: {sorted(failed(rows))} in {wall:.1f}s")

@@ -50,7 +50,9 @@ def test_images_are_pulled_and_built_for_real_and_checked(session) -> None:  # t
     rows, _ = session.run("validate", *ASSETS)
     for name in ("pytorch_24_07", "oumi"):
         for check in ("is_valid_sif", "matches_its_record", "framework_versions"):
-            assert rows[(f"container_{name}", f"container_{name}_{check}")]["passed"], rows[(f"container_{name}", f"container_{name}_{check}")]
+            assert rows[(f"container_{name}", f"container_{name}_{check}")]["passed"], rows[
+                (f"container_{name}", f"container_{name}_{check}")
+            ]
         nv = rows[(f"container_{name}", f"container_{name}_sees_allocated_gpu_with_nv")]
         assert not nv["passed"] and nv["severity"] == "WARN" and nv["measured"] == 0
         assert "nvidia-smi" in nv["detail"] and "fake" in nv["hint"]
@@ -84,7 +86,10 @@ def test_unchanged_sources_are_a_no_op(session) -> None:  # type: ignore[no-unty
 
 def test_unreachable_registry_fails_clearly_and_keeps_the_image(session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     before = sha256(PYTORCH)
-    cat = catalog_with(tmp_path, pytorch_24_07={"source": {"pull": "docker://127.0.0.1:1/nvidia/pytorch:24.07-py3"}})
+    cat = catalog_with(
+        tmp_path,
+        pytorch_24_07={"source": {"pull": "docker://127.0.0.1:1/nvidia/pytorch:24.07-py3"}},
+    )
     rows, res = session.run("materialize", "container_pytorch_24_07", catalog=cat)
     row = rows[("container_pytorch_24_07", "materialized")]
     assert not row["passed"] and res.returncode == 1
@@ -95,11 +100,25 @@ def test_unreachable_registry_fails_clearly_and_keeps_the_image(session, tmp_pat
 
 def test_corrupt_image_fails_its_checks_by_name_and_rematerializing_repairs_it(session) -> None:  # type: ignore[no-untyped-def]
     published = sha256(PYTORCH)
-    subprocess.run(["dd", "if=/dev/zero", f"of={PYTORCH}", "bs=1", "seek=32", "count=9", "conv=notrunc", "status=none"], check=True)
+    subprocess.run(
+        [
+            "dd",
+            "if=/dev/zero",
+            f"of={PYTORCH}",
+            "bs=1",
+            "seek=32",
+            "count=9",
+            "conv=notrunc",
+            "status=none",
+        ],
+        check=True,
+    )
     rows, _ = session.run("validate", "container_pytorch_24_07")
     valid = rows[("container_pytorch_24_07", "container_pytorch_24_07_is_valid_sif")]
     assert not valid["passed"] and str(PYTORCH) in valid["hint"]
-    assert not rows[("container_pytorch_24_07", "container_pytorch_24_07_matches_its_record")]["passed"]
+    assert not rows[("container_pytorch_24_07", "container_pytorch_24_07_matches_its_record")][
+        "passed"
+    ]
     rows, _ = session.run("materialize", *ASSETS)
     assert rows[("container_pytorch_24_07", "container_pytorch_24_07_is_valid_sif")]["passed"]
     assert session.metadata("container_pytorch_24_07")["changed"] is True
@@ -109,7 +128,16 @@ def test_corrupt_image_fails_its_checks_by_name_and_rematerializing_repairs_it(s
 
 
 def test_a_definition_change_rebuilds(session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cat = catalog_with(tmp_path, oumi={"source": {"build": "containers/oumi-standin.def", "bootstrap_from": "pytorch_24_07", "args": {"oumi_version": "1.0"}}})
+    cat = catalog_with(
+        tmp_path,
+        oumi={
+            "source": {
+                "build": "containers/oumi-standin.def",
+                "bootstrap_from": "pytorch_24_07",
+                "args": {"oumi_version": "1.0"},
+            }
+        },
+    )
     rows, _ = session.run("materialize", "container_oumi", catalog=cat)
     assert rows[("container_oumi", "materialized")]["passed"]
     meta = session.metadata("container_oumi")
@@ -130,15 +158,32 @@ def test_a_smoke_payload_runs_inside_the_image_through_slurm(session) -> None:  
     @dg.asset(name="probe_in_container", required_resource_keys={"hpc"})
     def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation
         client = SlurmPipesClient(
-            context.resources.hpc.runner(), partition=cat.smoke.partition, python=cat.hpc.python,
-            scripts_dir=dirs["scripts"], jobs_dir=f"{dirs['jobs']}/smoke", env=dict(cat.hpc.env),
-            container=str(PYTORCH), binds=[cat.hpc.beegfs.root],
+            context.resources.hpc.runner(),
+            partition=cat.smoke.partition,
+            python=cat.hpc.python,
+            scripts_dir=dirs["scripts"],
+            jobs_dir=f"{dirs['jobs']}/smoke",
+            env=dict(cat.hpc.env),
+            container=str(PYTORCH),
+            binds=[cat.hpc.beegfs.root],
         )
         res = Resources(gpus=1, cpus=1, mem_mb=200, time_limit_min=2)
-        return client.run(context=context, payload="slurm_probe.py", resources=res, extras={"message": "in container"}).get_materialize_result()
+        return client.run(
+            context=context,
+            payload="slurm_probe.py",
+            resources=res,
+            extras={"message": "in container"},
+        ).get_materialize_result()
 
-    result = dg.materialize([_probe], resources={"hpc": build_resources(cat)["hpc"]}, raise_on_error=False)
-    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("probe_in_container")[0].metadata.items()}
+    result = dg.materialize(
+        [_probe], resources={"hpc": build_resources(cat)["hpc"]}, raise_on_error=False
+    )
+    assert result.success, [
+        e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
+    meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("probe_in_container")[0].metadata.items()
+    }
     assert meta["container"] == PYTORCH.name and meta["slurm_state"] == "COMPLETED"
     assert "gres/gpu=1" in meta["slurm_alloc_tres"]

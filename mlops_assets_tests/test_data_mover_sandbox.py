@@ -13,14 +13,21 @@ from mlops_assets.catalog.loader import DEFAULT_CATALOG
 MNIST_RAW = Path("/mnt/sandbox-beegfs/datasets/mnist/MNIST/raw")
 
 
-def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(sandbox: Path, cli_session, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(
+    sandbox: Path, cli_session, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(DEFAULT_CATALOG.read_text())
-    data["profiles"]["sandbox"]["hpc"]["data_mover"] = {"partition": "gpu", "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5}}
+    data["profiles"]["sandbox"]["hpc"]["data_mover"] = {
+        "partition": "gpu",
+        "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5},
+    }
     catalog = tmp_path / "platform.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
     (tmp_path / "home").mkdir()
     session = cli_session(tmp_path / "home")
-    rows, res = session.run("materialize", "dataset_mnist", catalog=catalog)  # staged already, or staged now
+    rows, res = session.run(
+        "materialize", "dataset_mnist", catalog=catalog
+    )  # staged already, or staged now
     assert rows[("dataset_mnist", "materialized")]["passed"], res.stdout[-3000:]
 
     lost = MNIST_RAW / "t10k-labels-idx1-ubyte.gz"
@@ -30,7 +37,11 @@ def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(sandbox: Path, 
     assert rows[("dataset_mnist", "materialized")]["passed"], res.stdout[-3000:]
     assert rows[("dataset_mnist", "dataset_mnist_manifest_verifies")]["passed"]
     meta = session.metadata("dataset_mnist")
-    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_exit_code"] == 0 and int(meta["slurm_job_id"]) > 0
+    assert (
+        meta["slurm_state"] == "COMPLETED"
+        and meta["slurm_exit_code"] == 0
+        and int(meta["slurm_job_id"]) > 0
+    )
     assert meta["bytes_transferred"] >= size and lost.stat().st_size == size
 
 

@@ -43,7 +43,11 @@ def test_blocking_checks_and_freshness() -> None:
     graph = d.resolve_asset_graph()
     assert graph.get(dg.AssetKey("dataset_mnist")).freshness_policy is not None
     checks = {ck.name for ck in graph.asset_check_keys}
-    assert {"beegfs_mounted", "slurm_gres_matches_catalog", "k8s_version_at_least_minimum"} <= checks
+    assert {
+        "beegfs_mounted",
+        "slurm_gres_matches_catalog",
+        "k8s_version_at_least_minimum",
+    } <= checks
 
 
 def test_heavy_libraries_stay_unimported_and_load_warns_nothing() -> None:
@@ -53,7 +57,9 @@ def test_heavy_libraries_stay_unimported_and_load_warns_nothing() -> None:
         "heavy=[m for m in ('torch','mlflow','kubernetes','boto3','fabric','paramiko','huggingface_hub') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "", f"imported at load: {out.stdout}"
 
@@ -63,12 +69,23 @@ def test_outcome_severity_reaches_the_dagster_result() -> None:
     from mlops_assets.checking import to_check_result
     from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
 
-    spec = CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", Severity.ERROR, "why",
-                     lambda ctx: Outcome(False, 0.08, 0.05, "share", severity=Severity.WARN))
+    spec = CheckSpec(
+        "slurm",
+        "slurm_unavailable_nodes_within_limit",
+        Severity.ERROR,
+        "why",
+        lambda ctx: Outcome(False, 0.08, 0.05, "share", severity=Severity.WARN),
+    )
     result = to_check_result(run_check(spec, None))
     assert result.severity == dg.AssetCheckSeverity.WARN and not result.passed
     assert result.metadata["severity"].value == "WARN"
-    spec_error = CheckSpec("slurm", "c", Severity.WARN, "why", lambda ctx: Outcome(False, 0.5, 0.1, "share", severity=Severity.ERROR))
+    spec_error = CheckSpec(
+        "slurm",
+        "c",
+        Severity.WARN,
+        "why",
+        lambda ctx: Outcome(False, 0.5, 0.1, "share", severity=Severity.ERROR),
+    )
     assert to_check_result(run_check(spec_error, None)).severity == dg.AssetCheckSeverity.ERROR
 
 
@@ -80,11 +97,18 @@ def test_one_loader_configuration() -> None:
     assert "dagster" not in project, "[tool.dagster] would shadow [tool.dg] for `dagster dev`"
     dg_project = project["dg"]["project"]
     entry = yaml.safe_load((root / "workspace.yaml").read_text())["load_from"]
-    assert entry == [{"python_module": {
-        "module_name": dg_project["code_location_target_module"], "location_name": dg_project["code_location_name"],
-    }}]
+    assert entry == [
+        {
+            "python_module": {
+                "module_name": dg_project["code_location_target_module"],
+                "location_name": dg_project["code_location_name"],
+            }
+        }
+    ]
     assert not list((root / "mlops_assets").rglob("dg.toml"))
-    folders = sorted(p.parent.name for p in (root / "mlops_assets" / "defs").glob("*/definitions.py"))
+    folders = sorted(
+        p.parent.name for p in (root / "mlops_assets" / "defs").glob("*/definitions.py")
+    )
     assert sorted([*(m.split(".")[2] for m in domain_modules()), AUTOMATION]) == folders
 
 
@@ -101,7 +125,9 @@ def test_folder_is_group() -> None:
             else:
                 assert isinstance(a, dg.AssetSpec), type(a)
                 groups.add(a.group_name)
-        assert groups == ({name} if name in GROUPS else set()), f"defs/{name}/ declares groups {groups}"
+        assert groups == ({name} if name in GROUPS else set()), (
+            f"defs/{name}/ declares groups {groups}"
+        )
 
 
 def test_cli_help_names_every_group(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,5 +143,9 @@ def test_dg_check_defs_from_the_repository_root() -> None:
     root = Path(__file__).parents[1]
     dg_bin = Path(sys.executable).with_name("dg")
     assert dg_bin.exists(), "dagster-dg-cli is missing: bash deploy/setup.sh installs the dev extra"
-    out = subprocess.run([str(dg_bin), "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and "All definitions loaded successfully" in out.stdout + out.stderr, out.stderr[-3000:]
+    out = subprocess.run(
+        [str(dg_bin), "check", "defs"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert (
+        out.returncode == 0 and "All definitions loaded successfully" in out.stdout + out.stderr
+    ), out.stderr[-3000:]

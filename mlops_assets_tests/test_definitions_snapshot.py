@@ -30,7 +30,9 @@ def _keys(keys: object) -> str:
 def render(d: dg.Definitions, profile: str) -> str:
     """One line per definition, sorted, with what a reviewer needs to judge a change."""
     graph = d.resolve_asset_graph()
-    out = [f"# mlops_assets definitions, catalog profile {profile}; regenerate: {UPDATE_ENV}=1 pytest {HERE}"]
+    out = [
+        f"# mlops_assets definitions, catalog profile {profile}; regenerate: {UPDATE_ENV}=1 pytest {HERE}"
+    ]
     keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     out.append(f"\n[assets] {len(keys)}")
     for key in keys:
@@ -38,9 +40,13 @@ def render(d: dg.Definitions, profile: str) -> str:
         kind = "materializable" if node.is_materializable else "external"
         parts = [f"group={node.group_name}", kind, f"kinds={','.join(sorted(node.kinds)) or '-'}"]
         if node.partitions_def is not None:
-            parts.append(f"partitions={getattr(node.partitions_def, 'name', None) or type(node.partitions_def).__name__}")
+            parts.append(
+                f"partitions={getattr(node.partitions_def, 'name', None) or type(node.partitions_def).__name__}"
+            )
         if node.automation_condition is not None:
-            parts.append(f"automation={node.automation_condition.get_label() or type(node.automation_condition).__name__}")
+            parts.append(
+                f"automation={node.automation_condition.get_label() or type(node.automation_condition).__name__}"
+            )
         if node.freshness_policy is not None:
             parts.append("freshness")
         parts.append(f"deps={_keys(node.parent_keys)}")
@@ -58,7 +64,9 @@ def render(d: dg.Definitions, profile: str) -> str:
         if spec.additional_deps:
             extra.append(f"after={_keys(dep.asset_key for dep in spec.additional_deps)}")
         out.append(f"{ck.asset_key.to_user_string()}:{ck.name}  " + "  ".join(extra))
-    jobs = sorted((j for j in d.resolve_all_job_defs() if not j.name.startswith("__")), key=lambda j: j.name)
+    jobs = sorted(
+        (j for j in d.resolve_all_job_defs() if not j.name.startswith("__")), key=lambda j: j.name
+    )
     out.append(f"\n[jobs] {len(jobs)}")
     for job in jobs:
         layer = job.asset_layer
@@ -68,11 +76,15 @@ def render(d: dg.Definitions, profile: str) -> str:
     schedules = sorted(d.schedules or [], key=lambda s: s.name)
     out.append(f"\n[schedules] {len(schedules)}")
     for s in schedules:
-        out.append(f"{s.name}  cron={s.cron_schedule}  job={s.job_name}  default={s.default_status.value}")
+        out.append(
+            f"{s.name}  cron={s.cron_schedule}  job={s.job_name}  default={s.default_status.value}"
+        )
     sensors = sorted(d.sensors or [], key=lambda s: s.name)
     out.append(f"\n[sensors] {len(sensors)}")
     for s in sensors:
-        out.append(f"{s.name}  type={s.sensor_type.value}  interval={s.minimum_interval_seconds}s  default={s.default_status.value}")
+        out.append(
+            f"{s.name}  type={s.sensor_type.value}  interval={s.minimum_interval_seconds}s  default={s.default_status.value}"
+        )
     out.append(f"\n[resources] {', '.join(sorted(d.resources or {}))}")
     return "\n".join(out) + "\n"
 
@@ -87,8 +99,10 @@ def test_definitions_match_the_committed_snapshot() -> None:
     if text != committed:
         diff = "".join(
             difflib.unified_diff(
-                committed.splitlines(keepends=True), text.splitlines(keepends=True),
-                fromfile=f"{SNAPSHOT.name} (committed)", tofile="loaded now",
+                committed.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"{SNAPSHOT.name} (committed)",
+                tofile="loaded now",
             )
         )
         raise AssertionError(

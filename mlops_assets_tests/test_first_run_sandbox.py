@@ -48,10 +48,16 @@ def _wipe() -> None:
         s3.delete_bucket(Bucket=bucket)
     # a fresh sandbox: `sandbox up` gives the training user its empty top-level directories, as
     # a site's admin would on a root-owned BeeGFS mount; everything in them is this project's
-    up = subprocess.run(["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False)
+    up = subprocess.run(
+        ["bash", str(SANDBOX), "up"], capture_output=True, text=True, timeout=900, check=False
+    )
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
-    assert not [f for d in root.iterdir() if d.name != "lost+found" for f in d.iterdir()], "not an empty tree"
-    assert not {b.name for b in catalog.cloud.buckets} & {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    assert not [f for d in root.iterdir() if d.name != "lost+found" for f in d.iterdir()], (
+        "not an empty tree"
+    )
+    assert not {b.name for b in catalog.cloud.buckets} & {
+        b["Name"] for b in s3.list_buckets().get("Buckets", [])
+    }
 
 
 def _report(command: str, home: Path) -> tuple[dict[str, Any], int, str]:
@@ -64,7 +70,9 @@ def _failures(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["asset"], r["check"]): r for r in doc["results"] if not r["passed"]}
 
 
-def test_main_command_is_right_on_its_first_run_from_a_wiped_state(sandbox: Path, tmp_path: Path) -> None:
+def test_main_command_is_right_on_its_first_run_from_a_wiped_state(
+    sandbox: Path, tmp_path: Path
+) -> None:
     _wipe()
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -72,12 +80,16 @@ def test_main_command_is_right_on_its_first_run_from_a_wiped_state(sandbox: Path
 
     first, code, err = _report("materialize", home)
     failures = _failures(first)
-    assert not [r for r in failures.values() if r["severity"] == "ERROR"], json.dumps(list(failures.values()), indent=1)[:4000]
+    assert not [r for r in failures.values() if r["severity"] == "ERROR"], json.dumps(
+        list(failures.values()), indent=1
+    )[:4000]
     assert set(failures) <= FAKE_GPU_WARNS, sorted(set(failures) - FAKE_GPU_WARNS)
     assert all("fake" in r["hint"] or "fake" in r["detail"] for r in failures.values()), failures
     assert code == 0, err[-2000:]
 
     after, code, err = _report("validate", home)
     failures = _failures(after)
-    assert set(failures) <= FAKE_GPU_WARNS, json.dumps([failures[k] for k in set(failures) - FAKE_GPU_WARNS], indent=1)[:4000]
+    assert set(failures) <= FAKE_GPU_WARNS, json.dumps(
+        [failures[k] for k in set(failures) - FAKE_GPU_WARNS], indent=1
+    )[:4000]
     assert code == 0, err[-2000:]

@@ -31,7 +31,9 @@ def wait_node(state_word: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     out = ""
     while time.monotonic() < deadline:
-        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False
+        ).stdout
         if state_word in out.lower():
             return out
         time.sleep(1)
@@ -39,8 +41,17 @@ def wait_node(state_word: str, timeout: float = 60) -> str:
 
 
 def resume() -> None:
-    if "idle|" not in subprocess.run(["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False).stdout:
-        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], capture_output=True, check=False)
+    if (
+        "idle|"
+        not in subprocess.run(
+            ["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False
+        ).stdout
+    ):
+        subprocess.run(
+            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            capture_output=True,
+            check=False,
+        )
     wait_node("idle|")
 
 
@@ -54,29 +65,55 @@ def healthy(sandbox: Path) -> Iterator[Path]:
 
 
 def test_drain_then_resume(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=bad DIMM"], check=True)
+    subprocess.run(
+        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=bad DIMM"], check=True
+    )
     try:
         r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
         share = r["slurm_unavailable_nodes_within_limit"]
-        assert not share["passed"] and share["nodes"] == ["localhost"] and "bad DIMM" in share["detail"]
-        assert share["measured"] == 1.0 and share["severity"] == "ERROR"  # above max_unavailable_fraction (issue 15)
-        assert not r["gpu_count_at_least_minimum"]["passed"] and r["gpu_count_at_least_minimum"]["measured"] == 0
-        assert r["slurm_gres_matches_catalog"]["passed"], "a drain for another reason is not a GRES mismatch"
+        assert (
+            not share["passed"]
+            and share["nodes"] == ["localhost"]
+            and "bad DIMM" in share["detail"]
+        )
+        assert (
+            share["measured"] == 1.0 and share["severity"] == "ERROR"
+        )  # above max_unavailable_fraction (issue 15)
+        assert (
+            not r["gpu_count_at_least_minimum"]["passed"]
+            and r["gpu_count_at_least_minimum"]["measured"] == 0
+        )
+        assert r["slurm_gres_matches_catalog"]["passed"], (
+            "a drain for another reason is not a GRES mismatch"
+        )
     finally:
         resume()
     r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
-    assert r["slurm_unavailable_nodes_within_limit"]["passed"] and r["gpu_count_at_least_minimum"]["passed"]
+    assert (
+        r["slurm_unavailable_nodes_within_limit"]["passed"]
+        and r["gpu_count_at_least_minimum"]["passed"]
+    )
 
 
 def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """A node fully allocated to a job is in service: the unavailable-share and GPU-count
     checks pass while it is busy."""
-    job = subprocess.run(["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
-                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    job = (
+        subprocess.run(
+            ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     try:
         wait_node("allocated|")
         r = rows(cli("validate", "--select", "slurm", "--format", "json"))
-        assert r["slurm_unavailable_nodes_within_limit"]["passed"], r["slurm_unavailable_nodes_within_limit"]
+        assert r["slurm_unavailable_nodes_within_limit"]["passed"], r[
+            "slurm_unavailable_nodes_within_limit"
+        ]
         assert r["slurm_unavailable_nodes_within_limit"]["measured"] == 0.0
         # the GPU count rule on this (HPC-side) host's real sinfo, while the node is still busy
         # (the gpu_nodes asset's nvidia-smi step would queue behind the job)
@@ -103,7 +140,10 @@ def test_gres_count_mismatch_fails_with_the_hint(healthy: Path, cli) -> None:  #
         r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
         g = r["slurm_gres_matches_catalog"]
         assert not g["passed"] and g["nodes"] == ["localhost"]
-        assert "count reported lower than configured (0 < 2)" in g["detail"] and "gres.conf" in g["hint"]
+        assert (
+            "count reported lower than configured (0 < 2)" in g["detail"]
+            and "gres.conf" in g["hint"]
+        )
         assert not r["gpu_count_at_least_minimum"]["passed"]
     finally:
         gres.write_text(original)
@@ -119,7 +159,9 @@ def test_full_beegfs_fails_free_space_with_the_figure(healthy: Path, cli) -> Non
     try:
         r = rows(cli("validate", "--select", "beegfs", "--format", "json"))
         f = r["beegfs_free_space"]
-        assert not f["passed"] and f["measured"] < 1 and f["threshold"] == 1 and f["unit"] == "GB free"
+        assert (
+            not f["passed"] and f["measured"] < 1 and f["threshold"] == 1 and f["unit"] == "GB free"
+        )
         assert not r["beegfs_free_space_warning"]["passed"]
         assert r["beegfs_mounted"]["passed"]
     finally:
@@ -134,7 +176,9 @@ def test_read_only_directory_is_named(healthy: Path, cli) -> None:  # type: igno
     try:
         r = rows(cli("validate", "--select", "beegfs_layout", "--format", "json"))
         w = r["beegfs_layout_writable_by_training_user"]
-        assert not w["passed"] and str(target) in w["detail"] and w["measured"] == w["threshold"] - 1
+        assert (
+            not w["passed"] and str(target) in w["detail"] and w["measured"] == w["threshold"] - 1
+        )
     finally:
         target.chmod(mode)
 
@@ -151,7 +195,9 @@ def test_stopped_slurmdbd_fails_only_accounting(healthy: Path, cli) -> None:  # 
         sandbox_up()
 
 
-def test_unreachable_login_node_fails_every_hpc_check_quickly(healthy: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_login_node_fails_every_hpc_check_quickly(
+    healthy: Path, cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     text = (REPO / "mlops_assets/catalog/platform.yaml").read_text()
     cat = tmp_path / "platform.yaml"
     cat.write_text(text.replace("port: 2222", "port: 1"))
@@ -160,7 +206,9 @@ def test_unreachable_login_node_fails_every_hpc_check_quickly(healthy: Path, cli
     elapsed = time.monotonic() - start
     r = rows(res)
     assert r and all(not x["passed"] for x in r.values())
-    assert {x["detail"] for x in r.values()} == {next(iter(r.values()))["detail"]}, "one clear message"
+    assert {x["detail"] for x in r.values()} == {next(iter(r.values()))["detail"]}, (
+        "one clear message"
+    )
     assert "cannot reach 127.0.0.1:1" in next(iter(r.values()))["detail"]
     assert elapsed < 30, f"took {elapsed:.1f}s"
 
@@ -171,18 +219,28 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
     submitted (so none queues until a timeout), and a job that never ran is never called a
     missing program."""
     reason = 'disk "sdb" failing; see ticket #42 (ops)'
+
     def jobs() -> dict[int, str]:
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1days", "-o", "JobID,JobName"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-S", "now-1days", "-o", "JobID,JobName"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return {int(i): n for i, _, n in (ln.partition("|") for ln in out.split()) if i.isdigit()}
 
     before = max(jobs(), default=0)
-    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", f"reason={reason}"], check=True)
+    subprocess.run(
+        ["scontrol", "update", "nodename=localhost", "state=drain", f"reason={reason}"], check=True
+    )
     try:
         res = cli("validate", "--select", "hpc", "--format", "json")
         r = rows(res)
-        for name in ("apptainer_on_compute_node", "gpu_nvidia_smi_matches_gres_per_node",
-                     "apptainer_nv_exposes_allocated_gpus"):
+        for name in (
+            "apptainer_on_compute_node",
+            "gpu_nvidia_smi_matches_gres_per_node",
+            "apptainer_nv_exposes_allocated_gpus",
+        ):
             row = r[name]
             assert not row["passed"], row
             assert row["measured"] == "unmeasured", row
@@ -204,15 +262,28 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
     from mlops_assets.core.transport.hostexec import LocalRunner
 
     def queued(name: str) -> str:
-        return subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(
+            ["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True, check=False
+        ).stdout.strip()
 
-    job = subprocess.run(["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
-                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    job = (
+        subprocess.run(
+            ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     try:
         wait_node("allocated|")
         busy = node_step.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)
         assert not busy.ran and busy.missing_program is None, busy
-        assert "Unable to allocate resources" in busy.why_not or "Immediate execution impossible" in busy.why_not, busy
+        assert (
+            "Unable to allocate resources" in busy.why_not
+            or "Immediate execution impossible" in busy.why_not
+        ), busy
         name = next(a.split("=", 1)[1] for a in busy.result.argv if a.startswith("--job-name="))
         assert queued(name) == "", f"{name} left queued"
     finally:

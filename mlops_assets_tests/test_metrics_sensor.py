@@ -46,7 +46,18 @@ def gateway() -> Iterator[type[_Gateway]]:
     server.server_close()
 
 
-EV = Evaluation("gpu_nodes", "gpus_usable", False, Severity.WARN, 3, 4, "GPUs", "resume gpu04", 0.5, nodes=("gpu04",))
+EV = Evaluation(
+    "gpu_nodes",
+    "gpus_usable",
+    False,
+    Severity.WARN,
+    3,
+    4,
+    "GPUs",
+    "resume gpu04",
+    0.5,
+    nodes=("gpu04",),
+)
 
 
 @dg.multi_asset_check(specs=[dg.AssetCheckSpec(EV.check, asset=EV.asset)])
@@ -54,12 +65,19 @@ def _checks():
     yield to_check_result(EV)
 
 
-DEFS = dg.Definitions(assets=[dg.AssetSpec(EV.asset, group_name="hpc")], asset_checks=[_checks], sensors=[metrics_exporter])
+DEFS = dg.Definitions(
+    assets=[dg.AssetSpec(EV.asset, group_name="hpc")],
+    asset_checks=[_checks],
+    sensors=[metrics_exporter],
+)
 
 
 def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None = None):
     ctx = dg.build_sensor_context(
-        instance=instance, definitions=DEFS, sensor_name=SENSOR_NAME, cursor=cursor,
+        instance=instance,
+        definitions=DEFS,
+        sensor_name=SENSOR_NAME,
+        cursor=cursor,
         resources={"pushgateway": HttpServiceResource(url=url, timeout_s=5)},
     )
     return metrics_exporter(ctx)
@@ -67,7 +85,10 @@ def _tick(instance: dg.DagsterInstance, url: str, cursor: str | None = None):
 
 def _run_checks(instance: dg.DagsterInstance) -> None:
     job = dg.Definitions.merge(
-        DEFS, dg.Definitions(jobs=[dg.define_asset_job("j", selection=dg.AssetSelection.all_asset_checks())])
+        DEFS,
+        dg.Definitions(
+            jobs=[dg.define_asset_job("j", selection=dg.AssetSelection.all_asset_checks())]
+        ),
     ).resolve_job_def("j")
     assert job.execute_in_process(instance=instance).success
 
@@ -76,13 +97,20 @@ def test_a_tick_that_pushed_is_not_a_skip(gateway) -> None:
     with dg.DagsterInstance.ephemeral() as instance:
         _run_checks(instance)
         first = _tick(instance, gateway.url)
-        assert isinstance(first, dg.SensorResult) and first.skip_reason is None and not first.run_requests
+        assert (
+            isinstance(first, dg.SensorResult)
+            and first.skip_reason is None
+            and not first.run_requests
+        )
         assert "gpu_nodes:gpus_usable" in json.loads(first.cursor)["checks"]
         pushed = "\n".join(body for _, body in gateway.bodies)
         assert 'mlops_check_passed{asset="gpu_nodes",check="gpus_usable"' in pushed
         assert 'node="gpu04"' in pushed and "mlops_check_measured_value" in pushed
         again = _tick(instance, gateway.url, cursor=first.cursor)
-        assert isinstance(again, dg.SkipReason) and again.skip_message == "no new check results or materializations"
+        assert (
+            isinstance(again, dg.SkipReason)
+            and again.skip_message == "no new check results or materializations"
+        )
 
 
 def test_a_refused_push_fails_the_tick(gateway) -> None:

@@ -37,10 +37,14 @@ MLFLOW = CATALOG.cloud.services.mlflow.url.rstrip("/")
 MINIO = CATALOG.cloud.services.minio
 
 
-def _mlflow(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _mlflow(
+    method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(
-        MLFLOW + "/api/2.0/mlflow/" + path, method=method,
-        data=json.dumps(body).encode() if body is not None else None, headers={"Content-Type": "application/json"},
+        MLFLOW + "/api/2.0/mlflow/" + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -50,23 +54,31 @@ def _mlflow(method: str, path: str, body: dict[str, Any] | None = None) -> tuple
 
 
 def _versions(registered: str) -> list[dict[str, Any]]:
-    status, doc = _mlflow("GET", "model-versions/search?" + urllib.parse.urlencode({"filter": f"name='{registered}'"}))
+    status, doc = _mlflow(
+        "GET", "model-versions/search?" + urllib.parse.urlencode({"filter": f"name='{registered}'"})
+    )
     assert status == 200, doc
     return doc.get("model_versions", [])
 
 
 def _login() -> SshRunner:
     login = CATALOG.hpc.access.login
-    return SshRunner(SshSettings(login.host, login.port, login.user, login.key_path, login.known_hosts))
+    return SshRunner(
+        SshSettings(login.host, login.port, login.user, login.key_path, login.known_hosts)
+    )
 
 
 @pytest.fixture(scope="module")
-def synced(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict, Any, float]]:
+def synced(
+    sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, dict, Any, float]]:
     """Both models' bucket prefixes and registered models removed, then `materialize --select
     models` once through the CLI: the first run moves every byte and creates every version."""
     s3 = sandbox_s3()
     for name, m in CATALOG.models.items():
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=m.bucket, Prefix=staging_plan.model_prefix(name, m)):
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=m.bucket, Prefix=staging_plan.model_prefix(name, m)
+        ):
             for obj in page.get("Contents", []) or []:
                 s3.delete_object(Bucket=m.bucket, Key=obj["Key"])
         _mlflow("DELETE", "registered-models/delete", {"name": m.registered_name})
@@ -76,14 +88,19 @@ def synced(sandbox: Path, cli_session: Any, tmp_path_factory: pytest.TempPathFac
     yield st, rows, res, time.monotonic() - start
 
 
-def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[Any, dict, Any, float]) -> None:
+def test_models_materialize_exits_0_and_every_models_check_passes(
+    synced: tuple[Any, dict, Any, float],
+) -> None:
     st, rows, res, took = synced
     failed = {k: (r["measured"], r.get("detail")) for k, r in rows.items() if not r["passed"]}
     assert res.returncode == 0 and not failed, (res.returncode, failed, res.stderr[-2000:])
     for name, m in CATALOG.models.items():
-        for key, check in [(f"model_{name}_minio", f"model_{name}_minio_matches_manifest"),
-                           (f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered"),
-                           (f"model_{name}_minio", "materialized"), (f"model_{name}_mlflow", "materialized")]:
+        for key, check in [
+            (f"model_{name}_minio", f"model_{name}_minio_matches_manifest"),
+            (f"model_{name}_mlflow", f"model_{name}_mlflow_version_registered"),
+            (f"model_{name}_minio", "materialized"),
+            (f"model_{name}_mlflow", "materialized"),
+        ]:
             assert rows[(key, check)]["passed"], rows[(key, check)]
         md = st.metadata(f"model_{name}_minio")
         assert md["uri"] == f"s3://{m.bucket}/{name}/{m.revision}/"
@@ -96,19 +113,31 @@ def test_models_materialize_exits_0_and_every_models_check_passes(synced: tuple[
         (version,) = _versions(m.registered_name)
         tags = {t["key"]: t["value"] for t in version["tags"]}
         assert tags["manifest_digest"] == md["manifest_digest"] and tags["revision"] == m.revision
-        assert tags["source_repo"] == m.repo and tags["minio_uri"] == md["uri"] and version["source"] == md["uri"]
+        assert (
+            tags["source_repo"] == m.repo
+            and tags["minio_uri"] == md["uri"]
+            and version["source"] == md["uri"]
+        )
         # the copy is byte-identical to BeeGFS: every object's bytes hash to the manifest
         obj = sandbox_s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/_manifest.json")
         listed = json.loads(obj["Body"].read())
         assert listed["digest"] == md["manifest_digest"]
         for f in listed["files"]:
-            body = sandbox_s3().get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/{f['path']}")["Body"].read()
+            body = (
+                sandbox_s3()
+                .get_object(Bucket=m.bucket, Key=f"{name}/{m.revision}/{f['path']}")["Body"]
+                .read()
+            )
             assert hashlib.sha256(body).hexdigest() == f["sha256"], f["path"]
     total = sum(st.metadata(f"model_{n}_minio")["bytes_uploaded"] for n in MODELS)
-    print(f"first models materialization: {took:.1f}s for the CLI run, {total} bytes uploaded to MinIO")
+    print(
+        f"first models materialization: {took:.1f}s for the CLI run, {total} bytes uploaded to MinIO"
+    )
 
 
-def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple[Any, dict, Any, float]) -> None:
+def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(
+    synced: tuple[Any, dict, Any, float],
+) -> None:
     st = synced[0]
     before = {m.registered_name: len(_versions(m.registered_name)) for m in CATALOG.models.values()}
     start = time.monotonic()
@@ -117,7 +146,11 @@ def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple
     assert res.returncode == 0 and all(r["passed"] for r in rows.values()), res.stdout[-3000:]
     for name, m in CATALOG.models.items():
         md = st.metadata(f"model_{name}_minio")
-        assert md["bytes_uploaded"] == 0 and md["bytes_transferred"] == 0 and md["objects_uploaded"] == 0, md
+        assert (
+            md["bytes_uploaded"] == 0
+            and md["bytes_transferred"] == 0
+            and md["objects_uploaded"] == 0
+        ), md
         assert md["bytes_skipped"] == md["bytes"] > 0
         reg = st.metadata(f"model_{name}_mlflow")
         assert reg["created"] is False, reg
@@ -125,7 +158,9 @@ def test_unchanged_rerun_uploads_zero_bytes_and_creates_no_version(synced: tuple
     print(f"unchanged re-run: {took:.1f}s, 0 bytes, no new MLflow version")
 
 
-def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple[Any, dict, Any, float]) -> None:
+def test_deleted_object_is_named_and_repaired_by_uploading_only_it(
+    synced: tuple[Any, dict, Any, float],
+) -> None:
     st = synced[0]
     name, m = "gpt2", CATALOG.models["gpt2"]
     prefix = staging_plan.model_prefix(name, m)
@@ -140,7 +175,10 @@ def test_deleted_object_is_named_and_repaired_by_uploading_only_it(synced: tuple
     assert row["measured"] == 1 and f"missing: {victim}" in row["detail"], row
 
     rows, res = st.run("materialize", f"model_{name}_minio")
-    assert res.returncode == 0 and rows[(f"model_{name}_minio", f"model_{name}_minio_matches_manifest")]["passed"], res.stdout
+    assert (
+        res.returncode == 0
+        and rows[(f"model_{name}_minio", f"model_{name}_minio_matches_manifest")]["passed"]
+    ), res.stdout
     md = st.metadata(f"model_{name}_minio")
     assert md["objects_uploaded"] == 1 and md["bytes_uploaded"] == size, md
     assert s3.head_object(Bucket=m.bucket, Key=prefix + victim)["Metadata"]["sha256"]
@@ -172,7 +210,16 @@ def test_s3_secret_appears_in_no_report_log_or_event(synced: tuple[Any, dict, An
     # the keys' files are gone from the HPC side after every run
     runner = _login()
     try:
-        res = runner.run(["find", f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes", "-maxdepth", "1", "-name", ".private-*"])
+        res = runner.run(
+            [
+                "find",
+                f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes",
+                "-maxdepth",
+                "1",
+                "-name",
+                ".private-*",
+            ]
+        )
         assert res.ok and res.stdout.strip() == "", res.stdout
     finally:
         runner.close()
@@ -183,9 +230,14 @@ def test_private_file_is_0600_in_a_0700_dir_and_removed() -> None:
 
     runner = _login()
     try:
-        with private_file(runner, f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes", "k.json", b"not-a-secret") as path:
+        with private_file(
+            runner, f"{CATALOG.hpc.beegfs.directory('jobs')}/pipes", "k.json", b"not-a-secret"
+        ) as path:
             res = runner.run(["stat", "-c", "%a %U", path, path.rsplit("/", 1)[0]])
-            assert res.stdout.split("\n")[:2] == [f"600 {CATALOG.hpc.access.login.user}", f"700 {CATALOG.hpc.access.login.user}"], res.stdout
+            assert res.stdout.split("\n")[:2] == [
+                f"600 {CATALOG.hpc.access.login.user}",
+                f"700 {CATALOG.hpc.access.login.user}",
+            ], res.stdout
             assert runner.run(["cat", path]).stdout == "not-a-secret"
         assert not runner.run(["test", "-e", path.rsplit("/", 1)[0]]).ok
     finally:
@@ -210,21 +262,43 @@ def test_payload_multipart_keeps_sha256_and_skips_per_file(sandbox: Path, tmp_pa
 
     def run() -> dict[str, Any]:
         creds = tmp_path / "creds.json"
-        creds.write_text(json.dumps({"access_key_id": os.environ[MINIO.access_key.env], "secret_access_key": os.environ[MINIO.secret_key.env]}))
-        out = sync_s3.sync({
-            "root": str(root), "manifest_path": str(mpath), "bucket": "models", "prefix": prefix,
-            "endpoint_url": MINIO.url, "region": MINIO.region, "credentials_file": str(creds),
-            "multipart_threshold_mb": 5, "multipart_chunk_mb": 5, "workers": 2,
-        }, lambda _msg: None)
+        creds.write_text(
+            json.dumps(
+                {
+                    "access_key_id": os.environ[MINIO.access_key.env],
+                    "secret_access_key": os.environ[MINIO.secret_key.env],
+                }
+            )
+        )
+        out = sync_s3.sync(
+            {
+                "root": str(root),
+                "manifest_path": str(mpath),
+                "bucket": "models",
+                "prefix": prefix,
+                "endpoint_url": MINIO.url,
+                "region": MINIO.region,
+                "credentials_file": str(creds),
+                "multipart_threshold_mb": 5,
+                "multipart_chunk_mb": 5,
+                "workers": 2,
+            },
+            lambda _msg: None,
+        )
         assert not creds.exists()
         return out
 
     try:
         first = run()
-        assert first["bytes_uploaded"] == 12 * 1024 * 1024 + 5 and first["objects_uploaded"] == 2, first
+        assert first["bytes_uploaded"] == 12 * 1024 * 1024 + 5 and first["objects_uploaded"] == 2, (
+            first
+        )
         head = s3.head_object(Bucket="models", Key=prefix + "big.bin")
         assert head["ETag"].strip('"').endswith("-3"), head["ETag"]  # three 5 MiB parts
-        assert head["Metadata"]["sha256"] == hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
+        assert (
+            head["Metadata"]["sha256"]
+            == hashlib.sha256((root / "big.bin").read_bytes()).hexdigest()
+        )
         assert run()["bytes_uploaded"] == 0
         (root / "sub" / "small.txt").write_text("world")
         write_manifest(mpath, build_manifest(root))
@@ -238,7 +312,9 @@ def test_payload_multipart_keeps_sha256_and_skips_per_file(sandbox: Path, tmp_pa
                 s3.delete_object(Bucket="models", Key=obj["Key"])
 
 
-def test_keys_are_on_no_command_line_nor_in_any_environment(sandbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_are_on_no_command_line_nor_in_any_environment(
+    sandbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every command the orchestrator sends to the login node (what `ps` shows there to every
     user), with the Pipes bootstrap decoded, during a real sync: no key in any of them."""
     from dagster_pipes import decode_env_var
@@ -253,16 +329,24 @@ def test_keys_are_on_no_command_line_nor_in_any_environment(sandbox: Path, monke
     def recording(self: SshRunner, argv: Any, **kw: Any) -> Any:
         env = kw.get("env") or {}
         seen.append(command_line(argv, env))
-        seen.extend(json.dumps(decode_env_var(v)) for k, v in env.items() if k.startswith("DAGSTER_PIPES_"))
+        seen.extend(
+            json.dumps(decode_env_var(v)) for k, v in env.items() if k.startswith("DAGSTER_PIPES_")
+        )
         return original(self, argv, **kw)
 
     monkeypatch.setattr(SshRunner, "run", recording)
     m = CATALOG.models["gpt2"]
-    sandbox_s3().delete_object(Bucket=m.bucket, Key=staging_plan.model_prefix("gpt2", m) + "vocab.json")  # so bytes move
+    sandbox_s3().delete_object(
+        Bucket=m.bucket, Key=staging_plan.model_prefix("gpt2", m) + "vocab.json"
+    )  # so bytes move
     d = defs()
     with dg.DagsterInstance.ephemeral() as inst:
-        rows, _ = headless.execute(d, headless.select(d, ["model_gpt2_minio"]), materialize=True, inst=inst)
+        rows, _ = headless.execute(
+            d, headless.select(d, ["model_gpt2_minio"]), materialize=True, inst=inst
+        )
     assert all(r.passed for r in rows), [(r.check, r.detail) for r in rows]
-    assert any("sync_s3.py" in line for line in seen) and any("credentials_file" in line for line in seen)
+    assert any("sync_s3.py" in line for line in seen) and any(
+        "credentials_file" in line for line in seen
+    )
     for name in (MINIO.secret_key.env, MINIO.access_key.env):
         assert not [line for line in seen if os.environ[name] in line], name

@@ -34,14 +34,18 @@ def _query(expr: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def _wait_for(expr: str, predicate: Any, timeout_s: float = 60) -> tuple[list[dict[str, Any]], float]:
+def _wait_for(
+    expr: str, predicate: Any, timeout_s: float = 60
+) -> tuple[list[dict[str, Any]], float]:
     start = time.monotonic()
     while True:
         result = _query(expr)
         if predicate(result):
             return result, time.monotonic() - start
         if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"{expr} did not satisfy the condition within {timeout_s}s: {result}")
+            raise AssertionError(
+                f"{expr} did not satisfy the condition within {timeout_s}s: {result}"
+            )
         time.sleep(0.25)  # polling interval, not a guess at readiness
 
 
@@ -56,14 +60,29 @@ def exported(sandbox: Path, tmp_path_factory: pytest.TempPathFactory, cli: Any) 
     rows = rows if isinstance(rows, list) else rows.get("rows", rows.get("results", []))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         resources = {"pushgateway": HttpServiceResource(url=PGW, timeout_s=5)}
-        ctx = dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources)
+        ctx = dg.build_sensor_context(
+            instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources
+        )
         first = metrics_exporter(ctx)
         pushed_at = time.monotonic()
         cursor = first.cursor
         again = metrics_exporter(
-            dg.build_sensor_context(instance=instance, definitions=defs(), sensor_name=SENSOR_NAME, resources=resources, cursor=cursor)
+            dg.build_sensor_context(
+                instance=instance,
+                definitions=defs(),
+                sensor_name=SENSOR_NAME,
+                resources=resources,
+                cursor=cursor,
+            )
         )
-    return {"rows": rows, "started": started, "first": first, "again": again, "cursor": cursor, "pushed_at": pushed_at}
+    return {
+        "rows": rows,
+        "started": started,
+        "first": first,
+        "again": again,
+        "cursor": cursor,
+        "pushed_at": pushed_at,
+    }
 
 
 def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, Any]) -> None:
@@ -73,15 +92,26 @@ def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, A
     first = exported["first"]
     assert isinstance(first, dg.SensorResult) and first.skip_reason is None, first
     assert first.cursor == exported["cursor"]
-    expr = 'mlops_check_last_run_timestamp_seconds{job="mlops_assets",asset=~"workstation|prometheus"}'
+    expr = (
+        'mlops_check_last_run_timestamp_seconds{job="mlops_assets",asset=~"workstation|prometheus"}'
+    )
 
     def fresh(result: list[dict[str, Any]]) -> bool:
-        seen = {(r["metric"]["asset"], r["metric"]["check"]) for r in result if float(r["value"][1]) >= exported["started"] - 1}
+        seen = {
+            (r["metric"]["asset"], r["metric"]["check"])
+            for r in result
+            if float(r["value"][1]) >= exported["started"] - 1
+        }
         return set(checks) <= seen
 
     _wait_for(expr, fresh)
-    print(f"pushed metrics queryable in Prometheus {time.monotonic() - exported['pushed_at']:.2f}s after the push")
-    passed = {(r["metric"]["asset"], r["metric"]["check"]): r for r in _query('mlops_check_passed{asset=~"workstation|prometheus"}')}
+    print(
+        f"pushed metrics queryable in Prometheus {time.monotonic() - exported['pushed_at']:.2f}s after the push"
+    )
+    passed = {
+        (r["metric"]["asset"], r["metric"]["check"]): r
+        for r in _query('mlops_check_passed{asset=~"workstation|prometheus"}')
+    }
     for key, row in checks.items():
         metric = passed[key]["metric"]
         assert float(passed[key]["value"][1]) == (1.0 if row["passed"] else 0.0), key
@@ -91,7 +121,11 @@ def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, A
 
 
 def test_numeric_measured_values_and_durations_are_exported(exported: dict[str, Any]) -> None:
-    numeric = [r for r in exported["rows"] if isinstance(r["measured"], int | float) and not isinstance(r["measured"], bool)]
+    numeric = [
+        r
+        for r in exported["rows"]
+        if isinstance(r["measured"], int | float) and not isinstance(r["measured"], bool)
+    ]
     assert numeric, "expected at least one numeric measurement (prometheus_targets_up)"
     result, _ = _wait_for('mlops_check_measured_value{check="prometheus_targets_up"}', bool)
     assert result[0]["metric"]["unit"] == "share of scraped targets up"
@@ -106,7 +140,11 @@ def test_second_tick_pushes_nothing_new(exported: dict[str, Any]) -> None:
 
 
 def test_no_secret_reaches_the_pushgateway(exported: dict[str, Any]) -> None:
-    secrets = [os.environ[n] for n in ("MLOPS_S3_SECRET_ACCESS_KEY", "MLOPS_S3_ACCESS_KEY_ID", "MLOPS_PG_PASSWORD") if os.environ.get(n)]
+    secrets = [
+        os.environ[n]
+        for n in ("MLOPS_S3_SECRET_ACCESS_KEY", "MLOPS_S3_ACCESS_KEY_ID", "MLOPS_PG_PASSWORD")
+        if os.environ.get(n)
+    ]
     assert secrets, "the sandbox env should define its generated credentials"
     with urllib.request.urlopen(f"{PGW}/metrics", timeout=5) as resp:
         text = resp.read().decode()

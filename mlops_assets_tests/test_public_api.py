@@ -29,7 +29,11 @@ def test_no_private_dagster_import() -> None:
                 names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
-            private += [f"{path.relative_to(PACKAGE)}:{node.lineno} {n}" for n in names if n.startswith("dagster._")]
+            private += [
+                f"{path.relative_to(PACKAGE)}:{node.lineno} {n}"
+                for n in names
+                if n.startswith("dagster._")
+            ]
     assert not private, private
 
 

@@ -54,10 +54,15 @@ def _uses_secrets(context) -> dg.MaterializeResult:
 
 def _materialize(resources: dict) -> dict:
     result = dg.materialize([_uses_secrets], resources=resources)
-    return {k: v.value for k, v in result.asset_materializations_for_node("_uses_secrets")[0].metadata.items()}
+    return {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("_uses_secrets")[0].metadata.items()
+    }
 
 
-def test_secrets_absent_at_load_resolve_in_the_run(grafana, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_absent_at_load_resolve_in_the_run(
+    grafana, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, seen = grafana
     monkeypatch.setenv("MLOPS_GRAFANA_URL", url)
     for name in SECRETS:  # the code-location process has none of them
@@ -71,7 +76,9 @@ def test_secrets_absent_at_load_resolve_in_the_run(grafana, monkeypatch: pytest.
     assert seen == ["Bearer glsa_run_worker_token"]
 
 
-def test_optional_token_absent_in_the_run_sends_none(grafana, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_optional_token_absent_in_the_run_sends_none(
+    grafana, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, seen = grafana
     monkeypatch.setenv("MLOPS_GRAFANA_URL", url)
     monkeypatch.delenv("MLOPS_GRAFANA_TOKEN", raising=False)
@@ -80,4 +87,6 @@ def test_optional_token_absent_in_the_run_sends_none(grafana, monkeypatch: pytes
     resources = build_resources(load_catalog(None, "production").catalog)
     assert _materialize({"s3": resources["s3"], "grafana": resources["grafana"]})["status"] == 200
     assert seen == [None]
-    assert "glsa" not in repr(resources["grafana"]) and os.environ.get("MLOPS_GRAFANA_TOKEN") is None
+    assert (
+        "glsa" not in repr(resources["grafana"]) and os.environ.get("MLOPS_GRAFANA_TOKEN") is None
+    )

@@ -28,7 +28,9 @@ def test_smoke_assets_are_materializable_with_freshness_and_automation() -> None
         node = graph.get(dg.AssetKey(key))
         assert node.is_materializable and node.group_name == "smoke"
         assert node.freshness_policy is not None and node.automation_condition is not None
-    assert "dataset_mnist" in {p.to_user_string() for p in graph.get(dg.AssetKey("smoke_mnist_training")).parent_keys}
+    assert "dataset_mnist" in {
+        p.to_user_string() for p in graph.get(dg.AssetKey("smoke_mnist_training")).parent_keys
+    }
 
 
 def test_schedules_and_sensor_from_the_catalog() -> None:
@@ -36,7 +38,10 @@ def test_schedules_and_sensor_from_the_catalog() -> None:
     cat = active().catalog
     schedules = {s.name: s for s in d.schedules or []}
     assert schedules["light_checks_schedule"].cron_schedule == cat.automation.light_checks_cron
-    assert schedules["nightly_full_validation_schedule"].cron_schedule == cat.automation.full_validation_cron
+    assert (
+        schedules["nightly_full_validation_schedule"].cron_schedule
+        == cat.automation.full_validation_cron
+    )
     sensor = next(s for s in d.sensors or [] if s.name == "slurm_gpu_node_sensor")
     assert sensor.minimum_interval_seconds == cat.smoke.node_sensor_interval_s
 
@@ -46,10 +51,18 @@ def test_light_job_runs_only_light_checks_and_the_nightly_job_everything() -> No
     everything = d.resolve_asset_graph().asset_check_keys
     light = d.resolve_job_def("light_checks").asset_layer.asset_graph.asset_check_keys
     assert light and len(light) < len(everything)
-    assert dg.AssetCheckKey(dg.AssetKey("gpu_nodes"), "gpu_nvidia_smi_matches_gres_per_node") not in light  # a job per node: not light
+    assert (
+        dg.AssetCheckKey(dg.AssetKey("gpu_nodes"), "gpu_nvidia_smi_matches_gres_per_node")
+        not in light
+    )  # a job per node: not light
     assert dg.AssetCheckKey(dg.AssetKey("slurm"), "slurm_controller_responds") in light
-    assert d.resolve_job_def("full_validation").asset_layer.asset_graph.asset_check_keys == everything
-    assert {k.to_user_string() for k in d.resolve_job_def(NODE_JOB).asset_layer.asset_graph.executable_asset_keys} == {"smoke_gpu", "smoke_multi_gpu_nccl"}
+    assert (
+        d.resolve_job_def("full_validation").asset_layer.asset_graph.asset_check_keys == everything
+    )
+    assert {
+        k.to_user_string()
+        for k in d.resolve_job_def(NODE_JOB).asset_layer.asset_graph.executable_asset_keys
+    } == {"smoke_gpu", "smoke_multi_gpu_nccl"}
 
 
 def test_light_checks_are_the_checks_whose_metadata_says_light() -> None:
@@ -58,7 +71,9 @@ def test_light_checks_are_the_checks_whose_metadata_says_light() -> None:
     those: no list of domains decides."""
     d = defs()
     graph = d.resolve_asset_graph()
-    light = {ck: graph.get_check_spec(ck).metadata.get("mlops/light") for ck in graph.asset_check_keys}
+    light = {
+        ck: graph.get_check_spec(ck).metadata.get("mlops/light") for ck in graph.asset_check_keys
+    }
     marked = {ck for ck, v in light.items() if getattr(v, "value", v) == "true"}
     assert 0 < len(marked) < len(light)
     assert set(light_check_keys(d)) == marked
@@ -72,13 +87,19 @@ def test_gres_change_on_one_of_three_nodes_requests_that_node_only() -> None:
     before = "gpu01|gpu|idle|64|512000|gpu:4|none\ngpu02|gpu|mixed|64|512000|gpu:4|none\ngpu03|gpu|drained|64|512000|gpu:4|fan"
     after = before.replace("gpu02|gpu|mixed|64|512000|gpu:4", "gpu02|gpu|mixed|64|512000|gpu:8")
     first = node_run_requests(cat, None, before, 0)
-    assert first.requests == [] and first.new_partitions == ["gpu01", "gpu02", "gpu03"], "every GPU node becomes a partition"
+    assert first.requests == [] and first.new_partitions == ["gpu01", "gpu02", "gpu03"], (
+        "every GPU node becomes a partition"
+    )
     from mlops_assets.core.node_watch import decode_cursor
 
-    tick = node_run_requests(cat, decode_cursor(first.cursor), after, 1, known_partitions=first.new_partitions)
+    tick = node_run_requests(
+        cat, decode_cursor(first.cursor), after, 1, known_partitions=first.new_partitions
+    )
     assert [(c.node, c.reason) for c in tick.found] == [("gpu02", "gres_changed")]
     assert tick.new_partitions == []
-    assert [(r.partition_key, r.tags["mlops/node"], r.job_name) for r in tick.requests] == [("gpu02", "gpu02", NODE_JOB)]
+    assert [(r.partition_key, r.tags["mlops/node"], r.job_name) for r in tick.requests] == [
+        ("gpu02", "gpu02", NODE_JOB)
+    ]
 
 
 def test_per_node_smoke_is_partitioned_by_gpu_node() -> None:
@@ -86,7 +107,9 @@ def test_per_node_smoke_is_partitioned_by_gpu_node() -> None:
     for key in NODE_ASSETS:
         pdef = graph.get(dg.AssetKey(key)).partitions_def
         assert isinstance(pdef, dg.DynamicPartitionsDefinition) and pdef.name == GPU_NODES_NAME
-    assert graph.get(dg.AssetKey("smoke_mnist_training")).partitions_def is None, "one MNIST result for the cluster"
+    assert graph.get(dg.AssetKey("smoke_mnist_training")).partitions_def is None, (
+        "one MNIST result for the cluster"
+    )
     assert defs().resolve_job_def(NODE_JOB).partitions_def == GPU_NODES
 
 
@@ -94,15 +117,25 @@ def test_nightly_runs_everything_once_and_the_node_smoke_per_node() -> None:
     graph = defs().resolve_asset_graph()
     reqs = nightly_requests(graph, ["gpu01", "gpu02"], "20261128T0200")
     full, *nodes = reqs
-    assert full.partition_key is None and set(full.asset_check_keys or []) == set(graph.asset_check_keys)
+    assert full.partition_key is None and set(full.asset_check_keys or []) == set(
+        graph.asset_check_keys
+    )
     selected = {k.to_user_string() for k in full.asset_selection or []}
-    assert "smoke_mnist_training" in selected and "dataset_mnist" in selected and not selected & set(NODE_ASSETS)
-    assert [(r.partition_key, sorted(k.to_user_string() for k in r.asset_selection or [])) for r in nodes] == [
-        ("gpu01", sorted(NODE_ASSETS)), ("gpu02", sorted(NODE_ASSETS))]
+    assert (
+        "smoke_mnist_training" in selected
+        and "dataset_mnist" in selected
+        and not selected & set(NODE_ASSETS)
+    )
+    assert [
+        (r.partition_key, sorted(k.to_user_string() for k in r.asset_selection or []))
+        for r in nodes
+    ] == [("gpu01", sorted(NODE_ASSETS)), ("gpu02", sorted(NODE_ASSETS))]
     assert len({r.run_key for r in reqs}) == 3
 
 
-def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_does_not(tmp_path: Path) -> None:
+def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_does_not(
+    tmp_path: Path,
+) -> None:
     """The container -> smoke lineage through declarative automation, evaluated on a real
     instance: a new materialization of the smoke container asset requests every smoke asset
     (each node partition of the per-node ones), once; the MNIST data only the MNIST smoke."""
@@ -115,17 +148,35 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
         assert first.total_requested == 0, "nothing happened yet"
         inst.report_runless_asset_event(dg.AssetObservation("gpu_nodes"))
         inst.report_runless_asset_event(dg.AssetMaterialization("dataset_cifar10"))
-        quiet = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=first.cursor)
-        assert quiet.total_requested == 0, "infrastructure and unrelated data do not trigger smoke jobs"
+        quiet = dg.evaluate_automation_conditions(
+            defs=d, instance=inst, asset_selection=smoke, cursor=first.cursor
+        )
+        assert quiet.total_requested == 0, (
+            "infrastructure and unrelated data do not trigger smoke jobs"
+        )
         inst.report_runless_asset_event(dg.AssetMaterialization(container))
-        after = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=quiet.cursor)
+        after = dg.evaluate_automation_conditions(
+            defs=d, instance=inst, asset_selection=smoke, cursor=quiet.cursor
+        )
         requested = {k: after.get_num_requested(dg.AssetKey(k)) for k in SMOKE}
-        assert requested == {"smoke_gpu": 2, "smoke_multi_gpu_nccl": 2, "smoke_mnist_training": 1}, requested
-        again = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=after.cursor)
+        assert requested == {
+            "smoke_gpu": 2,
+            "smoke_multi_gpu_nccl": 2,
+            "smoke_mnist_training": 1,
+        }, requested
+        again = dg.evaluate_automation_conditions(
+            defs=d, instance=inst, asset_selection=smoke, cursor=after.cursor
+        )
         assert again.total_requested == 0, "requested once per new container materialization"
         inst.report_runless_asset_event(dg.AssetMaterialization("dataset_mnist"))
-        data = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke, cursor=again.cursor)
-        assert {k: data.get_num_requested(dg.AssetKey(k)) for k in SMOKE} == {"smoke_gpu": 0, "smoke_multi_gpu_nccl": 0, "smoke_mnist_training": 1}
+        data = dg.evaluate_automation_conditions(
+            defs=d, instance=inst, asset_selection=smoke, cursor=again.cursor
+        )
+        assert {k: data.get_num_requested(dg.AssetKey(k)) for k in SMOKE} == {
+            "smoke_gpu": 0,
+            "smoke_multi_gpu_nccl": 0,
+            "smoke_mnist_training": 1,
+        }
 
 
 def test_automation_status_is_one_catalog_key() -> None:
@@ -143,9 +194,18 @@ def test_automation_status_is_one_catalog_key() -> None:
         assert load_catalog(profile=profile).catalog.automation.running is True
     on = build(active().catalog)
     off = build(active().catalog.model_copy(update={"automation": Automation(running=False)}))
-    for d, sensor, schedule in ((on, dg.DefaultSensorStatus.RUNNING, dg.DefaultScheduleStatus.RUNNING),
-                                (off, dg.DefaultSensorStatus.STOPPED, dg.DefaultScheduleStatus.STOPPED)):
-        assert {s.name for s in d.sensors or []} == {"slurm_gpu_node_sensor", "smoke_orphan_sensor", "smoke_rerun_automation_sensor"}
+    for d, sensor, schedule in (
+        (on, dg.DefaultSensorStatus.RUNNING, dg.DefaultScheduleStatus.RUNNING),
+        (off, dg.DefaultSensorStatus.STOPPED, dg.DefaultScheduleStatus.STOPPED),
+    ):
+        assert {s.name for s in d.sensors or []} == {
+            "slurm_gpu_node_sensor",
+            "smoke_orphan_sensor",
+            "smoke_rerun_automation_sensor",
+        }
         assert all(s.default_status == sensor for s in d.sensors or [])
-        assert {s.name for s in d.schedules or []} == {"light_checks_schedule", "nightly_full_validation_schedule"}
+        assert {s.name for s in d.schedules or []} == {
+            "light_checks_schedule",
+            "nightly_full_validation_schedule",
+        }
         assert all(s.default_status == schedule for s in d.schedules or [])

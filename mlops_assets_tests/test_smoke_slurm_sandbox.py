@@ -35,7 +35,9 @@ pytestmark = pytest.mark.sandbox
 
 
 def sinfo_state() -> str:
-    return subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False).stdout.strip()
+    return subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False
+    ).stdout.strip()
 
 
 def wait_state(pred: Any, timeout: float = 60) -> str:
@@ -53,12 +55,22 @@ def wait_state(pred: Any, timeout: float = 60) -> str:
 def slurm(sandbox: Path) -> Iterator[Path]:
     """A schedulable node before and after; any job a test left behind is cancelled."""
     if "drain" in sinfo_state():
-        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False, capture_output=True)
+        subprocess.run(
+            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            check=False,
+            capture_output=True,
+        )
     wait_state(lambda s: s in ("idle", "mixed", "allocated"))
     yield sandbox
-    subprocess.run(["scancel", "-u", "mlops", "-n", "mlops-slurm-probe"], check=False, capture_output=True)
+    subprocess.run(
+        ["scancel", "-u", "mlops", "-n", "mlops-slurm-probe"], check=False, capture_output=True
+    )
     if "drain" in sinfo_state():
-        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False, capture_output=True)
+        subprocess.run(
+            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            check=False,
+            capture_output=True,
+        )
 
 
 PROBE = Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1)
@@ -72,20 +84,33 @@ def probe_asset(extras: dict[str, Any], res: Resources = PROBE) -> dg.AssetsDefi
         runner = context.resources.hpc.runner()
         reattach = find_reattachable(context.instance, runner, tag_key(context.asset_key))
         client = client_for(cat, runner)
-        return client.run(context=context, payload="slurm_probe.py", resources=res, extras=extras, reattach=reattach).get_materialize_result()
+        return client.run(
+            context=context,
+            payload="slurm_probe.py",
+            resources=res,
+            extras=extras,
+            reattach=reattach,
+        ).get_materialize_result()
 
     return _probe
 
 
-def run(asset: dg.AssetsDefinition, instance: dg.DagsterInstance | None = None, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+def run(
+    asset: dg.AssetsDefinition,
+    instance: dg.DagsterInstance | None = None,
+    partition_key: str | None = None,
+) -> dg.ExecuteInProcessResult:
     instance = instance or dg.DagsterInstance.ephemeral()
     if partition_key:
         from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME
 
         instance.add_dynamic_partitions(GPU_NODES_NAME, [partition_key])
     return dg.materialize(
-        [asset], resources={"hpc": build_resources(active().catalog)["hpc"]},
-        instance=instance, raise_on_error=False, partition_key=partition_key,
+        [asset],
+        resources={"hpc": build_resources(active().catalog)["hpc"]},
+        instance=instance,
+        raise_on_error=False,
+        partition_key=partition_key,
     )
 
 
@@ -101,7 +126,12 @@ def logs(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> lis
 
 
 def sacct_line(job_id: str) -> str:
-    return subprocess.run(["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State,ExitCode"], capture_output=True, text=True, check=False).stdout.strip()
+    return subprocess.run(
+        ["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State,ExitCode"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
 
 
 def test_probe_job_passes_with_sacct_figures(slurm: Path) -> None:
@@ -128,16 +158,24 @@ def test_exit_3_is_failed_with_the_exit_code_and_the_job_output(slurm: Path) -> 
     result = run(probe_asset({"exit_code": 3}), instance)
     assert not result.success
     text, meta = failure(result)
-    assert re.match(r"SLURM job \d+ FAILED with exit code 3 on localhost: probe asked to exit 3", text), text
+    assert re.match(
+        r"SLURM job \d+ FAILED with exit code 3 on localhost: probe asked to exit 3", text
+    ), text
     assert meta["slurm_state"] == "FAILED" and meta["slurm_exit_code"] == 3
     assert '"exit_code": 3' in meta["stdout_tail"]
-    assert Path(meta["slurm_job_dir"], f"slurm-{meta['slurm_job_id']}.out").is_file(), "a failed job's files stay"
-    assert any("--- stdout" in m and '"exit_code": 3' in m for m in logs(instance, result)), "the job's stdout tail goes to the Dagster log"
+    assert Path(meta["slurm_job_dir"], f"slurm-{meta['slurm_job_id']}.out").is_file(), (
+        "a failed job's files stay"
+    )
+    assert any("--- stdout" in m and '"exit_code": 3' in m for m in logs(instance, result)), (
+        "the job's stdout tail goes to the Dagster log"
+    )
 
 
 def test_job_past_its_time_limit_is_timeout(slurm: Path) -> None:
     start = time.monotonic()
-    result = run(probe_asset({"sleep_s": 300}, Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1)))
+    result = run(
+        probe_asset({"sleep_s": 300}, Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1))
+    )
     assert not result.success
     text, meta = failure(result)
     assert meta["slurm_state"] == "TIMEOUT" and "TIMEOUT: ran past its time limit" in text, text
@@ -160,7 +198,13 @@ SCRIPT = textwrap.dedent(
 def start_background(sleep: float, home: str = "") -> tuple[subprocess.Popen[str], str]:
     """A Dagster process materializing a probe job; returns it and the job id once RUNNING."""
     code = SCRIPT.format(tests=str(Path(__file__).parent), home=home, sleep=sleep)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.stdout is not None
     job_id = ""
     deadline = time.monotonic() + 60
@@ -171,7 +215,12 @@ def start_background(sleep: float, home: str = "") -> tuple[subprocess.Popen[str
             break
         assert time.monotonic() < deadline, "no job submitted"
     assert job_id, "the background process ended without submitting"
-    while "RUNNING" not in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False).stdout:
+    while (
+        "RUNNING"
+        not in subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False
+        ).stdout
+    ):
         time.sleep(0.3)
         assert time.monotonic() < deadline, "job never started"
     return proc, job_id
@@ -186,12 +235,23 @@ def test_terminating_the_run_runs_scancel(slurm: Path) -> None:
     while not sacct_line(job_id).startswith("CANCELLED"):
         time.sleep(0.5)
         assert time.monotonic() < deadline, sacct_line(job_id)
-    by = subprocess.run(["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State"], capture_output=True, text=True, check=False).stdout
-    mlops_uid = subprocess.run(["id", "-u", "mlops"], capture_output=True, text=True, check=True).stdout.strip()
-    assert by.strip() == f"CANCELLED by {mlops_uid}", "cancelled by the login user, i.e. our scancel over SSH"
+    by = subprocess.run(
+        ["sacct", "-P", "-n", "-X", "-j", job_id, "--format=State"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    mlops_uid = subprocess.run(
+        ["id", "-u", "mlops"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert by.strip() == f"CANCELLED by {mlops_uid}", (
+        "cancelled by the login user, i.e. our scancel over SSH"
+    )
 
 
-def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_reattaches(slurm: Path, tmp_path: Path) -> None:
+def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_reattaches(
+    slurm: Path, tmp_path: Path
+) -> None:
     """SIGKILL the Dagster process mid-job: the job keeps running; once the run is marked
     failed (what run monitoring does for a dead worker; no daemon runs in tests) the orphan
     reconcile finds the job through the run's tag and one squeue and requests a run for that
@@ -204,7 +264,12 @@ def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_rea
     proc.kill()  # SIGKILL: nothing runs, as when the orchestrator's host dies
     proc.wait(timeout=30)
     time.sleep(1)
-    assert "RUNNING" in subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False).stdout
+    assert (
+        "RUNNING"
+        in subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False
+        ).stdout
+    )
     instance = dg.DagsterInstance.local_temp(tempdir=home)
     runner = build_resources(active().catalog)["hpc"].runner()
     assets = ["slurm_probe_test"]
@@ -214,13 +279,23 @@ def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_rea
     assert dead.tags[tag_key(dg.AssetKey("slurm_probe_test"))].startswith(f"{job_id};")
     instance.report_run_failed(dead, "run worker died (SIGKILL)")
     tick = orphan_tick(instance, runner, alive.cursor, assets)
-    assert [(r.run_key, r.tags["mlops/reattach_job"], r.asset_selection) for r in tick.run_requests or []] == [
-        (f"reattach:{job_id}", job_id, [dg.AssetKey("slurm_probe_test")])]
+    assert [
+        (r.run_key, r.tags["mlops/reattach_job"], r.asset_selection)
+        for r in tick.run_requests or []
+    ] == [(f"reattach:{job_id}", job_id, [dg.AssetKey("slurm_probe_test")])]
     obs = (tick.asset_events or [])[0]
-    assert obs.metadata["orphan_action"].value == "reattach" and obs.metadata["orphan_slurm_state"].value == "RUNNING"
-    result = run(probe_asset({"sleep_s": 12, "message": "background"}), instance)  # the requested run
+    assert (
+        obs.metadata["orphan_action"].value == "reattach"
+        and obs.metadata["orphan_slurm_state"].value == "RUNNING"
+    )
+    result = run(
+        probe_asset({"sleep_s": 12, "message": "background"}), instance
+    )  # the requested run
     assert result.success
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("slurm_probe_test")[0].metadata.items()}
+    meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("slurm_probe_test")[0].metadata.items()
+    }
     assert str(meta["slurm_job_id"]) == job_id, "re-attached to the first job, none submitted"
     assert meta["slurm_state"] == "COMPLETED"
     assert any(f"re-attached to SLURM job {job_id}" in m for m in logs(instance, result))
@@ -230,14 +305,22 @@ def test_killed_dagster_process_leaves_the_job_running_and_the_orphan_sensor_rea
 def smoke_asset(key: str, catalog: Catalog | None = None) -> dg.AssetsDefinition:
     from mlops_assets.defs.smoke.definitions import smoke_assets
 
-    return next(a for a in smoke_assets(catalog or active().catalog) if a.key.to_user_string() == key)
+    return next(
+        a for a in smoke_assets(catalog or active().catalog) if a.key.to_user_string() == key
+    )
 
 
 def gpus_declared_real() -> Catalog:
     """The sandbox's catalog with `hpc.gpus.fake: false`, as production's: the payload config
     the orchestrator then sends is production's (no allow_cpu, NCCL)."""
     cat = active().catalog
-    return cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})})})
+    return cat.model_copy(
+        update={
+            "hpc": cat.hpc.model_copy(
+                update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})}
+            )
+        }
+    )
 
 
 def materialized(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
@@ -249,39 +332,73 @@ def assert_cpu_result_on_fake_gpus(key: str, meta: dict[str, Any]) -> None:
     """What a smoke result on the sandbox's fake GPUs must say: a real job with real GRES,
     device cpu, CPU figures named and verified, no GPU figure at all, a WARN naming the fake
     GPUs, and a peak RSS inside the job's memory."""
-    job = {"smoke_gpu": active().catalog.smoke.jobs.gpu, "smoke_multi_gpu_nccl": active().catalog.smoke.jobs.nccl}[key]
-    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_exit_code"] == 0 and meta["slurm_nodes"] == "localhost"
-    assert meta["slurm_alloc_gpus"] == job.gpus and f"gres/gpu={job.gpus}" in meta["slurm_alloc_tres"], "real GRES allocation"
-    assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(job.gpus)) and meta["gres_gpus_visible"] == job.gpus
+    job = {
+        "smoke_gpu": active().catalog.smoke.jobs.gpu,
+        "smoke_multi_gpu_nccl": active().catalog.smoke.jobs.nccl,
+    }[key]
+    assert (
+        meta["slurm_state"] == "COMPLETED"
+        and meta["slurm_exit_code"] == 0
+        and meta["slurm_nodes"] == "localhost"
+    )
+    assert (
+        meta["slurm_alloc_gpus"] == job.gpus and f"gres/gpu={job.gpus}" in meta["slurm_alloc_tres"]
+    ), "real GRES allocation"
+    assert (
+        meta["cuda_visible_devices"] == ",".join(str(i) for i in range(job.gpus))
+        and meta["gres_gpus_visible"] == job.gpus
+    )
     assert meta["device"] == "cpu" and meta["cpu_fallback"] is True and meta["cuda_devices"] == 0
-    assert meta["no_cuda_reason"].startswith("no CUDA device"), "the driver probe's measured fact is kept"
-    assert meta["verdict"] == "WARN" and "fake GPUs" in json.dumps(meta["result"]["messages"]), "never PASS as if a GPU ran"
-    assert rules.gpu_figures_in(meta) == [] and rules.gpu_figures_in(meta["result"]) == [], "no GPU figure is invented"
-    assert not any(re.match(r"gpu\d+_", k) or "bf16" in k for k in meta), "no per-GPU or bf16 figure"
+    assert meta["no_cuda_reason"].startswith("no CUDA device"), (
+        "the driver probe's measured fact is kept"
+    )
+    assert meta["verdict"] == "WARN" and "fake GPUs" in json.dumps(meta["result"]["messages"]), (
+        "never PASS as if a GPU ran"
+    )
+    assert rules.gpu_figures_in(meta) == [] and rules.gpu_figures_in(meta["result"]) == [], (
+        "no GPU figure is invented"
+    )
+    assert not any(re.match(r"gpu\d+_", k) or "bf16" in k for k in meta), (
+        "no per-GPU or bf16 figure"
+    )
     assert 0 < meta["max_rss_bytes"] < job.mem_mb * 2**20, "the job's memory fits its processes"
 
 
 @pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
-def test_gpu_smoke_assets_on_fake_gpus_materialize_with_cpu_figures_only(slurm: Path, key: str) -> None:
+def test_gpu_smoke_assets_on_fake_gpus_materialize_with_cpu_figures_only(
+    slurm: Path, key: str
+) -> None:
     """Per-node smoke on the sandbox's fake GPUs: the node partition is the job's --nodelist;
     the payload measures the job's CPUs and materializes, so the UI plots those figures."""
     meta = materialized(run(smoke_asset(key), partition_key="localhost"), key)
     assert_cpu_result_on_fake_gpus(key, meta)
     if key == "smoke_gpu":
-        assert meta["nvidia_smi_gpus"] == 0 and "nvidia_smi" in meta["result"], "the inventory is taken"
+        assert meta["nvidia_smi_gpus"] == 0 and "nvidia_smi" in meta["result"], (
+            "the inventory is taken"
+        )
         assert meta["cpu_matmul_verified"] is True and meta["cpu_copy_verified"] is True
-        assert meta["cpu_matmul_fp32_gflops"] > 0 and meta["cpu_copy_gbps"] > 0 and meta["cpu_matmul_n"] == 512
+        assert (
+            meta["cpu_matmul_fp32_gflops"] > 0
+            and meta["cpu_copy_gbps"] > 0
+            and meta["cpu_matmul_n"] == 512
+        )
         assert meta["torch_threads"] == active().catalog.smoke.jobs.gpu.cpus
     else:
         assert meta["backend"] == "gloo (fake GPUs: CPU processes)" and meta["world_size"] == 2
         assert meta["wrong_values"] == 0 and meta["cpu_allreduce_busbw_gbps"] > 0
         sizes = meta["result"]["sizes"]
-        assert [s["bytes"] for s in sizes] == [1 << 20, 16 << 20] and all(s["checked"] == s["bytes"] for s in sizes), "every element, both ranks, twice"
-        assert "nccl" not in meta and "busbw_gbps" not in meta, "no NCCL version or bus bandwidth of a GPU"
+        assert [s["bytes"] for s in sizes] == [1 << 20, 16 << 20] and all(
+            s["checked"] == s["bytes"] for s in sizes
+        ), "every element, both ranks, twice"
+        assert "nccl" not in meta and "busbw_gbps" not in meta, (
+            "no NCCL version or bus bandwidth of a GPU"
+        )
 
 
 @pytest.mark.parametrize("key", ["smoke_gpu", "smoke_multi_gpu_nccl"])
-def test_gpu_smoke_assets_with_gpus_declared_real_fail_with_no_cuda_device(slurm: Path, key: str) -> None:
+def test_gpu_smoke_assets_with_gpus_declared_real_fail_with_no_cuda_device(
+    slurm: Path, key: str
+) -> None:
     """The same assets and jobs with production's payload config (the catalog not declaring
     the GPUs fake): no CUDA device stays a failure, with no figure of any kind."""
     from mlops_assets.core.slurm_jobs import smoke_payload_config
@@ -297,7 +414,9 @@ def test_gpu_smoke_assets_with_gpus_declared_real_fail_with_no_cuda_device(slurm
     gpus = 2 if key == "smoke_multi_gpu_nccl" else 1
     assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
     assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
-    assert "device" not in meta and not any(k.endswith(("tflops", "gflops", "gbps")) for k in meta), "no figure at all"
+    assert "device" not in meta and not any(
+        k.endswith(("tflops", "gflops", "gbps")) for k in meta
+    ), "no figure at all"
 
 
 WRONG_ALLREDUCE = textwrap.dedent(
@@ -335,45 +454,81 @@ def test_gloo_allreduce_with_a_wrong_value_fails(sandbox: Path, tmp_path: Path) 
     script = tmp_path / "faulty_allreduce.py"
     script.write_text(WRONG_ALLREDUCE.format(payloads=str(REPO / "mlops_assets" / "payloads")))
     env = {"PATH": "/usr/bin:/bin", "SLURM_CPUS_PER_TASK": "2"}
-    proc = subprocess.run([active().catalog.hpc.python, str(script), "--config", str(cfg)], capture_output=True, text=True, timeout=120, env=env, check=False)
+    proc = subprocess.run(
+        [active().catalog.hpc.python, str(script), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["backend"] == "gloo (fake GPUs: CPU processes)" and line["verdict"] == "FAIL"
-    assert line["wrong_values"] == 4, "one wrong element per verification (before and after the timed loop), per size"
-    assert "1048576 B: 2 of 1048576 values wrong after all-reduce" in line["messages"], line["messages"]
+    assert line["wrong_values"] == 4, (
+        "one wrong element per verification (before and after the timed loop), per size"
+    )
+    assert "1048576 B: 2 of 1048576 values wrong after all-reduce" in line["messages"], line[
+        "messages"
+    ]
     assert "16777216 B: 2 of 16777216 values wrong after all-reduce" in line["error"]
 
 
 def test_mnist_smoke_trains_on_cpu_in_a_real_slurm_job_and_learns(slurm: Path, cli: Any) -> None:
     """The sandbox's GPUs are fake, so MLOPS-1.1 runs on the job's CPUs (Debian's torch in the
     HPC venv) on the staged real digits, with the sandbox catalog's epochs and threshold."""
-    staged = cli("materialize", "--select", "dataset_mnist", "--format", "json", env={"DAGSTER_HOME": ""})
+    staged = cli(
+        "materialize", "--select", "dataset_mnist", "--format", "json", env={"DAGSTER_HOME": ""}
+    )
     assert staged.returncode == 0, staged.stdout[-2000:] + staged.stderr[-2000:]
     smoke = active().catalog.smoke
     result = run(smoke_asset("smoke_mnist_training"))
     assert result.success, failure(result)
-    meta = {k: v.value for k, v in result.asset_materializations_for_node("smoke_mnist_training")[0].metadata.items()}
+    meta = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("smoke_mnist_training")[
+            0
+        ].metadata.items()
+    }
     try:
-        assert meta["slurm_state"] == "COMPLETED" and meta["slurm_alloc_gpus"] == 1, "a real job with real GRES"
+        assert meta["slurm_state"] == "COMPLETED" and meta["slurm_alloc_gpus"] == 1, (
+            "a real job with real GRES"
+        )
         assert meta["device"] == "cpu" and meta["cpu_fallback"] is True, "it says it ran on CPU"
         assert meta["torch_threads"] == smoke.jobs.mnist.cpus, "as many threads as the job has CPUs"
-        assert meta["epochs"] == smoke.mnist_epochs and meta["train_samples"] == 4000 and meta["test_samples"] == 1000
+        assert (
+            meta["epochs"] == smoke.mnist_epochs
+            and meta["train_samples"] == 4000
+            and meta["test_samples"] == 1000
+        )
         assert meta["accuracy"] >= smoke.mnist_min_accuracy >= 0.9, "learns: chance is 10 %"
         assert meta["verdict"] == "PASS" and meta["total_seconds"] < smoke.mnist_max_seconds
-        assert 0 < meta["max_rss_bytes"] < smoke.jobs.mnist.mem_mb * 2**20, "the job's memory fits torch"
+        assert 0 < meta["max_rss_bytes"] < smoke.jobs.mnist.mem_mb * 2**20, (
+            "the job's memory fits torch"
+        )
         assert not any(k.endswith(("tflops", "gbps")) for k in meta), "no GPU figure is invented"
         metrics = json.loads(Path(meta["output_dir"], "metrics.json").read_text())
-        assert metrics["accuracy"] == meta["accuracy"] and Path(meta["output_dir"], "model.pt").stat().st_size > 4_000_000
-        assert Path(meta["output_dir"]).name == f"job-{meta['slurm_job_id']}", "the seed's location: models/mnist/job-<id>"
+        assert (
+            metrics["accuracy"] == meta["accuracy"]
+            and Path(meta["output_dir"], "model.pt").stat().st_size > 4_000_000
+        )
+        assert Path(meta["output_dir"]).name == f"job-{meta['slurm_job_id']}", (
+            "the seed's location: models/mnist/job-<id>"
+        )
     finally:
-        shutil.rmtree(str(meta.get("output_dir", "")), ignore_errors=True) if meta.get("output_dir") else None
+        shutil.rmtree(str(meta.get("output_dir", "")), ignore_errors=True) if meta.get(
+            "output_dir"
+        ) else None
 
 
 def sensor_tick(cursor: str | None) -> dg.SensorResult:
     from mlops_assets.defs.smoke.definitions import node_sensor
 
-    with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor,
-                                 resources={"hpc": build_resources(active().catalog)["hpc"]}) as ctx:
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        cursor=cursor,
+        resources={"hpc": build_resources(active().catalog)["hpc"]},
+    ) as ctx:
         out = node_sensor(active().catalog)(ctx)
     assert isinstance(out, dg.SensorResult)
     return out
@@ -383,11 +538,18 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
     from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, NODE_JOB
 
     baseline = sensor_tick(None)
-    assert not baseline.run_requests and re.search(r'"localhost":"(IDLE|MIXED|ALLOCATED)\|gpu:2"', baseline.cursor or ""), baseline.cursor  # the sandbox is shared: others' jobs may run
+    assert not baseline.run_requests and re.search(
+        r'"localhost":"(IDLE|MIXED|ALLOCATED)\|gpu:2"', baseline.cursor or ""
+    ), baseline.cursor  # the sandbox is shared: others' jobs may run
     adds = baseline.dynamic_partitions_requests or []
-    assert [(r.partitions_def_name, list(r.partition_keys)) for r in adds] == [(GPU_NODES_NAME, ["localhost"])], "the GPU node becomes a partition"
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in adds] == [
+        (GPU_NODES_NAME, ["localhost"])
+    ], "the GPU node becomes a partition"
     assert not sensor_tick(baseline.cursor).run_requests, "nothing changed: no run"
-    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=smoke sensor test"], check=True)
+    subprocess.run(
+        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=smoke sensor test"],
+        check=True,
+    )
     try:
         wait_state(lambda s: "drain" in s)
         drained = sensor_tick(baseline.cursor)
@@ -400,47 +562,83 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
     assert len(resumed.run_requests or []) == 1
     req = (resumed.run_requests or [])[0]
     assert req.tags["mlops/node"] == "localhost" and req.tags["mlops/trigger"] == "resumed"
-    assert req.job_name == NODE_JOB and req.partition_key == "localhost", "that node's partition only"
+    assert req.job_name == NODE_JOB and req.partition_key == "localhost", (
+        "that node's partition only"
+    )
     # the request as the daemon would launch it: the node job for that partition, real SLURM jobs
     from mlops_assets.definitions import defs
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(GPU_NODES_NAME, ["localhost"])
-    result = defs().resolve_job_def(NODE_JOB).execute_in_process(instance=instance, partition_key=req.partition_key, tags=req.tags, raise_on_error=False)
-    assert result.success and result.dagster_run.tags["dagster/partition"] == "localhost", failure(result)
+    result = (
+        defs()
+        .resolve_job_def(NODE_JOB)
+        .execute_in_process(
+            instance=instance, partition_key=req.partition_key, tags=req.tags, raise_on_error=False
+        )
+    )
+    assert result.success and result.dagster_run.tags["dagster/partition"] == "localhost", failure(
+        result
+    )
     for key in ("smoke_gpu", "smoke_multi_gpu_nccl"):
         assert_cpu_result_on_fake_gpus(key, materialized(result, key))
 
 
-def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(slurm: Path, cli: Any, tmp_path: Path) -> None:
+def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(
+    slurm: Path, cli: Any, tmp_path: Path
+) -> None:
     """`mlops-assets materialize --select smoke_gpu` adds the GPU nodes sinfo shows as
     partitions and runs the job per node, reported as smoke_gpu[node]."""
     from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME
 
-    res = cli("materialize", "--select", "smoke_gpu", "--format", "json", env={"DAGSTER_HOME": str(tmp_path)})
+    res = cli(
+        "materialize",
+        "--select",
+        "smoke_gpu",
+        "--format",
+        "json",
+        env={"DAGSTER_HOME": str(tmp_path)},
+    )
     rows = {(r["asset"], r["check"]): r for r in json.loads(res.stdout)["results"]}
     row = rows[("smoke_gpu[localhost]", "materialized")]
-    assert res.returncode == 0 and row["passed"], row  # fake GPUs: the CPU result materializes (a WARN inside)
+    assert res.returncode == 0 and row["passed"], (
+        row
+    )  # fake GPUs: the CPU result materializes (a WARN inside)
     with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
         assert inst.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"]
         ev = inst.get_latest_materialization_event(dg.AssetKey("smoke_gpu"))
-        assert ev is not None and ev.asset_materialization is not None and ev.asset_materialization.partition == "localhost"
+        assert (
+            ev is not None
+            and ev.asset_materialization is not None
+            and ev.asset_materialization.partition == "localhost"
+        )
         assert ev.asset_materialization.metadata["device"].value == "cpu"
         runs = inst.get_runs()
-        assert [r.tags.get("dagster/partition") for r in runs if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")] == ["localhost"]
+        assert [
+            r.tags.get("dagster/partition")
+            for r in runs
+            if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")
+        ] == ["localhost"]
 
 
-def test_nightly_schedule_tick_runs_everything_and_the_node_smoke_per_usable_node(slurm: Path, tmp_path: Path) -> None:
+def test_nightly_schedule_tick_runs_everything_and_the_node_smoke_per_usable_node(
+    slurm: Path, tmp_path: Path
+) -> None:
     from mlops_assets.definitions import defs
     from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, NODE_ASSETS
 
     d = defs()
     instance = dg.DagsterInstance.local_temp(tempdir=str(tmp_path))
     schedule = d.get_schedule_def("nightly_full_validation_schedule")
-    with dg.build_schedule_context(instance=instance, resources={"hpc": build_resources(active().catalog)["hpc"]},
-                                   repository_def=d.get_repository_def()) as ctx:
+    with dg.build_schedule_context(
+        instance=instance,
+        resources={"hpc": build_resources(active().catalog)["hpc"]},
+        repository_def=d.get_repository_def(),
+    ) as ctx:
         data = schedule.evaluate_tick(ctx)
     reqs = data.run_requests or []
     assert [r.partition_key for r in reqs] == [None, "localhost"], data.skip_message
     assert sorted(k.to_user_string() for k in reqs[1].asset_selection or []) == sorted(NODE_ASSETS)
-    assert instance.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"], "sinfo's GPU node became a partition"
+    assert instance.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"], (
+        "sinfo's GPU node became a partition"
+    )

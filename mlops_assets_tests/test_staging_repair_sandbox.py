@@ -41,7 +41,9 @@ def _scripts(rel: str) -> str:
     return f"scripts/{rel.replace('/', '-')}"
 
 
-def _catalog(tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: float | None = None) -> Path:
+def _catalog(
+    tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: float | None = None
+) -> Path:
     """The shipped catalog with `dataset` renamed to `name` (base and sandbox profile) and
     staged into `rel`; `rehash_after_hours` set when given."""
     doc = yaml.safe_load(SHIPPED.read_text())
@@ -77,13 +79,20 @@ def _s3() -> Any:
     import boto3
 
     minio = load_catalog(profile="sandbox").catalog.cloud.services.minio
-    return boto3.client("s3", endpoint_url=minio.url, region_name=minio.region,
-                        aws_access_key_id=os.environ[minio.access_key.env], aws_secret_access_key=os.environ[minio.secret_key.env])
+    return boto3.client(
+        "s3",
+        endpoint_url=minio.url,
+        region_name=minio.region,
+        aws_access_key_id=os.environ[minio.access_key.env],
+        aws_secret_access_key=os.environ[minio.secret_key.env],
+    )
 
 
 def _delete_prefix(prefix: str) -> None:
     s3 = _s3()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=staging_plan.DATASETS_BUCKET, Prefix=prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=staging_plan.DATASETS_BUCKET, Prefix=prefix
+    ):
         for obj in page.get("Contents", []) or []:
             s3.delete_object(Bucket=staging_plan.DATASETS_BUCKET, Key=obj["Key"])
 
@@ -108,7 +117,11 @@ def _rot(path: Path) -> bytes:
         fh.write(bytes([before[len(before) // 2] ^ 0xFF]))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     after = path.stat()
-    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
     return before
 
 
@@ -117,7 +130,11 @@ def _not_data(target: Path) -> list[str]:
     man = manifest.read_manifest(target / manifest.MANIFEST_NAME)
     assert man is not None
     named = {f.path for f in man.files} | {manifest.MANIFEST_NAME}
-    return sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() and str(p.relative_to(target)) not in named)
+    return sorted(
+        str(p.relative_to(target))
+        for p in target.rglob("*")
+        if p.is_file() and str(p.relative_to(target)) not in named
+    )
 
 
 def test_validate_right_after_materializing_mnist_and_its_bucket_copy_passes(
@@ -131,7 +148,9 @@ def test_validate_right_after_materializing_mnist_and_its_bucket_copy_passes(
     assert res.returncode == 0, (_failed(rows), res.stderr[-2000:])
     assert st.metadata(copy)["objects_uploaded"] > 0  # the copy really ran, under its lock
     assert _not_data(target) == [], "a lock, stamp or temp file inside the verified tree"
-    assert (target.parent / f".{target.name}.s3sync.lock").is_file() and (target.parent / f".{target.name}.stat").is_file()
+    assert (target.parent / f".{target.name}.s3sync.lock").is_file() and (
+        target.parent / f".{target.name}.stat"
+    ).is_file()
 
     rows, res = st.run("validate", key, copy, catalog=catalog)
     assert res.returncode == 0, rows
@@ -156,7 +175,9 @@ def test_bit_rot_named_by_the_check_is_repaired_by_the_next_materialization(
     row = rows[(key, f"{key}_manifest_verifies")]
     assert res.returncode == 1 and not row["passed"] and row["detail"] == f"changed: {damaged}", row
     assert "re-hashes the whole copy and repairs it" in row["hint"], row
-    assert not (target.parent / f".{target.name}.stat").exists(), "the check left the stamp that hides the damage"
+    assert not (target.parent / f".{target.name}.stat").exists(), (
+        "the check left the stamp that hides the damage"
+    )
 
     t0 = time.monotonic()
     rows, res = st.run("materialize", key, catalog=catalog)
@@ -169,7 +190,9 @@ def test_bit_rot_named_by_the_check_is_repaired_by_the_next_materialization(
     # again locally and nothing crosses the network
     assert md["bytes_transferred"] == 0, md
     assert (target / damaged).read_bytes() == good
-    print(f"repair of {damaged} ({len(good)} bytes): {took:.1f}s, {md['bytes_transferred']} bytes fetched")
+    print(
+        f"repair of {damaged} ({len(good)} bytes): {took:.1f}s, {md['bytes_transferred']} bytes fetched"
+    )
 
 
 def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
@@ -193,7 +216,10 @@ def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
     md = st.metadata(key)
     assert md["verified_by"].startswith("stat stamp") and md["bytes_transferred"] == 0, md
     assert (raw / first).read_bytes() != good
-    assert res.returncode == 1 and rows[(key, f"{key}_manifest_verifies")]["detail"] == f"changed: MNIST/raw/{first}", rows
+    assert (
+        res.returncode == 1
+        and rows[(key, f"{key}_manifest_verifies")]["detail"] == f"changed: MNIST/raw/{first}"
+    ), rows
     rows, res = st.run("materialize", key, catalog=catalog)  # no stamp now: repaired
     assert res.returncode == 0 and (raw / first).read_bytes() == good, rows
     assert st.metadata(key)["bytes_transferred"] == len(good)
@@ -207,11 +233,15 @@ def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
     rows, res = st.run("materialize", key, catalog=catalog)
     md = st.metadata(key)
     assert res.returncode == 0 and rows[(key, f"{key}_manifest_verifies")]["passed"], rows
-    assert md["verified_by"].startswith("re-hash: last full verification 169.0 h ago (staging.rehash_after_hours 168)"), md
+    assert md["verified_by"].startswith(
+        "re-hash: last full verification 169.0 h ago (staging.rehash_after_hours 168)"
+    ), md
     assert md["repaired"] == f"changed: MNIST/raw/{second}", md
     assert md["bytes_transferred"] == len(good), md  # only the damaged file came again
     assert (raw / second).read_bytes() == good
-    assert time.time() - json.loads(stamp.read_text())["verified_at"] < 600, "a fresh stamp after the re-hash"
+    assert time.time() - json.loads(stamp.read_text())["verified_at"] < 600, (
+        "a fresh stamp after the re-hash"
+    )
 
     # rehash_after_hours: 0 re-hashes on every materialization
     zero = _catalog(tmp_path, "mnist", name, rel, rehash_after_hours=0)
@@ -220,6 +250,9 @@ def test_past_the_interval_materialization_rehashes_and_repairs_without_a_check(
     rows, res = st.run("materialize", key, catalog=zero)
     md = st.metadata(key)
     assert res.returncode == 0 and rows[(key, f"{key}_manifest_verifies")]["passed"], rows
-    assert "(staging.rehash_after_hours 0)" in md["verified_by"] and md["repaired"] == f"changed: MNIST/raw/{third}", md
+    assert (
+        "(staging.rehash_after_hours 0)" in md["verified_by"]
+        and md["repaired"] == f"changed: MNIST/raw/{third}"
+    ), md
     assert md["bytes_transferred"] == len(good), md
     assert _not_data(target) == []

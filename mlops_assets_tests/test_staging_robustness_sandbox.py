@@ -57,7 +57,9 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         headers = {"Range": self.headers["Range"]} if self.headers.get("Range") else {}
         name = self.path.rsplit("/", 1)[-1]
         try:
-            resp = urllib.request.urlopen(urllib.request.Request(MIRROR + self.path, headers=headers), timeout=10)
+            resp = urllib.request.urlopen(
+                urllib.request.Request(MIRROR + self.path, headers=headers), timeout=10
+            )
         except urllib.error.HTTPError as exc:
             self.send_response(exc.code)
             self.end_headers()
@@ -97,7 +99,9 @@ def _catalog(tmp: Path, mirror: str, path: str, root: str | None = None) -> Path
     """The shipped catalog with the sandbox's MNIST from `mirror` into `path` (and another
     BeeGFS root if given)."""
     text = SHIPPED.read_text()
-    text = text.replace('mirrors: ["http://127.0.0.1:8088/torchvision/mnist/"]', f'mirrors: ["{mirror}"]')
+    text = text.replace(
+        'mirrors: ["http://127.0.0.1:8088/torchvision/mnist/"]', f'mirrors: ["{mirror}"]'
+    )
     text = text.replace("    path: datasets/mnist\n", f"    path: {path}\n")
     if root:
         text = text.replace("/mnt/sandbox-beegfs", root)
@@ -109,11 +113,19 @@ def _catalog(tmp: Path, mirror: str, path: str, root: str | None = None) -> Path
 def _cli(catalog: Path, home: Path, command: str, *keys: str) -> subprocess.Popen[str]:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLOPS_CATALOG": str(catalog), "DAGSTER_HOME": str(home)}
-    return subprocess.Popen([sys.executable, "-m", "mlops_assets.cli", command, "--select", *keys, "--format", "json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.cli", command, "--select", *keys, "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
 
 
-def _rows(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, dict[tuple[str, str], dict[str, Any]], str]:
+def _rows(
+    proc: subprocess.Popen[str], timeout: float = 300
+) -> tuple[int, dict[tuple[str, str], dict[str, Any]], str]:
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -122,7 +134,9 @@ def _rows(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, dict[
     try:
         doc = json.loads(out)
     except ValueError:
-        raise AssertionError(f"no JSON report (exit {proc.returncode}):\n{out[-2000:]}\n{err[-3000:]}") from None
+        raise AssertionError(
+            f"no JSON report (exit {proc.returncode}):\n{out[-2000:]}\n{err[-3000:]}"
+        ) from None
     return proc.returncode, {(r["asset"], r["check"]): r for r in doc["results"]}, err
 
 
@@ -136,7 +150,12 @@ def _wait(cond: Any, what: str, timeout: float = 60) -> None:
 
 def _pid_of_client(port: int) -> int:
     """The process that owns the TCP connection from `port` (the payload, as the login user)."""
-    res = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pid = res.stdout.split("pid=", 1)[1].split(",", 1)[0]
     return int(pid)
 
@@ -174,7 +193,9 @@ def test_payload_killed_mid_download_leaves_nothing_complete_and_the_next_run_re
     run = _cli(catalog, tmp_path / "home", "materialize", KEY)
     big = "train-images-idx3-ubyte.gz"
     try:
-        _wait(lambda: proxy.sent.get(big, 0) > 2_000_000, f"{big} two thirds through")  # the payload writes 1 MiB blocks
+        _wait(
+            lambda: proxy.sent.get(big, 0) > 2_000_000, f"{big} two thirds through"
+        )  # the payload writes 1 MiB blocks
     except AssertionError:
         run.kill()
         raise AssertionError(f"the run did not get there: {run.communicate()[1][-3000:]}") from None
@@ -183,42 +204,65 @@ def test_payload_killed_mid_download_leaves_nothing_complete_and_the_next_run_re
     code, rows, _ = _rows(run)
     assert code == 1 and not rows[(KEY, "materialized")]["passed"], rows
     # over SSH a signal death has no exit status: -1 (sshd sends exit-signal, not exit-status)
-    assert "stage_torchvision.py on" in rows[(KEY, "materialized")]["detail"] and "failed (exit" in rows[(KEY, "materialized")]["detail"], rows
+    assert (
+        "stage_torchvision.py on" in rows[(KEY, "materialized")]["detail"]
+        and "failed (exit" in rows[(KEY, "materialized")]["detail"]
+    ), rows
 
     # nothing that looks staged: no target, no manifest; the partial file waits in .staging-
     assert not target.exists()
     part = target.with_name(f".staging-{target.name}") / "MNIST" / "raw" / f"{big}.part"
     assert part.is_file() and 0 < part.stat().st_size < 4000 * 784
     rows_v = _rows(_cli(catalog, tmp_path / "home", "validate", KEY))[1]
-    assert not rows_v[(KEY, f"{KEY}_manifest_verifies")]["passed"] and "no manifest" in rows_v[(KEY, f"{KEY}_manifest_verifies")]["detail"]
+    assert (
+        not rows_v[(KEY, f"{KEY}_manifest_verifies")]["passed"]
+        and "no manifest" in rows_v[(KEY, f"{KEY}_manifest_verifies")]["detail"]
+    )
 
     had = part.stat().st_size
     proxy.rate = 50_000_000
     before = dict(proxy.sent)
     code, rows, _err = _rows(_cli(catalog, tmp_path / "home", "materialize", KEY))
-    assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"] and rows[(KEY, f"{KEY}_loads")]["passed"], rows
+    assert (
+        code == 0
+        and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"]
+        and rows[(KEY, f"{KEY}_loads")]["passed"]
+    ), rows
     assert _verified(target) and not part.parent.parent.parent.exists()
     # resumed with a Range request: only the rest of the killed file came again
     whole = len(urllib.request.urlopen(f"{MIRROR}/torchvision/mnist/{big}", timeout=10).read())
     assert proxy.sent[big] - before.get(big, 0) == whole - had
-    print(f"killed at {had} of {whole} bytes of {big}; the next run fetched the remaining {whole - had}")
+    print(
+        f"killed at {had} of {whole} bytes of {big}; the next run fetched the remaining {whole - had}"
+    )
 
 
-def test_two_runs_at_once_do_not_corrupt_the_copy(proxy: Throttle, fresh_path: tuple[str, Path], tmp_path: Path) -> None:
+def test_two_runs_at_once_do_not_corrupt_the_copy(
+    proxy: Throttle, fresh_path: tuple[str, Path], tmp_path: Path
+) -> None:
     rel, target = fresh_path
     catalog = _catalog(tmp_path, proxy.url, rel)
     proxy.rate = 1_000_000  # ~4 s of download: the two runs overlap
     runs = [_cli(catalog, tmp_path / f"home{i}", "materialize", KEY) for i in range(2)]
     results = [_rows(r) for r in runs]
     for code, rows, _ in results:
-        assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"] and rows[(KEY, f"{KEY}_loads")]["passed"], rows
+        assert (
+            code == 0
+            and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"]
+            and rows[(KEY, f"{KEY}_loads")]["passed"]
+        ), rows
     assert _verified(target)
     # the lock serialized them: every file came over the network once
-    whole = sum(len(urllib.request.urlopen(f"{MIRROR}/torchvision/mnist/{n}", timeout=10).read()) for n in proxy.sent)
+    whole = sum(
+        len(urllib.request.urlopen(f"{MIRROR}/torchvision/mnist/{n}", timeout=10).read())
+        for n in proxy.sent
+    )
     assert sum(proxy.sent.values()) == whole, proxy.sent
     moved = sorted(_metadata(tmp_path / f"home{i}")["bytes_transferred"] for i in range(2))
     assert moved == [0, whole], moved  # the second found the first's copy staged and verified
-    assert not list(target.parent.glob(f".staging-{target.name}*")) and not list(target.parent.glob(f".old-{target.name}*"))
+    assert not list(target.parent.glob(f".staging-{target.name}*")) and not list(
+        target.parent.glob(f".old-{target.name}*")
+    )
 
 
 @pytest.fixture()
@@ -239,8 +283,12 @@ def small_fs(sandbox: Path, tmp_path: Path) -> Iterator[Path]:
         mnt.rmdir()
 
 
-def test_disk_full_gives_a_clear_error_and_the_previous_copy_stays(small_fs: Path, tmp_path: Path) -> None:
-    catalog = _catalog(tmp_path, f"{MIRROR}/torchvision/mnist/", "datasets/mnist", root=str(small_fs))
+def test_disk_full_gives_a_clear_error_and_the_previous_copy_stays(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    catalog = _catalog(
+        tmp_path, f"{MIRROR}/torchvision/mnist/", "datasets/mnist", root=str(small_fs)
+    )
     home = tmp_path / "home"
     code, rows, _ = _rows(_cli(catalog, home, "materialize", "beegfs_layout", KEY))
     assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"], rows
@@ -255,13 +303,21 @@ def test_disk_full_gives_a_clear_error_and_the_previous_copy_stays(small_fs: Pat
     try:
         code, rows, _ = _rows(_cli(catalog, home, "materialize", KEY))
         row = rows[(KEY, "materialized")]
-        assert code == 1 and "disk full while staging" in row["detail"] and "previous copy is untouched" in row["detail"], row
+        assert (
+            code == 1
+            and "disk full while staging" in row["detail"]
+            and "previous copy is untouched" in row["detail"]
+        ), row
         assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
-        assert not (small_fs / "datasets" / ".staging-mnist").exists()  # its partial copy is cleaned up
+        assert not (
+            small_fs / "datasets" / ".staging-mnist"
+        ).exists()  # its partial copy is cleaned up
     finally:
         filler.unlink()
     code, rows, _ = _rows(_cli(catalog, home, "materialize", KEY))
-    assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"] and _verified(target), rows
+    assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"] and _verified(target), (
+        rows
+    )
 
 
 def test_orchestrator_killed_mid_download_leaves_nothing_unverified_and_the_next_run_finishes(
@@ -288,5 +344,13 @@ def test_orchestrator_killed_mid_download_leaves_nothing_unverified_and_the_next
     code, rows, err = _rows(_cli(catalog, tmp_path / "home", "materialize", KEY))
     assert code == 0 and rows[(KEY, f"{KEY}_manifest_verifies")]["passed"], (rows, err[-2000:])
     assert _verified(target)
-    _wait(lambda: subprocess.run(["pgrep", "-u", "mlops", "-f", target.name], capture_output=True, check=False).returncode == 1,
-          "no payload of this target left running", timeout=120)
+    _wait(
+        lambda: (
+            subprocess.run(
+                ["pgrep", "-u", "mlops", "-f", target.name], capture_output=True, check=False
+            ).returncode
+            == 1
+        ),
+        "no payload of this target left running",
+        timeout=120,
+    )

@@ -23,16 +23,28 @@ REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 GROUPS = list(DOMAIN_GROUPS)  # the registry, mlops_assets/defs/__init__.py
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "mlops_assets.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=home, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_assets.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +93,9 @@ def test_asset_graph_shows_the_groups_and_lineage(ui: tuple[str, Path], page: An
     page.get_by_text("dataset_mnist").first.wait_for(timeout=30000)
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "lineage-beegfs-layout.png"))
-    nodes = graphql(url, "{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }")["assetNodes"]
+    nodes = graphql(url, "{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }")[
+        "assetNodes"
+    ]
     deps = {n["assetKey"]["path"][0]: {d["path"][0] for d in n["dependencyKeys"]} for n in nodes}
     assert {n["groupName"] for n in nodes} == set(GROUPS)
     assert "beegfs" in deps["beegfs_layout"]  # infrastructure -> layout
@@ -98,8 +112,15 @@ def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], 
     deadline = time.monotonic() + 180
     status = None
     while time.monotonic() < deadline:
-        runs = graphql(url, "{ runsOrError(limit: 5) { ... on Runs { results { runId status assetSelection { path } } } } }")
-        mine = [r for r in runs["runsOrError"]["results"] if [asset] in [k["path"] for k in (r["assetSelection"] or [])]]
+        runs = graphql(
+            url,
+            "{ runsOrError(limit: 5) { ... on Runs { results { runId status assetSelection { path } } } } }",
+        )
+        mine = [
+            r
+            for r in runs["runsOrError"]["results"]
+            if [asset] in [k["path"] for k in (r["assetSelection"] or [])]
+        ]
         status = mine[0]["status"] if mine else None
         if status in {"SUCCESS", "FAILURE", "CANCELED"}:
             break
@@ -114,7 +135,10 @@ def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], 
 
 def test_a_failing_check_shows_failed_with_its_hint(ui: tuple[str, Path], page: Any) -> None:
     url, home = ui
-    subprocess.run(["scontrol", "update", "nodename=localhost", "state=drain", "reason=ui-test: bad GPU"], check=True)
+    subprocess.run(
+        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=ui-test: bad GPU"],
+        check=True,
+    )
     try:
         res = _cli(home, "validate", "--select", "gpu_nodes", "--format", "json")
         assert res.returncode == 1, res.stdout + res.stderr

@@ -95,7 +95,9 @@ class LoadedCatalog:
     profiles: tuple[str, ...]
 
 
-def _line_index(node: yaml.Node, path: KeyPath = (), out: dict[KeyPath, int] | None = None) -> dict[KeyPath, int]:
+def _line_index(
+    node: yaml.Node, path: KeyPath = (), out: dict[KeyPath, int] | None = None
+) -> dict[KeyPath, int]:
     """Map every key path to its 1-based line, so errors can point into the file."""
     out = {} if out is None else out
     out.setdefault(path, node.start_mark.line + 1)
@@ -136,9 +138,7 @@ def _interpolate(
             return env[name]
         if default is not None:
             return default
-        problems.append(
-            (path, f"environment variable {name} is not set", f"export {name}=<value>")
-        )
+        problems.append((path, f"environment variable {name} is not set", f"export {name}=<value>"))
         return match.group(0)
 
     return _VAR.sub(repl, value)
@@ -208,7 +208,9 @@ def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], _LazyLines]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CatalogError(
-            str(path), profile, [Problem("", "file not found", f"check the path or unset {CATALOG_ENV}")]
+            str(path),
+            profile,
+            [Problem("", "file not found", f"check the path or unset {CATALOG_ENV}")],
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CatalogError(
@@ -227,12 +229,20 @@ def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], _LazyLines]:
         raise CatalogError(
             str(path),
             profile,
-            [Problem("", "the file must be a mapping with keys version, hpc, cloud, ...", "start from the shipped platform.yaml")],
+            [
+                Problem(
+                    "",
+                    "the file must be a mapping with keys version, hpc, cloud, ...",
+                    "start from the shipped platform.yaml",
+                )
+            ],
         )
     return data, _LazyLines(text)
 
 
-def resolve_path(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+def resolve_path(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
     env = os.environ if env is None else env
     chosen = path or env.get(CATALOG_ENV) or DEFAULT_CATALOG
     return Path(chosen).expanduser()
@@ -258,7 +268,16 @@ def load_catalog(
     raw_profiles = data.pop("profiles", {}) or {}
     if not isinstance(raw_profiles, dict):
         raise CatalogError(
-            str(file), chosen, [Problem("profiles", "must be a mapping of profile name to overrides", "use 'profiles: {sandbox: {...}}'", lines.get(("profiles",)))]
+            str(file),
+            chosen,
+            [
+                Problem(
+                    "profiles",
+                    "must be a mapping of profile name to overrides",
+                    "use 'profiles: {sandbox: {...}}'",
+                    lines.get(("profiles",)),
+                )
+            ],
         )
     names = tuple(sorted(raw_profiles))
     if chosen not in raw_profiles:
@@ -267,12 +286,28 @@ def load_catalog(
         raise CatalogError(
             str(file),
             chosen,
-            [Problem("profiles", f"unknown profile {chosen!r}", f"{hint}use one of: {', '.join(names) or '(none defined)'}", lines.get(("profiles",)))],
+            [
+                Problem(
+                    "profiles",
+                    f"unknown profile {chosen!r}",
+                    f"{hint}use one of: {', '.join(names) or '(none defined)'}",
+                    lines.get(("profiles",)),
+                )
+            ],
         )
     override = raw_profiles[chosen] or {}
     if not isinstance(override, dict):
         raise CatalogError(
-            str(file), chosen, [Problem(f"profiles.{chosen}", "must be a mapping of overrides", "use key: value lines", lines.get(("profiles", chosen)))]
+            str(file),
+            chosen,
+            [
+                Problem(
+                    f"profiles.{chosen}",
+                    "must be a mapping of overrides",
+                    "use key: value lines",
+                    lines.get(("profiles", chosen)),
+                )
+            ],
         )
     merged = _merge(data, override)
 
@@ -327,7 +362,9 @@ def _has_path(data: Any, loc: KeyPath) -> bool:
 
 
 _SECRET_KEY = re.compile(r"(password|secret|token|passwd|private)", re.I)
-_URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
+_URL_CREDS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I
+)
 
 
 def mask_secrets(value: Any, key: str = "") -> Any:

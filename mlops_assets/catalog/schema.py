@@ -24,7 +24,9 @@ _VERSION = r"^v?\d+(\.\d+){0,3}$"
 
 Name = Annotated[str, Field(pattern=_NAME, description="lower_snake_case identifier")]
 Version = Annotated[str, Field(pattern=_VERSION, description="dotted version such as 1.27")]
-RepoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="hub repo, org/name")]
+RepoId = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="hub repo, org/name")
+]
 RelPath = Annotated[str, Field(min_length=1, description="path relative to the BeeGFS root")]
 
 
@@ -43,7 +45,9 @@ def _relative(value: str) -> str:
 
 def _pinned_revision(value: str) -> str:
     if not _SHA40.match(value):
-        raise ValueError(f"revision {value!r} is not pinned: use the 40-hex commit sha, not a branch")
+        raise ValueError(
+            f"revision {value!r} is not pinned: use the 40-hex commit sha, not a branch"
+        )
     return value
 
 
@@ -86,8 +90,12 @@ class SlurmPartition(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     gpu: bool = True
-    max_unavailable_fraction: float = Field(default=0.1, ge=0, le=1, description="ERROR above this share")
-    warn_unavailable_fraction: float | None = Field(default=None, ge=0, le=1, description="WARN above this share")
+    max_unavailable_fraction: float = Field(
+        default=0.1, ge=0, le=1, description="ERROR above this share"
+    )
+    warn_unavailable_fraction: float | None = Field(
+        default=None, ge=0, le=1, description="WARN above this share"
+    )
 
     @model_validator(mode="after")
     def _warn_below_error(self) -> SlurmPartition:
@@ -180,8 +188,12 @@ class Beegfs(_Strict):
 class Apptainer(_Strict):
     min_version: Version
     require_nv: bool = True
-    cachedir: str | None = Field(default=None, pattern=r"^/", description="APPTAINER_CACHEDIR for pulls and builds")
-    tmpdir: str | None = Field(default=None, pattern=r"^/", description="APPTAINER_TMPDIR: local scratch of the build node")
+    cachedir: str | None = Field(
+        default=None, pattern=r"^/", description="APPTAINER_CACHEDIR for pulls and builds"
+    )
+    tmpdir: str | None = Field(
+        default=None, pattern=r"^/", description="APPTAINER_TMPDIR: local scratch of the build node"
+    )
 
 
 class Gpus(_Strict):
@@ -222,7 +234,8 @@ class Hpc(_Strict):
         default_factory=dict, description="environment for jobs, e.g. HF_HOME on BeeGFS"
     )
     data_mover: DataMover | None = Field(
-        default=None, description="run downloads/uploads as SLURM jobs on this partition (else on the login node)"
+        default=None,
+        description="run downloads/uploads as SLURM jobs on this partition (else on the login node)",
     )
     python: str = Field(
         default="python3",
@@ -430,8 +443,11 @@ class Dataset(_Strict):
     source: Annotated[TorchvisionSource | HubSource, Field(discriminator="kind")]
     path: RelPath
     approx_size_mb: float = Field(gt=0)
-    splits: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Annotated[int, Field(ge=1)]] = Field(
-        default_factory=dict, description="split -> rows (items) the load check requires; empty: any"
+    splits: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], Annotated[int, Field(ge=1)]
+    ] = Field(
+        default_factory=dict,
+        description="split -> rows (items) the load check requires; empty: any",
     )
     sync_to_bucket: bool = False
     freshness: Freshness | None = None
@@ -452,7 +468,9 @@ class Model(_Strict):
     parameters: int | None = Field(
         default=None, ge=1, description="parameter count the safetensors headers must add up to"
     )
-    parameters_tolerance: float = Field(default=0.01, ge=0, lt=1, description="allowed relative difference")
+    parameters_tolerance: float = Field(
+        default=0.01, ge=0, lt=1, description="allowed relative difference"
+    )
     non_parameter_tensors: list[str] = Field(
         default_factory=list, description="globs of tensor names that are buffers, not parameters"
     )
@@ -476,8 +494,12 @@ class BuildSource(_Strict):
         pattern=r"^[\w.-]+(/[\w.-]+)*\.def$",
         description="definition file shipped in the package (mlops_assets/<path>), {{ name }} placeholders filled from args",
     )
-    bootstrap_from: str | None = Field(default=None, description="catalog container whose image fills {{ base_image }}")
-    args: dict[str, str] = Field(default_factory=dict, description="values for the definition's {{ name }} placeholders")
+    bootstrap_from: str | None = Field(
+        default=None, description="catalog container whose image fills {{ base_image }}"
+    )
+    args: dict[str, str] = Field(
+        default_factory=dict, description="values for the definition's {{ name }} placeholders"
+    )
 
     @field_validator("build")
     @classmethod
@@ -493,13 +515,19 @@ _REQUIREMENT = r"^[A-Za-z0-9][A-Za-z0-9._-]*>=\d+(\.\d+)*$"
 class Container(_Strict):
     file: str = Field(pattern=r"^[\w.+-]+\.sif$")
     source: PullSource | BuildSource
-    where: Literal["login", "slurm"] = Field(default="login", description="pull/build on the login node or as a SLURM job on build_partition")
+    where: Literal["login", "slurm"] = Field(
+        default="login",
+        description="pull/build on the login node or as a SLURM job on build_partition",
+    )
     build_partition: str | None = None
     job: SmokeJob = Field(
         default=SmokeJob(gpus=0, cpus=4, mem_mb=16384, time_limit_min=120),
         description="SLURM resources of the build job when where: slurm",
     )
-    fakeroot: bool = Field(default=True, description="apptainer build --fakeroot (the training user's /etc/subuid range)")
+    fakeroot: bool = Field(
+        default=True,
+        description="apptainer build --fakeroot (the training user's /etc/subuid range)",
+    )
     expect_python_packages: list[Annotated[str, Field(pattern=_REQUIREMENT)]] = Field(
         default_factory=list, description="'package>=version' that the image's python3 must have"
     )
@@ -527,7 +555,9 @@ class GpuProfile(_Strict):
     """Expected figures of one GPU model, judged as ReFrame references are: PASS at or above
     warn_fraction x expected, WARN down to fail_fraction, FAIL below."""
 
-    match: list[str] = Field(min_length=1, description="substrings of the torch/nvidia-smi GPU name")
+    match: list[str] = Field(
+        min_length=1, description="substrings of the torch/nvidia-smi GPU name"
+    )
     matmul_bf16_tflops: float = Field(gt=0, description="8192^3 bf16 matmul through torch")
     copy_gbps: float = Field(gt=0, description="device-to-device copy, GB/s counting read + write")
     allreduce_busbw_gbps: float | None = Field(
@@ -559,7 +589,10 @@ class Smoke(_Strict):
     mnist_epochs: int = Field(default=5, ge=1, description="MLOPS-1.1: 5 epochs")
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=dict)
     sibling_min_fraction: float = Field(
-        default=0.85, gt=0, le=1, description="a GPU below this share of its siblings' median is named"
+        default=0.85,
+        gt=0,
+        le=1,
+        description="a GPU below this share of its siblings' median is named",
     )
     container: str | None = Field(
         default=None, description="catalog container the smoke jobs run in (apptainer exec --nv)"
@@ -575,7 +608,9 @@ class Automation(_Strict):
     turns them all off (each can still be toggled in the UI)."""
 
     running: bool = True
-    light_checks_cron: str = Field(default="*/15 * * * *", description="schedule of the light checks")
+    light_checks_cron: str = Field(
+        default="*/15 * * * *", description="schedule of the light checks"
+    )
     full_validation_cron: str = Field(default="0 2 * * *", description="nightly full validation")
 
 
@@ -615,7 +650,8 @@ class Staging(_Strict):
     and inode at its last full verification) instead of re-hashing."""
 
     rehash_after_hours: float = Field(
-        default=168, ge=0,
+        default=168,
+        ge=0,
         description="re-hash a staged copy whose last full verification is older than this even if no file's "
         "size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every materialization",
     )
@@ -644,7 +680,9 @@ class Catalog(_Strict):
         for b in self.cloud.buckets:
             if b.name == name:
                 return b
-        raise KeyError(f"no bucket {name!r} in cloud.buckets ({', '.join(b.name for b in self.cloud.buckets)})")
+        raise KeyError(
+            f"no bucket {name!r} in cloud.buckets ({', '.join(b.name for b in self.cloud.buckets)})"
+        )
 
     def dataset_key(self, name: str) -> str:
         """The datasets group's asset that stages this dataset on BeeGFS."""
@@ -712,13 +750,19 @@ class Catalog(_Strict):
             )
         mover = self.hpc.data_mover
         if mover is not None and mover.partition not in partitions:
-            problems.append(f"hpc.data_mover.partition {mover.partition!r} is not one of hpc.slurm.partitions")
+            problems.append(
+                f"hpc.data_mover.partition {mover.partition!r} is not one of hpc.slurm.partitions"
+            )
         for name, ct in self.containers.items():
             base = getattr(ct.source, "bootstrap_from", None)
             if base is not None and (base not in self.containers or base == name):
-                problems.append(f"containers.{name}.source.bootstrap_from {base!r} is not another of containers ({', '.join(self.containers)})")
+                problems.append(
+                    f"containers.{name}.source.bootstrap_from {base!r} is not another of containers ({', '.join(self.containers)})"
+                )
             if ct.where == "slurm" and ct.build_partition not in partitions:
-                problems.append(f"containers.{name}.build_partition {ct.build_partition!r} is not one of hpc.slurm.partitions")
+                problems.append(
+                    f"containers.{name}.build_partition {ct.build_partition!r} is not one of hpc.slurm.partitions"
+                )
         if self.smoke.partition not in partitions:
             problems.append(
                 f"smoke.partition {self.smoke.partition!r} is not one of hpc.slurm.partitions"

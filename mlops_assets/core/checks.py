@@ -109,9 +109,7 @@ def at_most(measured: float, threshold: float, unit: str, hint: str, **kw: Any) 
     return Outcome(measured <= threshold, measured, threshold, unit, hint, **kw)
 
 
-def missing_items(
-    present: Iterable[str], required: Iterable[str], what: str, hint: str
-) -> Outcome:
+def missing_items(present: Iterable[str], required: Iterable[str], what: str, hint: str) -> Outcome:
     """Pass when every required item is present; the measured value names what is missing."""
     have = set(present)
     missing = [r for r in required if r not in have]

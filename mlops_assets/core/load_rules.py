@@ -23,21 +23,35 @@ def dataset_spec(catalog: Catalog, d: Dataset) -> dict[str, Any]:
         root, _ = staging_plan.staged_location(catalog, plan)
         return {"kind": "hub_dataset", "root": root, "config": src.config, "splits": dict(d.splits)}
     plan = staging_plan.torchvision_plan(catalog, d)
-    return {"kind": "torchvision", "root": plan["target"], "dataset_class": src.dataset_class,
-            "md5": plan["extracted_md5"], "splits": dict(d.splits)}
+    return {
+        "kind": "torchvision",
+        "root": plan["target"],
+        "dataset_class": src.dataset_class,
+        "md5": plan["extracted_md5"],
+        "splits": dict(d.splits),
+    }
 
 
 def model_spec(catalog: Catalog, m: Model) -> dict[str, Any]:
     plan = staging_plan.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
     root, _ = staging_plan.staged_location(catalog, plan)
-    return {"kind": "model", "root": root, "parameters": m.parameters, "tolerance": m.parameters_tolerance,
-            "non_parameter_globs": list(m.non_parameter_tensors)}
+    return {
+        "kind": "model",
+        "root": root,
+        "parameters": m.parameters,
+        "tolerance": m.parameters_tolerance,
+        "non_parameter_globs": list(m.non_parameter_tensors),
+    }
 
 
 def _expected(spec: dict[str, Any]) -> str:
     if spec["kind"] == "model":
         p = spec.get("parameters")
-        return f"{p} parameters ±{spec['tolerance']:.1%}" if p else "config, tokenizer and weights parse"
+        return (
+            f"{p} parameters ±{spec['tolerance']:.1%}"
+            if p
+            else "config, tokenizer and weights parse"
+        )
     splits = spec.get("splits") or {}
     return ", ".join(f"{k}={v}" for k, v in splits.items()) or "every data file opens"
 
@@ -56,15 +70,19 @@ def load_outcome(verdict: dict[str, Any], spec: dict[str, Any], what: str) -> Ou
     if "rows_per_split" in measured:
         extra["rows_per_split"] = json.dumps(measured["rows_per_split"], sort_keys=True)
     if problems:
-        shown = "; ".join(problems[:6]) + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else "")
+        shown = "; ".join(problems[:6]) + (
+            f" (+{len(problems) - 6} more)" if len(problems) > 6 else ""
+        )
         detail = shown
     else:
         detail = f"loads: {json.dumps(measured, sort_keys=True)}"[:400]
     return Outcome(
-        not problems, len(problems), 0, f"load problems (expected {_expected(spec)})",
+        not problems,
+        len(problems),
+        0,
+        f"load problems (expected {_expected(spec)})",
         f"re-materialize {what} (the manifest check says whether the bytes changed); if it still fails, "
         "the source or the catalog's expectation (splits/parameters) is wrong",
-        detail=detail, extra=extra,
+        detail=detail,
+        extra=extra,
     )
-
-

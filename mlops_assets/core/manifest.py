@@ -105,7 +105,9 @@ class Manifest:
             doc = json.loads(text)
             if doc.get("format") != FORMAT:
                 raise ManifestError(f"not a {FORMAT} document (format {doc.get('format')!r})")
-            files = [FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"]]
+            files = [
+                FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"]
+            ]
             meta = {str(k): str(v) for k, v in (doc.get("meta") or {}).items()}
         except ManifestError:
             raise
@@ -113,13 +115,20 @@ class Manifest:
             raise ManifestError(f"unreadable manifest: {type(exc).__name__}: {exc}") from None
         manifest = cls.of(files, meta)
         if doc.get("digest") != manifest.digest:
-            raise ManifestError("manifest digest does not match its file list (edited or truncated)")
+            raise ManifestError(
+                "manifest digest does not match its file list (edited or truncated)"
+            )
         return manifest
 
 
 def check_relpath(path: str) -> str:
     parts = path.split("/")
-    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\x00" in path:
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in ("", ".", "..") for p in parts)
+        or "\x00" in path
+    ):
         raise ManifestError(f"{path!r} is not a clean relative path")
     return path
 
@@ -142,9 +151,15 @@ class Difference:
         if self.ok:
             return "identical"
         parts = []
-        for label, names in (("missing", self.missing), ("extra", self.extra), ("changed", self.changed)):
+        for label, names in (
+            ("missing", self.missing),
+            ("extra", self.extra),
+            ("changed", self.changed),
+        ):
             if names:
-                shown = ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+                shown = ", ".join(names[:limit]) + (
+                    f" (+{len(names) - limit} more)" if len(names) > limit else ""
+                )
                 parts.append(f"{label}: {shown}")
         return "; ".join(parts)
 
@@ -255,7 +270,9 @@ def verify_tree(
     return compare(expected, build_manifest(root, exclude=exclude))
 
 
-def sidecar(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str], suffix: str) -> Path:
+def sidecar(
+    root: str | os.PathLike[str], manifest_path: str | os.PathLike[str], suffix: str
+) -> Path:
     """Where a file that belongs to a staged tree but is not its data lives (the stat stamp,
     the S3 sync lock): beside the manifest when the manifest sits outside the tree (the hub
     cache's `.mlops/<rev>.json`), else beside the tree as `.<name><suffix>` in its parent.
@@ -282,7 +299,11 @@ def _stat_of(root: Path, expected: Manifest) -> dict[str, list[int]] | None:
 
 
 def write_stat_stamp(
-    root: str | os.PathLike[str], expected: Manifest, manifest_path: str | os.PathLike[str], *, now: float | None = None
+    root: str | os.PathLike[str],
+    expected: Manifest,
+    manifest_path: str | os.PathLike[str],
+    *,
+    now: float | None = None,
 ) -> None:
     """Record, beside the tree, the stat of every file just verified against the manifest and
     when (`verified_at`, epoch seconds: quick_verify's max_age_s counts from it)."""
@@ -292,7 +313,11 @@ def write_stat_stamp(
         return
     stamp = stamp_path(base, manifest_path)
     tmp = stamp.with_name(f".{stamp.name}.tmp.{os.getpid()}")
-    doc = {"digest": expected.digest, "files": stat, "verified_at": time.time() if now is None else now}
+    doc = {
+        "digest": expected.digest,
+        "files": stat,
+        "verified_at": time.time() if now is None else now,
+    }
     tmp.write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
     os.replace(tmp, stamp)
     (base / LEGACY_STAMP).unlink(missing_ok=True)
@@ -314,7 +339,9 @@ def invalidate_stamp(root: str | os.PathLike[str], manifest_path: str | os.PathL
     return result
 
 
-def _stamp_distrust(base: Path, expected: Manifest, stamp: Any, max_age_s: float | None, now: float) -> str | None:
+def _stamp_distrust(
+    base: Path, expected: Manifest, stamp: Any, max_age_s: float | None, now: float
+) -> str | None:
     """Why the stamp does not stand for a verification (None: it does)."""
     if not isinstance(stamp, dict):
         return "no stat stamp (never verified, or a check found damage)"
@@ -405,17 +432,22 @@ def main(argv: list[str] | None = None) -> int:
     diff = verify_tree(root, expected)
     # damage found: the next materialization must re-hash instead of trusting the stat stamp
     stamp = "untouched" if diff.ok else invalidate_stamp(root, path)
-    print(json.dumps({
-        "state": "identical" if diff.ok else "different",
-        "digest": expected.digest,
-        "file_count": expected.file_count,
-        "total_bytes": expected.total_bytes,
-        "missing": list(diff.missing),
-        "extra": list(diff.extra),
-        "changed": list(diff.changed),
-        "meta": expected.meta,
-        "stamp": stamp,
-    }, sort_keys=True))
+    print(
+        json.dumps(
+            {
+                "state": "identical" if diff.ok else "different",
+                "digest": expected.digest,
+                "file_count": expected.file_count,
+                "total_bytes": expected.total_bytes,
+                "missing": list(diff.missing),
+                "extra": list(diff.extra),
+                "changed": list(diff.changed),
+                "meta": expected.meta,
+                "stamp": stamp,
+            },
+            sort_keys=True,
+        )
+    )
     return 0 if diff.ok else 1
 
 

@@ -28,16 +28,43 @@ JOB = "mlops_assets"
 
 # name -> (type, help). Stable: dashboards and alerts depend on these names and labels.
 METRICS: dict[str, tuple[str, str]] = {
-    "mlops_check_passed": ("gauge", "1 if the asset check passed on its last evaluation, else 0. Labels: asset, check, severity, group."),
-    "mlops_check_severity_error": ("gauge", "1 if a failure of this check is ERROR severity, 0 for WARN (same labels as mlops_check_passed)."),
-    "mlops_check_measured_value": ("gauge", "The check's measured value, when numeric (booleans as 0/1). Labels add unit."),
-    "mlops_check_threshold_value": ("gauge", "The check's threshold, when numeric. Labels add unit."),
+    "mlops_check_passed": (
+        "gauge",
+        "1 if the asset check passed on its last evaluation, else 0. Labels: asset, check, severity, group.",
+    ),
+    "mlops_check_severity_error": (
+        "gauge",
+        "1 if a failure of this check is ERROR severity, 0 for WARN (same labels as mlops_check_passed).",
+    ),
+    "mlops_check_measured_value": (
+        "gauge",
+        "The check's measured value, when numeric (booleans as 0/1). Labels add unit.",
+    ),
+    "mlops_check_threshold_value": (
+        "gauge",
+        "The check's threshold, when numeric. Labels add unit.",
+    ),
     "mlops_check_duration_seconds": ("gauge", "Seconds the check's probe took."),
-    "mlops_check_last_run_timestamp_seconds": ("gauge", "Unix time of the check's last evaluation."),
-    "mlops_check_node_passed": ("gauge", "The check's result (1/0), one series per node the check named (failing nodes, or the nodes it measured)."),
-    "mlops_check_extra_value": ("gauge", "Numeric extras a check reports beside its measured value (e.g. latency_s, targets_up). Label key."),
-    "mlops_asset_last_materialization_timestamp_seconds": ("gauge", "Unix time of the asset's last materialization (staging freshness, smoke results). Labels: asset, group."),
-    "mlops_asset_metadata_value": ("gauge", "Numeric metadata of the asset's last materialization (smoke figures such as TFLOP/s, staged bytes). Labels: asset, group, key, node."),
+    "mlops_check_last_run_timestamp_seconds": (
+        "gauge",
+        "Unix time of the check's last evaluation.",
+    ),
+    "mlops_check_node_passed": (
+        "gauge",
+        "The check's result (1/0), one series per node the check named (failing nodes, or the nodes it measured).",
+    ),
+    "mlops_check_extra_value": (
+        "gauge",
+        "Numeric extras a check reports beside its measured value (e.g. latency_s, targets_up). Label key.",
+    ),
+    "mlops_asset_last_materialization_timestamp_seconds": (
+        "gauge",
+        "Unix time of the asset's last materialization (staging freshness, smoke results). Labels: asset, group.",
+    ),
+    "mlops_asset_metadata_value": (
+        "gauge",
+        "Numeric metadata of the asset's last materialization (smoke figures such as TFLOP/s, staged bytes). Labels: asset, group, key, node.",
+    ),
 }
 
 _NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -96,7 +123,9 @@ def check_samples(
     passed = 1.0 if ev.passed else 0.0
     out = [
         _sample("mlops_check_passed", passed, base, sec),
-        _sample("mlops_check_severity_error", 1.0 if ev.severity == Severity.ERROR else 0.0, base, sec),
+        _sample(
+            "mlops_check_severity_error", 1.0 if ev.severity == Severity.ERROR else 0.0, base, sec
+        ),
         _sample("mlops_check_duration_seconds", round(max(ev.duration_s, 0.0), 6), base, sec),
         _sample("mlops_check_last_run_timestamp_seconds", round(timestamp, 3), base, sec),
     ]
@@ -112,7 +141,9 @@ def check_samples(
     for key, extra in sorted(ev.extra.items()):
         value = numeric(extra)
         if value is not None:
-            out.append(_sample("mlops_check_extra_value", value, {**base, "key": metric_key(key)}, sec))
+            out.append(
+                _sample("mlops_check_extra_value", value, {**base, "key": metric_key(key)}, sec)
+            )
     return out
 
 
@@ -129,7 +160,11 @@ def materialization_samples(
     written `figure@node` names its node itself, for per-node smoke figures in one event."""
     sec = [s for s in secrets if s]
     base = {"asset": asset, "group": group}
-    out = [_sample("mlops_asset_last_materialization_timestamp_seconds", round(timestamp, 3), base, sec)]
+    out = [
+        _sample(
+            "mlops_asset_last_materialization_timestamp_seconds", round(timestamp, 3), base, sec
+        )
+    ]
     default_node = metadata.get("node")
     default_node = default_node if isinstance(default_node, str) else ""
     for key, raw in sorted(metadata.items()):
@@ -201,7 +236,10 @@ def push_groups(samples: Iterable[Sample]) -> dict[str, str]:
     groups: dict[tuple[tuple[str, str], ...], list[Sample]] = {}
     for s in samples:
         if s.name.startswith("mlops_check_"):
-            key: tuple[tuple[str, str], ...] = (("asset", s.label("asset")), ("check", s.label("check")))
+            key: tuple[tuple[str, str], ...] = (
+                ("asset", s.label("asset")),
+                ("check", s.label("check")),
+            )
         else:
             key = (("asset", s.label("asset")),)
         groups.setdefault(key, []).append(s)

@@ -54,7 +54,9 @@ def snapshot(nodes: Iterable[SlurmNode], partition: str | None = None) -> dict[s
     for n in nodes:
         if n.gpus <= 0 or (partition is not None and partition not in n.partitions):
             continue
-        gres = ",".join(sorted(f"{g.name}:{g.type + ':' if g.type else ''}{g.count}" for g in n.gres))
+        gres = ",".join(
+            sorted(f"{g.name}:{g.type + ':' if g.type else ''}{g.count}" for g in n.gres)
+        )
         out[n.name] = f"{n.state}|{gres}"
     return out
 
@@ -97,6 +99,8 @@ def decode_cursor(cursor: str | None) -> dict[str, str] | None:
         data = json.loads(cursor)
     except ValueError:
         return None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
         return None
     return data

@@ -57,11 +57,25 @@ def _fmt(value: Any) -> str:
 def render_table(report: Report) -> str:
     headers = ["STATUS", "ASSET", "CHECK", "MEASURED", "THRESHOLD", "UNIT", "SECONDS"]
     rows = []
-    for e in sorted(report.evaluations, key=lambda e: (e.passed, e.severity != Severity.ERROR, e.asset, e.check)):
+    for e in sorted(
+        report.evaluations, key=lambda e: (e.passed, e.severity != Severity.ERROR, e.asset, e.check)
+    ):
         status = "PASS" if e.passed else ("FAIL" if e.severity == Severity.ERROR else "WARN")
         unit = e.unit if len(e.unit) <= 34 else e.unit[:31] + "..."
-        rows.append([status, e.asset, e.check, _fmt(e.measured), _fmt(e.threshold), unit, f"{e.duration_s:.2f}"])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+        rows.append(
+            [
+                status,
+                e.asset,
+                e.check,
+                _fmt(e.measured),
+                _fmt(e.threshold),
+                unit,
+                f"{e.duration_s:.2f}",
+            ]
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     by_key = {(e.asset, e.check): e for e in report.evaluations}
     for row in rows:
@@ -108,17 +122,27 @@ def render_junit(report: Report) -> str:
         timestamp=report.started.astimezone(UTC).isoformat(timespec="seconds"),
     )
     for e in report.evaluations:
-        case = ET.SubElement(suite, "testcase", classname=e.asset, name=e.check, time=f"{e.duration_s:.3f}")
+        case = ET.SubElement(
+            suite, "testcase", classname=e.asset, name=e.check, time=f"{e.duration_s:.3f}"
+        )
         props = ET.SubElement(case, "properties")
         for key in ("severity", "measured", "threshold", "unit"):
             ET.SubElement(props, "property", name=key, value=str(e.as_dict()[key]))
         if not e.passed:
             fail = ET.SubElement(case, "failure", type=str(e.severity), message=e.hint)
             fail.text = "\n".join(
-                x for x in (f"measured {e.measured} {e.unit}, threshold {e.threshold}", e.detail, ", ".join(e.nodes)) if x
+                x
+                for x in (
+                    f"measured {e.measured} {e.unit}, threshold {e.threshold}",
+                    e.detail,
+                    ", ".join(e.nodes),
+                )
+                if x
             )
     ET.indent(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
 
 
 RENDERERS = {"table": render_table, "json": render_json, "junit": render_junit}

@@ -29,7 +29,9 @@ FAKE_GPU_ALLREDUCE_SIZES = (1 << 20, 16 << 20)
 
 def _sbatch_value(what: str, value: str) -> str:
     if not value or not _SAFE_SBATCH.match(value):
-        raise ValueError(f"{what} {value!r} is not a safe #SBATCH value (letters, digits, _.,:@/=+-[] only)")
+        raise ValueError(
+            f"{what} {value!r} is not a safe #SBATCH value (letters, digits, _.,:@/=+-[] only)"
+        )
     return value
 
 
@@ -158,7 +160,12 @@ class JobOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "COMPLETED" and self.exit_code == 0 and self.exit_signal == 0 and not self.failed_steps
+        return (
+            self.state == "COMPLETED"
+            and self.exit_code == 0
+            and self.exit_signal == 0
+            and not self.failed_steps
+        )
 
     @property
     def gpus(self) -> int:
@@ -168,7 +175,11 @@ class JobOutcome:
         where = f" on {','.join(self.nodes)}" if self.nodes else ""
         if self.state == "COMPLETED" and self.failed_steps:
             step, state, code, signal = self.failed_steps[0]
-            more = f" (and {len(self.failed_steps) - 1} more step(s))" if len(self.failed_steps) > 1 else ""
+            more = (
+                f" (and {len(self.failed_steps) - 1} more step(s))"
+                if len(self.failed_steps) > 1
+                else ""
+            )
             return f"SLURM job {self.job_id} COMPLETED but step {step} ended {state} {code}:{signal}{more}{where}: {_step_cause(state, signal)}"
         if self.state == "CANCELLED":
             by = f" by uid {self.cancelled_by}" if self.cancelled_by else ""
@@ -188,7 +199,9 @@ class JobOutcome:
             "slurm_alloc_gpus": self.gpus,
             "slurm_max_rss_bytes": self.max_rss_bytes,
             "slurm_nodes": ",".join(self.nodes),
-            "slurm_failed_steps": ", ".join(f"{s} {st} {c}:{g}" for s, st, c, g in self.failed_steps),
+            "slurm_failed_steps": ", ".join(
+                f"{s} {st} {c}:{g}" for s, st, c, g in self.failed_steps
+            ),
         }
 
 
@@ -247,15 +260,36 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
     # GPUs a missing CUDA device stays a failure
     fake = catalog.hpc.gpus.fake
     if kind == "gpu":
-        return {"gpu_profiles": profiles, "sibling_min_fraction": s.sibling_min_fraction, "allow_cpu": fake}
+        return {
+            "gpu_profiles": profiles,
+            "sibling_min_fraction": s.sibling_min_fraction,
+            "allow_cpu": fake,
+        }
     if kind == "nccl":
         if fake:  # the same exact verification over CPU processes, at sizes a CPU moves quickly
-            return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles, "allow_cpu": True,
-                    "backend": "gloo", "sizes_bytes": list(FAKE_GPU_ALLREDUCE_SIZES)}
-        return {"world_size": s.multi_gpu_count, "gpu_profiles": profiles, "allow_cpu": False, "backend": "nccl"}
+            return {
+                "world_size": s.multi_gpu_count,
+                "gpu_profiles": profiles,
+                "allow_cpu": True,
+                "backend": "gloo",
+                "sizes_bytes": list(FAKE_GPU_ALLREDUCE_SIZES),
+            }
+        return {
+            "world_size": s.multi_gpu_count,
+            "gpu_profiles": profiles,
+            "allow_cpu": False,
+            "backend": "nccl",
+        }
     if kind == "mnist":
         b = catalog.hpc.beegfs
-        mnist = next((d for d in catalog.datasets.values() if getattr(d.source, "dataset_class", "") == "MNIST"), None)
+        mnist = next(
+            (
+                d
+                for d in catalog.datasets.values()
+                if getattr(d.source, "dataset_class", "") == "MNIST"
+            ),
+            None,
+        )
         return {
             "dataset_dir": b.path(mnist.path) if mnist else f"{b.directory('datasets')}/mnist",
             "models_dir": b.directory("models"),
@@ -273,7 +307,9 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
 #: = ``<job id>;<job dir>;<message file>``.
 JOB_TAG_PREFIX = "mlops/slurm_job."
 #: Dagster run statuses whose run can still pick up its own job.
-RUN_IN_PROGRESS = frozenset({"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING", "MANAGED"})
+RUN_IN_PROGRESS = frozenset(
+    {"QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING", "MANAGED"}
+)
 REATTACH, REPORT = "reattach", "report"
 
 
@@ -293,13 +329,15 @@ class TaggedJob:
         return (self.asset, self.partition)
 
 
-def parse_job_tag(key: str, value: str, run_id: str, run_status: str, assets: Sequence[str]) -> TaggedJob | None:
+def parse_job_tag(
+    key: str, value: str, run_id: str, run_status: str, assets: Sequence[str]
+) -> TaggedJob | None:
     """``mlops/slurm_job.smoke_gpu.gpu01`` = ``123;dir;msgs`` → TaggedJob; None for other
     tags, malformed values and assets not in ``assets`` (a node name may contain dots, an
     asset name does not)."""
     if not key.startswith(JOB_TAG_PREFIX):
         return None
-    asset, _, partition = key[len(JOB_TAG_PREFIX):].partition(".")
+    asset, _, partition = key[len(JOB_TAG_PREFIX) :].partition(".")
     parts = value.split(";")
     if asset not in assets or len(parts) != 3 or not parts[0].isdigit():
         return None
@@ -316,7 +354,9 @@ class OrphanAction:
     message: str
 
 
-def reconcile_orphans(tagged_newest_first: Sequence[TaggedJob], live: Mapping[str, str], ended: Mapping[str, str]) -> list[OrphanAction]:
+def reconcile_orphans(
+    tagged_newest_first: Sequence[TaggedJob], live: Mapping[str, str], ended: Mapping[str, str]
+) -> list[OrphanAction]:
     """For each (asset, partition) only the newest recorded job counts (older ones were
     superseded). Its run still in progress: nothing to do, the run waits for it. Its run
     FAILED (the process died; run monitoring marks it so) and SLURM still has the job
@@ -336,12 +376,33 @@ def reconcile_orphans(tagged_newest_first: Sequence[TaggedJob], live: Mapping[st
         if job.job_id in live:
             state = live[job.job_id]
             if job.run_status == "FAILURE":
-                out.append(OrphanAction(job, REATTACH, state, f"SLURM job {job.job_id} ({where}) is {state} but run {job.run_id[:8]} died: re-attaching a new run"))
+                out.append(
+                    OrphanAction(
+                        job,
+                        REATTACH,
+                        state,
+                        f"SLURM job {job.job_id} ({where}) is {state} but run {job.run_id[:8]} died: re-attaching a new run",
+                    )
+                )
             else:
-                out.append(OrphanAction(job, REPORT, state, f"SLURM job {job.job_id} ({where}) is {state} though run {job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it should stop"))
+                out.append(
+                    OrphanAction(
+                        job,
+                        REPORT,
+                        state,
+                        f"SLURM job {job.job_id} ({where}) is {state} though run {job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it should stop",
+                    )
+                )
         elif job.job_id in ended:
             state = ended[job.job_id]
-            out.append(OrphanAction(job, REPORT, state, f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} ({job.run_status}) stopped waiting: no result was recorded; materialize {where} again"))
+            out.append(
+                OrphanAction(
+                    job,
+                    REPORT,
+                    state,
+                    f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} ({job.run_status}) stopped waiting: no result was recorded; materialize {where} again",
+                )
+            )
     return out
 
 

@@ -38,7 +38,9 @@ def worst(verdicts: Sequence[str]) -> str:
     return max(verdicts, key=lambda v: _RANK[v], default=PASS)
 
 
-def judge_value(measured: float | None, expected: float | None, warn_fraction: float, fail_fraction: float) -> str:
+def judge_value(
+    measured: float | None, expected: float | None, warn_fraction: float, fail_fraction: float
+) -> str:
     """ReFrame-style lower bound: PASS at >= warn_fraction * expected, WARN at >= fail_fraction,
     FAIL below or when nothing was measured. No expectation → PASS (nothing to compare)."""
     if measured is None:
@@ -78,7 +80,12 @@ def judge_gpus(
     node's worst GPU sets the pace of every data-parallel job on it.
     """
     if not gpus:
-        return {"verdict": FAIL, "gpus": [], "outliers": [], "messages": [f"{NO_CUDA}: no GPU measured"]}
+        return {
+            "verdict": FAIL,
+            "gpus": [],
+            "outliers": [],
+            "messages": [f"{NO_CUDA}: no GPU measured"],
+        }
     per_gpu: list[dict[str, Any]] = []
     messages: list[str] = []
     for g in gpus:
@@ -87,13 +94,21 @@ def judge_gpus(
         entry: dict[str, Any] = {"index": idx, "name": name, "profile": key}
         if key is None:
             entry["verdict"] = WARN
-            messages.append(f"GPU {idx} ({name}): no profile in smoke.gpu_profiles, figures not judged")
+            messages.append(
+                f"GPU {idx} ({name}): no profile in smoke.gpu_profiles, figures not judged"
+            )
             per_gpu.append(entry)
             continue
         prof = profiles[key]
-        warn_f, fail_f = float(prof.get("warn_fraction", 0.9)), float(prof.get("fail_fraction", 0.75))
+        warn_f, fail_f = (
+            float(prof.get("warn_fraction", 0.9)),
+            float(prof.get("fail_fraction", 0.75)),
+        )
         verdicts = []
-        for field, ref in (("matmul_bf16_tflops", "matmul_bf16_tflops"), ("copy_gbps", "copy_gbps")):
+        for field, ref in (
+            ("matmul_bf16_tflops", "matmul_bf16_tflops"),
+            ("copy_gbps", "copy_gbps"),
+        ):
             measured = g.get(field)
             expected = prof.get(ref)
             v = judge_value(measured, expected, warn_f, fail_f)
@@ -124,7 +139,9 @@ def judge_gpus(
     }
 
 
-def sibling_outliers(gpus: Sequence[Mapping[str, Any]], min_fraction: float) -> list[dict[str, Any]]:
+def sibling_outliers(
+    gpus: Sequence[Mapping[str, Any]], min_fraction: float
+) -> list[dict[str, Any]]:
     """GPUs of one model on one node whose figure is below ``min_fraction`` of the median."""
     out: list[dict[str, Any]] = []
     by_model: dict[str, list[Mapping[str, Any]]] = {}
@@ -141,8 +158,16 @@ def sibling_outliers(gpus: Sequence[Mapping[str, Any]], min_fraction: float) -> 
             for g in group:
                 v = g.get(field)
                 if isinstance(v, int | float) and med > 0 and v < min_fraction * med:
-                    out.append({"index": g.get("index"), "name": g.get("name"), "field": field,
-                                "value": float(v), "median": med, "fraction": float(v) / med})
+                    out.append(
+                        {
+                            "index": g.get("index"),
+                            "name": g.get("name"),
+                            "field": field,
+                            "value": float(v),
+                            "median": med,
+                            "fraction": float(v) / med,
+                        }
+                    )
     return out
 
 
@@ -196,13 +221,27 @@ def judge_nccl(
         messages.append(f"all-reduce ran on {n} ranks, need {min_world_size}")
     sizes = result.get("sizes")
     if not isinstance(sizes, list) or not sizes:
-        return {"verdict": FAIL, "messages": [*messages, "no all-reduce size was measured"], "busbw_gbps": None, "size_bytes": None}
+        return {
+            "verdict": FAIL,
+            "messages": [*messages, "no all-reduce size was measured"],
+            "busbw_gbps": None,
+            "size_bytes": None,
+        }
     big: Mapping[str, Any] | None = None
     unverified: list[int] = []
     for rec in sizes:
-        if isinstance(rec, dict) and rec.get("checked", 0) is None and rec.get("wrong") is None and "bytes" in rec:
+        if (
+            isinstance(rec, dict)
+            and rec.get("checked", 0) is None
+            and rec.get("wrong") is None
+            and "bytes" in rec
+        ):
             unverified.append(int(rec["bytes"]))
-            if int(rec["bytes"]) >= min_size_bytes and isinstance(rec.get("busbw_gbps"), int | float) and (big is None or int(rec["bytes"]) > int(big["bytes"])):
+            if (
+                int(rec["bytes"]) >= min_size_bytes
+                and isinstance(rec.get("busbw_gbps"), int | float)
+                and (big is None or int(rec["bytes"]) > int(big["bytes"]))
+            ):
                 big = rec
             continue
         try:
@@ -217,25 +256,37 @@ def judge_nccl(
         if wrong != 0:
             verdicts.append(FAIL)
             messages.append(f"{nbytes} B: {wrong} of {checked} values wrong after all-reduce")
-        if nbytes >= min_size_bytes and isinstance(rec.get("busbw_gbps"), int | float) and (big is None or nbytes > int(big["bytes"])):
+        if (
+            nbytes >= min_size_bytes
+            and isinstance(rec.get("busbw_gbps"), int | float)
+            and (big is None or nbytes > int(big["bytes"]))
+        ):
             big = rec
     if unverified:
         verdicts.append(WARN)
-        messages.append(f"values not verified at {len(unverified)} size(s) (validation off, nccl-tests -c 0): correctness unjudged")
+        messages.append(
+            f"values not verified at {len(unverified)} size(s) (validation off, nccl-tests -c 0): correctness unjudged"
+        )
     busbw = None
     if big is None:
         verdicts.append(FAIL)
-        messages.append(f"no verified size of at least {min_size_bytes} B: bus bandwidth is only compared there")
+        messages.append(
+            f"no verified size of at least {min_size_bytes} B: bus bandwidth is only compared there"
+        )
     else:
         busbw = float(big["busbw_gbps"])
         if judge_bandwidth and (expected_busbw_gbps is None or expected_busbw_gbps <= 0):
             verdicts.append(WARN)
-            messages.append(f"unjudged: no expected bus bandwidth for {_gpu_named(result)}: busbw {busbw:.1f} GB/s at {int(big['bytes'])} B not compared")
+            messages.append(
+                f"unjudged: no expected bus bandwidth for {_gpu_named(result)}: busbw {busbw:.1f} GB/s at {int(big['bytes'])} B not compared"
+            )
         elif judge_bandwidth:
             v = judge_value(busbw, expected_busbw_gbps, warn_fraction, fail_fraction)
             verdicts.append(v)
             if v != PASS:
-                messages.append(f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}")
+                messages.append(
+                    f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}"
+                )
     return {
         "verdict": worst(verdicts),
         "messages": messages,
@@ -248,7 +299,11 @@ def _gpu_named(result: Mapping[str, Any]) -> str:
     """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)' or '... (no profile ...)'."""
     gpu = str(result.get("gpu_name") or "this GPU")
     profile = result.get("profile")
-    return f"{gpu} (profile {profile} has no allreduce_busbw_gbps)" if profile else f"{gpu} (no profile in smoke.gpu_profiles)"
+    return (
+        f"{gpu} (profile {profile} has no allreduce_busbw_gbps)"
+        if profile
+        else f"{gpu} (no profile in smoke.gpu_profiles)"
+    )
 
 
 # ------------------------------------------------------------------------ fake GPUs
@@ -262,12 +317,16 @@ def gpu_figures_in(result: Mapping[str, Any]) -> list[str]:
     for key, value in result.items():
         if value is None or key.startswith("cpu_"):
             continue
-        if (key.startswith("gpu") and key[3:4].isdigit()) or any(key == f or key.endswith("_" + f) for f in GPU_ONLY_FIGURES):
+        if (key.startswith("gpu") and key[3:4].isdigit()) or any(
+            key == f or key.endswith("_" + f) for f in GPU_ONLY_FIGURES
+        ):
             out.append(key)
     return sorted(out)
 
 
-def judge_cpu_fallback(checks: Mapping[str, bool], what: str, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def judge_cpu_fallback(
+    checks: Mapping[str, bool], what: str, result: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A payload that ran on the CPU because the catalog declares the GPUs fake.
 
     ``checks``: name → whether that CPU measurement verified its own result. Any failed or
@@ -288,7 +347,9 @@ def judge_cpu_fallback(checks: Mapping[str, bool], what: str, result: Mapping[st
         verdicts.append(FAIL)
         messages.append(f"{what}: GPU figures {', '.join(invented)} in a CPU result")
     verdicts.append(WARN)
-    messages.append(f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): {what} ran on the CPU; GPU figures are absent, not measured")
+    messages.append(
+        f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): {what} ran on the CPU; GPU figures are absent, not measured"
+    )
     return {"verdict": worst(verdicts), "messages": messages}
 
 
@@ -296,8 +357,13 @@ def judge_allreduce_on_cpu(result: Mapping[str, Any], *, min_world_size: int = 2
     """An all-reduce over CPU processes (gloo) where the GPUs are fake: every value verified
     exactly as for NCCL (a wrong, missing or unverified value is a FAIL), bandwidth not
     judged (it is loopback memory traffic, no GPU figure); otherwise a WARN that says so."""
-    exact = judge_nccl(result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False)
-    cpu = judge_cpu_fallback({"all-reduce": exact["verdict"] != FAIL}, f"the {result.get('world_size')}-rank all-reduce (gloo, CPU processes)")
+    exact = judge_nccl(
+        result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False
+    )
+    cpu = judge_cpu_fallback(
+        {"all-reduce": exact["verdict"] != FAIL},
+        f"the {result.get('world_size')}-rank all-reduce (gloo, CPU processes)",
+    )
     messages = [*exact["messages"], *(m for m in cpu["messages"] if "gave wrong values" not in m)]
     return {"verdict": worst([exact["verdict"], cpu["verdict"]]), "messages": messages}
 
@@ -305,11 +371,16 @@ def judge_allreduce_on_cpu(result: Mapping[str, Any], *, min_world_size: int = 2
 # ---------------------------------------------------------------------------- MNIST
 
 
-def judge_mnist(metrics: Mapping[str, Any], *, min_accuracy: float, max_seconds: float) -> dict[str, Any]:
+def judge_mnist(
+    metrics: Mapping[str, Any], *, min_accuracy: float, max_seconds: float
+) -> dict[str, Any]:
     """MLOPS-1.1: accuracy above ``min_accuracy`` and the run done within ``max_seconds``."""
     messages: list[str] = []
     verdicts: list[str] = []
-    acc, secs = metrics.get("accuracy"), metrics.get("total_seconds", metrics.get("training_time_seconds"))
+    acc, secs = (
+        metrics.get("accuracy"),
+        metrics.get("total_seconds", metrics.get("training_time_seconds")),
+    )
     if not isinstance(acc, int | float) or not acc > min_accuracy:
         verdicts.append(FAIL)
         messages.append(f"test accuracy {acc} not above {min_accuracy}")

@@ -71,15 +71,27 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
             f"use MNIST or CIFAR10, or add {src.dataset_class} to core.probes.staging.TORCHVISION_LAYOUTS",
         )
     if not src.mirrors:
-        raise ProbeFailed(f"torchvision {src.dataset_class} has no mirrors", "list mirrors under datasets.<name>.source.mirrors")
+        raise ProbeFailed(
+            f"torchvision {src.dataset_class} has no mirrors",
+            "list mirrors under datasets.<name>.source.mirrors",
+        )
     files = [
-        {"name": name, "urls": list(src.mirrors), "md5": src.md5.get(name, md5), "dir": layout["dir"], "extract": layout["extract"]}
+        {
+            "name": name,
+            "urls": list(src.mirrors),
+            "md5": src.md5.get(name, md5),
+            "dir": layout["dir"],
+            "extract": layout["extract"],
+        }
         for name, md5 in layout["files"].items()
     ]
     members_dir = layout.get("members_dir", "")
     extracted = {f"{members_dir}/{n}": src.md5.get(n, md5) for n, md5 in layout["members"].items()}
     digest_input = json.dumps(
-        {"files": [{k: f[k] for k in ("name", "md5", "dir", "extract")} for f in files], "extracted": extracted},
+        {
+            "files": [{k: f[k] for k in ("name", "md5", "dir", "extract")} for f in files],
+            "extracted": extracted,
+        },
         sort_keys=True,
     )
     return {
@@ -92,7 +104,9 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def hub_plan(catalog: Catalog, repo_type: str, repo: str, revision: str, allow_patterns: list[str]) -> dict[str, Any]:
+def hub_plan(
+    catalog: Catalog, repo_type: str, repo: str, revision: str, allow_patterns: list[str]
+) -> dict[str, Any]:
     """What stage_hub.py does: one pinned revision into the hub cache on BeeGFS."""
     return {
         "repo": repo,
@@ -122,25 +136,57 @@ def manifest_outcome(verdict: dict[str, Any], what: str) -> Outcome:
     state = verdict.get("state")
     hint = f"re-materialize {what}: staging re-hashes the whole copy and repairs it (only damaged files are fetched again)"
     stamp = str(verdict.get("stamp") or "")
-    if state == "different" and stamp.startswith("kept"):  # mlops_manifest.py could not invalidate it
-        hint = (f"the stat stamp could not be removed ({stamp}): delete it, then re-materialize {what}; "
-                "until then staging trusts it (up to staging.rehash_after_hours)")
+    if state == "different" and stamp.startswith(
+        "kept"
+    ):  # mlops_manifest.py could not invalidate it
+        hint = (
+            f"the stat stamp could not be removed ({stamp}): delete it, then re-materialize {what}; "
+            "until then staging trusts it (up to staging.rehash_after_hours)"
+        )
     if state == "identical":
-        return Outcome(True, 0, 0, "files differing from the manifest", hint,
-                       detail=f"{verdict.get('file_count')} files, digest {str(verdict.get('digest'))[:16]}")
+        return Outcome(
+            True,
+            0,
+            0,
+            "files differing from the manifest",
+            hint,
+            detail=f"{verdict.get('file_count')} files, digest {str(verdict.get('digest'))[:16]}",
+        )
     if state == "different":
         parts = []
         for label in ("missing", "extra", "changed"):
             names = verdict.get(label) or []
             if names:
-                shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+                shown = ", ".join(names[:5]) + (
+                    f" (+{len(names) - 5} more)" if len(names) > 5 else ""
+                )
                 parts.append(f"{label}: {shown}")
         count = sum(len(verdict.get(k) or []) for k in ("missing", "extra", "changed"))
-        return Outcome(False, count, 0, "files differing from the manifest", hint, detail="; ".join(parts))
+        return Outcome(
+            False, count, 0, "files differing from the manifest", hint, detail="; ".join(parts)
+        )
     if state == "no_manifest":
-        return Outcome(False, "no manifest", "manifest", "files differing from the manifest", f"materialize {what}: it is not staged (or a staging run did not finish)",
-                       detail="no manifest: not staged" + ("; a directory without a manifest is an unfinished copy" if verdict.get("root_exists") else ""))
-    return Outcome(False, "unreadable", "manifest", "files differing from the manifest", hint, detail=str(verdict.get("error", verdict))[:300])
+        return Outcome(
+            False,
+            "no manifest",
+            "manifest",
+            "files differing from the manifest",
+            f"materialize {what}: it is not staged (or a staging run did not finish)",
+            detail="no manifest: not staged"
+            + (
+                "; a directory without a manifest is an unfinished copy"
+                if verdict.get("root_exists")
+                else ""
+            ),
+        )
+    return Outcome(
+        False,
+        "unreadable",
+        "manifest",
+        "files differing from the manifest",
+        hint,
+        detail=str(verdict.get("error", verdict))[:300],
+    )
 
 
 def size_outcome(total_bytes: int, approx_size_mb: float) -> Outcome:
@@ -148,8 +194,13 @@ def size_outcome(total_bytes: int, approx_size_mb: float) -> Outcome:
     or wrong-repo copies without pinning exact sizes in the catalog."""
     mb = total_bytes / 1e6
     low, high = approx_size_mb / SIZE_FACTOR, approx_size_mb * SIZE_FACTOR
-    return Outcome(low <= mb <= high, round(mb, 3), f"{low:g}..{high:g}", "MB staged",
-                   "update approx_size_mb in the catalog if the source really changed size, else re-stage")
+    return Outcome(
+        low <= mb <= high,
+        round(mb, 3),
+        f"{low:g}..{high:g}",
+        "MB staged",
+        "update approx_size_mb in the catalog if the source really changed size, else re-stage",
+    )
 
 
 S3_SHA_META = "sha256"  # x-amz-meta-sha256, written by payloads/sync_s3.py
@@ -169,7 +220,9 @@ def sync_plan(catalog: Catalog, name: str, model: Model) -> dict[str, Any]:
     """What sync_s3.py does (credentials_file is added per run): the staged snapshot and its
     manifest on BeeGFS to s3://<bucket>/<name>/<revision>/ at the catalog's MinIO endpoint."""
     minio = catalog.cloud.services.minio
-    root, mpath = staged_location(catalog, hub_plan(catalog, "model", model.repo, model.revision, model.allow_patterns))
+    root, mpath = staged_location(
+        catalog, hub_plan(catalog, "model", model.repo, model.revision, model.allow_patterns)
+    )
     return {
         "root": root,
         "manifest_path": mpath,
@@ -184,7 +237,9 @@ def sync_plan(catalog: Catalog, name: str, model: Model) -> dict[str, Any]:
     }
 
 
-def s3_copy_outcome(man: Any, prefix: str, heads: dict[str, tuple[int, dict[str, str]] | None], uri: str, what: str) -> Outcome:
+def s3_copy_outcome(
+    man: Any, prefix: str, heads: dict[str, tuple[int, dict[str, str]] | None], uri: str, what: str
+) -> Outcome:
     """Every manifest entry under `prefix` with the same size and sha256 metadata, and the
     `_manifest.json` written last with the same digest; names missing and changed keys."""
     missing: list[str] = []
@@ -206,8 +261,17 @@ def s3_copy_outcome(man: Any, prefix: str, heads: dict[str, tuple[int, dict[str,
             shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
             parts.append(f"{label}: {shown}")
     bad = len(missing) + len(changed)
-    detail = f"{uri}: " + ("; ".join(parts) if parts else f"{man.file_count} objects, digest {man.digest[:16]}")
-    return Outcome(bad == 0, bad, 0, "objects differing from the manifest", f"materialize {what}_minio: it uploads only what differs", detail=detail)
+    detail = f"{uri}: " + (
+        "; ".join(parts) if parts else f"{man.file_count} objects, digest {man.digest[:16]}"
+    )
+    return Outcome(
+        bad == 0,
+        bad,
+        0,
+        "objects differing from the manifest",
+        f"materialize {what}_minio: it uploads only what differs",
+        detail=detail,
+    )
 
 
 DATASETS_BUCKET = "datasets"

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 PACKAGE = __name__
 
-GROUPS: tuple[str, ...] = ("hpc", "cloud", "network", "storage", "datasets", "models", "containers", "smoke")
+GROUPS: tuple[str, ...] = (
+    "hpc",
+    "cloud",
+    "network",
+    "storage",
+    "datasets",
+    "models",
+    "containers",
+    "smoke",
+)
 SERVICES: tuple[str, ...] = ("observability",)
 DOMAINS: tuple[str, ...] = GROUPS + SERVICES
 AUTOMATION = "automation"

@@ -43,7 +43,9 @@ def _run(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, what:
     and returns the whole output; a non-zero exit raises StagingError with Apptainer's FATAL."""
     log(f"{what}: {cli.shell_line(argv)}")
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     lines: list[str] = []
     last = started
     assert proc.stdout is not None
@@ -55,7 +57,9 @@ def _run(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, what:
             last = now
         if now - started > timeout_s:
             proc.kill()
-            raise StagingError(f"{what} took longer than {timeout_s:.0f}s and was stopped; the previous image is untouched")
+            raise StagingError(
+                f"{what} took longer than {timeout_s:.0f}s and was stopped; the previous image is untouched"
+            )
     code = proc.wait()
     text = "\n".join(lines)
     if code != 0:
@@ -68,9 +72,13 @@ def _output(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, wh
     chatter on stderr stays out of it."""
     log(f"{what}: {cli.shell_line(argv[:6])}{' ...' if len(argv) > 6 else ''}")
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
+        res = subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired:
-        raise StagingError(f"{what} took longer than {timeout_s:.0f}s; the previous image is untouched") from None
+        raise StagingError(
+            f"{what} took longer than {timeout_s:.0f}s; the previous image is untouched"
+        ) from None
     if res.returncode != 0:
         raise _failed(what, res.returncode, res.stderr + res.stdout)
     return res.stdout
@@ -79,7 +87,9 @@ def _output(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, wh
 def _failed(what: str, code: int, output: str) -> StagingError:
     """Apptainer's own FATAL line, with what to do about it."""
     message = cli.fatal_message(output)
-    return StagingError(f"{what} failed (exit {code}): {message}. Hint: {cli.hint_for_failure(message)}")
+    return StagingError(
+        f"{what} failed (exit {code}): {message}. Hint: {cli.hint_for_failure(message)}"
+    )
 
 
 def _local_source_state(kind: str, source: str) -> str:
@@ -94,7 +104,9 @@ def _local_source_state(kind: str, source: str) -> str:
         st = path.stat()
         return f"#{st.st_size}:{st.st_mtime_ns}"
     except OSError as exc:
-        raise StagingError(f"the image source {source} cannot be read ({exc.strerror}): check the catalog's pull path") from None
+        raise StagingError(
+            f"the image source {source} cannot be read ({exc.strerror}): check the catalog's pull path"
+        ) from None
 
 
 def _unchanged(target: Path, record: dict[str, Any]) -> bool:
@@ -127,14 +139,20 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
         if env.get(key):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
 
-    version = cli.parse_version(_output(["apptainer", "--version"], log, env, 60, "apptainer --version"))
+    version = cli.parse_version(
+        _output(["apptainer", "--version"], log, env, 60, "apptainer --version")
+    )
     base_sha = ""
     if extras.get("base_image"):
         base = _record(Path(cli.sidecar_path(str(extras["base_image"]))))
         if base is None or not Path(str(extras["base_image"])).exists():
-            raise StagingError(f"the base image {extras['base_image']} is not staged: materialize it first")
+            raise StagingError(
+                f"the base image {extras['base_image']} is not staged: materialize it first"
+            )
         base_sha = str(base.get("sha256", ""))
-    digest = cli.source_digest(kind, source + _local_source_state(kind, source), definition, base_sha)
+    digest = cli.source_digest(
+        kind, source + _local_source_state(kind, source), definition, base_sha
+    )
     record_path = Path(cli.sidecar_path(str(target)))
 
     with target_lock(target.with_name(f".{target.name}.lock"), log):
@@ -148,17 +166,27 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
         try:
             if kind == "build":
                 def_path.write_text(definition)
-            cmds = cli.image_commands(kind, source, str(tmp), definition_path=str(def_path),
-                                      fakeroot=bool(extras.get("fakeroot", True)), packages=list(expected))
+            cmds = cli.image_commands(
+                kind,
+                source,
+                str(tmp),
+                definition_path=str(def_path),
+                fakeroot=bool(extras.get("fakeroot", True)),
+                packages=list(expected),
+            )
             started = time.monotonic()
             _run(cmds.fetch, log, env, timeout_s, f"apptainer {kind}")
             seconds = time.monotonic() - started
             labels = cli.parse_labels(_output(cmds.inspect, log, env, 300, "apptainer inspect"))
-            found = cli.parse_versions(_output(cmds.versions, log, env, 600, "framework versions inside"))
+            found = cli.parse_versions(
+                _output(cmds.versions, log, env, 600, "framework versions inside")
+            )
             bad = cli.version_shortfalls(found, expected)
             if bad:
-                raise StagingError(f"the new image lacks the expected frameworks ({'; '.join(bad)}); "
-                                   "it was not published and the previous image is untouched")
+                raise StagingError(
+                    f"the new image lacks the expected frameworks ({'; '.join(bad)}); "
+                    "it was not published and the previous image is untouched"
+                )
             size = tmp.stat().st_size
             _, sha = manifest.hash_file(tmp)
             os.replace(tmp, target)
@@ -188,7 +216,9 @@ def stage(extras: dict[str, Any], log: Log) -> dict[str, Any]:
 
 def _metadata(record: dict[str, Any]) -> dict[str, Any]:
     """Pipes metadata: nested mappings (labels, frameworks) travel as typed JSON values."""
-    return {k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v for k, v in record.items()}
+    return {
+        k: {"raw_value": v, "type": "json"} if isinstance(v, dict) else v for k, v in record.items()
+    }
 
 
 def main() -> None:

@@ -79,7 +79,9 @@ def measure_gpu(torch: Any, index: int, cfg: dict[str, Any]) -> dict[str, Any]:
     a = torch.randn(n, n, dtype=torch.bfloat16, device=dev, generator=gen)
     b = torch.randn(n, n, dtype=torch.bfloat16, device=dev, generator=gen)
     c = torch.empty(n, n, dtype=torch.bfloat16, device=dev)
-    mm_ms, mm_min, mm_max = _mean_ms(torch, lambda: torch.matmul(a, b, out=c), int(cfg["warmup"]), int(cfg["iters"]))
+    mm_ms, mm_min, mm_max = _mean_ms(
+        torch, lambda: torch.matmul(a, b, out=c), int(cfg["warmup"]), int(cfg["iters"])
+    )
     nbytes = int(cfg["copy_mib"]) * (1 << 20)
     src = torch.ones(nbytes // 2, dtype=torch.float16, device=dev)
     dst = torch.empty_like(src)
@@ -147,33 +149,71 @@ def measure_cpu(torch: Any, cfg: dict[str, Any]) -> dict[str, Any]:
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     smi = nvidia_smi_inventory()
     cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
-    base: dict[str, Any] = {"driver_probe": cuda["probe"], "nvidia_smi": smi,
-                            "nvidia_smi_gpus": len(smi.get("gpus") or []), **gres_facts()}
+    base: dict[str, Any] = {
+        "driver_probe": cuda["probe"],
+        "nvidia_smi": smi,
+        "nvidia_smi_gpus": len(smi.get("gpus") or []),
+        **gres_facts(),
+    }
     if not cuda["ok"]:
         # The measured fact: the job got its GRES but no CUDA device answers. No figures.
-        return {**base, "verdict": rules.FAIL, "cuda_devices": 0, "error": cuda["error"], "messages": [cuda["error"]]}
+        return {
+            **base,
+            "verdict": rules.FAIL,
+            "cuda_devices": 0,
+            "error": cuda["error"],
+            "messages": [cuda["error"]],
+        }
     import torch
 
     if cuda.get("cpu_fallback"):
         # Fake GPUs: the inventory above, then the CPUs, named as CPU figures; no GPU figure.
-        no_cuda = cuda["probe"].get("error") or f"{rules.NO_CUDA}: the driver reports {cuda['probe']['devices']}"
-        log(f"{no_cuda}; the catalog declares the GPUs fake: measuring the CPU instead (float32 matmul {cfg['cpu_matmul_n']}^3, copy {cfg['cpu_copy_mib']} MiB)")
+        no_cuda = (
+            cuda["probe"].get("error")
+            or f"{rules.NO_CUDA}: the driver reports {cuda['probe']['devices']}"
+        )
+        log(
+            f"{no_cuda}; the catalog declares the GPUs fake: measuring the CPU instead (float32 matmul {cfg['cpu_matmul_n']}^3, copy {cfg['cpu_copy_mib']} MiB)"
+        )
         cpu = measure_cpu(torch, cfg)
-        on_cpu = {**base, "device": "cpu", "cpu_fallback": True, "cuda_devices": 0, "no_cuda_reason": no_cuda,
-                  "torch": torch.__version__, **cpu}
-        judged = rules.judge_cpu_fallback({"float32 matmul": cpu["cpu_matmul_verified"], "memory copy": cpu["cpu_copy_verified"]},
-                                          "the GPU smoke", on_cpu)
-        log(f"CPU: {cpu['cpu_matmul_fp32_gflops']} GFLOP/s float32 matmul, {cpu['cpu_copy_gbps']} GB/s copy on {cpu['torch_threads']} thread(s): {judged['verdict']}")
-        return {**on_cpu, "verdict": judged["verdict"], "messages": [no_cuda, *judged["messages"]], "max_rss_bytes": max_rss_bytes()}
+        on_cpu = {
+            **base,
+            "device": "cpu",
+            "cpu_fallback": True,
+            "cuda_devices": 0,
+            "no_cuda_reason": no_cuda,
+            "torch": torch.__version__,
+            **cpu,
+        }
+        judged = rules.judge_cpu_fallback(
+            {"float32 matmul": cpu["cpu_matmul_verified"], "memory copy": cpu["cpu_copy_verified"]},
+            "the GPU smoke",
+            on_cpu,
+        )
+        log(
+            f"CPU: {cpu['cpu_matmul_fp32_gflops']} GFLOP/s float32 matmul, {cpu['cpu_copy_gbps']} GB/s copy on {cpu['torch_threads']} thread(s): {judged['verdict']}"
+        )
+        return {
+            **on_cpu,
+            "verdict": judged["verdict"],
+            "messages": [no_cuda, *judged["messages"]],
+            "max_rss_bytes": max_rss_bytes(),
+        }
 
     count = torch.cuda.device_count()
-    log(f"torch {torch.__version__} CUDA {torch.version.cuda}: {count} device(s); matmul {cfg['matmul_n']}^3 bf16, copy {cfg['copy_mib']} MiB")
+    log(
+        f"torch {torch.__version__} CUDA {torch.version.cuda}: {count} device(s); matmul {cfg['matmul_n']}^3 bf16, copy {cfg['copy_mib']} MiB"
+    )
     gpus = []
     for i in range(count):
         g = measure_gpu(torch, i, cfg)
-        log(f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} TFLOP/s bf16, {g['copy_gbps']} GB/s copy")
+        log(
+            f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} TFLOP/s bf16, {g['copy_gbps']} GB/s copy"
+        )
         gpus.append(g)
-    judged = rules.judge_gpus(gpus, cfg.get("gpu_profiles") or {}, sibling_min_fraction=float(cfg["sibling_min_fraction"]))
+    judged = rules.judge_gpus(
+        gpus, cfg.get("gpu_profiles") or {}, sibling_min_fraction=float(cfg["sibling_min_fraction"])
+    )
     for g, j in zip(gpus, judged["gpus"], strict=True):
         g["verdict"], g["profile"] = j["verdict"], j["profile"]
         if not g["copy_verified"]:

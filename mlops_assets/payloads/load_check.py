@@ -68,7 +68,7 @@ class _Compact:
     def _take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
             raise ValueError("footer ends inside a value")
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -147,7 +147,9 @@ def parquet_rows_stdlib(path: Path) -> int:
                 raise ValueError("a column chunk has no offsets")
             first = min(start, dict_off) if dict_off is not None else start
             if first < 4 or first + length > data_end:
-                raise ValueError(f"a column chunk ({first}+{length}) lies outside the data ({data_end} bytes)")
+                raise ValueError(
+                    f"a column chunk ({first}+{length}) lies outside the data ({data_end} bytes)"
+                )
     return rows
 
 
@@ -160,7 +162,9 @@ def parquet_rows(path: Path, pa: Any) -> int:
 
 def arrow_rows(path: Path, pa: Any) -> int:
     if pa is None:
-        raise ValueError("an Arrow file needs pyarrow on hpc.python to be opened: install pyarrow there")
+        raise ValueError(
+            "an Arrow file needs pyarrow on hpc.python to be opened: install pyarrow there"
+        )
     try:
         with pa.memory_map(str(path)) as src:
             return int(pa.ipc.open_stream(src).read_all().num_rows)
@@ -188,7 +192,11 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     except ImportError:
         pa = None
     expected: dict[str, int] = {str(k): int(v) for k, v in (spec.get("splits") or {}).items()}
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in (".parquet", ".arrow") and p.is_file())
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix in (".parquet", ".arrow") and p.is_file()
+    )
     config = spec.get("config")
     if config and any(f.startswith(f"{config}/") for f in files):
         files = [f for f in files if f.startswith(f"{config}/")]
@@ -211,19 +219,40 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
         mine = [f for f in files if split_of(f, [split])]
         if not mine:
             problems.append(f"split {split}: no data file (the catalog expects {want} rows)")
-        elif all(f in rows for f in mine) and per_split.get(split) != want:  # unreadable files are named above
-            problems.append(f"split {split}: {per_split.get(split)} rows in {', '.join(mine)}, the catalog expects {want}")
+        elif (
+            all(f in rows for f in mine) and per_split.get(split) != want
+        ):  # unreadable files are named above
+            problems.append(
+                f"split {split}: {per_split.get(split)} rows in {', '.join(mine)}, the catalog expects {want}"
+            )
     return {
         "problems": problems,
         "measured": {"rows_per_split": per_split, "files": len(files), "rows": sum(rows.values())},
-        "reader": f"pyarrow {pa.__version__}" if pa is not None else "stdlib parquet footer reader (pyarrow is not importable by hpc.python)",
+        "reader": f"pyarrow {pa.__version__}"
+        if pa is not None
+        else "stdlib parquet footer reader (pyarrow is not importable by hpc.python)",
     }
 
 
 # ------------------------------------------------------------------ safetensors and models
 
-DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
 
 
@@ -259,11 +288,19 @@ def safetensors_tensors(path: Path) -> dict[str, list[int]]:
         end = max(end, stop)
         shapes[name] = shape
     if end != data:
-        raise ValueError(f"tensors end at byte {end} of a {data}-byte data section (truncated or padded)")
+        raise ValueError(
+            f"tensors end at byte {end} of a {data}-byte data section (truncated or padded)"
+        )
     return shapes
 
 
-TOKENIZER_JSON = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "added_tokens.json")
+TOKENIZER_JSON = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "added_tokens.json",
+)
 
 
 def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -286,7 +323,11 @@ def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     if (root / "merges.txt").is_file():
         try:
             lines = (root / "merges.txt").read_text(encoding="utf-8").splitlines()
-            bad = [i for i, ln in enumerate(lines, 1) if ln and not ln.startswith("#") and len(ln.split(" ")) != 2]
+            bad = [
+                i
+                for i, ln in enumerate(lines, 1)
+                if ln and not ln.startswith("#") and len(ln.split(" ")) != 2
+            ]
             if bad:
                 problems.append(f"merges.txt: line {bad[0]} is not a merge pair")
         except UnicodeDecodeError as exc:
@@ -302,7 +343,9 @@ def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
         try:
             shapes = safetensors_tensors(root / rel)
         except Exception as exc:
-            problems.append(f"{rel}: header does not parse ({type(exc).__name__}: {str(exc)[:200]})")
+            problems.append(
+                f"{rel}: header does not parse ({type(exc).__name__}: {str(exc)[:200]})"
+            )
             unreadable = True
             continue
         for name, shape in shapes.items():
@@ -318,18 +361,28 @@ def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     want = spec.get("parameters")
     tol = float(spec.get("tolerance", 0.01))
     if want and weights and not unreadable and abs(params - int(want)) > tol * int(want):
-        problems.append(f"{', '.join(weights)}: {params} parameters, the catalog expects {want} (tolerance {tol:.1%})")
+        problems.append(
+            f"{', '.join(weights)}: {params} parameters, the catalog expects {want} (tolerance {tol:.1%})"
+        )
     return {
         "problems": problems,
-        "measured": {"parameters": params, "tensors": tensors, "weight_files": len(weights), "tokenizer_files": sorted(tokenizer),
-                     "model_type": config.get("model_type") if isinstance(config, dict) else None},
+        "measured": {
+            "parameters": params,
+            "tensors": tensors,
+            "weight_files": len(weights),
+            "tokenizer_files": sorted(tokenizer),
+            "model_type": config.get("model_type") if isinstance(config, dict) else None,
+        },
         "reader": "stdlib (json, safetensors header); torch is not needed",
     }
 
 
 # ------------------------------------------------------------------ torchvision layouts
 
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 CIFAR10_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
@@ -362,8 +415,15 @@ class _Inert:
         self.state = state
 
     def shape(self) -> tuple[int, ...] | None:
-        if self.state and isinstance(self.state, tuple) and len(self.state) >= 2 and isinstance(self.state[1], tuple):
-            return tuple(int(x) for x in self.state[1])  # numpy's (version, shape, dtype, fortran, data)
+        if (
+            self.state
+            and isinstance(self.state, tuple)
+            and len(self.state) >= 2
+            and isinstance(self.state[1], tuple)
+        ):
+            return tuple(
+                int(x) for x in self.state[1]
+            )  # numpy's (version, shape, dtype, fortran, data)
         if self.args and isinstance(self.args[0], tuple):
             return tuple(int(x) for x in self.args[0])  # ndarray(shape, dtype, buffer)
         return None
@@ -372,8 +432,12 @@ class _Inert:
 class _SafeUnpickler(pickle.Unpickler):
     """Builds no object but plain containers and _Inert: a pickle cannot run code here."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct")}
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
@@ -409,7 +473,10 @@ def _torchvision_rows(root: Path, cls: str, md5: dict[str, str]) -> dict[str, in
         attrs["test_list"] = [[n, md5.get(n, m)] for n, m in base.test_list]
         attrs["meta"] = {**base.meta, "md5": md5.get(base.meta["filename"], base.meta["md5"])}
     dataset = type(f"Catalog{cls}", (base,), attrs) if attrs else base
-    return {split: len(dataset(str(root), train=split == "train", download=False)) for split in ("train", "test")}
+    return {
+        split: len(dataset(str(root), train=split == "train", download=False))
+        for split in ("train", "test")
+    }
 
 
 def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -420,14 +487,20 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     try:
         import torchvision
 
-        reader = f"stdlib layout checks, then torchvision {torchvision.__version__} (download=False)"
+        reader = (
+            f"stdlib layout checks, then torchvision {torchvision.__version__} (download=False)"
+        )
     except ImportError:
         torchvision = None
         reader = "stdlib, in torchvision's layout"
-    note = "" if torchvision is not None else (
-        "torchvision (and torch) are not importable by hpc.python: the files were checked in torchvision's "
-        "layout with the standard library (idx headers against file sizes, CIFAR pickles unpickled inertly), "
-        "not loaded by torchvision itself"
+    note = (
+        ""
+        if torchvision is not None
+        else (
+            "torchvision (and torch) are not importable by hpc.python: the files were checked in torchvision's "
+            "layout with the standard library (idx headers against file sizes, CIFAR pickles unpickled inertly), "
+            "not loaded by torchvision itself"
+        )
     )
     if cls == "MNIST":
         raw = "MNIST/raw"
@@ -454,7 +527,9 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
                 except FileNotFoundError:
                     problems.append(f"{base}/{name}: missing (torchvision's CIFAR10 needs it)")
                 except Exception as exc:
-                    problems.append(f"{base}/{name}: does not unpickle ({type(exc).__name__}: {str(exc)[:160]})")
+                    problems.append(
+                        f"{base}/{name}: does not unpickle ({type(exc).__name__}: {str(exc)[:160]})"
+                    )
             per_split[split] = total
         try:
             with open(root / base / "batches.meta", "rb") as fh:
@@ -472,11 +547,18 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
             md5 = {str(k).rsplit("/", 1)[-1]: str(v) for k, v in (spec.get("md5") or {}).items()}
             per_split = _torchvision_rows(root, cls, md5)
         except Exception as exc:
-            problems.append(f"torchvision.datasets.{cls}(download=False) failed: {type(exc).__name__}: {str(exc)[:200]}")
+            problems.append(
+                f"torchvision.datasets.{cls}(download=False) failed: {type(exc).__name__}: {str(exc)[:200]}"
+            )
     for split, want in expected.items():
         if split in per_split and per_split[split] != want:
             problems.append(f"split {split}: {per_split[split]} items, the catalog expects {want}")
-    return {"problems": problems, "measured": {"rows_per_split": per_split}, "reader": reader, "note": note}
+    return {
+        "problems": problems,
+        "measured": {"rows_per_split": per_split},
+        "reader": reader,
+        "note": note,
+    }
 
 
 CHECKS = {"hub_dataset": check_hub_dataset, "model": check_model, "torchvision": check_torchvision}
@@ -486,9 +568,21 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
     root = Path(str(spec["root"]))
     kind = str(spec["kind"])
     if kind not in CHECKS:
-        return {"ok": False, "problems": [f"unknown kind {kind!r}"], "measured": {}, "reader": "", "note": ""}
+        return {
+            "ok": False,
+            "problems": [f"unknown kind {kind!r}"],
+            "measured": {},
+            "reader": "",
+            "note": "",
+        }
     if not root.is_dir():
-        return {"ok": False, "problems": [f"{root} is not a directory: not staged"], "measured": {}, "reader": "", "note": ""}
+        return {
+            "ok": False,
+            "problems": [f"{root} is not a directory: not staged"],
+            "measured": {},
+            "reader": "",
+            "note": "",
+        }
     out = CHECKS[kind](root, spec)
     out.setdefault("note", "")
     out["ok"] = not out["problems"]

@@ -58,7 +58,9 @@ def read_idx(path: str) -> tuple[tuple[int, ...], bytes]:
                 data = fh.read()
             break
     else:
-        raise FileNotFoundError(f"{path}(.gz) not found: stage the dataset first (materialize dataset_mnist)")
+        raise FileNotFoundError(
+            f"{path}(.gz) not found: stage the dataset first (materialize dataset_mnist)"
+        )
     zero, dtype, ndim = data[0:2], data[2], data[3]
     if zero != b"\x00\x00" or dtype != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file")
@@ -124,7 +126,13 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     t_start = time.monotonic()
     cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
     if not cuda["ok"]:
-        return {"verdict": rules.FAIL, "device": None, "driver_probe": cuda["probe"], "error": cuda["error"], "messages": [cuda["error"]]}
+        return {
+            "verdict": rules.FAIL,
+            "device": None,
+            "driver_probe": cuda["probe"],
+            "error": cuda["error"],
+            "messages": [cuda["error"]],
+        }
     import torch
 
     use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
@@ -139,7 +147,9 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
     gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
-    log(f"MNIST on {dev} ({torch.cuda.get_device_name(0) if use_cuda else 'CPU'}): {n_train} train / {n_test} test images, {epochs} epochs, batch {bs}")
+    log(
+        f"MNIST on {dev} ({torch.cuda.get_device_name(0) if use_cuda else 'CPU'}): {n_train} train / {n_test} test images, {epochs} epochs, batch {bs}"
+    )
     epoch_losses = []
     t_train = time.monotonic()
     for epoch in range(epochs):
@@ -149,7 +159,9 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         for i in range(0, n_train, bs):
             idx = perm[i : i + bs]
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(data["train_images"][idx]), data["train_labels"][idx])
+            loss = torch.nn.functional.cross_entropy(
+                model(data["train_images"][idx]), data["train_labels"][idx]
+            )
             loss.backward()
             opt.step()
             total += loss.detach()
@@ -183,8 +195,14 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     }
     _write(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, metrics, torch)
     total_s = round(time.monotonic() - t_start, 3)
-    judged = rules.judge_mnist({**metrics, "total_seconds": total_s}, min_accuracy=float(cfg["min_accuracy"]), max_seconds=float(cfg["max_seconds"]))
-    log(f"test accuracy {accuracy:.4f}, training {train_s:.1f}s, total {total_s:.1f}s: {judged['verdict']} -> {out_dir}")
+    judged = rules.judge_mnist(
+        {**metrics, "total_seconds": total_s},
+        min_accuracy=float(cfg["min_accuracy"]),
+        max_seconds=float(cfg["max_seconds"]),
+    )
+    log(
+        f"test accuracy {accuracy:.4f}, training {train_s:.1f}s, total {total_s:.1f}s: {judged['verdict']} -> {out_dir}"
+    )
     return {
         **metrics,
         "epoch_losses": epoch_losses,

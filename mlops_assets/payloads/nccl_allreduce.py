@@ -51,7 +51,9 @@ PATTERN_MOD = 251
 
 
 def _fill(torch: Any, numel: int, rank: int, dev: Any) -> Any:
-    return ((torch.arange(numel, device=dev, dtype=torch.int32) % PATTERN_MOD) + 1).to(torch.float32) * float(rank + 1)
+    return ((torch.arange(numel, device=dev, dtype=torch.int32) % PATTERN_MOD) + 1).to(
+        torch.float32
+    ) * float(rank + 1)
 
 
 def _verify(torch: Any, x: Any, n: int) -> int:
@@ -75,8 +77,14 @@ def _worker(rank: int, n: int, cfg: dict[str, Any], init: str, outdir: str) -> N
         torch.set_num_threads(1)  # one CPU per rank, as one GPU per rank
     # device_id binds NCCL's communicator eagerly (torch >= 2.3); gloo and older torch lack it
     bind = {"device_id": dev} if gpu else {}
-    dist.init_process_group(cfg["backend"], init_method=init, rank=rank, world_size=n,
-                            timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])), **bind)
+    dist.init_process_group(
+        cfg["backend"],
+        init_method=init,
+        rank=rank,
+        world_size=n,
+        timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])),
+        **bind,
+    )
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     records = []
     try:
@@ -102,11 +110,25 @@ def _worker(rank: int, n: int, cfg: dict[str, Any], init: str, outdir: str) -> N
             del x
             if gpu:
                 torch.cuda.empty_cache()
-            records.append({"bytes": numel * 4, "seconds": secs, "wrong": wrong_before + wrong_after, "checked": 2 * numel})
+            records.append(
+                {
+                    "bytes": numel * 4,
+                    "seconds": secs,
+                    "wrong": wrong_before + wrong_after,
+                    "checked": 2 * numel,
+                }
+            )
     finally:
         with open(os.path.join(outdir, f"rank{rank}.json"), "w", encoding="utf-8") as fh:
-            json.dump({"rank": rank, "records": records, "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpu else None,
-                       "max_rss_bytes": max_rss_bytes()}, fh)
+            json.dump(
+                {
+                    "rank": rank,
+                    "records": records,
+                    "nccl": ".".join(map(str, torch.cuda.nccl.version())) if gpu else None,
+                    "max_rss_bytes": max_rss_bytes(),
+                },
+                fh,
+            )
         dist.destroy_process_group()
 
 
@@ -122,15 +144,17 @@ def combine(ranks: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
         recs = by_size[nbytes]
         secs = max(float(r["seconds"]) for r in recs)
         algbw = nbytes / secs / 1e9
-        sizes.append({
-            "bytes": nbytes,
-            "ranks_reporting": len(recs),
-            "wrong": sum(int(r["wrong"]) for r in recs),
-            "checked": sum(int(r["checked"]) for r in recs) if len(recs) == n else 0,
-            "time_us": round(secs * 1e6, 1),
-            "algbw_gbps": round(algbw, 2),
-            "busbw_gbps": round(rules.bus_bandwidth(algbw, n), 2),
-        })
+        sizes.append(
+            {
+                "bytes": nbytes,
+                "ranks_reporting": len(recs),
+                "wrong": sum(int(r["wrong"]) for r in recs),
+                "checked": sum(int(r["checked"]) for r in recs) if len(recs) == n else 0,
+                "time_us": round(secs * 1e6, 1),
+                "algbw_gbps": round(algbw, 2),
+                "busbw_gbps": round(rules.bus_bandwidth(algbw, n), 2),
+            }
+        )
     return sizes
 
 
@@ -139,7 +163,12 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     n = int(cfg["world_size"])
     on_cpu = cfg["backend"] == "gloo"
     cuda = need_cuda(n, allow_cpu=on_cpu)
-    base: dict[str, Any] = {"world_size": n, "driver_probe": cuda["probe"], "cuda_devices": int(cuda["probe"]["devices"]), **gres_facts()}
+    base: dict[str, Any] = {
+        "world_size": n,
+        "driver_probe": cuda["probe"],
+        "cuda_devices": int(cuda["probe"]["devices"]),
+        **gres_facts(),
+    }
     if not cuda["ok"]:
         return {**base, "verdict": rules.FAIL, "error": cuda["error"], "messages": [cuda["error"]]}
     import torch
@@ -158,33 +187,69 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
                 ranks.append(json.load(fh))
     sizes = combine(ranks, n)
     for rec in sizes:
-        log(f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}")
+        log(
+            f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}"
+        )
     # peak RSS of this process plus each rank's: an upper bound of the job's, since they overlap
     rss = max_rss_bytes() + sum(int(r.get("max_rss_bytes") or 0) for r in ranks)
-    result: dict[str, Any] = {**base, "sizes": sizes, "torch": torch.__version__, "max_rss_bytes": rss,
-                              "wrong_values": sum(s["wrong"] for s in sizes)}
+    result: dict[str, Any] = {
+        **base,
+        "sizes": sizes,
+        "torch": torch.__version__,
+        "max_rss_bytes": rss,
+        "wrong_values": sum(s["wrong"] for s in sizes),
+    }
     if on_cpu:
         fake = bool(cfg.get("allow_cpu"))
-        result.update(backend=f"gloo ({'fake GPUs: ' if fake else ''}CPU processes)", device="cpu", cpu_fallback=fake,
-                      no_cuda_reason=cuda["probe"].get("error"))
+        result.update(
+            backend=f"gloo ({'fake GPUs: ' if fake else ''}CPU processes)",
+            device="cpu",
+            cpu_fallback=fake,
+            no_cuda_reason=cuda["probe"].get("error"),
+        )
         largest = max(sizes, key=lambda s: s["bytes"]) if sizes else None
         if largest is not None:
-            result.update(cpu_allreduce_busbw_gbps=largest["busbw_gbps"], cpu_allreduce_size_bytes=largest["bytes"])
+            result.update(
+                cpu_allreduce_busbw_gbps=largest["busbw_gbps"],
+                cpu_allreduce_size_bytes=largest["bytes"],
+            )
         judged = rules.judge_allreduce_on_cpu(result, min_world_size=n)
         result.update(verdict=judged["verdict"], messages=judged["messages"])
         return result
-    result.update(nccl=ranks[0].get("nccl"), backend=cfg["backend"], device="cuda", gpu_name=torch.cuda.get_device_name(0))
-    expected, warn_f, fail_f = cfg.get("expected_busbw_gbps"), float(cfg["warn_fraction"]), float(cfg["fail_fraction"])
+    result.update(
+        nccl=ranks[0].get("nccl"),
+        backend=cfg["backend"],
+        device="cuda",
+        gpu_name=torch.cuda.get_device_name(0),
+    )
+    expected, warn_f, fail_f = (
+        cfg.get("expected_busbw_gbps"),
+        float(cfg["warn_fraction"]),
+        float(cfg["fail_fraction"]),
+    )
     profiles = cfg.get("gpu_profiles") or {}
     key = rules.match_profile(result["gpu_name"], profiles)
     if expected is None and key is not None:
         prof = profiles[key]
         expected = prof.get("allreduce_busbw_gbps")
-        warn_f, fail_f = float(prof.get("warn_fraction", warn_f)), float(prof.get("fail_fraction", fail_f))
+        warn_f, fail_f = (
+            float(prof.get("warn_fraction", warn_f)),
+            float(prof.get("fail_fraction", fail_f)),
+        )
     result.update(profile=key, expected_busbw_gbps=expected)
-    judged = rules.judge_nccl(result, min_world_size=n, expected_busbw_gbps=expected, warn_fraction=warn_f, fail_fraction=fail_f)
-    result.update(verdict=judged["verdict"], messages=judged["messages"], busbw_gbps=judged["busbw_gbps"],
-                  busbw_size_bytes=judged["size_bytes"])
+    judged = rules.judge_nccl(
+        result,
+        min_world_size=n,
+        expected_busbw_gbps=expected,
+        warn_fraction=warn_f,
+        fail_fraction=fail_f,
+    )
+    result.update(
+        verdict=judged["verdict"],
+        messages=judged["messages"],
+        busbw_gbps=judged["busbw_gbps"],
+        busbw_size_bytes=judged["size_bytes"],
+    )
     return result
 
 

@@ -127,16 +127,24 @@ def cuda_driver_probe() -> dict[str, Any]:
     try:
         lib = ctypes.CDLL("libcuda.so.1")
     except OSError as exc:
-        return {"devices": 0, "error": f"{NO_CUDA}: libcuda.so.1 cannot be loaded (no NVIDIA driver on {socket.gethostname()}: {exc})"}
+        return {
+            "devices": 0,
+            "error": f"{NO_CUDA}: libcuda.so.1 cannot be loaded (no NVIDIA driver on {socket.gethostname()}: {exc})",
+        }
     rc = lib.cuInit(0)
     if rc != 0:
         return {"devices": 0, "error": f"{NO_CUDA}: cuInit returned CUDA error {rc}"}
     count, version = ctypes.c_int(0), ctypes.c_int(0)
     lib.cuDeviceGetCount(ctypes.byref(count))
     lib.cuDriverGetVersion(ctypes.byref(version))
-    out: dict[str, Any] = {"devices": count.value, "driver_cuda_version": f"{version.value // 1000}.{version.value % 1000 // 10}"}
+    out: dict[str, Any] = {
+        "devices": count.value,
+        "driver_cuda_version": f"{version.value // 1000}.{version.value % 1000 // 10}",
+    }
     if count.value == 0:
-        out["error"] = f"{NO_CUDA}: the driver reports 0 devices (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        out["error"] = (
+            f"{NO_CUDA}: the driver reports 0 devices (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )
     return out
 
 
@@ -151,11 +159,21 @@ def nvidia_smi_inventory(fields: str = NVIDIA_SMI_FIELDS) -> dict[str, Any]:
     if exe is None:
         return {"present": False}
     try:
-        proc = subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.run(
+            [exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"present": True, "error": str(exc)}
-    out: dict[str, Any] = {"present": True, "exit_code": proc.returncode, "gpus": [], "stderr": proc.stderr.strip()[-300:]}
+    out: dict[str, Any] = {
+        "present": True,
+        "exit_code": proc.returncode,
+        "gpus": [],
+        "stderr": proc.stderr.strip()[-300:],
+    }
     if proc.returncode == 0:
         try:
             out["gpus"] = smi.parse_query_csv(proc.stdout, fields.split(","))
@@ -171,12 +189,16 @@ def emit(kind: str, result: dict[str, Any]) -> None:
 
 def metadata_of(result: dict[str, Any]) -> dict[str, Any]:
     """Flat scalars for Dagster metadata (numbers plot in the UI), plus the whole result as JSON."""
-    meta: dict[str, Any] = {k: v for k, v in result.items() if isinstance(v, bool | int | float | str) or v is None}
+    meta: dict[str, Any] = {
+        k: v for k, v in result.items() if isinstance(v, bool | int | float | str) or v is None
+    }
     meta["result"] = {"raw_value": result, "type": "json"}
     return meta
 
 
-def run(kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], defaults: dict[str, Any]) -> int:
+def run(
+    kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], defaults: dict[str, Any]
+) -> int:
     """Measure, print the result line, report through Pipes if present. Exit 0 on PASS/WARN,
     1 on FAIL. Under Pipes a passing result is a materialization; a failing one is a custom
     message the orchestrator turns into the failure's text and metadata (no materialization:
@@ -201,13 +223,22 @@ def run(kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], def
     return 0 if result["verdict"] != rules.FAIL else 1
 
 
-def _measure(kind: str, measure: Callable[[dict[str, Any], Log], dict[str, Any]], config: dict[str, Any], log: Log) -> dict[str, Any]:
+def _measure(
+    kind: str,
+    measure: Callable[[dict[str, Any], Log], dict[str, Any]],
+    config: dict[str, Any],
+    log: Log,
+) -> dict[str, Any]:
     started = time.monotonic()
     facts = slurm_facts()
     try:
         result = measure(config, log)
     except Exception as exc:  # the result line must say what broke, not only a traceback
-        result = {"verdict": rules.FAIL, "error": f"{type(exc).__name__}: {exc}", "messages": [f"{type(exc).__name__}: {exc}"]}
+        result = {
+            "verdict": rules.FAIL,
+            "error": f"{type(exc).__name__}: {exc}",
+            "messages": [f"{type(exc).__name__}: {exc}"],
+        }
     result.setdefault("messages", [])
     if "error" not in result and result["verdict"] == rules.FAIL and result["messages"]:
         result["error"] = "; ".join(str(m) for m in result["messages"])[:800]
@@ -221,7 +252,10 @@ def need_cuda(min_devices: int, allow_cpu: bool = False) -> dict[str, Any]:
         return {"ok": True, "probe": probe}
     if allow_cpu:
         return {"ok": True, "probe": probe, "cpu_fallback": True}
-    err = probe.get("error") or f"{NO_CUDA}: need {min_devices} CUDA devices, the driver reports {probe['devices']}"
+    err = (
+        probe.get("error")
+        or f"{NO_CUDA}: need {min_devices} CUDA devices, the driver reports {probe['devices']}"
+    )
     if probe["devices"] and probe["devices"] < min_devices:
         err = f"need {min_devices} CUDA devices, the driver reports {probe['devices']}"
     return {"ok": False, "probe": probe, "error": err}

@@ -57,22 +57,30 @@ def target_lock(lock_path: Path, log: Log, wait_s: float = LOCK_WAIT_S) -> Itera
                     log(f"waiting for another run staging the same target ({lock_path})")
                     announced = True
                 if time.monotonic() > deadline:
-                    raise StagingError(f"{lock_path} held by another run for {wait_s:.0f}s") from None
+                    raise StagingError(
+                        f"{lock_path} held by another run for {wait_s:.0f}s"
+                    ) from None
                 time.sleep(0.5)
         yield
     finally:
         os.close(fd)
 
 
-def verify_current(root: Path, existing: Any, mpath: Path, params: dict[str, Any], log: Log) -> tuple[Any, dict[str, Any]]:
+def verify_current(
+    root: Path, existing: Any, mpath: Path, params: dict[str, Any], log: Log
+) -> tuple[Any, dict[str, Any]]:
     """Is the staged copy still what its manifest says? manifest.quick_verify with the
     catalog's `rehash_after_s`: the stat stamp is trusted unless a check removed it (it found
     damage), a file's stat changed, or the last full verification is too old; then the whole
     tree is re-hashed. Returns (difference, metadata saying how it was verified)."""
     age = params.get("rehash_after_s")
-    diff, why = manifest.quick_verify(root, existing, mpath, max_age_s=None if age is None else float(age))
+    diff, why = manifest.quick_verify(
+        root, existing, mpath, max_age_s=None if age is None else float(age)
+    )
     if why is None:
-        return diff, {"verified_by": "stat stamp (no file changed since the last full verification)"}
+        return diff, {
+            "verified_by": "stat stamp (no file changed since the last full verification)"
+        }
     log(f"re-hashed {root}: {why}: {diff.describe()}")
     meta: dict[str, Any] = {"verified_by": f"re-hash: {why}"}
     if not diff.ok:

@@ -36,7 +36,9 @@ from stage_common import (
 )
 
 
-def stage_tree(source: Path, target: Path, digest: str, log: Log, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def stage_tree(
+    source: Path, target: Path, digest: str, log: Log, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     mpath = target / manifest.MANIFEST_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with target_lock(target.with_name(f".{target.name}.lock"), log):
@@ -49,7 +51,13 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log, params: dict[s
             diff, _ = verify_current(target, existing, mpath, params or {}, log)
             if diff.ok:
                 log(f"{target} already staged and verified")
-                return {"path": str(target), "digest": digest, "files": existing.file_count, "bytes": existing.total_bytes, "changed": False}
+                return {
+                    "path": str(target),
+                    "digest": digest,
+                    "files": existing.file_count,
+                    "bytes": existing.total_bytes,
+                    "changed": False,
+                }
             log(f"{target} differs from its manifest ({diff.describe()}): staging again")
         if not source.is_dir():
             raise StagingError(f"the upload mirror {source} is missing: run the asset again")
@@ -68,13 +76,22 @@ def stage_tree(source: Path, target: Path, digest: str, log: Log, params: dict[s
             swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes")
-        return {"path": str(target), "digest": digest, "files": man.file_count, "bytes": man.total_bytes, "changed": True}
+        return {
+            "path": str(target),
+            "digest": digest,
+            "files": man.file_count,
+            "bytes": man.total_bytes,
+            "changed": True,
+        }
 
 
 def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
     import hashlib
 
-    done = [stage_tree(Path(str(t["source"])), Path(str(t["target"])), str(t["digest"]), log, params) for t in params["trees"]]
+    done = [
+        stage_tree(Path(str(t["source"])), Path(str(t["target"])), str(t["digest"]), log, params)
+        for t in params["trees"]
+    ]
     combined = hashlib.sha256("".join(d["digest"] for d in done).encode()).hexdigest()
     return {
         "targets": ", ".join(d["path"] for d in done),

@@ -72,25 +72,37 @@ def _git_blob_sha1(size: int) -> Any:
     return h
 
 
-def _source_listing(repo: str, repo_type: str, revision: str, patterns: list[str]) -> dict[str, dict[str, Any]]:
+def _source_listing(
+    repo: str, repo_type: str, revision: str, patterns: list[str]
+) -> dict[str, dict[str, Any]]:
     """path -> {size, etag, sha256 (LFS) | sha1 (git blob)} from the hub's tree API."""
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
     out: dict[str, dict[str, Any]] = {}
-    for item in HfApi().list_repo_tree(repo, revision=revision, repo_type=repo_type, recursive=True):
+    for item in HfApi().list_repo_tree(
+        repo, revision=revision, repo_type=repo_type, recursive=True
+    ):
         if not isinstance(item, RepoFile) or not _allowed(item.path, patterns):
             continue
         if item.lfs is not None:
-            out[item.path] = {"size": item.lfs.size, "etag": item.lfs.sha256, "sha256": item.lfs.sha256}
+            out[item.path] = {
+                "size": item.lfs.size,
+                "etag": item.lfs.sha256,
+                "sha256": item.lfs.sha256,
+            }
         else:
             out[item.path] = {"size": item.size, "etag": item.blob_id, "sha1": item.blob_id}
     if not out:
-        raise StagingError(f"{repo_type} {repo}@{revision} has no files matching {patterns or ['*']}")
+        raise StagingError(
+            f"{repo_type} {repo}@{revision} has no files matching {patterns or ['*']}"
+        )
     return out
 
 
-def _verified_manifest(snapshot: Path, listing: dict[str, dict[str, Any]], meta: dict[str, str]) -> manifest.Manifest:
+def _verified_manifest(
+    snapshot: Path, listing: dict[str, dict[str, Any]], meta: dict[str, str]
+) -> manifest.Manifest:
     entries = []
     bad: list[str] = []
     for rel in manifest.iter_files(snapshot):
@@ -101,17 +113,25 @@ def _verified_manifest(snapshot: Path, listing: dict[str, dict[str, Any]], meta:
         size = (snapshot / rel).stat().st_size
         sha1 = _git_blob_sha1(size)
         size, sha256 = manifest.hash_file(snapshot / rel, extra=[sha1] if "sha1" in want else [])
-        if size != want["size"] or ("sha256" in want and sha256 != want["sha256"]) or ("sha1" in want and sha1.hexdigest() != want["sha1"]):
+        if (
+            size != want["size"]
+            or ("sha256" in want and sha256 != want["sha256"])
+            or ("sha1" in want and sha1.hexdigest() != want["sha1"])
+        ):
             bad.append(f"{rel} (size or hash differs from the source)")
         entries.append(manifest.FileEntry(rel, size, sha256))
     got = {e.path for e in entries}
     bad += [f"{p} (not downloaded)" for p in sorted(set(listing) - got)]
     if bad:
-        raise StagingError("downloaded files do not match the hub's listing: " + "; ".join(bad[:10]))
+        raise StagingError(
+            "downloaded files do not match the hub's listing: " + "; ".join(bad[:10])
+        )
     return manifest.Manifest.of(entries, meta)
 
 
-def _seed_good_blobs(final: Path, staging_repo: Path, listing: dict[str, dict[str, Any]], log: Log) -> int:
+def _seed_good_blobs(
+    final: Path, staging_repo: Path, listing: dict[str, dict[str, Any]], log: Log
+) -> int:
     """Hard-link blobs of the current copy that still hash right: they are not downloaded again."""
     reused = 0
     (staging_repo / "blobs").mkdir(parents=True, exist_ok=True)
@@ -122,7 +142,9 @@ def _seed_good_blobs(final: Path, staging_repo: Path, listing: dict[str, dict[st
             continue
         sha1 = _git_blob_sha1(src.stat().st_size)
         size, sha256 = manifest.hash_file(src, extra=[sha1])
-        good = size == want["size"] and (sha256 == want.get("sha256") or sha1.hexdigest() == want.get("sha1"))
+        good = size == want["size"] and (
+            sha256 == want.get("sha256") or sha1.hexdigest() == want.get("sha1")
+        )
         if good:
             os.link(src, dst)
             reused += size
@@ -156,14 +178,23 @@ def _place(staging_repo: Path, final: Path, revision: str, man: manifest.Manifes
 
 
 def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
-    repo, repo_type, revision = str(params["repo"]), str(params["repo_type"]), str(params["revision"])
+    repo, repo_type, revision = (
+        str(params["repo"]),
+        str(params["repo_type"]),
+        str(params["revision"]),
+    )
     patterns = [str(p) for p in params.get("allow_patterns") or []]
     cache_dir = Path(str(params["cache_dir"]))
     folder = repo_folder(repo_type, repo)
     final = cache_dir / folder
     snapshot = final / "snapshots" / revision
     mpath = manifest_path(cache_dir, repo_type, repo, revision)
-    meta = {"repo": repo, "repo_type": repo_type, "revision": revision, "allow_patterns": ",".join(patterns)}
+    meta = {
+        "repo": repo,
+        "repo_type": repo_type,
+        "revision": revision,
+        "allow_patterns": ",".join(patterns),
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     def result(man: manifest.Manifest, transferred: int, reused: int) -> dict[str, Any]:
@@ -186,16 +217,23 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         except manifest.ManifestError as exc:
             log(f"ignoring unreadable manifest {mpath}: {exc}")
             existing = None
-        how: dict[str, Any] = {"verified_by": "staged anew, every file checked against the hub's listing"}
+        how: dict[str, Any] = {
+            "verified_by": "staged anew, every file checked against the hub's listing"
+        }
         if existing is not None and snapshot.is_dir():
             diff, how = verify_current(snapshot, existing, mpath, params, log)
             if diff.ok:
                 (final / "refs").mkdir(exist_ok=True)
-                if not (final / "refs" / "main").is_file() or (final / "refs" / "main").read_text() != revision:
+                if (
+                    not (final / "refs" / "main").is_file()
+                    or (final / "refs" / "main").read_text() != revision
+                ):
                     (final / "refs" / "main").write_text(revision)
                 log(f"{repo}@{revision[:12]} already staged and verified: nothing to transfer")
                 return {**result(existing, 0, existing.total_bytes), **how}
-            log(f"staged copy of {repo}@{revision[:12]} differs from its manifest ({diff.describe()}): repairing")
+            log(
+                f"staged copy of {repo}@{revision[:12]} differs from its manifest ({diff.describe()}): repairing"
+            )
 
         staging = cache_dir / f"{STAGING_PREFIX}{folder}-{revision[:12]}"
         staging_repo = staging / folder
@@ -215,7 +253,9 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             from huggingface_hub import snapshot_download
 
             total = sum(int(w["size"]) for w in listing.values())
-            log(f"downloading {repo}@{revision[:12]}: {len(listing)} files, {total} bytes ({reused} reused)")
+            log(
+                f"downloading {repo}@{revision[:12]}: {len(listing)} files, {total} bytes ({reused} reused)"
+            )
             try:
                 snapshot_download(
                     repo,
@@ -237,7 +277,9 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 raise
             _place(staging_repo, final, revision, man)
         remove_tree(staging)
-        log(f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, {man.total_bytes - reused} transferred")
+        log(
+            f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, {man.total_bytes - reused} transferred"
+        )
         return {**result(man, man.total_bytes - reused, reused), **how}
 
 

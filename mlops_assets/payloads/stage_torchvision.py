@@ -114,7 +114,11 @@ def _fetch(spec: dict[str, Any], dest: Path, current: Path | None, log: Log) -> 
             return transferred, sha
         dest.unlink()
         errors.append(f"{url}: md5 {md5} is not the catalog's {want}")
-    raise StagingError(f"no mirror served {spec['name']} intact: " + "; ".join(errors) + "; the previous copy is untouched")
+    raise StagingError(
+        f"no mirror served {spec['name']} intact: "
+        + "; ".join(errors)
+        + "; the previous copy is untouched"
+    )
 
 
 def _gunzip(src: Path, dest: Path) -> tuple[int, str]:
@@ -131,7 +135,9 @@ def _untar(src: Path, into: Path) -> None:
         for member in tar:
             dest = (into / member.name).resolve()
             if not dest.is_relative_to(base) or (dest == base and not member.isdir()):
-                raise StagingError(f"{src.name}: refusing member {member.name!r} outside the target")
+                raise StagingError(
+                    f"{src.name}: refusing member {member.name!r} outside the target"
+                )
             if member.isdir():
                 dest.mkdir(parents=True, exist_ok=True)
             elif member.isfile():
@@ -141,7 +147,9 @@ def _untar(src: Path, into: Path) -> None:
                 with fh, open(dest, "wb") as out:
                     manifest.copy_hashing(fh, out)
             else:
-                raise StagingError(f"{src.name}: refusing member {member.name!r} (links and devices are not data)")
+                raise StagingError(
+                    f"{src.name}: refusing member {member.name!r} (links and devices are not data)"
+                )
 
 
 def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
@@ -199,12 +207,18 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                     bad.append(f"{rel} md5 differs from the catalog's {want}")
             if bad:
                 remove_tree(staging)
-                raise StagingError("extracted files do not verify: " + "; ".join(bad) + "; the previous copy is untouched")
+                raise StagingError(
+                    "extracted files do not verify: "
+                    + "; ".join(bad)
+                    + "; the previous copy is untouched"
+                )
             man = manifest.build_manifest(staging, meta={"plan_digest": plan_digest})
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
             swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
-        log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} transferred")
+        log(
+            f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} transferred"
+        )
         return {**result(man, transferred), **how}
 
 

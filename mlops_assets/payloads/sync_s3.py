@@ -56,7 +56,10 @@ def _code(exc: BaseException) -> str:
     """The S3 error code or the exception type: never the request (it is signed)."""
     err = getattr(exc, "response", None)
     if isinstance(err, dict):
-        return str(err.get("Error", {}).get("Code") or err.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        return str(
+            err.get("Error", {}).get("Code")
+            or err.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        )
     return type(exc).__name__
 
 
@@ -129,22 +132,35 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
     except manifest.ManifestError as exc:
         raise StagingError(f"{mpath}: {exc}; re-materialize {what}") from None
     if man is None or not root.is_dir():
-        raise StagingError(f"{what} is not staged (no manifest at {mpath}): materialize {what} first")
+        raise StagingError(
+            f"{what} is not staged (no manifest at {mpath}): materialize {what} first"
+        )
 
     from boto3.s3.transfer import TransferConfig
 
     s3 = _client(params, key_id, secret, pool=workers * 4 + 4)
-    transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunk, max_concurrency=4, use_threads=True)
+    transfer = TransferConfig(
+        multipart_threshold=threshold,
+        multipart_chunksize=chunk,
+        max_concurrency=4,
+        use_threads=True,
+    )
     lock = manifest.sidecar(root, mpath, ".s3sync.lock")  # beside the staged tree, never in it
     with target_lock(lock, log):
         try:
             listed = _listing(s3, bucket, prefix)
         except Exception as exc:
-            raise StagingError(f"cannot list {uri} at {params['endpoint_url']}: {_code(exc)}; check the bucket and the S3 credentials") from None
+            raise StagingError(
+                f"cannot list {uri} at {params['endpoint_url']}: {_code(exc)}; check the bucket and the S3 credentials"
+            ) from None
         wanted = {prefix + f.path: f for f in man.files}
         same_size = [k for k, f in wanted.items() if listed.get(k) == f.size]
         with ThreadPoolExecutor(max_workers=workers * 2) as pool:
-            metas = dict(zip(same_size, pool.map(lambda k: _head_meta(s3, bucket, k), same_size), strict=True))
+            metas = dict(
+                zip(
+                    same_size, pool.map(lambda k: _head_meta(s3, bucket, k), same_size), strict=True
+                )
+            )
         todo = [f for k, f in wanted.items() if (metas.get(k) or {}).get(SHA_META) != f.sha256]
         extra = sorted(k for k in listed if k not in wanted and k != prefix + MANIFEST_OBJECT)
         mkey = prefix + MANIFEST_OBJECT
@@ -157,17 +173,25 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 s3.delete_object(Bucket=bucket, Key=mkey)
                 current = None
             total = sum(f.size for f in todo)
-            log(f"syncing {len(todo)} of {man.file_count} files ({total} bytes) to {uri}; {len(wanted) - len(todo)} unchanged ({skipped} bytes)")
+            log(
+                f"syncing {len(todo)} of {man.file_count} files ({total} bytes) to {uri}; {len(wanted) - len(todo)} unchanged ({skipped} bytes)"
+            )
             progress = _SafeProgress(Progress(log, f"upload to {uri}", total))
 
             def upload(f: manifest.FileEntry) -> int:
                 path = root / f.path
                 size, sha = manifest.hash_file(path)
                 if (size, sha) != (f.size, f.sha256):
-                    raise StagingError(f"{f.path} on BeeGFS differs from its manifest: re-materialize {what} (nothing bad is uploaded)")
+                    raise StagingError(
+                        f"{f.path} on BeeGFS differs from its manifest: re-materialize {what} (nothing bad is uploaded)"
+                    )
                 s3.upload_file(
-                    str(path), bucket, prefix + f.path,
-                    ExtraArgs={"Metadata": {SHA_META: f.sha256}}, Config=transfer, Callback=progress,
+                    str(path),
+                    bucket,
+                    prefix + f.path,
+                    ExtraArgs={"Metadata": {SHA_META: f.sha256}},
+                    Config=transfer,
+                    Callback=progress,
                 )
                 return f.size
 
@@ -177,11 +201,15 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 except StagingError:
                     raise
                 except Exception as exc:
-                    raise StagingError(f"upload to {uri} failed: {_code(exc)}; objects already uploaded are kept and skipped next time") from None
+                    raise StagingError(
+                        f"upload to {uri} failed: {_code(exc)}; objects already uploaded are kept and skipped next time"
+                    ) from None
             for key in extra:
                 s3.delete_object(Bucket=bucket, Key=key)
             if extra:
-                log(f"deleted {len(extra)} objects the manifest does not name: {', '.join(extra[:5])}")
+                log(
+                    f"deleted {len(extra)} objects the manifest does not name: {', '.join(extra[:5])}"
+                )
 
         manifest_bytes = 0
         if current is None or current.get(DIGEST_META) != man.digest:
@@ -189,7 +217,10 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
             import hashlib
 
             s3.put_object(
-                Bucket=bucket, Key=mkey, Body=body, ContentType="application/json",
+                Bucket=bucket,
+                Key=mkey,
+                Body=body,
+                ContentType="application/json",
                 Metadata={SHA_META: hashlib.sha256(body).hexdigest(), DIGEST_META: man.digest},
             )
             manifest_bytes = len(body)

@@ -187,7 +187,12 @@ class KubernetesResource(dg.ConfigurableResource):
                         f"kubeconfig {path} does not exist",
                         "set cloud.kubernetes.kubeconfig (or KUBECONFIG) to a readable kubeconfig",
                     )
-                config.load_kube_config(config_file=path, context=self.context, client_configuration=cfg, persist_config=False)
+                config.load_kube_config(
+                    config_file=path,
+                    context=self.context,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
                 self._api = client.ApiClient(cfg)
         return self._api
 

@@ -57,18 +57,29 @@ def _local_payload(name: str, files: Mapping[str, tuple[str, str]] | None = None
 
 def _check(res: CommandResult, what: str, hint: str) -> CommandResult:
     if not res.ok:
-        raise dg.Failure(description=f"{what} failed (exit {res.returncode}): {res.tail(5)}", metadata={"hint": hint})
+        raise dg.Failure(
+            description=f"{what} failed (exit {res.returncode}): {res.tail(5)}",
+            metadata={"hint": hint},
+        )
     return res
 
 
-def ship_payloads(runner: Runner, scripts_dir: str, files: Mapping[str, tuple[str, str]] | None = None) -> str:
+def ship_payloads(
+    runner: Runner, scripts_dir: str, files: Mapping[str, tuple[str, str]] | None = None
+) -> str:
     """Copy the payloads to `<scripts_dir>/mlops_payloads/` where they differ. Returns the dir.
     `files` (shipped name -> (package, resource)) defaults to the staging payloads."""
     files = files or PAYLOAD_FILES
     dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
-    _check(runner.run(["mkdir", "-p", "--", dest]), f"mkdir {dest}", "the scripts directory must be writable (materialize beegfs_layout)")
+    _check(
+        runner.run(["mkdir", "-p", "--", dest]),
+        f"mkdir {dest}",
+        "the scripts directory must be writable (materialize beegfs_layout)",
+    )
     remote = {f"{dest}/{n}": "" for n in files}
-    res = runner.run(["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote])
+    res = runner.run(
+        ["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote]
+    )
     for line in res.stdout.splitlines():
         digest, _, path = line.partition("  ")
         remote[path.strip()] = digest
@@ -82,7 +93,11 @@ def ship_payloads(runner: Runner, scripts_dir: str, files: Mapping[str, tuple[st
             runner.put(str(local), tmp)
         else:
             shutil.copyfile(local, tmp)
-        _check(runner.run(["mv", "-f", "--", tmp, target]), f"installing {target}", "check the scripts directory on BeeGFS")
+        _check(
+            runner.run(["mv", "-f", "--", tmp, target]),
+            f"installing {target}",
+            "check the scripts directory on BeeGFS",
+        )
     return dest
 
 
@@ -96,12 +111,18 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
     bootstrap travels as `env K=V` on the SSH command line). The shared filesystem is used so
     that a payload on any node the runner reaches can read it."""
     directory = f"{parent.rstrip('/')}/.private-{uuid.uuid4().hex}"
-    _check(runner.run(["mkdir", "-p", "-m", "700", "--", directory]), f"mkdir {directory}", "the jobs directory on BeeGFS must be writable")
+    _check(
+        runner.run(["mkdir", "-p", "-m", "700", "--", directory]),
+        f"mkdir {directory}",
+        "the jobs directory on BeeGFS must be writable",
+    )
     try:
         path = f"{directory}/{name}"
         put = getattr(runner, "put_private", None)
         if put is None:
-            raise dg.Failure(f"{type(runner).__name__} cannot write a private file; credentials are not passed on a command line")
+            raise dg.Failure(
+                f"{type(runner).__name__} cannot write a private file; credentials are not passed on a command line"
+            )
         put(data, path)
         yield path
     finally:
@@ -111,7 +132,9 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
 class RunnerFileMessageReader(dg.PipesMessageReader):
     """Tails a Pipes message file on the shared filesystem through a Runner."""
 
-    def __init__(self, runner: Runner, path: str, poll_s: float = POLL_S, *, fresh: bool = True) -> None:
+    def __init__(
+        self, runner: Runner, path: str, poll_s: float = POLL_S, *, fresh: bool = True
+    ) -> None:
         """`fresh=False` re-attaches: tail an existing message file from its start, never
         truncate it."""
         self.runner = runner
@@ -130,7 +153,15 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
 
     def _read_new(self, handler: dg.PipesMessageHandler) -> int:
         res = self.runner.run(
-            ["sh", "-c", 'tail -c +"$1" -- "$2" | head -c "$3"', "sh", str(self.offset + 1), self.path, str(READ_CHUNK)],
+            [
+                "sh",
+                "-c",
+                'tail -c +"$1" -- "$2" | head -c "$3"',
+                "sh",
+                str(self.offset + 1),
+                self.path,
+                str(READ_CHUNK),
+            ],
             timeout_s=60,
         )
         if not res.ok:
@@ -156,15 +187,20 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
                 pass
         except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
-            handler.report_pipes_framework_exception(f"{type(self).__name__} reader thread", sys.exc_info())
+            handler.report_pipes_framework_exception(
+                f"{type(self).__name__} reader thread", sys.exc_info()
+            )
 
     @contextmanager
     def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict[str, Any]]:
         if self.fresh:
             parent = self.path.rsplit("/", 1)[0]
             _check(
-                self.runner.run(["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]),
-                f"creating the Pipes message file {self.path}", "the jobs directory on BeeGFS must be writable",
+                self.runner.run(
+                    ["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]
+                ),
+                f"creating the Pipes message file {self.path}",
+                "the jobs directory on BeeGFS must be writable",
             )
         done = threading.Event()
         thread = threading.Thread(target=self._loop, args=(handler, done), daemon=True)
@@ -208,7 +244,9 @@ class HpcPipesClient(dg.PipesClient):
         payload: str,
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        if payload not in PAYLOAD_FILES or not payload.startswith(("stage_", "sync_", "container_")):
+        if payload not in PAYLOAD_FILES or not payload.startswith(
+            ("stage_", "sync_", "container_")
+        ):
             raise ValueError(f"unknown payload {payload!r}")
         where = ship_payloads(self.runner, self.scripts_dir)
         msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
@@ -221,7 +259,9 @@ class HpcPipesClient(dg.PipesClient):
         ) as session:
             env = {**self.env, **session.get_bootstrap_env_vars()}
             context.log.info(f"running {payload} on {self.runner.where} with {self.python}")
-            res = self.runner.run([self.python, f"{where}/{payload}"], env=env, timeout_s=self.timeout_s)
+            res = self.runner.run(
+                [self.python, f"{where}/{payload}"], env=env, timeout_s=self.timeout_s
+            )
             if not res.ok:
                 raise dg.Failure(
                     description=f"{payload} on {self.runner.where} failed (exit {res.returncode}): {_last_error(res)}",
@@ -242,7 +282,11 @@ def _last_error(res: CommandResult) -> str:
 
 # What the payloads need besides the Pipes bootstrap: the catalog's job environment (HF_HOME,
 # HF_ENDPOINT, ...) and quiet, telemetry-free huggingface_hub.
-PAYLOAD_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONUNBUFFERED": "1"}
+PAYLOAD_ENV = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> HpcPipesClient:
@@ -262,7 +306,9 @@ def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> 
     )
 
 
-def run_s3_sync(context: dg.AssetExecutionContext, catalog: Catalog, extras: dict[str, Any]) -> dg.MaterializeResult:
+def run_s3_sync(
+    context: dg.AssetExecutionContext, catalog: Catalog, extras: dict[str, Any]
+) -> dg.MaterializeResult:
     """sync_s3.py on the HPC side through Pipes. The S3 keys reach it in a 0600 file in a
     0700 directory on the HPC side (private_file: written over SFTP, removed after the run
     and by the payload as soon as it has read them), because everything else a payload gets
@@ -270,7 +316,13 @@ def run_s3_sync(context: dg.AssetExecutionContext, catalog: Catalog, extras: dic
     extras (recorded in the event log) and the run's metadata."""
     runner = context.resources.hpc.runner()
     s3 = context.resources.s3
-    keys = json.dumps({"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}).encode()
-    with private_file(runner, f"{catalog.hpc.beegfs.directory('jobs')}/pipes", "s3.json", keys) as path:
-        done = client_for(catalog, runner).run(context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path})
+    keys = json.dumps(
+        {"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}
+    ).encode()
+    with private_file(
+        runner, f"{catalog.hpc.beegfs.directory('jobs')}/pipes", "s3.json", keys
+    ) as path:
+        done = client_for(catalog, runner).run(
+            context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path}
+        )
     return done.get_materialize_result()

@@ -163,7 +163,14 @@ class SlurmPipesClient(dg.PipesClient):
             extras=extras,
         ) as session:
             if reattach is None:
-                spec = self.job_spec(payload, where, attached.job_dir, resources, session.get_bootstrap_env_vars(), args)
+                spec = self.job_spec(
+                    payload,
+                    where,
+                    attached.job_dir,
+                    resources,
+                    session.get_bootstrap_env_vars(),
+                    args,
+                )
                 attached = replace(attached, job_id=self.submit(spec))
                 self._tag(context, attached, tag_scope)
                 context.log.info(
@@ -172,7 +179,9 @@ class SlurmPipesClient(dg.PipesClient):
                 )
             else:
                 context.log.info(f"re-attached to SLURM job {attached.job_id} ({attached.job_dir})")
-            session.report_launched({"extras": {"slurm_job_id": attached.job_id, "job_dir": attached.job_dir}})
+            session.report_launched(
+                {"extras": {"slurm_job_id": attached.job_id, "job_dir": attached.job_dir}}
+            )
             try:
                 outcome = self.wait(context, attached.job_id)
             except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
@@ -185,7 +194,9 @@ class SlurmPipesClient(dg.PipesClient):
         meta = outcome.metadata()
         meta["slurm_job_dir"] = attached.job_dir
         if not outcome.succeeded:
-            self._fail(context, attached, outcome, session, meta)  # the job dir stays for inspection
+            self._fail(
+                context, attached, outcome, session, meta
+            )  # the job dir stays for inspection
         if not self.keep_succeeded_job_dirs and attached.job_dir.startswith(self.jobs_dir + "/"):
             self.runner.run(["rm", "-rf", "--", attached.job_dir], timeout_s=60)
             meta.pop("slurm_job_dir", None)
@@ -222,21 +233,38 @@ class SlurmPipesClient(dg.PipesClient):
         """Write the script into the job directory and sbatch it; returns the job id."""
         script = sj.render_script(spec)
         if len(script) > MAX_SCRIPT_BYTES:
-            raise dg.Failure(f"job script of {len(script)} bytes is too large (Pipes extras too big?)")
+            raise dg.Failure(
+                f"job script of {len(script)} bytes is too large (Pipes extras too big?)"
+            )
         path = f"{spec.workdir}/job.sh"
         encoded = base64.b64encode(script.encode()).decode()
         wrote = self.runner.run(
-            ["sh", "-c", 'mkdir -p -- "$1" && printf %s "$2" | base64 -d > "$3"', "sh", spec.workdir, encoded, path],
+            [
+                "sh",
+                "-c",
+                'mkdir -p -- "$1" && printf %s "$2" | base64 -d > "$3"',
+                "sh",
+                spec.workdir,
+                encoded,
+                path,
+            ],
             timeout_s=60,
         )
         if not wrote.ok:
-            raise dg.Failure(f"cannot write {path} on {self.runner.where}: {wrote.tail(3)}",
-                             metadata={"hint": "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"})
+            raise dg.Failure(
+                f"cannot write {path} on {self.runner.where}: {wrote.tail(3)}",
+                metadata={
+                    "hint": "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"
+                },
+            )
         res = self.runner.run(sj.sbatch_argv(path), timeout_s=60)
         if not res.ok:
             raise dg.Failure(
                 f"sbatch refused the job (exit {res.returncode}): {res.tail(3)}",
-                metadata={"hint": "check the partition, GRES and limits in the catalog's smoke.jobs", "script": dg.MetadataValue.md(f"```bash\n{script}\n```")},
+                metadata={
+                    "hint": "check the partition, GRES and limits in the catalog's smoke.jobs",
+                    "script": dg.MetadataValue.md(f"```bash\n{script}\n```"),
+                },
             )
         return str(parse_sbatch(res.stdout).job_id)
 
@@ -268,7 +296,9 @@ class SlurmPipesClient(dg.PipesClient):
             except ValueError as exc:  # never guess a final state from output we cannot read
                 raise dg.Failure(
                     f"SLURM job {job_id}: sacct's answer is unreadable, so its final state is unknown: {exc}",
-                    metadata={"hint": "run the sacct command by hand; check SACCT_FORMAT in the environment and the SLURM version"},
+                    metadata={
+                        "hint": "run the sacct command by hand; check SACCT_FORMAT in the environment and the SLURM version"
+                    },
                 ) from None
             if outcome is not None:
                 return outcome
@@ -288,10 +318,19 @@ class SlurmPipesClient(dg.PipesClient):
         res = self.runner.run(["tail", "-n", str(lines), "--", path], timeout_s=30)
         return res.stdout.strip() if res.ok else f"(cannot read {path}: {res.tail(1)})"
 
-    def _fail(self, context: Any, attached: Attached, outcome: sj.JobOutcome, session: Any, meta: dict[str, Any]) -> None:
+    def _fail(
+        self,
+        context: Any,
+        attached: Attached,
+        outcome: sj.JobOutcome,
+        session: Any,
+        meta: dict[str, Any],
+    ) -> None:
         out = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.out")
         err = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.err")
-        context.log.error(f"{outcome.describe()}\n--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}")
+        context.log.error(
+            f"{outcome.describe()}\n--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}"
+        )
         result = payload_result(session.get_custom_messages())
         reason = str(result.get("error") or "") if result else ""
         for key, value in (result or {}).items():
@@ -299,7 +338,9 @@ class SlurmPipesClient(dg.PipesClient):
                 meta[key] = value
         meta["stdout_tail"] = dg.MetadataValue.text(out)
         meta["stderr_tail"] = dg.MetadataValue.text(err)
-        raise dg.Failure(description=outcome.describe() + (f": {reason}" if reason else ""), metadata=meta)
+        raise dg.Failure(
+            description=outcome.describe() + (f": {reason}" if reason else ""), metadata=meta
+        )
 
 
 def payload_result(custom_messages: Sequence[Any]) -> dict[str, Any] | None:
@@ -310,7 +351,9 @@ def payload_result(custom_messages: Sequence[Any]) -> dict[str, Any] | None:
     return None
 
 
-def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, limit: int = 25) -> Attached | None:
+def find_reattachable(
+    instance: dg.DagsterInstance, runner: Runner, key: str, limit: int = 25
+) -> Attached | None:
     """The job of an earlier run for this tag key that SLURM still has queued or running."""
     for run in instance.get_runs(limit=limit):
         value = run.tags.get(key)
@@ -325,7 +368,9 @@ def find_reattachable(instance: dg.DagsterInstance, runner: Runner, key: str, li
     return None
 
 
-def partition_client(catalog: Catalog, runner: Runner, partition: str, jobs_subdir: str, payloads: Sequence[str]) -> SlurmPipesClient:
+def partition_client(
+    catalog: Catalog, runner: Runner, partition: str, jobs_subdir: str, payloads: Sequence[str]
+) -> SlurmPipesClient:
     """HPC-side payloads as SLURM jobs on `partition`, with the HPC Python and the catalog's job
     environment; `payloads` are shipped with their helpers (stage_common, manifest)."""
     b = catalog.hpc.beegfs
@@ -344,7 +389,9 @@ def partition_client(catalog: Catalog, runner: Runner, partition: str, jobs_subd
 def build_client_for(catalog: Catalog, runner: Runner, partition: str) -> SlurmPipesClient:
     """Container builds as SLURM jobs on the build partition, with the HPC Python (the image
     being built cannot run its own build)."""
-    return partition_client(catalog, runner, partition, "containers", ("mlops_apptainer.py", "container_image.py"))
+    return partition_client(
+        catalog, runner, partition, "containers", ("mlops_apptainer.py", "container_image.py")
+    )
 
 
 class PartitionPayloadClient(HpcPipesClient):
@@ -352,7 +399,13 @@ class PartitionPayloadClient(HpcPipesClient):
     payload=, extras=)` the same way whether the catalog has a data-mover partition or not."""
 
     def __init__(self, client: SlurmPipesClient, resources: Resources) -> None:
-        super().__init__(client.runner, python=client.python, scripts_dir=client.scripts_dir, messages_dir=client.jobs_dir, env=client.env)
+        super().__init__(
+            client.runner,
+            python=client.python,
+            scripts_dir=client.scripts_dir,
+            messages_dir=client.jobs_dir,
+            env=client.env,
+        )
         self.client = client
         self.resources = resources
 
@@ -360,16 +413,28 @@ class PartitionPayloadClient(HpcPipesClient):
     def for_data_mover(cls, catalog: Catalog, runner: Runner) -> PartitionPayloadClient:
         mover = catalog.hpc.data_mover
         assert mover is not None
-        staging = [n for n in PAYLOAD_FILES if n.startswith(("stage_", "sync_")) and n != "stage_common.py"]
+        staging = [
+            n for n in PAYLOAD_FILES if n.startswith(("stage_", "sync_")) and n != "stage_common.py"
+        ]
         job = mover.job
-        res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min)
+        res = Resources(
+            gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min
+        )
         return cls(partition_client(catalog, runner, mover.partition, "data-mover", staging), res)
 
     def run(  # type: ignore[override]
-        self, *, context: dg.AssetExecutionContext, payload: str, extras: dict[str, Any] | None = None
+        self,
+        *,
+        context: dg.AssetExecutionContext,
+        payload: str,
+        extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        context.log.info(f"{payload} as a SLURM job on the data-mover partition {self.client.partition}")
-        return self.client.run(context=context, payload=payload, resources=self.resources, extras=extras)
+        context.log.info(
+            f"{payload} as a SLURM job on the data-mover partition {self.client.partition}"
+        )
+        return self.client.run(
+            context=context, payload=payload, resources=self.resources, extras=extras
+        )
 
 
 def client_for(catalog: Catalog, runner: Runner) -> SlurmPipesClient:

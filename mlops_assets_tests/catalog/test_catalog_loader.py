@@ -29,13 +29,19 @@ def test_shipped_catalog_loads(profile: str) -> None:
 
 def test_default_profile_is_sandbox_and_env_selects() -> None:
     assert load_catalog(env={}).profile == "sandbox"
-    assert load_catalog(env={"MLOPS_PROFILE": "production"}).catalog.hpc.beegfs.root == "/mnt/beegfs"
+    assert (
+        load_catalog(env={"MLOPS_PROFILE": "production"}).catalog.hpc.beegfs.root == "/mnt/beegfs"
+    )
 
 
 def test_production_reads_addresses_from_environment() -> None:
-    c = load_catalog(profile="production", env={"MLOPS_HPC_LOGIN_HOST": "login.example", "MLOPS_HPC_USER": "ops"}).catalog
+    c = load_catalog(
+        profile="production", env={"MLOPS_HPC_LOGIN_HOST": "login.example", "MLOPS_HPC_USER": "ops"}
+    ).catalog
     assert (c.hpc.access.login.host, c.hpc.access.login.user) == ("login.example", "ops")
-    assert load_catalog(profile="production", env={}).catalog.hpc.access.login.host == "192.168.100.10"
+    assert (
+        load_catalog(profile="production", env={}).catalog.hpc.access.login.host == "192.168.100.10"
+    )
 
 
 def test_required_env_var_missing_is_named(tmp_path: Path) -> None:
@@ -49,7 +55,9 @@ def test_required_env_var_missing_is_named(tmp_path: Path) -> None:
 
 def test_every_problem_is_listed_with_path_line_and_fix(tmp_path: Path) -> None:
     text = DEFAULT_CATALOG.read_text()
-    text = text.replace("min_free_gb: 500", "min_free_gb: -5").replace("gpus_per_node: 2", "gpus_per_nod: 2")
+    text = text.replace("min_free_gb: 500", "min_free_gb: -5").replace(
+        "gpus_per_node: 2", "gpus_per_nod: 2"
+    )
     text = text.replace("revision: 607a30d783dfa663caf39e06633721c8d4cfcd7e", "revision: main")
     p = write(tmp_path, text)
     with pytest.raises(CatalogError) as err:
@@ -100,7 +108,9 @@ def test_cross_references_are_checked(tmp_path: Path) -> None:
     data["smoke"]["partition"] = "cpu"
     with pytest.raises(CatalogError) as err:
         load_catalog(write(tmp_path, data), "production", env={})
-    assert "models.gpt2.bucket 'nope'" in str(err.value) and "smoke.partition 'cpu'" in str(err.value)
+    assert "models.gpt2.bucket 'nope'" in str(err.value) and "smoke.partition 'cpu'" in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize("profile", ["sandbox", "production"])
@@ -114,11 +124,15 @@ def test_schedule_crons_under_smoke_still_load_with_a_deprecation(tmp_path: Path
     data = copy.deepcopy(BASE)
     data["smoke"]["light_checks_cron"] = "*/5 * * * *"
     del data["automation"]["light_checks_cron"]
-    with pytest.warns(FutureWarning, match=r"smoke.light_checks_cron moved to automation.light_checks_cron"):
+    with pytest.warns(
+        FutureWarning, match=r"smoke.light_checks_cron moved to automation.light_checks_cron"
+    ):
         auto = load_catalog(write(tmp_path, data), "production", env={}).catalog.automation
     assert auto.light_checks_cron == "*/5 * * * *" and auto.full_validation_cron == "0 2 * * *"
     data["automation"]["light_checks_cron"] = "*/10 * * * *"
-    with pytest.raises(CatalogError, match=r"smoke.light_checks_cron and automation.light_checks_cron disagree"):
+    with pytest.raises(
+        CatalogError, match=r"smoke.light_checks_cron and automation.light_checks_cron disagree"
+    ):
         load_catalog(write(tmp_path, data), "production", env={})
 
 
@@ -132,7 +146,9 @@ def test_hostile_values_are_rejected_not_executed(tmp_path: Path) -> None:
 
 
 def test_mask_secrets() -> None:
-    masked = mask_secrets({"url": "http://u:hunter22@h/x", "password": "p", "secret_key": {"env": "NAME"}})
+    masked = mask_secrets(
+        {"url": "http://u:hunter22@h/x", "password": "p", "secret_key": {"env": "NAME"}}
+    )
     assert masked == {"url": "http://u:****@h/x", "password": "****", "secret_key": {"env": "NAME"}}
 
 
@@ -148,13 +164,23 @@ def _paths(data: object, prefix: tuple = ()) -> list[tuple]:
 
 
 ALL_PATHS = [p for p in _paths({k: v for k, v in BASE.items() if k != "profiles"})]
-JUNK = st.one_of(st.none(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=20),
-                 st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+JUNK = st.one_of(
+    st.none(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(path=st.sampled_from(ALL_PATHS), junk=JUNK, delete=st.booleans())
-def test_any_mutation_is_either_valid_or_a_catalog_error(tmp_path: Path, path: tuple, junk: object, delete: bool) -> None:
+def test_any_mutation_is_either_valid_or_a_catalog_error(
+    tmp_path: Path, path: tuple, junk: object, delete: bool
+) -> None:
     data = copy.deepcopy(BASE)
     parent = data
     for part in path[:-1]:

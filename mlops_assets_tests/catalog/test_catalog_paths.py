@@ -16,7 +16,12 @@ def _catalogs() -> list[tuple[str, Catalog]]:
         cat = load_catalog(profile=profile, env={}).catalog
         out.append((profile, cat))
         b = cat.hpc.beegfs.model_copy(update={"root": cat.hpc.beegfs.root + "/"})
-        out.append((profile + "-slash", cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"beegfs": b})})))
+        out.append(
+            (
+                profile + "-slash",
+                cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"beegfs": b})}),
+            )
+        )
     return out
 
 
@@ -53,7 +58,9 @@ def test_staged_paths_are_the_old_join(label: str, cat: Catalog) -> None:
             want = (f"{root}/{d.path}", f"{root}/{d.path}/.mlops-manifest.json")
         assert (cat.dataset_path(name), cat.dataset_manifest(name)) == want
     for name, m in cat.models.items():
-        assert (cat.model_path(name), cat.model_manifest(name)) == _old_hub(cat, "model", m.repo, m.revision)
+        assert (cat.model_path(name), cat.model_manifest(name)) == _old_hub(
+            cat, "model", m.repo, m.revision
+        )
     for name, ct in cat.containers.items():
         assert cat.container_path(name) == f"{_old_dirs(cat)['containers']}/{ct.file}"
     scripts = _old_dirs(cat)["scripts"]
@@ -64,7 +71,9 @@ def test_keys_are_the_old_strings_and_unknown_names_fail() -> None:
     cat = CATALOGS[0][1]
     assert [cat.dataset_key(n) for n in cat.datasets] == [f"dataset_{n}" for n in cat.datasets]
     assert [cat.model_key(n) for n in cat.models] == [f"model_{n}" for n in cat.models]
-    assert [cat.container_key(n) for n in cat.containers] == [f"container_{n}" for n in cat.containers]
+    assert [cat.container_key(n) for n in cat.containers] == [
+        f"container_{n}" for n in cat.containers
+    ]
     with pytest.raises(KeyError):
         cat.container_key("no_such_image")
     with pytest.raises(KeyError, match="one of datasets"):
@@ -91,8 +100,11 @@ def test_shipped_payload_files_do_not_import_the_catalog() -> None:
     for name, spec in shipped.items():
         tree = ast.parse(_local_payload(name, shipped).read_text())
         for node in ast.walk(tree):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             if isinstance(node, ast.ImportFrom) and node.module == "mlops_assets":
                 mods += [f"mlops_assets.{a.name}" for a in node.names]
             # the source-tree fallback to mlops_assets.core.manifest is allowed; the catalog is not

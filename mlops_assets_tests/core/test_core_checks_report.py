@@ -20,7 +20,12 @@ def test_probe_failed_becomes_a_failed_evaluation_with_its_hint() -> None:
         raise ProbeFailed("host down", "start it")
 
     ev = run_check(spec(probe), None)
-    assert not ev.passed and ev.detail == "host down" and ev.hint == "start it" and ev.measured == "unmeasured"
+    assert (
+        not ev.passed
+        and ev.detail == "host down"
+        and ev.hint == "start it"
+        and ev.measured == "unmeasured"
+    )
 
 
 def test_unexpected_exception_is_contained_and_secrets_redacted() -> None:
@@ -39,7 +44,12 @@ def test_exit_code_depends_on_error_failures_only() -> None:
     assert Report("validate", "p", "f", [ok, warn], now).exit_code == 0
     assert Report("validate", "p", "f", [ok, warn, err], now).exit_code == 1
     r = Report("validate", "p", "f", [ok, warn, err], now)
-    assert json.loads(render(r, "json"))["summary"] == {"total": 3, "passed": 1, "failed_error": 1, "failed_warn": 1}
+    assert json.loads(render(r, "json"))["summary"] == {
+        "total": 3,
+        "passed": 1,
+        "failed_error": 1,
+        "failed_warn": 1,
+    }
     suite = ET.fromstring(render(r, "junit").split("\n", 1)[1])
     assert suite.get("failures") == "2"
     assert [f.get("type") for f in suite.iter("failure")] == ["WARN", "ERROR"]

@@ -29,8 +29,12 @@ def catalog() -> Catalog:
 
 def with_services(catalog: Catalog, service: str, **kw: Any) -> Catalog:
     services = catalog.cloud.services
-    changed = services.model_copy(update={service: getattr(services, service).model_copy(update=kw)})
-    return catalog.model_copy(update={"cloud": catalog.cloud.model_copy(update={"services": changed})})
+    changed = services.model_copy(
+        update={service: getattr(services, service).model_copy(update=kw)}
+    )
+    return catalog.model_copy(
+        update={"cloud": catalog.cloud.model_copy(update={"services": changed})}
+    )
 
 
 class FakeHttp:
@@ -63,7 +67,10 @@ class UrlHttp:
 def node(name: str, labels: dict[str, str], gpus: str = "2", ready: str = "True") -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": labels},
-        "status": {"allocatable": {"nvidia.com/gpu": gpus}, "conditions": [{"type": "Ready", "status": ready}]},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": gpus},
+            "conditions": [{"type": "Ready", "status": ready}],
+        },
     }
 
 
@@ -120,8 +127,12 @@ NOT_READY = {
     "namespace": "gpu-operator",
     "conditions": [
         {"type": "Ready", "status": "False", "reason": "Error", "message": ""},
-        {"type": "Error", "status": "True", "reason": "OperandNotReady",
-         "message": "ClusterPolicy is not ready, states not ready: [state-driver]"},
+        {
+            "type": "Error",
+            "status": "True",
+            "reason": "OperandNotReady",
+            "message": "ClusterPolicy is not ready, states not ready: [state-driver]",
+        },
     ],
 }
 
@@ -135,7 +146,9 @@ def clusterpolicy_check(catalog: Catalog, items: list[dict[str, Any]] | None) ->
 
 
 def test_clusterpolicy_ready_passes(catalog: Catalog) -> None:
-    ev = clusterpolicy_check(catalog, [policy("cluster-policy", {"state": "ready", "namespace": "gpu-operator"})])
+    ev = clusterpolicy_check(
+        catalog, [policy("cluster-policy", {"state": "ready", "namespace": "gpu-operator"})]
+    )
     assert ev.passed and ev.measured == 1 and ev.severity == Severity.ERROR
 
 
@@ -143,20 +156,29 @@ def test_clusterpolicy_not_ready_names_conditions_and_operand(catalog: Catalog) 
     ev = clusterpolicy_check(catalog, [policy("gpu-cluster-policy", NOT_READY)])
     assert not ev.passed and ev.severity == Severity.ERROR
     assert "gpu-cluster-policy: notReady" in ev.detail
-    assert "Error=True OperandNotReady ClusterPolicy is not ready, states not ready: [state-driver]" in ev.detail
+    assert (
+        "Error=True OperandNotReady ClusterPolicy is not ready, states not ready: [state-driver]"
+        in ev.detail
+    )
     assert "state-driver -> nvidia-driver-daemonset" in ev.hint
 
 
 def test_clusterpolicy_not_ready_without_conditions_still_fails(catalog: Catalog) -> None:
     """GPU Operator releases before 23.x wrote state only, no conditions."""
     ev = clusterpolicy_check(catalog, [policy("cluster-policy", {"state": "notReady"})])
-    assert not ev.passed and ev.severity == Severity.ERROR and ev.detail == "cluster-policy: notReady"
+    assert (
+        not ev.passed and ev.severity == Severity.ERROR and ev.detail == "cluster-policy: notReady"
+    )
 
 
 def test_no_clusterpolicy_fails_saying_so(catalog: Catalog) -> None:
     for items in ([], None):  # an empty list, or the CRD absent (404)
         ev = clusterpolicy_check(catalog, items)
-        assert not ev.passed and ev.severity == Severity.ERROR and ev.detail == "no ClusterPolicy object"
+        assert (
+            not ev.passed
+            and ev.severity == Severity.ERROR
+            and ev.detail == "no ClusterPolicy object"
+        )
 
 
 def test_clusterpolicy_not_reconciled_is_an_unjudged_warn(catalog: Catalog) -> None:
@@ -181,15 +203,26 @@ def targets(*health: tuple[str, str]) -> bytes:
     import json
 
     active = [
-        {"labels": {"job": job, "instance": f"{job}:1"}, "scrapePool": job, "health": h,
-         "lastError": "" if h == "up" else "connection refused"}
+        {
+            "labels": {"job": job, "instance": f"{job}:1"},
+            "scrapePool": job,
+            "health": h,
+            "lastError": "" if h == "up" else "connection refused",
+        }
         for job, h in health
     ]
     return json.dumps({"status": "success", "data": {"activeTargets": active}}).encode()
 
 
 def test_prometheus_share_up_names_down_targets(catalog: Catalog) -> None:
-    http = FakeHttp({"/api/v1/targets?state=active": (200, targets(("prometheus", "up"), ("pushgateway", "down")))})
+    http = FakeHttp(
+        {
+            "/api/v1/targets?state=active": (
+                200,
+                targets(("prometheus", "up"), ("pushgateway", "down")),
+            )
+        }
+    )
     out = cr.prometheus_targets_up(http, catalog)
     assert not out.passed and out.measured == 0.5 and out.threshold == 1.0
     assert out.nodes == ("pushgateway@pushgateway:1",)
@@ -206,7 +239,9 @@ def test_prometheus_share_meets_lower_threshold(catalog: Catalog) -> None:
 
 
 def test_prometheus_no_targets_fails(catalog: Catalog) -> None:
-    out = cr.prometheus_targets_up(FakeHttp({"/api/v1/targets?state=active": (200, targets())}), catalog)
+    out = cr.prometheus_targets_up(
+        FakeHttp({"/api/v1/targets?state=active": (200, targets())}), catalog
+    )
     assert not out.passed and out.detail == "no active targets"
 
 
@@ -223,7 +258,9 @@ def test_grafana_version_is_metadata(catalog: Catalog) -> None:
     body = b'{\n  "commit": "9e1a5f3ce1",\n  "database": "ok",\n  "version": "11.3.1"\n}'
     out = cr.grafana_health(FakeHttp({"/api/health": (200, body)}), catalog)
     assert out.passed and out.extra["grafana_version"] == "11.3.1" and "11.3.1" in out.detail
-    failing = cr.grafana_health(FakeHttp({"/api/health": (503, body.replace(b'"ok"', b'"failing"'))}), catalog)
+    failing = cr.grafana_health(
+        FakeHttp({"/api/health": (503, body.replace(b'"ok"', b'"failing"'))}), catalog
+    )
     assert not failing.passed and failing.measured == "failing"
 
 
@@ -245,7 +282,9 @@ class FakeS3:
 
     def list_buckets(self) -> dict[str, Any]:
         if self.error:
-            raise ClientError(self.error, f"The request signature we calculated does not match; secret {SECRET}")
+            raise ClientError(
+                self.error, f"The request signature we calculated does not match; secret {SECRET}"
+            )
         return {"Buckets": [{"Name": b} for b in sorted(self.buckets)]}
 
     def head_bucket(self, Bucket: str) -> None:
@@ -265,7 +304,9 @@ def test_missing_buckets_named(catalog: Catalog) -> None:
 
 
 def test_forbidden_bucket_named(catalog: Catalog) -> None:
-    out = cr.minio_buckets_exist(FakeS3({"models"}, error="SignatureDoesNotMatch"), catalog, required=True)
+    out = cr.minio_buckets_exist(
+        FakeS3({"models"}, error="SignatureDoesNotMatch"), catalog, required=True
+    )
     assert not out.passed and "models: forbidden (403)" in out.detail
 
 
@@ -299,10 +340,14 @@ MINIO_503_HEADERS = {
 MINIO_ANSWERS = {"healthy": (200, MINIO_503_HEADERS), "quorum_lost": (503, MINIO_503_HEADERS)}
 
 
-def replay_server(answers: dict[str, tuple[int, dict[str, str]]], state: dict[str, str]) -> ThreadingHTTPServer:
+def replay_server(
+    answers: dict[str, tuple[int, dict[str, str]]], state: dict[str, str]
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, headers = answers[state["mode"]] if self.path == "/minio/health/cluster" else (404, {})
+            status, headers = (
+                answers[state["mode"]] if self.path == "/minio/health/cluster" else (404, {})
+            )
             self.send_response_only(status)
             for k, v in headers.items():
                 self.send_header(k, v)
@@ -329,7 +374,9 @@ def minio_standin() -> Iterator[tuple[str, dict[str, str]]]:
         server.server_close()
 
 
-def test_minio_cluster_health_replayed_200_and_503(catalog: Catalog, minio_standin: tuple[str, dict[str, str]]) -> None:
+def test_minio_cluster_health_replayed_200_and_503(
+    catalog: Catalog, minio_standin: tuple[str, dict[str, str]]
+) -> None:
     url, state = minio_standin
     minio_catalog = with_services(catalog, "minio", minio_health_endpoints=True)
     ok = cr.minio_cluster_health(UrlHttp(url), minio_catalog)
@@ -350,7 +397,10 @@ def test_minio_cluster_health_skipped_for_non_minio(catalog: Catalog) -> None:
 
 def test_artifact_proxy_paths() -> None:
     assert cr._proxy_path("mlflow-artifacts:/2/abc/artifacts") == "2/abc/artifacts"
-    assert cr._proxy_path("mlflow-artifacts://mlflow.example:5000/2/abc/artifacts") == "2/abc/artifacts"
+    assert (
+        cr._proxy_path("mlflow-artifacts://mlflow.example:5000/2/abc/artifacts")
+        == "2/abc/artifacts"
+    )
 
 
 # ------------------------------------------------------------------- timeouts
@@ -394,10 +444,20 @@ def silent_server() -> Iterator[SilentUrl]:
         sock.close()
 
 
-@pytest.mark.parametrize("rule", [cr.mlflow_health, cr.mlflow_experiments, cr.prometheus_ready, cr.grafana_health])
-def test_silent_service_fails_within_its_timeout(catalog: Catalog, silent_server: SilentUrl, rule: Any) -> None:
+@pytest.mark.parametrize(
+    "rule", [cr.mlflow_health, cr.mlflow_experiments, cr.prometheus_ready, cr.grafana_health]
+)
+def test_silent_service_fails_within_its_timeout(
+    catalog: Catalog, silent_server: SilentUrl, rule: Any
+) -> None:
     """One attempt, given up at the timeout (the bound only proves it does not hang)."""
-    spec = CheckSpec("svc", rule.__name__, Severity.ERROR, "", lambda ctx: rule(UrlHttp(silent_server, timeout_s=1), catalog))
+    spec = CheckSpec(
+        "svc",
+        rule.__name__,
+        Severity.ERROR,
+        "",
+        lambda ctx: rule(UrlHttp(silent_server, timeout_s=1), catalog),
+    )
     start = time.monotonic()
     ev = run_check(spec, None)
     assert time.monotonic() - start < 10
@@ -449,7 +509,9 @@ def test_bandwidth_outcome_thresholds() -> None:
 
 def test_cloud_reaches_hpc_names_direction(catalog: Catalog) -> None:
     login = catalog.hpc.access.login.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
-    hpc = catalog.hpc.model_copy(update={"access": catalog.hpc.access.model_copy(update={"login": login})})
+    hpc = catalog.hpc.model_copy(
+        update={"access": catalog.hpc.access.model_copy(update={"login": login})}
+    )
     out = nr.cloud_reaches_hpc(catalog.model_copy(update={"hpc": hpc}))
     assert not out.passed and out.detail.startswith("cloud→HPC") and "cloud→HPC" in out.hint
 
@@ -462,18 +524,26 @@ def _free_port() -> int:
 
 def test_profile_drops_internet_target_with_null(catalog: Catalog) -> None:
     assert "container_registry" not in catalog.network.internet_targets
-    assert "container_registry" in load_catalog(profile="production").catalog.network.internet_targets
+    assert (
+        "container_registry" in load_catalog(profile="production").catalog.network.internet_targets
+    )
 
 
 # ------------------------------------------- resources against a silent service
 
 
-def test_silent_s3_fails_minio_checks_within_timeout(catalog: Catalog, silent_server: SilentUrl) -> None:
+def test_silent_s3_fails_minio_checks_within_timeout(
+    catalog: Catalog, silent_server: SilentUrl
+) -> None:
     """One attempt per call in probe_client(): botocore's retries would triple the wait."""
     from mlops_assets.resources.clients import S3Resource
 
-    s3 = S3Resource(endpoint_url=silent_server, access_key_id="AKIATEST", secret_access_key=SECRET, timeout_s=1)
-    for calls, probe in enumerate((cr.minio_buckets_listable, lambda c, cat: cr.minio_buckets_exist(c, cat, True)), 1):
+    s3 = S3Resource(
+        endpoint_url=silent_server, access_key_id="AKIATEST", secret_access_key=SECRET, timeout_s=1
+    )
+    for calls, probe in enumerate(
+        (cr.minio_buckets_listable, lambda c, cat: cr.minio_buckets_exist(c, cat, True)), 1
+    ):
         start = time.monotonic()
         with pytest.raises(ProbeFailed, match="ReadTimeoutError"):
             probe(s3.probe_client(), catalog)
@@ -481,7 +551,9 @@ def test_silent_s3_fails_minio_checks_within_timeout(catalog: Catalog, silent_se
         assert len(silent_server.accepted) == calls, "botocore retried"
 
 
-def test_silent_kubernetes_api_fails_within_timeout(catalog: Catalog, silent_server: SilentUrl, tmp_path: Any) -> None:
+def test_silent_kubernetes_api_fails_within_timeout(
+    catalog: Catalog, silent_server: SilentUrl, tmp_path: Any
+) -> None:
     """No urllib3 retries in KubernetesResource: one read timeout, not four."""
     from mlops_assets.resources.clients import KubernetesResource
 

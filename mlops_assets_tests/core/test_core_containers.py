@@ -54,8 +54,16 @@ def test_labels_null_and_garbage() -> None:
     ("fixture", "message", "hint"),
     [
         ("pull_unreachable_registry_1.4.5.txt", "connection refused", "registry is unreachable"),
-        ("inspect_truncated_sif_1.4.5.txt", "image format not recognized", "previous image is untouched"),
-        ("build_fakeroot_no_subuid_1.4.5.txt", "no mapping entry found in /etc/subuid", "/etc/subuid"),
+        (
+            "inspect_truncated_sif_1.4.5.txt",
+            "image format not recognized",
+            "previous image is untouched",
+        ),
+        (
+            "build_fakeroot_no_subuid_1.4.5.txt",
+            "no mapping entry found in /etc/subuid",
+            "/etc/subuid",
+        ),
     ],
 )
 def test_fatal_lines_and_hints(fixture: str, message: str, hint: str) -> None:
@@ -73,18 +81,36 @@ def test_fatal_message_strips_colour_and_falls_back_to_last_line() -> None:
 
 def test_versions_output_ignores_apptainer_chatter() -> None:
     out = "INFO:    Converting SIF file...\ntorch 2.4.0a0+3bcc3cddb5\noumi missing\ntorch.cuda 12.5\nWARNING: x y\n"
-    assert cli.parse_versions(out) == {"torch": "2.4.0a0+3bcc3cddb5", "oumi": "missing", "torch.cuda": "12.5"}
+    assert cli.parse_versions(out) == {
+        "torch": "2.4.0a0+3bcc3cddb5",
+        "oumi": "missing",
+        "torch.cuda": "12.5",
+    }
 
 
 def test_packages_outcome_names_what_is_missing_or_old() -> None:
-    found = cli.parse_versions("torch 2.4.0a0+3bcc3cddb5\ntransformers 3.9\noumi missing\ntorch.cuda 12.5\n")
+    found = cli.parse_versions(
+        "torch 2.4.0a0+3bcc3cddb5\ntransformers 3.9\noumi missing\ntorch.cuda 12.5\n"
+    )
     out = packages_outcome(found, {"torch": "2.0", "transformers": "4.0", "oumi": "0.1"})
-    assert not out.passed and "transformers 3.9 < 4.0" in out.detail and "oumi missing < 0.1" in out.detail
+    assert (
+        not out.passed
+        and "transformers 3.9 < 4.0" in out.detail
+        and "oumi missing < 0.1" in out.detail
+    )
     assert out.extra["torch_cuda"] == "12.5"
     assert packages_outcome(found, {"torch": "2.0"}).passed
 
 
-@pytest.mark.parametrize(("found", "minimum", "ok"), [("2.4.0a0+f70bd71", "2.0", True), ("0.15.2", "0.15", True), ("1.13.1", "2.0", False), ("missing", "0.1", False)])
+@pytest.mark.parametrize(
+    ("found", "minimum", "ok"),
+    [
+        ("2.4.0a0+f70bd71", "2.0", True),
+        ("0.15.2", "0.15", True),
+        ("1.13.1", "2.0", False),
+        ("missing", "0.1", False),
+    ],
+)
 def test_release_at_least(found: str, minimum: str, ok: bool) -> None:
     assert cli.release_at_least(found, minimum) is ok
 
@@ -97,7 +123,9 @@ def test_nv_probe_on_a_real_h200_with_the_driver_bound() -> None:
 def test_nv_probe_on_a_real_h200_where_nv_binds_a_wrapper_only() -> None:
     """That host's /usr/bin/nvidia-smi is a script into /usr/local/nvidia, which --nv does not
     bind: inside sees no GPU although the device files are there."""
-    outside, inside, words = parse_nv_probe((FIX / "nv_probe_h200_wrapper_not_bound.txt").read_text())
+    outside, inside, words = parse_nv_probe(
+        (FIX / "nv_probe_h200_wrapper_not_bound.txt").read_text()
+    )
     assert (outside, inside) == (1, 0)
     assert "/usr/local/nvidia/bin/nvidia-smi: not found" in words
 
@@ -111,14 +139,34 @@ def test_nv_probe_exit_code_is_not_trusted() -> None:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_commands_keep_hostile_values_as_single_arguments(value: str) -> None:
     pull = cli.image_commands("pull", f"docker://reg/{value}", f"/c/{value}.tmp", packages=[value])
-    assert pull.fetch == ["apptainer", "pull", "--force", f"/c/{value}.tmp", f"docker://reg/{value}"]
-    assert pull.versions[-1] == value and pull.inspect == ["apptainer", "inspect", "--json", f"/c/{value}.tmp"]
+    assert pull.fetch == [
+        "apptainer",
+        "pull",
+        "--force",
+        f"/c/{value}.tmp",
+        f"docker://reg/{value}",
+    ]
+    assert pull.versions[-1] == value and pull.inspect == [
+        "apptainer",
+        "inspect",
+        "--json",
+        f"/c/{value}.tmp",
+    ]
     assert shlex.split(cli.shell_line(pull.fetch)) == pull.fetch
 
 
 def test_build_command_and_fakeroot_switch() -> None:
-    cmd = cli.image_commands("build", "oumi.def", "/c/.oumi.sif.tmp-1", definition_path="/c/.oumi.sif.def-1")
-    assert cmd.fetch == ["apptainer", "build", "--force", "--fakeroot", "/c/.oumi.sif.tmp-1", "/c/.oumi.sif.def-1"]
+    cmd = cli.image_commands(
+        "build", "oumi.def", "/c/.oumi.sif.tmp-1", definition_path="/c/.oumi.sif.def-1"
+    )
+    assert cmd.fetch == [
+        "apptainer",
+        "build",
+        "--force",
+        "--fakeroot",
+        "/c/.oumi.sif.tmp-1",
+        "/c/.oumi.sif.def-1",
+    ]
     no_fr = cli.image_commands("build", "oumi.def", "/t", definition_path="/d", fakeroot=False)
     assert "--fakeroot" not in no_fr.fetch
     with pytest.raises(ValueError, match="definition file"):
@@ -134,7 +182,9 @@ def test_render_definition() -> None:
     with pytest.raises(ValueError, match="oumi_version"):
         cli.render_definition(text, {"base_image": "/c/p.sif"})
     with pytest.raises(ValueError, match="newline"):
-        cli.render_definition(text, {"base_image": "/c/p.sif\n%post\nrm -rf /", "oumi_version": "0.9"})
+        cli.render_definition(
+            text, {"base_image": "/c/p.sif\n%post\nrm -rf /", "oumi_version": "0.9"}
+        )
 
 
 def test_shipped_definitions_render_from_the_catalog() -> None:
@@ -142,19 +192,33 @@ def test_shipped_definitions_render_from_the_catalog() -> None:
         catalog = load_catalog(DEFAULT_CATALOG, profile, env={"MLOPS_SANDBOX_HOME": "/x"}).catalog
         extras = plan(catalog, "oumi")
         assert extras["kind"] == "build" and "{{" not in extras["definition"]
-        assert f"From: {extras['base_image']}" in extras["definition"] and extras["base_image"].endswith("pytorch_24.07-py3.sif")
+        assert f"From: {extras['base_image']}" in extras["definition"] and extras[
+            "base_image"
+        ].endswith("pytorch_24.07-py3.sif")
         assert plan(catalog, "pytorch_24_07")["kind"] == "pull"
 
 
 def test_source_digest_moves_with_every_input() -> None:
     base = cli.source_digest("build", "oumi.def", "def text", "aa")
-    assert len({base, cli.source_digest("build", "oumi.def", "def text2", "aa"), cli.source_digest("build", "oumi.def", "def text", "bb"),
-                cli.source_digest("pull", "oumi.def", "def text", "aa")}) == 4
+    assert (
+        len(
+            {
+                base,
+                cli.source_digest("build", "oumi.def", "def text2", "aa"),
+                cli.source_digest("build", "oumi.def", "def text", "bb"),
+                cli.source_digest("pull", "oumi.def", "def text", "aa"),
+            }
+        )
+        == 4
+    )
     assert cli.source_digest("build", "oumi.def", "def text", "aa") == base
 
 
 def test_sidecar_path() -> None:
-    assert cli.sidecar_path("/mnt/beegfs/containers/oumi_latest.sif") == "/mnt/beegfs/containers/.oumi_latest.sif.mlops.json"
+    assert (
+        cli.sidecar_path("/mnt/beegfs/containers/oumi_latest.sif")
+        == "/mnt/beegfs/containers/.oumi_latest.sif.mlops.json"
+    )
 
 
 BASE = yaml.safe_load(DEFAULT_CATALOG.read_text())
@@ -163,14 +227,32 @@ BASE = yaml.safe_load(DEFAULT_CATALOG.read_text())
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
-        (lambda c: c["containers"]["pytorch_24_07"]["source"].update(pull="docker://x;rm -rf /"), "containers.pytorch_24_07.source"),
-        (lambda c: c["containers"]["pytorch_24_07"]["source"].update(pull="docker://$(id)"), "containers.pytorch_24_07.source"),
-        (lambda c: c["containers"]["oumi"]["source"].update(build="../../etc/passwd.def"), "containers.oumi.source"),
+        (
+            lambda c: c["containers"]["pytorch_24_07"]["source"].update(pull="docker://x;rm -rf /"),
+            "containers.pytorch_24_07.source",
+        ),
+        (
+            lambda c: c["containers"]["pytorch_24_07"]["source"].update(pull="docker://$(id)"),
+            "containers.pytorch_24_07.source",
+        ),
+        (
+            lambda c: c["containers"]["oumi"]["source"].update(build="../../etc/passwd.def"),
+            "containers.oumi.source",
+        ),
         (lambda c: c["containers"]["oumi"].update(file="../oumi.sif"), "containers.oumi.file"),
-        (lambda c: c["containers"]["oumi"].update(expect_python_packages=["torch; rm -rf /"]), "containers.oumi.expect_python_packages"),
-        (lambda c: c["containers"]["oumi"]["source"].update(bootstrap_from="nope"), "bootstrap_from 'nope'"),
+        (
+            lambda c: c["containers"]["oumi"].update(expect_python_packages=["torch; rm -rf /"]),
+            "containers.oumi.expect_python_packages",
+        ),
+        (
+            lambda c: c["containers"]["oumi"]["source"].update(bootstrap_from="nope"),
+            "bootstrap_from 'nope'",
+        ),
         (lambda c: c["containers"]["oumi"].pop("build_partition"), "needs build_partition"),
-        (lambda c: c["containers"]["oumi"].update(build_partition="cpu"), "containers.oumi.build_partition 'cpu'"),
+        (
+            lambda c: c["containers"]["oumi"].update(build_partition="cpu"),
+            "containers.oumi.build_partition 'cpu'",
+        ),
     ],
 )
 def test_catalog_rejects_bad_container_entries(tmp_path: Path, edit, named: str) -> None:  # type: ignore[no-untyped-def]
@@ -188,5 +270,9 @@ def test_catalog_accepts_local_oci_sources_and_requirements(tmp_path: Path) -> N
     assert catalog.containers["pytorch_24_07"].source.pull.startswith("oci:/")  # type: ignore[union-attr]
     assert catalog.containers["oumi"].expected_packages == {"dagster-pipes": "1.9"}
     prod = load_catalog(DEFAULT_CATALOG, "production", env={}).catalog
-    assert prod.containers["oumi"].expected_packages == {"torch": "2.0", "oumi": "0.1", "mlflow": "2.0"}
+    assert prod.containers["oumi"].expected_packages == {
+        "torch": "2.0",
+        "oumi": "0.1",
+        "mlflow": "2.0",
+    }
     assert prod.hpc.apptainer.tmpdir == "/tmp"

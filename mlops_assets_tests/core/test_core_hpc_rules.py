@@ -33,20 +33,38 @@ class AnswerRunner:
 def catalog_with(warn: float | None, error: float = 0.1) -> Catalog:
     cat = load_catalog(profile="production").catalog
     slurm = cat.hpc.slurm
-    part = SlurmPartition.model_validate({**slurm.partitions[0].model_dump(), "max_unavailable_fraction": error,
-                                          "warn_unavailable_fraction": warn})
-    return cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"slurm": slurm.model_copy(update={"partitions": [part]})})})
+    part = SlurmPartition.model_validate(
+        {
+            **slurm.partitions[0].model_dump(),
+            "max_unavailable_fraction": error,
+            "warn_unavailable_fraction": warn,
+        }
+    )
+    return cat.model_copy(
+        update={
+            "hpc": cat.hpc.model_copy(
+                update={"slurm": slurm.model_copy(update={"partitions": [part]})}
+            )
+        }
+    )
 
 
 def sinfo(drained: int, total: int) -> str:
-    rows = [f"gpu{i:02d}|gpu*|{'drained' if i <= drained else 'idle'}|64|512000|gpu:2|{'bad DIMM' if i <= drained else 'none'}"
-            for i in range(1, total + 1)]
+    rows = [
+        f"gpu{i:02d}|gpu*|{'drained' if i <= drained else 'idle'}|64|512000|gpu:2|{'bad DIMM' if i <= drained else 'none'}"
+        for i in range(1, total + 1)
+    ]
     return "\n".join(rows) + "\n"
 
 
 def judge(cat: Catalog, text: str) -> Any:
-    spec = CheckSpec("slurm", "slurm_unavailable_nodes_within_limit", Severity.ERROR, "why",
-                     lambda ctx: r.unavailable_share(AnswerRunner({"sinfo": text}), cat))
+    spec = CheckSpec(
+        "slurm",
+        "slurm_unavailable_nodes_within_limit",
+        Severity.ERROR,
+        "why",
+        lambda ctx: r.unavailable_share(AnswerRunner({"sinfo": text}), cat),
+    )
     return run_check(spec, None)
 
 
@@ -61,7 +79,9 @@ def test_two_nodes_one_drained_is_an_error_against_max_0_1() -> None:
     ("drained", "passed", "severity", "threshold"),
     [(0, True, None, 0.05), (1, False, Severity.WARN, 0.05), (2, False, Severity.ERROR, 0.1)],
 )
-def test_between_the_levels_is_a_warning(drained: int, passed: bool, severity: Severity | None, threshold: float) -> None:
+def test_between_the_levels_is_a_warning(
+    drained: int, passed: bool, severity: Severity | None, threshold: float
+) -> None:
     ev = judge(catalog_with(0.05), sinfo(drained, 12))  # 1/12 = 0.083, 2/12 = 0.167
     assert ev.passed is passed and ev.threshold == threshold
     if severity is not None:
@@ -80,7 +100,9 @@ def test_unreadable_sinfo_is_a_failed_probe_not_a_pass() -> None:
 
 def _fixture(name: str) -> str:
     path = Path(__file__).parent / "fixtures" / name
-    return "".join(line for line in path.read_text().splitlines(keepends=True) if not line.startswith("#@"))
+    return "".join(
+        line for line in path.read_text().splitlines(keepends=True) if not line.startswith("#@")
+    )
 
 
 def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
@@ -95,6 +117,10 @@ def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
     assert "count reported lower than configured (0 < 2)" in out.detail
     idle = AnswerRunner({"scontrol": _fixture("scontrol_show_node_idle_sandbox_22.05.txt")})
     assert r.gres_matches_catalog(idle, cat).passed
-    garbage = AnswerRunner({"scontrol": "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n"})
+    garbage = AnswerRunner(
+        {
+            "scontrol": "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n"
+        }
+    )
     with pytest.raises(ProbeFailed, match="unexpected scontrol show partition output"):
         r.partitions_up(garbage, cat)

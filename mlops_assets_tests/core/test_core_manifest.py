@@ -36,7 +36,9 @@ def test_symlinked_files_are_hashed_through_the_link(tmp_path: Path) -> None:
     snap.mkdir()
     os.symlink("../blobs/x", snap / "model.safetensors")
     m = mf.build_manifest(snap)
-    assert m.files == (mf.FileEntry("model.safetensors", 7, hashlib.sha256(b"weights").hexdigest()),)
+    assert m.files == (
+        mf.FileEntry("model.safetensors", 7, hashlib.sha256(b"weights").hexdigest()),
+    )
 
 
 def test_json_round_trip_is_stable_and_digest_ignores_meta(tmp_path: Path) -> None:
@@ -87,19 +89,27 @@ def test_copy_hashing_streams_with_extra_hashes_and_progress() -> None:
     out = io.BytesIO()
     md5 = hashlib.md5()
     seen: list[int] = []
-    size, sha = mf.copy_hashing(io.BytesIO(data), out, extra=[md5], chunk=1024, progress=seen.append)
+    size, sha = mf.copy_hashing(
+        io.BytesIO(data), out, extra=[md5], chunk=1024, progress=seen.append
+    )
     assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
     assert out.getvalue() == data and md5.hexdigest() == hashlib.md5(data).hexdigest()
     assert seen == [1024, 1024, 1024, 7]
 
 
-_names = st.text(alphabet="abcxyz019_-.", min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
+_names = st.text(alphabet="abcxyz019_-.", min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..")
+)
 _paths = st.lists(_names, min_size=1, max_size=3).map("/".join)
-_entries = st.dictionaries(_paths, st.tuples(st.integers(0, 2**40), st.binary(min_size=1, max_size=4)), max_size=12)
+_entries = st.dictionaries(
+    _paths, st.tuples(st.integers(0, 2**40), st.binary(min_size=1, max_size=4)), max_size=12
+)
 
 
 def _manifest(d: dict[str, tuple[int, bytes]]) -> mf.Manifest:
-    return mf.Manifest.of(mf.FileEntry(p, s, hashlib.sha256(h).hexdigest()) for p, (s, h) in d.items())
+    return mf.Manifest.of(
+        mf.FileEntry(p, s, hashlib.sha256(h).hexdigest()) for p, (s, h) in d.items()
+    )
 
 
 @given(_entries)
@@ -123,7 +133,10 @@ def test_compare_property(a: dict[str, tuple[int, bytes]], b: dict[str, tuple[in
 @given(st.binary(max_size=5000), st.integers(1, 700))
 def test_copy_hashing_property(data: bytes, chunk: int) -> None:
     out = io.BytesIO()
-    assert mf.copy_hashing(io.BytesIO(data), out, chunk=chunk) == (len(data), hashlib.sha256(data).hexdigest())
+    assert mf.copy_hashing(io.BytesIO(data), out, chunk=chunk) == (
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
     assert out.getvalue() == data
 
 
@@ -141,7 +154,9 @@ def _verified_tree(tmp_path: Path) -> tuple[Path, mf.Manifest, Path]:
 def test_quick_verify_skips_hashing_only_for_files_untouched_since_verified(tmp_path: Path) -> None:
     root, man, mpath = _verified_tree(tmp_path)
     diff, why = mf.quick_verify(root, man, mpath)
-    assert diff.ok and why is not None and "no stat stamp" in why, "no stamp yet: a full verify, which then stamps"
+    assert diff.ok and why is not None and "no stat stamp" in why, (
+        "no stamp yet: a full verify, which then stamps"
+    )
     stamp = mf.stamp_path(root, mpath)
     assert stamp == tmp_path / ".data.stat" and stamp.is_file(), "beside the tree, not in it"
     assert sorted(p.name for p in root.iterdir()) == sorted(["a.bin", mf.MANIFEST_NAME, "sub"])
@@ -182,7 +197,9 @@ def test_bit_rot_under_a_stamp_is_trusted_until_a_check_invalidates_it(tmp_path:
     mf.write_stat_stamp(root, man, mpath)
     _rot(root / "a.bin", 2500)
     diff, why = mf.quick_verify(root, man, mpath)
-    assert diff.ok and why is None, "same size, mtime and inode: the stamp stands (this is why checks re-hash)"
+    assert diff.ok and why is None, (
+        "same size, mtime and inode: the stamp stands (this is why checks re-hash)"
+    )
     # the check's command (mlops_manifest.py verify) finds it and removes the stamp
     assert mf.main(["verify", str(root), str(mpath)]) == 1
     assert not mf.stamp_path(root, mpath).exists()
@@ -191,13 +208,18 @@ def test_bit_rot_under_a_stamp_is_trusted_until_a_check_invalidates_it(tmp_path:
     assert not mf.stamp_path(root, mpath).exists(), "a failed verification writes no stamp"
 
 
-def test_verify_command_reports_the_stamp_and_leaves_it_when_identical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_command_reports_the_stamp_and_leaves_it_when_identical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     root, man, mpath = _verified_tree(tmp_path)
     mf.write_stat_stamp(root, man, mpath)
     assert mf.main(["verify", str(root), str(mpath)]) == 0
-    assert json.loads(capsys.readouterr().out)["stamp"] == "untouched" and mf.stamp_path(root, mpath).is_file()
+    assert (
+        json.loads(capsys.readouterr().out)["stamp"] == "untouched"
+        and mf.stamp_path(root, mpath).is_file()
+    )
     (root / "sub" / "b.txt").unlink()
     assert mf.main(["verify", str(root), str(mpath)]) == 1
     verdict = json.loads(capsys.readouterr().out)
@@ -216,7 +238,10 @@ def test_an_old_stamp_is_not_trusted(tmp_path: Path) -> None:
     diff, why = mf.quick_verify(root, man, mpath, now=1_000_000.0 + 60 * day)
     assert diff.ok and why is None, "no limit given: any age"
     diff, why = mf.quick_verify(root, man, mpath, max_age_s=7 * day, now=1_000_000.0 + 8 * day)
-    assert why == "last full verification 192.0 h ago (staging.rehash_after_hours 168)" and diff.changed == ("sub/b.txt",)
+    assert (
+        why == "last full verification 192.0 h ago (staging.rehash_after_hours 168)"
+        and diff.changed == ("sub/b.txt",)
+    )
     # 0 re-hashes every time, even right after a verification
     (root / "sub" / "b.txt").write_text("hello")
     diff, why = mf.quick_verify(root, man, mpath, max_age_s=0)
@@ -235,13 +260,22 @@ def test_a_stamp_without_a_time_is_trusted_only_without_an_age_limit(tmp_path: P
     del doc["verified_at"]  # written by a version before staging.rehash_after_hours
     stamp.write_text(json.dumps(doc))
     assert mf.quick_verify(root, man, mpath)[1] is None
-    assert mf.quick_verify(root, man, mpath, max_age_s=3600)[1] == "stat stamp without a verification time"
+    assert (
+        mf.quick_verify(root, man, mpath, max_age_s=3600)[1]
+        == "stat stamp without a verification time"
+    )
 
 
 def test_sidecars_sit_beside_the_tree_or_beside_an_outside_manifest(tmp_path: Path) -> None:
     ds = tmp_path / "datasets" / "mnist"
-    assert mf.sidecar(ds, ds / mf.MANIFEST_NAME, ".s3sync.lock") == tmp_path / "datasets" / ".mnist.s3sync.lock"
-    assert mf.stamp_path(str(ds) + "/", f"{ds}/{mf.MANIFEST_NAME}") == tmp_path / "datasets" / ".mnist.stat"
+    assert (
+        mf.sidecar(ds, ds / mf.MANIFEST_NAME, ".s3sync.lock")
+        == tmp_path / "datasets" / ".mnist.s3sync.lock"
+    )
+    assert (
+        mf.stamp_path(str(ds) + "/", f"{ds}/{mf.MANIFEST_NAME}")
+        == tmp_path / "datasets" / ".mnist.stat"
+    )
     repo = tmp_path / "hub" / "models--org--m"
     snap, mpath = repo / "snapshots" / "abc", repo / ".mlops" / "abc.json"
     assert mf.stamp_path(snap, mpath) == repo / ".mlops" / "abc.json.stat"
@@ -255,7 +289,9 @@ def test_a_legacy_stamp_inside_the_tree_is_not_data_and_is_removed(tmp_path: Pat
     (root / mf.LEGACY_STAMP).write_text("{}")  # where versions before the move kept it
     assert mf.verify_tree(root, man).ok
     diff, _ = mf.quick_verify(root, man, mpath)
-    assert diff.ok and not (root / mf.LEGACY_STAMP).exists() and mf.stamp_path(root, mpath).is_file()
+    assert (
+        diff.ok and not (root / mf.LEGACY_STAMP).exists() and mf.stamp_path(root, mpath).is_file()
+    )
 
 
 def test_copy_hashing_extra_hashes_and_resumed_sha(tmp_path: Path) -> None:

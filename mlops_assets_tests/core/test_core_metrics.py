@@ -26,9 +26,18 @@ from mlops_assets.core.metrics import (
 
 def _ev(**kw: object) -> Evaluation:
     base: dict[str, object] = dict(
-        asset="gpu_nodes", check="gpu_count_at_least_minimum", passed=False, severity=Severity.ERROR,
-        measured=1, threshold=2, unit="GPUs", hint="add GPUs", duration_s=0.25,
-        nodes=("gpu-01", "gpu-02"), detail="gpu-02 has 0", extra={"latency_s": 0.5, "version": "1.2"},
+        asset="gpu_nodes",
+        check="gpu_count_at_least_minimum",
+        passed=False,
+        severity=Severity.ERROR,
+        measured=1,
+        threshold=2,
+        unit="GPUs",
+        hint="add GPUs",
+        duration_s=0.25,
+        nodes=("gpu-01", "gpu-02"),
+        detail="gpu-02 has 0",
+        extra={"latency_s": 0.5, "version": "1.2"},
     )
     base.update(kw)
     return Evaluation(**base)  # type: ignore[arg-type]
@@ -37,14 +46,17 @@ def _ev(**kw: object) -> Evaluation:
 def _parse(text: str) -> list[tuple[str, dict[str, str], float]]:
     """A strict reader of the exposition lines we write (for round-trip tests)."""
     out = []
-    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$')
+    line_re = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$")
     label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
     for line in text.splitlines():
         if line.startswith("#"):
             continue
         m = line_re.match(line)
         assert m, line
-        labels = {k: v.encode().decode("unicode_escape") if "\\" in v else v for k, v in label_re.findall(m.group(2))}
+        labels = {
+            k: v.encode().decode("unicode_escape") if "\\" in v else v
+            for k, v in label_re.findall(m.group(2))
+        }
         out.append((m.group(1), labels, float(m.group(3))))
     return out
 
@@ -53,32 +65,55 @@ def test_check_series_and_labels() -> None:
     samples = check_samples(_ev(), timestamp=1700000000.5, group="hpc")
     names = {s.name for s in samples}
     assert names == {
-        "mlops_check_passed", "mlops_check_severity_error", "mlops_check_duration_seconds",
-        "mlops_check_last_run_timestamp_seconds", "mlops_check_measured_value",
-        "mlops_check_threshold_value", "mlops_check_node_passed", "mlops_check_extra_value",
+        "mlops_check_passed",
+        "mlops_check_severity_error",
+        "mlops_check_duration_seconds",
+        "mlops_check_last_run_timestamp_seconds",
+        "mlops_check_measured_value",
+        "mlops_check_threshold_value",
+        "mlops_check_node_passed",
+        "mlops_check_extra_value",
     }
     passed = next(s for s in samples if s.name == "mlops_check_passed")
-    assert dict(passed.labels) == {"asset": "gpu_nodes", "check": "gpu_count_at_least_minimum", "severity": "ERROR", "group": "hpc"}
+    assert dict(passed.labels) == {
+        "asset": "gpu_nodes",
+        "check": "gpu_count_at_least_minimum",
+        "severity": "ERROR",
+        "group": "hpc",
+    }
     assert passed.value == 0
     nodes = sorted(s.label("node") for s in samples if s.name == "mlops_check_node_passed")
     assert nodes == ["gpu-01", "gpu-02"]
     extras = [s for s in samples if s.name == "mlops_check_extra_value"]
-    assert [(s.label("key"), s.value) for s in extras] == [("latency_s", 0.5)]  # texts are never values
+    assert [(s.label("key"), s.value) for s in extras] == [
+        ("latency_s", 0.5)
+    ]  # texts are never values
     measured = next(s for s in samples if s.name == "mlops_check_measured_value")
     assert measured.label("unit") == "GPUs" and measured.value == 1
 
 
 def test_text_measured_values_are_not_exported_and_booleans_are() -> None:
-    names = {s.name for s in check_samples(_ev(measured="all present", threshold="a, b"), timestamp=0)}
+    names = {
+        s.name for s in check_samples(_ev(measured="all present", threshold="a, b"), timestamp=0)
+    }
     assert "mlops_check_measured_value" not in names and "mlops_check_threshold_value" not in names
-    s = [x for x in check_samples(_ev(measured=True, threshold=True), timestamp=0) if x.name == "mlops_check_measured_value"]
+    s = [
+        x
+        for x in check_samples(_ev(measured=True, threshold=True), timestamp=0)
+        if x.name == "mlops_check_measured_value"
+    ]
     assert s[0].value == 1
     assert numeric(float("nan")) is None and numeric("3") is None and numeric(False) == 0.0
 
 
 def test_details_and_hints_never_exported_and_secrets_masked() -> None:
     secret = "S3cr3tKey!"
-    ev = _ev(detail=f"login with {secret} failed", hint=f"use {secret}", nodes=(f"host-{secret}",), unit=f"u {secret}")
+    ev = _ev(
+        detail=f"login with {secret} failed",
+        hint=f"use {secret}",
+        nodes=(f"host-{secret}",),
+        unit=f"u {secret}",
+    )
     text = exposition(check_samples(ev, timestamp=1, secrets=[secret]))
     assert secret not in text
     assert "failed" not in text and "use " not in text
@@ -124,14 +159,36 @@ def test_unknown_metric_name_is_refused() -> None:
 
 def test_materialization_figures_per_node() -> None:
     samples = materialization_samples(
-        "smoke_gpu", group="smoke", timestamp=1700000000,
-        metadata={"bf16_tflops@gpu-01": 791.2, "bf16_tflops@gpu-02": 790.0, "node_count": 2, "log": "text", "passed": True},
+        "smoke_gpu",
+        group="smoke",
+        timestamp=1700000000,
+        metadata={
+            "bf16_tflops@gpu-01": 791.2,
+            "bf16_tflops@gpu-02": 790.0,
+            "node_count": 2,
+            "log": "text",
+            "passed": True,
+        },
     )
     last = [s for s in samples if s.name == "mlops_asset_last_materialization_timestamp_seconds"]
     assert len(last) == 1 and last[0].value == 1700000000 and last[0].label("group") == "smoke"
-    figs = {(s.label("key"), s.label("node")): s.value for s in samples if s.name == "mlops_asset_metadata_value"}
-    assert figs == {("bf16_tflops", "gpu-01"): 791.2, ("bf16_tflops", "gpu-02"): 790.0, ("node_count", ""): 2, ("passed", ""): 1}
-    one = materialization_samples("smoke_mnist_training", group="smoke", timestamp=1, metadata={"node": "gpu-03", "accuracy": 0.98})
+    figs = {
+        (s.label("key"), s.label("node")): s.value
+        for s in samples
+        if s.name == "mlops_asset_metadata_value"
+    }
+    assert figs == {
+        ("bf16_tflops", "gpu-01"): 791.2,
+        ("bf16_tflops", "gpu-02"): 790.0,
+        ("node_count", ""): 2,
+        ("passed", ""): 1,
+    }
+    one = materialization_samples(
+        "smoke_mnist_training",
+        group="smoke",
+        timestamp=1,
+        metadata={"node": "gpu-03", "accuracy": 0.98},
+    )
     assert {s.label("node") for s in one if s.name == "mlops_asset_metadata_value"} == {"gpu-03"}
 
 

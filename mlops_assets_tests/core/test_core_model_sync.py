@@ -11,7 +11,9 @@ from mlops_assets.core.manifest import FileEntry, Manifest
 from mlops_assets.core.probes import model_registry
 from mlops_assets.core.transport.http import HttpAnswer
 
-MAN = Manifest.of([FileEntry("config.json", 10, "a" * 64), FileEntry("model.safetensors", 100, "b" * 64)])
+MAN = Manifest.of(
+    [FileEntry("config.json", 10, "a" * 64), FileEntry("model.safetensors", 100, "b" * 64)]
+)
 PREFIX = "gpt2/rev/"
 
 
@@ -40,7 +42,9 @@ def test_missing_and_changed_keys_are_named() -> None:
 def test_manifest_object_missing_or_stale_means_incomplete() -> None:
     out = staging_plan.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=None), "u", "model_gpt2")
     assert not out.passed and "missing: _manifest.json" in out.detail
-    out = staging_plan.s3_copy_outcome(MAN, PREFIX, _heads(_manifest__json=(5, {"manifest-digest": "x"})), "u", "model_gpt2")
+    out = staging_plan.s3_copy_outcome(
+        MAN, PREFIX, _heads(_manifest__json=(5, {"manifest-digest": "x"})), "u", "model_gpt2"
+    )
     assert not out.passed and "changed: _manifest.json" in out.detail
 
 
@@ -59,35 +63,52 @@ class FakeMlflow:
         self.calls.append("GET " + path.split("?")[0])
         q = dict(urllib.parse.parse_qsl(path.split("?", 1)[1]))
         if "registered-models/get" in path:
-            return self._ans(200, {}) if q["name"] in self.models else self._ans(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
+            return (
+                self._ans(200, {})
+                if q["name"] in self.models
+                else self._ans(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
+            )
         name = q["filter"].split("'")[1]
         return self._ans(200, {"model_versions": [v for v in self.versions if v["name"] == name]})
 
-    def call(self, method: str, path: str, *, headers: Any = None, body: bytes | None = None) -> HttpAnswer:
+    def call(
+        self, method: str, path: str, *, headers: Any = None, body: bytes | None = None
+    ) -> HttpAnswer:
         self.calls.append(f"{method} {path}")
         doc = json.loads(body or b"{}")
         if path.endswith("registered-models/create"):
             self.models.add(doc["name"])
             return self._ans(200, {})
         if path.endswith("model-versions/create"):
-            v = {"name": doc["name"], "version": str(len(self.versions) + 1), "source": doc["source"], "tags": doc["tags"]}
+            v = {
+                "name": doc["name"],
+                "version": str(len(self.versions) + 1),
+                "source": doc["source"],
+                "tags": doc["tags"],
+            }
             self.versions.append(v)
             return self._ans(200, {"model_version": v})
         if path.endswith("model-versions/set-tag"):
             v = next(v for v in self.versions if v["version"] == doc["version"])
-            v["tags"] = [t for t in v["tags"] if t["key"] != doc["key"]] + [{"key": doc["key"], "value": doc["value"]}]
+            v["tags"] = [t for t in v["tags"] if t["key"] != doc["key"]] + [
+                {"key": doc["key"], "value": doc["value"]}
+            ]
             return self._ans(200, {})
         return self._ans(404, {})
 
 
 def test_register_creates_once_then_reuses_by_digest() -> None:
     api = FakeMlflow()
-    tags = model_registry.version_tags("openai-community/gpt2", "rev", "d" * 64, "s3://models/gpt2/rev/")
+    tags = model_registry.version_tags(
+        "openai-community/gpt2", "rev", "d" * 64, "s3://models/gpt2/rev/"
+    )
     first = model_registry.register(api, "gpt2", "s3://models/gpt2/rev/", tags)
     assert first.created and first.version == "1" and api.models == {"gpt2"}
     again = model_registry.register(api, "gpt2", "s3://models/gpt2/rev/", tags)
     assert not again.created and again.version == "1" and len(api.versions) == 1
-    other = model_registry.register(api, "gpt2", "s3://models/gpt2/rev/", {**tags, "manifest_digest": "e" * 64})
+    other = model_registry.register(
+        api, "gpt2", "s3://models/gpt2/rev/", {**tags, "manifest_digest": "e" * 64}
+    )
     assert other.created and other.version == "2"
 
 

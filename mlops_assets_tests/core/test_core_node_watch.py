@@ -15,8 +15,12 @@ def recorded(name: str) -> str:
 
 
 def test_recorded_sandbox_states() -> None:
-    assert nw.snapshot_from_sinfo(recorded("sinfo_N_idle_sandbox_22.05.txt"), "gpu") == {"localhost": "IDLE|gpu:2"}
-    assert nw.snapshot_from_sinfo(recorded("sinfo_N_drained_sandbox_22.05.txt"), "gpu") == {"localhost": "IDLE+DRAIN|gpu:2"}
+    assert nw.snapshot_from_sinfo(recorded("sinfo_N_idle_sandbox_22.05.txt"), "gpu") == {
+        "localhost": "IDLE|gpu:2"
+    }
+    assert nw.snapshot_from_sinfo(recorded("sinfo_N_drained_sandbox_22.05.txt"), "gpu") == {
+        "localhost": "IDLE+DRAIN|gpu:2"
+    }
     assert nw.snapshot_from_sinfo(recorded("sinfo_N_idle_sandbox_22.05.txt"), "other") == {}
 
 
@@ -25,15 +29,37 @@ def test_first_tick_is_a_baseline() -> None:
 
 
 def test_new_resumed_and_gres_changed_nodes_only() -> None:
-    before = {"a": "IDLE|gpu:2", "b": "IDLE+DRAIN|gpu:2", "c": "MIXED|gpu:2", "d": "DOWN|gpu:2", "e": "IDLE|gpu:2"}
-    after = {"a": "ALLOCATED|gpu:2", "b": "IDLE|gpu:2", "c": "MIXED|gpu:4", "d": "DOWN|gpu:2", "e": "IDLE+DRAIN|gpu:2", "f": "IDLE|gpu:8", "g": "IDLE+DRAIN|gpu:2"}
+    before = {
+        "a": "IDLE|gpu:2",
+        "b": "IDLE+DRAIN|gpu:2",
+        "c": "MIXED|gpu:2",
+        "d": "DOWN|gpu:2",
+        "e": "IDLE|gpu:2",
+    }
+    after = {
+        "a": "ALLOCATED|gpu:2",
+        "b": "IDLE|gpu:2",
+        "c": "MIXED|gpu:4",
+        "d": "DOWN|gpu:2",
+        "e": "IDLE+DRAIN|gpu:2",
+        "f": "IDLE|gpu:8",
+        "g": "IDLE+DRAIN|gpu:2",
+    }
     found = {(c.node, c.reason) for c in nw.changes(before, after)}
     assert found == {("b", nw.RESUMED), ("c", nw.GRES_CHANGED), ("f", nw.NEW)}
 
 
 def test_usable_states() -> None:
     assert nw.usable("IDLE") and nw.usable("MIXED") and nw.usable("ALLOCATED+COMPLETING")
-    for bad in ("IDLE+DRAIN", "DOWN", "DOWN+NOT_RESPONDING", "IDLE+NOT_RESPONDING", "MIXED+DRAIN", "IDLE+POWERED_DOWN", "DRAINED"):
+    for bad in (
+        "IDLE+DRAIN",
+        "DOWN",
+        "DOWN+NOT_RESPONDING",
+        "IDLE+NOT_RESPONDING",
+        "MIXED+DRAIN",
+        "IDLE+POWERED_DOWN",
+        "DRAINED",
+    ):
         assert not nw.usable(bad), bad
 
 
@@ -45,7 +71,10 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 
 def test_a_10000_node_tick_parses_and_diffs_in_under_a_second() -> None:
-    lines = [f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|{'none' if i % 7 else 'bad DIMM'}" for i in range(10_000)]
+    lines = [
+        f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|{'none' if i % 7 else 'bad DIMM'}"
+        for i in range(10_000)
+    ]
     text = "\n".join(lines)
     prev = nw.snapshot_from_sinfo(text, "gpu")
     resumed = text.replace("drained|64|512000|gpu:8|bad DIMM", "idle|64|512000|gpu:8|none")

@@ -210,13 +210,17 @@ def test_driver_610_kmd_names() -> None:
     nvidia_smi_banner/*_kmd_gpuexporter and nvidia_smi_q/*610*)."""
     banner = "| NVIDIA-SMI 610.57.04              KMD Version: 610.57.04     CUDA UMD Version: 13.3     |\n"
     assert ns.parse_nvidia_smi_versions(banner) == ns.SmiVersions("610.57.04", "13.3")
-    version = ("NVIDIA-SMI version  : 610.57.04\nNVML version        : 610.57\n"
-               'DRIVER version      : Deprecated, see "KMD version" instead\n'
-               'CUDA version        : Deprecated, see "CUDA UMD version" instead\n'
-               "KMD version         : 610.57.04\nCUDA UMD version    : 13.3\n")
+    version = (
+        "NVIDIA-SMI version  : 610.57.04\nNVML version        : 610.57\n"
+        'DRIVER version      : Deprecated, see "KMD version" instead\n'
+        'CUDA version        : Deprecated, see "CUDA UMD version" instead\n'
+        "KMD version         : 610.57.04\nCUDA UMD version    : 13.3\n"
+    )
     assert ns.parse_nvidia_smi_versions(version) == ns.SmiVersions("610.57.04", "13.3", "610.57")
-    q = ("Driver Version                                         : 610.62 [Deprecated; will be removed in CUDA 14.0. "
-         "Use KMD Version instead]\nAttached GPUs : 1\nGPU 00000000:0C:00.0\n    Product Name : X\n")
+    q = (
+        "Driver Version                                         : 610.62 [Deprecated; will be removed in CUDA 14.0. "
+        "Use KMD Version instead]\nAttached GPUs : 1\nGPU 00000000:0C:00.0\n    Product Name : X\n"
+    )
     assert ns.parse_nvidia_smi_q(q)[0].driver_version == "610.62"
 
 
@@ -224,6 +228,10 @@ def test_retired_pages_pending_is_a_problem() -> None:
     """Pre-Ampere GPUs retire pages instead of remapping rows; a pending retirement needs a
     reboot or GPU reset (csv field retired_pages.pending, -q 'Pending Page Blacklist')."""
     fields = ["index", "name", "retired_pages.pending"]
-    sick, fine, absent = ns.parse_query_gpu("0, Tesla V100, Yes\n1, Tesla V100, No\n2, A100, [N/A]\n", fields)
-    assert "page retirement pending (reboot or reset the GPU to retire the pages)" in sick.problems()
+    sick, fine, absent = ns.parse_query_gpu(
+        "0, Tesla V100, Yes\n1, Tesla V100, No\n2, A100, [N/A]\n", fields
+    )
+    assert (
+        "page retirement pending (reboot or reset the GPU to retire the pages)" in sick.problems()
+    )
     assert fine.healthy and absent.healthy and absent.retired_pages_pending is None

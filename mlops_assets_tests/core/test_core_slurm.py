@@ -585,7 +585,9 @@ def test_scontrol_show_config_sandbox() -> None:
 
 def test_scontrol_config_needs_settings() -> None:
     with pytest.raises(ValueError):
-        sl_nodes.parse_scontrol_config("slurm_load_ctl_conf error: Unable to contact slurm controller")
+        sl_nodes.parse_scontrol_config(
+            "slurm_load_ctl_conf error: Unable to contact slurm controller"
+        )
 
 
 # --- squeue / sacct / sbatch -------------------------------------------------------------
@@ -852,7 +854,11 @@ _json_values = st.recursive(
 )
 def test_json_parsers_raise_only_value_error(doc: dict[str, Any]) -> None:
     text = json.dumps(doc)
-    for parse in (sl_nodes.parse_sinfo_nodes, sl_nodes.parse_scontrol_nodes, sl_nodes.parse_scontrol_partitions):
+    for parse in (
+        sl_nodes.parse_sinfo_nodes,
+        sl_nodes.parse_scontrol_nodes,
+        sl_nodes.parse_scontrol_partitions,
+    ):
         with contextlib.suppress(ValueError):
             parse(text)
 
@@ -867,8 +873,12 @@ def test_huge_numbers_do_not_overflow() -> None:
 
 def test_drained_sandbox_text_formats_agree() -> None:
     (sinfo_node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_N_drained_sandbox_22.05.txt"))
-    (multi,) = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_drained_sandbox_22.05.txt"))
-    (one,) = sl_nodes.parse_scontrol_nodes(fixture("scontrol_show_node_o_drained_sandbox_22.05.txt"))
+    (multi,) = sl_nodes.parse_scontrol_nodes(
+        fixture("scontrol_show_node_drained_sandbox_22.05.txt")
+    )
+    (one,) = sl_nodes.parse_scontrol_nodes(
+        fixture("scontrol_show_node_o_drained_sandbox_22.05.txt")
+    )
     (json_node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_json_drained_sandbox_22.05.json"))
     assert multi == one
     for node in (sinfo_node, multi, json_node):
@@ -888,7 +898,9 @@ def test_drained_sandbox_text_formats_agree() -> None:
 
 
 def test_drained_sandbox_partition_and_queue() -> None:
-    (node,) = sl_nodes.parse_sinfo_nodes(fixture("sinfo_partitions_drained_sandbox_22.05.txt"), PARTITION_FORMAT)
+    (node,) = sl_nodes.parse_sinfo_nodes(
+        fixture("sinfo_partitions_drained_sandbox_22.05.txt"), PARTITION_FORMAT
+    )
     assert not node.state.available and not node.state.healthy
     (part,) = sl_nodes.parse_scontrol_partitions(
         fixture("scontrol_show_partition_o_drained_sandbox_22.05.txt")
@@ -926,9 +938,9 @@ def test_scontrol_node_pasted_without_indentation() -> None:
     assert flush != indented
     assert sl_nodes.parse_scontrol_nodes(flush) == sl_nodes.parse_scontrol_nodes(indented)
     part = fixture("scontrol_show_partition_idle_sandbox_22.05.txt")
-    assert sl_nodes.parse_scontrol_partitions("\n".join(ln.lstrip() for ln in part.splitlines())) == (
-        sl_nodes.parse_scontrol_partitions(part)
-    )
+    assert sl_nodes.parse_scontrol_partitions(
+        "\n".join(ln.lstrip() for ln in part.splitlines())
+    ) == (sl_nodes.parse_scontrol_partitions(part))
 
 
 def test_sacct_default_table_with_cut_state_raises() -> None:
@@ -943,4 +955,8 @@ def test_sacct_default_table_with_cut_state_raises() -> None:
     (job,) = sl_jobs.parse_sacct(table.rsplit("\n", 2)[0])
     assert job.succeeded and job.job_name == "mem_test"
     with pytest.raises(ValueError, match="cut"):
-        sl_jobs.parse_sacct(table.replace(" COMPLETED      0:0 \n3765959.bat+", "OUT_OF_ME+    0:125 \n3765959.ext+", 1))
+        sl_jobs.parse_sacct(
+            table.replace(
+                " COMPLETED      0:0 \n3765959.bat+", "OUT_OF_ME+    0:125 \n3765959.ext+", 1
+            )
+        )

@@ -17,32 +17,65 @@ FIX = Path(__file__).parent / "fixtures"
 
 def spec(**kw: object) -> sj.JobSpec:
     base: dict[str, object] = {
-        "name": "mlops-gpu-smoke", "partition": "gpu", "command": ["python3", "/b/scripts/p/gpu_smoke.py"],
-        "workdir": "/b/jobs/smoke/x", "time_limit_min": 10, "cpus": 4, "mem_mb": 8192, "gpus": 2,
+        "name": "mlops-gpu-smoke",
+        "partition": "gpu",
+        "command": ["python3", "/b/scripts/p/gpu_smoke.py"],
+        "workdir": "/b/jobs/smoke/x",
+        "time_limit_min": 10,
+        "cpus": 4,
+        "mem_mb": 8192,
+        "gpus": 2,
     }
     base.update(kw)
     return sj.JobSpec(**base)  # type: ignore[arg-type]
 
 
 def test_script_carries_every_resource_and_execs_the_payload() -> None:
-    text = sj.render_script(spec(nodelist="gpu01", env={"DAGSTER_PIPES_CONTEXT": "eJx$(rm -rf /)'q"}))
+    text = sj.render_script(
+        spec(nodelist="gpu01", env={"DAGSTER_PIPES_CONTEXT": "eJx$(rm -rf /)'q"})
+    )
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
-    for want in ("--partition=gpu", "--time=10", "--cpus-per-task=4", "--mem=8192M", "--gres=gpu:2",
-                 "--nodelist=gpu01", "--output=/b/jobs/smoke/x/slurm-%j.out", "--error=/b/jobs/smoke/x/slurm-%j.err"):
+    for want in (
+        "--partition=gpu",
+        "--time=10",
+        "--cpus-per-task=4",
+        "--mem=8192M",
+        "--gres=gpu:2",
+        "--nodelist=gpu01",
+        "--output=/b/jobs/smoke/x/slurm-%j.out",
+        "--error=/b/jobs/smoke/x/slurm-%j.err",
+    ):
         assert f"#SBATCH {want}" in lines
     export = next(ln for ln in lines if ln.startswith("export DAGSTER_PIPES_CONTEXT="))
-    assert shlex.split(export.removeprefix("export "))[0] == "DAGSTER_PIPES_CONTEXT=eJx$(rm -rf /)'q"
+    assert (
+        shlex.split(export.removeprefix("export "))[0] == "DAGSTER_PIPES_CONTEXT=eJx$(rm -rf /)'q"
+    )
     assert lines[-1] == "exec python3 /b/scripts/p/gpu_smoke.py"
 
 
 def test_container_runs_under_apptainer_nv_with_binds() -> None:
-    text = sj.render_script(spec(container="/b/containers/pytorch_24.07-py3.sif", binds=["/b"], gpus=0))
-    assert text.splitlines()[-1] == "exec apptainer exec --nv --bind /b /b/containers/pytorch_24.07-py3.sif python3 /b/scripts/p/gpu_smoke.py"
+    text = sj.render_script(
+        spec(container="/b/containers/pytorch_24.07-py3.sif", binds=["/b"], gpus=0)
+    )
+    assert (
+        text.splitlines()[-1]
+        == "exec apptainer exec --nv --bind /b /b/containers/pytorch_24.07-py3.sif python3 /b/scripts/p/gpu_smoke.py"
+    )
     assert "--gres" not in text
 
 
-@pytest.mark.parametrize("bad", [{"partition": "gpu\n#SBATCH --uid=0"}, {"nodelist": "a b"}, {"workdir": "/x;y"}, {"env": {"A-B": "1"}}, {"command": []}, {"cpus": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"partition": "gpu\n#SBATCH --uid=0"},
+        {"nodelist": "a b"},
+        {"workdir": "/x;y"},
+        {"env": {"A-B": "1"}},
+        {"command": []},
+        {"cpus": 0},
+    ],
+)
 def test_unsafe_or_invalid_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         sj.render_script(spec(**bad))
@@ -61,14 +94,22 @@ def test_backoff_grows_to_its_cap() -> None:
 
 
 def _recorded() -> str:
-    return "\n".join(ln for ln in (FIX / "sacct_P_n_jobs_sandbox_22.05.txt").read_text().splitlines() if not ln.startswith("#@"))
+    return "\n".join(
+        ln
+        for ln in (FIX / "sacct_P_n_jobs_sandbox_22.05.txt").read_text().splitlines()
+        if not ln.startswith("#@")
+    )
 
 
 def test_outcome_of_a_completed_gpu_job() -> None:
     out = sj.outcome_from_sacct(_recorded(), 1)
     assert out is not None and out.succeeded and out.gpus == 1 and out.nodes == ("localhost",)
     meta = out.metadata()
-    assert meta["slurm_state"] == "COMPLETED" and meta["slurm_alloc_gpus"] == 1 and "gres/gpu=1" in meta["slurm_alloc_tres"]
+    assert (
+        meta["slurm_state"] == "COMPLETED"
+        and meta["slurm_alloc_gpus"] == 1
+        and "gres/gpu=1" in meta["slurm_alloc_tres"]
+    )
 
 
 def test_outcome_of_a_job_that_exited_3_names_the_code() -> None:
@@ -79,8 +120,14 @@ def test_outcome_of_a_job_that_exited_3_names_the_code() -> None:
 
 def test_outcome_of_cancelled_timeout_and_running_jobs() -> None:
     cancelled = sj.outcome_from_sacct("9|x|CANCELLED by 1000|0:15|00:00:07|cpu=1||localhost", 9)
-    assert cancelled is not None and cancelled.describe() == "SLURM job 9 CANCELLED by uid 1000 on localhost"
-    timeout = sj.outcome_from_sacct("10|x|TIMEOUT|0:0|00:01:09|cpu=1||localhost\n10.batch|batch|CANCELLED|0:15|00:01:10|cpu=1|1024K|localhost", 10)
+    assert (
+        cancelled is not None
+        and cancelled.describe() == "SLURM job 9 CANCELLED by uid 1000 on localhost"
+    )
+    timeout = sj.outcome_from_sacct(
+        "10|x|TIMEOUT|0:0|00:01:09|cpu=1||localhost\n10.batch|batch|CANCELLED|0:15|00:01:10|cpu=1|1024K|localhost",
+        10,
+    )
     assert timeout is not None and timeout.state == "TIMEOUT" and "time limit" in timeout.describe()
     assert timeout.max_rss_bytes == 1024 * 1024
     assert sj.outcome_from_sacct("11|x|RUNNING|0:0|00:00:03|cpu=1||localhost", 11) is None
@@ -89,7 +136,9 @@ def test_outcome_of_cancelled_timeout_and_running_jobs() -> None:
 
 def test_smoke_config_from_the_catalog() -> None:
     cat = active().catalog
-    assert sj.smoke_payload_config(cat, "mnist")["dataset_dir"] == "/mnt/sandbox-beegfs/datasets/mnist"
+    assert (
+        sj.smoke_payload_config(cat, "mnist")["dataset_dir"] == "/mnt/sandbox-beegfs/datasets/mnist"
+    )
     assert sj.smoke_payload_config(cat, "mnist")["epochs"] == cat.smoke.mnist_epochs
     # CPU training only where the catalog declares the GPUs fake (the sandbox), never in production
     assert cat.hpc.gpus.fake and sj.smoke_payload_config(cat, "mnist")["allow_cpu"] is True
@@ -110,7 +159,10 @@ def test_fake_gpus_choose_cpu_measurement_and_gloo_production_keeps_gpu_only() -
     gpu, nccl = sj.smoke_payload_config(cat, "gpu"), sj.smoke_payload_config(cat, "nccl")
     assert gpu["allow_cpu"] is True
     assert nccl["backend"] == "gloo" and nccl["allow_cpu"] is True
-    assert nccl["sizes_bytes"] == [1 << 20, 16 << 20] and nccl["world_size"] == cat.smoke.multi_gpu_count
+    assert (
+        nccl["sizes_bytes"] == [1 << 20, 16 << 20]
+        and nccl["world_size"] == cat.smoke.multi_gpu_count
+    )
     prod = load_catalog(profile="production", env={}).catalog
     assert not prod.hpc.gpus.fake
     pgpu, pnccl = sj.smoke_payload_config(prod, "gpu"), sj.smoke_payload_config(prod, "nccl")
@@ -118,14 +170,26 @@ def test_fake_gpus_choose_cpu_measurement_and_gloo_production_keeps_gpu_only() -
     assert pnccl["backend"] == "nccl" and pnccl["allow_cpu"] is False
     assert "sizes_bytes" not in pnccl, "the payload's own sizes, up to 4 GiB, where busbw is judged"
     # the same catalog with the GPUs declared real: the choice follows hpc.gpus.fake alone
-    real = cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})})})
+    real = cat.model_copy(
+        update={
+            "hpc": cat.hpc.model_copy(
+                update={"gpus": cat.hpc.gpus.model_copy(update={"fake": False})}
+            )
+        }
+    )
     assert sj.smoke_payload_config(real, "gpu")["allow_cpu"] is False
     assert sj.smoke_payload_config(real, "nccl")["backend"] == "nccl"
     assert sj.smoke_payload_config(real, "mnist")["allow_cpu"] is False
 
 
 def _tag(run: str, status: str, key: str, job: str) -> sj.TaggedJob:
-    t = sj.parse_job_tag(f"mlops/slurm_job.{key}", f"{job};/b/jobs/smoke/x-{job};/b/jobs/smoke/x-{job}/m.jsonl", run, status, ["smoke_gpu", "smoke_mnist_training"])
+    t = sj.parse_job_tag(
+        f"mlops/slurm_job.{key}",
+        f"{job};/b/jobs/smoke/x-{job};/b/jobs/smoke/x-{job}/m.jsonl",
+        run,
+        status,
+        ["smoke_gpu", "smoke_mnist_training"],
+    )
     assert t is not None
     return t
 
@@ -134,8 +198,14 @@ def test_job_tags_parse_with_dotted_node_names_and_ignore_other_assets() -> None
     t = _tag("r1", "FAILURE", "smoke_gpu.gpu01.cluster.local", "42")
     assert (t.asset, t.partition, t.job_id) == ("smoke_gpu", "gpu01.cluster.local", "42")
     assert _tag("r1", "FAILURE", "smoke_mnist_training", "7").partition is None
-    assert sj.parse_job_tag("mlops/slurm_job.container_oumi", "1;d;m", "r", "FAILURE", ["smoke_gpu"]) is None
-    assert sj.parse_job_tag("mlops/slurm_job.smoke_gpu", "x;d;m", "r", "FAILURE", ["smoke_gpu"]) is None
+    assert (
+        sj.parse_job_tag("mlops/slurm_job.container_oumi", "1;d;m", "r", "FAILURE", ["smoke_gpu"])
+        is None
+    )
+    assert (
+        sj.parse_job_tag("mlops/slurm_job.smoke_gpu", "x;d;m", "r", "FAILURE", ["smoke_gpu"])
+        is None
+    )
     assert sj.parse_job_tag("dagster/partition", "gpu01", "r", "FAILURE", ["smoke_gpu"]) is None
 
 
@@ -144,7 +214,9 @@ def test_orphans_reattach_a_dead_runs_live_job_and_report_the_rest() -> None:
         _tag("r9", "STARTED", "smoke_gpu.gpu01", "90"),  # in progress: its run waits for it
         _tag("r8", "FAILURE", "smoke_gpu.gpu01", "80"),  # superseded by r9's job
         _tag("r7", "FAILURE", "smoke_gpu.gpu02", "70"),  # run died, job running -> re-attach
-        _tag("r6", "CANCELED", "smoke_mnist_training", "60"),  # terminated, job still running -> report
+        _tag(
+            "r6", "CANCELED", "smoke_mnist_training", "60"
+        ),  # terminated, job still running -> report
         _tag("r5", "FAILURE", "smoke_gpu.gpu03", "50"),  # run died, job ended -> report its state
         _tag("r4", "FAILURE", "smoke_gpu.gpu04", "40"),  # SLURM forgot it -> nothing to say
         _tag("r3", "SUCCESS", "smoke_gpu.gpu05", "30"),
@@ -152,7 +224,10 @@ def test_orphans_reattach_a_dead_runs_live_job_and_report_the_rest() -> None:
     live = {"90": "RUNNING", "80": "RUNNING", "70": "RUNNING", "60": "PENDING", "30": "RUNNING"}
     got = sj.reconcile_orphans(tagged, live, {"50": "COMPLETED"})
     assert [(a.job.job_id, a.action, a.slurm_state) for a in got] == [
-        ("70", sj.REATTACH, "RUNNING"), ("60", sj.REPORT, "PENDING"), ("50", sj.REPORT, "COMPLETED")]
+        ("70", sj.REATTACH, "RUNNING"),
+        ("60", sj.REPORT, "PENDING"),
+        ("50", sj.REPORT, "COMPLETED"),
+    ]
     assert "scancel 60" in got[1].message and "smoke_gpu[gpu03]" in got[2].message
     assert sj.sacct_jobs_argv(["5", "6"])[-2:] == ["5,6", f"--format={sj.SACCT_FORMAT}"]
     with pytest.raises(ValueError, match="not a number"):
@@ -165,18 +240,29 @@ def test_orphans_reattach_a_dead_runs_live_job_and_report_the_rest() -> None:
 @pytest.mark.parametrize(
     ("step", "cause"),
     [
-        ("41.0|python|CANCELLED|0:10|00:00:03|cpu=1,mem=100M,node=1|2048K|gpu01", "killed (signal 10)"),
-        ("41.0|python|OUT_OF_MEMORY|0:125|00:00:03|cpu=1,mem=100M,node=1|99M|gpu01", "out of memory"),
-        ("41.0|python|NODE_FAIL|1:0|00:00:03|cpu=1,mem=100M,node=1||gpu01", "node of the step failed"),
+        (
+            "41.0|python|CANCELLED|0:10|00:00:03|cpu=1,mem=100M,node=1|2048K|gpu01",
+            "killed (signal 10)",
+        ),
+        (
+            "41.0|python|OUT_OF_MEMORY|0:125|00:00:03|cpu=1,mem=100M,node=1|99M|gpu01",
+            "out of memory",
+        ),
+        (
+            "41.0|python|NODE_FAIL|1:0|00:00:03|cpu=1,mem=100M,node=1||gpu01",
+            "node of the step failed",
+        ),
     ],
 )
 def test_killed_step_under_completed_job_is_not_success(step: str, cause: str) -> None:
-    text = "\n".join([
-        "41|train|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1||gpu01",
-        "41.batch|batch|COMPLETED|0:0|00:00:05|cpu=1,mem=100M,node=1|1128K|gpu01",
-        "41.extern|extern|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1|0|gpu01",
-        step,
-    ])
+    text = "\n".join(
+        [
+            "41|train|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1||gpu01",
+            "41.batch|batch|COMPLETED|0:0|00:00:05|cpu=1,mem=100M,node=1|1128K|gpu01",
+            "41.extern|extern|COMPLETED|0:0|00:00:05|billing=1,cpu=1,mem=100M,node=1|0|gpu01",
+            step,
+        ]
+    )
     out = sj.outcome_from_sacct(text, 41)
     assert out is not None and out.state == "COMPLETED"
     assert not out.succeeded

@@ -44,7 +44,7 @@ def _load(case: Case) -> Any:
     """YAML/JSON as kubectl prints it, or the Python dict repr the KServe SDK prints (after
     any warning lines the SDK wrote before it)."""
     if case.facts.get("format") == "python_repr":
-        return ast.literal_eval(case.output[case.output.index("{'"):])
+        return ast.literal_eval(case.output[case.output.index("{'") :])
     return yaml.safe_load(case.output)
 
 
@@ -59,12 +59,17 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
     if f["kind"] == "node_labels":
         # a labels map (jq .metadata.labels): the label test k8s_gpu_nodes applies to a node
         node = {"metadata": {"name": case.name, "labels": obj}}
-        assert cloud._has_label(node, catalog.cloud.kubernetes.gpu_node_label) is f["gpu_node_label"]
+        assert (
+            cloud._has_label(node, catalog.cloud.kubernetes.gpu_node_label) is f["gpu_node_label"]
+        )
         assert obj["nvidia.com/gpu.product"] == f["product"]
         assert int(obj["nvidia.com/gpu.count"]) == f["count"]
         assert obj["nvidia.com/mig.strategy"] == f["mig_strategy"]
-        mig = {k.split("/")[1].removeprefix("mig-").removesuffix(".count"): int(v) for k, v in obj.items()
-               if k.startswith("nvidia.com/mig-") and k.endswith(".count")}
+        mig = {
+            k.split("/")[1].removeprefix("mig-").removesuffix(".count"): int(v)
+            for k, v in obj.items()
+            if k.startswith("nvidia.com/mig-") and k.endswith(".count")
+        }
         assert mig == f.get("mig_counts", {})
         return
     if f["kind"] == "nodes":
@@ -90,9 +95,19 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
                 assert word in why, why
         ns = obj["metadata"].get("namespace", "default")
         ks = catalog.cloud.components.kserve
-        kube = ReplayKube({f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices": _as_list(obj)})
-        components = catalog.cloud.components.model_copy(update={"kserve": ks.model_copy(update={"watched_namespaces": [ns]})})
-        watching = catalog.model_copy(update={"cloud": catalog.cloud.model_copy(update={"components": components})})
+        kube = ReplayKube(
+            {
+                f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices": _as_list(
+                    obj
+                )
+            }
+        )
+        components = catalog.cloud.components.model_copy(
+            update={"kserve": ks.model_copy(update={"watched_namespaces": [ns]})}
+        )
+        watching = catalog.model_copy(
+            update={"cloud": catalog.cloud.model_copy(update={"components": components})}
+        )
         out = cloud.kserve_isvcs_ready(kube, watching)
         assert out.measured == (1 if f["ready"] else 0) and out.threshold == 1
     else:

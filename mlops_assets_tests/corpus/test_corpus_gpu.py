@@ -34,7 +34,13 @@ NCCL = cases("nccl_tests")
 def test_gpu_share_of_the_corpus() -> None:
     assert len(ERRORS + LISTS + CSVS + QS + BANNERS + NCCL) >= 75
     classes = {c.facts["error_class"] for c in ERRORS}
-    assert {"version_mismatch", "no_devices", "device_handle", "gpu_lost", "driver_not_loaded"} <= classes
+    assert {
+        "version_mismatch",
+        "no_devices",
+        "device_handle",
+        "gpu_lost",
+        "driver_not_loaded",
+    } <= classes
 
 
 @pytest.mark.parametrize("case", ERRORS, ids=_ids(ERRORS))
@@ -44,7 +50,9 @@ def test_nvidia_smi_failure_is_named_with_its_fix(case: Case) -> None:
     assert failure.hint and failure.line
     # The node rule on the same text, whether nvidia-smi's exit code came through or not.
     for rc in (1, 0):
-        health, named = judge_smi_output("node1", rc, case.output, "", expected_count=2, min_driver=MIN_DRIVER)
+        health, named = judge_smi_output(
+            "node1", rc, case.output, "", expected_count=2, min_driver=MIN_DRIVER
+        )
         assert health.verdict == case.verdict == "FAIL", case.id
         assert named == failure and failure.meaning in health.fact
     with pytest.raises(ValueError):
@@ -54,7 +62,9 @@ def test_nvidia_smi_failure_is_named_with_its_fix(case: Case) -> None:
 def test_distinct_failures_get_distinct_fixes() -> None:
     hints = {nvidia_smi.classify_failure(c.output).hint for c in ERRORS}  # type: ignore[union-attr]
     assert len(hints) == len({c.facts["error_class"] for c in ERRORS})
-    mismatch = nvidia_smi.classify_failure(next(c.output for c in ERRORS if c.facts["error_class"] == "version_mismatch"))
+    mismatch = nvidia_smi.classify_failure(
+        next(c.output for c in ERRORS if c.facts["error_class"] == "version_mismatch")
+    )
     assert mismatch is not None and "reboot" in mismatch.hint and "not needed" in mismatch.hint
 
 
@@ -115,7 +125,9 @@ def test_nvidia_smi_q(case: Case) -> None:
     health = nvidia_smi.judge_gpu_health(gpus, where=case.name, min_driver=MIN_DRIVER)
     assert health.verdict == case.verdict, health
     for i in f.get("pending_retirement", []):
-        assert any(p.startswith(f"{case.name} GPU{i}: page retirement pending") for p in health.problems), health
+        assert any(
+            p.startswith(f"{case.name} GPU{i}: page retirement pending") for p in health.problems
+        ), health
 
 
 @pytest.mark.parametrize("case", BANNERS, ids=_ids(BANNERS))

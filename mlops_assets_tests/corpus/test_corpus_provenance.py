@@ -18,7 +18,9 @@ def test_corpus_has_at_least_150_real_outputs() -> None:
 def test_case_has_provenance_output_and_facts(case) -> None:  # type: ignore[no-untyped-def]
     missing = [k for k in REQUIRED if not case.meta.get(k)]
     assert not missing, f"{case.id}: missing {missing}"
-    assert case.meta["tool"] == case.tool, f"{case.id}: tool {case.meta['tool']!r} is not its folder"
+    assert case.meta["tool"] == case.tool, (
+        f"{case.id}: tool {case.meta['tool']!r} is not its folder"
+    )
     assert str(case.meta["source"]).startswith(("https://", "http://", "man:", "github:")), case.id
     assert case.output.strip(), f"{case.id}: empty output"
     if case.verdict is not None:

@@ -47,7 +47,13 @@ class Replay:
         self.answer = answer
         self.returncode = returncode
 
-    def run(self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None) -> CommandResult:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
         return CommandResult(tuple(argv), self.returncode, self.answer(argv), "", 0.01)
 
     def close(self) -> None:
@@ -70,7 +76,10 @@ def test_apptainer(case: Case, catalog: Catalog) -> None:
         assert cli.parse_product_version(case.output) == (f["product"], f["version"])
         out = hpc.apptainer_outcome(case.output, MINIMUM)
         if f["product"] != "Apptainer":
-            assert f"{f['product']} {f['version']}" in out.detail and f"Apptainer >= {MINIMUM} needed" in out.detail
+            assert (
+                f"{f['product']} {f['version']}" in out.detail
+                and f"Apptainer >= {MINIMUM} needed" in out.detail
+            )
         assert _verdict(out.passed) == case.verdict, out
     elif kind == "inspect":
         if "error" in f:
@@ -83,12 +92,22 @@ def test_apptainer(case: Case, catalog: Catalog) -> None:
     elif kind == "exec_nv":
         failed = inside_start_failure(case.output)
         if f["started"]:
-            assert failed is None and len(parse_nvidia_smi_list(case.output, strict=False)) == f["gpus_inside"]
+            assert (
+                failed is None
+                and len(parse_nvidia_smi_list(case.output, strict=False)) == f["gpus_inside"]
+            )
         else:
             assert failed is not None and f["message"] in failed
         # the --nv rule on the same words inside its probe frame: never a pass, the cause named
-        probe = f"== outside\nGPU 0: NVIDIA A100 (UUID: GPU-x)\n== inside\n{case.output}== exit 255\n"
-        out = nv_exposes_gpus(Replay(lambda argv: SINFO_IDLE_GPU_NODE if argv[0] == "sinfo" else probe), "/c/x.sif", "gpu", 1)
+        probe = (
+            f"== outside\nGPU 0: NVIDIA A100 (UUID: GPU-x)\n== inside\n{case.output}== exit 255\n"
+        )
+        out = nv_exposes_gpus(
+            Replay(lambda argv: SINFO_IDLE_GPU_NODE if argv[0] == "sinfo" else probe),
+            "/c/x.sif",
+            "gpu",
+            1,
+        )
         assert _verdict(out.passed) == case.verdict == "FAIL"
         assert ("did not start" in out.detail) is (not f["started"]), out.detail
     else:

@@ -41,12 +41,21 @@ def test_production_config_is_valid_instance_config() -> None:
 
 
 @pytest.fixture(scope="module")
-def materialized(sandbox: Path, tmp_path_factory: pytest.TempPathFactory, cli: Any) -> dict[str, Any]:
+def materialized(
+    sandbox: Path, tmp_path_factory: pytest.TempPathFactory, cli: Any
+) -> dict[str, Any]:
     assert os.environ.get("MLOPS_DAGSTER_PG_URL"), "sandbox.env must define MLOPS_DAGSTER_PG_URL"
     home = tmp_path_factory.mktemp("dagster_prod_home")
     shutil.copy(CONFIG, home / "dagster.yaml")
     started = time.time()
-    res = cli("materialize", "--select", "beegfs_layout", "--format", "json", env={"DAGSTER_HOME": str(home)})
+    res = cli(
+        "materialize",
+        "--select",
+        "beegfs_layout",
+        "--format",
+        "json",
+        env={"DAGSTER_HOME": str(home)},
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return {"home": home, "started": started}
 
@@ -70,7 +79,7 @@ def test_run_and_materialization_are_rows_in_postgres(materialized: dict[str, An
         assert cur.fetchone() == ("SUCCESS",)
         cur.execute(
             "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key LIKE %s",
-            (run_id, '%beegfs_layout%'),
+            (run_id, "%beegfs_layout%"),
         )
         row = cur.fetchone()
         assert row is not None and row[0] == 1
@@ -91,12 +100,20 @@ def test_instance_has_queue_pools_monitoring_and_no_telemetry(materialized: dict
 def test_materialization_reaches_prometheus(materialized: dict[str, Any]) -> None:
     with dg.DagsterInstance.from_config(str(materialized["home"])) as instance:
         ctx = dg.build_sensor_context(
-            instance=instance, definitions=defs(), sensor_name=SENSOR_NAME,
-            resources={"pushgateway": HttpServiceResource(url="http://127.0.0.1:9091", timeout_s=5)},
+            instance=instance,
+            definitions=defs(),
+            sensor_name=SENSOR_NAME,
+            resources={
+                "pushgateway": HttpServiceResource(url="http://127.0.0.1:9091", timeout_s=5)
+            },
         )
         result = metrics_exporter(ctx)
-    assert isinstance(result, dg.SensorResult) and result.skip_reason is None and result.cursor, result
-    query = 'mlops_asset_last_materialization_timestamp_seconds{asset="beegfs_layout",group="storage"}'
+    assert isinstance(result, dg.SensorResult) and result.skip_reason is None and result.cursor, (
+        result
+    )
+    query = (
+        'mlops_asset_last_materialization_timestamp_seconds{asset="beegfs_layout",group="storage"}'
+    )
     deadline = time.monotonic() + 60
     while True:
         url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": query})

@@ -53,9 +53,20 @@ def _version(req: Requirement) -> str:
 
 def test_constraints_are_the_locks_orchestrator_set() -> None:
     text = (DOCKER / "constraints.txt").read_text()
-    assert text == lock.constraints_text(), "constraints.txt is stale: run python deploy/lock.py constraints"
+    assert text == lock.constraints_text(), (
+        "constraints.txt is stale: run python deploy/lock.py constraints"
+    )
     pins = _requirements(re.sub(r" \\\n\s+--hash=\S+", "", text))
-    for heavy in ("torch", "torchvision", "nvidia-cublas", "triton", "mlflow", "pyarrow", "pytest", "uv"):
+    for heavy in (
+        "torch",
+        "torchvision",
+        "nvidia-cublas",
+        "triton",
+        "mlflow",
+        "pyarrow",
+        "pytest",
+        "uv",
+    ):
         assert heavy not in pins, heavy
     # every requirement carries the lock's hashes (pip --require-hashes refuses one without)
     body = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
@@ -72,13 +83,18 @@ def test_payloads_group_keeps_the_projects_ranges() -> None:
     """The sandbox's HPC venv installs [payloads] from the lock: the payload imports must be
     locked at the ranges the orchestrator declares, or the two sides could disagree."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    project = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["project"]["dependencies"]}
+    project = {
+        lock.normalize(Requirement(d).name): Requirement(d)
+        for d in pyproject["project"]["dependencies"]
+    }
     group = [Requirement(d) for d in pyproject["dependency-groups"]["payloads"]]
     shared = [r for r in group if lock.normalize(r.name) in project]
     assert {lock.normalize(r.name) for r in shared} == {"huggingface-hub", "dagster-pipes", "boto3"}
     for req in shared:
         assert req.specifier == project[lock.normalize(req.name)].specifier, req
-    locked = _requirements(lock.export([], install_group=False, hashes=False, only_group="payloads"))
+    locked = _requirements(
+        lock.export([], install_group=False, hashes=False, only_group="payloads")
+    )
     orchestrator = _requirements(lock.export([], install_group=False, hashes=False))
     for name, req in locked.items():  # one resolution: the same versions on both sides
         assert name not in orchestrator or _version(orchestrator[name]) == _version(req), name
@@ -92,7 +108,9 @@ def test_lock_satisfies_pyproject_offline(tmp_path: Path) -> None:
         shutil.copy(REPO / name, tmp_path / name)
     pyproject = (tmp_path / "pyproject.toml").read_text()
     assert '"boto3>=1.40,<2"' in pyproject
-    (tmp_path / "pyproject.toml").write_text(pyproject.replace('"boto3>=1.40,<2"', '"boto3>=1.40,<1.41"'))
+    (tmp_path / "pyproject.toml").write_text(
+        pyproject.replace('"boto3>=1.40,<2"', '"boto3>=1.40,<1.41"')
+    )
     with pytest.raises(lock.LockError):
         lock.check(tmp_path)
 
@@ -117,8 +135,17 @@ def test_venv_matches_the_lock() -> None:
 
 def test_pins_read_from_the_lock_are_uvs_own_export() -> None:
     """setup.sh installs pip and uv from lock.pins (no uv yet): the same lines uv exports."""
-    exported = lock._uv("export", "--frozen", "--format", "requirements-txt", "--no-header", "--no-annotate",
-                        "--no-emit-project", "--only-group", lock.INSTALL_GROUP)
+    exported = lock._uv(
+        "export",
+        "--frozen",
+        "--format",
+        "requirements-txt",
+        "--no-header",
+        "--no-annotate",
+        "--no-emit-project",
+        "--only-group",
+        lock.INSTALL_GROUP,
+    )
     blocks = {b.split("==")[0]: b for b in re.split(r"\n(?=[A-Za-z0-9])", exported.strip())}
     for name in ("pip", "uv", "setuptools", "wheel"):
         ours = lock.pins([name]).strip().splitlines()
@@ -146,7 +173,10 @@ def test_installs_never_resolve() -> None:
         assert " -r " not in line or "--require-hashes" in line, line
     # --no-build-isolation builds with the locked [install] group: it must satisfy build-system
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    group = {lock.normalize(Requirement(d).name): Requirement(d) for d in pyproject["dependency-groups"]["install"]}
+    group = {
+        lock.normalize(Requirement(d).name): Requirement(d)
+        for d in pyproject["dependency-groups"]["install"]
+    }
     for dep in pyproject["build-system"]["requires"]:
         req = Requirement(dep)
         assert group[lock.normalize(req.name)].specifier == req.specifier, dep
@@ -163,37 +193,92 @@ def test_dockerfile_non_root_code_server_pinned_base() -> None:
     assert "EXPOSE 3030" in text
     ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
     assert ignore[1 if ignore[0].startswith("#") else 0].startswith("#") or "**" in ignore
-    assert {"!mlops_assets/**", "!deploy/docker/constraints.txt", "!uv.lock", "!deploy/lock.py"} <= set(ignore)
+    assert {
+        "!mlops_assets/**",
+        "!deploy/docker/constraints.txt",
+        "!uv.lock",
+        "!deploy/lock.py",
+    } <= set(ignore)
 
 
 # Key paths of the official chart (dagster/dagster 1.13.x values.yaml and its schema models).
 CHART_KEYS = {
     "global.postgresqlSecretName",
-    "dagsterWebserver.replicaCount", "dagsterWebserver.service.port",
-    "dagster-user-deployments.enabled", "dagster-user-deployments.enableSubchart", "dagster-user-deployments.deployments",
-    "runLauncher.type", "runLauncher.config.k8sRunLauncher.jobNamespace", "runLauncher.config.k8sRunLauncher.loadInclusterConfig",
-    "runLauncher.config.k8sRunLauncher.envSecrets", "runLauncher.config.k8sRunLauncher.labels", "runLauncher.config.k8sRunLauncher.resources",
-    "runLauncher.config.k8sRunLauncher.runK8sConfig", "runLauncher.config.k8sRunLauncher.failPodOnRunFailure",
-    "postgresql.enabled", "postgresql.postgresqlHost", "postgresql.postgresqlUsername", "postgresql.postgresqlPassword",
-    "postgresql.postgresqlDatabase", "postgresql.postgresqlParams", "postgresql.service.port", "generatePostgresqlPasswordSecret",
-    "dagsterDaemon.enabled", "dagsterDaemon.runCoordinator.enabled", "dagsterDaemon.runCoordinator.type",
+    "dagsterWebserver.replicaCount",
+    "dagsterWebserver.service.port",
+    "dagster-user-deployments.enabled",
+    "dagster-user-deployments.enableSubchart",
+    "dagster-user-deployments.deployments",
+    "runLauncher.type",
+    "runLauncher.config.k8sRunLauncher.jobNamespace",
+    "runLauncher.config.k8sRunLauncher.loadInclusterConfig",
+    "runLauncher.config.k8sRunLauncher.envSecrets",
+    "runLauncher.config.k8sRunLauncher.labels",
+    "runLauncher.config.k8sRunLauncher.resources",
+    "runLauncher.config.k8sRunLauncher.runK8sConfig",
+    "runLauncher.config.k8sRunLauncher.failPodOnRunFailure",
+    "postgresql.enabled",
+    "postgresql.postgresqlHost",
+    "postgresql.postgresqlUsername",
+    "postgresql.postgresqlPassword",
+    "postgresql.postgresqlDatabase",
+    "postgresql.postgresqlParams",
+    "postgresql.service.port",
+    "generatePostgresqlPasswordSecret",
+    "dagsterDaemon.enabled",
+    "dagsterDaemon.runCoordinator.enabled",
+    "dagsterDaemon.runCoordinator.type",
     "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.maxConcurrentRuns",
     "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits",
-    "dagsterDaemon.runMonitoring", "dagsterDaemon.runRetries",
-    "concurrency.enabled", "concurrency.pools.defaultLimit", "concurrency.pools.granularity",
+    "dagsterDaemon.runMonitoring",
+    "dagsterDaemon.runRetries",
+    "concurrency.enabled",
+    "concurrency.pools.defaultLimit",
+    "concurrency.pools.granularity",
     "telemetry.enabled",
 }
 USER_DEPLOYMENT_KEYS = {
-    "name", "image", "port", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns", "env", "envConfigMaps",
-    "envSecrets", "annotations", "nodeSelector", "affinity", "tolerations", "podSecurityContext", "securityContext",
-    "resources", "livenessProbe", "readinessProbe", "startupProbe", "labels", "volumeMounts", "volumes", "schedulerName",
+    "name",
+    "image",
+    "port",
+    "dagsterApiGrpcArgs",
+    "codeServerArgs",
+    "includeConfigInLaunchedRuns",
+    "env",
+    "envConfigMaps",
+    "envSecrets",
+    "annotations",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "labels",
+    "volumeMounts",
+    "volumes",
+    "schedulerName",
 }
-OPEN_MAPS = {"runLauncher.config.k8sRunLauncher.runK8sConfig", "dagsterDaemon.runMonitoring", "dagsterDaemon.runRetries",
-             "runLauncher.config.k8sRunLauncher.labels", "runLauncher.config.k8sRunLauncher.resources", "postgresql.postgresqlParams"}
+OPEN_MAPS = {
+    "runLauncher.config.k8sRunLauncher.runK8sConfig",
+    "dagsterDaemon.runMonitoring",
+    "dagsterDaemon.runRetries",
+    "runLauncher.config.k8sRunLauncher.labels",
+    "runLauncher.config.k8sRunLauncher.resources",
+    "postgresql.postgresqlParams",
+}
 
 
 def _leaves(node: Any, prefix: str = "") -> set[str]:
-    if prefix in OPEN_MAPS or prefix.endswith(".deployments") or not isinstance(node, dict) or not node:
+    if (
+        prefix in OPEN_MAPS
+        or prefix.endswith(".deployments")
+        or not isinstance(node, dict)
+        or not node
+    ):
         return {prefix}
     out: set[str] = set()
     for key, value in node.items():
@@ -207,7 +292,9 @@ def _values() -> dict[str, Any]:
 
 def test_every_value_set_is_a_documented_chart_key() -> None:
     leaves = _leaves(_values())
-    assert leaves - CHART_KEYS == set(), f"not in the chart's documented values: {leaves - CHART_KEYS}"
+    assert leaves - CHART_KEYS == set(), (
+        f"not in the chart's documented values: {leaves - CHART_KEYS}"
+    )
     for deployment in _values()["dagster-user-deployments"]["deployments"]:
         assert set(deployment) <= USER_DEPLOYMENT_KEYS, set(deployment) - USER_DEPLOYMENT_KEYS
 
@@ -216,12 +303,23 @@ def test_values_wire_image_launcher_postgres_queue_pools_and_secrets() -> None:
     v = _values()
     dep = v["dagster-user-deployments"]["deployments"][0]
     assert dep["codeServerArgs"][:2] == ["-m", "mlops_assets.definitions"] and dep["port"] == 3030
-    assert dep["podSecurityContext"]["runAsNonRoot"] is True and dep["podSecurityContext"]["runAsUser"] == 10001
+    assert (
+        dep["podSecurityContext"]["runAsNonRoot"] is True
+        and dep["podSecurityContext"]["runAsUser"] == 10001
+    )
     assert {s["name"] for s in dep["envSecrets"]} == {"mlops-assets-minio", "mlops-assets-mlflow"}
-    assert {vol["secret"]["secretName"] for vol in dep["volumes"] if "secret" in vol} == {"mlops-assets-hpc-ssh"}
+    assert {vol["secret"]["secretName"] for vol in dep["volumes"] if "secret" in vol} == {
+        "mlops-assets-hpc-ssh"
+    }
     env = {e["name"]: e["value"] for e in dep["env"]}
-    assert env["MLOPS_PROFILE"] == "production" and env["MLOPS_HPC_SSH_KEY"].startswith("/var/run/secrets/mlops/ssh/")
-    assert dep["labels"] == {"mlops-assets/role": "checks"} == v["runLauncher"]["config"]["k8sRunLauncher"]["labels"]
+    assert env["MLOPS_PROFILE"] == "production" and env["MLOPS_HPC_SSH_KEY"].startswith(
+        "/var/run/secrets/mlops/ssh/"
+    )
+    assert (
+        dep["labels"]
+        == {"mlops-assets/role": "checks"}
+        == v["runLauncher"]["config"]["k8sRunLauncher"]["labels"]
+    )
     assert v["runLauncher"]["type"] == "K8sRunLauncher"
     pod = v["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
     assert pod["serviceAccountName"] == "mlops-assets-checks"
@@ -229,8 +327,14 @@ def test_values_wire_image_launcher_postgres_queue_pools_and_secrets() -> None:
     assert v["postgresql"]["postgresqlPassword"] == ""
     rc = v["dagsterDaemon"]["runCoordinator"]
     assert rc["type"] == "QueuedRunCoordinator"
-    assert {t["key"] for t in rc["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]} >= {"mlops/domain", "mlops/slurm"}
-    assert v["dagsterDaemon"]["runMonitoring"]["enabled"] and v["dagsterDaemon"]["runRetries"]["enabled"]
+    assert {t["key"] for t in rc["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]} >= {
+        "mlops/domain",
+        "mlops/slurm",
+    }
+    assert (
+        v["dagsterDaemon"]["runMonitoring"]["enabled"]
+        and v["dagsterDaemon"]["runRetries"]["enabled"]
+    )
     assert v["concurrency"]["enabled"] and v["telemetry"]["enabled"] is False
     text = VALUES.read_text()
     for pool in ("slurm_submissions", "hub_downloads"):
@@ -243,11 +347,15 @@ def test_values_and_production_instance_agree() -> None:
     q = v["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert q["maxConcurrentRuns"] == prod["concurrency"]["runs"]["max_concurrent_runs"]
     assert q["tagConcurrencyLimits"] == prod["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert v["concurrency"]["pools"]["defaultLimit"] == prod["concurrency"]["pools"]["default_limit"]
+    assert (
+        v["concurrency"]["pools"]["defaultLimit"] == prod["concurrency"]["pools"]["default_limit"]
+    )
 
 
 def test_every_value_is_commented() -> None:
     lines = VALUES.read_text().splitlines()
     sections = [i for i, line in enumerate(lines) if re.match(r"^[A-Za-z-]+:", line)]
     for i in sections:
-        assert lines[i - 1].startswith("#") or (lines[i - 1].strip() == "" and lines[i - 2].startswith("#")), lines[i]
+        assert lines[i - 1].startswith("#") or (
+            lines[i - 1].strip() == "" and lines[i - 2].startswith("#")
+        ), lines[i]

@@ -24,7 +24,9 @@ K8S = REPO / "deploy" / "k8s"
 
 
 def _render() -> list[dict[str, Any]]:
-    out = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=False, timeout=60)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, check=False, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -42,20 +44,32 @@ def _kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def test_kustomize_renders_the_namespace_objects(objects: list[dict[str, Any]]) -> None:
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Namespace", "NetworkPolicy", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Namespace",
+        "NetworkPolicy",
+        "ServiceAccount",
+    ]
     for o in objects:
         if o["kind"] in ("ServiceAccount", "NetworkPolicy", "ConfigMap"):
             assert o["metadata"]["namespace"] == "mlops"
 
 
-def test_every_object_validates_against_the_minimum_kubernetes_version(objects: list[dict[str, Any]], tmp_path: Path) -> None:
+def test_every_object_validates_against_the_minimum_kubernetes_version(
+    objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
     minimum = load_catalog(None, "production").catalog.cloud.kubernetes.min_version
     rendered = tmp_path / "rendered.yaml"
     rendered.write_text(yaml.safe_dump_all(objects))
     files = [str(rendered), *map(str, sorted((K8S / "secrets").glob("*.yaml")))]
     out = subprocess.run(
         [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", f"{minimum}.0", *files],
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("passed") == len(objects) + len(files) - 1
@@ -76,7 +90,12 @@ def _kube_rules() -> list[Any]:
     rules = []
     for _, fn in inspect.getmembers(cloud, inspect.isfunction):
         params = list(inspect.signature(fn).parameters.values())
-        if fn.__module__ == cloud.__name__ and not fn.__name__.startswith("_") and params and params[0].annotation in ("Kube", cloud.Kube):
+        if (
+            fn.__module__ == cloud.__name__
+            and not fn.__name__.startswith("_")
+            and params
+            and params[0].annotation in ("Kube", cloud.Kube)
+        ):
             rules.append(fn)
     return rules
 
@@ -91,7 +110,9 @@ def checked_paths() -> set[str]:
 
 
 _CORE = re.compile(r"^/api/v1(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$")
-_GROUP = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<ver>[^/]+)(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$")
+_GROUP = re.compile(
+    r"^/apis/(?P<group>[^/]+)/(?P<ver>[^/]+)(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$"
+)
 
 
 def permission(path: str) -> tuple[str, str, str]:
@@ -127,21 +148,37 @@ def test_recorder_sees_every_kubernetes_rule() -> None:
     assert len(checked_paths()) >= 10
 
 
-def test_cluster_role_covers_exactly_the_paths_the_checks_get(objects: list[dict[str, Any]]) -> None:
+def test_cluster_role_covers_exactly_the_paths_the_checks_get(
+    objects: list[dict[str, Any]],
+) -> None:
     needed = {permission(p) for p in checked_paths()}
     have = granted(_kind(objects, "ClusterRole"))
     assert needed - have == set(), f"paths the checks GET without a rule: {needed - have}"
     assert have - needed == set(), f"rules no check needs (least privilege): {have - needed}"
     assert {verb for _, _, verb in have} <= {"get", "list"}
     resources = {res for group, res, _ in have if group != "url"}
-    assert {"nodes", "namespaces", "pods", "deployments", "customresourcedefinitions", "inferenceservices", "ingressclasses"} <= resources
+    assert {
+        "nodes",
+        "namespaces",
+        "pods",
+        "deployments",
+        "customresourcedefinitions",
+        "inferenceservices",
+        "ingressclasses",
+    } <= resources
 
 
 def test_binding_names_the_role_and_the_service_account(objects: list[dict[str, Any]]) -> None:
     binding = _kind(objects, "ClusterRoleBinding")
     sa = _kind(objects, "ServiceAccount")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": _kind(objects, "ClusterRole")["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mlops"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": _kind(objects, "ClusterRole")["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mlops"}
+    ]
 
 
 def test_secret_templates_hold_placeholders_only() -> None:
@@ -166,7 +203,12 @@ def test_network_policy_allows_only_what_the_checks_need(objects: list[dict[str,
     for rule in policy["egress"]:
         assert rule.get("to"), "an egress rule without `to` would open every destination"
     catalog = load_catalog(None, "production").catalog
-    cidrs = {peer["ipBlock"]["cidr"] for rule in policy["egress"] for peer in rule["to"] if "ipBlock" in peer}
+    cidrs = {
+        peer["ipBlock"]["cidr"]
+        for rule in policy["egress"]
+        for peer in rule["to"]
+        if "ipBlock" in peer
+    }
     assert f"{catalog.network.hpc_controller}/32" in cidrs
     assert f"{catalog.network.cloud_control_plane}/32" in cidrs
     assert policy["podSelector"]["matchLabels"] == {"mlops-assets/role": "checks"}

@@ -21,22 +21,38 @@ REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboard.json"
 
-FUNCTIONS = {"count", "sum", "max", "min", "avg", "topk", "bottomk", "time", "vector", "label_values", "absent", "rate", "increase", "max_over_time", "min_over_time"}
+FUNCTIONS = {
+    "count",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "topk",
+    "bottomk",
+    "time",
+    "vector",
+    "label_values",
+    "absent",
+    "rate",
+    "increase",
+    "max_over_time",
+    "min_over_time",
+}
 KEYWORDS = {"and", "or", "unless", "bool", "offset"}
 GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 
 
 def metric_names(expr: str) -> set[str]:
     """Metric names an expression reads; fails on an unknown function or stray identifier."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)   # string literals
-    text = re.sub(r"\{[^}]*\}", "", text)              # label matchers
-    text = re.sub(r"\[[^\]]*\]", "", text)             # range selectors
-    text = GROUPING.sub("", text)                      # by (...), on (...)
-    text = re.sub(r"\$\{?\w+\}?", "", text)            # Grafana variables outside matchers
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
+    text = GROUPING.sub("", text)  # by (...), on (...)
+    text = re.sub(r"\$\{?\w+\}?", "", text)  # Grafana variables outside matchers
     names: set[str] = set()
     for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
         word = m.group(0)
-        following = text[m.end():].lstrip()
+        following = text[m.end() :].lstrip()
         if word in KEYWORDS or re.fullmatch(r"\d+[smhdwy]?", word):
             continue
         if following.startswith("("):
@@ -44,7 +60,7 @@ def metric_names(expr: str) -> set[str]:
         else:
             names.add(word)
     if expr.startswith("label_values("):
-        inner = expr[len("label_values("):].split(",")[0]
+        inner = expr[len("label_values(") :].split(",")[0]
         names.add(inner.split("{")[0].strip())
         names.discard(expr.rsplit(",", 1)[-1].strip(" )"))
     return names
@@ -77,13 +93,24 @@ def _dashboard_exprs() -> list[str]:
 
 
 def test_promtool_check_rules() -> None:
-    out = subprocess.run(["promtool", "check", "rules", str(PROM_DIR / "alerts.yml")], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(PROM_DIR / "alerts.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 7 rules found" in out.stdout
 
 
 def test_promtool_unit_tests_fire_and_stay_quiet_as_designed() -> None:
-    out = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], capture_output=True, text=True, check=False, cwd=PROM_DIR)
+    out = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=PROM_DIR,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
 
@@ -102,7 +129,10 @@ def test_every_expression_reads_only_exported_metrics(expr: str) -> None:
 
 
 def test_the_metric_extractor_is_not_fooled() -> None:
-    assert metric_names('sum by (group) (mlops_check_passed{group=~"a|b"}) / count(up)') == {"mlops_check_passed", "up"}
+    assert metric_names('sum by (group) (mlops_check_passed{group=~"a|b"}) / count(up)') == {
+        "mlops_check_passed",
+        "up",
+    }
     assert metric_names("label_values(mlops_check_passed, group)") == {"mlops_check_passed"}
 
 
@@ -131,8 +161,12 @@ def _substitute(expr: str) -> str:
 
 @pytest.mark.sandbox
 def test_sandbox_prometheus_evaluates_every_expression(sandbox: Path) -> None:
-    for expr in _alert_exprs() + [e for e in _dashboard_exprs() if not e.startswith("label_values(")]:
-        url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": _substitute(expr)})
+    for expr in _alert_exprs() + [
+        e for e in _dashboard_exprs() if not e.startswith("label_values(")
+    ]:
+        url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode(
+            {"query": _substitute(expr)}
+        )
         with urllib.request.urlopen(url, timeout=5) as resp:
             body = json.load(resp)
         assert body["status"] == "success", (expr, body)

@@ -22,22 +22,41 @@ from mlops_assets.payloads import load_check
 PAYLOAD = Path(load_check.__file__)
 
 
-def _run(spec: dict[str, Any], python: str = sys.executable, *flags: str) -> tuple[int, dict[str, Any]]:
-    res = subprocess.run([python, *flags, str(PAYLOAD), json.dumps(spec)], capture_output=True, text=True, timeout=120, check=False)
+def _run(
+    spec: dict[str, Any], python: str = sys.executable, *flags: str
+) -> tuple[int, dict[str, Any]]:
+    res = subprocess.run(
+        [python, *flags, str(PAYLOAD), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return res.returncode, json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _parquet(path: Path, rows: int, row_group_size: int = 1000) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"text": [f"row {i % 7}" for i in range(rows)], "n": list(range(rows)),
-                      "tags": [[f"t{i % 3}"] for i in range(rows)]})
-    pq.write_table(table, path, row_group_size=row_group_size)  # dictionary pages, several row groups
+    table = pa.table(
+        {
+            "text": [f"row {i % 7}" for i in range(rows)],
+            "n": list(range(rows)),
+            "tags": [[f"t{i % 3}"] for i in range(rows)],
+        }
+    )
+    pq.write_table(
+        table, path, row_group_size=row_group_size
+    )  # dictionary pages, several row groups
 
 
 @pytest.mark.parametrize(("rows", "group"), [(1, 1), (2500, 1000), (10_000, 3333)])
 def test_stdlib_footer_reader_agrees_with_pyarrow(tmp_path: Path, rows: int, group: int) -> None:
     _parquet(tmp_path / "x.parquet", rows, group)
-    assert load_check.parquet_rows_stdlib(tmp_path / "x.parquet") == pq.ParquetFile(tmp_path / "x.parquet").metadata.num_rows == rows
+    assert (
+        load_check.parquet_rows_stdlib(tmp_path / "x.parquet")
+        == pq.ParquetFile(tmp_path / "x.parquet").metadata.num_rows
+        == rows
+    )
 
 
 def _dataset(tmp_path: Path) -> Path:
@@ -51,7 +70,12 @@ def _dataset(tmp_path: Path) -> Path:
 
 def test_hub_dataset_splits_and_rows(tmp_path: Path) -> None:
     root = _dataset(tmp_path)
-    spec = {"kind": "hub_dataset", "root": str(root), "config": "cfg", "splits": {"train": 1000, "test": 50}}
+    spec = {
+        "kind": "hub_dataset",
+        "root": str(root),
+        "config": "cfg",
+        "splits": {"train": 1000, "test": 50},
+    }
     rc, out = _run(spec)
     assert rc == 0 and out["ok"], out
     assert out["measured"]["rows_per_split"] == {"train": 1000, "test": 50}
@@ -59,7 +83,10 @@ def test_hub_dataset_splits_and_rows(tmp_path: Path) -> None:
 
     rc, out = _run({**spec, "splits": {"train": 1000, "test": 51, "validation": 5}})
     assert rc == 1
-    assert "split test: 50 rows in cfg/test-00000-of-00001.parquet, the catalog expects 51" in out["problems"]
+    assert (
+        "split test: 50 rows in cfg/test-00000-of-00001.parquet, the catalog expects 51"
+        in out["problems"]
+    )
     assert "split validation: no data file (the catalog expects 5 rows)" in out["problems"]
 
 
@@ -73,11 +100,18 @@ def test_damaged_parquet_is_named_by_both_readers(tmp_path: Path, damage: str) -
     else:  # the footer length points past the start of the file
         data[-8:-4] = struct.pack("<I", len(data))
     bad.write_bytes(bytes(data))
-    spec = {"kind": "hub_dataset", "root": str(root), "config": "cfg", "splits": {"train": 1000, "test": 50}}
+    spec = {
+        "kind": "hub_dataset",
+        "root": str(root),
+        "config": "cfg",
+        "splits": {"train": 1000, "test": 50},
+    }
     for python in (sys.executable, "/usr/bin/python3"):  # with pyarrow, and the stdlib reader
         rc, out = _run(spec, python)
         assert rc == 1, out
-        assert len(out["problems"]) == 1 and out["problems"][0].startswith("cfg/train-00001-of-00002.parquet: does not open"), (python, out)
+        assert len(out["problems"]) == 1 and out["problems"][0].startswith(
+            "cfg/train-00001-of-00002.parquet: does not open"
+        ), (python, out)
     assert "footer" in out["reader"]
 
 
@@ -101,25 +135,43 @@ def _model(tmp_path: Path) -> tuple[Path, int]:
     (root / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     (root / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE"}}))
     (root / "merges.txt").write_text("#version: 0.2\na b\nab c\n")
-    n = _safetensors(root / "model.safetensors", {"embed.weight": [100, 8], "layers.0.attn.bias": [1, 1, 16, 16], "norm.weight": [8]})
+    n = _safetensors(
+        root / "model.safetensors",
+        {"embed.weight": [100, 8], "layers.0.attn.bias": [1, 1, 16, 16], "norm.weight": [8]},
+    )
     return root, n
 
 
 def test_model_parameter_count_and_buffers(tmp_path: Path) -> None:
     root, n = _model(tmp_path)
-    spec = {"kind": "model", "root": str(root), "parameters": 808, "tolerance": 0.0, "non_parameter_globs": ["*.attn.bias"]}
+    spec = {
+        "kind": "model",
+        "root": str(root),
+        "parameters": 808,
+        "tolerance": 0.0,
+        "non_parameter_globs": ["*.attn.bias"],
+    }
     rc, out = _run(spec)
-    assert rc == 0 and out["measured"]["parameters"] == 808 == n - 256 and out["measured"]["tensors"] == 3, out
+    assert (
+        rc == 0
+        and out["measured"]["parameters"] == 808 == n - 256
+        and out["measured"]["tensors"] == 3
+    ), out
     rc, out = _run({**spec, "non_parameter_globs": []})
-    assert rc == 1 and out["problems"] == ["model.safetensors: 1064 parameters, the catalog expects 808 (tolerance 0.0%)"]
+    assert rc == 1 and out["problems"] == [
+        "model.safetensors: 1064 parameters, the catalog expects 808 (tolerance 0.0%)"
+    ]
 
 
-@pytest.mark.parametrize(("damage", "named"), [
-    ("truncate", "model.safetensors: header does not parse (ValueError: tensors end at byte"),
-    ("header", "model.safetensors: header does not parse"),
-    ("config", "config.json: does not parse"),
-    ("tokenizer", "tokenizer.json: does not parse"),
-])
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        ("truncate", "model.safetensors: header does not parse (ValueError: tensors end at byte"),
+        ("header", "model.safetensors: header does not parse"),
+        ("config", "config.json: does not parse"),
+        ("tokenizer", "tokenizer.json: does not parse"),
+    ],
+)
 def test_damaged_model_files_are_named(tmp_path: Path, damage: str, named: str) -> None:
     root, _ = _model(tmp_path)
     if damage == "truncate":
@@ -131,7 +183,15 @@ def test_damaged_model_files_are_named(tmp_path: Path, damage: str, named: str) 
     else:
         path = root / f"{damage}.json"
         path.write_text(path.read_text()[:-3])
-    rc, out = _run({"kind": "model", "root": str(root), "parameters": 808, "tolerance": 0.01, "non_parameter_globs": ["*.attn.bias"]})
+    rc, out = _run(
+        {
+            "kind": "model",
+            "root": str(root),
+            "parameters": 808,
+            "tolerance": 0.01,
+            "non_parameter_globs": ["*.attn.bias"],
+        }
+    )
     assert rc == 1 and any(p.startswith(named) for p in out["problems"]), out
     if damage in ("truncate", "header"):  # no parameter verdict on weights that do not parse
         assert not any("parameters, the catalog expects" in p for p in out["problems"]), out
@@ -141,7 +201,9 @@ def _mnist(root: Path, train: int = 30, test: int = 10) -> None:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for prefix, n in (("train", train), ("t10k", test)):
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 784))
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">IIII", 2051, n, 28, 28) + bytes(n * 784)
+        )
         (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + bytes(n))
 
 
@@ -150,15 +212,24 @@ def test_mnist_layout_counts_and_truncation(tmp_path: Path, flags: tuple[str, ..
     """Debian's python3 may have torchvision (then it loads the files too); with -S it has
     only the standard library, and the verdict says so."""
     _mnist(tmp_path)
-    spec = {"kind": "torchvision", "root": str(tmp_path), "dataset_class": "MNIST", "splits": {"train": 30, "test": 10}}
+    spec = {
+        "kind": "torchvision",
+        "root": str(tmp_path),
+        "dataset_class": "MNIST",
+        "splits": {"train": 30, "test": 10},
+    }
     rc, out = _run(spec, "/usr/bin/python3", *flags)
     assert rc == 0 and out["measured"]["rows_per_split"] == {"train": 30, "test": 10}, out
     if flags:
-        assert out["reader"] == "stdlib, in torchvision's layout" and "not importable" in out["note"], out
+        assert (
+            out["reader"] == "stdlib, in torchvision's layout" and "not importable" in out["note"]
+        ), out
     path = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-1])
     rc, out = _run(spec, "/usr/bin/python3", *flags)
-    assert rc == 1 and out["problems"] == ["MNIST/raw/t10k-images-idx3-ubyte: 7855 bytes, the header says 7856 (shape [10, 28, 28])"], out
+    assert rc == 1 and out["problems"] == [
+        "MNIST/raw/t10k-images-idx3-ubyte: 7855 bytes, the header says 7856 (shape [10, 28, 28])"
+    ], out
 
 
 class _Evil:

@@ -56,7 +56,8 @@ def test_gpu_far_below_its_siblings_is_named() -> None:
 
 
 @pytest.mark.parametrize(
-    ("measured", "verdict"), [(780, "PASS"), (702, "PASS"), (700, "WARN"), (585, "WARN"), (584, "FAIL"), (None, "FAIL")]
+    ("measured", "verdict"),
+    [(780, "PASS"), (702, "PASS"), (700, "WARN"), (585, "WARN"), (584, "FAIL"), (None, "FAIL")],
 )
 def test_reframe_style_bands(measured: float | None, verdict: str) -> None:
     assert rules.judge_value(measured, 780, 0.9, 0.75) == verdict
@@ -78,7 +79,9 @@ def test_profile_matching_prefers_the_longest_match(name: str, profile: str | No
 
 
 def test_gpu_without_profile_is_a_warning_that_says_so() -> None:
-    judged = rules.judge_gpus([{"index": 0, "name": "Tesla T4", "matmul_bf16_tflops": 60, "copy_gbps": 250}], profiles())
+    judged = rules.judge_gpus(
+        [{"index": 0, "name": "Tesla T4", "matmul_bf16_tflops": 60, "copy_gbps": 250}], profiles()
+    )
     assert judged["verdict"] == "WARN" and "no profile" in judged["messages"][0]
 
 
@@ -148,8 +151,11 @@ def test_combine_a_rank_that_did_not_report_a_size_leaves_it_unverified() -> Non
 
 
 def test_cpu_fallback_verified_is_a_warning_that_says_the_gpus_are_fake() -> None:
-    judged = rules.judge_cpu_fallback({"float32 matmul": True, "memory copy": True}, "the GPU smoke",
-                                      {"device": "cpu", "cpu_matmul_fp32_gflops": 2.5, "cpu_copy_gbps": 10.0})
+    judged = rules.judge_cpu_fallback(
+        {"float32 matmul": True, "memory copy": True},
+        "the GPU smoke",
+        {"device": "cpu", "cpu_matmul_fp32_gflops": 2.5, "cpu_copy_gbps": 10.0},
+    )
     assert judged["verdict"] == "WARN", "never PASS: no GPU was measured"
     assert any(rules.FAKE_GPUS in m and "GPU figures are absent" in m for m in judged["messages"])
 
@@ -165,25 +171,45 @@ def test_cpu_fallback_verified_is_a_warning_that_says_the_gpus_are_fake() -> Non
     ],
     ids=["wrong-matmul", "unverified", "bf16-figure", "per-gpu-figure", "nccl-busbw"],
 )
-def test_cpu_fallback_fails_on_wrong_values_or_any_gpu_figure(checks: dict[str, bool], result: dict[str, Any], named: str) -> None:
+def test_cpu_fallback_fails_on_wrong_values_or_any_gpu_figure(
+    checks: dict[str, bool], result: dict[str, Any], named: str
+) -> None:
     judged = rules.judge_cpu_fallback(checks, "x", result)
     assert judged["verdict"] == "FAIL" and any(named in m for m in judged["messages"]), judged
 
 
 def test_gpu_figures_are_told_from_cpu_figures() -> None:
-    meta = {"cpu_matmul_fp32_gflops": 2.5, "cpu_copy_gbps": 10.0, "cpu_allreduce_busbw_gbps": 1.0, "gpus_visible": 2,
-            "gpu0_matmul_bf16_tflops": 776.0, "min_copy_gbps": 4168.8, "busbw_gbps": None, "copy_gbps": 1.0}
+    meta = {
+        "cpu_matmul_fp32_gflops": 2.5,
+        "cpu_copy_gbps": 10.0,
+        "cpu_allreduce_busbw_gbps": 1.0,
+        "gpus_visible": 2,
+        "gpu0_matmul_bf16_tflops": 776.0,
+        "min_copy_gbps": 4168.8,
+        "busbw_gbps": None,
+        "copy_gbps": 1.0,
+    }
     assert rules.gpu_figures_in(meta) == ["copy_gbps", "gpu0_matmul_bf16_tflops", "min_copy_gbps"]
 
 
 def _gloo(wrong: int = 0) -> dict[str, Any]:
-    sizes = [{"bytes": b, "wrong": wrong if b == 16 << 20 else 0, "checked": b // 2, "busbw_gbps": 1.0} for b in (1 << 20, 16 << 20)]
-    return {"world_size": 2, "backend": "gloo (fake GPUs: CPU processes)", "sizes": sizes, "cpu_allreduce_busbw_gbps": 1.0}
+    sizes = [
+        {"bytes": b, "wrong": wrong if b == 16 << 20 else 0, "checked": b // 2, "busbw_gbps": 1.0}
+        for b in (1 << 20, 16 << 20)
+    ]
+    return {
+        "world_size": 2,
+        "backend": "gloo (fake GPUs: CPU processes)",
+        "sizes": sizes,
+        "cpu_allreduce_busbw_gbps": 1.0,
+    }
 
 
 def test_allreduce_on_cpu_exact_is_a_warning_without_a_1gib_size() -> None:
     judged = rules.judge_allreduce_on_cpu(_gloo())
-    assert judged["verdict"] == "WARN" and any("gloo, CPU processes" in m for m in judged["messages"])
+    assert judged["verdict"] == "WARN" and any(
+        "gloo, CPU processes" in m for m in judged["messages"]
+    )
 
 
 def test_allreduce_on_cpu_with_one_wrong_value_fails() -> None:
@@ -192,7 +218,9 @@ def test_allreduce_on_cpu_with_one_wrong_value_fails() -> None:
     assert "16777216 B: 1 of 8388608 values wrong after all-reduce" in judged["messages"]
     res = _gloo()
     res["sizes"][0]["checked"] = 0
-    assert rules.judge_allreduce_on_cpu(res)["verdict"] == "FAIL", "an unverified size is no pass either"
+    assert rules.judge_allreduce_on_cpu(res)["verdict"] == "FAIL", (
+        "an unverified size is no pass either"
+    )
     assert rules.judge_allreduce_on_cpu({**_gloo(), "world_size": 1})["verdict"] == "FAIL"
 
 
@@ -202,7 +230,9 @@ def test_allreduce_on_cpu_with_one_wrong_value_fails() -> None:
 def test_recorded_mnist_run_meets_mlops_1_1() -> None:
     res = recorded("mnist_train")
     cat = active().catalog.smoke
-    judged = rules.judge_mnist(res, min_accuracy=cat.mnist_min_accuracy, max_seconds=cat.mnist_max_seconds)
+    judged = rules.judge_mnist(
+        res, min_accuracy=cat.mnist_min_accuracy, max_seconds=cat.mnist_max_seconds
+    )
     assert judged["verdict"] == "PASS" and res["accuracy"] > 0.95 and res["epochs"] == 5
     metrics = json.loads((FIX / "mnist_metrics_h200x2.json").read_text())
     assert {"epochs", "loss", "accuracy", "training_time_seconds"} <= set(metrics)
@@ -244,7 +274,13 @@ def test_driver_probe_here_says_no_cuda_device() -> None:
 
 @pytest.mark.parametrize("payload", ["gpu_smoke.py", "nccl_allreduce.py", "mnist_train.py"])
 def test_payloads_fail_honestly_without_cuda(payload: str) -> None:
-    proc = subprocess.run([sys.executable, str(PAYLOADS / payload)], capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, str(PAYLOADS / payload)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 1, proc.stderr
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["verdict"] == "FAIL" and line["error"].startswith("no CUDA device")
@@ -260,7 +296,10 @@ def test_recorded_hidden_gpus_fail_although_nvidia_smi_lists_two() -> None:
 def test_args_config_then_set(tmp_path: Path) -> None:
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"iters": 5, "name": "x"}))
-    out = smoke_common.parse_args(["--config", str(cfg), "--set", "iters=7", "--set", "label=plain text"], {"iters": 1, "warmup": 2})
+    out = smoke_common.parse_args(
+        ["--config", str(cfg), "--set", "iters=7", "--set", "label=plain text"],
+        {"iters": 1, "warmup": 2},
+    )
     assert out == {"iters": 7, "warmup": 2, "name": "x", "label": "plain text"}
 
 
@@ -291,14 +330,25 @@ def _replaying_nvidia_smi(tmp_path: Path, case: str) -> tuple[dict[str, str], st
     return {"PATH": f"{bin_dir}:/usr/bin:/bin"}, fields
 
 
-def test_inventory_reads_na_as_none_with_the_core_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inventory_reads_na_as_none_with_the_core_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Recorded `[N/A]` fan speed (i3pystatus PR 776): None, not the text, as core/parse/nvidia_smi reads it."""
     env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
     monkeypatch.setenv("PATH", env["PATH"])
     inv = smoke_common.nvidia_smi_inventory(fields)
     assert inv["exit_code"] == 0 and "error" not in inv, inv
-    assert inv["gpus"] == [{"memory.total": "2004", "memory.free": "2004", "memory.used": "0", "temperature.gpu": "44",
-                            "fan.speed": None, "utilization.gpu": "0", "utilization.memory": "0"}]
+    assert inv["gpus"] == [
+        {
+            "memory.total": "2004",
+            "memory.free": "2004",
+            "memory.used": "0",
+            "temperature.gpu": "44",
+            "fan.speed": None,
+            "utilization.gpu": "0",
+            "utilization.memory": "0",
+        }
+    ]
 
 
 def test_shipped_payload_dir_parses_na_with_the_stdlib_only(tmp_path: Path) -> None:
@@ -314,8 +364,15 @@ def test_shipped_payload_dir_parses_na_with_the_stdlib_only(tmp_path: Path) -> N
         (ship / name).write_bytes(resources.files(package).joinpath(resource).read_bytes())
     env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
     code = f"import json, smoke_common; print(json.dumps(smoke_common.nvidia_smi_inventory({fields!r})))"
-    proc = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ship)!r}); {code}"],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=ship, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ship)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ship,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     inv = json.loads(proc.stdout)
     assert inv["gpus"][0]["fan.speed"] is None and inv["gpus"][0]["temperature.gpu"] == "44"

@@ -26,10 +26,22 @@ MIRROR = "http://127.0.0.1:8088"
 
 def _stage(module: str, params: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     code = f"import json, sys, {module} as m; print(json.dumps(m.stage(json.loads(sys.argv[1]), lambda s: print(s, file=sys.stderr))))"
-    env = {**os.environ, "HF_ENDPOINT": MIRROR, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": MIRROR,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
     env.pop("HF_HUB_OFFLINE", None)
-    return subprocess.run([sys.executable, "-c", code, json.dumps(params)], cwd=PAYLOADS, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, json.dumps(params)],
+        cwd=PAYLOADS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def _ok(res: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -38,8 +50,14 @@ def _ok(res: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def _scenario(name: str | None) -> None:
-    path, body = ("/_standin/reset", b"{}") if name is None else ("/_standin/scenario", json.dumps({"name": name}).encode())
-    req = urllib.request.Request(MIRROR + path, data=body, method="POST", headers={"Content-Type": "application/json"})
+    path, body = (
+        ("/_standin/reset", b"{}")
+        if name is None
+        else ("/_standin/scenario", json.dumps({"name": name}).encode())
+    )
+    req = urllib.request.Request(
+        MIRROR + path, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
 
@@ -58,10 +76,18 @@ def test_killed_download_is_resumed_and_never_looks_complete(sandbox: Path, tmp_
     assert not (tmp_path / "mnist").exists()  # nothing at the target, so nothing looks staged
 
     out = _ok(_stage("stage_torchvision", plan))
-    others = sum(len(urllib.request.urlopen(f["urls"][0] + f["name"], timeout=10).read()) for f in plan["files"] if f["name"] != name)
-    assert out["bytes_transferred"] == others + len(whole) - len(whole) // 2  # only the missing half came again
+    others = sum(
+        len(urllib.request.urlopen(f["urls"][0] + f["name"], timeout=10).read())
+        for f in plan["files"]
+        if f["name"] != name
+    )
+    assert (
+        out["bytes_transferred"] == others + len(whole) - len(whole) // 2
+    )  # only the missing half came again
     assert not (tmp_path / ".staging-mnist").exists()
-    assert manifest.verify_tree(tmp_path / "mnist", manifest.read_manifest(tmp_path / "mnist" / manifest.MANIFEST_NAME)).ok  # type: ignore[arg-type]
+    assert manifest.verify_tree(
+        tmp_path / "mnist", manifest.read_manifest(tmp_path / "mnist" / manifest.MANIFEST_NAME)
+    ).ok  # type: ignore[arg-type]
 
 
 @pytest.mark.sandbox
@@ -74,7 +100,10 @@ def test_md5_mismatch_is_named_and_the_previous_copy_stays(sandbox: Path, tmp_pa
     plan["plan_digest"] = "changed"
     res = _stage("stage_torchvision", plan)
     assert res.returncode != 0
-    assert f"no mirror served {plan['files'][1]['name']} intact" in res.stderr and "0" * 32 in res.stderr
+    assert (
+        f"no mirror served {plan['files'][1]['name']} intact" in res.stderr
+        and "0" * 32 in res.stderr
+    )
     assert (tmp_path / "mnist" / manifest.MANIFEST_NAME).read_text() == before
 
 
@@ -103,7 +132,9 @@ def test_archive_members_outside_the_target_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.sandbox
-def test_broken_mirror_weights_are_caught_against_the_hub_listing(sandbox: Path, tmp_path: Path) -> None:
+def test_broken_mirror_weights_are_caught_against_the_hub_listing(
+    sandbox: Path, tmp_path: Path
+) -> None:
     m = CATALOG.models["gpt2"]
     plan = staging_plan.hub_plan(CATALOG, "model", m.repo, m.revision, m.allow_patterns)
     plan["cache_dir"] = str(tmp_path / "hub")
@@ -141,23 +172,47 @@ def test_stage_files_trusts_the_stamp_until_a_check_removes_it_or_it_ages(tmp_pa
     (source / "train.py").write_text("print('train')\n" * 200)
     (source / "run.sbatch").write_text("#!/bin/bash\nsrun python train.py\n")
     digest = manifest.build_manifest(source).digest
-    params = {"trees": [{"source": str(source), "target": str(target), "digest": digest}], "rehash_after_s": 168 * 3600.0}
+    params = {
+        "trees": [{"source": str(source), "target": str(target), "digest": digest}],
+        "rehash_after_s": 168 * 3600.0,
+    }
     assert _ok(_stage("stage_files", params))["targets_changed"] == 1
     good = (target / "train.py").read_bytes()
 
     _rot_keeping_mtime(target / "train.py")
-    assert _ok(_stage("stage_files", params))["targets_changed"] == 0, "the stamp stands for a re-hash"
+    assert _ok(_stage("stage_files", params))["targets_changed"] == 0, (
+        "the stamp stands for a re-hash"
+    )
     assert (target / "train.py").read_bytes() != good
-    check = subprocess.run([sys.executable, str(PAYLOADS.parent / "core" / "manifest.py"), "verify", str(target), str(target / manifest.MANIFEST_NAME)],
-                           capture_output=True, text=True, timeout=60, check=False)
+    check = subprocess.run(
+        [
+            sys.executable,
+            str(PAYLOADS.parent / "core" / "manifest.py"),
+            "verify",
+            str(target),
+            str(target / manifest.MANIFEST_NAME),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     verdict = json.loads(check.stdout)
-    assert check.returncode == 1 and verdict["changed"] == ["train.py"] and verdict["stamp"] == "removed", verdict
+    assert (
+        check.returncode == 1
+        and verdict["changed"] == ["train.py"]
+        and verdict["stamp"] == "removed"
+    ), verdict
     res = _stage("stage_files", params)
     assert _ok(res)["targets_changed"] == 1 and (target / "train.py").read_bytes() == good
     assert "re-hashed" in res.stderr and "no stat stamp" in res.stderr, res.stderr
 
     _rot_keeping_mtime(target / "run.sbatch")
     res = _stage("stage_files", {**params, "rehash_after_s": 0})
-    assert _ok(res)["targets_changed"] == 1 and "staging.rehash_after_hours 0" in res.stderr, res.stderr
-    assert sorted(p.name for p in target.iterdir()) == sorted(["train.py", "run.sbatch", manifest.MANIFEST_NAME])
+    assert _ok(res)["targets_changed"] == 1 and "staging.rehash_after_hours 0" in res.stderr, (
+        res.stderr
+    )
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["train.py", "run.sbatch", manifest.MANIFEST_NAME]
+    )
     assert (tmp_path / ".training.stat").is_file()

@@ -31,8 +31,32 @@ import tempfile
 from pathlib import Path
 
 TITLE = "mlops-assets sandbox stand-in for nvcr.io/nvidia/pytorch:24.07-py3"
-BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "env", "id", "test", "true", "false", "mkdir", "rm", "wc", "head")
-STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "__pycache__", "site-packages", "dist-packages"}
+BUSYBOX_APPLETS = (
+    "sh",
+    "ls",
+    "cat",
+    "echo",
+    "env",
+    "id",
+    "test",
+    "true",
+    "false",
+    "mkdir",
+    "rm",
+    "wc",
+    "head",
+)
+STDLIB_SKIP = {
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "ensurepip",
+    "lib2to3",
+    "__pycache__",
+    "site-packages",
+    "dist-packages",
+}
 PIP_PACKAGES = ("dagster_pipes",)
 
 
@@ -70,7 +94,12 @@ def assemble_rootfs(root: Path, site_packages: Path) -> None:
     _copy(python, root)
     (root / "usr/bin/python3").symlink_to(f"python{ver}")
     dst_lib = root / stdlib.relative_to("/")
-    shutil.copytree(stdlib, dst_lib, ignore=lambda d, names: [n for n in names if n in STDLIB_SKIP], symlinks=True)
+    shutil.copytree(
+        stdlib,
+        dst_lib,
+        ignore=lambda d, names: [n for n in names if n in STDLIB_SKIP],
+        symlinks=True,
+    )
     dynload = sorted((stdlib / "lib-dynload").glob("*.so"))
     libs = _libs_of([python, busybox, *dynload])  # busybox may be the dynamic build
     for lib in libs:
@@ -83,7 +112,9 @@ def assemble_rootfs(root: Path, site_packages: Path) -> None:
     site = root / "usr/lib/python3/dist-packages"  # on Debian's sys.path, unlike site-packages
     site.mkdir(parents=True)
     for pkg in PIP_PACKAGES:
-        shutil.copytree(site_packages / pkg, site / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            site_packages / pkg, site / pkg, ignore=shutil.ignore_patterns("__pycache__")
+        )
         for info in site_packages.glob(f"{pkg}-*.dist-info"):
             shutil.copytree(info, site / info.name)
 
@@ -117,7 +148,10 @@ def write_oci_layout(root: Path, out: Path, labels: dict[str, str]) -> None:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Labels": labels},
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Labels": labels,
+        },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
     }
     tmp = out.with_name(f".{out.name}.tmp")
@@ -129,13 +163,32 @@ def write_oci_layout(root: Path, out: Path, labels: dict[str, str]) -> None:
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": f"sha256:{config_digest}", "size": len(config_bytes)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": f"sha256:{layer_digest}", "size": len(layer_gz)}],
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": f"sha256:{config_digest}",
+            "size": len(config_bytes),
+        },
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": f"sha256:{layer_digest}",
+                "size": len(layer_gz),
+            }
+        ],
     }
     manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
     manifest_digest = _blob(tmp, manifest_bytes)
     (tmp / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": manifest["mediaType"], "digest": f"sha256:{manifest_digest}", "size": len(manifest_bytes)}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": manifest["mediaType"],
+                "digest": f"sha256:{manifest_digest}",
+                "size": len(manifest_bytes),
+            }
+        ],
+    }
     (tmp / "index.json").write_text(json.dumps(index))
     for path in [tmp, *tmp.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -144,7 +197,11 @@ def write_oci_layout(root: Path, out: Path, labels: dict[str, str]) -> None:
 
 
 def build(out: Path, site_packages: Path) -> None:
-    inputs = [Path(__file__).read_text(), sys.version, *sorted(str(p) for pkg in PIP_PACKAGES for p in site_packages.glob(f"{pkg}-*.dist-info"))]
+    inputs = [
+        Path(__file__).read_text(),
+        sys.version,
+        *sorted(str(p) for pkg in PIP_PACKAGES for p in site_packages.glob(f"{pkg}-*.dist-info")),
+    ]
     stamp_text = hashlib.sha256("\n".join(inputs).encode()).hexdigest()
     stamp = out / ".stamp"
     if out.exists() and stamp.exists() and stamp.read_text() == stamp_text:
@@ -164,7 +221,9 @@ def build(out: Path, site_packages: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
     b.add_argument("--out", type=Path, required=True)

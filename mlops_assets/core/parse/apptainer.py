@@ -40,7 +40,9 @@ def render_definition(text: str, values: Mapping[str, str]) -> str:
     --build-arg so that the digest covers exactly what was built, on any Apptainer >= 1.1."""
     missing = sorted({m.group(1) for m in _TEMPLATE.finditer(text)} - set(values))
     if missing:
-        raise ValueError(f"definition file needs values for {', '.join(missing)}: add them to the container's source.args in the catalog")
+        raise ValueError(
+            f"definition file needs values for {', '.join(missing)}: add them to the container's source.args in the catalog"
+        )
     for key, value in values.items():
         if "\n" in value or "\r" in value:
             raise ValueError(f"definition argument {key!r} contains a newline: one line only")
@@ -81,7 +83,14 @@ def image_commands(
     elif kind == "build":
         if not definition_path:
             raise ValueError("a build needs the definition file's path on the HPC side")
-        fetch = [apptainer, "build", "--force", *(["--fakeroot"] if fakeroot else []), tmp_image, definition_path]
+        fetch = [
+            apptainer,
+            "build",
+            "--force",
+            *(["--fakeroot"] if fakeroot else []),
+            tmp_image,
+            definition_path,
+        ]
     else:
         raise ValueError(f"unknown container source kind {kind!r}: pull or build")
     return ImageCommand(
@@ -153,18 +162,24 @@ def parse_labels(inspect_json: str) -> dict[str, str]:
     try:
         doc = json.loads(inspect_json)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"apptainer inspect --json printed no JSON ({exc.msg} at {exc.pos})") from None
+        raise ValueError(
+            f"apptainer inspect --json printed no JSON ({exc.msg} at {exc.pos})"
+        ) from None
     holder = doc.get("data", doc) if isinstance(doc, dict) else None
     attributes = holder.get("attributes") if isinstance(holder, dict) else None
     if not isinstance(attributes, dict):
         keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
-        raise ValueError(f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown output shape")
+        raise ValueError(
+            f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown output shape"
+        )
     labels = attributes.get("labels")
     if isinstance(labels, str):  # Singularity 3.0/3.1 printed the labels file as a string
         try:
             labels = json.loads(labels) if labels.strip() else {}
         except json.JSONDecodeError:
-            raise ValueError("apptainer inspect --json: attributes.labels is a string but not JSON") from None
+            raise ValueError(
+                "apptainer inspect --json: attributes.labels is a string but not JSON"
+            ) from None
     labels = labels or {}
     if not isinstance(labels, dict):
         raise ValueError("apptainer inspect --json: attributes.labels is not a mapping")
@@ -192,7 +207,9 @@ def release_at_least(found: str, minimum: str) -> bool:
 
 
 def version_shortfalls(
-    found: Mapping[str, str], expected: Mapping[str, str], at_least: Callable[[str, str], bool] = release_at_least
+    found: Mapping[str, str],
+    expected: Mapping[str, str],
+    at_least: Callable[[str, str], bool] = release_at_least,
 ) -> list[str]:
     """`name found < minimum` for each expected package that is missing or too old."""
     return [
@@ -215,7 +232,17 @@ def hint_for_failure(message: str) -> str:
     low = message.lower()
     if "no space left" in low:
         return "the containers directory or APPTAINER_TMPDIR is full: free space or point hpc.apptainer.tmpdir at larger scratch"
-    if any(s in low for s in ("connection refused", "no such host", "i/o timeout", "dial tcp", "network is unreachable", "tls handshake")):
+    if any(
+        s in low
+        for s in (
+            "connection refused",
+            "no such host",
+            "i/o timeout",
+            "dial tcp",
+            "network is unreachable",
+            "tls handshake",
+        )
+    ):
         return "the registry is unreachable from the HPC side: check network.internet_targets.container_registry, proxies, or pull on a node with access"
     if "unauthorized" in low or "authentication required" in low or "denied" in low:
         return "the registry refused the credentials: apptainer registry login (or APPTAINER_DOCKER_USERNAME/PASSWORD) for the training user"
@@ -227,7 +254,9 @@ def hint_for_failure(message: str) -> str:
 
 
 # Apptainer's own log lines (`FATAL:   ...`, `ERROR  : ...`), possibly coloured.
-_APPTAINER_ERROR = re.compile(r"^[ \t]*(?:\x1b\[[0-9;]*m)*(?:FATAL|ERROR)\s*:\s*(.+?)(?:\x1b\[0m)?\s*$", re.MULTILINE)
+_APPTAINER_ERROR = re.compile(
+    r"^[ \t]*(?:\x1b\[[0-9;]*m)*(?:FATAL|ERROR)\s*:\s*(.+?)(?:\x1b\[0m)?\s*$", re.MULTILINE
+)
 # `FATAL: "nvidia-smi": executable file not found in $PATH`: the container started, the command
 # is missing in it (with --nv: no nvidia-smi on the host to bind). Not a start failure.
 _COMMAND_MISSING = "executable file not found in $path"
@@ -242,7 +271,14 @@ def start_failure(text: str) -> str | None:
         if _COMMAND_MISSING not in message.lower():
             return message
     # pasted or wrapped without its FATAL: prefix (log collectors, forum posts)
-    bare = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("container creation failed:")), None)
+    bare = next(
+        (
+            ln.strip()
+            for ln in text.splitlines()
+            if ln.strip().startswith("container creation failed:")
+        ),
+        None,
+    )
     return bare
 
 
@@ -250,15 +286,26 @@ def start_failure_hint(message: str) -> str:
     """The usual fix for the start failures seen on real sites."""
     low = message.lower()
     if "capability set" in low:
-        return ("Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
-                "restricted capability bounding set (a container or sandboxed login); run it as an unprivileged user")
-    if "fakeroot" in low or "subuid" in low or "user namespace" in low or "/proc/self/ns/user" in low:
+        return (
+            "Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
+            "restricted capability bounding set (a container or sandboxed login); run it as an unprivileged user"
+        )
+    if (
+        "fakeroot" in low
+        or "subuid" in low
+        or "user namespace" in low
+        or "/proc/self/ns/user" in low
+    ):
         return "unprivileged user namespaces are unavailable: enable them (user.max_user_namespaces) or install apptainer-suid"
     if "squashfuse" in low or "bad superblock" in low or "mount hook" in low or "fuse" in low:
         return "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, or re-materialize a damaged SIF"
     if "nvidia-container-cli" in low:
         return "--nvccli failed: check nvidia-container-cli on the node, or use plain --nv"
-    if "no such file" in low or "not found" in low or "failed to open image" in low or "image format" in low:
+    if (
+        "no such file" in low
+        or "not found" in low
+        or "failed to open image" in low
+        or "image format" in low
+    ):
         return "the image is missing or damaged on the node: re-materialize the container asset"
     return "Apptainer failed before running the command: read its message and apptainer.conf on the node"
-

@@ -27,7 +27,14 @@ from typing import Any
 
 from mlops_assets.core import smoke_rules as rules
 
-__all__ = ["AllReducePerf", "PerfRank", "PerfRow", "judge_all_reduce_perf", "parse_all_reduce_perf", "to_result"]
+__all__ = [
+    "AllReducePerf",
+    "PerfRank",
+    "PerfRow",
+    "judge_all_reduce_perf",
+    "parse_all_reduce_perf",
+    "to_result",
+]
 
 _TAG = re.compile(r"^\s*(?:\[\d+,\d+\]<std(?:out|err)>:)?\s*")
 _RANK = re.compile(
@@ -125,8 +132,21 @@ def _row(tokens: list[str]) -> PerfRow:
     ow, oe = _wrong(rest[3])
     iw, ie = _wrong(rest[7])
     errs = [e for e in (oe, ie) if e is not None]
-    return PerfRow(size, count, typ, redop, float(rest[0]), float(rest[1]), float(rest[2]), ow,
-                   float(rest[4]), float(rest[5]), float(rest[6]), iw, max(errs) if errs else None)
+    return PerfRow(
+        size,
+        count,
+        typ,
+        redop,
+        float(rest[0]),
+        float(rest[1]),
+        float(rest[2]),
+        ow,
+        float(rest[4]),
+        float(rest[5]),
+        float(rest[6]),
+        iw,
+        max(errs) if errs else None,
+    )
 
 
 def parse_all_reduce_perf(text: str) -> AllReducePerf:
@@ -160,15 +180,26 @@ def parse_all_reduce_perf(text: str) -> AllReducePerf:
                 problems.append(f"unreadable average: {line.strip()[:120]}")
             continue
         tokens = line.split()
-        if len(tokens) >= 5 and _INT.match(tokens[0]) and _INT.match(tokens[1]) and _WORD.match(tokens[2]) and _WORD.match(tokens[3]):
+        if (
+            len(tokens) >= 5
+            and _INT.match(tokens[0])
+            and _INT.match(tokens[1])
+            and _WORD.match(tokens[2])
+            and _WORD.match(tokens[3])
+        ):
             try:
                 rows.append(_row(tokens))
             except ValueError as exc:
                 problems.append(f"malformed row ({exc}): {line.strip()[:160]}")
     if not rows:
         head = _HEAD.search(text)
-        what = ("only malformed rows" if problems else "a header but no result row" if head
-                else "no all_reduce_perf table")
+        what = (
+            "only malformed rows"
+            if problems
+            else "a header but no result row"
+            if head
+            else "no all_reduce_perf table"
+        )
         raise ValueError(f"{what} in the output: {' '.join(text.split())[:200]!r}")
     return AllReducePerf(rows, ranks, oob, avg, problems)
 
@@ -182,18 +213,27 @@ def to_result(perf: AllReducePerf) -> dict[str, Any]:
     for r in perf.rows:
         counted = r.oop_wrong is not None and r.ip_wrong is not None
         old_verified = r.max_error is not None and perf.out_of_bounds == 0
-        rec: dict[str, Any] = {"bytes": r.bytes, "busbw_gbps": min(r.oop_busbw, r.ip_busbw),
-                               "algbw_gbps": min(r.oop_algbw, r.ip_algbw)}
+        rec: dict[str, Any] = {
+            "bytes": r.bytes,
+            "busbw_gbps": min(r.oop_busbw, r.ip_busbw),
+            "algbw_gbps": min(r.oop_algbw, r.ip_algbw),
+        }
         if counted:
-            rec.update(wrong=int(r.oop_wrong or 0) + int(r.ip_wrong or 0), checked=2 * r.count * max(n, 1))
+            rec.update(
+                wrong=int(r.oop_wrong or 0) + int(r.ip_wrong or 0), checked=2 * r.count * max(n, 1)
+            )
         elif old_verified:
             rec.update(wrong=0, checked=2 * r.count * max(n, 1))
         else:
             rec.update(wrong=None, checked=None)
         sizes.append(rec)
     names = perf.gpu_names
-    return {"world_size": perf.world_size, "gpu_name": names[0] if len(names) == 1 else " / ".join(names),
-            "hosts": perf.hosts, "sizes": sizes}
+    return {
+        "world_size": perf.world_size,
+        "gpu_name": names[0] if len(names) == 1 else " / ".join(names),
+        "hosts": perf.hosts,
+        "sizes": sizes,
+    }
 
 
 def judge_all_reduce_perf(
@@ -217,27 +257,48 @@ def judge_all_reduce_perf(
         messages.append("unjudged: no Rank line, so the number of ranks is unknown")
         result["world_size"], min_world_size = 0, 0
     if largest >= rules.GIB and len(perf.hosts) <= 1:
-        judged = rules.judge_nccl(result, min_world_size=min_world_size, expected_busbw_gbps=expected,
-                                  warn_fraction=warn_f, fail_fraction=fail_f)
+        judged = rules.judge_nccl(
+            result,
+            min_world_size=min_world_size,
+            expected_busbw_gbps=expected,
+            warn_fraction=warn_f,
+            fail_fraction=fail_f,
+        )
     else:
-        judged = rules.judge_nccl(result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False)
+        judged = rules.judge_nccl(
+            result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False
+        )
         verdicts.append(rules.WARN)
         if len(perf.hosts) > 1:
-            messages.append(f"unjudged: {perf.world_size} ranks on {len(perf.hosts)} hosts; the profile's bus bandwidth is one node's")
+            messages.append(
+                f"unjudged: {perf.world_size} ranks on {len(perf.hosts)} hosts; the profile's bus bandwidth is one node's"
+            )
         else:
-            messages.append(f"unjudged: largest size {largest} B is below 1 GiB, where bus bandwidth is compared")
+            messages.append(
+                f"unjudged: largest size {largest} B is below 1 GiB, where bus bandwidth is compared"
+            )
     verdicts.append(judged["verdict"])
     messages += judged["messages"]
     if perf.duplicated_ranks:
         verdicts.append(rules.FAIL)
-        messages.append(f"{len(perf.ranks)} processes each printed rank 0..{(perf.world_size or 1) - 1}: separate "
-                        "single-process tests (nccl-tests built without MPI=1 under mpirun), no collective across them")
+        messages.append(
+            f"{len(perf.ranks)} processes each printed rank 0..{(perf.world_size or 1) - 1}: separate "
+            "single-process tests (nccl-tests built without MPI=1 under mpirun), no collective across them"
+        )
     if perf.out_of_bounds:
         verdicts.append(rules.FAIL)
-        messages.append(f"Out of bounds values: {perf.out_of_bounds} (nccl-tests' own check FAILED)")
+        messages.append(
+            f"Out of bounds values: {perf.out_of_bounds} (nccl-tests' own check FAILED)"
+        )
     if perf.problems:
         verdicts.append(rules.FAIL)
         messages += perf.problems[:3]
-    return {"verdict": rules.worst(verdicts), "messages": messages, "profile": key,
-            "busbw_gbps": judged["busbw_gbps"], "size_bytes": judged["size_bytes"],
-            "world_size": perf.world_size, "avg_busbw_gbps": perf.avg_busbw}
+    return {
+        "verdict": rules.worst(verdicts),
+        "messages": messages,
+        "profile": key,
+        "busbw_gbps": judged["busbw_gbps"],
+        "size_bytes": judged["size_bytes"],
+        "world_size": perf.world_size,
+        "avg_busbw_gbps": perf.avg_busbw,
+    }

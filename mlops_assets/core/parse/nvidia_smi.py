@@ -104,7 +104,9 @@ def parse_query_csv(
             if fields is not None and names == list(fields):
                 continue  # the csv header
         if fields is None:
-            raise ValueError(f"nvidia-smi csv without a header line and no fields given: {_clip(line)!r}")
+            raise ValueError(
+                f"nvidia-smi csv without a header line and no fields given: {_clip(line)!r}"
+            )
         n = len(fields)
         if len(values) > n and "name" in fields:
             # A product name with a comma: fold the surplus back into it.
@@ -255,7 +257,9 @@ def gpu_info_from_row(row: Mapping[str, str | None], position: int = 0) -> GpuIn
     )
 
 
-def parse_query_gpu(text: str, fields: Sequence[str] | None = NVIDIA_SMI_QUERY_FIELDS) -> list[GpuInfo]:
+def parse_query_gpu(
+    text: str, fields: Sequence[str] | None = NVIDIA_SMI_QUERY_FIELDS
+) -> list[GpuInfo]:
     """Parse the output of :data:`NVIDIA_SMI_QUERY_COMMAND` (header and units tolerated),
     or of another ``--query-gpu`` field list (``fields=None``: read from the csv header)."""
     return [gpu_info_from_row(row, i) for i, row in enumerate(parse_query_csv(text, fields))]
@@ -276,7 +280,11 @@ class Health:
 
 
 def judge_gpu_health(
-    gpus: Sequence[GpuInfo], *, where: str, expected_count: int | None = None, min_driver: str | None = None
+    gpus: Sequence[GpuInfo],
+    *,
+    where: str,
+    expected_count: int | None = None,
+    min_driver: str | None = None,
 ) -> Health:
     """One rule for nvidia-smi's view of a node, whatever printed it (the query CSV or
     ``nvidia-smi -q``): GPU count, driver >= minimum, no ECC/row-remap trouble or error
@@ -293,7 +301,9 @@ def judge_gpu_health(
         problems += [f"{where} GPU{g.index}: {p}" for p in g.problems()]
         if min_driver:
             if g.driver_version is None:
-                unjudged.append(f"{where} GPU{g.index}: driver version not reported: driver >= {min_driver} unjudged")
+                unjudged.append(
+                    f"{where} GPU{g.index}: driver version not reported: driver >= {min_driver} unjudged"
+                )
             elif not versions.at_least(g.driver_version, min_driver):
                 problems.append(f"{where} GPU{g.index}: driver {g.driver_version} < {min_driver}")
         unjudged += [f"{where} GPU{g.index}: {u}" for u in g.unmeasured()]
@@ -339,7 +349,11 @@ def parse_nvidia_smi_list(text: str, *, strict: bool = True) -> list[ListedGpu]:
             continue
         if line.count("(UUID: GPU-") > 1:  # several lines joined into one by a paste
             for joined in _L_GPU_ANY.finditer(line):
-                gpus.append(ListedGpu(index=int(joined.group(1)), name=joined.group(2), uuid=joined.group(3)))
+                gpus.append(
+                    ListedGpu(
+                        index=int(joined.group(1)), name=joined.group(2), uuid=joined.group(3)
+                    )
+                )
             continue
         m = _L_GPU.match(line)
         if m:
@@ -372,7 +386,9 @@ class SmiVersions:
 
 # Drivers >= 610 print "KMD version" and "CUDA UMD version"; their "DRIVER version" says
 # "Deprecated, see ..." (and -q appends "[Deprecated; ...]" to "Driver Version").
-_VER_LINE = re.compile(r"^\s*(NVIDIA-SMI|NVML|DRIVER|KMD|CUDA UMD|CUDA) [Vv]ersion\s*:\s*(\d\S*)\s*$")
+_VER_LINE = re.compile(
+    r"^\s*(NVIDIA-SMI|NVML|DRIVER|KMD|CUDA UMD|CUDA) [Vv]ersion\s*:\s*(\d\S*)\s*$"
+)
 _BANNER = re.compile(r"(?:Driver|KMD) Version:\s*(\S+)(?:\s+CUDA (?:UMD )?Version:\s*(\S+))?")
 
 
@@ -386,7 +402,9 @@ def parse_nvidia_smi_versions(text: str) -> SmiVersions:
             found[m.group(1)] = m.group(2)
     driver = found.get("KMD") or found.get("DRIVER")
     if driver:
-        return SmiVersions(driver=driver, cuda=found.get("CUDA UMD") or found.get("CUDA"), nvml=found.get("NVML"))
+        return SmiVersions(
+            driver=driver, cuda=found.get("CUDA UMD") or found.get("CUDA"), nvml=found.get("NVML")
+        )
     b = _BANNER.search(text)
     if b:
         cuda = b.group(2)
@@ -416,45 +434,78 @@ _XID = "check `dmesg | grep -i xid` (Xid 79: fallen off the bus; 48/63/64/94/95:
 _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
     (re.compile(pat, re.I), cause, meaning, hint)
     for pat, cause, meaning, hint in (
-        (r"Driver/library version mismatch", "version_mismatch",
-         "driver/library version mismatch",
-         "the loaded kernel module is not the installed driver's (upgraded without a reboot): reboot the node (or unload and reload the nvidia kernel "
-         "modules once no process uses the GPUs); a reinstall is not needed"),
-        (r"GPU is lost|GPU has fallen off the bus", "gpu_lost",
-         "GPU lost (fallen off the bus)",
-         f"{_XID}; drain the node and reboot it to recover the GPU; if it happens again, reseat or RMA the GPU"),
-        (r"insufficiently powered|insufficient power", "insufficient_power",
-         "GPU insufficiently powered",
-         "check the GPU's auxiliary power cables and the power supply, then reboot"),
-        (r"Unable to (?:determine|detect) the device handle for GPU", "device_handle",
-         "GPU not answering (no device handle)",
-         f"a GPU did not answer, usually fallen off the bus: {_XID}; reset the GPU (nvidia-smi -r) or reboot the node, drain it meanwhile; RMA if it repeats"),
-        (r"couldn.t communicate with the NVIDIA driver", "driver_not_loaded",
-         "NVIDIA kernel module not loaded",
-         "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module for the running "
-         "kernel (DKMS) or install the driver for it; check nouveau is blacklisted"),
-        (r"No devices were found", "no_devices",
-         "no GPU found by the driver",
-         "the driver is loaded but lists no GPU: check lspci for the GPUs and dmesg for 'RmInitAdapter failed'; in a job, check the GPUs it was given "
-         "(gres.conf File= lines, cgroup ConstrainDevices, CUDA_VISIBLE_DEVICES)"),
-        (r"couldn't find libnvidia-ml\.so|libnvidia-ml\.so[.\d]*: cannot open shared object", "nvml_library_missing",
-         "libnvidia-ml.so missing",
-         "inside a container, run it with the GPU libraries bound (apptainer --nv, docker --gpus); on the host "
-         "reinstall the driver's user-space libraries"),
-        (r"Failed to initialize NVML: Insufficient Permissions|Insufficient Permissions", "nvml_permissions",
-         "no permission on the GPU devices",
-         "check the mode of /dev/nvidia* (and /dev/nvidia-caps for MIG) and the job's device cgroup"),
-        (r"Failed to initialize NVML: Unknown Error", "nvml_unknown_error",
-         "NVML failed to start (Unknown Error)",
-         "in a container this is usually lost device access (/dev/nvidia* not in the container's device cgroup, "
-         "e.g. after a systemd daemon-reload): restart the container; on a host, read dmesg and reload the driver"),
-        (r"Failed to initialize NVML", "nvml_init_failed",
-         "NVML failed to start",
-         "read the message and dmesg; reload the NVIDIA driver or reboot the node"),
-        (r"nvidia-smi: (?:command )?not found|nvidia-smi\S*: No such file or directory|"
-         r"executable file not found|couldn't find the nvidia-smi", "not_installed",
-         "no NVIDIA driver",
-         "nvidia-smi is not installed: install the NVIDIA driver on the node (nvidia-smi ships with it)"),
+        (
+            r"Driver/library version mismatch",
+            "version_mismatch",
+            "driver/library version mismatch",
+            "the loaded kernel module is not the installed driver's (upgraded without a reboot): reboot the node (or unload and reload the nvidia kernel "
+            "modules once no process uses the GPUs); a reinstall is not needed",
+        ),
+        (
+            r"GPU is lost|GPU has fallen off the bus",
+            "gpu_lost",
+            "GPU lost (fallen off the bus)",
+            f"{_XID}; drain the node and reboot it to recover the GPU; if it happens again, reseat or RMA the GPU",
+        ),
+        (
+            r"insufficiently powered|insufficient power",
+            "insufficient_power",
+            "GPU insufficiently powered",
+            "check the GPU's auxiliary power cables and the power supply, then reboot",
+        ),
+        (
+            r"Unable to (?:determine|detect) the device handle for GPU",
+            "device_handle",
+            "GPU not answering (no device handle)",
+            f"a GPU did not answer, usually fallen off the bus: {_XID}; reset the GPU (nvidia-smi -r) or reboot the node, drain it meanwhile; RMA if it repeats",
+        ),
+        (
+            r"couldn.t communicate with the NVIDIA driver",
+            "driver_not_loaded",
+            "NVIDIA kernel module not loaded",
+            "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module for the running "
+            "kernel (DKMS) or install the driver for it; check nouveau is blacklisted",
+        ),
+        (
+            r"No devices were found",
+            "no_devices",
+            "no GPU found by the driver",
+            "the driver is loaded but lists no GPU: check lspci for the GPUs and dmesg for 'RmInitAdapter failed'; in a job, check the GPUs it was given "
+            "(gres.conf File= lines, cgroup ConstrainDevices, CUDA_VISIBLE_DEVICES)",
+        ),
+        (
+            r"couldn't find libnvidia-ml\.so|libnvidia-ml\.so[.\d]*: cannot open shared object",
+            "nvml_library_missing",
+            "libnvidia-ml.so missing",
+            "inside a container, run it with the GPU libraries bound (apptainer --nv, docker --gpus); on the host "
+            "reinstall the driver's user-space libraries",
+        ),
+        (
+            r"Failed to initialize NVML: Insufficient Permissions|Insufficient Permissions",
+            "nvml_permissions",
+            "no permission on the GPU devices",
+            "check the mode of /dev/nvidia* (and /dev/nvidia-caps for MIG) and the job's device cgroup",
+        ),
+        (
+            r"Failed to initialize NVML: Unknown Error",
+            "nvml_unknown_error",
+            "NVML failed to start (Unknown Error)",
+            "in a container this is usually lost device access (/dev/nvidia* not in the container's device cgroup, "
+            "e.g. after a systemd daemon-reload): restart the container; on a host, read dmesg and reload the driver",
+        ),
+        (
+            r"Failed to initialize NVML",
+            "nvml_init_failed",
+            "NVML failed to start",
+            "read the message and dmesg; reload the NVIDIA driver or reboot the node",
+        ),
+        (
+            r"nvidia-smi: (?:command )?not found|nvidia-smi\S*: No such file or directory|"
+            r"executable file not found|couldn't find the nvidia-smi",
+            "not_installed",
+            "no NVIDIA driver",
+            "nvidia-smi is not installed: install the NVIDIA driver on the node (nvidia-smi ships with it)",
+        ),
     )
 )
 
@@ -565,7 +616,9 @@ def parse_nvidia_smi_q(text: str) -> list[GpuInfo]:
             "ecc.errors.uncorrected.volatile.total": ecc_error or ecc,
             "remapped_rows.pending": _q_value(b, "Remapped Rows/Pending"),
             "remapped_rows.failure": _q_value(b, "Remapped Rows/Remapping Failure Occurred"),
-            "retired_pages.pending": _q_value(b, "Retired Pages/Pending Page Blacklist", "Retired Pages/Pending Page Retirement"),
+            "retired_pages.pending": _q_value(
+                b, "Retired Pages/Pending Page Blacklist", "Retired Pages/Pending Page Retirement"
+            ),
         }
         for key in ("memory.total", "temperature.gpu"):
             v = row[key]

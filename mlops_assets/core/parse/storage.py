@@ -202,8 +202,10 @@ class BeegfsTarget:
     def trouble(self) -> str:
         """What is wrong with it, in BeeGFS's words and with the usual next step."""
         if self.reachability != "Online":
-            return (f"{self.reachability}: the management service cannot reach it; "
-                    f"check the beegfs-storage/beegfs-meta service on node {self.node}")
+            return (
+                f"{self.reachability}: the management service cannot reach it; "
+                f"check the beegfs-storage/beegfs-meta service on node {self.node}"
+            )
         if self.consistency == "Needs-resync":
             return "Needs-resync: its mirror copy is stale; beegfs-ctl --resyncstats, --startresync if none runs"
         if self.consistency != "Good":
@@ -220,7 +222,9 @@ def parse_beegfs_targets(text: str) -> list[BeegfsTarget]:
     is the rest of the line). Output without the state columns (no ``--state``) or without a
     header at all (an error message) raises ValueError: no row means no judgement."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    head = next((i for i, ln in enumerate(lines) if ln.split()[:1] and "TargetID" in ln.split()), None)
+    head = next(
+        (i for i, ln in enumerate(lines) if ln.split()[:1] and "TargetID" in ln.split()), None
+    )
     if head is None:
         raise ValueError(f"not beegfs-ctl --listtargets output: {_clip(text.strip())!r}")
     names = lines[head].split()
@@ -229,7 +233,7 @@ def parse_beegfs_targets(text: str) -> list[BeegfsTarget]:
     idx = [names.index(c) for c in _LISTTARGETS_COLUMNS]
     node_at = names.index("NodeID") if "NodeID" in names else None
     out: list[BeegfsTarget] = []
-    for line in lines[head + 1:]:
+    for line in lines[head + 1 :]:
         parts = line.split()
         if set(line.strip()) <= {"=", " "}:
             continue

@@ -32,7 +32,12 @@ class HttpCall(Http, Protocol):
     """An Http that also sends other methods and bodies (MLflow's REST and artifact APIs)."""
 
     def call(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> HttpAnswer: ...
 
 
@@ -117,7 +122,11 @@ def k8s_gpu_nodes(kube: Kube, catalog: Catalog) -> Outcome:
     problems: list[str] = []
     for n in _items(_kget(kube, "/api/v1/nodes")):
         name = n["metadata"]["name"]
-        labelled, gpus, ready = _has_label(n, k.gpu_node_label), _allocatable_gpus(n, k.gpu_resource), _ready(n)
+        labelled, gpus, ready = (
+            _has_label(n, k.gpu_node_label),
+            _allocatable_gpus(n, k.gpu_resource),
+            _ready(n),
+        )
         if not labelled and gpus == 0:
             continue  # not a GPU node (e.g. the control plane)
         why = [
@@ -147,13 +156,26 @@ def k8s_gpu_nodes(kube: Kube, catalog: Catalog) -> Outcome:
 
 def k8s_hpa_served(kube: Kube, catalog: Catalog) -> Outcome:
     served = _kget(kube, "/apis/autoscaling/v2") is not None
-    return Outcome(served, served, True, "autoscaling/v2 served", "the API server must serve autoscaling/v2 for the HPA")
+    return Outcome(
+        served,
+        served,
+        True,
+        "autoscaling/v2 served",
+        "the API server must serve autoscaling/v2 for the HPA",
+    )
 
 
 def k8s_ingress_class(kube: Kube, catalog: Catalog) -> Outcome:
-    names = [i["metadata"]["name"] for i in _items(_kget(kube, "/apis/networking.k8s.io/v1/ingressclasses"))]
+    names = [
+        i["metadata"]["name"]
+        for i in _items(_kget(kube, "/apis/networking.k8s.io/v1/ingressclasses"))
+    ]
     return Outcome(
-        bool(names), len(names), 1, "IngressClasses", "install an ingress controller (e.g. ingress-nginx)",
+        bool(names),
+        len(names),
+        1,
+        "IngressClasses",
+        "install an ingress controller (e.g. ingress-nginx)",
         detail=", ".join(names),
     )
 
@@ -165,7 +187,10 @@ def _pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
 def gpu_operator_validators(kube: Kube, catalog: Catalog) -> Outcome:
     ns = catalog.cloud.components.gpu_operator.namespace
     k = catalog.cloud.kubernetes
-    gpu_nodes = {n["metadata"]["name"] for n in _items(_kget(kube, "/api/v1/nodes", {"labelSelector": k.gpu_node_label}))}
+    gpu_nodes = {
+        n["metadata"]["name"]
+        for n in _items(_kget(kube, "/api/v1/nodes", {"labelSelector": k.gpu_node_label}))
+    }
     validated: set[str] = set()
     failing: list[str] = []
     for pod in _pods(kube, ns):
@@ -216,7 +241,18 @@ def _cp_conditions(status: dict[str, Any]) -> str:
             continue
         kind, st = str(c.get("type")), str(c.get("status"))
         if (kind == "Ready" and st != "True") or (kind == "Error" and st == "True"):
-            out.append(" ".join(filter(None, [f"{kind}={st}", str(c.get("reason") or ""), str(c.get("message") or "").strip()])))
+            out.append(
+                " ".join(
+                    filter(
+                        None,
+                        [
+                            f"{kind}={st}",
+                            str(c.get("reason") or ""),
+                            str(c.get("message") or "").strip(),
+                        ],
+                    )
+                )
+            )
     return "; ".join(out)
 
 
@@ -227,7 +263,10 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
     unit = "ClusterPolicies in state ready"
     if not policies:
         return Outcome(
-            False, 0, 1, unit,
+            False,
+            0,
+            1,
+            unit,
             "no ClusterPolicy: the GPU Operator deploys nothing without one (helm install gpu-operator creates cluster-policy)",
             detail="no ClusterPolicy object",
         )
@@ -242,11 +281,15 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
         status = p.get("status") or {}
         state = status.get("state")
         if not state:
-            unjudged.append(f"{name}: no status.state yet (not reconciled: is the gpu-operator pod running?)")
+            unjudged.append(
+                f"{name}: no status.state yet (not reconciled: is the gpu-operator pod running?)"
+            )
         elif state == "ready":
             ready.append(name)
         elif state == "ignored":
-            ignored.append(f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the oldest one)")
+            ignored.append(
+                f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the oldest one)"
+            )
         else:
             why = _cp_conditions(status)
             broken.append(f"{name}: {state}" + (f" ({why})" if why else ""))
@@ -256,9 +299,15 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
         if named:
             hint += ": " + ", ".join(f"{s} -> {_CP_STATES[s]}" for s in dict.fromkeys(named))
     elif unjudged:
-        hint, severity = "wait for the operator to reconcile, or check the gpu-operator deployment's log", Severity.WARN
+        hint, severity = (
+            "wait for the operator to reconcile, or check the gpu-operator deployment's log",
+            Severity.WARN,
+        )
     elif ignored and ready:
-        hint, severity = "delete the duplicate ClusterPolicy: edits to it have no effect", Severity.WARN
+        hint, severity = (
+            "delete the duplicate ClusterPolicy: edits to it have no effect",
+            Severity.WARN,
+        )
     else:
         hint = "no ClusterPolicy is active: keep exactly one"
     return Outcome(
@@ -277,9 +326,16 @@ def gpu_operator_device_plugin(kube: Kube, catalog: Catalog) -> Outcome:
     running = [
         p["metadata"]["name"]
         for p in _pods(kube, ns)
-        if p["metadata"]["name"].startswith("nvidia-device-plugin") and p.get("status", {}).get("phase") == "Running"
+        if p["metadata"]["name"].startswith("nvidia-device-plugin")
+        and p.get("status", {}).get("phase") == "Running"
     ]
-    return Outcome(bool(running), len(running), 1, "device plugin pods Running", "check the nvidia-device-plugin-daemonset in the GPU Operator namespace")
+    return Outcome(
+        bool(running),
+        len(running),
+        1,
+        "device plugin pods Running",
+        "check the nvidia-device-plugin-daemonset in the GPU Operator namespace",
+    )
 
 
 def kserve_crd(kube: Kube, catalog: Catalog) -> Outcome:
@@ -297,9 +353,17 @@ def kserve_crd(kube: Kube, catalog: Catalog) -> Outcome:
 
 def kserve_version(kube: Kube, catalog: Catalog) -> Outcome:
     ks = catalog.cloud.components.kserve
-    dep = _kget(kube, f"/apis/apps/v1/namespaces/{ks.namespace}/deployments/{ks.controller_deployment}")
+    dep = _kget(
+        kube, f"/apis/apps/v1/namespaces/{ks.namespace}/deployments/{ks.controller_deployment}"
+    )
     if dep is None:
-        return Outcome(False, "controller missing", ks.min_version, "version", f"deploy KServe's {ks.controller_deployment} in {ks.namespace}")
+        return Outcome(
+            False,
+            "controller missing",
+            ks.min_version,
+            "version",
+            f"deploy KServe's {ks.controller_deployment} in {ks.namespace}",
+        )
     labels = dep.get("metadata", {}).get("labels", {})
     found = labels.get("app.kubernetes.io/version")
     if not found:
@@ -307,7 +371,10 @@ def kserve_version(kube: Kube, catalog: Catalog) -> Outcome:
         tags = [i.rsplit(":", 1)[-1] for i in images if "kserve" in i and ":" in i]
         found = tags[0] if tags else None
     if not found:
-        raise ProbeFailed("no version label or image tag on the KServe controller", "label the deployment app.kubernetes.io/version")
+        raise ProbeFailed(
+            "no version label or image tag on the KServe controller",
+            "label the deployment app.kubernetes.io/version",
+        )
     return Outcome(
         versions.at_least(found, ks.min_version),
         version_text(found),
@@ -318,25 +385,47 @@ def kserve_version(kube: Kube, catalog: Catalog) -> Outcome:
 
 
 # InferenceService sub-conditions that say which part is not ready (KServe 0.7-0.15).
-_ISVC_PARTS = ("PredictorReady", "TransformerReady", "ExplainerReady", "IngressReady",
-               "LatestDeploymentReady", "RoutesReady", "PredictorRouteReady", "PredictorConfigurationReady")
+_ISVC_PARTS = (
+    "PredictorReady",
+    "TransformerReady",
+    "ExplainerReady",
+    "IngressReady",
+    "LatestDeploymentReady",
+    "RoutesReady",
+    "PredictorRouteReady",
+    "PredictorConfigurationReady",
+)
 
 
 def isvc_not_ready(isvc: dict[str, Any]) -> str | None:
     """Why an InferenceService is not Ready, in KServe's words: the Ready condition's reason and
     message (e.g. RuntimeUnhealthy), then each failing sub-condition; None when Ready."""
-    conds = {str(c.get("type")): c for c in (isvc.get("status") or {}).get("conditions") or [] if isinstance(c, dict)}
+    conds = {
+        str(c.get("type")): c
+        for c in (isvc.get("status") or {}).get("conditions") or []
+        if isinstance(c, dict)
+    }
     ready = conds.get("Ready")
     if ready is not None and ready.get("status") == "True":
         return None
     if ready is None:
         head = "no Ready condition (not reconciled yet: is the KServe controller running?)"
     else:
-        head = " ".join(filter(None, [str(ready.get("reason") or f"Ready={ready.get('status', '?')}"), str(ready.get("message") or "").strip()]))
+        head = " ".join(
+            filter(
+                None,
+                [
+                    str(ready.get("reason") or f"Ready={ready.get('status', '?')}"),
+                    str(ready.get("message") or "").strip(),
+                ],
+            )
+        )
     parts = [
         f"{name}={c.get('status')}" + "".join(f" {c[k]}" for k in ("reason", "message") if c.get(k))
         for name, c in conds.items()
-        if name != "Ready" and c.get("status") != "True" and (name in _ISVC_PARTS or name.endswith("Ready"))
+        if name != "Ready"
+        and c.get("status") != "True"
+        and (name in _ISVC_PARTS or name.endswith("Ready"))
     ]
     model = (isvc.get("status") or {}).get("modelStatus") or {}
     failure = (model.get("lastFailureInfo") or {}) if isinstance(model, dict) else {}
@@ -349,7 +438,12 @@ def kserve_isvcs_ready(kube: Kube, catalog: Catalog) -> Outcome:
     ks = catalog.cloud.components.kserve
     total, bad = 0, []
     for ns in ks.watched_namespaces:
-        for isvc in _items(_kget(kube, f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices")):
+        for isvc in _items(
+            _kget(
+                kube,
+                f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices",
+            )
+        ):
             total += 1
             why = isvc_not_ready(isvc)
             if why is not None:
@@ -369,11 +463,20 @@ def kserve_isvcs_ready(kube: Kube, catalog: Catalog) -> Outcome:
 
 def mlflow_health(http: Http, catalog: Catalog) -> Outcome:
     ans = _answer(http, "/health", "start the MLflow server and check its ingress")
-    return Outcome(ans.status == 200, ans.status, 200, "HTTP status", "MLflow /health fails: check the server's pod/log", extra={"latency_s": round(ans.elapsed_s, 3)})
+    return Outcome(
+        ans.status == 200,
+        ans.status,
+        200,
+        "HTTP status",
+        "MLflow /health fails: check the server's pod/log",
+        extra={"latency_s": round(ans.elapsed_s, 3)},
+    )
 
 
 def mlflow_experiments(http: Http, catalog: Catalog) -> Outcome:
-    ans = _answer(http, "/api/2.0/mlflow/experiments/search?max_results=1", "MLflow server unreachable")
+    ans = _answer(
+        http, "/api/2.0/mlflow/experiments/search?max_results=1", "MLflow server unreachable"
+    )
     ok = ans.status == 200
     detail = ""
     if ok:
@@ -383,18 +486,36 @@ def mlflow_experiments(http: Http, catalog: Catalog) -> Outcome:
             ok, detail = False, "answer is not JSON"
     else:
         detail = ans.text[:200]
-    return Outcome(ok, ans.status, 200, "HTTP status of experiments/search", "the backend store does not answer: check MLflow's database connection", detail=detail)
+    return Outcome(
+        ok,
+        ans.status,
+        200,
+        "HTTP status of experiments/search",
+        "the backend store does not answer: check MLflow's database connection",
+        detail=detail,
+    )
 
 
 def mlflow_registry(http: Http, catalog: Catalog) -> Outcome:
-    ans = _answer(http, "/api/2.0/mlflow/registered-models/search?max_results=1", "MLflow server unreachable")
-    return Outcome(ans.status == 200, ans.status, 200, "HTTP status of registered-models/search", "the model registry does not answer: it needs a database-backed store", detail="" if ans.status == 200 else ans.text[:200])
+    ans = _answer(
+        http, "/api/2.0/mlflow/registered-models/search?max_results=1", "MLflow server unreachable"
+    )
+    return Outcome(
+        ans.status == 200,
+        ans.status,
+        200,
+        "HTTP status of registered-models/search",
+        "the model registry does not answer: it needs a database-backed store",
+        detail="" if ans.status == 200 else ans.text[:200],
+    )
 
 
 _MLFLOW_HINT = "MLflow's artifact store failed: check --artifacts-destination, the server's S3 credentials and the bucket"
 
 
-def _mlflow(http: HttpCall, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+def _mlflow(
+    http: HttpCall, method: str, path: str, payload: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One MLflow REST call; no answer or an error status becomes a ProbeFailed naming it."""
     body = json.dumps(payload).encode() if payload is not None else None
     headers = {"Content-Type": "application/json"} if body is not None else None
@@ -408,7 +529,10 @@ def _mlflow(http: HttpCall, method: str, path: str, payload: dict[str, Any] | No
         data = {}
     if ans.status != 200:
         code = data.get("error_code", "") if isinstance(data, dict) else ""
-        raise ProbeFailed(f"MLflow {method} {path.split('?')[0]} answered {ans.status} {code}".strip(), _MLFLOW_HINT)
+        raise ProbeFailed(
+            f"MLflow {method} {path.split('?')[0]} answered {ans.status} {code}".strip(),
+            _MLFLOW_HINT,
+        )
     return data if isinstance(data, dict) else {}
 
 
@@ -420,9 +544,18 @@ def _probe_experiment_id(http: HttpCall, name: str) -> str:
     except ProbeFailed as exc:
         if " 404 " not in f"{exc} ":
             raise
-        return str(_mlflow(http, "POST", "/api/2.0/mlflow/experiments/create", {"name": name})["experiment_id"])
+        return str(
+            _mlflow(http, "POST", "/api/2.0/mlflow/experiments/create", {"name": name})[
+                "experiment_id"
+            ]
+        )
     if exp.get("lifecycle_stage") == "deleted":
-        _mlflow(http, "POST", "/api/2.0/mlflow/experiments/restore", {"experiment_id": exp["experiment_id"]})
+        _mlflow(
+            http,
+            "POST",
+            "/api/2.0/mlflow/experiments/restore",
+            {"experiment_id": exp["experiment_id"]},
+        )
     return str(exp["experiment_id"])
 
 
@@ -433,7 +566,7 @@ ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts/"
 def _proxy_path(artifact_uri: str) -> str:
     """mlflow-artifacts:/1/<run>/artifacts or mlflow-artifacts://host/1/<run>/artifacts ->
     1/<run>/artifacts, the path the artifact proxy serves."""
-    rest = artifact_uri[len(PROXY_SCHEME):]
+    rest = artifact_uri[len(PROXY_SCHEME) :]
     if rest.startswith("//"):
         rest = rest[2:].partition("/")[2]
     return rest.lstrip("/")
@@ -447,9 +580,16 @@ def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
     payload = b"mlops-assets artifact probe " + os.urandom(16).hex().encode()
     start = time.monotonic()
     exp_id = _probe_experiment_id(http, name)
-    run = _mlflow(http, "POST", "/api/2.0/mlflow/runs/create", {
-        "experiment_id": exp_id, "run_name": "mlops-assets-probe", "start_time": int(time.time() * 1000),
-    })["run"]["info"]
+    run = _mlflow(
+        http,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        {
+            "experiment_id": exp_id,
+            "run_name": "mlops-assets-probe",
+            "start_time": int(time.time() * 1000),
+        },
+    )["run"]["info"]
     run_id, artifact_uri = str(run["run_id"]), str(run.get("artifact_uri", ""))
     uploaded = False
     try:
@@ -458,15 +598,21 @@ def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
         else:
             path = ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin")
             try:
-                put = http.call("PUT", path, headers={"Content-Type": "application/octet-stream"}, body=payload)
+                put = http.call(
+                    "PUT", path, headers={"Content-Type": "application/octet-stream"}, body=payload
+                )
                 uploaded = put.status == 200
                 if not uploaded:
-                    raise ProbeFailed(f"artifact upload answered {put.status}: {put.text[:200]}", _MLFLOW_HINT)
+                    raise ProbeFailed(
+                        f"artifact upload answered {put.status}: {put.text[:200]}", _MLFLOW_HINT
+                    )
                 back = http.get(path)
             except HttpUnreachable as exc:
                 raise ProbeFailed(str(exc), _MLFLOW_HINT) from None
             if back.status != 200:
-                raise ProbeFailed(f"artifact download answered {back.status}: {back.text[:200]}", _MLFLOW_HINT)
+                raise ProbeFailed(
+                    f"artifact download answered {back.status}: {back.text[:200]}", _MLFLOW_HINT
+                )
             got = back.body
     finally:
         _cleanup(http, run_id, artifact_uri, uploaded)
@@ -487,9 +633,16 @@ def _cleanup(http: HttpCall, run_id: str, artifact_uri: str, uploaded: bool) -> 
     """Best effort: the probe leaves no artifact and only a deleted run behind."""
     try:
         if uploaded:
-            http.call("DELETE", ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin"))
-        http.call("POST", "/api/2.0/mlflow/runs/delete", headers={"Content-Type": "application/json"},
-                  body=json.dumps({"run_id": run_id}).encode())
+            http.call(
+                "DELETE",
+                ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin"),
+            )
+        http.call(
+            "POST",
+            "/api/2.0/mlflow/runs/delete",
+            headers={"Content-Type": "application/json"},
+            body=json.dumps({"run_id": run_id}).encode(),
+        )
     except HttpUnreachable:
         pass
 
@@ -514,7 +667,13 @@ def _round_trip_with_client(tracking_uri: str, run_id: str, payload: bytes) -> b
 
 def prometheus_ready(http: Http, catalog: Catalog) -> Outcome:
     ans = _answer(http, "/-/ready", "start Prometheus")
-    return Outcome(ans.status == 200, ans.status, 200, "HTTP status of /-/ready", "Prometheus is not ready to serve queries yet: check its log")
+    return Outcome(
+        ans.status == 200,
+        ans.status,
+        200,
+        "HTTP status of /-/ready",
+        "Prometheus is not ready to serve queries yet: check its log",
+    )
 
 
 def _active_targets(http: Http) -> list[dict[str, Any]]:
@@ -550,9 +709,15 @@ def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
     down = [t for t in scraped if t.get("health") != "up"]
     share = round((len(scraped) - len(down)) / len(scraped), 3) if scraped else 0.0
     if targets and not scraped:  # all waiting for their first scrape: nothing to judge yet
-        return Outcome(True, "not scraped yet", minimum, "share of scraped targets up", "",
-                       detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
-                       extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting})
+        return Outcome(
+            True,
+            "not scraped yet",
+            minimum,
+            "share of scraped targets up",
+            "",
+            detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
+            extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting},
+        )
     detail = "; ".join(f"down {_instance(t)}: {t.get('lastError', '')}".strip() for t in down)
     if not targets:
         detail = "no active targets"
@@ -566,7 +731,11 @@ def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
         "a scrape target is down: check the exporter's pod and the ServiceMonitor",
         nodes=tuple(_instance(t) for t in down),
         detail=detail,
-        extra={"targets_up": len(scraped) - len(down), "targets_total": len(targets), "targets_not_scraped": waiting},
+        extra={
+            "targets_up": len(scraped) - len(down),
+            "targets_total": len(targets),
+            "targets_not_scraped": waiting,
+        },
     )
 
 
@@ -590,7 +759,9 @@ def prometheus_targets_scraped(http: Http, catalog: Catalog) -> Outcome:
 def prometheus_expected_jobs(http: Http, catalog: Catalog) -> Outcome:
     jobs = {_job(t) for t in _active_targets(http)}
     return missing_items(
-        jobs, catalog.cloud.services.prometheus.expected_jobs, "scrape jobs",
+        jobs,
+        catalog.cloud.services.prometheus.expected_jobs,
+        "scrape jobs",
         "add the scrape config / ServiceMonitor for the missing job",
     )
 
@@ -614,7 +785,9 @@ def grafana_health(http: Http, catalog: Catalog) -> Outcome:
     )
 
 
-CREDENTIAL_ERRORS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken"})
+CREDENTIAL_ERRORS = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken"}
+)
 
 
 def s3_error_code(exc: BaseException) -> str:
@@ -670,7 +843,9 @@ def minio_buckets_exist(s3: Any, catalog: Catalog, required: bool) -> Outcome:
             else:
                 raise _credentials_failure(catalog, f"S3 head_bucket {name}", code) from None
     out = missing_items(
-        present, wanted, "buckets",
+        present,
+        wanted,
+        "buckets",
         "materialize the bucket assets (mlops-assets materialize --select storage) or create them (mc mb)",
     )
     return dataclasses.replace(out, detail="; ".join(problems))
@@ -680,7 +855,14 @@ def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
     """MinIO's /minio/health/cluster: 200 while the write quorum holds, 503 when lost. The
     quorum it needs comes back in X-Minio-Write-Quorum."""
     if not catalog.cloud.services.minio.minio_health_endpoints:
-        return Outcome(True, "not MinIO", "n/a", "write quorum", "", detail="the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: SeaweedFS)")
+        return Outcome(
+            True,
+            "not MinIO",
+            "n/a",
+            "write quorum",
+            "",
+            detail="the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: SeaweedFS)",
+        )
     ans = _answer(http, "/minio/health/cluster", "MinIO unreachable")
     headers = {k.lower(): v for k, v in ans.headers.items()}
     quorum = headers.get("x-minio-write-quorum", "")
@@ -698,14 +880,19 @@ def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
     )
 
 
-
-
 def gpu_operator_crds(kube: Kube, catalog: Catalog) -> Outcome:
     present = [
-        name for name in catalog.cloud.components.gpu_operator.crds
-        if _kget(kube, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}") is not None
+        name
+        for name in catalog.cloud.components.gpu_operator.crds
+        if _kget(kube, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        is not None
     ]
-    return missing_items(present, catalog.cloud.components.gpu_operator.crds, "CRDs", "install the GPU Operator with its CRDs (helm install gpu-operator)")
+    return missing_items(
+        present,
+        catalog.cloud.components.gpu_operator.crds,
+        "CRDs",
+        "install the GPU Operator with its CRDs (helm install gpu-operator)",
+    )
 
 
 def kserve_serving_runtimes(kube: Kube, catalog: Catalog) -> Outcome:
@@ -718,17 +905,32 @@ def kserve_serving_runtimes(kube: Kube, catalog: Catalog) -> Outcome:
         for f in rt.get("spec", {}).get("supportedModelFormats", [])
     }
     return missing_items(
-        formats, ["pytorch", "huggingface"], "model formats served",
+        formats,
+        ["pytorch", "huggingface"],
+        "model formats served",
         "install KServe's ClusterServingRuntimes (kserve-torchserve, kserve-huggingfaceserver)",
     )
 
 
 def platform_pods_running(kube: Kube, catalog: Catalog) -> Outcome:
     """MLflow and MinIO in mlops, Prometheus and Grafana in monitoring: their images run."""
-    wanted = {"mlflow": "mlops", "minio": "mlops", "prometheus": "monitoring", "grafana": "monitoring"}
+    wanted = {
+        "mlflow": "mlops",
+        "minio": "mlops",
+        "prometheus": "monitoring",
+        "grafana": "monitoring",
+    }
     running = set()
     for component, ns in wanted.items():
         for pod in _pods(kube, ns):
-            if component in pod["metadata"]["name"] and pod.get("status", {}).get("phase") == "Running":
+            if (
+                component in pod["metadata"]["name"]
+                and pod.get("status", {}).get("phase") == "Running"
+            ):
                 running.add(component)
-    return missing_items(running, list(wanted), "components with a Running pod", "kubectl -n <ns> describe pod: image pull or crash loop")
+    return missing_items(
+        running,
+        list(wanted),
+        "components with a Running pod",
+        "kubectl -n <ns> describe pod: image pull or crash loop",
+    )

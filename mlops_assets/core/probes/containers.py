@@ -36,22 +36,67 @@ from mlops_assets.core.transport.hostexec import Runner
 def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcome:
     """SIF magic at its offset, then `inspect --json` parses: a truncated image fails here,
     naming the file, before any job tries to exec it."""
-    res = runner.run(["dd", f"if={path}", "bs=1", f"skip={SIF_MAGIC_OFFSET}", f"count={len(SIF_MAGIC)}", "status=none"])
+    res = runner.run(
+        [
+            "dd",
+            f"if={path}",
+            "bs=1",
+            f"skip={SIF_MAGIC_OFFSET}",
+            f"count={len(SIF_MAGIC)}",
+            "status=none",
+        ]
+    )
     if not res.ok:
-        return Outcome(False, "missing", SIF_MAGIC, "SIF header", f"{path} is missing: materialize the container asset (apptainer pull/build)", detail=res.tail(1))
+        return Outcome(
+            False,
+            "missing",
+            SIF_MAGIC,
+            "SIF header",
+            f"{path} is missing: materialize the container asset (apptainer pull/build)",
+            detail=res.tail(1),
+        )
     magic = res.stdout.strip()
     if magic != SIF_MAGIC:
-        return Outcome(False, magic or "(empty)", SIF_MAGIC, "SIF header", f"{path} is not a SIF image: re-materialize it", detail=path)
+        return Outcome(
+            False,
+            magic or "(empty)",
+            SIF_MAGIC,
+            "SIF header",
+            f"{path} is not a SIF image: re-materialize it",
+            detail=path,
+        )
     ins = runner.run([apptainer, "inspect", "--json", path], timeout_s=120)
     if not ins.ok:
-        return Outcome(False, "inspect failed", "inspect --json parses", "SIF header + metadata",
-                       f"{path} is damaged: re-materialize it", detail=f"{path}: {fatal_message(ins.stderr + ins.stdout)}")
+        return Outcome(
+            False,
+            "inspect failed",
+            "inspect --json parses",
+            "SIF header + metadata",
+            f"{path} is damaged: re-materialize it",
+            detail=f"{path}: {fatal_message(ins.stderr + ins.stdout)}",
+        )
     try:
         labels = parse_labels(ins.stdout)
     except ValueError as exc:
-        return Outcome(False, "inspect unparsable", "inspect --json parses", "SIF header + metadata", f"{path}: re-materialize it", detail=str(exc))
-    return Outcome(True, SIF_MAGIC, SIF_MAGIC, "SIF header + metadata", "", detail=f"{len(labels)} labels",
-                   extra={"apptainer_version_built": labels.get("org.label-schema.usage.apptainer.version", "")})
+        return Outcome(
+            False,
+            "inspect unparsable",
+            "inspect --json parses",
+            "SIF header + metadata",
+            f"{path}: re-materialize it",
+            detail=str(exc),
+        )
+    return Outcome(
+        True,
+        SIF_MAGIC,
+        SIF_MAGIC,
+        "SIF header + metadata",
+        "",
+        detail=f"{len(labels)} labels",
+        extra={
+            "apptainer_version_built": labels.get("org.label-schema.usage.apptainer.version", "")
+        },
+    )
 
 
 def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> Outcome:
@@ -67,12 +112,20 @@ def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> O
     )
 
 
-def image_packages(runner: Runner, path: str, expected: Mapping[str, str], apptainer: str = "apptainer") -> Outcome:
+def image_packages(
+    runner: Runner, path: str, expected: Mapping[str, str], apptainer: str = "apptainer"
+) -> Outcome:
     """The frameworks inside the image, read by the image's own Python."""
     res = runner.run(versions_argv(path, list(expected), apptainer), timeout_s=300)
     if not res.ok:
-        return Outcome(False, "unmeasured", ", ".join(f"{k}>={v}" for k, v in expected.items()), "packages in the image",
-                       "the image does not run: check apptainer and the SIF file", detail=f"{path}: {fatal_message(res.stderr + res.stdout)}")
+        return Outcome(
+            False,
+            "unmeasured",
+            ", ".join(f"{k}>={v}" for k, v in expected.items()),
+            "packages in the image",
+            "the image does not run: check apptainer and the SIF file",
+            detail=f"{path}: {fatal_message(res.stderr + res.stdout)}",
+        )
     return packages_outcome(parse_versions(res.stdout), expected)
 
 
@@ -86,8 +139,19 @@ def parse_nv_probe(text: str) -> tuple[int, int, str]:
     """(GPUs outside, GPUs inside, inside's own words) from NV_PROBE's output."""
     outside, _, rest = text.partition("== inside")
     inside = rest.rsplit("== exit", 1)[0]
-    words = next((ln.strip() for ln in inside.splitlines() if ln.strip() and not ln.startswith(("INFO:", "WARNING:"))), "")
-    return len(parse_nvidia_smi_list(outside, strict=False)), len(parse_nvidia_smi_list(inside, strict=False)), words
+    words = next(
+        (
+            ln.strip()
+            for ln in inside.splitlines()
+            if ln.strip() and not ln.startswith(("INFO:", "WARNING:"))
+        ),
+        "",
+    )
+    return (
+        len(parse_nvidia_smi_list(outside, strict=False)),
+        len(parse_nvidia_smi_list(inside, strict=False)),
+        words,
+    )
 
 
 def inside_start_failure(text: str) -> str | None:
@@ -98,32 +162,58 @@ def inside_start_failure(text: str) -> str | None:
     return None if parse_nvidia_smi_list(inside, strict=False) else start_failure(inside)
 
 
-def nv_exposes_gpus(runner: Runner, image: str, partition: str, gpus: int, *, fake: bool = False, timeout_s: float = 300) -> Outcome:
+def nv_exposes_gpus(
+    runner: Runner,
+    image: str,
+    partition: str,
+    gpus: int,
+    *,
+    fake: bool = False,
+    timeout_s: float = 300,
+) -> Outcome:
     """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
     counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
-    step = node_step.run_step(runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s))
+    step = node_step.run_step(
+        runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s)
+    )
     if not step.ran:
-        raise ProbeFailed(f"the --nv probe job did not run on partition {partition}: {step.why_not}",
-                          node_step.OUT_OF_SERVICE_HINT)
+        raise ProbeFailed(
+            f"the --nv probe job did not run on partition {partition}: {step.why_not}",
+            node_step.OUT_OF_SERVICE_HINT,
+        )
     res = step.result
     text = res.stdout + res.stderr
     if "== inside" not in text:
-        raise ProbeFailed(f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",
-                          "check the partition and that a GPU node is available")
+        raise ProbeFailed(
+            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",
+            "check the partition and that a GPU node is available",
+        )
     outside, inside, words = parse_nv_probe(res.stdout)
     note = " (the catalog declares these GPUs fake)" if fake else ""
     unit = f"GPUs visible inside apptainer exec --nv (outside: {outside})"
     failed = inside_start_failure(res.stdout)
     if failed is not None:  # nothing ran inside: no GPU count exists to compare
-        return Outcome(False, "container did not start", gpus, unit, start_failure_hint(failed) + note,
-                       detail=f"{image}: the container did not start: {failed[:300]}", extra={"gpus_outside": outside})
+        return Outcome(
+            False,
+            "container did not start",
+            gpus,
+            unit,
+            start_failure_hint(failed) + note,
+            detail=f"{image}: the container did not start: {failed[:300]}",
+            extra={"gpus_outside": outside},
+        )
     return Outcome(
         passed=inside == outside == gpus,
         measured=inside,
         threshold=gpus,
         unit=unit,
-        hint=("no GPU inside the container: check the NVIDIA driver and libnvidia-container on the node, "
-              "and nvliblist.conf of Apptainer" if inside == 0 else "the container sees other GPUs than the job was given: check cgroup ConstrainDevices") + note,
+        hint=(
+            "no GPU inside the container: check the NVIDIA driver and libnvidia-container on the node, "
+            "and nvliblist.conf of Apptainer"
+            if inside == 0
+            else "the container sees other GPUs than the job was given: check cgroup ConstrainDevices"
+        )
+        + note,
         detail=f"{image}: inside said {words[:200]!r}" if inside != gpus else image,
         extra={"gpus_outside": outside},
     )
@@ -144,16 +234,34 @@ def matches_record(runner: Runner, image: str) -> Outcome:
     """sha256 of the image against the provenance record the payload wrote when it published it."""
     record = sidecar(runner, image)
     if record is None:
-        return Outcome(False, "no record", "sha256 of the published image", "provenance record",
-                       f"{sidecar_path(image)} is missing: re-materialize the container asset", detail=image)
+        return Outcome(
+            False,
+            "no record",
+            "sha256 of the published image",
+            "provenance record",
+            f"{sidecar_path(image)} is missing: re-materialize the container asset",
+            detail=image,
+        )
     res = runner.run(["sha256sum", "--", image], timeout_s=1800)
     if not res.ok:
-        return Outcome(False, "unreadable", str(record.get("sha256", ""))[:12], "sha256 (first 12)",
-                       f"{image} cannot be read: re-materialize it", detail=res.tail(1))
+        return Outcome(
+            False,
+            "unreadable",
+            str(record.get("sha256", ""))[:12],
+            "sha256 (first 12)",
+            f"{image} cannot be read: re-materialize it",
+            detail=res.tail(1),
+        )
     found = res.stdout.split(" ", 1)[0]
     want = str(record.get("sha256", ""))
-    return Outcome(found == want, found[:12], want[:12], "sha256 (first 12)",
-                   f"{image} changed after it was published: re-materialize it", detail="" if found == want else image)
+    return Outcome(
+        found == want,
+        found[:12],
+        want[:12],
+        "sha256 (first 12)",
+        f"{image} changed after it was published: re-materialize it",
+        detail="" if found == want else image,
+    )
 
 
 def definition_text(ct: Container) -> str:
@@ -166,7 +274,9 @@ def plan(catalog: Catalog, name: str) -> dict[str, Any]:
     """The payload's extras: everything it needs, nothing secret."""
     ct = catalog.containers[name]
     ap = catalog.hpc.apptainer
-    env = {k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v}
+    env = {
+        k: v for k, v in (("APPTAINER_CACHEDIR", ap.cachedir), ("APPTAINER_TMPDIR", ap.tmpdir)) if v
+    }
     extras: dict[str, Any] = {
         "target": catalog.container_path(name),
         "expect_python_packages": ct.expected_packages,
@@ -178,6 +288,8 @@ def plan(catalog: Catalog, name: str) -> dict[str, Any]:
         return {**extras, "kind": "pull", "source": ct.source.pull}
     values = dict(ct.source.args)
     if ct.source.bootstrap_from:
-        extras["base_image"] = values["base_image"] = catalog.container_path(ct.source.bootstrap_from)
+        extras["base_image"] = values["base_image"] = catalog.container_path(
+            ct.source.bootstrap_from
+        )
     rendered = render_definition(definition_text(ct), values)
     return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}

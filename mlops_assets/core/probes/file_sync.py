@@ -37,10 +37,21 @@ def package_tree(rel: str) -> Tree:
 
 def remote_hashes(runner: Runner, directory: str) -> dict[str, str]:
     """relative path -> sha256 of the files already in `directory` (none if it is absent)."""
-    res = runner.run(["sh", "-c", 'cd -- "$1" 2>/dev/null || exit 0; find . -type f ! -name ".*.tmp" -exec sha256sum {} +', "sh", directory],
-                     timeout_s=300)
+    res = runner.run(
+        [
+            "sh",
+            "-c",
+            'cd -- "$1" 2>/dev/null || exit 0; find . -type f ! -name ".*.tmp" -exec sha256sum {} +',
+            "sh",
+            directory,
+        ],
+        timeout_s=300,
+    )
     if not res.ok:
-        raise ProbeFailed(f"cannot list {directory} on {runner.where}: {res.tail(2)}", "check the BeeGFS layout (materialize beegfs_layout)")
+        raise ProbeFailed(
+            f"cannot list {directory} on {runner.where}: {res.tail(2)}",
+            "check the BeeGFS layout (materialize beegfs_layout)",
+        )
     out = {}
     for line in res.stdout.splitlines():
         digest, _, path = line.partition("  ")
@@ -61,14 +72,20 @@ def upload_tree(runner: Runner, tree: Tree, dest: str) -> int:
         tmp = f"{parent}/.{f.path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex[:8]}.tmp"
         res = runner.run(["mkdir", "-p", "--", parent])
         if not res.ok:
-            raise ProbeFailed(f"mkdir {parent} on {runner.where} failed: {res.tail(2)}", "the scripts/configs directories must be writable")
+            raise ProbeFailed(
+                f"mkdir {parent} on {runner.where} failed: {res.tail(2)}",
+                "the scripts/configs directories must be writable",
+            )
         if isinstance(runner, SshRunner):
             runner.put(str(tree.local / f.path), tmp)
         else:
             shutil.copyfile(tree.local / f.path, tmp)
         res = runner.run(["mv", "-f", "--", tmp, target])
         if not res.ok:
-            raise ProbeFailed(f"installing {target} on {runner.where} failed: {res.tail(2)}", "check free space and permissions on BeeGFS")
+            raise ProbeFailed(
+                f"installing {target} on {runner.where} failed: {res.tail(2)}",
+                "check free space and permissions on BeeGFS",
+            )
         sent += f.size
     extra = sorted(set(have) - {f.path for f in tree.manifest.files})
     if extra:

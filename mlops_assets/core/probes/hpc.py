@@ -52,7 +52,9 @@ def controller_latency(runner: Runner, catalog: Catalog) -> Outcome:
     res = must(runner, ["scontrol", "ping"], "start slurmctld on the controller and check munge")
     latency = time.monotonic() - start
     if "UP" not in res.stdout:
-        raise ProbeFailed(f"scontrol ping: {res.stdout.strip()}", "slurmctld is down: start it and check its log")
+        raise ProbeFailed(
+            f"scontrol ping: {res.stdout.strip()}", "slurmctld is down: start it and check its log"
+        )
     return at_most(
         round(latency, 3),
         catalog.hpc.slurm.max_controller_latency_s,
@@ -122,7 +124,9 @@ def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:
 def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
     up = {p.name for p in scontrol_partitions(runner) if p.up}
     required = [p.name for p in catalog.hpc.slurm.partitions]
-    out = missing_items(up, required, "partitions up", "`scontrol update partitionname=<p> state=up`")
+    out = missing_items(
+        up, required, "partitions up", "`scontrol update partitionname=<p> state=up`"
+    )
     return out
 
 
@@ -135,9 +139,12 @@ def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
     gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
     nodes = [n for n in scontrol_nodes(runner) if gpu_parts & set(n.partitions)]
     if not nodes:
-        raise ProbeFailed("no nodes in the GPU partitions", "check hpc.slurm.partitions against `sinfo`")
+        raise ProbeFailed(
+            "no nodes in the GPU partitions", "check hpc.slurm.partitions against `sinfo`"
+        )
     bad = [
-        n for n in nodes
+        n
+        for n in nodes
         if n.gpus < want or (parse_gres_mismatch(n.reason) is not None and not n.state.available)
     ]
     return Outcome(
@@ -147,7 +154,10 @@ def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
         unit=f"nodes with gpu GRES >= {want}",
         hint=GRES_HINT,
         nodes=tuple(n.name for n in bad),
-        detail="; ".join(f"{n.name}: gpu={n.gpus}, {n.state}{', ' + _reason(n) if _reason(n) else ''}" for n in bad),
+        detail="; ".join(
+            f"{n.name}: gpu={n.gpus}, {n.state}{', ' + _reason(n) if _reason(n) else ''}"
+            for n in bad
+        ),
     )
 
 
@@ -164,7 +174,9 @@ def unavailable_share(runner: Runner, catalog: Catalog) -> Outcome:
         if not mine:
             continue
         gone = [n for n in mine if not n.state.healthy]
-        down.update({n.name: f"{n.state}{' (' + _reason(n) + ')' if _reason(n) else ''}" for n in gone})
+        down.update(
+            {n.name: f"{n.state}{' (' + _reason(n) + ')' if _reason(n) else ''}" for n in gone}
+        )
         share = len(gone) / len(mine)
         error, warn = part.max_unavailable_fraction, part.warn_unavailable_fraction
         if share > error:
@@ -203,14 +215,18 @@ def client_commands(runner: Runner, catalog: Catalog) -> Outcome:
     wanted = catalog.hpc.slurm.client_commands
     res = runner.run(["which", *wanted])
     found = {line.rsplit("/", 1)[-1] for line in res.stdout.split()}
-    return missing_items(found, wanted, "SLURM client commands", "install slurm-client on the login node")
+    return missing_items(
+        found, wanted, "SLURM client commands", "install slurm-client on the login node"
+    )
 
 
 def version_text(text: str) -> str:
     try:
         return ".".join(map(str, versions.parse_version(text).release))
     except ValueError:
-        raise ProbeFailed(f"no version number in {text.strip()[:80]!r}", "check the tool's --version output") from None
+        raise ProbeFailed(
+            f"no version number in {text.strip()[:80]!r}", "check the tool's --version output"
+        ) from None
 
 
 def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") -> Outcome:
@@ -220,14 +236,28 @@ def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") 
     try:
         product, found = apptainer.parse_product_version(version_output)
     except ValueError:
-        raise ProbeFailed(f"no version number in {version_output.strip()[:80]!r}", "check the tool's --version output") from None
+        raise ProbeFailed(
+            f"no version number in {version_output.strip()[:80]!r}",
+            "check the tool's --version output",
+        ) from None
     label = apptainer.product_label(product, found)
     if product != apptainer.APPTAINER:
-        return Outcome(False, label, f"Apptainer >= {minimum}", unit,
-                       f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
-                       detail=f"{product} {found} found{label[len(product) + len(found) + 1:]}, Apptainer >= {minimum} needed")
-    return Outcome(versions.at_least(found, minimum), version_text(found), minimum, unit,
-                   f"upgrade Apptainer to >= {minimum}", detail=version_output.strip()[:200])
+        return Outcome(
+            False,
+            label,
+            f"Apptainer >= {minimum}",
+            unit,
+            f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
+            detail=f"{product} {found} found{label[len(product) + len(found) + 1 :]}, Apptainer >= {minimum} needed",
+        )
+    return Outcome(
+        versions.at_least(found, minimum),
+        version_text(found),
+        minimum,
+        unit,
+        f"upgrade Apptainer to >= {minimum}",
+        detail=version_output.strip()[:200],
+    )
 
 
 def apptainer_version(runner: Runner, catalog: Catalog) -> Outcome:
@@ -255,22 +285,36 @@ def mount_matches(runner: Runner, catalog: Catalog) -> Outcome:
     if res.returncode == 127:
         raise ProbeFailed(f"findmnt is not installed on {runner.where}", "install util-linux")
     if not res.ok:
-        return Outcome(False, "missing", f"{b.fs_type} at {b.root}", "mount",
-                       f"{b.root} does not exist: mount BeeGFS there on every node", detail=res.tail(2))
+        return Outcome(
+            False,
+            "missing",
+            f"{b.fs_type} at {b.root}",
+            "mount",
+            f"{b.root} does not exist: mount BeeGFS there on every node",
+            detail=res.tail(2),
+        )
     try:
         mount = storage.parse_findmnt(res.stdout)
     except ValueError as exc:
-        raise ProbeFailed(f"unexpected findmnt output: {exc}", "check findmnt (util-linux) on the login node") from None
+        raise ProbeFailed(
+            f"unexpected findmnt output: {exc}", "check findmnt (util-linux) on the login node"
+        ) from None
     ok = mount.target == b.root and mount.fstype == b.fs_type and not mount.read_only
-    problem = (f"{b.root} is served by {mount.target} ({mount.fstype})" if mount.target != b.root or mount.fstype != b.fs_type
-               else f"{b.root} is mounted read-only ({','.join(mount.options)})")
+    problem = (
+        f"{b.root} is served by {mount.target} ({mount.fstype})"
+        if mount.target != b.root or mount.fstype != b.fs_type
+        else f"{b.root} is mounted read-only ({','.join(mount.options)})"
+    )
     return Outcome(
         passed=ok,
         measured=f"{mount.fstype} at {mount.target}" + (" (ro)" if mount.read_only else ""),
         threshold=f"{b.fs_type} at {b.root}",
         unit="mount",
-        hint=(f"remount {b.root} read-write (check the client log: BeeGFS remounts ro after errors)" if mount.read_only and mount.target == b.root
-              else f"mount BeeGFS at {b.root} on every node (beegfs-client; check beegfs-ctl --listtargets --state)"),
+        hint=(
+            f"remount {b.root} read-write (check the client log: BeeGFS remounts ro after errors)"
+            if mount.read_only and mount.target == b.root
+            else f"mount BeeGFS at {b.root} on every node (beegfs-client; check beegfs-ctl --listtargets --state)"
+        ),
         detail="" if ok else problem,
     )
 
@@ -324,10 +368,26 @@ def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
     for i, path in enumerate(dirs.values()):
         probe = f"{path}/.mlops-write-probe"
         count = PROBE_BYTES // (1024 * 1024) if i == 0 else 1
-        write = runner.run(_as_training_user(runner, catalog, [
-            "dd", "if=/dev/zero", f"of={probe}", "bs=1M", f"count={count}", "conv=fsync", "status=none",
-        ]))
-        read = runner.run(_as_training_user(runner, catalog, ["stat", "-c", "%s", probe])) if write.ok else write
+        write = runner.run(
+            _as_training_user(
+                runner,
+                catalog,
+                [
+                    "dd",
+                    "if=/dev/zero",
+                    f"of={probe}",
+                    "bs=1M",
+                    f"count={count}",
+                    "conv=fsync",
+                    "status=none",
+                ],
+            )
+        )
+        read = (
+            runner.run(_as_training_user(runner, catalog, ["stat", "-c", "%s", probe]))
+            if write.ok
+            else write
+        )
         runner.run(_as_training_user(runner, catalog, ["rm", "-f", probe]))
         if not (write.ok and read.ok and read.stdout.strip() == str(count * 1024 * 1024)):
             failed.append(path)
@@ -354,20 +414,40 @@ def beegfs_targets(runner: Runner, catalog: Catalog) -> Outcome:
         res = runner.run(["beegfs-ctl", "--listtargets", f"--nodetype={nodetype}", "--state"])
         if res.returncode == 127:
             if fs_type != "beegfs":
-                return Outcome(True, f"not BeeGFS ({fs_type})", "all Online/Good", "targets", "",
-                               detail=f"the catalog's filesystem is {fs_type}: no BeeGFS targets to check")
-            return Outcome(False, "unmeasured", "all Online/Good", "targets",
-                           "install beegfs-utils (beegfs-ctl) on the login node so target states can be read",
-                           detail=f"beegfs-ctl is not installed on {runner.where}: metadata and storage target states unknown")
+                return Outcome(
+                    True,
+                    f"not BeeGFS ({fs_type})",
+                    "all Online/Good",
+                    "targets",
+                    "",
+                    detail=f"the catalog's filesystem is {fs_type}: no BeeGFS targets to check",
+                )
+            return Outcome(
+                False,
+                "unmeasured",
+                "all Online/Good",
+                "targets",
+                "install beegfs-utils (beegfs-ctl) on the login node so target states can be read",
+                detail=f"beegfs-ctl is not installed on {runner.where}: metadata and storage target states unknown",
+            )
         if not res.ok:
-            raise ProbeFailed(f"beegfs-ctl --listtargets --nodetype={nodetype} failed: {res.tail(2)}", "check the BeeGFS management service")
+            raise ProbeFailed(
+                f"beegfs-ctl --listtargets --nodetype={nodetype} failed: {res.tail(2)}",
+                "check the BeeGFS management service",
+            )
         try:
             targets += [(nodetype, t) for t in storage.parse_beegfs_targets(res.stdout)]
         except ValueError as exc:
-            raise ProbeFailed(f"beegfs-ctl --listtargets --nodetype={nodetype}: {exc}", "check the BeeGFS version and beegfs-ctl") from None
+            raise ProbeFailed(
+                f"beegfs-ctl --listtargets --nodetype={nodetype}: {exc}",
+                "check the BeeGFS version and beegfs-ctl",
+            ) from None
     bad = [f"{kind} target {t.target_id}: {t.trouble}" for kind, t in targets if not t.good]
     return Outcome(
-        bool(targets) and not bad, len(targets) - len(bad), len(targets), "metadata and storage targets Online/Good",
+        bool(targets) and not bad,
+        len(targets) - len(bad),
+        len(targets),
+        "metadata and storage targets Online/Good",
         "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; check beegfs-storage/beegfs-meta",
         detail="; ".join(bad) or ("" if targets else "beegfs-ctl listed no targets"),
     )
@@ -381,12 +461,19 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
     minimum = catalog.hpc.apptainer.min_version
     step = node_step.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
     if not step.ran:
-        raise ProbeFailed(f"the probe job did not run on partition {partition}: {step.why_not}",
-                          node_step.OUT_OF_SERVICE_HINT)
+        raise ProbeFailed(
+            f"the probe job did not run on partition {partition}: {step.why_not}",
+            node_step.OUT_OF_SERVICE_HINT,
+        )
     if step.missing_program or not step.result.ok:
-        return Outcome(False, "not installed" if step.missing_program else f"exit {step.result.returncode}", minimum,
-                       "version on a compute node", f"install Apptainer >= {minimum} on every compute node",
-                       detail=step.result.tail(2))
+        return Outcome(
+            False,
+            "not installed" if step.missing_program else f"exit {step.result.returncode}",
+            minimum,
+            "version on a compute node",
+            f"install Apptainer >= {minimum} on every compute node",
+            detail=step.result.tail(2),
+        )
     return apptainer_outcome(step.result.stdout, minimum, "version on a compute node")
 
 
@@ -394,7 +481,13 @@ _SMI_HINT = "no GPU inside a job: install/repair the NVIDIA driver, check gres.c
 
 
 def judge_smi_output(
-    where: str, returncode: int, stdout: str, stderr: str, *, expected_count: int | None, min_driver: str | None
+    where: str,
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    *,
+    expected_count: int | None,
+    min_driver: str | None,
 ) -> tuple[nvidia_smi.Health, nvidia_smi.SmiFailure | None]:
     """The health rule on what ``nvidia-smi --query-gpu`` printed on one node: a known
     failure (driver/library mismatch, GPU fallen off the bus, module not loaded...) is named
@@ -410,23 +503,37 @@ def judge_smi_output(
         gpus = nvidia_smi.parse_query_gpu(stdout)
     except ValueError as exc:
         return nvidia_smi.Health("unparsable", [f"{where}: {exc}"], []), None
-    return nvidia_smi.judge_gpu_health(gpus, where=where, expected_count=expected_count, min_driver=min_driver), None
+    return nvidia_smi.judge_gpu_health(
+        gpus, where=where, expected_count=expected_count, min_driver=min_driver
+    ), None
 
 
 def _smi_on_node(
     runner: Runner, catalog: Catalog, node: SlurmNode, partition: str
 ) -> tuple[nvidia_smi.Health, nvidia_smi.SmiFailure | None]:
     """nvidia-smi inside a job holding all the node's GPUs, judged by :func:`judge_smi_output`."""
-    command = [catalog.hpc.gpus.nvidia_smi, f"--query-gpu={nvidia_smi.NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"]
+    command = [
+        catalog.hpc.gpus.nvidia_smi,
+        f"--query-gpu={nvidia_smi.NVIDIA_SMI_QUERY}",
+        "--format=csv,noheader,nounits",
+    ]
     try:
         step = node_step.run_step(runner, partition, command, node=node.name, gpus=node.gpus)
     except node_step.OutOfService as exc:  # the node left service since the partition was read
         return nvidia_smi.Health("not probed", [f"{node.name}: {exc}"], []), None
     if not step.ran:
-        return nvidia_smi.Health("not probed", [f"{node.name}: the probe job did not run: {step.why_not}"], []), None
+        return nvidia_smi.Health(
+            "not probed", [f"{node.name}: the probe job did not run: {step.why_not}"], []
+        ), None
     res = step.result
-    return judge_smi_output(node.name, res.returncode, res.stdout, res.stderr,
-                            expected_count=node.gpus, min_driver=catalog.hpc.gpus.min_driver_version)
+    return judge_smi_output(
+        node.name,
+        res.returncode,
+        res.stdout,
+        res.stderr,
+        expected_count=node.gpus,
+        min_driver=catalog.hpc.gpus.min_driver_version,
+    )
 
 
 def gpu_partition(catalog: Catalog) -> str:

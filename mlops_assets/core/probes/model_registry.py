@@ -35,19 +35,34 @@ class Registered:
 
 
 def version_tags(repo: str, revision: str, digest: str, uri: str) -> dict[str, str]:
-    return {TAG_REPO: repo, TAG_REVISION: revision, TAG_DIGEST: digest, TAG_URI: uri, TAG_MANAGED: "mlops_assets"}
+    return {
+        TAG_REPO: repo,
+        TAG_REVISION: revision,
+        TAG_DIGEST: digest,
+        TAG_URI: uri,
+        TAG_MANAGED: "mlops_assets",
+    }
 
 
-def _answer(api: Any, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _answer(
+    api: Any, method: str, path: str, payload: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     from mlops_assets.core.transport.http import HttpUnreachable
 
     try:
         if method == "GET":
             ans = api.get(path)
         else:
-            ans = api.call(method, path, headers={"Content-Type": "application/json"}, body=json.dumps(payload or {}).encode())
+            ans = api.call(
+                method,
+                path,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(payload or {}).encode(),
+            )
     except HttpUnreachable as exc:
-        raise RegistryError(f"MLflow did not answer: {exc}", "check the mlflow checks (is the tracking server up?)") from None
+        raise RegistryError(
+            f"MLflow did not answer: {exc}", "check the mlflow checks (is the tracking server up?)"
+        ) from None
     try:
         doc = ans.json() if ans.body else {}
     except ValueError:
@@ -58,7 +73,10 @@ def _answer(api: Any, method: str, path: str, payload: dict[str, Any] | None = N
 def _fail(what: str, status: int, doc: dict[str, Any]) -> RegistryError:
     code = doc.get("error_code", "")
     msg = str(doc.get("message", ""))[:300]
-    return RegistryError(f"MLflow {what} answered {status} {code}: {msg}".strip(), "check the mlflow checks and the tracking server's log")
+    return RegistryError(
+        f"MLflow {what} answered {status} {code}: {msg}".strip(),
+        "check the mlflow checks and the tracking server's log",
+    )
 
 
 def _tags(version: dict[str, Any]) -> dict[str, str]:
@@ -74,7 +92,9 @@ def versions(api: Any, name: str) -> list[dict[str, Any]]:
         query = {"filter": f"name='{quoted}'", "max_results": "1000"}
         if token:
             query["page_token"] = token
-        status, doc = _answer(api, "GET", f"{API}/model-versions/search?" + urllib.parse.urlencode(query))
+        status, doc = _answer(
+            api, "GET", f"{API}/model-versions/search?" + urllib.parse.urlencode(query)
+        )
         if status != 200:
             raise _fail("model-versions/search", status, doc)
         out += doc.get("model_versions", []) or []
@@ -85,11 +105,15 @@ def versions(api: Any, name: str) -> list[dict[str, Any]]:
 
 def find_by_digest(found: list[dict[str, Any]], digest: str, uri: str) -> dict[str, Any] | None:
     """The newest version carrying this manifest digest and MinIO URI."""
-    same = [v for v in found if _tags(v).get(TAG_DIGEST) == digest and _tags(v).get(TAG_URI, uri) == uri]
+    same = [
+        v for v in found if _tags(v).get(TAG_DIGEST) == digest and _tags(v).get(TAG_URI, uri) == uri
+    ]
     return max(same, key=lambda v: int(v.get("version", 0))) if same else None
 
 
-def register(api: Any, name: str, source: str, tags: dict[str, str], description: str = "") -> Registered:
+def register(
+    api: Any, name: str, source: str, tags: dict[str, str], description: str = ""
+) -> Registered:
     """Idempotent: a version whose manifest digest tag matches is reused (created=False);
     otherwise the registered model is created if missing, then the version, then its tags."""
     digest = tags[TAG_DIGEST]
@@ -102,27 +126,50 @@ def register(api: Any, name: str, source: str, tags: dict[str, str], description
                 _set_tag(api, name, version, key, value)
         return Registered(name, version, False, str(existing.get("source", "")), {**have, **tags})
 
-    status, doc = _answer(api, "GET", f"{API}/registered-models/get?" + urllib.parse.urlencode({"name": name}))
+    status, doc = _answer(
+        api, "GET", f"{API}/registered-models/get?" + urllib.parse.urlencode({"name": name})
+    )
     if status == 404 or doc.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
-        status, doc = _answer(api, "POST", f"{API}/registered-models/create", {
-            "name": name, "description": description,
-            "tags": [{"key": TAG_MANAGED, "value": "mlops_assets"}, {"key": TAG_REPO, "value": tags.get(TAG_REPO, "")}],
-        })
-        if status != 200 and doc.get("error_code") != "RESOURCE_ALREADY_EXISTS":  # a concurrent run won
+        status, doc = _answer(
+            api,
+            "POST",
+            f"{API}/registered-models/create",
+            {
+                "name": name,
+                "description": description,
+                "tags": [
+                    {"key": TAG_MANAGED, "value": "mlops_assets"},
+                    {"key": TAG_REPO, "value": tags.get(TAG_REPO, "")},
+                ],
+            },
+        )
+        if (
+            status != 200 and doc.get("error_code") != "RESOURCE_ALREADY_EXISTS"
+        ):  # a concurrent run won
             raise _fail("registered-models/create", status, doc)
     elif status != 200:
         raise _fail("registered-models/get", status, doc)
 
-    status, doc = _answer(api, "POST", f"{API}/model-versions/create", {
-        "name": name, "source": source, "description": description,
-        "tags": [{"key": k, "value": v} for k, v in tags.items()],
-    })
+    status, doc = _answer(
+        api,
+        "POST",
+        f"{API}/model-versions/create",
+        {
+            "name": name,
+            "source": source,
+            "description": description,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        },
+    )
     if status != 200:
         raise _fail("model-versions/create", status, doc)
     mv = doc.get("model_version") or {}
     version = str(mv.get("version", ""))
     if not version:
-        raise RegistryError(f"model-versions/create answered without a version: {str(doc)[:200]}", "check the MLflow server version")
+        raise RegistryError(
+            f"model-versions/create answered without a version: {str(doc)[:200]}",
+            "check the MLflow server version",
+        )
     have = _tags(mv)
     for key, value in tags.items():  # servers that ignore tags on create
         if have.get(key) != value:
@@ -131,7 +178,12 @@ def register(api: Any, name: str, source: str, tags: dict[str, str], description
 
 
 def _set_tag(api: Any, name: str, version: str, key: str, value: str) -> None:
-    status, doc = _answer(api, "POST", f"{API}/model-versions/set-tag", {"name": name, "version": version, "key": key, "value": value})
+    status, doc = _answer(
+        api,
+        "POST",
+        f"{API}/model-versions/set-tag",
+        {"name": name, "version": version, "key": key, "value": value},
+    )
     if status != 200:
         raise _fail("model-versions/set-tag", status, doc)
 
@@ -144,11 +196,17 @@ def version_outcome(found: list[dict[str, Any]], name: str, revision: str, diges
     if current:
         detail = f"versions: {', '.join(current)} (digest {digest[:16]})"
     elif at_rev:
-        others = ", ".join(f"{v['version']} ({_tags(v).get(TAG_DIGEST, 'no digest')[:16]})" for v in at_rev)
+        others = ", ".join(
+            f"{v['version']} ({_tags(v).get(TAG_DIGEST, 'no digest')[:16]})" for v in at_rev
+        )
         detail = f"versions at this revision carry other manifest digests: {others}; the current one is {digest[:16]}"
     else:
         detail = f"{len(found)} versions, none at this revision"
     return Outcome(
-        bool(current), len(current), 1, f"versions of {name} tagged revision={revision[:12]} and the current manifest digest",
-        "materialize the model's MinIO copy and MLflow registration", detail=detail,
+        bool(current),
+        len(current),
+        1,
+        f"versions of {name} tagged revision={revision[:12]} and the current manifest digest",
+        "materialize the model's MinIO copy and MLflow registration",
+        detail=detail,
     )

@@ -38,13 +38,17 @@ def login_accepts_key(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-def _curl(runner: Runner, url: str, timeout_s: float, head: bool = False) -> tuple[int, float, float]:
+def _curl(
+    runner: Runner, url: str, timeout_s: float, head: bool = False
+) -> tuple[int, float, float]:
     argv = ["curl", "-sS", "-o", "/dev/null", "--max-time", f"{timeout_s:g}", "-w", CURL_FORMAT]
     if head:
         argv.append("-I")
     res = runner.run([*argv, url], timeout_s=timeout_s + 5)
     if res.returncode == 127:
-        raise ProbeFailed(f"curl is not installed on {runner.where}", "install curl on the login node")
+        raise ProbeFailed(
+            f"curl is not installed on {runner.where}", "install curl on the login node"
+        )
     try:
         code, total, speed = res.stdout.split()
         return int(code), float(total), float(speed)
@@ -72,7 +76,12 @@ def hpc_reaches_service(runner: Runner, catalog: Catalog, service: str) -> Outco
         f"HTTP status of {service} from the HPC side",
         f"{HPC_TO_CLOUD}: {service} does not answer from {runner.where}; if the orchestrator reaches it, "
         "check routing/firewall from the HPC subnet to the cloud ingress",
-        detail=f"{HPC_TO_CLOUD} {service} ({url}): " + (f"HTTP {code} in {total:.3f}s" if code else f"no answer within {catalog.network.probe_timeout_s:g}s"),
+        detail=f"{HPC_TO_CLOUD} {service} ({url}): "
+        + (
+            f"HTTP {code} in {total:.3f}s"
+            if code
+            else f"no answer within {catalog.network.probe_timeout_s:g}s"
+        ),
     )
 
 
@@ -80,7 +89,9 @@ def hpc_reaches_hub(runner: Runner, catalog: Catalog) -> Outcome:
     """HEAD on the hub from the login node: staging downloads run there."""
     url = catalog.network.hub_url
     code, total, _ = _curl(runner, url, catalog.network.probe_timeout_s, head=True)
-    return _hub_outcome(code, total, url, f"{HPC_TO_CLOUD.split('→')[0]} side ({runner.where})", catalog)
+    return _hub_outcome(
+        code, total, url, f"{HPC_TO_CLOUD.split('→')[0]} side ({runner.where})", catalog
+    )
 
 
 def cloud_reaches_hub(catalog: Catalog) -> Outcome:
@@ -102,7 +113,12 @@ def _hub_outcome(code: int, total: float, url: str, side: str, catalog: Catalog)
         "an HTTP answer < 500",
         "HTTP status of HEAD on the hub",
         f"the hub does not answer from the {side}: check proxy/NAT/egress, or set network.hub_url to a mirror",
-        detail=f"HEAD {url} from the {side}: " + (f"HTTP {code} in {total:.3f}s" if code else f"no answer within {catalog.network.probe_timeout_s:g}s"),
+        detail=f"HEAD {url} from the {side}: "
+        + (
+            f"HTTP {code} in {total:.3f}s"
+            if code
+            else f"no answer within {catalog.network.probe_timeout_s:g}s"
+        ),
     )
 
 
@@ -120,19 +136,39 @@ def ssh_banner(host: str, port: int, timeout_s: float) -> tuple[float, str]:
 def cloud_reaches_hpc(catalog: Catalog) -> Outcome:
     login = catalog.hpc.access.login
     target = f"{login.host}:{login.port}"
-    hint = f"{CLOUD_TO_HPC} route: check routing/firewall from the cloud subnet to the HPC login node"
+    hint = (
+        f"{CLOUD_TO_HPC} route: check routing/firewall from the cloud subnet to the HPC login node"
+    )
     timeout = catalog.network.probe_timeout_s
     try:
         latency, banner = ssh_banner(login.host, login.port, timeout)
     except TimeoutError:
-        return Outcome(False, "no SSH banner", target, "SSH banner", hint,
-                       detail=f"{CLOUD_TO_HPC}: {target} sent no SSH banner within {timeout:g}s (connection dropped, or accepted by a proxy/firewall in its place)")
+        return Outcome(
+            False,
+            "no SSH banner",
+            target,
+            "SSH banner",
+            hint,
+            detail=f"{CLOUD_TO_HPC}: {target} sent no SSH banner within {timeout:g}s (connection dropped, or accepted by a proxy/firewall in its place)",
+        )
     except OSError as exc:
-        return Outcome(False, "unreachable", target, "SSH banner", hint,
-                       detail=f"{CLOUD_TO_HPC}: TCP connect to {target} failed: {exc}")
+        return Outcome(
+            False,
+            "unreachable",
+            target,
+            "SSH banner",
+            hint,
+            detail=f"{CLOUD_TO_HPC}: TCP connect to {target} failed: {exc}",
+        )
     if not banner.startswith("SSH-"):
-        return Outcome(False, "not SSH", target, "SSH banner", hint,
-                       detail=f"{CLOUD_TO_HPC}: {target} answered {banner[:60]!r}, not an SSH server")
+        return Outcome(
+            False,
+            "not SSH",
+            target,
+            "SSH banner",
+            hint,
+            detail=f"{CLOUD_TO_HPC}: {target} answered {banner[:60]!r}, not an SSH server",
+        )
     return Outcome(True, round(latency, 4), target, "s to the SSH banner", "", detail=banner[:80])
 
 
@@ -149,7 +185,10 @@ def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
             failed.append(f"{name} ({url})")
     n = len(_internet_targets(catalog))
     return Outcome(
-        not failed, n - len(failed), n, "internet targets answering from the HPC side",
+        not failed,
+        n - len(failed),
+        n,
+        "internet targets answering from the HPC side",
         "no internet from the node: hub downloads and image pulls fail (check proxy/NAT, or stage through a mirror)",
         detail=("no answer: " + ", ".join(failed)) if failed else "",
     )
@@ -164,20 +203,25 @@ def cloud_reaches_internet(catalog: Catalog) -> Outcome:
             failed.append(f"{name} ({url})")
     n = len(_internet_targets(catalog))
     return Outcome(
-        not failed, n - len(failed), n, "internet targets answering from the orchestrator",
+        not failed,
+        n - len(failed),
+        n,
+        "internet targets answering from the orchestrator",
         "no internet from the cloud side: check egress/NAT for pods",
         detail=("no answer: " + ", ".join(failed)) if failed else "",
     )
 
 
 _UPLOAD_SCRIPT = (
-    'f=$(mktemp) || exit 90; trap \'rm -f "$f"\' EXIT; '
+    "f=$(mktemp) || exit 90; trap 'rm -f \"$f\"' EXIT; "
     'head -c "$1" /dev/urandom > "$f" || exit 91; '
     'curl -sS -o /dev/null --max-time "$2" -w "$3" -T "$f" "$4"'
 )
 
 
-def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tuple[float, int, float]:
+def measure_hpc_to_object_store(
+    runner: Runner, s3: Any, catalog: Catalog
+) -> tuple[float, int, float]:
     """Upload a probe object of network.bandwidth_probe_mb from the login node to the object
     store through a presigned PUT (the direction model sync uses), check its size arrived,
     delete it. Returns (Mbps, bytes, seconds). The URL never enters an outcome."""
@@ -193,20 +237,38 @@ def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tu
         except Exception as exc:
             err = s3_error_code(exc)
             if err not in {"404", "NoSuchBucket", "NotFound"}:
-                raise ProbeFailed(f"S3 unavailable from the orchestrator: {err}", "fix the minio checks first") from None
+                raise ProbeFailed(
+                    f"S3 unavailable from the orchestrator: {err}", "fix the minio checks first"
+                ) from None
     if bucket is None:
-        raise ProbeFailed("no catalog bucket exists yet to hold the probe object", "materialize the bucket assets first")
+        raise ProbeFailed(
+            "no catalog bucket exists yet to hold the probe object",
+            "materialize the bucket assets first",
+        )
     key = ".mlops-probe/bandwidth.bin"
     # enough time for the probe at the minimum bandwidth, plus slack
     limit = max(net.probe_timeout_s, nbytes * 8 / (net.min_bandwidth_mbps * 1e6) * 1.5 + 5)
-    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(limit) + 120)
+    url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=int(limit) + 120
+    )
     try:
-        res = runner.run(["sh", "-c", _UPLOAD_SCRIPT, "sh", str(nbytes), f"{limit:g}", UPLOAD_FORMAT, url], timeout_s=limit + 15)
+        res = runner.run(
+            ["sh", "-c", _UPLOAD_SCRIPT, "sh", str(nbytes), f"{limit:g}", UPLOAD_FORMAT, url],
+            timeout_s=limit + 15,
+        )
         if res.returncode in (90, 91):
-            raise ProbeFailed(f"cannot write the {nbytes}-byte probe file on {runner.where}", "free /tmp on the login node")
+            raise ProbeFailed(
+                f"cannot write the {nbytes}-byte probe file on {runner.where}",
+                "free /tmp on the login node",
+            )
         try:
             code_s, total_s, speed_s, sent_s = res.stdout.split()
-            code, total, speed, sent = int(code_s), float(total_s), float(speed_s), int(float(sent_s))
+            code, total, speed, sent = (
+                int(code_s),
+                float(total_s),
+                float(speed_s),
+                int(float(sent_s)),
+            )
         except ValueError:
             code, total, speed, sent = 0, limit, 0.0, 0
         if code == 0:
@@ -215,23 +277,37 @@ def measure_hpc_to_object_store(runner: Runner, s3: Any, catalog: Catalog) -> tu
                 "check routing/firewall from the HPC subnet to the object store",
             )
         if code != 200:
-            raise ProbeFailed(f"probe upload from {runner.where} answered HTTP {code}", "HPC→object store credentials or bucket policy")
+            raise ProbeFailed(
+                f"probe upload from {runner.where} answered HTTP {code}",
+                "HPC→object store credentials or bucket policy",
+            )
         try:
             stored = int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
         except Exception as exc:
-            raise ProbeFailed(f"probe object not found after upload: {s3_error_code(exc)}", "the object store lost the upload") from None
+            raise ProbeFailed(
+                f"probe object not found after upload: {s3_error_code(exc)}",
+                "the object store lost the upload",
+            ) from None
         if stored != nbytes or sent != nbytes:
-            raise ProbeFailed(f"probe object has {stored} bytes stored, {sent} sent, {nbytes} expected", "the upload was cut short")
+            raise ProbeFailed(
+                f"probe object has {stored} bytes stored, {sent} sent, {nbytes} expected",
+                "the upload was cut short",
+            )
     finally:
         with contextlib.suppress(Exception):  # the probe object is overwritten next time anyway
             s3.delete_object(Bucket=bucket, Key=key)
     return round(speed * 8 / 1e6, 1), nbytes, total
 
 
-def bandwidth_outcome(measured: tuple[float, int, float], threshold_mbps: float, hint: str) -> Outcome:
+def bandwidth_outcome(
+    measured: tuple[float, int, float], threshold_mbps: float, hint: str
+) -> Outcome:
     mbps, nbytes, seconds = measured
     return at_least(
-        mbps, threshold_mbps, "Mbps", hint,
+        mbps,
+        threshold_mbps,
+        "Mbps",
+        hint,
         detail=f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in {seconds:.3f}s",
         extra={"probe_bytes": nbytes, "seconds": round(seconds, 3)},
     )
@@ -243,7 +319,11 @@ def _resolve(name: str) -> str:
 
 def dns_names_resolve(catalog: Catalog) -> Outcome:
     s = catalog.cloud.services
-    names = [n for n in (s.mlflow.dns_name, s.minio.dns_name, s.grafana.dns_name, s.prometheus.dns_name) if n]
+    names = [
+        n
+        for n in (s.mlflow.dns_name, s.minio.dns_name, s.grafana.dns_name, s.prometheus.dns_name)
+        if n
+    ]
     failed = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         futures = {n: pool.submit(_resolve, n) for n in names}
@@ -253,7 +333,10 @@ def dns_names_resolve(catalog: Catalog) -> Outcome:
             except Exception:
                 failed.append(n)
     return Outcome(
-        not failed, len(names) - len(failed), len(names), "service DNS names resolving",
+        not failed,
+        len(names) - len(failed),
+        len(names),
+        "service DNS names resolving",
         "add the names to the cluster DNS / ingress (mlflow, grafana, minio .cloud-cluster.local)",
         detail=("unresolved: " + ", ".join(failed)) if failed else "",
     )
@@ -262,12 +345,23 @@ def dns_names_resolve(catalog: Catalog) -> Outcome:
 def workstation_python(catalog: Catalog) -> Outcome:
     found = ".".join(map(str, sys.version_info[:3]))
     minimum = catalog.workstation.python_min
-    return Outcome(versions.at_least(found, minimum), found, minimum, "Python version", f"use Python >= {minimum}")
+    return Outcome(
+        versions.at_least(found, minimum),
+        found,
+        minimum,
+        "Python version",
+        f"use Python >= {minimum}",
+    )
 
 
 def workstation_cli_tools(catalog: Catalog) -> Outcome:
     tools = catalog.workstation.cli_tools
-    return missing_items([t for t in tools if shutil.which(t)], tools, "CLI tools", "install them on the workstation (kubectl, mc, ssh)")
+    return missing_items(
+        [t for t in tools if shutil.which(t)],
+        tools,
+        "CLI tools",
+        "install them on the workstation (kubectl, mc, ssh)",
+    )
 
 
 def workstation_python_packages(catalog: Catalog) -> Outcome:
@@ -280,7 +374,9 @@ def workstation_python_packages(catalog: Catalog) -> Outcome:
             # mlflow-skinny provides the mlflow client
             if pkg == "mlflow" and _has("mlflow-skinny"):
                 present.append(pkg)
-    return missing_items(present, catalog.workstation.python_packages, "Python packages", "pip install them")
+    return missing_items(
+        present, catalog.workstation.python_packages, "Python packages", "pip install them"
+    )
 
 
 def _has(dist: str) -> bool:

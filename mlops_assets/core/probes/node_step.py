@@ -46,7 +46,9 @@ def parsed(what: str, parse: Callable[[str], T], text: str) -> T:
     try:
         return parse(text)
     except ValueError as exc:
-        raise ProbeFailed(f"unexpected {what} output: {exc}", f"check the SLURM version and `{what}` by hand") from None
+        raise ProbeFailed(
+            f"unexpected {what} output: {exc}", f"check the SLURM version and `{what}` by hand"
+        ) from None
 
 
 def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
@@ -55,7 +57,9 @@ def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
         hit = _cache.get(runner)
         if hit is not None and time.monotonic() - hit[0] < SINFO_TTL_S:
             return hit[1]
-        res = must(runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers")
+        res = must(
+            runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers"
+        )
         nodes = parsed("sinfo", parse_sinfo_nodes, res.stdout)
         _cache[runner] = (time.monotonic(), nodes)
         return nodes
@@ -73,9 +77,17 @@ class OutOfService(ProbeFailed):
 def in_service(runner: Runner, partition: str, *, nodes: Sequence[str] = ()) -> list[SlurmNode]:
     """The partition's nodes (or the named ones) that can run a step now or after the jobs
     on them; raises OutOfService naming every node, its state and its reason otherwise."""
-    mine = [n for n in sinfo_nodes(runner) if partition in n.partitions and (not nodes or n.name in nodes)]
+    mine = [
+        n
+        for n in sinfo_nodes(runner)
+        if partition in n.partitions and (not nodes or n.name in nodes)
+    ]
     if not mine:
-        what = f"nodes {', '.join(nodes)} in partition {partition}" if nodes else f"partition {partition}"
+        what = (
+            f"nodes {', '.join(nodes)} in partition {partition}"
+            if nodes
+            else f"partition {partition}"
+        )
         raise OutOfService(f"sinfo shows no {what}", "check hpc.slurm.partitions against `sinfo`")
     usable = [n for n in mine if n.state.healthy]
     if not usable:
@@ -111,26 +123,59 @@ def _time_limit(seconds: int) -> str:
     return f"00:{minutes:02d}:00" if minutes < 60 else f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def step_argv(partition: str, command: Sequence[str], *, name: str, node: str | None = None,
-              gpus: int | None = None, wait_s: int = DEFAULT_WAIT_S, run_s: int = 120) -> list[str]:
+def step_argv(
+    partition: str,
+    command: Sequence[str],
+    *,
+    name: str,
+    node: str | None = None,
+    gpus: int | None = None,
+    wait_s: int = DEFAULT_WAIT_S,
+    run_s: int = 120,
+) -> list[str]:
     return [
-        "srun", "-p", partition, *(["-w", node] if node else []), "-N", "1", "-n", "1",
-        *([f"--gres=gpu:{gpus}"] if gpus else []), f"--job-name={name}", f"--immediate={wait_s}",
-        f"--time={_time_limit(run_s)}", "--quiet", *command,
+        "srun",
+        "-p",
+        partition,
+        *(["-w", node] if node else []),
+        "-N",
+        "1",
+        "-n",
+        "1",
+        *([f"--gres=gpu:{gpus}"] if gpus else []),
+        f"--job-name={name}",
+        f"--immediate={wait_s}",
+        f"--time={_time_limit(run_s)}",
+        "--quiet",
+        *command,
     ]
 
 
-def run_step(runner: Runner, partition: str, command: Sequence[str], *, node: str | None = None,
-             gpus: int | None = None, wait_s: int = DEFAULT_WAIT_S, run_s: int = 120) -> Step:
+def run_step(
+    runner: Runner,
+    partition: str,
+    command: Sequence[str],
+    *,
+    node: str | None = None,
+    gpus: int | None = None,
+    wait_s: int = DEFAULT_WAIT_S,
+    run_s: int = 120,
+) -> Step:
     """Gate on sinfo, then one srun step; a step SLURM never started says why, and a probe
     that gives up first cancels its job by its unique name."""
     in_service(runner, partition, nodes=(node,) if node else ())
     name = f"mlops-probe-{uuid.uuid4().hex[:12]}"
-    argv = step_argv(partition, command, name=name, node=node, gpus=gpus, wait_s=wait_s, run_s=run_s)
+    argv = step_argv(
+        partition, command, name=name, node=node, gpus=gpus, wait_s=wait_s, run_s=run_s
+    )
     res = runner.run(argv, timeout_s=wait_s + run_s + 30)
     if res.returncode == 124:
         runner.run(["scancel", f"--name={name}"], timeout_s=30)
-        return Step(res, False, f"gave up after {wait_s + run_s + 30} s: {res.tail(2) or 'no output'}; job {name} cancelled")
+        return Step(
+            res,
+            False,
+            f"gave up after {wait_s + run_s + 30} s: {res.tail(2) or 'no output'}; job {name} cancelled",
+        )
     text = res.stderr + res.stdout
     m = _NOT_STARTED.search(text)
     if m and _MISSING_PROGRAM.search(text) is None:

@@ -30,19 +30,32 @@ def bucket_round_trip(s3: Any, bucket: str) -> Outcome:
         got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         s3.delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        raise ProbeFailed(f"write/read/delete in s3://{bucket} failed: {s3_error_code(exc)}", "check bucket policy and credentials") from None
-    return Outcome(got == body, "identical" if got == body else "different", "identical", "bytes read back", "the object store returned other bytes than written")
+        raise ProbeFailed(
+            f"write/read/delete in s3://{bucket} failed: {s3_error_code(exc)}",
+            "check bucket policy and credentials",
+        ) from None
+    return Outcome(
+        got == body,
+        "identical" if got == body else "different",
+        "identical",
+        "bytes read back",
+        "the object store returned other bytes than written",
+    )
 
 
 # ------------------------------------------------------------------ staging plans (issue 6)
 
 
-def verify_staged(runner: Runner, python: str, payload_dir: str, root: str, manifest_path: str, what: str) -> Outcome:
+def verify_staged(
+    runner: Runner, python: str, payload_dir: str, root: str, manifest_path: str, what: str
+) -> Outcome:
     """Re-hash the staged files on the HPC side (the shipped mlops_manifest.py) against their
     manifest: nothing is copied to the orchestrator."""
     import json
 
-    res = runner.run([python, f"{payload_dir}/mlops_manifest.py", "verify", root, manifest_path], timeout_s=1800)
+    res = runner.run(
+        [python, f"{payload_dir}/mlops_manifest.py", "verify", root, manifest_path], timeout_s=1800
+    )
     try:
         verdict = json.loads(res.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -83,7 +96,9 @@ def read_staged_manifest(runner: Runner, manifest_path: str, what: str) -> Any:
         raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
 
 
-def head_objects(s3: Any, bucket: str, keys: list[str], workers: int = 8) -> dict[str, tuple[int, dict[str, str]] | None]:
+def head_objects(
+    s3: Any, bucket: str, keys: list[str], workers: int = 8
+) -> dict[str, tuple[int, dict[str, str]] | None]:
     """key -> (size, lower-cased user metadata), or None where there is no such object."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -94,7 +109,10 @@ def head_objects(s3: Any, bucket: str, keys: list[str], workers: int = 8) -> dic
             code = s3_error_code(exc)
             if code in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise ProbeFailed(f"HEAD s3://{bucket}/{key} failed: {code}", "check the bucket asset and the S3 credentials") from None
+            raise ProbeFailed(
+                f"HEAD s3://{bucket}/{key} failed: {code}",
+                "check the bucket asset and the S3 credentials",
+            ) from None
         meta = {str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()}
         return int(resp.get("ContentLength", -1)), meta
 
@@ -111,16 +129,23 @@ def bucket_copy(runner: Runner, s3: Any, plan: dict[str, Any]) -> Outcome:
     man = read_staged_manifest(runner, plan["manifest_path"], plan["what"])
     keys = [plan["prefix"] + f.path for f in man.files] + [plan["prefix"] + S3_MANIFEST_OBJECT]
     heads = head_objects(s3, plan["bucket"], keys)
-    return s3_copy_outcome(man, plan["prefix"], heads, f"s3://{plan['bucket']}/{plan['prefix']}", plan["what"])
+    return s3_copy_outcome(
+        man, plan["prefix"], heads, f"s3://{plan['bucket']}/{plan['prefix']}", plan["what"]
+    )
 
 
 # ------------------------------------------------------------------ dataset copies in MinIO
 
 
-def run_load_check(runner: Runner, python: str, payload_dir: str, spec: dict[str, Any], what: str) -> Outcome:
+def run_load_check(
+    runner: Runner, python: str, payload_dir: str, spec: dict[str, Any], what: str
+) -> Outcome:
     """payloads/load_check.py on the HPC side (shipped by hpc_pipes.ship_payloads); the spec
     travels as one quoted argument."""
-    res = runner.run([python, f"{payload_dir}/{load_rules.PAYLOAD}", json.dumps(spec, sort_keys=True)], timeout_s=load_rules.TIMEOUT_S)
+    res = runner.run(
+        [python, f"{payload_dir}/{load_rules.PAYLOAD}", json.dumps(spec, sort_keys=True)],
+        timeout_s=load_rules.TIMEOUT_S,
+    )
     try:
         verdict = json.loads(res.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):

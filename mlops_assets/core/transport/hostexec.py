@@ -51,20 +51,28 @@ class Runner(Protocol):
     where: str
 
     def run(
-        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult: ...
 
     def close(self) -> None: ...
 
 
-def must(runner: Runner, argv: Sequence[str], hint: str, timeout_s: float | None = None) -> CommandResult:
+def must(
+    runner: Runner, argv: Sequence[str], hint: str, timeout_s: float | None = None
+) -> CommandResult:
     """Run a probe's command; a missing program or a failed run is a failed probe that says
     which, with the hint."""
     res = runner.run(argv, timeout_s=timeout_s)
     if res.returncode == 127:
         raise ProbeFailed(f"{argv[0]} is not installed on {runner.where}", hint)
     if not res.ok:
-        raise ProbeFailed(f"`{' '.join(argv)}` exited {res.returncode} on {runner.where}: {res.tail(3)}", hint)
+        raise ProbeFailed(
+            f"`{' '.join(argv)}` exited {res.returncode} on {runner.where}: {res.tail(3)}", hint
+        )
     return res
 
 
@@ -95,7 +103,11 @@ class LocalRunner:
         self.default_timeout_s = default_timeout_s
 
     def run(
-        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         start = time.monotonic()
         full_env = {**os.environ, **(env or {})}
@@ -110,13 +122,23 @@ class LocalRunner:
                 check=False,
             )
         except FileNotFoundError:
-            return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found", time.monotonic() - start)
+            return CommandResult(
+                tuple(argv), 127, "", f"{argv[0]}: command not found", time.monotonic() - start
+            )
         except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            return CommandResult(tuple(argv), 124, out, f"timed out after {exc.timeout}s", time.monotonic() - start)
+            out = (
+                exc.stdout.decode(errors="replace")
+                if isinstance(exc.stdout, bytes)
+                else (exc.stdout or "")
+            )
+            return CommandResult(
+                tuple(argv), 124, out, f"timed out after {exc.timeout}s", time.monotonic() - start
+            )
         out, t1 = _cap(proc.stdout)
         err, t2 = _cap(proc.stderr)
-        return CommandResult(tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2)
+        return CommandResult(
+            tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2
+        )
 
     def put_private(self, data: bytes, remote: str) -> None:
         """A new file only this user can read (O_EXCL, mode 600 from creation): for
@@ -170,7 +192,10 @@ class SshRunner:
         key = Path(s.key_path).expanduser()
         known = Path(s.known_hosts).expanduser()
         if not key.is_file():
-            raise HostError(f"SSH key {key} does not exist", "set hpc.access.login.key_path to a private key file")
+            raise HostError(
+                f"SSH key {key} does not exist",
+                "set hpc.access.login.key_path to a private key file",
+            )
         if not known.is_file():
             raise HostError(
                 f"known_hosts file {known} does not exist",
@@ -217,7 +242,9 @@ class SshRunner:
                         "add the login node's host key to known_hosts after checking its fingerprint",
                     ) from None
                 if attempt >= s.retries:
-                    raise HostError(f"SSH to {s.host}:{s.port} failed: {exc}", "check that sshd answers") from None
+                    raise HostError(
+                        f"SSH to {s.host}:{s.port} failed: {exc}", "check that sshd answers"
+                    ) from None
             except (TimeoutError, OSError) as exc:
                 if attempt >= s.retries:
                     raise HostError(
@@ -228,7 +255,11 @@ class SshRunner:
             time.sleep(s.backoff_s * (2 ** (attempt - 1)))
 
     def run(
-        self, argv: Sequence[str], *, timeout_s: float | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         line = command_line(argv, env)
         start = time.monotonic()
@@ -248,10 +279,15 @@ class SshRunner:
             except Exception as exc:  # invoke's CommandTimedOut, paramiko and socket errors
                 name = type(exc).__name__
                 if "Timed" in name or isinstance(exc, TimeoutError):
-                    return CommandResult(tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start)
+                    return CommandResult(
+                        tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start
+                    )
                 # A refused channel (sshd MaxSessions) is transient; a dead transport is not ours to keep.
                 if attempt >= self.settings.retries + 2:
-                    raise HostError(f"SSH command failed on {self.where}: {name}", "check the login node (sshd log, MaxSessions)") from None
+                    raise HostError(
+                        f"SSH command failed on {self.where}: {name}",
+                        "check the login node (sshd log, MaxSessions)",
+                    ) from None
                 if name != "ChannelException" and self._conn is conn and not conn.is_connected:
                     self.close()
                 attempt += 1

@@ -56,4 +56,6 @@ def request(
         return HttpAnswer(url, exc.code, data, dict(exc.headers or {}), time.monotonic() - start)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise HttpUnreachable(f"{method} {url}: no answer within {timeout_s:g}s ({reason})") from None
+        raise HttpUnreachable(
+            f"{method} {url}: no answer within {timeout_s:g}s ({reason})"
+        ) from None

@@ -43,7 +43,11 @@ def check_specs(domains: dg.Definitions) -> Iterable[dg.AssetCheckSpec]:
 def light_check_keys(domains: dg.Definitions) -> list[dg.AssetCheckKey]:
     """The checks whose metadata marks them light, sorted: read from the definitions, so a
     new domain's light checks join the job without being listed anywhere."""
-    keys = {s.key for s in check_specs(domains) if str(_value((s.metadata or {}).get(LIGHT_TAG))) == "true"}
+    keys = {
+        s.key
+        for s in check_specs(domains)
+        if str(_value((s.metadata or {}).get(LIGHT_TAG))) == "true"
+    }
     return sorted(keys, key=lambda c: (c.asset_key.to_user_string(), c.name))
 
 
@@ -52,13 +56,23 @@ def nightly_requests(graph: Any, node_partitions: Sequence[str], tick: str) -> l
     check in one run, then the per-node smoke once per GPU node partition."""
     from mlops_assets.defs.smoke.definitions import NODE_TAG
 
-    per_node = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
-    others = sorted((k for k in graph.materializable_asset_keys if k not in per_node), key=lambda k: k.to_user_string())
+    per_node = [
+        k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None
+    ]
+    others = sorted(
+        (k for k in graph.materializable_asset_keys if k not in per_node),
+        key=lambda k: k.to_user_string(),
+    )
     checks = sorted(graph.asset_check_keys, key=lambda c: (c.asset_key.to_user_string(), c.name))
     return [
         dg.RunRequest(run_key=f"full:{tick}", asset_selection=others, asset_check_keys=checks),
         *(
-            dg.RunRequest(run_key=f"node:{n}:{tick}", partition_key=n, asset_selection=per_node, tags={NODE_TAG: n, "mlops/trigger": "nightly"})
+            dg.RunRequest(
+                run_key=f"node:{n}:{tick}",
+                partition_key=n,
+                asset_selection=per_node,
+                tags={NODE_TAG: n, "mlops/trigger": "nightly"},
+            )
             for n in node_partitions
         ),
     ]
@@ -77,15 +91,27 @@ def automation_condition_sensor(catalog: Catalog) -> dg.AutomationConditionSenso
 def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
     """The cross-domain jobs, schedules and sensor over `domains`, the merged definitions of
     every folder in the registry (mlops_assets/defs/__init__.py)."""
-    light_job = dg.define_asset_job(LIGHT_JOB, selection=dg.AssetSelection.checks(*light_check_keys(domains)),
-                                    description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.")
-    full_job = dg.define_asset_job(FULL_JOB, selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
-                                   description="Every asset materialized and every check run, smoke jobs included.")
+    light_job = dg.define_asset_job(
+        LIGHT_JOB,
+        selection=dg.AssetSelection.checks(*light_check_keys(domains)),
+        description=f"The checks whose metadata has {LIGHT_TAG}=true: cheap probes, no jobs.",
+    )
+    full_job = dg.define_asset_job(
+        FULL_JOB,
+        selection=dg.AssetSelection.all() | dg.AssetSelection.all_asset_checks(),
+        description="Every asset materialized and every check run, smoke jobs included.",
+    )
 
-    @dg.schedule(name="nightly_full_validation_schedule", job=full_job, cron_schedule=catalog.automation.full_validation_cron,
-                 default_status=schedule_status(catalog),
-                 description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).")
-    def nightly(context: dg.ScheduleEvaluationContext, hpc: HpcResource) -> list[dg.RunRequest] | dg.SkipReason:
+    @dg.schedule(
+        name="nightly_full_validation_schedule",
+        job=full_job,
+        cron_schedule=catalog.automation.full_validation_cron,
+        default_status=schedule_status(catalog),
+        description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).",
+    )
+    def nightly(
+        context: dg.ScheduleEvaluationContext, hpc: HpcResource
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         from mlops_assets.defs.smoke.definitions import sync_node_partitions
 
         try:
@@ -101,8 +127,16 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
         return nightly_requests(context.repository_def.asset_graph, nodes, stamp)
 
     schedules = [
-        dg.ScheduleDefinition(name="light_checks_schedule", job=light_job, cron_schedule=catalog.automation.light_checks_cron,
-                              default_status=schedule_status(catalog)),
+        dg.ScheduleDefinition(
+            name="light_checks_schedule",
+            job=light_job,
+            cron_schedule=catalog.automation.light_checks_cron,
+            default_status=schedule_status(catalog),
+        ),
         nightly,
     ]
-    return dg.Definitions(jobs=[light_job, full_job], schedules=schedules, sensors=[automation_condition_sensor(catalog)])
+    return dg.Definitions(
+        jobs=[light_job, full_job],
+        schedules=schedules,
+        sensors=[automation_condition_sensor(catalog)],
+    )

@@ -32,36 +32,217 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         return _with("kubernetes", rule)
 
     return [
-        CheckSpec("kubernetes", "k8s_version_at_least_minimum", E, "Older clusters lack APIs KServe and the HPA rely on.", on_kube(r.k8s_version), kube),
-        CheckSpec("kubernetes", "k8s_namespaces_exist", E, "Deployments and services land in these namespaces.", on_kube(r.k8s_namespaces), kube),
-        CheckSpec("kubernetes", "k8s_gpu_nodes_ready", E, "GPU inference needs Ready nodes with allocatable GPUs.", on_kube(r.k8s_gpu_nodes), kube),
-        CheckSpec("kubernetes", "k8s_hpa_api_served", hpa, "Autoscaling of inference services needs autoscaling/v2.", on_kube(r.k8s_hpa_served), kube),
-        CheckSpec("kubernetes", "k8s_ingress_class_exists", ingress, "Services are reached through the ingress by DNS name.", on_kube(r.k8s_ingress_class), kube),
-        CheckSpec("gpu_operator", "gpu_operator_validators_passed", E, "The validator proves driver, toolkit and CUDA on each GPU node.", on_kube(r.gpu_operator_validators), kube),
-        CheckSpec("gpu_operator", "gpu_operator_device_plugin_running", E, "Without the device plugin no pod can request a GPU.", on_kube(r.gpu_operator_device_plugin), kube),
-        CheckSpec("kubernetes", "k8s_platform_pods_running", E, "MLflow, MinIO, Prometheus and Grafana run as pods on the cluster.", on_kube(r.platform_pods_running), kube),
-        CheckSpec("gpu_operator", "gpu_operator_crds_present", E, "The operator is configured through its CRDs.", on_kube(r.gpu_operator_crds), kube),
-        CheckSpec("gpu_operator", "gpu_operator_clusterpolicy_ready", E, "The operator's own verdict over driver, toolkit, plugin and validator: the CRD existing proves none of them runs.", on_kube(r.gpu_operator_clusterpolicy), kube),
-        CheckSpec("kserve", "kserve_serving_runtimes_present", E, "PyTorch and Hugging Face models need serving runtimes.", on_kube(r.kserve_serving_runtimes), kube),
-        CheckSpec("kserve", "kserve_crd_serves_v1beta1", E, "InferenceService manifests are written for v1beta1.", on_kube(r.kserve_crd), kube),
-        CheckSpec("kserve", "kserve_version_at_least_minimum", E, "Older KServe lacks the runtimes the validation tasks use.", on_kube(r.kserve_version), kube),
-        CheckSpec("kserve", "kserve_inference_services_ready", W, "A service that is not Ready answers no requests.", on_kube(r.kserve_isvcs_ready), kube, light=False),
-        CheckSpec("mlflow", "mlflow_health_endpoint", E, "Liveness first; the next checks go deeper.", _with("mlflow", r.mlflow_health), ("mlflow",), blocking=True),
-        CheckSpec("mlflow", "mlflow_experiments_search_answers", E, "/health never touches the backend store; this does.", _with("mlflow", r.mlflow_experiments), ("mlflow",)),
-        CheckSpec("mlflow", "mlflow_model_registry_answers", E, "Staged models are registered here.", _with("mlflow", r.mlflow_registry), ("mlflow",)),
-        CheckSpec("mlflow", "mlflow_artifact_round_trip", E, "Runs and models live in the artifact store, which no MLflow endpoint but an upload touches.", _with("mlflow", r.mlflow_artifact_round_trip), ("mlflow",), light=False),
-        CheckSpec("minio", "minio_credentials_list_buckets", E, "Proves the endpoint and the credentials with one signed call.", lambda ctx: r.minio_buckets_listable(ctx.s3.probe_client(), ctx.catalog), ("s3",), blocking=True),
+        CheckSpec(
+            "kubernetes",
+            "k8s_version_at_least_minimum",
+            E,
+            "Older clusters lack APIs KServe and the HPA rely on.",
+            on_kube(r.k8s_version),
+            kube,
+        ),
+        CheckSpec(
+            "kubernetes",
+            "k8s_namespaces_exist",
+            E,
+            "Deployments and services land in these namespaces.",
+            on_kube(r.k8s_namespaces),
+            kube,
+        ),
+        CheckSpec(
+            "kubernetes",
+            "k8s_gpu_nodes_ready",
+            E,
+            "GPU inference needs Ready nodes with allocatable GPUs.",
+            on_kube(r.k8s_gpu_nodes),
+            kube,
+        ),
+        CheckSpec(
+            "kubernetes",
+            "k8s_hpa_api_served",
+            hpa,
+            "Autoscaling of inference services needs autoscaling/v2.",
+            on_kube(r.k8s_hpa_served),
+            kube,
+        ),
+        CheckSpec(
+            "kubernetes",
+            "k8s_ingress_class_exists",
+            ingress,
+            "Services are reached through the ingress by DNS name.",
+            on_kube(r.k8s_ingress_class),
+            kube,
+        ),
+        CheckSpec(
+            "gpu_operator",
+            "gpu_operator_validators_passed",
+            E,
+            "The validator proves driver, toolkit and CUDA on each GPU node.",
+            on_kube(r.gpu_operator_validators),
+            kube,
+        ),
+        CheckSpec(
+            "gpu_operator",
+            "gpu_operator_device_plugin_running",
+            E,
+            "Without the device plugin no pod can request a GPU.",
+            on_kube(r.gpu_operator_device_plugin),
+            kube,
+        ),
+        CheckSpec(
+            "kubernetes",
+            "k8s_platform_pods_running",
+            E,
+            "MLflow, MinIO, Prometheus and Grafana run as pods on the cluster.",
+            on_kube(r.platform_pods_running),
+            kube,
+        ),
+        CheckSpec(
+            "gpu_operator",
+            "gpu_operator_crds_present",
+            E,
+            "The operator is configured through its CRDs.",
+            on_kube(r.gpu_operator_crds),
+            kube,
+        ),
+        CheckSpec(
+            "gpu_operator",
+            "gpu_operator_clusterpolicy_ready",
+            E,
+            "The operator's own verdict over driver, toolkit, plugin and validator: the CRD existing proves none of them runs.",
+            on_kube(r.gpu_operator_clusterpolicy),
+            kube,
+        ),
+        CheckSpec(
+            "kserve",
+            "kserve_serving_runtimes_present",
+            E,
+            "PyTorch and Hugging Face models need serving runtimes.",
+            on_kube(r.kserve_serving_runtimes),
+            kube,
+        ),
+        CheckSpec(
+            "kserve",
+            "kserve_crd_serves_v1beta1",
+            E,
+            "InferenceService manifests are written for v1beta1.",
+            on_kube(r.kserve_crd),
+            kube,
+        ),
+        CheckSpec(
+            "kserve",
+            "kserve_version_at_least_minimum",
+            E,
+            "Older KServe lacks the runtimes the validation tasks use.",
+            on_kube(r.kserve_version),
+            kube,
+        ),
+        CheckSpec(
+            "kserve",
+            "kserve_inference_services_ready",
+            W,
+            "A service that is not Ready answers no requests.",
+            on_kube(r.kserve_isvcs_ready),
+            kube,
+            light=False,
+        ),
+        CheckSpec(
+            "mlflow",
+            "mlflow_health_endpoint",
+            E,
+            "Liveness first; the next checks go deeper.",
+            _with("mlflow", r.mlflow_health),
+            ("mlflow",),
+            blocking=True,
+        ),
+        CheckSpec(
+            "mlflow",
+            "mlflow_experiments_search_answers",
+            E,
+            "/health never touches the backend store; this does.",
+            _with("mlflow", r.mlflow_experiments),
+            ("mlflow",),
+        ),
+        CheckSpec(
+            "mlflow",
+            "mlflow_model_registry_answers",
+            E,
+            "Staged models are registered here.",
+            _with("mlflow", r.mlflow_registry),
+            ("mlflow",),
+        ),
+        CheckSpec(
+            "mlflow",
+            "mlflow_artifact_round_trip",
+            E,
+            "Runs and models live in the artifact store, which no MLflow endpoint but an upload touches.",
+            _with("mlflow", r.mlflow_artifact_round_trip),
+            ("mlflow",),
+            light=False,
+        ),
+        CheckSpec(
+            "minio",
+            "minio_credentials_list_buckets",
+            E,
+            "Proves the endpoint and the credentials with one signed call.",
+            lambda ctx: r.minio_buckets_listable(ctx.s3.probe_client(), ctx.catalog),
+            ("s3",),
+            blocking=True,
+        ),
         *_bucket_specs(catalog),
-        CheckSpec("minio", "minio_write_quorum", E, "MinIO answers liveness even when it cannot write.", _with("minio_http", r.minio_cluster_health), ("minio_http",)),
-        CheckSpec("prometheus", "prometheus_ready", E, "/-/healthy always answers; /-/ready means queries work.", _with("prometheus", r.prometheus_ready), ("prometheus",)),
-        CheckSpec("prometheus", "prometheus_targets_up", E, "A dead scrape target means a blind spot on the dashboards.", _with("prometheus", r.prometheus_targets_up), ("prometheus",)),
-        CheckSpec("prometheus", "prometheus_targets_scraped", W, "A target not scraped yet (health unknown) is not judged up or down.", _with("prometheus", r.prometheus_targets_scraped), ("prometheus",)),
+        CheckSpec(
+            "minio",
+            "minio_write_quorum",
+            E,
+            "MinIO answers liveness even when it cannot write.",
+            _with("minio_http", r.minio_cluster_health),
+            ("minio_http",),
+        ),
+        CheckSpec(
+            "prometheus",
+            "prometheus_ready",
+            E,
+            "/-/healthy always answers; /-/ready means queries work.",
+            _with("prometheus", r.prometheus_ready),
+            ("prometheus",),
+        ),
+        CheckSpec(
+            "prometheus",
+            "prometheus_targets_up",
+            E,
+            "A dead scrape target means a blind spot on the dashboards.",
+            _with("prometheus", r.prometheus_targets_up),
+            ("prometheus",),
+        ),
+        CheckSpec(
+            "prometheus",
+            "prometheus_targets_scraped",
+            W,
+            "A target not scraped yet (health unknown) is not judged up or down.",
+            _with("prometheus", r.prometheus_targets_scraped),
+            ("prometheus",),
+        ),
         *(
-            [CheckSpec("prometheus", "prometheus_expected_jobs_present", W, "A missing job means whole exporters were never scraped.", _with("prometheus", r.prometheus_expected_jobs), ("prometheus",))]
+            [
+                CheckSpec(
+                    "prometheus",
+                    "prometheus_expected_jobs_present",
+                    W,
+                    "A missing job means whole exporters were never scraped.",
+                    _with("prometheus", r.prometheus_expected_jobs),
+                    ("prometheus",),
+                )
+            ]
             if catalog.cloud.services.prometheus.expected_jobs
             else []
         ),
-        CheckSpec("grafana", "grafana_database_ok", E, "Grafana answers /api/health even when its database fails.", _with("grafana", r.grafana_health), ("grafana",)),
+        CheckSpec(
+            "grafana",
+            "grafana_database_ok",
+            E,
+            "Grafana answers /api/health even when its database fails.",
+            _with("grafana", r.grafana_health),
+            ("grafana",),
+        ),
     ]
 
 
@@ -69,15 +250,27 @@ def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
     """Cloud-side existence of the catalog's buckets (required: ERROR, optional: WARN); the
     storage group's bucket assets create them and prove writes."""
     out = []
-    for required, severity, label in ((True, Severity.ERROR, "required"), (False, Severity.WARN, "optional")):
+    for required, severity, label in (
+        (True, Severity.ERROR, "required"),
+        (False, Severity.WARN, "optional"),
+    ):
         if any(b.required == required for b in catalog.cloud.buckets):
             out.append(
                 CheckSpec(
-                    "minio", f"minio_{label}_buckets_exist", severity,
+                    "minio",
+                    f"minio_{label}_buckets_exist",
+                    severity,
                     f"The {label} catalog buckets exist; each missing one is named.",
-                    bound(lambda ctx, req: r.minio_buckets_exist(ctx.s3.probe_client(), ctx.catalog, req), required),
+                    bound(
+                        lambda ctx, req: r.minio_buckets_exist(
+                            ctx.s3.probe_client(), ctx.catalog, req
+                        ),
+                        required,
+                    ),
                     ("s3",),
-                    needs=tuple(b.asset_key for b in catalog.cloud.buckets if b.required == required),
+                    needs=tuple(
+                        b.asset_key for b in catalog.cloud.buckets if b.required == required
+                    ),
                 )
             )
     return out
@@ -86,15 +279,55 @@ def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
 def build(catalog: Catalog) -> dg.Definitions:
     svc = catalog.cloud.services
     assets = [
-        external("kubernetes", group=GROUP, kinds=["kubernetes"], description="The cloud cluster's API server, nodes and namespaces."),
-        external("gpu_operator", group=GROUP, kinds=["kubernetes", "nvidia"], description="NVIDIA GPU Operator: driver, toolkit, device plugin, validator.", deps=["kubernetes"]),
-        external("kserve", group=GROUP, kinds=["kubernetes", "kserve"], description="KServe CRDs, controller and InferenceServices.", deps=["kubernetes"]),
-        external("mlflow", group=GROUP, kinds=["mlflow"], description=f"MLflow tracking and registry at {svc.mlflow.url}."),
-        external("minio", group=GROUP, kinds=["minio", "s3"], description=f"S3 object store at {svc.minio.url}."),
-        external("prometheus", group=GROUP, kinds=["prometheus"], description=f"Prometheus at {svc.prometheus.url}."),
-        external("grafana", group=GROUP, kinds=["grafana"], description=f"Grafana at {svc.grafana.url}.", deps=["prometheus"]),
+        external(
+            "kubernetes",
+            group=GROUP,
+            kinds=["kubernetes"],
+            description="The cloud cluster's API server, nodes and namespaces.",
+        ),
+        external(
+            "gpu_operator",
+            group=GROUP,
+            kinds=["kubernetes", "nvidia"],
+            description="NVIDIA GPU Operator: driver, toolkit, device plugin, validator.",
+            deps=["kubernetes"],
+        ),
+        external(
+            "kserve",
+            group=GROUP,
+            kinds=["kubernetes", "kserve"],
+            description="KServe CRDs, controller and InferenceServices.",
+            deps=["kubernetes"],
+        ),
+        external(
+            "mlflow",
+            group=GROUP,
+            kinds=["mlflow"],
+            description=f"MLflow tracking and registry at {svc.mlflow.url}.",
+        ),
+        external(
+            "minio",
+            group=GROUP,
+            kinds=["minio", "s3"],
+            description=f"S3 object store at {svc.minio.url}.",
+        ),
+        external(
+            "prometheus",
+            group=GROUP,
+            kinds=["prometheus"],
+            description=f"Prometheus at {svc.prometheus.url}.",
+        ),
+        external(
+            "grafana",
+            group=GROUP,
+            kinds=["grafana"],
+            description=f"Grafana at {svc.grafana.url}.",
+            deps=["prometheus"],
+        ),
     ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="cloud_checks"))
+    return dg.Definitions(
+        assets=assets, asset_checks=asset_checks(specs(catalog), name="cloud_checks")
+    )
 
 
 defs = build(active().catalog)

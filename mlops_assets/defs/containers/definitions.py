@@ -48,9 +48,14 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
             from mlops_assets.resources.slurm_pipes import Resources, build_client_for
 
             job = ct.job
-            res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min)
+            res = Resources(
+                gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min
+            )
             invocation = build_client_for(catalog, runner, ct.build_partition or "").run(
-                context=context, payload="container_image.py", resources=res, extras=extras,
+                context=context,
+                payload="container_image.py",
+                resources=res,
+                extras=extras,
             )
         return invocation.get_materialize_result()
 
@@ -63,7 +68,9 @@ def _sif_valid(c: Any, name: str) -> Outcome:
 
 def _frameworks(c: Any, name: str) -> Outcome:
     cat = c.catalog
-    return containers.image_packages(c.hpc.runner(), cat.container_path(name), cat.containers[name].expected_packages)
+    return containers.image_packages(
+        c.hpc.runner(), cat.container_path(name), cat.containers[name].expected_packages
+    )
 
 
 def _matches_record(c: Any, name: str) -> Outcome:
@@ -72,7 +79,9 @@ def _matches_record(c: Any, name: str) -> Outcome:
 
 def _nv_one_gpu(c: Any, name: str) -> Outcome:
     cat = c.catalog
-    return containers.nv_exposes_gpus(c.hpc.runner(), cat.container_path(name), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake)
+    return containers.nv_exposes_gpus(
+        c.hpc.runner(), cat.container_path(name), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake
+    )
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -83,20 +92,49 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         asset = catalog.container_key(name)
         hint = f"re-materialize {asset}"
         out += [
-            CheckSpec(asset, f"{asset}_is_valid_sif", E,
-                      "A truncated or non-SIF file fails every job that execs it: SIF magic, then inspect --json.",
-                      bound(_sif_valid, name), ("hpc",), blocking=True, hint=hint),
-            CheckSpec(asset, f"{asset}_matches_its_record", E,
-                      "The bytes on BeeGFS are the ones published (sha256 of the provenance record): catches a damaged or replaced image.",
-                      bound(_matches_record, name), ("hpc",), light=False, hint=hint),
-            CheckSpec(asset, f"{asset}_sees_allocated_gpu_with_nv", gpu_sev,
-                      "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted inside, since --nv exits 0 without a driver.",
-                      bound(_nv_one_gpu, name), ("hpc",), light=False),
+            CheckSpec(
+                asset,
+                f"{asset}_is_valid_sif",
+                E,
+                "A truncated or non-SIF file fails every job that execs it: SIF magic, then inspect --json.",
+                bound(_sif_valid, name),
+                ("hpc",),
+                blocking=True,
+                hint=hint,
+            ),
+            CheckSpec(
+                asset,
+                f"{asset}_matches_its_record",
+                E,
+                "The bytes on BeeGFS are the ones published (sha256 of the provenance record): catches a damaged or replaced image.",
+                bound(_matches_record, name),
+                ("hpc",),
+                light=False,
+                hint=hint,
+            ),
+            CheckSpec(
+                asset,
+                f"{asset}_sees_allocated_gpu_with_nv",
+                gpu_sev,
+                "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted inside, since --nv exits 0 without a driver.",
+                bound(_nv_one_gpu, name),
+                ("hpc",),
+                light=False,
+            ),
         ]
         if ct.expect_python_packages:
-            out.append(CheckSpec(asset, f"{asset}_framework_versions", E,
-                                 "Jobs assume these frameworks inside the image.",
-                                 bound(_frameworks, name), ("hpc",), light=False, hint=hint))
+            out.append(
+                CheckSpec(
+                    asset,
+                    f"{asset}_framework_versions",
+                    E,
+                    "Jobs assume these frameworks inside the image.",
+                    bound(_frameworks, name),
+                    ("hpc",),
+                    light=False,
+                    hint=hint,
+                )
+            )
     return out
 
 

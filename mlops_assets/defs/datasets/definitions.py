@@ -24,7 +24,9 @@ def plan(catalog: Catalog, d: Dataset) -> tuple[str, dict[str, Any]]:
     """(payload, extras) that stage this dataset."""
     src = d.source
     if isinstance(src, HubSource):
-        return "stage_hub.py", staging_plan.hub_plan(catalog, "dataset", src.repo, src.revision, src.allow_patterns)
+        return "stage_hub.py", staging_plan.hub_plan(
+            catalog, "dataset", src.repo, src.revision, src.allow_patterns
+        )
     return "stage_torchvision.py", staging_plan.torchvision_plan(catalog, d)
 
 
@@ -34,7 +36,9 @@ def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
     runner = c.hpc.runner()
     where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
     root, mpath = c.catalog.dataset_path(name), c.catalog.dataset_manifest(name)
-    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, c.catalog.dataset_key(name))
+    return staging.verify_staged(
+        runner, c.catalog.hpc.python, where, root, mpath, c.catalog.dataset_key(name)
+    )
 
 
 def _loads(c: Any, name: str, d: Dataset) -> Outcome:
@@ -43,7 +47,13 @@ def _loads(c: Any, name: str, d: Dataset) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
-    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.dataset_spec(c.catalog, d), c.catalog.dataset_key(name))
+    return staging.run_load_check(
+        runner,
+        c.catalog.hpc.python,
+        where,
+        load_rules.dataset_spec(c.catalog, d),
+        c.catalog.dataset_key(name),
+    )
 
 
 def _size(c: Any, name: str, d: Dataset) -> Outcome:
@@ -52,7 +62,9 @@ def _size(c: Any, name: str, d: Dataset) -> Outcome:
 
 
 def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
-    return staging.bucket_copy(c.hpc.runner(), c.s3.probe_client(), staging_plan.dataset_sync_plan(c.catalog, name, d))
+    return staging.bucket_copy(
+        c.hpc.runner(), c.s3.probe_client(), staging_plan.dataset_sync_plan(c.catalog, name, d)
+    )
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
@@ -60,31 +72,50 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     for name, d in catalog.datasets.items():
         key = catalog.dataset_key(name)
         if d.sync_to_bucket:
-            out.append(CheckSpec(
-                f"{key}_minio", f"{key}_minio_matches_manifest", Severity.ERROR,
-                "Cloud-side jobs read the dataset from here: every manifest entry is an object with the same size and "
-                "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
-                bound(_in_bucket, name, d), ("hpc", "s3"), blocking=True,
-                hint=f"materialize {key}_minio",
-            ))
+            out.append(
+                CheckSpec(
+                    f"{key}_minio",
+                    f"{key}_minio_matches_manifest",
+                    Severity.ERROR,
+                    "Cloud-side jobs read the dataset from here: every manifest entry is an object with the same size and "
+                    "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
+                    bound(_in_bucket, name, d),
+                    ("hpc", "s3"),
+                    blocking=True,
+                    hint=f"materialize {key}_minio",
+                )
+            )
         out += [
             CheckSpec(
-                key, f"{key}_manifest_verifies", Severity.ERROR,
+                key,
+                f"{key}_manifest_verifies",
+                Severity.ERROR,
                 "Every staged file still has the size and sha256 of its manifest; names what is missing, extra or changed.",
-                bound(_verifies, name, d), ("hpc",), blocking=True, light=False,
+                bound(_verifies, name, d),
+                ("hpc",),
+                blocking=True,
+                light=False,
                 hint=f"re-materialize {key}",
             ),
             CheckSpec(
-                key, f"{key}_loads", Severity.ERROR,
+                key,
+                f"{key}_loads",
+                Severity.ERROR,
                 "The data opens as training will read it, on the HPC side: parquet/arrow files with the catalog's splits "
                 "and row counts; torchvision's layout (and torchvision itself with download=False where hpc.python has it).",
-                bound(_loads, name, d), ("hpc",), blocking=True, light=False,
+                bound(_loads, name, d),
+                ("hpc",),
+                blocking=True,
+                light=False,
                 hint=f"re-materialize {key}",
             ),
             CheckSpec(
-                key, f"{key}_size_within_bounds", Severity.WARN,
+                key,
+                f"{key}_size_within_bounds",
+                Severity.WARN,
                 "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
-                bound(_size, name, d), ("hpc",),
+                bound(_size, name, d),
+                ("hpc",),
             ),
         ]
     return out
@@ -92,7 +123,11 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
     src = d.source
-    where = f"{src.repo}@{src.revision[:12]}" if isinstance(src, HubSource) else f"torchvision {src.dataset_class}"
+    where = (
+        f"{src.repo}@{src.revision[:12]}"
+        if isinstance(src, HubSource)
+        else f"torchvision {src.dataset_class}"
+    )
     payload, extras = plan(catalog, d)
     root = catalog.dataset_path(name)
 
@@ -141,7 +176,9 @@ def _minio_asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition
 
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_asset(catalog, name, d) for name, d in catalog.datasets.items()]
-    assets += [_minio_asset(catalog, name, d) for name, d in catalog.datasets.items() if d.sync_to_bucket]
+    assets += [
+        _minio_asset(catalog, name, d) for name, d in catalog.datasets.items() if d.sync_to_bucket
+    ]
     return dg.Definitions(assets=assets, asset_checks=asset_checks_per_asset(specs(catalog)))
 
 

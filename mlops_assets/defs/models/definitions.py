@@ -25,7 +25,9 @@ def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
 
     mpath = c.catalog.model_manifest(name)
     digest = staging.read_staged_manifest(c.hpc.runner(), mpath, c.catalog.model_key(name)).digest
-    return model_registry.version_outcome(model_registry.versions(c.mlflow, m.registered_name), m.registered_name, m.revision, digest)
+    return model_registry.version_outcome(
+        model_registry.versions(c.mlflow, m.registered_name), m.registered_name, m.revision, digest
+    )
 
 
 def plan(catalog: Catalog, m: Model) -> dict[str, Any]:
@@ -38,7 +40,9 @@ def _verifies(c: Any, name: str, m: Model) -> Outcome:
     runner = c.hpc.runner()
     where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
     root, mpath = c.catalog.model_path(name), c.catalog.model_manifest(name)
-    return staging.verify_staged(runner, c.catalog.hpc.python, where, root, mpath, c.catalog.model_key(name))
+    return staging.verify_staged(
+        runner, c.catalog.hpc.python, where, root, mpath, c.catalog.model_key(name)
+    )
 
 
 def _loads(c: Any, name: str, m: Model) -> Outcome:
@@ -47,7 +51,13 @@ def _loads(c: Any, name: str, m: Model) -> Outcome:
 
     runner = c.hpc.runner()
     where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
-    return staging.run_load_check(runner, c.catalog.hpc.python, where, load_rules.model_spec(c.catalog, m), c.catalog.model_key(name))
+    return staging.run_load_check(
+        runner,
+        c.catalog.hpc.python,
+        where,
+        load_rules.model_spec(c.catalog, m),
+        c.catalog.model_key(name),
+    )
 
 
 def _size(c: Any, name: str, m: Model) -> Outcome:
@@ -66,34 +76,54 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
         staged = catalog.model_key(name)
         out += [
             CheckSpec(
-                staged, f"{staged}_manifest_verifies", E,
+                staged,
+                f"{staged}_manifest_verifies",
+                E,
                 "The snapshot in the HF cache on BeeGFS still matches its manifest (jobs load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
-                bound(_verifies, name, m), ("hpc",), blocking=True, light=False,
+                bound(_verifies, name, m),
+                ("hpc",),
+                blocking=True,
+                light=False,
                 hint=f"re-materialize {staged}",
             ),
             CheckSpec(
-                staged, f"{staged}_loads", E,
+                staged,
+                f"{staged}_loads",
+                E,
                 "config.json and the tokenizer files parse, every safetensors header parses and fits its file, and the "
                 "tensors add up to the catalog's parameter count (no torch needed).",
-                bound(_loads, name, m), ("hpc",), blocking=True, light=False,
+                bound(_loads, name, m),
+                ("hpc",),
+                blocking=True,
+                light=False,
                 hint=f"re-materialize {staged}",
             ),
             CheckSpec(
-                staged, f"{staged}_size_within_bounds", W,
+                staged,
+                f"{staged}_size_within_bounds",
+                W,
                 "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
-                bound(_size, name, m), ("hpc",),
+                bound(_size, name, m),
+                ("hpc",),
             ),
             CheckSpec(
-                f"{staged}_minio", f"{staged}_minio_matches_manifest", E,
+                f"{staged}_minio",
+                f"{staged}_minio_matches_manifest",
+                E,
                 "KServe pulls the model from here: every manifest entry is an object with the same size and "
                 "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
-                bound(_in_bucket, name, m), ("hpc", "s3"), blocking=True,
+                bound(_in_bucket, name, m),
+                ("hpc", "s3"),
+                blocking=True,
                 hint=f"materialize {staged}_minio",
             ),
             CheckSpec(
-                f"{staged}_mlflow", f"{staged}_mlflow_version_registered", E,
+                f"{staged}_mlflow",
+                f"{staged}_mlflow_version_registered",
+                E,
                 "Deployments refer to registered versions: one is tagged with the pinned revision and the current manifest digest.",
-                bound(_mlflow_version, name, m), ("hpc", "mlflow"),
+                bound(_mlflow_version, name, m),
+                ("hpc", "mlflow"),
                 hint=f"materialize {staged}_mlflow",
             ),
         ]
@@ -119,7 +149,9 @@ def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         from mlops_assets.resources.hpc_pipes import client_for
 
         client = client_for(catalog, context.resources.hpc.runner())
-        return client.run(context=context, payload="stage_hub.py", extras=extras).get_materialize_result()
+        return client.run(
+            context=context, payload="stage_hub.py", extras=extras
+        ).get_materialize_result()
 
     return _stage
 
@@ -181,10 +213,20 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                     f"materialize {staged}_minio first",
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
-            reg = model_registry.register(context.resources.mlflow, m.registered_name, uri, tags, description=f"{pinned}, staged by mlops_assets")
+            reg = model_registry.register(
+                context.resources.mlflow,
+                m.registered_name,
+                uri,
+                tags,
+                description=f"{pinned}, staged by mlops_assets",
+            )
         except ProbeFailed as exc:
-            raise dg.Failure(description=f"{exc} Hint: {exc.hint}", metadata={"hint": exc.hint}) from None
-        context.log.info(f"{m.registered_name} version {reg.version} ({'created' if reg.created else 'reused: same manifest digest'})")
+            raise dg.Failure(
+                description=f"{exc} Hint: {exc.hint}", metadata={"hint": exc.hint}
+            ) from None
+        context.log.info(
+            f"{m.registered_name} version {reg.version} ({'created' if reg.created else 'reused: same manifest digest'})"
+        )
         base = catalog.cloud.services.mlflow.url.rstrip("/")
         return dg.MaterializeResult(
             metadata={
@@ -194,7 +236,9 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                 "source": reg.source,
                 "manifest_digest": man.digest,
                 "revision": m.revision,
-                "url": dg.MetadataValue.url(f"{base}/#/models/{m.registered_name}/versions/{reg.version}"),
+                "url": dg.MetadataValue.url(
+                    f"{base}/#/models/{m.registered_name}/versions/{reg.version}"
+                ),
             },
             data_version=dg.DataVersion(man.digest),
         )
@@ -205,7 +249,11 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
 def build(catalog: Catalog) -> dg.Definitions:
     assets: list[Any] = []
     for name, m in catalog.models.items():
-        assets += [_model_asset(catalog, name, m), _minio_asset(catalog, name, m), _mlflow_asset(catalog, name, m)]
+        assets += [
+            _model_asset(catalog, name, m),
+            _minio_asset(catalog, name, m),
+            _mlflow_asset(catalog, name, m),
+        ]
     return dg.Definitions(assets=assets, asset_checks=asset_checks_per_asset(specs(catalog)))
 
 

@@ -44,7 +44,9 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
     with once.lock:
         if not once.done:
             try:
-                once.value = r.measure_hpc_to_object_store(ctx.hpc.runner(), ctx.s3.probe_client(), ctx.catalog)
+                once.value = r.measure_hpc_to_object_store(
+                    ctx.hpc.runner(), ctx.s3.probe_client(), ctx.catalog
+                )
             except BaseException as exc:
                 once.error = exc
             once.done = True
@@ -53,7 +55,8 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
     assert once.value is not None
     net = ctx.catalog.network
     return r.bandwidth_outcome(
-        once.value, threshold_mbps,
+        once.value,
+        threshold_mbps,
         f"model transfers need >= {net.min_bandwidth_mbps:g} Mbps (recommended {net.recommended_bandwidth_mbps:g}): check the HPC→object store path (MTU, proxy, link)",
     )
 
@@ -63,35 +66,171 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     hpc = ("hpc",)
     buckets = tuple(b.asset_key for b in catalog.cloud.buckets)  # the probe object goes into one
     return [
-        CheckSpec("hpc_login", "hpc_login_accepts_key", E, "Every HPC check and job goes through this SSH login.", lambda c: r.login_accepts_key(c.hpc.runner(), c.catalog), hpc, blocking=True),
-        CheckSpec("hpc_to_cloud", "hpc_reaches_mlflow", E, "Training jobs log runs and models to MLflow from the HPC side.", bound(_reach, "mlflow"), hpc),
-        CheckSpec("hpc_to_cloud", "hpc_reaches_minio", E, "Model sync uploads from BeeGFS to the object store.", bound(_reach, "minio"), hpc),
-        CheckSpec("hpc_to_cloud", "hpc_reaches_pushgateway", W, "Jobs push their metrics to the Pushgateway.", bound(_reach, "pushgateway"), hpc),
-        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth", E, "Model transfers need the seed's minimum bandwidth.", bound(_bandwidth, catalog.network.min_bandwidth_mbps), ("hpc", "s3"), light=False, needs=buckets),
-        CheckSpec("hpc_to_cloud", "hpc_to_cloud_bandwidth_recommended", W, "Below the recommended bandwidth model syncs crawl.", bound(_bandwidth, catalog.network.recommended_bandwidth_mbps), ("hpc", "s3"), light=False, needs=buckets),
-        CheckSpec("internet_reachability", "hpc_reaches_hub", E, "Datasets and models are downloaded on the HPC side.", lambda c: r.hpc_reaches_hub(c.hpc.runner(), c.catalog), hpc),
-        CheckSpec("internet_reachability", "cloud_reaches_hub", E, "KServe's storage initializer pulls models from the hub.", lambda c: r.cloud_reaches_hub(c.catalog)),
-        CheckSpec("cloud_to_hpc", "cloud_reaches_hpc_login", E, "The orchestrator on the cloud side drives SLURM over SSH.", lambda c: r.cloud_reaches_hpc(c.catalog)),
-        CheckSpec("internet_reachability", "hpc_reaches_internet_targets", E, "Hub downloads and image pulls run on the HPC side.", lambda c: r.hpc_reaches_internet(c.hpc.runner(), c.catalog), hpc),
-        CheckSpec("internet_reachability", "cloud_reaches_internet_targets", W, "Package installs and image pulls on the cloud side.", lambda c: r.cloud_reaches_internet(c.catalog)),
-        CheckSpec("service_dns", "service_dns_names_resolve", E, "Users and pods reach services by these names.", lambda c: r.dns_names_resolve(c.catalog)),
-        CheckSpec("workstation", "workstation_python_version", E, "The clients need a recent Python.", lambda c: r.workstation_python(c.catalog)),
-        CheckSpec("workstation", "workstation_cli_tools_present", W, "Operators use these tools for the manual steps.", lambda c: r.workstation_cli_tools(c.catalog)),
-        CheckSpec("workstation", "workstation_python_packages_present", W, "The API tests and MLflow client need these.", lambda c: r.workstation_python_packages(c.catalog)),
+        CheckSpec(
+            "hpc_login",
+            "hpc_login_accepts_key",
+            E,
+            "Every HPC check and job goes through this SSH login.",
+            lambda c: r.login_accepts_key(c.hpc.runner(), c.catalog),
+            hpc,
+            blocking=True,
+        ),
+        CheckSpec(
+            "hpc_to_cloud",
+            "hpc_reaches_mlflow",
+            E,
+            "Training jobs log runs and models to MLflow from the HPC side.",
+            bound(_reach, "mlflow"),
+            hpc,
+        ),
+        CheckSpec(
+            "hpc_to_cloud",
+            "hpc_reaches_minio",
+            E,
+            "Model sync uploads from BeeGFS to the object store.",
+            bound(_reach, "minio"),
+            hpc,
+        ),
+        CheckSpec(
+            "hpc_to_cloud",
+            "hpc_reaches_pushgateway",
+            W,
+            "Jobs push their metrics to the Pushgateway.",
+            bound(_reach, "pushgateway"),
+            hpc,
+        ),
+        CheckSpec(
+            "hpc_to_cloud",
+            "hpc_to_cloud_bandwidth",
+            E,
+            "Model transfers need the seed's minimum bandwidth.",
+            bound(_bandwidth, catalog.network.min_bandwidth_mbps),
+            ("hpc", "s3"),
+            light=False,
+            needs=buckets,
+        ),
+        CheckSpec(
+            "hpc_to_cloud",
+            "hpc_to_cloud_bandwidth_recommended",
+            W,
+            "Below the recommended bandwidth model syncs crawl.",
+            bound(_bandwidth, catalog.network.recommended_bandwidth_mbps),
+            ("hpc", "s3"),
+            light=False,
+            needs=buckets,
+        ),
+        CheckSpec(
+            "internet_reachability",
+            "hpc_reaches_hub",
+            E,
+            "Datasets and models are downloaded on the HPC side.",
+            lambda c: r.hpc_reaches_hub(c.hpc.runner(), c.catalog),
+            hpc,
+        ),
+        CheckSpec(
+            "internet_reachability",
+            "cloud_reaches_hub",
+            E,
+            "KServe's storage initializer pulls models from the hub.",
+            lambda c: r.cloud_reaches_hub(c.catalog),
+        ),
+        CheckSpec(
+            "cloud_to_hpc",
+            "cloud_reaches_hpc_login",
+            E,
+            "The orchestrator on the cloud side drives SLURM over SSH.",
+            lambda c: r.cloud_reaches_hpc(c.catalog),
+        ),
+        CheckSpec(
+            "internet_reachability",
+            "hpc_reaches_internet_targets",
+            E,
+            "Hub downloads and image pulls run on the HPC side.",
+            lambda c: r.hpc_reaches_internet(c.hpc.runner(), c.catalog),
+            hpc,
+        ),
+        CheckSpec(
+            "internet_reachability",
+            "cloud_reaches_internet_targets",
+            W,
+            "Package installs and image pulls on the cloud side.",
+            lambda c: r.cloud_reaches_internet(c.catalog),
+        ),
+        CheckSpec(
+            "service_dns",
+            "service_dns_names_resolve",
+            E,
+            "Users and pods reach services by these names.",
+            lambda c: r.dns_names_resolve(c.catalog),
+        ),
+        CheckSpec(
+            "workstation",
+            "workstation_python_version",
+            E,
+            "The clients need a recent Python.",
+            lambda c: r.workstation_python(c.catalog),
+        ),
+        CheckSpec(
+            "workstation",
+            "workstation_cli_tools_present",
+            W,
+            "Operators use these tools for the manual steps.",
+            lambda c: r.workstation_cli_tools(c.catalog),
+        ),
+        CheckSpec(
+            "workstation",
+            "workstation_python_packages_present",
+            W,
+            "The API tests and MLflow client need these.",
+            lambda c: r.workstation_python_packages(c.catalog),
+        ),
     ]
 
 
 def build(catalog: Catalog) -> dg.Definitions:
     n = catalog.network
     assets = [
-        external("hpc_login", group=GROUP, kinds=["ssh"], description=f"SSH to {catalog.hpc.access.login.host}:{catalog.hpc.access.login.port}."),
-        external("hpc_to_cloud", group=GROUP, kinds=["network"], description=f"Route {n.hpc_subnet} → {n.cloud_subnet}.", deps=["hpc_login"]),
-        external("cloud_to_hpc", group=GROUP, kinds=["network"], description=f"Route {n.cloud_subnet} → {n.hpc_subnet}."),
-        external("internet_reachability", group=GROUP, kinds=["network"], description="Hub, registry and package index reachable from both sides."),
-        external("service_dns", group=GROUP, kinds=["dns"], description="DNS names of the cloud services."),
-        external("workstation", group=GROUP, kinds=["python"], description="The operator's workstation / the orchestrator's own host."),
+        external(
+            "hpc_login",
+            group=GROUP,
+            kinds=["ssh"],
+            description=f"SSH to {catalog.hpc.access.login.host}:{catalog.hpc.access.login.port}.",
+        ),
+        external(
+            "hpc_to_cloud",
+            group=GROUP,
+            kinds=["network"],
+            description=f"Route {n.hpc_subnet} → {n.cloud_subnet}.",
+            deps=["hpc_login"],
+        ),
+        external(
+            "cloud_to_hpc",
+            group=GROUP,
+            kinds=["network"],
+            description=f"Route {n.cloud_subnet} → {n.hpc_subnet}.",
+        ),
+        external(
+            "internet_reachability",
+            group=GROUP,
+            kinds=["network"],
+            description="Hub, registry and package index reachable from both sides.",
+        ),
+        external(
+            "service_dns",
+            group=GROUP,
+            kinds=["dns"],
+            description="DNS names of the cloud services.",
+        ),
+        external(
+            "workstation",
+            group=GROUP,
+            kinds=["python"],
+            description="The operator's workstation / the orchestrator's own host.",
+        ),
     ]
-    return dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="network_checks"))
+    return dg.Definitions(
+        assets=assets, asset_checks=asset_checks(specs(catalog), name="network_checks")
+    )
 
 
 defs = build(active().catalog)

@@ -56,24 +56,36 @@ def collect_samples(
     groups = {k.to_user_string(): graph.get(k).group_name or "" for k in asset_keys}
     samples: list[Sample] = []
     n_checks = n_mats = 0
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(graph.asset_check_keys))
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        list(graph.asset_check_keys)
+    )
     for key, rec in sorted(latest.items(), key=lambda kv: kv[0].to_user_string()):
         data = rec.evaluation
         name = key.to_user_string()
         if data is None or rec.event is None or check_ids.get(name) == rec.id:
             continue  # planned/running, or already exported
         ev = from_check_evaluation(data)
-        samples += check_samples(ev, timestamp=rec.event.timestamp, group=groups.get(ev.asset, ""), secrets=secrets)
+        samples += check_samples(
+            ev, timestamp=rec.event.timestamp, group=groups.get(ev.asset, ""), secrets=secrets
+        )
         check_ids[name] = rec.id
         n_checks += 1
     for record in instance.get_asset_records(asset_keys):
         last = record.asset_entry.last_materialization_record
         asset = record.asset_entry.asset_key.to_user_string()
-        if last is None or mat_ids.get(asset) == last.storage_id or last.asset_materialization is None:
+        if (
+            last is None
+            or mat_ids.get(asset) == last.storage_id
+            or last.asset_materialization is None
+        ):
             continue
         metadata = {k: _value(v) for k, v in (last.asset_materialization.metadata or {}).items()}
         samples += materialization_samples(
-            asset, group=groups.get(asset, ""), timestamp=last.timestamp, metadata=metadata, secrets=secrets
+            asset,
+            group=groups.get(asset, ""),
+            timestamp=last.timestamp,
+            metadata=metadata,
+            secrets=secrets,
         )
         mat_ids[asset] = last.storage_id
         n_mats += 1

@@ -103,11 +103,25 @@ def _smoke_asset(
         runner = context.resources.hpc.runner()
         client = client_for(catalog, runner)
         node = context.partition_key if per_node else (config.node or None)
-        reattach = find_reattachable(context.instance, runner, tag_key(context.asset_key, node)) if config.reattach else None
-        res = Resources(gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min, nodelist=node)
+        reattach = (
+            find_reattachable(context.instance, runner, tag_key(context.asset_key, node))
+            if config.reattach
+            else None
+        )
+        res = Resources(
+            gpus=job.gpus,
+            cpus=job.cpus,
+            mem_mb=job.mem_mb,
+            time_limit_min=job.time_limit_min,
+            nodelist=node,
+        )
         invocation = client.run(
-            context=context, payload=payload, resources=res, extras=smoke_payload_config(catalog, kind),
-            reattach=reattach, tag_scope=node,
+            context=context,
+            payload=payload,
+            resources=res,
+            extras=smoke_payload_config(catalog, kind),
+            reattach=reattach,
+            tag_scope=node,
         )
         return invocation.get_materialize_result()
 
@@ -118,7 +132,11 @@ def container_keys(catalog: Catalog) -> list[str]:
     """The image the smoke jobs run in: `smoke.container`, else the catalog's first one (whose
     re-materialization still says the software stack changed)."""
     s = catalog.smoke
-    return [catalog.container_key(s.container)] if s.container else [catalog.container_key(n) for n in list(catalog.containers)[:1]]
+    return (
+        [catalog.container_key(s.container)]
+        if s.container
+        else [catalog.container_key(n) for n in list(catalog.containers)[:1]]
+    )
 
 
 def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
@@ -138,24 +156,60 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     s = catalog.smoke
     fake = catalog.hpc.gpus.fake
     container = container_keys(catalog)
-    mnist = [catalog.dataset_key(n) for n, d in catalog.datasets.items() if getattr(d.source, "dataset_class", "") == "MNIST"]
+    mnist = [
+        catalog.dataset_key(n)
+        for n, d in catalog.datasets.items()
+        if getattr(d.source, "dataset_class", "") == "MNIST"
+    ]
     return [
         _smoke_asset(
-            catalog, "smoke_gpu", "gpu", "gpu_smoke.py", s.jobs.gpu, kinds=["slurm", "nvidia"],
+            catalog,
+            "smoke_gpu",
+            "gpu",
+            "gpu_smoke.py",
+            s.jobs.gpu,
+            kinds=["slurm", "nvidia"],
             description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named. One partition per GPU node."
-            + (" The catalog declares the GPUs fake: the job takes the inventory, measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and a WARN." if fake else ""),
-            deps=["gpu_nodes", "slurm", *container], triggers=container, per_node=True,
+            + (
+                " The catalog declares the GPUs fake: the job takes the inventory, measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and a WARN."
+                if fake
+                else ""
+            ),
+            deps=["gpu_nodes", "slurm", *container],
+            triggers=container,
+            per_node=True,
         ),
         _smoke_asset(
-            catalog, "smoke_multi_gpu_nccl", "nccl", "nccl_allreduce.py", s.jobs.nccl, kinds=["slurm", "nccl"],
+            catalog,
+            "smoke_multi_gpu_nccl",
+            "nccl",
+            "nccl_allreduce.py",
+            s.jobs.nccl,
+            kinds=["slurm", "nccl"],
             description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
-            + (f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU processes at small sizes, verified exactly, no GPU figure, a WARN." if fake else ""),
-            deps=["gpu_nodes", *container], triggers=container, per_node=True,
+            + (
+                f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU processes at small sizes, verified exactly, no GPU figure, a WARN."
+                if fake
+                else ""
+            ),
+            deps=["gpu_nodes", *container],
+            triggers=container,
+            per_node=True,
         ),
         _smoke_asset(
-            catalog, "smoke_mnist_training", "mnist", "mnist_train.py", s.jobs.mnist, kinds=["slurm", "pytorch"], triggers=[*container, *mnist],
+            catalog,
+            "smoke_mnist_training",
+            "mnist",
+            "mnist_train.py",
+            s.jobs.mnist,
+            kinds=["slurm", "pytorch"],
+            triggers=[*container, *mnist],
             description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>."
-            + (" The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)." if fake else ""),
+            + (
+                " The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)."
+                if fake
+                else ""
+            ),
             deps=["gpu_nodes", *container, *mnist],
         ),
     ]
@@ -176,7 +230,11 @@ class NodeTick:
 
 
 def node_run_requests(
-    catalog: Catalog, previous: dict[str, str] | None, sinfo_text: str, now: float, known_partitions: Collection[str] = ()
+    catalog: Catalog,
+    previous: dict[str, str] | None,
+    sinfo_text: str,
+    now: float,
+    known_partitions: Collection[str] = (),
 ) -> NodeTick:
     """The sensor's decision, testable without a sensor context: one run of the node job per
     changed node, for that node's partition only."""
@@ -221,7 +279,9 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         default_status=sensor_status(catalog),
         description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs for its partition only; new GPU nodes become partitions.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult | dg.SkipReason:
+    def _sensor(
+        context: dg.SensorEvaluationContext, hpc: HpcResource
+    ) -> dg.SensorResult | dg.SkipReason:
         import time
 
         try:
@@ -229,14 +289,30 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         except RuntimeError as exc:
             return dg.SkipReason(str(exc))
         previous = node_watch.decode_cursor(context.cursor)
-        tick = node_run_requests(catalog, previous, text, time.time(), context.instance.get_dynamic_partitions(GPU_NODES_NAME))
+        tick = node_run_requests(
+            catalog,
+            previous,
+            text,
+            time.time(),
+            context.instance.get_dynamic_partitions(GPU_NODES_NAME),
+        )
         for c in tick.found:
-            context.log.info(f"{c.node}: {c.reason} ({c.before} -> {c.after}): requesting its GPU smoke jobs")
+            context.log.info(
+                f"{c.node}: {c.reason} ({c.before} -> {c.after}): requesting its GPU smoke jobs"
+            )
         adds = [GPU_NODES.build_add_request(tick.new_partitions)] if tick.new_partitions else []
         if not tick.requests:
-            skip = "no GPU node appeared, resumed or changed GRES" if previous is not None else "baseline recorded"
-            return dg.SensorResult(skip_reason=skip, cursor=tick.cursor, dynamic_partitions_requests=adds)
-        return dg.SensorResult(run_requests=tick.requests, cursor=tick.cursor, dynamic_partitions_requests=adds)
+            skip = (
+                "no GPU node appeared, resumed or changed GRES"
+                if previous is not None
+                else "baseline recorded"
+            )
+            return dg.SensorResult(
+                skip_reason=skip, cursor=tick.cursor, dynamic_partitions_requests=adds
+            )
+        return dg.SensorResult(
+            run_requests=tick.requests, cursor=tick.cursor, dynamic_partitions_requests=adds
+        )
 
     return _sensor
 
@@ -245,7 +321,9 @@ ORPHAN_RUN_WINDOW = 200  # newest runs whose job tags are reconciled per tick
 ORPHAN_CURSOR_KEEP = 500  # job ids remembered as handled
 
 
-def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, assets: Sequence[str]) -> dg.SensorResult:
+def orphan_tick(
+    instance: dg.DagsterInstance, runner: Any, cursor: str | None, assets: Sequence[str]
+) -> dg.SensorResult:
     """One reconcile pass, testable with a real instance and SLURM: the job tags of the newest
     runs against one `squeue` (and one `sacct` for jobs gone from the queue); a job whose run
     died gets a run that re-attaches to it, every orphan an observation on its asset (and
@@ -267,24 +345,45 @@ def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, a
         return dg.SensorResult(skip_reason="no run recorded a SLURM job", cursor=cursor)
     q = runner.run(sj.squeue_all_argv(), timeout_s=60)
     if not q.ok:
-        return dg.SensorResult(skip_reason=f"squeue failed (exit {q.returncode}): {q.tail(2)}", cursor=cursor)
+        return dg.SensorResult(
+            skip_reason=f"squeue failed (exit {q.returncode}): {q.tail(2)}", cursor=cursor
+        )
     live = {r.job_id: r.state for r in parse_squeue(q.stdout) if r.state not in TERMINAL_JOB_STATES}
-    gone = sorted({t.job_id for t in tagged if t.job_id not in live and t.job_id not in handled
-                   and t.run_status not in sj.RUN_IN_PROGRESS and t.run_status != "SUCCESS"})
+    gone = sorted(
+        {
+            t.job_id
+            for t in tagged
+            if t.job_id not in live
+            and t.job_id not in handled
+            and t.run_status not in sj.RUN_IN_PROGRESS
+            and t.run_status != "SUCCESS"
+        }
+    )
     ended: dict[str, str] = {}
     if gone:
         a = runner.run(sj.sacct_jobs_argv(gone), timeout_s=60)
         try:  # an unreadable answer (a state cut to its width) reports nothing rather than a guess
-            ended = {r.job: r.state for r in parse_sacct(a.stdout) if not r.is_step and r.terminal} if a.ok else {}
+            ended = (
+                {r.job: r.state for r in parse_sacct(a.stdout) if not r.is_step and r.terminal}
+                if a.ok
+                else {}
+            )
         except ValueError as exc:
-            return dg.SensorResult(skip_reason=f"sacct answer unreadable, no orphan reported this tick: {exc}", cursor=cursor)
+            return dg.SensorResult(
+                skip_reason=f"sacct answer unreadable, no orphan reported this tick: {exc}",
+                cursor=cursor,
+            )
     actions = [a for a in sj.reconcile_orphans(tagged, live, ended) if a.job.job_id not in handled]
     requests = [
         dg.RunRequest(
             run_key=f"reattach:{a.job.job_id}",
             asset_selection=[dg.AssetKey(a.job.asset)],
             partition_key=a.job.partition,
-            tags={"mlops/reattach_job": a.job.job_id, "mlops/orphan_of_run": a.job.run_id, **({NODE_TAG: a.job.partition} if a.job.partition else {})},
+            tags={
+                "mlops/reattach_job": a.job.job_id,
+                "mlops/orphan_of_run": a.job.run_id,
+                **({NODE_TAG: a.job.partition} if a.job.partition else {}),
+            },
         )
         for a in actions
         if a.action == sj.REATTACH
@@ -293,8 +392,13 @@ def orphan_tick(instance: dg.DagsterInstance, runner: Any, cursor: str | None, a
         dg.AssetObservation(
             asset_key=a.job.asset,
             partition=a.job.partition,
-            metadata={"orphan_slurm_job_id": a.job.job_id, "orphan_slurm_state": a.slurm_state, "orphan_of_run": a.job.run_id,
-                      "orphan_action": a.action, "orphan_message": a.message},
+            metadata={
+                "orphan_slurm_job_id": a.job.job_id,
+                "orphan_slurm_state": a.slurm_state,
+                "orphan_of_run": a.job.run_id,
+                "orphan_action": a.action,
+                "orphan_message": a.message,
+            },
         )
         for a in actions
     ]
@@ -327,9 +431,16 @@ def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
 def build(catalog: Catalog) -> dg.Definitions:
     """The smoke assets, their per-node job and their two sensors; the schedules that run them
     with everything else live in defs/automation."""
-    node_job = dg.define_asset_job(NODE_JOB, selection=dg.AssetSelection.assets(*NODE_ASSETS),
-                                   description="The GPU smoke jobs for one node: the partition key is the node.")
-    return dg.Definitions(assets=smoke_assets(catalog), jobs=[node_job], sensors=[node_sensor(catalog), orphan_sensor(catalog)])
+    node_job = dg.define_asset_job(
+        NODE_JOB,
+        selection=dg.AssetSelection.assets(*NODE_ASSETS),
+        description="The GPU smoke jobs for one node: the partition key is the node.",
+    )
+    return dg.Definitions(
+        assets=smoke_assets(catalog),
+        jobs=[node_job],
+        sensors=[node_sensor(catalog), orphan_sensor(catalog)],
+    )
 
 
 defs = build(active().catalog)

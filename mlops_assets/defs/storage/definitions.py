@@ -33,7 +33,9 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
         if not res.ok:
             raise dg.Failure(
                 description=f"mkdir on {runner.where} failed: {res.tail(3)}",
-                metadata={"hint": f"give {catalog.hpc.beegfs.training_user} write access to {catalog.hpc.beegfs.root}"},
+                metadata={
+                    "hint": f"give {catalog.hpc.beegfs.training_user} write access to {catalog.hpc.beegfs.root}"
+                },
             )
         owners = runner.run(["stat", "-c", "%n %U %a", *dirs.values()]).stdout.strip().splitlines()
         return dg.MaterializeResult(
@@ -65,7 +67,9 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
         except Exception as exc:
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             if code not in {"404", "NoSuchBucket", "NotFound"}:
-                raise dg.Failure(description=f"cannot inspect bucket {bucket.name}: {code or type(exc).__name__}") from None
+                raise dg.Failure(
+                    description=f"cannot inspect bucket {bucket.name}: {code or type(exc).__name__}"
+                ) from None
             s3.create_bucket(Bucket=bucket.name)
             created = True
         listing = s3.list_objects_v2(Bucket=bucket.name, MaxKeys=1000)
@@ -83,13 +87,31 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
 def specs(catalog: Catalog) -> list[CheckSpec]:
     E, W = Severity.ERROR, Severity.WARN
     out = [
-        CheckSpec("beegfs_layout", "beegfs_layout_complete", E, "Jobs write to these paths without creating them.", lambda c: hpc.layout_complete(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
-        CheckSpec("beegfs_layout", "beegfs_layout_writable_by_training_user", E, "A read-only share fails training at its first checkpoint.", lambda c: hpc.layout_writable(c.hpc.runner(), c.catalog), ("hpc",), blocking=True),
+        CheckSpec(
+            "beegfs_layout",
+            "beegfs_layout_complete",
+            E,
+            "Jobs write to these paths without creating them.",
+            lambda c: hpc.layout_complete(c.hpc.runner(), c.catalog),
+            ("hpc",),
+            blocking=True,
+        ),
+        CheckSpec(
+            "beegfs_layout",
+            "beegfs_layout_writable_by_training_user",
+            E,
+            "A read-only share fails training at its first checkpoint.",
+            lambda c: hpc.layout_writable(c.hpc.runner(), c.catalog),
+            ("hpc",),
+            blocking=True,
+        ),
     ]
     for b in catalog.cloud.buckets:
         out.append(
             CheckSpec(
-                b.asset_key, f"{b.asset_key}_round_trip", E if b.required else W,
+                b.asset_key,
+                f"{b.asset_key}_round_trip",
+                E if b.required else W,
                 "Proves writes and reads, not just that the name exists.",
                 bound(lambda c, name: staging.bucket_round_trip(c.s3.client(), name), b.name),
                 ("s3",),
@@ -101,7 +123,9 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     assets = [_layout(catalog), *(_bucket(b) for b in catalog.cloud.buckets)]
-    own = dg.Definitions(assets=assets, asset_checks=asset_checks(specs(catalog), name="storage_checks"))
+    own = dg.Definitions(
+        assets=assets, asset_checks=asset_checks(specs(catalog), name="storage_checks")
+    )
     return dg.Definitions.merge(own, training_files.build(catalog))
 
 

@@ -27,7 +27,10 @@ def targets(catalog: Catalog) -> dict[str, tuple[str, str]]:
     """layout dir -> (target, upload mirror) on BeeGFS."""
     b = catalog.hpc.beegfs
     sub = file_sync.TARGET_SUBDIR
-    return {d: (f"{b.directory(d)}/{sub}", f"{b.directory(d)}/.{sub}.upload") for d in file_sync.TRAINING_TREES}
+    return {
+        d: (f"{b.directory(d)}/{sub}", f"{b.directory(d)}/.{sub}.upload")
+        for d in file_sync.TRAINING_TREES
+    }
 
 
 def _verifies(c: Any) -> Outcome:
@@ -48,18 +51,35 @@ def _verifies(c: Any) -> Outcome:
         want = file_sync.package_tree(file_sync.TRAINING_TREES[d]).manifest
         have = staging.read_staged_manifest(runner, mpath, KEY)
         if have.digest != want.digest:
-            problems.append(f"{target}: staged digest {have.digest[:16]} is not the package's {want.digest[:16]}")
+            problems.append(
+                f"{target}: staged digest {have.digest[:16]} is not the package's {want.digest[:16]}"
+            )
         files += have.file_count
-    return Outcome(not problems, len(problems), 0, "targets differing from the package", f"materialize {KEY}",
-                   detail="; ".join(problems) or f"{files} files in {', '.join(t for t, _ in targets(c.catalog).values())}")
+    return Outcome(
+        not problems,
+        len(problems),
+        0,
+        "targets differing from the package",
+        f"materialize {KEY}",
+        detail="; ".join(problems)
+        or f"{files} files in {', '.join(t for t, _ in targets(c.catalog).values())}",
+    )
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
-    return [CheckSpec(
-        KEY, f"{KEY}_manifest_verifies", Severity.ERROR,
-        "Jobs run these files: each staged file still hashes to its manifest, and the manifest is the installed package's.",
-        _verifies, ("hpc",), blocking=True, light=False, hint=f"materialize {KEY}",
-    )]
+    return [
+        CheckSpec(
+            KEY,
+            f"{KEY}_manifest_verifies",
+            Severity.ERROR,
+            "Jobs run these files: each staged file still hashes to its manifest, and the manifest is the installed package's.",
+            _verifies,
+            ("hpc",),
+            blocking=True,
+            light=False,
+            hint=f"materialize {KEY}",
+        )
+    ]
 
 
 def _asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -89,12 +109,21 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ProbeFailed as exc:
             raise dg.Failure(description=f"{exc} Hint: {exc.hint}") from None
         context.log.info(f"uploaded {sent} bytes of changed files to the mirrors on {runner.where}")
-        done = client_for(catalog, runner).run(context=context, payload="stage_files.py", extras={"trees": trees, "bytes_uploaded": sent, "rehash_after_s": staging_plan.rehash_after_s(catalog)})
+        done = client_for(catalog, runner).run(
+            context=context,
+            payload="stage_files.py",
+            extras={
+                "trees": trees,
+                "bytes_uploaded": sent,
+                "rehash_after_s": staging_plan.rehash_after_s(catalog),
+            },
+        )
         return done.get_materialize_result()
 
     return _stage
 
 
 def build(catalog: Catalog) -> dg.Definitions:
-    return dg.Definitions(assets=[_asset(catalog)], asset_checks=asset_checks(specs(catalog), name=f"{KEY}_checks"))
-
+    return dg.Definitions(
+        assets=[_asset(catalog)], asset_checks=asset_checks(specs(catalog), name=f"{KEY}_checks")
+    )

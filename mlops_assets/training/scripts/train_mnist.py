@@ -25,14 +25,19 @@ def read_idx(path: Path) -> tuple[tuple[int, ...], bytes]:
     data = path.read_bytes()
     magic = struct.unpack(">I", data[:4])[0]
     dims = magic & 0xFF
-    shape = struct.unpack(f">{dims}I", data[4:4 + 4 * dims])
-    return tuple(shape), data[4 + 4 * dims:]
+    shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+    return tuple(shape), data[4 + 4 * dims :]
 
 
 def load(raw: Path, prefix: str, torch: Any) -> tuple[Any, Any]:
     shape, pixels = read_idx(raw / f"{prefix}-images-idx3-ubyte")
     _, labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte")
-    x = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).reshape(shape[0], 1, shape[1], shape[2]).float() / 255.0
+    x = (
+        torch.frombuffer(bytearray(pixels), dtype=torch.uint8)
+        .reshape(shape[0], 1, shape[1], shape[2])
+        .float()
+        / 255.0
+    )
     y = torch.frombuffer(bytearray(labels), dtype=torch.uint8).long()
     return (x - 0.1307) / 0.3081, y
 
@@ -40,15 +45,28 @@ def load(raw: Path, prefix: str, torch: Any) -> tuple[Any, Any]:
 def model(torch: Any) -> Any:
     nn = torch.nn
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, 10),
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(9216, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
     )
 
 
 def config(argv: list[str] | None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (JSON or text)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (JSON or text)",
+    )
     args = ap.parse_args(argv)
     cfg: dict[str, Any] = json.loads(args.config.read_text())
     for item in args.set:
@@ -67,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.manual_seed(int(cfg["seed"]))
-    device = torch.device(cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu")
+    device = torch.device(
+        cfg["device"] if cfg["device"] != "cuda" or torch.cuda.is_available() else "cpu"
+    )
     if cfg["device"] == "cuda" and device.type != "cuda":
         print("no CUDA device: set device to cpu to train on the CPU", file=sys.stderr)
         return 2
@@ -84,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         net.train()
         order = torch.randperm(len(xtr), device=device)
         for i in range(0, len(order), bs):
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(net(xtr[idx]), ytr[idx])
             loss.backward()
@@ -92,10 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     net.eval()
     with torch.no_grad():
-        correct = sum(int((net(xte[i:i + 1000]).argmax(1) == yte[i:i + 1000]).sum()) for i in range(0, len(xte), 1000))
-    metrics = {"task": cfg.get("task"), "epochs": int(cfg["epochs"]), "device": device.type, "train_items": len(xtr),
-               "test_items": len(xte), "loss": round(float(loss), 4), "accuracy": round(correct / len(xte), 4),
-               "training_time_seconds": round(seconds, 2)}
+        correct = sum(
+            int((net(xte[i : i + 1000]).argmax(1) == yte[i : i + 1000]).sum())
+            for i in range(0, len(xte), 1000)
+        )
+    metrics = {
+        "task": cfg.get("task"),
+        "epochs": int(cfg["epochs"]),
+        "device": device.type,
+        "train_items": len(xtr),
+        "test_items": len(xte),
+        "loss": round(float(loss), 4),
+        "accuracy": round(correct / len(xte), 4),
+        "training_time_seconds": round(seconds, 2),
+    }
     out = Path(cfg["output_dir"]) / f"run-{os.environ.get('SLURM_JOB_ID') or int(time.time())}"
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,15 @@ _SQUEUE_HEADERS = {
     "NODELIST": "nodes",
     "NODELIST(REASON)": "nodes_or_reason",
 }
-_SQUEUE_LETTERS = {"i": "job_id", "A": "job_id", "T": "state", "t": "state", "r": "reason", "N": "nodes", "R": "nodes_or_reason"}
+_SQUEUE_LETTERS = {
+    "i": "job_id",
+    "A": "job_id",
+    "T": "state",
+    "t": "state",
+    "r": "reason",
+    "N": "nodes",
+    "R": "nodes_or_reason",
+}
 
 
 def parse_squeue(text: str, fmt: str = SQUEUE_FORMAT) -> list[SqueueRecord]:

@@ -176,7 +176,9 @@ def parse_sinfo_nodes(text: str, fmt: str = SINFO_NODE_FORMAT) -> list[SlurmNode
         try:
             names = expand_hostlist(names_text)
         except ValueError as exc:
-            raise ValueError(f"sinfo node list unreadable (cut to the column width?): {exc}") from None
+            raise ValueError(
+                f"sinfo node list unreadable (cut to the column width?): {exc}"
+            ) from None
         if count is not None and _opt_int(count, "node count") != len(names):
             raise ValueError(
                 f"sinfo says {count} nodes but lists {len(names)} (node list cut?): {_clip(line)!r}"
@@ -551,8 +553,6 @@ def _parse_partitions_json(text: str) -> list[SlurmPartition]:
             )
         )
     return out
-
-
 
 
 def nodes_hostlist(nodes: Iterable[SlurmNode]) -> str:

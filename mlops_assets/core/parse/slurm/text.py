@@ -22,6 +22,7 @@ def _clip(text: str, limit: int = 120) -> str:
     """Shorten text for error messages, so a huge garbage blob does not flood logs."""
     return text if len(text) <= limit else text[:limit] + "..."
 
+
 # --------------------------------------------------------------------------------------
 # Tables: the one reader behind sinfo, squeue and sacct text
 # --------------------------------------------------------------------------------------
@@ -65,7 +66,9 @@ def _table(
     first = lines[0]
     piped = sep in first
     tokens = [t.strip().upper() for t in (first.split(sep) if piped else first.split())]
-    is_header = bool(tokens) and tokens[0] in headers and all(t and not t[0].isdigit() for t in tokens)
+    is_header = (
+        bool(tokens) and tokens[0] in headers and all(t and not t[0].isdigit() for t in tokens)
+    )
     if is_header:
         cols = [headers.get(t, t) for t in tokens]
         body = lines[1:]
@@ -81,7 +84,9 @@ def _table(
         starts = [m.start() for m in re.finditer(r"-+", body[0])]
         if len(starts) != len(cols):
             raise ValueError(f"{what} dashes line has {len(starts)} columns, header {len(cols)}")
-        spans = [(s, starts[i + 1] if i + 1 < len(starts) else 1 << 30) for i, s in enumerate(starts)]
+        spans = [
+            (s, starts[i + 1] if i + 1 < len(starts) else 1 << 30) for i, s in enumerate(starts)
+        ]
         body = body[1:]
     for line in body:
         if spans is not None:
@@ -89,7 +94,9 @@ def _table(
         elif piped:
             parts = _split_free(line.split(sep), len(cols), free_at, sep)
             if len(parts) != len(cols):
-                raise ValueError(f"{what} line has {len(parts)} fields, want {len(cols)}: {_clip(line)!r}")
+                raise ValueError(
+                    f"{what} line has {len(parts)} fields, want {len(cols)}: {_clip(line)!r}"
+                )
         else:
             # Whitespace: only the last column may hold spaces (best effort where the free
             # column is not last, as in some ``-o`` layouts).
