@@ -10,9 +10,10 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Model
 from mlops_assets.checking import asset_checks_per_asset, freshness_policy
-from mlops_assets.core import staging_plan
+from mlops_assets.core import load_rules, staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
+from mlops_assets.defs.staged import Staged, bucket_asset, bucket_check, stage_asset, staged_checks
 from mlops_assets.platform import active
 
 GROUP = "models"
@@ -34,149 +35,72 @@ def plan(catalog: Catalog, m: Model) -> dict[str, Any]:
     return staging_plan.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
 
 
-def _verifies(c: Any, name: str, m: Model) -> Outcome:
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
-    root, mpath = c.catalog.model_path(name), c.catalog.model_manifest(name)
-    return staging.verify_staged(
-        runner, c.catalog.hpc.python, where, root, mpath, c.catalog.model_key(name)
+def staged(catalog: Catalog, name: str, m: Model) -> Staged:
+    """The model as the shared staging assets and checks (defs/staged.py) see it."""
+    return Staged(
+        key=catalog.model_key(name),
+        path=lambda cat: cat.model_path(name),
+        manifest=lambda cat: cat.model_manifest(name),
+        load_spec=lambda cat: load_rules.model_spec(cat, m),
+        approx_size_mb=m.approx_size_mb,
+        freshness=m.freshness,
+        sync_plan=lambda cat: staging_plan.sync_plan(cat, name, m),
+        bucket=m.bucket,
+        verifies_why="The snapshot in the HF cache on BeeGFS still matches its manifest (jobs "
+        "load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
+        loads_why="config.json and the tokenizer files parse, every safetensors header parses "
+        "and fits its file, and the tensors add up to the catalog's parameter count (no torch "
+        "needed).",
+        bucket_why="KServe pulls the model from here",
     )
-
-
-def _loads(c: Any, name: str, m: Model) -> Outcome:
-    from mlops_assets.core import load_rules
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
-    return staging.run_load_check(
-        runner,
-        c.catalog.hpc.python,
-        where,
-        load_rules.model_spec(c.catalog, m),
-        c.catalog.model_key(name),
-    )
-
-
-def _size(c: Any, name: str, m: Model) -> Outcome:
-    mpath = c.catalog.model_manifest(name)
-    return staging.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, c.catalog.model_key(name))
-
-
-def _in_bucket(c: Any, name: str, m: Model) -> Outcome:
-    return staging.minio_copy(c.hpc.runner(), c.s3.probe_client(), c.catalog, name, m)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:
-    E, W = Severity.ERROR, Severity.WARN
     out: list[CheckSpec] = []
     for name, m in catalog.models.items():
-        staged = catalog.model_key(name)
+        s = staged(catalog, name, m)
         out += [
+            *staged_checks(s),
+            bucket_check(s),
             CheckSpec(
-                staged,
-                f"{staged}_manifest_verifies",
-                E,
-                "The snapshot in the HF cache on BeeGFS still matches its manifest (jobs load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
-                bound(_verifies, name, m),
-                ("hpc",),
-                blocking=True,
-                light=False,
-                hint=f"re-materialize {staged}",
-            ),
-            CheckSpec(
-                staged,
-                f"{staged}_loads",
-                E,
-                "config.json and the tokenizer files parse, every safetensors header parses and fits its file, and the "
-                "tensors add up to the catalog's parameter count (no torch needed).",
-                bound(_loads, name, m),
-                ("hpc",),
-                blocking=True,
-                light=False,
-                hint=f"re-materialize {staged}",
-            ),
-            CheckSpec(
-                staged,
-                f"{staged}_size_within_bounds",
-                W,
-                "The staged bytes are within a factor of 4 of the catalog's approx_size_mb.",
-                bound(_size, name, m),
-                ("hpc",),
-            ),
-            CheckSpec(
-                f"{staged}_minio",
-                f"{staged}_minio_matches_manifest",
-                E,
-                "KServe pulls the model from here: every manifest entry is an object with the same size and "
-                "x-amz-meta-sha256, and _manifest.json (written last) has the current digest; names missing/changed keys.",
-                bound(_in_bucket, name, m),
-                ("hpc", "s3"),
-                blocking=True,
-                hint=f"materialize {staged}_minio",
-            ),
-            CheckSpec(
-                f"{staged}_mlflow",
-                f"{staged}_mlflow_version_registered",
-                E,
-                "Deployments refer to registered versions: one is tagged with the pinned revision and the current manifest digest.",
+                f"{s.key}_mlflow",
+                f"{s.key}_mlflow_version_registered",
+                Severity.ERROR,
+                "Deployments refer to registered versions: one is tagged with the pinned "
+                "revision and the current manifest digest.",
                 bound(_mlflow_version, name, m),
                 ("hpc", "mlflow"),
-                hint=f"materialize {staged}_mlflow",
+                hint=f"materialize {s.key}_mlflow",
             ),
         ]
     return out
 
 
 def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
-    extras = plan(catalog, m)
-    root = catalog.model_path(name)
-
-    @dg.asset(
-        name=catalog.model_key(name),
-        group_name=GROUP,
-        kinds={"huggingface", "beegfs"},
-        deps=["beegfs_layout"],
+    return stage_asset(
+        catalog,
+        staged(catalog, name, m),
+        group=GROUP,
         pool=POOL,
-        required_resource_keys={"hpc"},
-        description=f"{m.repo}@{m.revision[:12]} in the HF cache on BeeGFS (~{m.approx_size_mb:g} MB), verified and with a manifest.",
-        metadata={"repo": m.repo, "revision": m.revision, "path": dg.MetadataValue.path(root)},
-        freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
+        payload="stage_hub.py",
+        extras=plan(catalog, m),
+        kinds={"huggingface", "beegfs"},
+        description=f"{m.repo}@{m.revision[:12]} in the HF cache on BeeGFS "
+        f"(~{m.approx_size_mb:g} MB), verified and with a manifest.",
+        metadata={"repo": m.repo, "revision": m.revision},
     )
-    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import client_for
-
-        client = client_for(catalog, context.resources.hpc.runner())
-        return client.run(
-            context=context, payload="stage_hub.py", extras=extras
-        ).get_materialize_result()
-
-    return _stage
 
 
 def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
-    pinned = f"{m.repo}@{m.revision[:12]}"
-    staged = catalog.model_key(name)
-
-    @dg.asset(
-        name=f"{staged}_minio",
-        group_name=GROUP,
-        kinds={"minio"},
-        deps=[staged, catalog.bucket(m.bucket).asset_key],
-        required_resource_keys={"hpc", "s3"},
-        description=f"Copy of {pinned} in {staging_plan.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
-        metadata={"uri": staging_plan.model_uri(name, m)},
-        freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
+    uri = staging_plan.model_uri(name, m)
+    return bucket_asset(
+        catalog,
+        staged(catalog, name, m),
+        group=GROUP,
+        uri=uri,
+        description=f"Copy of {m.repo}@{m.revision[:12]} in {uri}, uploaded from the HPC side; "
+        "_manifest.json last.",
     )
-    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        """sync_s3.py on the HPC side; the keys travel in a private file (hpc_pipes.run_s3_sync)."""
-        from mlops_assets.resources.hpc_pipes import run_s3_sync
-
-        return run_s3_sync(context, catalog, staging_plan.sync_plan(catalog, name, m))
-
-    return _sync
 
 
 def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
