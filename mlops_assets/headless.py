@@ -155,24 +155,25 @@ def _execute_partitioned(
                 if e.asset_key
             }
             failures = _step_failures(result)
-            rows += [
-                Evaluation(
-                    asset=f"{n}[{pk}]",
-                    check="materialized",
-                    passed=n in done,
-                    severity=Severity.ERROR,
-                    measured="yes" if n in done else "no",
-                    threshold="yes",
-                    unit="materialization",
-                    hint=""
-                    if n in done
-                    else "see the run's log in the Dagster UI for the failing step",
-                    duration_s=0.0,
-                    detail="" if n in done else failures.get(n, ""),
-                )
-                for n in names
-            ]
+            rows += [_materialized(f"{n}[{pk}]", n in done, failures.get(n, "")) for n in names]
     return rows
+
+
+def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
+    """The row that reports an asset's materialization as if it were a check, so the report
+    shows what was built beside what was checked. `failure`: the failed step's message."""
+    return Evaluation(
+        asset=asset,
+        check="materialized",
+        passed=done,
+        severity=Severity.ERROR,
+        measured="yes" if done else "no",
+        threshold="yes",
+        unit="materialization",
+        hint="" if done else "see the run's log in the Dagster UI for the failing step",
+        duration_s=0.0,
+        detail="" if done else failure,
+    )
 
 
 def _execute_one(
@@ -209,22 +210,7 @@ def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
         }
         for key in sel.materializable:
             name = key.to_user_string()
-            rows.append(
-                Evaluation(
-                    asset=name,
-                    check="materialized",
-                    passed=name in materialized,
-                    severity=Severity.ERROR,
-                    measured="yes" if name in materialized else "no",
-                    threshold="yes",
-                    unit="materialization",
-                    hint=""
-                    if name in materialized
-                    else "see the run's log in the Dagster UI for the failing step",
-                    duration_s=0.0,
-                    detail=failures.get(name, "") if name not in materialized else "",
-                )
-            )
+            rows.append(_materialized(name, name in materialized, failures.get(name, "")))
     for ck in sel.checks:
         asset, check = ck.asset_key.to_user_string(), ck.name
         if (asset, check) not in seen:
