@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -107,6 +107,15 @@ def at_least(measured: float, threshold: float, unit: str, hint: str, **kw: Any)
 
 def at_most(measured: float, threshold: float, unit: str, hint: str, **kw: Any) -> Outcome:
     return Outcome(measured <= threshold, measured, threshold, unit, hint, **kw)
+
+
+def none_failed(
+    total: int, failed: Sequence[str], unit: str, hint: str, *, label: str, **kw: Any
+) -> Outcome:
+    """Pass when none of `total` items failed. Measured is how many are good, so a partial
+    failure reads as "3 of 4"; the detail names each failed item after `label`."""
+    detail = f"{label}: {', '.join(failed)}" if failed else ""
+    return Outcome(not failed, total - len(failed), total, unit, hint, detail=detail, **kw)
 
 
 def missing_items(present: Iterable[str], required: Iterable[str], what: str, hint: str) -> Outcome:

@@ -522,6 +522,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Ok(BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_internet_targets_judged_alike_from_both_sides(catalog: Catalog) -> None:
+    """A loopback server that answers and a closed port: each side counts 1 of 2 and names
+    the silent target; real curl on the HPC side (LocalRunner), the HTTP client on the other."""
+    from mlops_assets.core.transport.hostexec import LocalRunner
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        targets = {
+            "up": f"http://127.0.0.1:{server.server_address[1]}/",
+            "down": f"http://127.0.0.1:{_free_port()}/",
+        }
+        net = catalog.network.model_copy(update={"internet_targets": targets, "probe_timeout_s": 3})
+        cat = catalog.model_copy(update={"network": net})
+        for out, side in (
+            (nr.hpc_reaches_internet(LocalRunner(), cat), "the HPC side"),
+            (nr.cloud_reaches_internet(cat), "the orchestrator"),
+        ):
+            assert not out.passed and (out.measured, out.threshold) == (1, 2)
+            assert out.unit == f"internet targets answering from {side}"
+            assert out.detail == f"no answer: down ({targets['down']})"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_profile_drops_internet_target_with_null(catalog: Catalog) -> None:
     assert "container_registry" not in catalog.network.internet_targets
     assert (

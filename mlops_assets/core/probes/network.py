@@ -10,10 +10,11 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items
+from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items, none_failed
 from mlops_assets.core.parse import versions
 from mlops_assets.core.probes.cloud import s3_error_code
 from mlops_assets.core.transport.hostexec import Runner
@@ -177,38 +178,43 @@ def _internet_targets(catalog: Catalog) -> dict[str, str]:
     return {name: url for name, url in catalog.network.internet_targets.items() if url}
 
 
-def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
-    failed = []
-    for name, url in _internet_targets(catalog).items():
-        code, _, _ = _curl(runner, url, catalog.network.probe_timeout_s, head=True)
-        if code == 0:
-            failed.append(f"{name} ({url})")
-    n = len(_internet_targets(catalog))
-    return Outcome(
-        not failed,
-        n - len(failed),
-        n,
-        "internet targets answering from the HPC side",
-        "no internet from the node: hub downloads and image pulls fail (check proxy/NAT, or stage through a mirror)",
-        detail=("no answer: " + ", ".join(failed)) if failed else "",
+def _internet_answers(
+    catalog: Catalog, answers: Callable[[str], bool], side: str, hint: str
+) -> Outcome:
+    """Each internet target asked once from one side (`answers(url)`); names the silent ones."""
+    targets = _internet_targets(catalog)
+    failed = [f"{name} ({url})" for name, url in targets.items() if not answers(url)]
+    return none_failed(
+        len(targets), failed, f"internet targets answering from {side}", hint, label="no answer"
     )
 
 
+def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
+    timeout = catalog.network.probe_timeout_s
+    return _internet_answers(
+        catalog,
+        lambda url: _curl(runner, url, timeout, head=True)[0] != 0,
+        "the HPC side",
+        "no internet from the node: hub downloads and image pulls fail (check proxy/NAT, or "
+        "stage through a mirror)",
+    )
+
+
+def _head_answers(url: str, timeout_s: float) -> bool:
+    try:
+        request(url, method="HEAD", timeout_s=timeout_s)
+    except HttpUnreachable:
+        return False
+    return True
+
+
 def cloud_reaches_internet(catalog: Catalog) -> Outcome:
-    failed = []
-    for name, url in _internet_targets(catalog).items():
-        try:
-            request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
-        except HttpUnreachable:
-            failed.append(f"{name} ({url})")
-    n = len(_internet_targets(catalog))
-    return Outcome(
-        not failed,
-        n - len(failed),
-        n,
-        "internet targets answering from the orchestrator",
+    timeout = catalog.network.probe_timeout_s
+    return _internet_answers(
+        catalog,
+        lambda url: _head_answers(url, timeout),
+        "the orchestrator",
         "no internet from the cloud side: check egress/NAT for pods",
-        detail=("no answer: " + ", ".join(failed)) if failed else "",
     )
 
 
@@ -332,13 +338,12 @@ def dns_names_resolve(catalog: Catalog) -> Outcome:
                 fut.result(timeout=catalog.network.probe_timeout_s)
             except Exception:
                 failed.append(n)
-    return Outcome(
-        not failed,
-        len(names) - len(failed),
+    return none_failed(
         len(names),
+        failed,
         "service DNS names resolving",
         "add the names to the cluster DNS / ingress (mlflow, grafana, minio .cloud-cluster.local)",
-        detail=("unresolved: " + ", ".join(failed)) if failed else "",
+        label="unresolved",
     )
 
 
