@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from mlops_assets.core.parse.nodelist import (
     expand_hostlist,
     hostlist_count,
     natural_key,
+    split_top_level,
 )
 
 
@@ -81,6 +83,29 @@ def test_expand_rejects_malformed_and_names_input(bad: str) -> None:
     with pytest.raises(ValueError, match="hostlist") as info:
         expand_hostlist(bad)
     assert repr(bad.strip()) in str(info.value) or bad.strip() in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "brackets", "nested", "parts_or_error"),
+    [
+        ("n[1,2],m", "[]", False, ["n[1,2]", "m"]),
+        ("n[1,[2]]", "[]", False, "nested '['"),
+        ("n1],m", "[]", False, "unbalanced ']'"),
+        ("gpu:2(S:0,1),mps:100", "()", True, ["gpu:2(S:0,1)", "mps:100"]),
+        ("gpu:2((S:0)),x", "()", True, ["gpu:2((S:0))", "x"]),
+        ("gpu:2(S:0", "()", True, "unclosed '('"),
+    ],
+)
+def test_split_top_level_serves_hostlists_and_gres(
+    text: str, brackets: str, nested: bool, parts_or_error: list[str] | str
+) -> None:
+    """The one splitter behind hostlists ([], never nested) and GRES lists (parentheses)."""
+    opener, closer = brackets
+    if isinstance(parts_or_error, str):
+        with pytest.raises(ValueError, match=f"{re.escape(parts_or_error)} in WHAT"):
+            split_top_level(text, opener, closer, nested=nested, what="WHAT")
+    else:
+        assert split_top_level(text, opener, closer, nested=nested, what="WHAT") == parts_or_error
 
 
 def test_expand_refuses_huge_ranges() -> None:

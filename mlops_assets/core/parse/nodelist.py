@@ -28,6 +28,7 @@ __all__ = [
     "expand_hostlist",
     "hostlist_count",
     "natural_key",
+    "split_top_level",
 ]
 
 #: Guard against expressions such as ``n[0-999999999]`` exhausting memory. SLURM's own
@@ -39,27 +40,33 @@ _RANGE_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 _FORBIDDEN_LITERAL = re.compile(r"[\s\[\],]")
 
 
-def _split_top_level(expr: str) -> list[str]:
-    """Split on commas that are outside brackets, checking bracket balance."""
+def split_top_level(text: str, opener: str, closer: str, *, nested: bool, what: str) -> list[str]:
+    """Split on the commas outside `opener`...`closer` (hostlist brackets, GRES parentheses),
+    checking their balance; `nested=False` refuses a bracket inside another (a hostlist's).
+    `what` names the text in the ValueError."""
     parts: list[str] = []
     depth = 0
     start = 0
-    for i, ch in enumerate(expr):
-        if ch == "[":
-            if depth:
-                raise ValueError(f"nested '[' in hostlist {expr!r}")
-            depth = 1
-        elif ch == "]":
+    for i, ch in enumerate(text):
+        if ch == opener:
+            if depth and not nested:
+                raise ValueError(f"nested {opener!r} in {what}")
+            depth += 1
+        elif ch == closer:
             if not depth:
-                raise ValueError(f"unbalanced ']' in hostlist {expr!r}")
-            depth = 0
+                raise ValueError(f"unbalanced {closer!r} in {what}")
+            depth -= 1
         elif ch == "," and not depth:
-            parts.append(expr[start:i])
+            parts.append(text[start:i])
             start = i + 1
     if depth:
-        raise ValueError(f"unclosed '[' in hostlist {expr!r}")
-    parts.append(expr[start:])
+        raise ValueError(f"unclosed {opener!r} in {what}")
+    parts.append(text[start:])
     return parts
+
+
+def _split_top_level(expr: str) -> list[str]:
+    return split_top_level(expr, "[", "]", nested=False, what=f"hostlist {expr!r}")
 
 
 def _parse_ranges(body: str, whole: str) -> list[str]:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from mlops_assets.core.parse.nodelist import split_top_level
 from mlops_assets.core.parse.slurm.text import _NULLS, _clip
 
 # --------------------------------------------------------------------------------------
@@ -119,26 +120,6 @@ class Gres:
     indexes: str | None = None
 
 
-def _split_outside_parens(text: str) -> list[str]:
-    parts: list[str] = []
-    depth = 0
-    start = 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise ValueError(f"unbalanced ')' in {_clip(text)!r}")
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    if depth:
-        raise ValueError(f"unbalanced '(' in {_clip(text)!r}")
-    parts.append(text[start:])
-    return parts
-
-
 _GRES_NAME = re.compile(r"^[A-Za-z][\w.-]*$")
 _GRES_COUNT = re.compile(r"^\d+[KMGTP]?$")
 _GRES_TYPE = re.compile(r"^[^\s:(),]+$")
@@ -198,7 +179,10 @@ def parse_gres(text: str) -> tuple[Gres, ...]:
     s = text.strip()
     if s in _NULLS:
         return ()
-    return tuple(_parse_gres_item(item.strip(), s) for item in _split_outside_parens(s))
+    return tuple(
+        _parse_gres_item(item.strip(), s)
+        for item in split_top_level(s, "(", ")", nested=True, what=repr(_clip(s)))
+    )
 
 
 def gpu_count(gres: str | Iterable[Gres], name: str = "gpu") -> int:
