@@ -51,32 +51,28 @@ def verify_staged(
 ) -> Outcome:
     """Re-hash the staged files on the HPC side (the shipped mlops_manifest.py) against their
     manifest: nothing is copied to the orchestrator."""
-    import json
-
     res = runner.run(
         [python, f"{payload_dir}/mlops_manifest.py", "verify", root, manifest_path], timeout_s=1800
     )
+    return manifest_outcome(_verdict(runner, res, "manifest verification"), what)
+
+
+def _verdict(runner: Runner, res: Any, what_ran: str) -> Any:
+    """The JSON verdict a payload prints as its last line. Anything else means it did not run
+    to the end (no such python, no shipped payload, a crash): said with its last lines."""
     try:
-        verdict = json.loads(res.stdout.strip().splitlines()[-1])
+        return json.loads(res.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         raise ProbeFailed(
-            f"manifest verification did not run on {runner.where} (exit {res.returncode}): {res.tail(3)}",
-            "check hpc.python (it needs only the standard library for this) and the scripts directory",
+            f"{what_ran} did not run on {runner.where} (exit {res.returncode}): {res.tail(3)}",
+            "check hpc.python (it needs only the standard library for this) and the scripts "
+            "directory on BeeGFS",
         ) from None
-    return manifest_outcome(verdict, what)
 
 
 def staged_size(runner: Runner, manifest_path: str, approx_size_mb: float, what: str) -> Outcome:
     """Size from the manifest (no re-hash) against the catalog's approx_size_mb."""
-    from mlops_assets.core.manifest import Manifest, ManifestError
-
-    res = runner.run(["cat", "--", manifest_path])
-    if not res.ok:
-        raise ProbeFailed(f"{what} has no manifest at {manifest_path}", f"materialize {what}")
-    try:
-        man = Manifest.from_json(res.stdout)
-    except ManifestError as exc:
-        raise ProbeFailed(f"{manifest_path}: {exc}", f"re-materialize {what}") from None
+    man = read_staged_manifest(runner, manifest_path, what)
     return size_outcome(man.total_bytes, approx_size_mb)
 
 
@@ -146,11 +142,5 @@ def run_load_check(
         [python, f"{payload_dir}/{load_rules.PAYLOAD}", json.dumps(spec, sort_keys=True)],
         timeout_s=load_rules.TIMEOUT_S,
     )
-    try:
-        verdict = json.loads(res.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        raise ProbeFailed(
-            f"the load check of {what} did not run on {runner.where} (exit {res.returncode}): {res.tail(3)}",
-            "check hpc.python (the standard library suffices) and the scripts directory on BeeGFS",
-        ) from None
+    verdict = _verdict(runner, res, f"the load check of {what}")
     return load_rules.load_outcome(verdict, spec, what)
