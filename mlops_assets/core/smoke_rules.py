@@ -66,6 +66,30 @@ def match_profile(gpu_name: str, profiles: Mapping[str, Mapping[str, Any]]) -> s
     return best[1] if best else None
 
 
+def nccl_expectation(
+    gpu_name: str,
+    profiles: Mapping[str, Mapping[str, Any]],
+    *,
+    expected_busbw_gbps: float | None = None,
+    warn_fraction: float = 0.9,
+    fail_fraction: float = 0.75,
+) -> tuple[str | None, dict[str, Any]]:
+    """(profile key, judge_nccl's bandwidth keywords) for a GPU: an explicit expectation wins;
+    else the GPU's profile gives its all-reduce bus bandwidth and may tighten the fractions.
+    One rule for the smoke payload and for pasted nccl-tests output."""
+    key = match_profile(gpu_name, profiles) if gpu_name else None
+    if expected_busbw_gbps is None and key is not None:
+        prof = profiles[key]
+        expected_busbw_gbps = prof.get("allreduce_busbw_gbps")
+        warn_fraction = float(prof.get("warn_fraction", warn_fraction))
+        fail_fraction = float(prof.get("fail_fraction", fail_fraction))
+    return key, {
+        "expected_busbw_gbps": expected_busbw_gbps,
+        "warn_fraction": warn_fraction,
+        "fail_fraction": fail_fraction,
+    }
+
+
 def judge_gpus(
     gpus: Sequence[Mapping[str, Any]],
     profiles: Mapping[str, Mapping[str, Any]],

@@ -222,28 +222,15 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         device="cuda",
         gpu_name=torch.cuda.get_device_name(0),
     )
-    expected, warn_f, fail_f = (
-        cfg.get("expected_busbw_gbps"),
-        float(cfg["warn_fraction"]),
-        float(cfg["fail_fraction"]),
+    key, expect = rules.nccl_expectation(
+        result["gpu_name"],
+        cfg.get("gpu_profiles") or {},
+        expected_busbw_gbps=cfg.get("expected_busbw_gbps"),
+        warn_fraction=float(cfg["warn_fraction"]),
+        fail_fraction=float(cfg["fail_fraction"]),
     )
-    profiles = cfg.get("gpu_profiles") or {}
-    key = rules.match_profile(result["gpu_name"], profiles)
-    if expected is None and key is not None:
-        prof = profiles[key]
-        expected = prof.get("allreduce_busbw_gbps")
-        warn_f, fail_f = (
-            float(prof.get("warn_fraction", warn_f)),
-            float(prof.get("fail_fraction", fail_f)),
-        )
-    result.update(profile=key, expected_busbw_gbps=expected)
-    judged = rules.judge_nccl(
-        result,
-        min_world_size=n,
-        expected_busbw_gbps=expected,
-        warn_fraction=warn_f,
-        fail_fraction=fail_f,
-    )
+    result.update(profile=key, expected_busbw_gbps=expect["expected_busbw_gbps"])
+    judged = rules.judge_nccl(result, min_world_size=n, **expect)
     result.update(
         verdict=judged["verdict"],
         messages=judged["messages"],

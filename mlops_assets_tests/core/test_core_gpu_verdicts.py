@@ -233,3 +233,24 @@ GPU 00000000:18:00.0
     ) == (81920, 31, 2, True)
     health = nvidia_smi.judge_gpu_health([g], where="gpu01", expected_count=1, min_driver="535.0")
     assert health.verdict == "FAIL" and any("reset needed" in p for p in health.problems)
+
+
+def test_nccl_expectation_explicit_wins_else_the_profile_sets_figure_and_fractions() -> None:
+    """One rule for the smoke payload and pasted nccl-tests output."""
+    strict = {"H100": {**PROFILES["H100"], "warn_fraction": 0.95, "fail_fraction": 0.8}}
+    key, expect = rules.nccl_expectation("NVIDIA H100 80GB HBM3", strict)
+    assert (key, expect) == (
+        "H100",
+        {"expected_busbw_gbps": 329.0, "warn_fraction": 0.95, "fail_fraction": 0.8},
+    )
+    key, expect = rules.nccl_expectation(
+        "NVIDIA H100 80GB HBM3", strict, expected_busbw_gbps=100.0, warn_fraction=0.5
+    )
+    assert (key, expect) == (
+        "H100",
+        {"expected_busbw_gbps": 100.0, "warn_fraction": 0.5, "fail_fraction": 0.75},
+    )
+    assert rules.nccl_expectation("", PROFILES) == (
+        None,
+        {"expected_busbw_gbps": None, "warn_fraction": 0.9, "fail_fraction": 0.75},
+    )

@@ -244,11 +244,8 @@ def judge_all_reduce_perf(
     ``smoke_rules.judge_nccl``, plus what only nccl-tests prints: its out-of-bounds count,
     malformed rows, duplicated ranks and ranks on several hosts."""
     result = to_result(perf)
-    key = rules.match_profile(result["gpu_name"], profiles) if result["gpu_name"] else None
-    prof = profiles.get(key, {}) if key else {}
+    key, expect = rules.nccl_expectation(result["gpu_name"], profiles)
     result["profile"] = key
-    expected = prof.get("allreduce_busbw_gbps")
-    warn_f, fail_f = float(prof.get("warn_fraction", 0.9)), float(prof.get("fail_fraction", 0.75))
     largest = max(r.bytes for r in perf.rows)
     verdicts: list[str] = []
     messages: list[str] = []
@@ -257,13 +254,7 @@ def judge_all_reduce_perf(
         messages.append("unjudged: no Rank line, so the number of ranks is unknown")
         result["world_size"], min_world_size = 0, 0
     if largest >= rules.GIB and len(perf.hosts) <= 1:
-        judged = rules.judge_nccl(
-            result,
-            min_world_size=min_world_size,
-            expected_busbw_gbps=expected,
-            warn_fraction=warn_f,
-            fail_fraction=fail_f,
-        )
+        judged = rules.judge_nccl(result, min_world_size=min_world_size, **expect)
     else:
         judged = rules.judge_nccl(
             result, min_world_size=min_world_size, min_size_bytes=0, judge_bandwidth=False
