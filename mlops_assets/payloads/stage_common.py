@@ -66,6 +66,16 @@ def target_lock(lock_path: Path, log: Log, wait_s: float = LOCK_WAIT_S) -> Itera
         os.close(fd)
 
 
+def read_existing(mpath: Path, log: Log) -> Any:
+    """The manifest of the copy in place, or None: none yet, or one that does not parse (a
+    damaged manifest must not stop a repair; the copy is then staged anew)."""
+    try:
+        return manifest.read_manifest(mpath)
+    except manifest.ManifestError as exc:
+        log(f"ignoring unreadable manifest {mpath}: {exc}")
+        return None
+
+
 def verify_current(
     root: Path, existing: Any, mpath: Path, params: dict[str, Any], log: Log
 ) -> tuple[Any, dict[str, Any]]:

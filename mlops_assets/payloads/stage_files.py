@@ -28,6 +28,7 @@ from stage_common import (
     StagingError,
     enospc_is_clear,
     manifest,
+    read_existing,
     remove_tree,
     run_payload,
     swap_into_place,
@@ -42,11 +43,7 @@ def stage_tree(
     mpath = target / manifest.MANIFEST_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     with target_lock(target.with_name(f".{target.name}.lock"), log):
-        try:
-            existing = manifest.read_manifest(mpath)
-        except manifest.ManifestError as exc:
-            log(f"ignoring unreadable manifest {mpath}: {exc}")
-            existing = None
+        existing = read_existing(mpath, log)
         if existing is not None and existing.digest == digest:
             diff, _ = verify_current(target, existing, mpath, params or {}, log)
             if diff.ok:

@@ -36,6 +36,7 @@ from stage_common import (
     StagingError,
     enospc_is_clear,
     manifest,
+    read_existing,
     remove_tree,
     run_payload,
     target_lock,
@@ -212,11 +213,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         }
 
     with target_lock(cache_dir / f".{folder}.lock", log):
-        try:
-            existing = manifest.read_manifest(mpath)
-        except manifest.ManifestError as exc:
-            log(f"ignoring unreadable manifest {mpath}: {exc}")
-            existing = None
+        existing = read_existing(mpath, log)
         how: dict[str, Any] = {
             "verified_by": "staged anew, every file checked against the hub's listing"
         }

@@ -39,6 +39,7 @@ from stage_common import (
     StagingError,
     enospc_is_clear,
     manifest,
+    read_existing,
     remove_tree,
     run_payload,
     swap_into_place,
@@ -171,11 +172,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         }
 
     with target_lock(target.with_name(f".{target.name}.lock"), log):
-        try:
-            existing = manifest.read_manifest(mpath)
-        except manifest.ManifestError as exc:
-            log(f"ignoring unreadable manifest {mpath}: {exc}")
-            existing = None
+        existing = read_existing(mpath, log)
         how: dict[str, Any] = {"verified_by": "staged anew, every file hashed as written"}
         if existing is not None and existing.meta.get("plan_digest") == plan_digest:
             diff, how = verify_current(target, existing, mpath, params, log)

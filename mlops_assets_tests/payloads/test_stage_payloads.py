@@ -216,3 +216,19 @@ def test_stage_files_trusts_the_stamp_until_a_check_removes_it_or_it_ages(tmp_pa
         ["train.py", "run.sbatch", manifest.MANIFEST_NAME]
     )
     assert (tmp_path / ".training.stat").is_file()
+
+
+def test_unreadable_manifest_is_named_and_the_copy_staged_anew(tmp_path: Path) -> None:
+    """stage_common.read_existing, as every staging payload reads the copy in place: a
+    manifest that does not parse never stops a repair, and the log says why it was ignored."""
+    source, target = tmp_path / ".configs.upload", tmp_path / "configs"
+    source.mkdir()
+    (source / "train.yaml").write_text("lr: 0.1\n")
+    digest = manifest.build_manifest(source).digest
+    params = {"trees": [{"source": str(source), "target": str(target), "digest": digest}]}
+    assert _ok(_stage("stage_files", params))["targets_changed"] == 1
+    (target / manifest.MANIFEST_NAME).write_text("{not json")
+    res = _stage("stage_files", params)
+    assert _ok(res)["targets_changed"] == 1
+    assert "ignoring unreadable manifest" in res.stderr, res.stderr
+    assert manifest.read_manifest(target / manifest.MANIFEST_NAME).digest == digest
