@@ -35,6 +35,11 @@ def _sbatch_value(what: str, value: str) -> str:
     return value
 
 
+def _sbatch_path(what: str, path: str) -> str:
+    """A path that may hold sbatch's `%j` (the job id), checked as a value with `%j` set aside."""
+    return _sbatch_value(what, path.replace("%j", "JOBID")).replace("JOBID", "%j")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One batch job. ``command`` is the argv run on the compute node; with ``container``
@@ -88,8 +93,8 @@ def render_script(spec: JobSpec) -> str:
         f"#SBATCH --cpus-per-task={spec.cpus}",
         f"#SBATCH --mem={spec.mem_mb}M",
         f"#SBATCH --chdir={_sbatch_value('workdir', spec.workdir)}",
-        f"#SBATCH --output={_sbatch_value('stdout path', spec.stdout_path.replace('%j', 'JOBID')).replace('JOBID', '%j')}",
-        f"#SBATCH --error={_sbatch_value('stderr path', spec.stderr_path.replace('%j', 'JOBID')).replace('JOBID', '%j')}",
+        f"#SBATCH --output={_sbatch_path('stdout path', spec.stdout_path)}",
+        f"#SBATCH --error={_sbatch_path('stderr path', spec.stderr_path)}",
     ]
     if spec.gpus:
         lines.append(f"#SBATCH --gres=gpu:{spec.gpus}")
@@ -180,12 +185,18 @@ class JobOutcome:
                 if len(self.failed_steps) > 1
                 else ""
             )
-            return f"SLURM job {self.job_id} COMPLETED but step {step} ended {state} {code}:{signal}{more}{where}: {_step_cause(state, signal)}"
+            return (
+                f"SLURM job {self.job_id} COMPLETED but step {step} ended {state} "
+                f"{code}:{signal}{more}{where}: {_step_cause(state, signal)}"
+            )
         if self.state == "CANCELLED":
             by = f" by uid {self.cancelled_by}" if self.cancelled_by else ""
             return f"SLURM job {self.job_id} CANCELLED{by}{where}"
         if self.state == "TIMEOUT":
-            return f"SLURM job {self.job_id} TIMEOUT: ran past its time limit ({self.elapsed_s} s elapsed){where}"
+            return (
+                f"SLURM job {self.job_id} TIMEOUT: ran past its time limit ({self.elapsed_s} s "
+                f"elapsed){where}"
+            )
         sig = f", signal {self.exit_signal}" if self.exit_signal else ""
         return f"SLURM job {self.job_id} {self.state} with exit code {self.exit_code}{sig}{where}"
 
@@ -208,11 +219,17 @@ class JobOutcome:
 def _step_cause(state: str, signal: int) -> str:
     """The usual cause of a step's end, and its usual fix."""
     if state == "OUT_OF_MEMORY":
-        return "the step ran out of memory (cgroup OOM kill): raise --mem or lower the step's memory use"
+        return (
+            "the step ran out of memory (cgroup OOM kill): raise --mem or lower the step's "
+            "memory use"
+        )
     if state == "NODE_FAIL":
         return "a node of the step failed: check the node's slurmd log and `sinfo -R`, then rerun"
     if state == "CANCELLED" or signal:
-        return f"the step was killed (signal {signal}): check its stderr and whether it was scancelled or hit a limit"
+        return (
+            f"the step was killed (signal {signal}): check its stderr and whether it was "
+            "scancelled or hit a limit"
+        )
     return "the step failed while the batch script still exited 0: check its stderr"
 
 
@@ -303,7 +320,8 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- orphaned jobs
 
-#: Run tag prefix under which the SLURM Pipes client records a job: ``<prefix><asset>[.<partition>]``
+#: Run tag prefix under which the SLURM Pipes client records a job:
+#: ``<prefix><asset>[.<partition>]``
 #: = ``<job id>;<job dir>;<message file>``.
 JOB_TAG_PREFIX = "mlops/slurm_job."
 #: Dagster run statuses whose run can still pick up its own job.
@@ -381,7 +399,8 @@ def reconcile_orphans(
                         job,
                         REATTACH,
                         state,
-                        f"SLURM job {job.job_id} ({where}) is {state} but run {job.run_id[:8]} died: re-attaching a new run",
+                        f"SLURM job {job.job_id} ({where}) is {state} but run {job.run_id[:8]} "
+                        "died: re-attaching a new run",
                     )
                 )
             else:
@@ -390,7 +409,9 @@ def reconcile_orphans(
                         job,
                         REPORT,
                         state,
-                        f"SLURM job {job.job_id} ({where}) is {state} though run {job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it should stop",
+                        f"SLURM job {job.job_id} ({where}) is {state} though run "
+                        f"{job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it "
+                        "should stop",
                     )
                 )
         elif job.job_id in ended:
@@ -400,7 +421,9 @@ def reconcile_orphans(
                     job,
                     REPORT,
                     state,
-                    f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} ({job.run_status}) stopped waiting: no result was recorded; materialize {where} again",
+                    f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} "
+                    f"({job.run_status}) stopped waiting: no result was recorded; materialize "
+                    f"{where} again",
                 )
             )
     return out
