@@ -118,7 +118,10 @@ def _execute_partitioned(
         except Exception as exc:  # sinfo failed or the HPC side is unreachable: say so per asset
             partitions, why = [], f"cannot list the partitions {name}: {exc}"
         else:
-            why = f"no partition of {name} to run (for GPU nodes: no usable GPU node in the smoke partition)"
+            why = (
+                f"no partition of {name} to run (for GPU nodes: no usable GPU node in the smoke "
+                "partition)"
+            )
         if not partitions:
             rows += [
                 Evaluation(

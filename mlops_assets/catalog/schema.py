@@ -235,13 +235,18 @@ class Hpc(_Strict):
     )
     data_mover: DataMover | None = Field(
         default=None,
-        description="run downloads/uploads as SLURM jobs on this partition (else on the login node)",
+        description=(
+            "run downloads/uploads as SLURM jobs on this partition (else on the login node)"
+        ),
     )
     python: str = Field(
         default="python3",
         min_length=1,
         pattern=r"^[\w./+-]+$",
-        description="Python on the HPC side that runs the payloads (needs huggingface_hub and dagster-pipes)",
+        description=(
+            "Python on the HPC side that runs the payloads (needs huggingface_hub and "
+            "dagster-pipes)"
+        ),
     )
 
 
@@ -485,14 +490,19 @@ class Model(_Strict):
 class PullSource(_Strict):
     pull: str = Field(
         pattern=r"^((docker|oras|library|shub|https?)://[^\s'\"\\;$`]+|(oci|oci-archive|docker-archive):/[^\s'\"\\;$`]+)$",
-        description="registry URI (docker://nvcr.io/nvidia/pytorch:24.07-py3) or a local OCI layout/archive",
+        description=(
+            "registry URI (docker://nvcr.io/nvidia/pytorch:24.07-py3) or a local OCI layout/archive"
+        ),
     )
 
 
 class BuildSource(_Strict):
     build: str = Field(
         pattern=r"^[\w.-]+(/[\w.-]+)*\.def$",
-        description="definition file shipped in the package (mlops_assets/<path>), {{ name }} placeholders filled from args",
+        description=(
+            "definition file shipped in the package (mlops_assets/<path>), {{ name }} "
+            "placeholders filled from args"
+        ),
     )
     bootstrap_from: str | None = Field(
         default=None, description="catalog container whose image fills {{ base_image }}"
@@ -652,8 +662,11 @@ class Staging(_Strict):
     rehash_after_hours: float = Field(
         default=168,
         ge=0,
-        description="re-hash a staged copy whose last full verification is older than this even if no file's "
-        "size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every materialization",
+        description=(
+            "re-hash a staged copy whose last full verification is older than this even if no "
+            "file's size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every "
+            "materialization"
+        ),
     )
 
 
@@ -737,7 +750,8 @@ class Catalog(_Strict):
     def _references(self) -> Catalog:
         buckets = {b.name for b in self.cloud.buckets}
         problems = [
-            f"models.{name}.bucket {m.bucket!r} is not one of cloud.buckets ({', '.join(sorted(buckets))})"
+            f"models.{name}.bucket {m.bucket!r} is not one of cloud.buckets "
+            f"({', '.join(sorted(buckets))})"
             for name, m in self.models.items()
             if m.bucket not in buckets
         ]
@@ -746,7 +760,8 @@ class Catalog(_Strict):
         partitions = {p.name for p in self.hpc.slurm.partitions}
         if self.smoke.container is not None and self.smoke.container not in self.containers:
             problems.append(
-                f"smoke.container {self.smoke.container!r} is not one of containers ({', '.join(self.containers)})"
+                f"smoke.container {self.smoke.container!r} is not one of containers "
+                f"({', '.join(self.containers)})"
             )
         mover = self.hpc.data_mover
         if mover is not None and mover.partition not in partitions:
@@ -757,11 +772,13 @@ class Catalog(_Strict):
             base = getattr(ct.source, "bootstrap_from", None)
             if base is not None and (base not in self.containers or base == name):
                 problems.append(
-                    f"containers.{name}.source.bootstrap_from {base!r} is not another of containers ({', '.join(self.containers)})"
+                    f"containers.{name}.source.bootstrap_from {base!r} is not another of "
+                    f"containers ({', '.join(self.containers)})"
                 )
             if ct.where == "slurm" and ct.build_partition not in partitions:
                 problems.append(
-                    f"containers.{name}.build_partition {ct.build_partition!r} is not one of hpc.slurm.partitions"
+                    f"containers.{name}.build_partition {ct.build_partition!r} is not one of "
+                    "hpc.slurm.partitions"
                 )
         if self.smoke.partition not in partitions:
             problems.append(

@@ -81,8 +81,8 @@ def load_outcome(verdict: dict[str, Any], spec: dict[str, Any], what: str) -> Ou
         len(problems),
         0,
         f"load problems (expected {_expected(spec)})",
-        f"re-materialize {what} (the manifest check says whether the bytes changed); if it still fails, "
-        "the source or the catalog's expectation (splits/parameters) is wrong",
+        f"re-materialize {what} (the manifest check says whether the bytes changed); if it still "
+        "fails, the source or the catalog's expectation (splits/parameters) is wrong",
         detail=detail,
         extra=extra,
     )

@@ -352,7 +352,10 @@ def _stamp_distrust(
         if not isinstance(at, (int, float)):
             return "stat stamp without a verification time"
         if now - at >= max_age_s:
-            return f"last full verification {(now - at) / 3600:.1f} h ago (staging.rehash_after_hours {max_age_s / 3600:g})"
+            return (
+                f"last full verification {(now - at) / 3600:.1f} h ago "
+                f"(staging.rehash_after_hours {max_age_s / 3600:g})"
+            )
     if stamp.get("files") != _stat_of(base, expected):
         return "size, mtime or inode changed since the last verification"
     if sum(1 for _ in iter_files(base)) != expected.file_count:

@@ -30,11 +30,13 @@ JOB = "mlops_assets"
 METRICS: dict[str, tuple[str, str]] = {
     "mlops_check_passed": (
         "gauge",
-        "1 if the asset check passed on its last evaluation, else 0. Labels: asset, check, severity, group.",
+        "1 if the asset check passed on its last evaluation, else 0. Labels: asset, check, "
+        "severity, group.",
     ),
     "mlops_check_severity_error": (
         "gauge",
-        "1 if a failure of this check is ERROR severity, 0 for WARN (same labels as mlops_check_passed).",
+        "1 if a failure of this check is ERROR severity, 0 for WARN (same labels as "
+        "mlops_check_passed).",
     ),
     "mlops_check_measured_value": (
         "gauge",
@@ -51,19 +53,23 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "mlops_check_node_passed": (
         "gauge",
-        "The check's result (1/0), one series per node the check named (failing nodes, or the nodes it measured).",
+        "The check's result (1/0), one series per node the check named (failing nodes, or the "
+        "nodes it measured).",
     ),
     "mlops_check_extra_value": (
         "gauge",
-        "Numeric extras a check reports beside its measured value (e.g. latency_s, targets_up). Label key.",
+        "Numeric extras a check reports beside its measured value (e.g. latency_s, targets_up). "
+        "Label key.",
     ),
     "mlops_asset_last_materialization_timestamp_seconds": (
         "gauge",
-        "Unix time of the asset's last materialization (staging freshness, smoke results). Labels: asset, group.",
+        "Unix time of the asset's last materialization (staging freshness, smoke results). "
+        "Labels: asset, group.",
     ),
     "mlops_asset_metadata_value": (
         "gauge",
-        "Numeric metadata of the asset's last materialization (smoke figures such as TFLOP/s, staged bytes). Labels: asset, group, key, node.",
+        "Numeric metadata of the asset's last materialization (smoke figures such as TFLOP/s, "
+        "staged bytes). Labels: asset, group, key, node.",
     ),
 }
 

@@ -90,8 +90,8 @@ def render_table(report: Report) -> str:
     s = report.summary()
     lines.append("")
     lines.append(
-        f"Summary ({report.command}, profile {report.profile}): {s['passed']} of {s['total']} checks "
-        f"passed; {s['failed_error']} ERROR and {s['failed_warn']} WARN failures."
+        f"Summary ({report.command}, profile {report.profile}): {s['passed']} of {s['total']} "
+        f"checks passed; {s['failed_error']} ERROR and {s['failed_warn']} WARN failures."
     )
     return "\n".join(lines)
 

@@ -289,7 +289,8 @@ def judge_nccl(
     if unverified:
         verdicts.append(WARN)
         messages.append(
-            f"values not verified at {len(unverified)} size(s) (validation off, nccl-tests -c 0): correctness unjudged"
+            f"values not verified at {len(unverified)} size(s) (validation off, nccl-tests -c "
+            "0): correctness unjudged"
         )
     busbw = None
     if big is None:
@@ -302,14 +303,16 @@ def judge_nccl(
         if judge_bandwidth and (expected_busbw_gbps is None or expected_busbw_gbps <= 0):
             verdicts.append(WARN)
             messages.append(
-                f"unjudged: no expected bus bandwidth for {_gpu_named(result)}: busbw {busbw:.1f} GB/s at {int(big['bytes'])} B not compared"
+                f"unjudged: no expected bus bandwidth for {_gpu_named(result)}: busbw "
+                f"{busbw:.1f} GB/s at {int(big['bytes'])} B not compared"
             )
         elif judge_bandwidth:
             v = judge_value(busbw, expected_busbw_gbps, warn_fraction, fail_fraction)
             verdicts.append(v)
             if v != PASS:
                 messages.append(
-                    f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected {expected_busbw_gbps}: {v}"
+                    f"busbw {busbw:.1f} GB/s at {int(big['bytes'])} B vs expected "
+                    f"{expected_busbw_gbps}: {v}"
                 )
     return {
         "verdict": worst(verdicts),
@@ -320,7 +323,8 @@ def judge_nccl(
 
 
 def _gpu_named(result: Mapping[str, Any]) -> str:
-    """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)' or '... (no profile ...)'."""
+    """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)' or '... (no profile
+    ...)'."""
     gpu = str(result.get("gpu_name") or "this GPU")
     profile = result.get("profile")
     return (
@@ -335,7 +339,8 @@ def _gpu_named(result: Mapping[str, Any]) -> str:
 
 def gpu_figures_in(result: Mapping[str, Any]) -> list[str]:
     """Keys of ``result`` that are GPU-only figures (``gpu<N>_*``, ``*matmul_bf16_tflops``,
-    ``*copy_gbps``, ``*busbw_gbps``; ``cpu_*`` are CPU figures) holding a value: a CPU-fallback result
+    ``*copy_gbps``, ``*busbw_gbps``; ``cpu_*`` are CPU figures) holding a value: a CPU-fallback
+    result
     must have none."""
     out = []
     for key, value in result.items():
@@ -372,7 +377,8 @@ def judge_cpu_fallback(
         messages.append(f"{what}: GPU figures {', '.join(invented)} in a CPU result")
     verdicts.append(WARN)
     messages.append(
-        f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): {what} ran on the CPU; GPU figures are absent, not measured"
+        f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): {what} ran on the CPU; GPU figures are "
+        "absent, not measured"
     )
     return {"verdict": worst(verdicts), "messages": messages}
 

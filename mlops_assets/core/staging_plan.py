@@ -68,7 +68,8 @@ def torchvision_plan(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
     if layout is None:
         raise ProbeFailed(
             f"no staging layout for torchvision {src.dataset_class}",
-            f"use MNIST or CIFAR10, or add {src.dataset_class} to core.probes.staging.TORCHVISION_LAYOUTS",
+            f"use MNIST or CIFAR10, or add {src.dataset_class} to "
+            "core.probes.staging.TORCHVISION_LAYOUTS",
         )
     if not src.mirrors:
         raise ProbeFailed(
@@ -134,14 +135,17 @@ SIZE_FACTOR = 4.0
 def manifest_outcome(verdict: dict[str, Any], what: str) -> Outcome:
     """The verdict of `mlops_manifest.py verify` as a check: names what is missing/extra/changed."""
     state = verdict.get("state")
-    hint = f"re-materialize {what}: staging re-hashes the whole copy and repairs it (only damaged files are fetched again)"
+    hint = (
+        f"re-materialize {what}: staging re-hashes the whole copy and repairs it (only damaged "
+        "files are fetched again)"
+    )
     stamp = str(verdict.get("stamp") or "")
     if state == "different" and stamp.startswith(
         "kept"
     ):  # mlops_manifest.py could not invalidate it
         hint = (
-            f"the stat stamp could not be removed ({stamp}): delete it, then re-materialize {what}; "
-            "until then staging trusts it (up to staging.rehash_after_hours)"
+            f"the stat stamp could not be removed ({stamp}): delete it, then re-materialize "
+            f"{what}; until then staging trusts it (up to staging.rehash_after_hours)"
         )
     if state == "identical":
         return Outcome(
@@ -287,7 +291,8 @@ def dataset_version(catalog: Catalog, dataset: Dataset) -> str:
 
 
 def dataset_sync_plan(catalog: Catalog, name: str, dataset: Dataset) -> dict[str, Any]:
-    """sync_s3.py's extras for a dataset: s3://datasets/<name>/<version>/ (catalog: sync_to_bucket)."""
+    """sync_s3.py's extras for a dataset: s3://datasets/<name>/<version>/ (catalog:
+    sync_to_bucket)."""
     from mlops_assets.catalog.schema import HubSource
 
     src = dataset.source

@@ -173,7 +173,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
             or f"{rules.NO_CUDA}: the driver reports {cuda['probe']['devices']}"
         )
         log(
-            f"{no_cuda}; the catalog declares the GPUs fake: measuring the CPU instead (float32 matmul {cfg['cpu_matmul_n']}^3, copy {cfg['cpu_copy_mib']} MiB)"
+            f"{no_cuda}; the catalog declares the GPUs fake: measuring the CPU instead (float32 "
+            f"matmul {cfg['cpu_matmul_n']}^3, copy {cfg['cpu_copy_mib']} MiB)"
         )
         cpu = measure_cpu(torch, cfg)
         on_cpu = {
@@ -191,7 +192,9 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
             on_cpu,
         )
         log(
-            f"CPU: {cpu['cpu_matmul_fp32_gflops']} GFLOP/s float32 matmul, {cpu['cpu_copy_gbps']} GB/s copy on {cpu['torch_threads']} thread(s): {judged['verdict']}"
+            f"CPU: {cpu['cpu_matmul_fp32_gflops']} GFLOP/s float32 matmul, "
+            f"{cpu['cpu_copy_gbps']} GB/s copy on {cpu['torch_threads']} thread(s): "
+            f"{judged['verdict']}"
         )
         return {
             **on_cpu,
@@ -202,13 +205,15 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
 
     count = torch.cuda.device_count()
     log(
-        f"torch {torch.__version__} CUDA {torch.version.cuda}: {count} device(s); matmul {cfg['matmul_n']}^3 bf16, copy {cfg['copy_mib']} MiB"
+        f"torch {torch.__version__} CUDA {torch.version.cuda}: {count} device(s); matmul "
+        f"{cfg['matmul_n']}^3 bf16, copy {cfg['copy_mib']} MiB"
     )
     gpus = []
     for i in range(count):
         g = measure_gpu(torch, i, cfg)
         log(
-            f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} TFLOP/s bf16, {g['copy_gbps']} GB/s copy"
+            f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} TFLOP/s bf16, {g['copy_gbps']} GB/s "
+            "copy"
         )
         gpus.append(g)
     judged = rules.judge_gpus(

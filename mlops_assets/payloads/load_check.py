@@ -1,7 +1,8 @@
 """Does the staged data LOAD? Run on the HPC side next to the data, after the manifest check
 has said the bytes are the ones staged: this one says those bytes are usable.
 
-    python load_check.py SPEC_JSON     -> one JSON line: {"ok", "problems", "measured", "reader", "note"}
+    python load_check.py SPEC_JSON     -> one JSON line: {"ok", "problems", "measured", "reader",
+    "note"}
 
 SPEC_JSON (built by core.load_rules): `kind` is `hub_dataset`, `torchvision` or `model`, `root`
 is the staged directory, plus the catalog's expectations (`splits`: split -> rows;
@@ -223,7 +224,8 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
             all(f in rows for f in mine) and per_split.get(split) != want
         ):  # unreadable files are named above
             problems.append(
-                f"split {split}: {per_split.get(split)} rows in {', '.join(mine)}, the catalog expects {want}"
+                f"split {split}: {per_split.get(split)} rows in {', '.join(mine)}, the catalog "
+                f"expects {want}"
             )
     return {
         "problems": problems,
@@ -362,7 +364,8 @@ def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     tol = float(spec.get("tolerance", 0.01))
     if want and weights and not unreadable and abs(params - int(want)) > tol * int(want):
         problems.append(
-            f"{', '.join(weights)}: {params} parameters, the catalog expects {want} (tolerance {tol:.1%})"
+            f"{', '.join(weights)}: {params} parameters, the catalog expects {want} (tolerance "
+            f"{tol:.1%})"
         )
     return {
         "problems": problems,
@@ -497,9 +500,9 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
         ""
         if torchvision is not None
         else (
-            "torchvision (and torch) are not importable by hpc.python: the files were checked in torchvision's "
-            "layout with the standard library (idx headers against file sizes, CIFAR pickles unpickled inertly), "
-            "not loaded by torchvision itself"
+            "torchvision (and torch) are not importable by hpc.python: the files were checked in "
+            "torchvision's layout with the standard library (idx headers against file sizes, "
+            "CIFAR pickles unpickled inertly), not loaded by torchvision itself"
         )
     )
     if cls == "MNIST":
@@ -548,7 +551,8 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
             per_split = _torchvision_rows(root, cls, md5)
         except Exception as exc:
             problems.append(
-                f"torchvision.datasets.{cls}(download=False) failed: {type(exc).__name__}: {str(exc)[:200]}"
+                f"torchvision.datasets.{cls}(download=False) failed: {type(exc).__name__}: "
+                f"{str(exc)[:200]}"
             )
     for split, want in expected.items():
         if split in per_split and per_split[split] != want:

@@ -7,7 +7,8 @@ on the GPU, and writes `model.pt` (state_dict) and `metrics.json` {epochs, loss,
 training_time_seconds, ...} to `<models_dir>/mnist/job-$SLURM_JOB_ID/` (temp dir + rename).
 
 Runs ON THE HPC SIDE:
-    python mnist_train.py --set dataset_dir=/mnt/beegfs/datasets/mnist --set models_dir=/mnt/beegfs/models
+    python mnist_train.py --set dataset_dir=/mnt/beegfs/datasets/mnist --set
+    models_dir=/mnt/beegfs/models
 Prints one JSON result line; reports through Dagster Pipes when a Pipes context is present.
 Standard library + torch. With `allow_cpu` (the orchestrator sets it where the catalog
 declares the GPUs fake) it trains on the CPU where no CUDA device exists, with the job's
@@ -148,7 +149,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
     gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
     log(
-        f"MNIST on {dev} ({torch.cuda.get_device_name(0) if use_cuda else 'CPU'}): {n_train} train / {n_test} test images, {epochs} epochs, batch {bs}"
+        f"MNIST on {dev} ({torch.cuda.get_device_name(0) if use_cuda else 'CPU'}): {n_train} "
+        f"train / {n_test} test images, {epochs} epochs, batch {bs}"
     )
     epoch_losses = []
     t_train = time.monotonic()
@@ -201,7 +203,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         max_seconds=float(cfg["max_seconds"]),
     )
     log(
-        f"test accuracy {accuracy:.4f}, training {train_s:.1f}s, total {total_s:.1f}s: {judged['verdict']} -> {out_dir}"
+        f"test accuracy {accuracy:.4f}, training {train_s:.1f}s, total {total_s:.1f}s: "
+        f"{judged['verdict']} -> {out_dir}"
     )
     return {
         **metrics,

@@ -188,7 +188,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     sizes = combine(ranks, n)
     for rec in sizes:
         log(
-            f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}"
+            f"{rec['bytes']:>12} B  {rec['time_us']:>10} us  algbw {rec['algbw_gbps']:>8} GB/s  "
+            f"busbw {rec['busbw_gbps']:>8} GB/s  wrong {rec['wrong']}"
         )
     # peak RSS of this process plus each rank's: an upper bound of the job's, since they overlap
     rss = max_rss_bytes() + sum(int(r.get("max_rss_bytes") or 0) for r in ranks)

@@ -24,7 +24,8 @@ DEFAULTS: dict[str, Any] = {"sleep_s": 0.0, "exit_code": 0, "message": "slurm pr
 def measure(cfg: dict[str, Any], log: Any) -> dict[str, Any]:
     started = time.monotonic()
     log(
-        f"{cfg['message']}: job {os.environ.get('SLURM_JOB_ID')} on {os.environ.get('SLURMD_NODENAME')}, sleeping {cfg['sleep_s']} s"
+        f"{cfg['message']}: job {os.environ.get('SLURM_JOB_ID')} on "
+        f"{os.environ.get('SLURMD_NODENAME')}, sleeping {cfg['sleep_s']} s"
     )
     time.sleep(float(cfg["sleep_s"]))
     code = int(cfg["exit_code"])

@@ -113,7 +113,8 @@ def cpu_threads() -> int | None:
 
 
 def max_rss_bytes() -> int:
-    """This process's peak RSS: sacct has none where jobacct_gather measures nothing (the sandbox)."""
+    """This process's peak RSS: sacct has none where jobacct_gather measures nothing (the
+    sandbox)."""
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
@@ -129,7 +130,10 @@ def cuda_driver_probe() -> dict[str, Any]:
     except OSError as exc:
         return {
             "devices": 0,
-            "error": f"{NO_CUDA}: libcuda.so.1 cannot be loaded (no NVIDIA driver on {socket.gethostname()}: {exc})",
+            "error": (
+                f"{NO_CUDA}: libcuda.so.1 cannot be loaded (no NVIDIA driver on "
+                f"{socket.gethostname()}: {exc})"
+            ),
         }
     rc = lib.cuInit(0)
     if rc != 0:
@@ -143,12 +147,16 @@ def cuda_driver_probe() -> dict[str, Any]:
     }
     if count.value == 0:
         out["error"] = (
-            f"{NO_CUDA}: the driver reports 0 devices (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+            f"{NO_CUDA}: the driver reports 0 devices "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
         )
     return out
 
 
-NVIDIA_SMI_FIELDS = "index,name,uuid,pci.bus_id,driver_version,memory.total,temperature.gpu,power.draw,clocks.sm,clocks.max.sm"
+NVIDIA_SMI_FIELDS = (
+    "index,name,uuid,pci.bus_id,driver_version,memory.total,temperature.gpu,power.draw,"
+    "clocks.sm,clocks.max.sm"
+)
 
 
 def nvidia_smi_inventory(fields: str = NVIDIA_SMI_FIELDS) -> dict[str, Any]:

@@ -156,7 +156,10 @@ class Progress:
         text = f"{self.what}: {self.done} bytes in {elapsed:.1f}s ({rate / 1e6:.2f} MB/s)"
         if self.total:
             left = max(self.total - self.done, 0)
-            text += f", {100 * self.done / self.total:.0f}% of {self.total}, ETA {left / rate if rate else 0:.0f}s"
+            text += (
+                f", {100 * self.done / self.total:.0f}% of {self.total}, ETA "
+                f"{left / rate if rate else 0:.0f}s"
+            )
         return text
 
 

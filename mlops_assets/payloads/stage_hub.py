@@ -229,7 +229,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 log(f"{repo}@{revision[:12]} already staged and verified: nothing to transfer")
                 return {**result(existing, 0, existing.total_bytes), **how}
             log(
-                f"staged copy of {repo}@{revision[:12]} differs from its manifest ({diff.describe()}): repairing"
+                f"staged copy of {repo}@{revision[:12]} differs from its manifest "
+                f"({diff.describe()}): repairing"
             )
 
         staging = cache_dir / f"{STAGING_PREFIX}{folder}-{revision[:12]}"
@@ -241,8 +242,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 raise
             except Exception as exc:
                 raise StagingError(
-                    f"cannot list {repo_type} {repo}@{revision[:12]} at {_endpoint()}: {_why(exc)}; "
-                    "the previous copy is untouched"
+                    f"cannot list {repo_type} {repo}@{revision[:12]} at {_endpoint()}: "
+                    f"{_why(exc)}; the previous copy is untouched"
                 ) from None
             reused = _seed_good_blobs(final, staging_repo, listing, log)
             # files of the snapshot directory are symlinks into blobs: rebuild them each time
@@ -251,7 +252,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
 
             total = sum(int(w["size"]) for w in listing.values())
             log(
-                f"downloading {repo}@{revision[:12]}: {len(listing)} files, {total} bytes ({reused} reused)"
+                f"downloading {repo}@{revision[:12]}: {len(listing)} files, {total} bytes "
+                f"({reused} reused)"
             )
             try:
                 snapshot_download(
@@ -275,7 +277,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             _place(staging_repo, final, revision, man)
         remove_tree(staging)
         log(
-            f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, {man.total_bytes - reused} transferred"
+            f"staged {repo}@{revision[:12]}: {man.file_count} files, {man.total_bytes} bytes, "
+            f"{man.total_bytes - reused} transferred"
         )
         return {**result(man, man.total_bytes - reused, reused), **how}
 

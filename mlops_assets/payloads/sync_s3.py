@@ -151,7 +151,8 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
             listed = _listing(s3, bucket, prefix)
         except Exception as exc:
             raise StagingError(
-                f"cannot list {uri} at {params['endpoint_url']}: {_code(exc)}; check the bucket and the S3 credentials"
+                f"cannot list {uri} at {params['endpoint_url']}: {_code(exc)}; check the bucket "
+                "and the S3 credentials"
             ) from None
         wanted = {prefix + f.path: f for f in man.files}
         same_size = [k for k, f in wanted.items() if listed.get(k) == f.size]
@@ -174,7 +175,8 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 current = None
             total = sum(f.size for f in todo)
             log(
-                f"syncing {len(todo)} of {man.file_count} files ({total} bytes) to {uri}; {len(wanted) - len(todo)} unchanged ({skipped} bytes)"
+                f"syncing {len(todo)} of {man.file_count} files ({total} bytes) to {uri}; "
+                f"{len(wanted) - len(todo)} unchanged ({skipped} bytes)"
             )
             progress = _SafeProgress(Progress(log, f"upload to {uri}", total))
 
@@ -183,7 +185,8 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
                 size, sha = manifest.hash_file(path)
                 if (size, sha) != (f.size, f.sha256):
                     raise StagingError(
-                        f"{f.path} on BeeGFS differs from its manifest: re-materialize {what} (nothing bad is uploaded)"
+                        f"{f.path} on BeeGFS differs from its manifest: re-materialize {what} "
+                        "(nothing bad is uploaded)"
                     )
                 s3.upload_file(
                     str(path),
@@ -202,13 +205,15 @@ def sync(params: dict[str, Any], log: Log) -> dict[str, Any]:
                     raise
                 except Exception as exc:
                     raise StagingError(
-                        f"upload to {uri} failed: {_code(exc)}; objects already uploaded are kept and skipped next time"
+                        f"upload to {uri} failed: {_code(exc)}; objects already uploaded are "
+                        "kept and skipped next time"
                     ) from None
             for key in extra:
                 s3.delete_object(Bucket=bucket, Key=key)
             if extra:
                 log(
-                    f"deleted {len(extra)} objects the manifest does not name: {', '.join(extra[:5])}"
+                    f"deleted {len(extra)} objects the manifest does not name: "
+                    f"{', '.join(extra[:5])}"
                 )
 
         manifest_bytes = 0

@@ -41,7 +41,8 @@ def render_definition(text: str, values: Mapping[str, str]) -> str:
     missing = sorted({m.group(1) for m in _TEMPLATE.finditer(text)} - set(values))
     if missing:
         raise ValueError(
-            f"definition file needs values for {', '.join(missing)}: add them to the container's source.args in the catalog"
+            f"definition file needs values for {', '.join(missing)}: add them to the container's "
+            "source.args in the catalog"
         )
     for key, value in values.items():
         if "\n" in value or "\r" in value:
@@ -150,7 +151,8 @@ def product_label(product: str, version: str) -> str:
 
 
 def parse_version(text: str) -> str:
-    """`apptainer version 1.4.5`, `apptainer version 1.3.4-1.el9`, `singularity-ce version 4.1.0`."""
+    """`apptainer version 1.4.5`, `apptainer version 1.3.4-1.el9`, `singularity-ce version
+    4.1.0`."""
     return parse_product_version(text)[1]
 
 
@@ -170,7 +172,8 @@ def parse_labels(inspect_json: str) -> dict[str, str]:
     if not isinstance(attributes, dict):
         keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(
-            f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown output shape"
+            f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown "
+            "output shape"
         )
     labels = attributes.get("labels")
     if isinstance(labels, str):  # Singularity 3.0/3.1 printed the labels file as a string
@@ -231,7 +234,10 @@ def fatal_message(text: str) -> str:
 def hint_for_failure(message: str) -> str:
     low = message.lower()
     if "no space left" in low:
-        return "the containers directory or APPTAINER_TMPDIR is full: free space or point hpc.apptainer.tmpdir at larger scratch"
+        return (
+            "the containers directory or APPTAINER_TMPDIR is full: free space or point "
+            "hpc.apptainer.tmpdir at larger scratch"
+        )
     if any(
         s in low
         for s in (
@@ -243,11 +249,20 @@ def hint_for_failure(message: str) -> str:
             "tls handshake",
         )
     ):
-        return "the registry is unreachable from the HPC side: check network.internet_targets.container_registry, proxies, or pull on a node with access"
+        return (
+            "the registry is unreachable from the HPC side: check "
+            "network.internet_targets.container_registry, proxies, or pull on a node with access"
+        )
     if "unauthorized" in low or "authentication required" in low or "denied" in low:
-        return "the registry refused the credentials: apptainer registry login (or APPTAINER_DOCKER_USERNAME/PASSWORD) for the training user"
+        return (
+            "the registry refused the credentials: apptainer registry login (or "
+            "APPTAINER_DOCKER_USERNAME/PASSWORD) for the training user"
+        )
     if "fakeroot" in low or "subuid" in low or "newuidmap" in low:
-        return "--fakeroot needs /etc/subuid and /etc/subgid entries for the training user and the uidmap package"
+        return (
+            "--fakeroot needs /etc/subuid and /etc/subgid entries for the training user and the "
+            "uidmap package"
+        )
     if "manifest unknown" in low or "not found" in low or "no such file" in low:
         return "the image reference does not exist: check the container's source in the catalog"
     return "read the apptainer output in the run log; the previous image is untouched"
@@ -288,7 +303,8 @@ def start_failure_hint(message: str) -> str:
     if "capability set" in low:
         return (
             "Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
-            "restricted capability bounding set (a container or sandboxed login); run it as an unprivileged user"
+            "restricted capability bounding set (a container or sandboxed login); run it as an "
+            "unprivileged user"
         )
     if (
         "fakeroot" in low
@@ -296,9 +312,15 @@ def start_failure_hint(message: str) -> str:
         or "user namespace" in low
         or "/proc/self/ns/user" in low
     ):
-        return "unprivileged user namespaces are unavailable: enable them (user.max_user_namespaces) or install apptainer-suid"
+        return (
+            "unprivileged user namespaces are unavailable: enable them "
+            "(user.max_user_namespaces) or install apptainer-suid"
+        )
     if "squashfuse" in low or "bad superblock" in low or "mount hook" in low or "fuse" in low:
-        return "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, or re-materialize a damaged SIF"
+        return (
+            "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, "
+            "or re-materialize a damaged SIF"
+        )
     if "nvidia-container-cli" in low:
         return "--nvccli failed: check nvidia-container-cli on the node, or use plain --nv"
     if (
@@ -308,4 +330,7 @@ def start_failure_hint(message: str) -> str:
         or "image format" in low
     ):
         return "the image is missing or damaged on the node: re-materialize the container asset"
-    return "Apptainer failed before running the command: read its message and apptainer.conf on the node"
+    return (
+        "Apptainer failed before running the command: read its message and apptainer.conf on the "
+        "node"
+    )

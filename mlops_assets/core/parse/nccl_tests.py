@@ -262,19 +262,22 @@ def judge_all_reduce_perf(
         verdicts.append(rules.WARN)
         if len(perf.hosts) > 1:
             messages.append(
-                f"unjudged: {perf.world_size} ranks on {len(perf.hosts)} hosts; the profile's bus bandwidth is one node's"
+                f"unjudged: {perf.world_size} ranks on {len(perf.hosts)} hosts; the profile's "
+                "bus bandwidth is one node's"
             )
         else:
             messages.append(
-                f"unjudged: largest size {largest} B is below 1 GiB, where bus bandwidth is compared"
+                f"unjudged: largest size {largest} B is below 1 GiB, where bus bandwidth is "
+                "compared"
             )
     verdicts.append(judged["verdict"])
     messages += judged["messages"]
     if perf.duplicated_ranks:
         verdicts.append(rules.FAIL)
         messages.append(
-            f"{len(perf.ranks)} processes each printed rank 0..{(perf.world_size or 1) - 1}: separate "
-            "single-process tests (nccl-tests built without MPI=1 under mpirun), no collective across them"
+            f"{len(perf.ranks)} processes each printed rank 0..{(perf.world_size or 1) - 1}: "
+            "separate single-process tests (nccl-tests built without MPI=1 under mpirun), no "
+            "collective across them"
         )
     if perf.out_of_bounds:
         verdicts.append(rules.FAIL)

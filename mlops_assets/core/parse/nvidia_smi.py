@@ -173,9 +173,17 @@ def _yes_no(row: Mapping[str, str | None], key: str, errors: dict[str, str]) -> 
 
 #: GpuInfo fields the health rule needs, and what their absence means.
 HEALTH_FIELDS: dict[str, str] = {
-    "ecc_uncorrected_volatile": "uncorrected ECC errors not reported (ECC off or not supported): memory errors unjudged",
-    "remapped_rows_pending": "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): pending remaps unjudged",
-    "remapped_rows_failure": "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): remap failures unjudged",
+    "ecc_uncorrected_volatile": (
+        "uncorrected ECC errors not reported (ECC off or not supported): memory errors unjudged"
+    ),
+    "remapped_rows_pending": (
+        "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): pending remaps "
+        "unjudged"
+    ),
+    "remapped_rows_failure": (
+        "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): remap failures "
+        "unjudged"
+    ),
 }
 
 
@@ -302,7 +310,8 @@ def judge_gpu_health(
         if min_driver:
             if g.driver_version is None:
                 unjudged.append(
-                    f"{where} GPU{g.index}: driver version not reported: driver >= {min_driver} unjudged"
+                    f"{where} GPU{g.index}: driver version not reported: driver >= {min_driver} "
+                    "unjudged"
                 )
             elif not versions.at_least(g.driver_version, min_driver):
                 problems.append(f"{where} GPU{g.index}: driver {g.driver_version} < {min_driver}")
@@ -438,14 +447,16 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"Driver/library version mismatch",
             "version_mismatch",
             "driver/library version mismatch",
-            "the loaded kernel module is not the installed driver's (upgraded without a reboot): reboot the node (or unload and reload the nvidia kernel "
-            "modules once no process uses the GPUs); a reinstall is not needed",
+            "the loaded kernel module is not the installed driver's (upgraded without a reboot): "
+            "reboot the node (or unload and reload the nvidia kernel modules once no process "
+            "uses the GPUs); a reinstall is not needed",
         ),
         (
             r"GPU is lost|GPU has fallen off the bus",
             "gpu_lost",
             "GPU lost (fallen off the bus)",
-            f"{_XID}; drain the node and reboot it to recover the GPU; if it happens again, reseat or RMA the GPU",
+            f"{_XID}; drain the node and reboot it to recover the GPU; if it happens again, "
+            "reseat or RMA the GPU",
         ),
         (
             r"insufficiently powered|insufficient power",
@@ -457,41 +468,46 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"Unable to (?:determine|detect) the device handle for GPU",
             "device_handle",
             "GPU not answering (no device handle)",
-            f"a GPU did not answer, usually fallen off the bus: {_XID}; reset the GPU (nvidia-smi -r) or reboot the node, drain it meanwhile; RMA if it repeats",
+            f"a GPU did not answer, usually fallen off the bus: {_XID}; reset the GPU "
+            "(nvidia-smi -r) or reboot the node, drain it meanwhile; RMA if it repeats",
         ),
         (
             r"couldn.t communicate with the NVIDIA driver",
             "driver_not_loaded",
             "NVIDIA kernel module not loaded",
-            "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module for the running "
-            "kernel (DKMS) or install the driver for it; check nouveau is blacklisted",
+            "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module "
+            "for the running kernel (DKMS) or install the driver for it; check nouveau is "
+            "blacklisted",
         ),
         (
             r"No devices were found",
             "no_devices",
             "no GPU found by the driver",
-            "the driver is loaded but lists no GPU: check lspci for the GPUs and dmesg for 'RmInitAdapter failed'; in a job, check the GPUs it was given "
-            "(gres.conf File= lines, cgroup ConstrainDevices, CUDA_VISIBLE_DEVICES)",
+            "the driver is loaded but lists no GPU: check lspci for the GPUs and dmesg for "
+            "'RmInitAdapter failed'; in a job, check the GPUs it was given (gres.conf File= "
+            "lines, cgroup ConstrainDevices, CUDA_VISIBLE_DEVICES)",
         ),
         (
             r"couldn't find libnvidia-ml\.so|libnvidia-ml\.so[.\d]*: cannot open shared object",
             "nvml_library_missing",
             "libnvidia-ml.so missing",
-            "inside a container, run it with the GPU libraries bound (apptainer --nv, docker --gpus); on the host "
-            "reinstall the driver's user-space libraries",
+            "inside a container, run it with the GPU libraries bound (apptainer --nv, docker "
+            "--gpus); on the host reinstall the driver's user-space libraries",
         ),
         (
             r"Failed to initialize NVML: Insufficient Permissions|Insufficient Permissions",
             "nvml_permissions",
             "no permission on the GPU devices",
-            "check the mode of /dev/nvidia* (and /dev/nvidia-caps for MIG) and the job's device cgroup",
+            "check the mode of /dev/nvidia* (and /dev/nvidia-caps for MIG) and the job's device "
+            "cgroup",
         ),
         (
             r"Failed to initialize NVML: Unknown Error",
             "nvml_unknown_error",
             "NVML failed to start (Unknown Error)",
-            "in a container this is usually lost device access (/dev/nvidia* not in the container's device cgroup, "
-            "e.g. after a systemd daemon-reload): restart the container; on a host, read dmesg and reload the driver",
+            "in a container this is usually lost device access (/dev/nvidia* not in the "
+            "container's device cgroup, e.g. after a systemd daemon-reload): restart the "
+            "container; on a host, read dmesg and reload the driver",
         ),
         (
             r"Failed to initialize NVML",
@@ -504,7 +520,8 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"executable file not found|couldn't find the nvidia-smi",
             "not_installed",
             "no NVIDIA driver",
-            "nvidia-smi is not installed: install the NVIDIA driver on the node (nvidia-smi ships with it)",
+            "nvidia-smi is not installed: install the NVIDIA driver on the node (nvidia-smi "
+            "ships with it)",
         ),
     )
 )

@@ -207,9 +207,15 @@ class BeegfsTarget:
                 f"check the beegfs-storage/beegfs-meta service on node {self.node}"
             )
         if self.consistency == "Needs-resync":
-            return "Needs-resync: its mirror copy is stale; beegfs-ctl --resyncstats, --startresync if none runs"
+            return (
+                "Needs-resync: its mirror copy is stale; beegfs-ctl --resyncstats, --startresync "
+                "if none runs"
+            )
         if self.consistency != "Good":
-            return f"{self.consistency}: its data is not trusted; see the storage/meta log on node {self.node}"
+            return (
+                f"{self.consistency}: its data is not trusted; see the storage/meta log on node "
+                f"{self.node}"
+            )
         return ""
 
 

@@ -53,7 +53,8 @@ def _kget(kube: Kube, path: str, query: dict[str, str] | None = None) -> Any:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         raise ProbeFailed(
             f"Kubernetes API GET {path} failed: {status or ''} {reason}".strip(),
-            "check cloud.kubernetes.kubeconfig/context and that the API server answers (kubectl get nodes)",
+            "check cloud.kubernetes.kubeconfig/context and that the API server answers (kubectl "
+            "get nodes)",
         ) from None
 
 
@@ -148,7 +149,10 @@ def k8s_gpu_nodes(kube: Kube, catalog: Catalog) -> Outcome:
         measured=len(good),
         threshold=k.min_gpu_nodes,
         unit=f"Ready nodes labelled {k.gpu_node_label} with allocatable {k.gpu_resource}",
-        hint="GPU node unlabelled, not Ready or without allocatable GPUs: check the GPU Operator's GFD/NFD, driver and device plugin pods on it",
+        hint=(
+            "GPU node unlabelled, not Ready or without allocatable GPUs: check the GPU "
+            "Operator's GFD/NFD, driver and device plugin pods on it"
+        ),
         nodes=tuple(bad),
         detail="; ".join(problems),
     )
@@ -222,7 +226,9 @@ CLUSTERPOLICIES = "/apis/nvidia.com/v1/clusterpolicies"
 _CP_STATES = {
     "state-driver": "nvidia-driver-daemonset (driver build/load on the node)",
     "state-container-toolkit": "nvidia-container-toolkit-daemonset (container runtime config)",
-    "state-operator-validation": "nvidia-operator-validator (driver/toolkit/CUDA/plugin validation)",
+    "state-operator-validation": (
+        "nvidia-operator-validator (driver/toolkit/CUDA/plugin validation)"
+    ),
     "state-device-plugin": "nvidia-device-plugin-daemonset",
     "state-dcgm": "nvidia-dcgm",
     "state-dcgm-exporter": "nvidia-dcgm-exporter",
@@ -267,7 +273,8 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
             0,
             1,
             unit,
-            "no ClusterPolicy: the GPU Operator deploys nothing without one (helm install gpu-operator creates cluster-policy)",
+            "no ClusterPolicy: the GPU Operator deploys nothing without one (helm install "
+            "gpu-operator creates cluster-policy)",
             detail="no ClusterPolicy object",
         )
     ready: list[str] = []
@@ -288,14 +295,19 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
             ready.append(name)
         elif state == "ignored":
             ignored.append(
-                f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the oldest one)"
+                f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the "
+                "oldest one)"
             )
         else:
             why = _cp_conditions(status)
             broken.append(f"{name}: {state}" + (f" ({why})" if why else ""))
             named += [s for s in _CP_STATES if s in why]
     if broken:
-        hint = f"ClusterPolicy notReady: kubectl -n {catalog.cloud.components.gpu_operator.namespace} get pods, then describe/logs the failing operand"
+        hint = (
+            "ClusterPolicy notReady: kubectl -n "
+            f"{catalog.cloud.components.gpu_operator.namespace} get pods, then describe/logs the "
+            "failing operand"
+        )
         if named:
             hint += ": " + ", ".join(f"{s} -> {_CP_STATES[s]}" for s in dict.fromkeys(named))
     elif unjudged:
@@ -453,7 +465,8 @@ def kserve_isvcs_ready(kube: Kube, catalog: Catalog) -> Outcome:
         total - len(bad),
         total,
         "InferenceServices Ready",
-        "InferenceService not Ready: the reason above names the part; check the model exists in MinIO, the storage secret, and GPU node labels/taints",
+        "InferenceService not Ready: the reason above names the part; check the model exists in "
+        "MinIO, the storage secret, and GPU node labels/taints",
         detail="; ".join(bad),
     )
 
@@ -510,7 +523,10 @@ def mlflow_registry(http: Http, catalog: Catalog) -> Outcome:
     )
 
 
-_MLFLOW_HINT = "MLflow's artifact store failed: check --artifacts-destination, the server's S3 credentials and the bucket"
+_MLFLOW_HINT = (
+    "MLflow's artifact store failed: check --artifacts-destination, the server's S3 credentials "
+    "and the bucket"
+)
 
 
 def _mlflow(
@@ -623,7 +639,8 @@ def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
         "identical" if same else f"different ({len(got)} of {len(payload)} bytes)",
         "identical",
         "bytes read back",
-        "the artifact store returned other bytes than logged: check the bucket behind --artifacts-destination",
+        "the artifact store returned other bytes than logged: check the bucket behind "
+        "--artifacts-destination",
         detail=f"experiment {name} ({exp_id}), run {run_id} deleted, {elapsed}s",
         extra={"round_trip_s": elapsed, "probe_bytes": len(payload)},
     )
@@ -715,7 +732,10 @@ def prometheus_targets_up(http: Http, catalog: Catalog) -> Outcome:
             minimum,
             "share of scraped targets up",
             "",
-            detail=f"all {waiting} active targets are not scraped yet (health unknown): see prometheus_targets_scraped",
+            detail=(
+                f"all {waiting} active targets are not scraped yet (health unknown): see "
+                "prometheus_targets_scraped"
+            ),
             extra={"targets_up": 0, "targets_total": len(targets), "targets_not_scraped": waiting},
         )
     detail = "; ".join(f"down {_instance(t)}: {t.get('lastError', '')}".strip() for t in down)
@@ -750,7 +770,8 @@ def prometheus_targets_scraped(http: Http, catalog: Catalog) -> Outcome:
         len(targets) - len(waiting),
         len(targets),
         "active targets scraped at least once",
-        "not scraped yet: wait one scrape interval and re-check; if it stays unknown, check the scrape interval and Prometheus' log",
+        "not scraped yet: wait one scrape interval and re-check; if it stays unknown, check the "
+        "scrape interval and Prometheus' log",
         nodes=tuple(_instance(t) for t in waiting),
         detail="; ".join(f"not scraped yet: {_instance(t)}" for t in waiting),
     )
@@ -807,7 +828,8 @@ def _credentials_failure(catalog: Catalog, what: str, code: str) -> ProbeFailed:
         return ProbeFailed(
             f"{what} at {m.url} refused the credentials: {code} "
             f"(access key from ${m.access_key.env}, secret from ${m.secret_key.env})",
-            f"wrong S3 credentials: set ${m.access_key.env} / ${m.secret_key.env} to a key pair the server knows",
+            f"wrong S3 credentials: set ${m.access_key.env} / ${m.secret_key.env} to a key pair "
+            "the server knows",
         )
     return ProbeFailed(
         f"{what} at {m.url} failed: {code}",
@@ -846,7 +868,8 @@ def minio_buckets_exist(s3: Any, catalog: Catalog, required: bool) -> Outcome:
         present,
         wanted,
         "buckets",
-        "materialize the bucket assets (mlops-assets materialize --select storage) or create them (mc mb)",
+        "materialize the bucket assets (mlops-assets materialize --select storage) or create "
+        "them (mc mb)",
     )
     return dataclasses.replace(out, detail="; ".join(problems))
 
@@ -861,7 +884,10 @@ def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
             "n/a",
             "write quorum",
             "",
-            detail="the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: SeaweedFS)",
+            detail=(
+                "the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: "
+                "SeaweedFS)"
+            ),
         )
     ans = _answer(http, "/minio/health/cluster", "MinIO unreachable")
     headers = {k.lower(): v for k, v in ans.headers.items()}

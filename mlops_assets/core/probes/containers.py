@@ -185,7 +185,8 @@ def nv_exposes_gpus(
     text = res.stdout + res.stderr
     if "== inside" not in text:
         raise ProbeFailed(
-            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",
+            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: "
+            f"{fatal_message(text)[:300]}",
             "check the partition and that a GPU node is available",
         )
     outside, inside, words = parse_nv_probe(res.stdout)
@@ -208,10 +209,11 @@ def nv_exposes_gpus(
         threshold=gpus,
         unit=unit,
         hint=(
-            "no GPU inside the container: check the NVIDIA driver and libnvidia-container on the node, "
-            "and nvliblist.conf of Apptainer"
+            "no GPU inside the container: check the NVIDIA driver and libnvidia-container on the "
+            "node, and nvliblist.conf of Apptainer"
             if inside == 0
-            else "the container sees other GPUs than the job was given: check cgroup ConstrainDevices"
+            else "the container sees other GPUs than the job was given: check cgroup "
+            "ConstrainDevices"
         )
         + note,
         detail=f"{image}: inside said {words[:200]!r}" if inside != gpus else image,

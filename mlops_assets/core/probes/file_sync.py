@@ -41,7 +41,8 @@ def remote_hashes(runner: Runner, directory: str) -> dict[str, str]:
         [
             "sh",
             "-c",
-            'cd -- "$1" 2>/dev/null || exit 0; find . -type f ! -name ".*.tmp" -exec sha256sum {} +',
+            'cd -- "$1" 2>/dev/null || exit 0; find . -type f ! -name ".*.tmp" -exec sha256sum '
+            "{} +",
             "sh",
             directory,
         ],

@@ -199,7 +199,10 @@ def version_outcome(found: list[dict[str, Any]], name: str, revision: str, diges
         others = ", ".join(
             f"{v['version']} ({_tags(v).get(TAG_DIGEST, 'no digest')[:16]})" for v in at_rev
         )
-        detail = f"versions at this revision carry other manifest digests: {others}; the current one is {digest[:16]}"
+        detail = (
+            f"versions at this revision carry other manifest digests: {others}; the current one "
+            f"is {digest[:16]}"
+        )
     else:
         detail = f"{len(found)} versions, none at this revision"
     return Outcome(

@@ -75,8 +75,8 @@ def hpc_reaches_service(runner: Runner, catalog: Catalog, service: str) -> Outco
         code if code else "no answer",
         "an HTTP answer < 500",
         f"HTTP status of {service} from the HPC side",
-        f"{HPC_TO_CLOUD}: {service} does not answer from {runner.where}; if the orchestrator reaches it, "
-        "check routing/firewall from the HPC subnet to the cloud ingress",
+        f"{HPC_TO_CLOUD}: {service} does not answer from {runner.where}; if the orchestrator "
+        "reaches it, check routing/firewall from the HPC subnet to the cloud ingress",
         detail=f"{HPC_TO_CLOUD} {service} ({url}): "
         + (
             f"HTTP {code} in {total:.3f}s"
@@ -96,7 +96,8 @@ def hpc_reaches_hub(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def cloud_reaches_hub(catalog: Catalog) -> Outcome:
-    """HEAD on the hub from the orchestrator (cloud side): KServe storage initializers pull from it."""
+    """HEAD on the hub from the orchestrator (cloud side): KServe storage initializers pull from
+    it."""
     url = catalog.network.hub_url
     try:
         ans = request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
@@ -113,7 +114,8 @@ def _hub_outcome(code: int, total: float, url: str, side: str, catalog: Catalog)
         code if code else "no answer",
         "an HTTP answer < 500",
         "HTTP status of HEAD on the hub",
-        f"the hub does not answer from the {side}: check proxy/NAT/egress, or set network.hub_url to a mirror",
+        f"the hub does not answer from the {side}: check proxy/NAT/egress, or set "
+        "network.hub_url to a mirror",
         detail=f"HEAD {url} from the {side}: "
         + (
             f"HTTP {code} in {total:.3f}s"
@@ -150,7 +152,10 @@ def cloud_reaches_hpc(catalog: Catalog) -> Outcome:
             target,
             "SSH banner",
             hint,
-            detail=f"{CLOUD_TO_HPC}: {target} sent no SSH banner within {timeout:g}s (connection dropped, or accepted by a proxy/firewall in its place)",
+            detail=(
+                f"{CLOUD_TO_HPC}: {target} sent no SSH banner within {timeout:g}s (connection "
+                "dropped, or accepted by a proxy/firewall in its place)"
+            ),
         )
     except OSError as exc:
         return Outcome(
@@ -279,7 +284,8 @@ def measure_hpc_to_object_store(
             code, total, speed, sent = 0, limit, 0.0, 0
         if code == 0:
             raise ProbeFailed(
-                f"{HPC_TO_CLOUD}: the object store ({catalog.cloud.services.minio.url}) does not answer from {runner.where}",
+                f"{HPC_TO_CLOUD}: the object store ({catalog.cloud.services.minio.url}) does not "
+                f"answer from {runner.where}",
                 "check routing/firewall from the HPC subnet to the object store",
             )
         if code != 200:
@@ -314,7 +320,10 @@ def bandwidth_outcome(
         threshold_mbps,
         "Mbps",
         hint,
-        detail=f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in {seconds:.3f}s",
+        detail=(
+            f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in "
+            f"{seconds:.3f}s"
+        ),
         extra={"probe_bytes": nbytes, "seconds": round(seconds, 3)},
     )
 

@@ -227,19 +227,22 @@ class SshRunner:
                 return conn
             except paramiko.BadHostKeyException as exc:
                 raise HostError(
-                    f"host key of {s.host}:{s.port} does not match {known} (got {exc.key.get_name()})",
+                    f"host key of {s.host}:{s.port} does not match {known} (got "
+                    f"{exc.key.get_name()})",
                     "the login node's key changed: verify it out of band, then update known_hosts",
                 ) from None
             except paramiko.AuthenticationException:
                 raise HostError(
                     f"{s.user}@{s.host}:{s.port} refused the key {key}",
-                    "check hpc.access.login.user and that the public key is in the user's authorized_keys",
+                    "check hpc.access.login.user and that the public key is in the user's "
+                    "authorized_keys",
                 ) from None
             except paramiko.SSHException as exc:
                 if "not found in known_hosts" in str(exc):
                     raise HostError(
                         f"{s.host}:{s.port} is not in {known}",
-                        "add the login node's host key to known_hosts after checking its fingerprint",
+                        "add the login node's host key to known_hosts after checking its "
+                        "fingerprint",
                     ) from None
                 if attempt >= s.retries:
                     raise HostError(
@@ -282,7 +285,8 @@ class SshRunner:
                     return CommandResult(
                         tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start
                     )
-                # A refused channel (sshd MaxSessions) is transient; a dead transport is not ours to keep.
+                # A refused channel (sshd MaxSessions) is transient; a dead transport is not ours to
+                # keep.
                 if attempt >= self.settings.retries + 2:
                     raise HostError(
                         f"SSH command failed on {self.where}: {name}",

@@ -84,7 +84,10 @@ def automation_condition_sensor(catalog: Catalog) -> dg.AutomationConditionSenso
         "smoke_rerun_automation_sensor",
         target=dg.AssetSelection.all(),
         default_status=sensor_status(catalog),
-        description="Evaluates the smoke assets' automation conditions: a re-materialized container or MNIST dataset re-runs the smoke jobs that use it.",
+        description=(
+            "Evaluates the smoke assets' automation conditions: a re-materialized container or "
+            "MNIST dataset re-runs the smoke jobs that use it."
+        ),
     )
 
 
@@ -107,7 +110,10 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
         job=full_job,
         cron_schedule=catalog.automation.full_validation_cron,
         default_status=schedule_status(catalog),
-        description="Every asset and check in one run, and the per-node smoke once per usable GPU node (from sinfo).",
+        description=(
+            "Every asset and check in one run, and the per-node smoke once per usable GPU node "
+            "(from sinfo)."
+        ),
     )
     def nightly(
         context: dg.ScheduleEvaluationContext, hpc: HpcResource

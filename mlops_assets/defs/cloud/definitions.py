@@ -108,7 +108,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "gpu_operator",
             "gpu_operator_clusterpolicy_ready",
             E,
-            "The operator's own verdict over driver, toolkit, plugin and validator: the CRD existing proves none of them runs.",
+            "The operator's own verdict over driver, toolkit, plugin and validator: the CRD "
+            "existing proves none of them runs.",
             on_kube(r.gpu_operator_clusterpolicy),
             kube,
         ),
@@ -174,7 +175,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "mlflow",
             "mlflow_artifact_round_trip",
             E,
-            "Runs and models live in the artifact store, which no MLflow endpoint but an upload touches.",
+            "Runs and models live in the artifact store, which no MLflow endpoint but an upload "
+            "touches.",
             _with("mlflow", r.mlflow_artifact_round_trip),
             ("mlflow",),
             light=False,

@@ -31,7 +31,10 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
         deps=["beegfs_layout", "apptainer", *([catalog.container_key(base)] if base else [])],
         pool=POOL,
         required_resource_keys={"hpc"},
-        description=f"{ct.file} from {src}, made on {where}; published by rename, a no-op when the source is unchanged.",
+        description=(
+            f"{ct.file} from {src}, made on {where}; published by rename, a no-op when the "
+            "source is unchanged."
+        ),
         metadata={"path": dg.MetadataValue.path(path), "source": src, "where": ct.where},
         freshness_policy=freshness_policy(ct.freshness or catalog.default_freshness),
     )
@@ -96,7 +99,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 asset,
                 f"{asset}_is_valid_sif",
                 E,
-                "A truncated or non-SIF file fails every job that execs it: SIF magic, then inspect --json.",
+                "A truncated or non-SIF file fails every job that execs it: SIF magic, then "
+                "inspect --json.",
                 bound(_sif_valid, name),
                 ("hpc",),
                 blocking=True,
@@ -106,7 +110,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 asset,
                 f"{asset}_matches_its_record",
                 E,
-                "The bytes on BeeGFS are the ones published (sha256 of the provenance record): catches a damaged or replaced image.",
+                "The bytes on BeeGFS are the ones published (sha256 of the provenance record): "
+                "catches a damaged or replaced image.",
                 bound(_matches_record, name),
                 ("hpc",),
                 light=False,
@@ -116,7 +121,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 asset,
                 f"{asset}_sees_allocated_gpu_with_nv",
                 gpu_sev,
-                "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted inside, since --nv exits 0 without a driver.",
+                "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted "
+                "inside, since --nv exits 0 without a driver.",
                 bound(_nv_one_gpu, name),
                 ("hpc",),
                 light=False,

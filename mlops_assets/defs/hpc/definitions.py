@@ -80,7 +80,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "slurm",
             "slurm_unavailable_nodes_within_limit",
             E,
-            "Too many drained nodes means capacity is gone before anyone notices: ERROR above the partition's max_unavailable_fraction, WARN above its warn_unavailable_fraction.",
+            "Too many drained nodes means capacity is gone before anyone notices: ERROR above "
+            "the partition's max_unavailable_fraction, WARN above its warn_unavailable_fraction.",
             _on_hpc(r.unavailable_share),
             hpc,
         ),
@@ -180,7 +181,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "apptainer",
             "apptainer_nv_exposes_allocated_gpus",
             W if catalog.hpc.gpus.fake else E,
-            "GPU count inside `exec --nv` equals the count the job holds; counted inside, since --nv exits 0 without a driver.",
+            "GPU count inside `exec --nv` equals the count the job holds; counted inside, since "
+            "--nv exits 0 without a driver.",
             _nv_exposes_node_gpus,
             hpc,
             light=False,

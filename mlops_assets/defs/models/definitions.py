@@ -114,12 +114,16 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         kinds={"mlflow"},
         deps=[f"{staged}_minio", "mlflow"],
         required_resource_keys={"hpc", "s3", "mlflow"},
-        description=f"Registered model `{m.registered_name}` at {pinned}: a version whose source is {uri}, tagged with repo, revision, manifest digest and URI.",
+        description=(
+            f"Registered model `{m.registered_name}` at {pinned}: a version whose source is "
+            f"{uri}, tagged with repo, revision, manifest digest and URI."
+        ),
         metadata={"registered_model": m.registered_name},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
     def _register(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        """REST calls only (core.probes.model_registry); reuses the version with this manifest digest."""
+        """REST calls only (core.probes.model_registry); reuses the version with this manifest
+        digest."""
         from mlops_assets.core.checks import ProbeFailed
         from mlops_assets.core.probes import model_registry
 
@@ -132,8 +136,10 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
             in_bucket = head[1].get(staging_plan.S3_DIGEST_META) if head else None
             if in_bucket != man.digest:
                 raise ProbeFailed(
-                    f"{uri}{staging_plan.S3_MANIFEST_OBJECT} is {'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
-                    f"the staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or not current",
+                    f"{uri}{staging_plan.S3_MANIFEST_OBJECT} is "
+                    f"{'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, the "
+                    f"staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or "
+                    "not current",
                     f"materialize {staged}_minio first",
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
@@ -149,7 +155,8 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                 description=f"{exc} Hint: {exc.hint}", metadata={"hint": exc.hint}
             ) from None
         context.log.info(
-            f"{m.registered_name} version {reg.version} ({'created' if reg.created else 'reused: same manifest digest'})"
+            f"{m.registered_name} version {reg.version} "
+            f"({'created' if reg.created else 'reused: same manifest digest'})"
         )
         base = catalog.cloud.services.mlflow.url.rstrip("/")
         return dg.MaterializeResult(

@@ -57,7 +57,8 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
     return r.bandwidth_outcome(
         once.value,
         threshold_mbps,
-        f"model transfers need >= {net.min_bandwidth_mbps:g} Mbps (recommended {net.recommended_bandwidth_mbps:g}): check the HPC→object store path (MTU, proxy, link)",
+        f"model transfers need >= {net.min_bandwidth_mbps:g} Mbps (recommended "
+        f"{net.recommended_bandwidth_mbps:g}): check the HPC→object store path (MTU, proxy, link)",
     )
 
 

@@ -169,9 +169,15 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "gpu_smoke.py",
             s.jobs.gpu,
             kinds=["slurm", "nvidia"],
-            description="Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, judged against smoke.gpu_profiles; a GPU far below its siblings is named. One partition per GPU node."
+            description=(
+                "Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, "
+                "judged against smoke.gpu_profiles; a GPU far below its siblings is named. One "
+                "partition per GPU node."
+            )
             + (
-                " The catalog declares the GPUs fake: the job takes the inventory, measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and a WARN."
+                " The catalog declares the GPUs fake: the job takes the inventory, measures its "
+                "CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU "
+                "figure and a WARN."
                 if fake
                 else ""
             ),
@@ -186,9 +192,13 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "nccl_allreduce.py",
             s.jobs.nccl,
             kinds=["slurm", "nccl"],
-            description=f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
+            description=(
+                f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified "
+                "exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
+            )
             + (
-                f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU processes at small sizes, verified exactly, no GPU figure, a WARN."
+                f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU "
+                "processes at small sizes, verified exactly, no GPU figure, a WARN."
                 if fake
                 else ""
             ),
@@ -204,9 +214,14 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             s.jobs.mnist,
             kinds=["slurm", "pytorch"],
             triggers=[*container, *mnist],
-            description=f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > {s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in models/mnist/job-<id>."
+            description=(
+                f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > "
+                f"{s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in "
+                "models/mnist/job-<id>."
+            )
             + (
-                " The catalog declares the GPUs fake: it trains on the job's CPUs and says so (device cpu)."
+                " The catalog declares the GPUs fake: it trains on the job's CPUs and says so "
+                "(device cpu)."
                 if fake
                 else ""
             ),
@@ -277,7 +292,10 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         job_name=NODE_JOB,
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
         default_status=sensor_status(catalog),
-        description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the GPU smoke jobs for its partition only; new GPU nodes become partitions.",
+        description=(
+            "One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the "
+            "GPU smoke jobs for its partition only; new GPU nodes become partitions."
+        ),
     )
     def _sensor(
         context: dg.SensorEvaluationContext, hpc: HpcResource
@@ -417,7 +435,10 @@ def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
         target=dg.AssetSelection.assets(*names),
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
         default_status=sensor_status(catalog),
-        description="SLURM smoke jobs whose Dagster run died (run monitoring marks it FAILURE) get a run that re-attaches; other orphans are reported as observations.",
+        description=(
+            "SLURM smoke jobs whose Dagster run died (run monitoring marks it FAILURE) get a run "
+            "that re-attaches; other orphans are reported as observations."
+        ),
     )
     def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult:
         result = orphan_tick(context.instance, hpc.runner(), context.cursor, names)

@@ -25,7 +25,10 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"beegfs"},
         deps=["beegfs"],
         required_resource_keys={"hpc"},
-        description=f"The directories training needs under {catalog.hpc.beegfs.root}, owned by the training user.",
+        description=(
+            f"The directories training needs under {catalog.hpc.beegfs.root}, owned by the "
+            "training user."
+        ),
     )
     def beegfs_layout(context) -> dg.MaterializeResult:
         runner = context.resources.hpc.runner()
@@ -34,7 +37,10 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
             raise dg.Failure(
                 description=f"mkdir on {runner.where} failed: {res.tail(3)}",
                 metadata={
-                    "hint": f"give {catalog.hpc.beegfs.training_user} write access to {catalog.hpc.beegfs.root}"
+                    "hint": (
+                        f"give {catalog.hpc.beegfs.training_user} write access to "
+                        f"{catalog.hpc.beegfs.root}"
+                    )
                 },
             )
         owners = runner.run(["stat", "-c", "%n %U %a", *dirs.values()]).stdout.strip().splitlines()
@@ -57,7 +63,10 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
         kinds={"s3", "minio"},
         deps=["minio"],
         required_resource_keys={"s3"},
-        description=f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. Created if missing, never emptied.",
+        description=(
+            f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. Created if missing, never "
+            "emptied."
+        ),
     )
     def _asset(context) -> dg.MaterializeResult:
         s3 = context.resources.s3.client()

@@ -52,7 +52,8 @@ def _verifies(c: Any) -> Outcome:
         have = staging.read_staged_manifest(runner, mpath, KEY)
         if have.digest != want.digest:
             problems.append(
-                f"{target}: staged digest {have.digest[:16]} is not the package's {want.digest[:16]}"
+                f"{target}: staged digest {have.digest[:16]} is not the package's "
+                f"{want.digest[:16]}"
             )
         files += have.file_count
     return Outcome(
@@ -72,7 +73,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             KEY,
             f"{KEY}_manifest_verifies",
             Severity.ERROR,
-            "Jobs run these files: each staged file still hashes to its manifest, and the manifest is the installed package's.",
+            "Jobs run these files: each staged file still hashes to its manifest, and the "
+            "manifest is the installed package's.",
             _verifies,
             ("hpc",),
             blocking=True,
@@ -91,7 +93,10 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"beegfs", "python"},
         deps=["beegfs_layout"],
         required_resource_keys={"hpc"},
-        description=f"Training scripts and configs shipped in the package (mlops_assets/training/), staged in {where} with a manifest.",
+        description=(
+            "Training scripts and configs shipped in the package (mlops_assets/training/), "
+            f"staged in {where} with a manifest."
+        ),
         metadata={"targets": where},
         freshness_policy=freshness_policy(catalog.default_freshness),
     )

@@ -1,6 +1,7 @@
 """Validation task MLOPS-1.1: a small CNN on the staged MNIST, for users to start from.
 
-    python3 scripts/training/train_mnist.py --config configs/training/mnist.json [--set key=value ...]
+    python3 scripts/training/train_mnist.py --config configs/training/mnist.json [--set key=value
+    ...]
 
 Relative paths in the config are taken from the current directory (the BeeGFS root in
 train_mnist.sbatch). Reads torchvision's layout (`<dataset_dir>/MNIST/raw/*-ubyte`), so it

@@ -125,7 +125,8 @@ def _cut(value: str, what: str) -> None:
     if value.endswith("+"):
         raise ValueError(
             f"{what} {value!r} is cut to its column width (the '+' marks the cut); read the "
-            "command's parsable output (sacct -P, sinfo/squeue -o with a separator), which is never cut"
+            "command's parsable output (sacct -P, sinfo/squeue -o with a separator), which is "
+            "never cut"
         )
 
 
