@@ -159,15 +159,20 @@ def main() -> None:
             "sbatch_wait_s": [round(x, 3) for x in wait],
             "slurm_submit_to_end_s": span,
         },
-        "note": "sbatch --wait polls the controller at 2 s, then 8 s, ... (SLURM's _job_wait); the client polls squeue from 0.2 s with x1.5 backoff capped at 5 s",
+        "note": (
+            "sbatch --wait polls the controller at 2 s, then 8 s, ... (SLURM's _job_wait); the "
+            "client polls squeue from 0.2 s with x1.5 backoff capped at 5 s"
+        ),
     }
     out = Path(__file__).parent / "results" / "slurm_pipes_overhead.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"SLURM Pipes client {med['client_materialize_s']} s (client.run {med['client_run_s']} s) vs sbatch --wait {med['sbatch_wait_s']} s: "
-        f"overhead {result['overhead_s']:+.3f} s (goal <= 2 s); SLURM's own submit->end {med['slurm_submit_to_end_s']} s "
-        f"(1 s resolution), client minus that {result['overhead_vs_slurm_span_s']:+.3f} s; against sbatch --wait's fastest "
-        f"{result['sbatch_wait_fastest_s']} s: {result['overhead_vs_fastest_sbatch_wait_s']:+.3f} s; median of {args.runs}"
+        f"SLURM Pipes client {med['client_materialize_s']} s (client.run {med['client_run_s']} "
+        f"s) vs sbatch --wait {med['sbatch_wait_s']} s: overhead {result['overhead_s']:+.3f} s "
+        f"(goal <= 2 s); SLURM's own submit->end {med['slurm_submit_to_end_s']} s (1 s "
+        f"resolution), client minus that {result['overhead_vs_slurm_span_s']:+.3f} s; against "
+        f"sbatch --wait's fastest {result['sbatch_wait_fastest_s']} s: "
+        f"{result['overhead_vs_fastest_sbatch_wait_s']:+.3f} s; median of {args.runs}"
     )
 
 

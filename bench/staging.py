@@ -69,19 +69,27 @@ log = lambda msg: None
 if mode == "download":
     import stage_torchvision as st
     url, dest = json.loads(arg)
-    t = time.perf_counter(); n, md5, sha = st._download(url, Path(dest), log); s = time.perf_counter() - t
+    t = time.perf_counter()
+    n, md5, sha = st._download(url, Path(dest), log)
+    s = time.perf_counter() - t
     print(json.dumps({"bytes": n, "s": s, "md5": md5}))
 elif mode == "stage":
     import stage_torchvision as st
-    t = time.perf_counter(); r = st.stage(json.loads(arg), log); s = time.perf_counter() - t
+    t = time.perf_counter()
+    r = st.stage(json.loads(arg), log)
+    s = time.perf_counter() - t
     print(json.dumps({**r, "s": s}))
 elif mode == "sync":
     import sync_s3
-    t = time.perf_counter(); r = sync_s3.sync(json.loads(arg), log); s = time.perf_counter() - t
+    t = time.perf_counter()
+    r = sync_s3.sync(json.loads(arg), log)
+    s = time.perf_counter() - t
     print(json.dumps({**r, "s": s}))
 elif mode == "hash":
     import mlops_manifest
-    t = time.perf_counter(); n, sha = mlops_manifest.hash_file(arg); s = time.perf_counter() - t
+    t = time.perf_counter()
+    n, sha = mlops_manifest.hash_file(arg)
+    s = time.perf_counter() - t
     print(json.dumps({"bytes": n, "s": s, "sha256": sha}))
 """
 
@@ -201,9 +209,9 @@ class Bench:
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
         res["note"] = (
-            "ratio: transfer time alone (payload: _download timed in-process, which also md5+sha256-hashes "
-            "and fsyncs; curl: its %{time_total}, no hashing, no fsync); ratio_process_wall: whole processes "
-            "(python start-up and imports included)"
+            "ratio: transfer time alone (payload: _download timed in-process, which also "
+            "md5+sha256-hashes and fsyncs; curl: its %{time_total}, no hashing, no fsync); "
+            "ratio_process_wall: whole processes (python start-up and imports included)"
         )
         return res
 
@@ -280,7 +288,8 @@ class Bench:
             wall = time.perf_counter() - start
             if res.returncode != 0:
                 raise RuntimeError(
-                    f"materialize failed ({res.returncode}): {res.stdout[-600:]} {res.stderr[-600:]}"
+                    f"materialize failed ({res.returncode}): {res.stdout[-600:]} "
+                    f"{res.stderr[-600:]}"
                 )
             return wall
 
@@ -297,15 +306,21 @@ class Bench:
             ]
             untouched.append(before == after)
         return {
-            "command": "mlops-assets materialize --catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
+            "command": (
+                "mlops-assets materialize --catalog <scratch copy, BeeGFS root moved to scratch> "
+                "--select dataset_cifar10"
+            ),
             "first_median_s": r3(med(first)),
             "noop_median_s": r3(med(noop)),
             "noop_fraction": r3(med(noop) / med(first)),
             "noop_left_every_file_untouched": all(untouched),
             "samples_s": {"first": [r3(x) for x in first], "noop": [r3(x) for x in noop]},
-            "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping payload checks, the Pipes "
-            "session and the asset's two checks (manifest re-verify, size) on both runs; zero bytes on the no-op "
-            "is shown by every staged file's inode and mtime being unchanged",
+            "note": (
+                "the CLI includes Python/Dagster start-up, the SSH connection, shipping payload "
+                "checks, the Pipes session and the asset's two checks (manifest re-verify, size) "
+                "on both runs; zero bytes on the no-op is shown by every staged file's inode and "
+                "mtime being unchanged"
+            ),
         }
 
     # ------------------------------------------------------------------ 2. S3 sync
@@ -450,10 +465,11 @@ class Bench:
         res["goal_ratio_min"] = 1.0
         res["goal_met"] = res["ratio"] >= 1.0
         res["note"] = (
-            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole processes "
-            "(hpc python + boto3 import vs the aws CLI), both with their start-up; ratio_in_process: sync() "
-            "alone against the aws process (aws has no inner timer). The payload also lists, HEADs, re-hashes "
-            "every file before upload and writes _manifest.json last"
+            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole "
+            "processes (hpc python + boto3 import vs the aws CLI), both with their start-up; "
+            "ratio_in_process: sync() alone against the aws process (aws has no inner timer). "
+            "The payload also lists, HEADs, re-hashes every file before upload and writes "
+            "_manifest.json last"
         )
         return res
 
@@ -505,7 +521,8 @@ class Bench:
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
         res["note"] = (
-            "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall includes python start-up"
+            "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall "
+            "includes python start-up"
         )
         return res
 
@@ -586,19 +603,25 @@ def main() -> None:
         )
     )
     print(
-        f"download: payload {d['payload_MBps']} MB/s vs curl {d['curl_MBps']} MB/s = {d['ratio']}x (process wall {d['ratio_process_wall']}x; goal 0.9)"
+        f"download: payload {d['payload_MBps']} MB/s vs curl {d['curl_MBps']} MB/s = "
+        f"{d['ratio']}x (process wall {d['ratio_process_wall']}x; goal 0.9)"
     )
     print(
-        f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs aws s3 sync {s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x (sync() alone {s['ratio_in_process']}x; goal 1.0)"
+        f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs aws s3 sync "
+        f"{s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x (sync() alone {s['ratio_in_process']}x; "
+        "goal 1.0)"
     )
     print(
-        f"no-op payload: {p['noop_median_s']} s vs first {p['first_median_s']} s = {p['noop_fraction']} (bytes {p['noop_bytes_transferred']}; goal 0.05)"
+        f"no-op payload: {p['noop_median_s']} s vs first {p['first_median_s']} s = "
+        f"{p['noop_fraction']} (bytes {p['noop_bytes_transferred']}; goal 0.05)"
     )
     print(
-        f"no-op CLI: {c['noop_median_s']} s vs first {c['first_median_s']} s = {c['noop_fraction']} (untouched {c['noop_left_every_file_untouched']}; goal 0.05)"
+        f"no-op CLI: {c['noop_median_s']} s vs first {c['first_median_s']} s = "
+        f"{c['noop_fraction']} (untouched {c['noop_left_every_file_untouched']}; goal 0.05)"
     )
     print(
-        f"hashing: hash_file {h['manifest_hash_file_MBps']} MB/s vs sha256sum {h['sha256sum_MBps']} MB/s = {h['ratio']}x (goal 0.9)"
+        f"hashing: hash_file {h['manifest_hash_file_MBps']} MB/s vs sha256sum "
+        f"{h['sha256sum_MBps']} MB/s = {h['ratio']}x (goal 0.9)"
     )
     print(f"goals missed: {result['goals_missed'] or 'none'}")
 

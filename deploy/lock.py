@@ -36,10 +36,10 @@ INSTALL_GROUP = "install"
 # what no orchestrator-side set may contain (the hpc extra's weight)
 HEAVY = ("torch", "torchvision", "triton", "nvidia-cublas", "nvidia-cudnn-cu13")
 CONSTRAINTS_HEADER = (
-    "# Generated from uv.lock by `python deploy/lock.py constraints`; do not edit. The orchestrator\n"
-    "# set: pyproject's [project].dependencies and their closure, no extras (no dev, sandbox, or\n"
-    "# hpc: no torch/CUDA), with the lock's hashes. The image installs exactly this\n"
-    "# (pip install --require-hashes --no-deps -r).\n"
+    "# Generated from uv.lock by `python deploy/lock.py constraints`; do not edit. The "
+    "orchestrator\n# set: pyproject's [project].dependencies and their closure, no extras (no "
+    "dev, sandbox, or\n# hpc: no torch/CUDA), with the lock's hashes. The image installs exactly "
+    "this\n# (pip install --require-hashes --no-deps -r).\n"
 )
 
 
@@ -91,7 +91,8 @@ def uv_bin() -> str:
     ).stdout.split()
     if have[1:2] != [pinned]:
         raise LockError(
-            f"{found} is uv {' '.join(have[1:2]) or '?'}, the lock pins {pinned}: run `bash deploy/setup.sh`"
+            f"{found} is uv {' '.join(have[1:2]) or '?'}, the lock pins {pinned}: run `bash "
+            "deploy/setup.sh`"
         )
     return found
 

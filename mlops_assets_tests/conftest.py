@@ -62,7 +62,8 @@ class CliSession:
             doc = json.loads(res.stdout)
         except ValueError:
             raise AssertionError(
-                f"no JSON report (exit {res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
+                "no JSON report (exit "
+                f"{res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}"
             ) from None
         return {(r["asset"], r["check"]): r for r in doc["results"]}, res
 
@@ -106,8 +107,8 @@ def sandbox() -> Iterator[Path]:
         status = _status()
         if status.returncode != 0:
             pytest.fail(
-                "the sandbox is not up; a missing service is a failure, not a skip.\n"
-                f"up exit {up.returncode}:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}\nstatus:\n{status.stdout}",
+                "the sandbox is not up; a missing service is a failure, not a skip.\nup exit "
+                f"{up.returncode}:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}\nstatus:\n{status.stdout}",
                 pytrace=False,
             )
     home = Path(os.environ.get("MLOPS_SANDBOX_HOME", "/var/lib/mlops-assets/sandbox"))
@@ -129,7 +130,8 @@ def sandbox() -> Iterator[Path]:
     )
     if base.returncode != 0:
         pytest.fail(
-            f"materializing the storage and container assets failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}",
+            "materializing the storage and container assets "
+            f"failed:\n{base.stdout[-3000:]}\n{base.stderr[-3000:]}",
             pytrace=False,
         )
     yield home

@@ -131,7 +131,8 @@ def test_mlflow_stopped_fails_only_mlflow_checks_within_timeout(sandbox: Path, c
         assert "no answer" in rows["mlflow_health_endpoint"]["detail"]
         assert rows["hpc_reaches_mlflow"]["detail"].startswith("HPC→cloud mlflow")
         print(
-            f"\nmlflow stopped: failed in <= {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s each, run {wall:.1f}s"
+            "\nmlflow stopped: failed in <= "
+            f"{max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s each, run {wall:.1f}s"
         )
     finally:
         sandbox_up()
@@ -157,7 +158,8 @@ def test_mlflow_hanging_fails_within_timeout(sandbox: Path, cli: Any) -> None:
         assert rows["hpc_reaches_mlflow"]["duration_s"] <= PROBE_TIMEOUT_S + 2
         assert wall < 60
         print(
-            f"\nmlflow hanging: slowest MLflow check {max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s, run {wall:.1f}s"
+            "\nmlflow hanging: slowest MLflow check "
+            f"{max(rows[n]['duration_s'] for n in MLFLOW_CHECKS):.2f}s, run {wall:.1f}s"
         )
     finally:
         os.killpg(pgid, signal.SIGCONT)
@@ -317,11 +319,11 @@ def test_prometheus_target_down_is_named(sandbox: Path, cli: Any, tmp_path: Path
     a stopped Pushgateway within seconds, so stopping it there races them."""
     port, dead = free_port(), free_port()
     (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
-        "scrape_configs:\n"
-        "  - {job_name: prometheus, static_configs: [{targets: ['127.0.0.1:9090']}]}\n"
-        "  - {job_name: pushgateway, honor_labels: true, static_configs: [{targets: ['127.0.0.1:9091']}]}\n"
-        f"  - {{job_name: nvidia-dcgm-exporter, static_configs: [{{targets: ['127.0.0.1:{dead}']}}]}}\n"
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n  - {job_name: "
+        "prometheus, static_configs: [{targets: ['127.0.0.1:9090']}]}\n  - {job_name: "
+        "pushgateway, honor_labels: true, static_configs: [{targets: ['127.0.0.1:9091']}]}\n "
+        " - {job_name: nvidia-dcgm-exporter, static_configs: [{targets: "
+        f"['127.0.0.1:{dead}']}}]}}\n"
     )
     proc = subprocess.Popen(
         [

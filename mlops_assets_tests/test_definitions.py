@@ -53,9 +53,10 @@ def test_blocking_checks_and_freshness() -> None:
 def test_heavy_libraries_stay_unimported_and_load_warns_nothing() -> None:
     """-W error: a deprecation or beta warning at load fails here instead of in every log."""
     code = (
-        "import sys; from mlops_assets.definitions import defs; defs().resolve_asset_graph();"
-        "heavy=[m for m in ('torch','mlflow','kubernetes','boto3','fabric','paramiko','huggingface_hub') if m in sys.modules];"
-        "print(','.join(heavy))"
+        "import sys; from mlops_assets.definitions import defs; "
+        "defs().resolve_asset_graph();heavy=[m for m in "
+        "('torch','mlflow','kubernetes','boto3','fabric','paramiko','huggingface_hub') if m in "
+        "sys.modules];print(','.join(heavy))"
     )
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True

@@ -3,7 +3,8 @@ so that a change to the graph shows in review as a diff of this file.
 
 The graph changed on purpose? Regenerate and commit the file:
 
-    MLOPS_UPDATE_SNAPSHOT=1 .venv/bin/python -m pytest mlops_assets_tests/test_definitions_snapshot.py
+    MLOPS_UPDATE_SNAPSHOT=1 .venv/bin/python -m pytest
+    mlops_assets_tests/test_definitions_snapshot.py
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def render(d: dg.Definitions, profile: str) -> str:
     """One line per definition, sorted, with what a reviewer needs to judge a change."""
     graph = d.resolve_asset_graph()
     out = [
-        f"# mlops_assets definitions, catalog profile {profile}; regenerate: {UPDATE_ENV}=1 pytest {HERE}"
+        f"# mlops_assets definitions, catalog profile {profile}; regenerate: {UPDATE_ENV}=1 "
+        f"pytest {HERE}"
     ]
     keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     out.append(f"\n[assets] {len(keys)}")
@@ -39,14 +41,11 @@ def render(d: dg.Definitions, profile: str) -> str:
         node = graph.get(key)
         kind = "materializable" if node.is_materializable else "external"
         parts = [f"group={node.group_name}", kind, f"kinds={','.join(sorted(node.kinds)) or '-'}"]
-        if node.partitions_def is not None:
-            parts.append(
-                f"partitions={getattr(node.partitions_def, 'name', None) or type(node.partitions_def).__name__}"
-            )
-        if node.automation_condition is not None:
-            parts.append(
-                f"automation={node.automation_condition.get_label() or type(node.automation_condition).__name__}"
-            )
+        pdef, cond = node.partitions_def, node.automation_condition
+        if pdef is not None:
+            parts.append(f"partitions={getattr(pdef, 'name', None) or type(pdef).__name__}")
+        if cond is not None:
+            parts.append(f"automation={cond.get_label() or type(cond).__name__}")
         if node.freshness_policy is not None:
             parts.append("freshness")
         parts.append(f"deps={_keys(node.parent_keys)}")
@@ -71,7 +70,8 @@ def render(d: dg.Definitions, profile: str) -> str:
     for job in jobs:
         layer = job.asset_layer
         out.append(
-            f"{job.name}  assets={_keys(layer.selected_asset_keys)}  checks={len(layer.asset_graph.asset_check_keys)}"
+            f"{job.name}  assets={_keys(layer.selected_asset_keys)}  "
+            f"checks={len(layer.asset_graph.asset_check_keys)}"
         )
     schedules = sorted(d.schedules or [], key=lambda s: s.name)
     out.append(f"\n[schedules] {len(schedules)}")
@@ -83,7 +83,8 @@ def render(d: dg.Definitions, profile: str) -> str:
     out.append(f"\n[sensors] {len(sensors)}")
     for s in sensors:
         out.append(
-            f"{s.name}  type={s.sensor_type.value}  interval={s.minimum_interval_seconds}s  default={s.default_status.value}"
+            f"{s.name}  type={s.sensor_type.value}  interval={s.minimum_interval_seconds}s  "
+            f"default={s.default_status.value}"
         )
     out.append(f"\n[resources] {', '.join(sorted(d.resources or {}))}")
     return "\n".join(out) + "\n"

@@ -5,7 +5,8 @@ with no ERROR, and its only WARNs are the ones the sandbox's fake GPUs always gi
 
 The wipe is real: every entry under the BeeGFS stand-in's root and every catalog bucket
 (objects included) is removed, then `sandbox up` restores what a fresh sandbox has (the
-training user's empty top-level directories). The command then rebuilds them, so later tests find the same
+training user's empty top-level directories). The command then rebuilds them, so later tests find
+the same
 healthy platform as before."""
 
 from __future__ import annotations

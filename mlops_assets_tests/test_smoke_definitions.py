@@ -84,7 +84,11 @@ def test_light_checks_are_the_checks_whose_metadata_says_light() -> None:
 
 def test_gres_change_on_one_of_three_nodes_requests_that_node_only() -> None:
     cat = active().catalog
-    before = "gpu01|gpu|idle|64|512000|gpu:4|none\ngpu02|gpu|mixed|64|512000|gpu:4|none\ngpu03|gpu|drained|64|512000|gpu:4|fan"
+    before = (
+        "gpu01|gpu|idle|64|512000|gpu:4|none\n"
+        "gpu02|gpu|mixed|64|512000|gpu:4|none\n"
+        "gpu03|gpu|drained|64|512000|gpu:4|fan"
+    )
     after = before.replace("gpu02|gpu|mixed|64|512000|gpu:4", "gpu02|gpu|mixed|64|512000|gpu:8")
     first = node_run_requests(cat, None, before, 0)
     assert first.requests == [] and first.new_partitions == ["gpu01", "gpu02", "gpu03"], (

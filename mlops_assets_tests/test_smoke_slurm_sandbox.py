@@ -439,7 +439,8 @@ WRONG_ALLREDUCE = textwrap.dedent(
     import nccl_allreduce
 
     if __name__ == "__main__":
-        sys.exit(nccl_allreduce.run("nccl_allreduce", nccl_allreduce.measure, nccl_allreduce.DEFAULTS))
+        n = nccl_allreduce
+        sys.exit(n.run("nccl_allreduce", n.measure, n.DEFAULTS))
     """
 )
 

@@ -153,7 +153,8 @@ def test_every_dataset_and_model_is_staged_verified_and_loadable_offline(
                 [
                     CATALOG.hpc.python,
                     "-c",
-                    "import sys; from huggingface_hub import snapshot_download as s; print(s(sys.argv[1], repo_type=sys.argv[2]))",
+                    "import sys; from huggingface_hub import snapshot_download as s; "
+                    "print(s(sys.argv[1], repo_type=sys.argv[2]))",
                     repo,
                     repo_type,
                 ],

@@ -104,7 +104,8 @@ def test_stage_rerun_repair_and_train(sandbox: Path, cli_session: Any, tmp_path:
         ), metrics
         assert (Path(metrics["output"]) / "model.pt").is_file()
         print(
-            f"staged train_mnist.py, 1 CPU epoch: accuracy {metrics['accuracy']}, {metrics['training_time_seconds']} s"
+            f"staged train_mnist.py, 1 CPU epoch: accuracy {metrics['accuracy']}, "
+            f"{metrics['training_time_seconds']} s"
         )
     finally:
         runner.run(["rm", "-rf", "--", out])

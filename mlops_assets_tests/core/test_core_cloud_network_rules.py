@@ -594,9 +594,9 @@ def test_silent_kubernetes_api_fails_within_timeout(
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
-        f"clusters: [{{name: c, cluster: {{server: '{silent_server}'}}}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: c, cluster: "
+        f"{{server: '{silent_server}'}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: "
+        "[{name: x, context: {cluster: c, user: u}}]\n"
     )
     kube = KubernetesResource(kubeconfig=str(kubeconfig), context="x", timeout_s=1)
     start = time.monotonic()

@@ -1,4 +1,5 @@
-"""core/parse/apptainer.py and core/probes/containers.py on recorded real outputs: Apptainer 1.4.5 in
+"""core/parse/apptainer.py and core/probes/containers.py on recorded real outputs: Apptainer 1.4.5
+in
 the sandbox (fixtures/apptainer/*_1.4.5.*) and `apptainer exec --nv` on a real H200
 (fixtures/apptainer/nv_probe_h200_*.txt, from h200_device_session.txt)."""
 
@@ -80,7 +81,10 @@ def test_fatal_message_strips_colour_and_falls_back_to_last_line() -> None:
 
 
 def test_versions_output_ignores_apptainer_chatter() -> None:
-    out = "INFO:    Converting SIF file...\ntorch 2.4.0a0+3bcc3cddb5\noumi missing\ntorch.cuda 12.5\nWARNING: x y\n"
+    out = (
+        "INFO:    Converting SIF file...\ntorch 2.4.0a0+3bcc3cddb5\noumi missing\ntorch.cuda "
+        "12.5\nWARNING: x y\n"
+    )
     assert cli.parse_versions(out) == {
         "torch": "2.4.0a0+3bcc3cddb5",
         "oumi": "missing",
@@ -176,7 +180,10 @@ def test_build_command_and_fakeroot_switch() -> None:
 
 
 def test_render_definition() -> None:
-    text = "Bootstrap: localimage\nFrom: {{ base_image }}\n%post\n    pip install oumi=={{oumi_version}}\n"
+    text = (
+        "Bootstrap: localimage\nFrom: {{ base_image }}\n%post\n    pip install "
+        "oumi=={{oumi_version}}\n"
+    )
     out = cli.render_definition(text, {"base_image": "/c/pytorch.sif", "oumi_version": "0.9"})
     assert "From: /c/pytorch.sif" in out and "oumi==0.9" in out and "{{" not in out
     with pytest.raises(ValueError, match="oumi_version"):

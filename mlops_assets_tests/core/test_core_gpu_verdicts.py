@@ -55,11 +55,18 @@ def test_slow_allreduce_without_expected_figure_is_unjudged_not_passed() -> None
 
 def test_distinct_nvidia_smi_failures_are_distinct_diagnoses() -> None:
     texts = {
-        "version_mismatch": "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.144\n",
+        "version_mismatch": (
+            "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: "
+            "550.144\n"
+        ),
         "no_devices": "No devices were found\n",
-        "device_handle": "Unable to determine the device handle for GPU0000:17:00.0: Unknown Error\n",
-        "driver_not_loaded": "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
-        "Make sure that the latest NVIDIA driver is installed and running.\n",
+        "device_handle": (
+            "Unable to determine the device handle for GPU0000:17:00.0: Unknown Error\n"
+        ),
+        "driver_not_loaded": (
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make "
+            "sure that the latest NVIDIA driver is installed and running.\n"
+        ),
         "not_installed": "slurmstepd: error: execve(): nvidia-smi: No such file or directory\n",
     }
     facts = set()
@@ -115,20 +122,22 @@ def test_an_unjudged_outcome_is_a_warn_on_an_error_check() -> None:
 
 # ------------------------------------------------------------- delivery 4
 
-_HEADER = (
-    """# nThread 1 nGpus 8 minBytes 1073741824 maxBytes 4294967296 step: 2(factor) warmup iters: 5 iters: 20 agg iters: 1 validation: 1 graph: 0
-#
-# Using devices
-"""
+_HEADER = (  # nccl-tests' header as it prints it; long lines cut where in-place columns begin
+    "# nThread 1 nGpus 8 minBytes 1073741824 maxBytes 4294967296 step: 2(factor) warmup iters: 5 "
+    "iters: 20 agg iters: 1 validation: 1 graph: 0\n"
+    "#\n"
+    "# Using devices\n"
     + "".join(
         f"#  Rank  {i} Group  0 Pid 1623025 on    host device  {i} [0x1b] {{gpu}}\n"
         for i in range(8)
     )
-    + """#
-#                                                              out-of-place                       in-place
-#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong
-#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)
-"""
+    + "#\n"
+    "#                                                              out-of-place"
+    "                       in-place\n"
+    "#       size         count      type   redop    root     time   algbw   busbw #wrong"
+    "     time   algbw   busbw #wrong\n"
+    "#        (B)    (elements)                               (us)  (GB/s)  (GB/s)"
+    "            (us)  (GB/s)  (GB/s)\n"
 )
 
 
@@ -141,8 +150,9 @@ def _run(
 
 
 ROWS = (
-    "  1073741824     268435456     float     sum      -1   4027.3  266.61  466.57      0   4029.1  266.50  466.37      0\n"
-    "  2147483648     536870912     float     sum      -1   7983.5  268.99  470.73      0   7985.2  268.93  470.63      0\n"
+    "  1073741824     268435456     float     sum      -1   4027.3  266.61  466.57      0   "
+    "4029.1  266.50  466.37      0\n  2147483648     536870912     float     sum      -1   "
+    "7983.5  268.99  470.73      0   7985.2  268.93  470.63      0\n"
 )
 
 

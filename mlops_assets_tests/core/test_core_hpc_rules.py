@@ -51,7 +51,8 @@ def catalog_with(warn: float | None, error: float = 0.1) -> Catalog:
 
 def sinfo(drained: int, total: int) -> str:
     rows = [
-        f"gpu{i:02d}|gpu*|{'drained' if i <= drained else 'idle'}|64|512000|gpu:2|{'bad DIMM' if i <= drained else 'none'}"
+        f"gpu{i:02d}|gpu*|{'drained' if i <= drained else 'idle'}|64|512000|gpu:2|"
+        f"{'bad DIMM' if i <= drained else 'none'}"
         for i in range(1, total + 1)
     ]
     return "\n".join(rows) + "\n"
@@ -119,7 +120,9 @@ def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
     assert r.gres_matches_catalog(idle, cat).passed
     garbage = AnswerRunner(
         {
-            "scontrol": "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n"
+            "scontrol": (
+                "slurm_load_partitions: Unable to contact slurm controller (connect failure)\n"
+            )
         }
     )
     with pytest.raises(ProbeFailed, match="unexpected scontrol show partition output"):

@@ -72,7 +72,8 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 def test_a_10000_node_tick_parses_and_diffs_in_under_a_second() -> None:
     lines = [
-        f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|{'none' if i % 7 else 'bad DIMM'}"
+        f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|"
+        f"{'none' if i % 7 else 'bad DIMM'}"
         for i in range(10_000)
     ]
     text = "\n".join(lines)

@@ -208,7 +208,10 @@ def test_driver_610_kmd_names() -> None:
     """Drivers >= 610 rename 'Driver Version' to 'KMD Version' (banner, --version) and tag -q's
     old line '[Deprecated; ...]'; the driver is still read as its bare version (corpus cases
     nvidia_smi_banner/*_kmd_gpuexporter and nvidia_smi_q/*610*)."""
-    banner = "| NVIDIA-SMI 610.57.04              KMD Version: 610.57.04     CUDA UMD Version: 13.3     |\n"
+    banner = (
+        "| NVIDIA-SMI 610.57.04              KMD Version: 610.57.04     CUDA UMD Version: 13.3   "
+        "  |\n"
+    )
     assert ns.parse_nvidia_smi_versions(banner) == ns.SmiVersions("610.57.04", "13.3")
     version = (
         "NVIDIA-SMI version  : 610.57.04\nNVML version        : 610.57\n"
@@ -218,8 +221,9 @@ def test_driver_610_kmd_names() -> None:
     )
     assert ns.parse_nvidia_smi_versions(version) == ns.SmiVersions("610.57.04", "13.3", "610.57")
     q = (
-        "Driver Version                                         : 610.62 [Deprecated; will be removed in CUDA 14.0. "
-        "Use KMD Version instead]\nAttached GPUs : 1\nGPU 00000000:0C:00.0\n    Product Name : X\n"
+        "Driver Version                                         : 610.62 [Deprecated; will be "
+        "removed in CUDA 14.0. Use KMD Version instead]\nAttached GPUs : 1\nGPU "
+        "00000000:0C:00.0\n    Product Name : X\n"
     )
     assert ns.parse_nvidia_smi_q(q)[0].driver_version == "610.62"
 

@@ -60,7 +60,8 @@ def test_container_runs_under_apptainer_nv_with_binds() -> None:
     )
     assert (
         text.splitlines()[-1]
-        == "exec apptainer exec --nv --bind /b /b/containers/pytorch_24.07-py3.sif python3 /b/scripts/p/gpu_smoke.py"
+        == "exec apptainer exec --nv --bind /b /b/containers/pytorch_24.07-py3.sif python3 "
+        "/b/scripts/p/gpu_smoke.py"
     )
     assert "--gres" not in text
 

@@ -69,8 +69,8 @@ def test_legacy_singularity_does_not_pass_the_apptainer_check(catalog: Catalog) 
     out = hpc.apptainer_version(host, catalog)
     assert not out.passed
     assert (
-        out.detail
-        == f"Singularity 3.7.0 found (legacy Singularity), Apptainer >= {catalog.hpc.apptainer.min_version} needed"
+        out.detail == "Singularity 3.7.0 found (legacy Singularity), Apptainer >= "
+        f"{catalog.hpc.apptainer.min_version} needed"
     )
     assert "`apptainer`" in out.hint
 
@@ -240,7 +240,10 @@ def test_a_started_container_without_gpus_is_still_no_gpu() -> None:
     probe = (FIX / "apptainer" / "nv_probe_h200_wrapper_not_bound.txt").read_text()
     out = nv_exposes_gpus(Host({"srun": (0, probe)}), "/c/x.sif", "gpu", 1)
     assert not out.passed and out.measured == 0 and "no GPU inside the container" in out.hint
-    missing = '== outside\nGPU 0: X (UUID: GPU-1)\n== inside\nFATAL:   "nvidia-smi": executable file not found in $PATH\n== exit 255\n'
+    missing = (
+        '== outside\nGPU 0: X (UUID: GPU-1)\n== inside\nFATAL:   "nvidia-smi": executable file '
+        "not found in $PATH\n== exit 255\n"
+    )
     assert nv_exposes_gpus(Host({"srun": (0, missing)}), "/c/x.sif", "gpu", 1).measured == 0
 
 
@@ -267,7 +270,10 @@ def test_beegfs_mount_read_only_fails_and_df_is_read_by_the_storage_parser(
 
 
 def test_beegfs_targets_reads_meta_and_storage(catalog: Catalog) -> None:
-    good = "TargetID     Reachability  Consistency   NodeID\n========     ============  ===========   ======\n       1           Online         Good        1\n"
+    good = (
+        "TargetID     Reachability  Consistency   NodeID\n========     ============  =========== "
+        "  ======\n       1           Online         Good        1\n"
+    )
     resync = good.replace("Online         Good", "Online Needs-resync")
     host = Host({"beegfs-ctl": (0, resync)})
     out = hpc.beegfs_targets(host, catalog)

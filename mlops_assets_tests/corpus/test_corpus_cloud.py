@@ -95,13 +95,8 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
                 assert word in why, why
         ns = obj["metadata"].get("namespace", "default")
         ks = catalog.cloud.components.kserve
-        kube = ReplayKube(
-            {
-                f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices": _as_list(
-                    obj
-                )
-            }
-        )
+        path = f"/apis/serving.kserve.io/{ks.served_version}/namespaces/{ns}/inferenceservices"
+        kube = ReplayKube({path: _as_list(obj)})
         components = catalog.cloud.components.model_copy(
             update={"kserve": ks.model_copy(update={"watched_namespaces": [ns]})}
         )

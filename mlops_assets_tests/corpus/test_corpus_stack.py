@@ -1,5 +1,6 @@
 """Apptainer/Singularity, BeeGFS and service-health outputs from other sites, read by the
-production parsers and rules (core/parse/apptainer.py, core/probes/containers.py, core/probes/hpc.py,
+production parsers and rules (core/parse/apptainer.py, core/probes/containers.py,
+core/probes/hpc.py,
 core/parse/storage.py, core/probes/cloud.py). Every case must give its facts; no case may crash a
 parser; no case showing a broken platform may PASS."""
 

@@ -78,7 +78,8 @@ def test_run_and_materialization_are_rows_in_postgres(materialized: dict[str, An
         cur.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,))
         assert cur.fetchone() == ("SUCCESS",)
         cur.execute(
-            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION' AND asset_key LIKE %s",
+            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = "
+            "'ASSET_MATERIALIZATION' AND asset_key LIKE %s",
             (run_id, "%beegfs_layout%"),
         )
         row = cur.fetchone()

@@ -198,7 +198,8 @@ def test_network_policy_allows_only_what_the_checks_need(objects: list[dict[str,
     policy = _kind(objects, "NetworkPolicy")["spec"]
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     ports = sorted({p["port"] for rule in policy["egress"] for p in rule["ports"]})
-    # DNS, SSH, HTTPS (hub/internet checks, API), Postgres, MLflow, Grafana, K8s API, MinIO, Prometheus, Pushgateway
+    # DNS, SSH, HTTPS (hub/internet checks, API), Postgres, MLflow, Grafana, K8s API, MinIO,
+    # Prometheus, Pushgateway
     assert ports == [22, 53, 443, 3000, 5000, 5432, 6443, 9000, 9090, 9091]
     for rule in policy["egress"]:
         assert rule.get("to"), "an egress rule without `to` would open every destination"

@@ -333,7 +333,8 @@ def _replaying_nvidia_smi(tmp_path: Path, case: str) -> tuple[dict[str, str], st
 def test_inventory_reads_na_as_none_with_the_core_parser(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Recorded `[N/A]` fan speed (i3pystatus PR 776): None, not the text, as core/parse/nvidia_smi reads it."""
+    """Recorded `[N/A]` fan speed (i3pystatus PR 776): None, not the text, as
+    core/parse/nvidia_smi reads it."""
     env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
     monkeypatch.setenv("PATH", env["PATH"])
     inv = smoke_common.nvidia_smi_inventory(fields)
@@ -363,7 +364,10 @@ def test_shipped_payload_dir_parses_na_with_the_stdlib_only(tmp_path: Path) -> N
     for name, (package, resource) in SMOKE_FILES.items():
         (ship / name).write_bytes(resources.files(package).joinpath(resource).read_bytes())
     env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
-    code = f"import json, smoke_common; print(json.dumps(smoke_common.nvidia_smi_inventory({fields!r})))"
+    code = (
+        "import json, smoke_common; "
+        f"print(json.dumps(smoke_common.nvidia_smi_inventory({fields!r})))"
+    )
     proc = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(ship)!r}); {code}"],
         capture_output=True,

@@ -25,7 +25,10 @@ MIRROR = "http://127.0.0.1:8088"
 
 
 def _stage(module: str, params: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    code = f"import json, sys, {module} as m; print(json.dumps(m.stage(json.loads(sys.argv[1]), lambda s: print(s, file=sys.stderr))))"
+    code = (
+        f"import json, sys, {module} as m; print(json.dumps(m.stage(json.loads(sys.argv[1]), "
+        "lambda s: print(s, file=sys.stderr))))"
+    )
     env = {
         **os.environ,
         "HF_ENDPOINT": MIRROR,
