@@ -231,41 +231,58 @@ def fatal_message(text: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def hint_for_failure(message: str) -> str:
+#: (words, hint) rules: the first rule with one of its words in the lower-cased message wins.
+HintRules = tuple[tuple[tuple[str, ...], str], ...]
+
+
+def first_hint(message: str, rules: HintRules, default: str) -> str:
     low = message.lower()
-    if "no space left" in low:
-        return (
-            "the containers directory or APPTAINER_TMPDIR is full: free space or point "
-            "hpc.apptainer.tmpdir at larger scratch"
-        )
-    if any(
-        s in low
-        for s in (
+    return next((hint for words, hint in rules if any(w in low for w in words)), default)
+
+
+#: Why a pull or build failed, by what Apptainer said.
+PULL_HINTS: HintRules = (
+    (
+        ("no space left",),
+        "the containers directory or APPTAINER_TMPDIR is full: free space or point "
+        "hpc.apptainer.tmpdir at larger scratch",
+    ),
+    (
+        (
             "connection refused",
             "no such host",
             "i/o timeout",
             "dial tcp",
             "network is unreachable",
             "tls handshake",
-        )
-    ):
-        return (
-            "the registry is unreachable from the HPC side: check "
-            "network.internet_targets.container_registry, proxies, or pull on a node with access"
-        )
-    if "unauthorized" in low or "authentication required" in low or "denied" in low:
-        return (
-            "the registry refused the credentials: apptainer registry login (or "
-            "APPTAINER_DOCKER_USERNAME/PASSWORD) for the training user"
-        )
-    if "fakeroot" in low or "subuid" in low or "newuidmap" in low:
-        return (
-            "--fakeroot needs /etc/subuid and /etc/subgid entries for the training user and the "
-            "uidmap package"
-        )
-    if "manifest unknown" in low or "not found" in low or "no such file" in low:
-        return "the image reference does not exist: check the container's source in the catalog"
-    return "read the apptainer output in the run log; the previous image is untouched"
+        ),
+        "the registry is unreachable from the HPC side: check "
+        "network.internet_targets.container_registry, proxies, or pull on a node with access",
+    ),
+    (
+        ("unauthorized", "authentication required", "denied"),
+        "the registry refused the credentials: apptainer registry login (or "
+        "APPTAINER_DOCKER_USERNAME/PASSWORD) for the training user",
+    ),
+    (
+        ("fakeroot", "subuid", "newuidmap"),
+        "--fakeroot needs /etc/subuid and /etc/subgid entries for the training user and the "
+        "uidmap package",
+    ),
+    (
+        ("manifest unknown", "not found", "no such file"),
+        "the image reference does not exist: check the container's source in the catalog",
+    ),
+)
+
+
+def hint_for_failure(message: str) -> str:
+    """The usual fix for a failed pull or build."""
+    return first_hint(
+        message,
+        PULL_HINTS,
+        "read the apptainer output in the run log; the previous image is untouched",
+    )
 
 
 # Apptainer's own log lines (`FATAL:   ...`, `ERROR  : ...`), possibly coloured.
@@ -297,40 +314,40 @@ def start_failure(text: str) -> str | None:
     return bare
 
 
+#: Why a container did not start, by Apptainer's own message (seen on real sites).
+START_HINTS: HintRules = (
+    (
+        ("capability set",),
+        "Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
+        "restricted capability bounding set (a container or sandboxed login); run it as an "
+        "unprivileged user",
+    ),
+    (
+        ("fakeroot", "subuid", "user namespace", "/proc/self/ns/user"),
+        "unprivileged user namespaces are unavailable: enable them "
+        "(user.max_user_namespaces) or install apptainer-suid",
+    ),
+    (
+        ("squashfuse", "bad superblock", "mount hook", "fuse"),
+        "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, "
+        "or re-materialize a damaged SIF",
+    ),
+    (
+        ("nvidia-container-cli",),
+        "--nvccli failed: check nvidia-container-cli on the node, or use plain --nv",
+    ),
+    (
+        ("no such file", "not found", "failed to open image", "image format"),
+        "the image is missing or damaged on the node: re-materialize the container asset",
+    ),
+)
+
+
 def start_failure_hint(message: str) -> str:
     """The usual fix for the start failures seen on real sites."""
-    low = message.lower()
-    if "capability set" in low:
-        return (
-            "Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
-            "restricted capability bounding set (a container or sandboxed login); run it as an "
-            "unprivileged user"
-        )
-    if (
-        "fakeroot" in low
-        or "subuid" in low
-        or "user namespace" in low
-        or "/proc/self/ns/user" in low
-    ):
-        return (
-            "unprivileged user namespaces are unavailable: enable them "
-            "(user.max_user_namespaces) or install apptainer-suid"
-        )
-    if "squashfuse" in low or "bad superblock" in low or "mount hook" in low or "fuse" in low:
-        return (
-            "Apptainer could not mount the image: install squashfuse/fuse2fs or apptainer-suid, "
-            "or re-materialize a damaged SIF"
-        )
-    if "nvidia-container-cli" in low:
-        return "--nvccli failed: check nvidia-container-cli on the node, or use plain --nv"
-    if (
-        "no such file" in low
-        or "not found" in low
-        or "failed to open image" in low
-        or "image format" in low
-    ):
-        return "the image is missing or damaged on the node: re-materialize the container asset"
-    return (
-        "Apptainer failed before running the command: read its message and apptainer.conf on the "
-        "node"
+    return first_hint(
+        message,
+        START_HINTS,
+        "Apptainer failed before running the command: read its message and apptainer.conf on "
+        "the node",
     )
