@@ -323,8 +323,8 @@ def judge_nccl(
 
 
 def _gpu_named(result: Mapping[str, Any]) -> str:
-    """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)' or '... (no profile
-    ...)'."""
+    """'NVIDIA A100-SXM4-80GB (profile A100 has no allreduce_busbw_gbps)'
+    or '... (no profile ...)'."""
     gpu = str(result.get("gpu_name") or "this GPU")
     profile = result.get("profile")
     return (
@@ -339,9 +339,8 @@ def _gpu_named(result: Mapping[str, Any]) -> str:
 
 def gpu_figures_in(result: Mapping[str, Any]) -> list[str]:
     """Keys of ``result`` that are GPU-only figures (``gpu<N>_*``, ``*matmul_bf16_tflops``,
-    ``*copy_gbps``, ``*busbw_gbps``; ``cpu_*`` are CPU figures) holding a value: a CPU-fallback
-    result
-    must have none."""
+    ``*copy_gbps``, ``*busbw_gbps``; ``cpu_*`` are CPU figures) holding a value: a
+    CPU-fallback result must have none."""
     out = []
     for key, value in result.items():
         if value is None or key.startswith("cpu_"):

@@ -291,8 +291,8 @@ def dataset_version(catalog: Catalog, dataset: Dataset) -> str:
 
 
 def dataset_sync_plan(catalog: Catalog, name: str, dataset: Dataset) -> dict[str, Any]:
-    """sync_s3.py's extras for a dataset: s3://datasets/<name>/<version>/ (catalog:
-    sync_to_bucket)."""
+    """sync_s3.py's extras for a dataset: s3://datasets/<name>/<version>/
+    (catalog: sync_to_bucket)."""
     from mlops_assets.catalog.schema import HubSource
 
     src = dataset.source

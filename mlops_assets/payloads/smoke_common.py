@@ -113,8 +113,8 @@ def cpu_threads() -> int | None:
 
 
 def max_rss_bytes() -> int:
-    """This process's peak RSS: sacct has none where jobacct_gather measures nothing (the
-    sandbox)."""
+    """This process's peak RSS: sacct has none where jobacct_gather measures nothing
+    (the sandbox)."""
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

@@ -1,7 +1,6 @@
-"""core/parse/apptainer.py and core/probes/containers.py on recorded real outputs: Apptainer 1.4.5
-in
-the sandbox (fixtures/apptainer/*_1.4.5.*) and `apptainer exec --nv` on a real H200
-(fixtures/apptainer/nv_probe_h200_*.txt, from h200_device_session.txt)."""
+"""core/parse/apptainer.py and core/probes/containers.py on recorded real outputs:
+Apptainer 1.4.5 in the sandbox (fixtures/apptainer/*_1.4.5.*) and `apptainer exec --nv` on a
+real H200 (fixtures/apptainer/nv_probe_h200_*.txt, from h200_device_session.txt)."""
 
 from __future__ import annotations
 

@@ -151,8 +151,8 @@ def product_label(product: str, version: str) -> str:
 
 
 def parse_version(text: str) -> str:
-    """`apptainer version 1.4.5`, `apptainer version 1.3.4-1.el9`, `singularity-ce version
-    4.1.0`."""
+    """`apptainer version 1.4.5`, `apptainer version 1.3.4-1.el9`,
+    `singularity-ce version 4.1.0`."""
     return parse_product_version(text)[1]
 
 

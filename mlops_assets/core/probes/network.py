@@ -96,8 +96,8 @@ def hpc_reaches_hub(runner: Runner, catalog: Catalog) -> Outcome:
 
 
 def cloud_reaches_hub(catalog: Catalog) -> Outcome:
-    """HEAD on the hub from the orchestrator (cloud side): KServe storage initializers pull from
-    it."""
+    """HEAD on the hub from the orchestrator (cloud side): KServe storage initializers
+    pull from it."""
     url = catalog.network.hub_url
     try:
         ans = request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)

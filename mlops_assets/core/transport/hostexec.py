@@ -285,8 +285,8 @@ class SshRunner:
                     return CommandResult(
                         tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start
                     )
-                # A refused channel (sshd MaxSessions) is transient; a dead transport is not ours to
-                # keep.
+                # A refused channel (sshd MaxSessions) is transient; a dead transport is not
+                # ours to keep.
                 if attempt >= self.settings.retries + 2:
                     raise HostError(
                         f"SSH command failed on {self.where}: {name}",
