@@ -607,9 +607,9 @@ def main() -> None:
         f"{d['ratio']}x (process wall {d['ratio_process_wall']}x; goal 0.9)"
     )
     print(
-        f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs aws s3 sync "
-        f"{s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x (sync() alone {s['ratio_in_process']}x; "
-        "goal 1.0)"
+        f"S3 sync: payload {s['payload_process_wall_MBps']} MB/s vs "
+        f"aws s3 sync {s['aws_s3_sync_MBps']} MB/s = {s['ratio']}x "
+        f"(sync() alone {s['ratio_in_process']}x; goal 1.0)"
     )
     print(
         f"no-op payload: {p['noop_median_s']} s vs first {p['first_median_s']} s = "

@@ -91,8 +91,8 @@ def uv_bin() -> str:
     ).stdout.split()
     if have[1:2] != [pinned]:
         raise LockError(
-            f"{found} is uv {' '.join(have[1:2]) or '?'}, the lock pins {pinned}: run `bash "
-            "deploy/setup.sh`"
+            f"{found} is uv {' '.join(have[1:2]) or '?'}, the "
+            f"lock pins {pinned}: run `bash deploy/setup.sh`"
         )
     return found
 

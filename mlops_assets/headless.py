@@ -119,8 +119,8 @@ def _execute_partitioned(
             partitions, why = [], f"cannot list the partitions {name}: {exc}"
         else:
             why = (
-                f"no partition of {name} to run (for GPU nodes: no usable GPU node in the smoke "
-                "partition)"
+                f"no partition of {name} to run (for GPU nodes: "
+                "no usable GPU node in the smoke partition)"
             )
         if not partitions:
             rows += [

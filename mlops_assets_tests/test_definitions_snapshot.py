@@ -32,8 +32,8 @@ def render(d: dg.Definitions, profile: str) -> str:
     """One line per definition, sorted, with what a reviewer needs to judge a change."""
     graph = d.resolve_asset_graph()
     out = [
-        f"# mlops_assets definitions, catalog profile {profile}; regenerate: {UPDATE_ENV}=1 "
-        f"pytest {HERE}"
+        "# mlops_assets definitions, catalog profile "
+        f"{profile}; regenerate: {UPDATE_ENV}=1 pytest {HERE}"
     ]
     keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     out.append(f"\n[assets] {len(keys)}")

@@ -131,8 +131,8 @@ def test_models_materialize_exits_0_and_every_models_check_passes(
             assert hashlib.sha256(body).hexdigest() == f["sha256"], f["path"]
     total = sum(st.metadata(f"model_{n}_minio")["bytes_uploaded"] for n in MODELS)
     print(
-        f"first models materialization: {took:.1f}s for the CLI run, {total} bytes uploaded to "
-        "MinIO"
+        f"first models materialization: {took:.1f}s for "
+        f"the CLI run, {total} bytes uploaded to MinIO"
     )
 
 

@@ -106,8 +106,8 @@ def test_every_check_of_the_run_is_queryable_in_prometheus(exported: dict[str, A
 
     _wait_for(expr, fresh)
     print(
-        f"pushed metrics queryable in Prometheus {time.monotonic() - exported['pushed_at']:.2f}s "
-        "after the push"
+        "pushed metrics queryable in Prometheus "
+        f"{time.monotonic() - exported['pushed_at']:.2f}s after the push"
     )
     passed = {
         (r["metric"]["asset"], r["metric"]["check"]): r

@@ -191,8 +191,8 @@ def test_bit_rot_named_by_the_check_is_repaired_by_the_next_materialization(
     assert md["bytes_transferred"] == 0, md
     assert (target / damaged).read_bytes() == good
     print(
-        f"repair of {damaged} ({len(good)} bytes): {took:.1f}s, {md['bytes_transferred']} bytes "
-        "fetched"
+        f"repair of {damaged} ({len(good)} bytes): {took:.1f}s, "
+        f"{md['bytes_transferred']} bytes fetched"
     )
 
 

@@ -233,8 +233,8 @@ def test_payload_killed_mid_download_leaves_nothing_complete_and_the_next_run_re
     whole = len(urllib.request.urlopen(f"{MIRROR}/torchvision/mnist/{big}", timeout=10).read())
     assert proxy.sent[big] - before.get(big, 0) == whole - had
     print(
-        f"killed at {had} of {whole} bytes of {big}; the next run fetched the remaining "
-        f"{whole - had}"
+        f"killed at {had} of {whole} bytes of {big}; the "
+        f"next run fetched the remaining {whole - had}"
     )
 
 

@@ -114,8 +114,8 @@ def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], 
     while time.monotonic() < deadline:
         runs = graphql(
             url,
-            "{ runsOrError(limit: 5) { ... on Runs { results { runId status assetSelection { "
-            "path } } } } }",
+            "{ runsOrError(limit: 5) { ... on Runs { results { "
+            "runId status assetSelection { path } } } } }",
         )
         mine = [
             r

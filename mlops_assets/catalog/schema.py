@@ -244,8 +244,8 @@ class Hpc(_Strict):
         min_length=1,
         pattern=r"^[\w./+-]+$",
         description=(
-            "Python on the HPC side that runs the payloads (needs huggingface_hub and "
-            "dagster-pipes)"
+            "Python on the HPC side that runs the payloads "
+            "(needs huggingface_hub and dagster-pipes)"
         ),
     )
 
@@ -663,9 +663,9 @@ class Staging(_Strict):
         default=168,
         ge=0,
         description=(
-            "re-hash a staged copy whose last full verification is older than this even if no "
-            "file's size/mtime/inode changed (bit rot leaves them alone); 0 re-hashes on every "
-            "materialization"
+            "re-hash a staged copy whose last full verification is older "
+            "than this even if no file's size/mtime/inode changed (bit rot "
+            "leaves them alone); 0 re-hashes on every materialization"
         ),
     )
 

@@ -30,8 +30,8 @@ JOB = "mlops_assets"
 METRICS: dict[str, tuple[str, str]] = {
     "mlops_check_passed": (
         "gauge",
-        "1 if the asset check passed on its last evaluation, else 0. Labels: asset, check, "
-        "severity, group.",
+        "1 if the asset check passed on its last evaluation, "
+        "else 0. Labels: asset, check, severity, group.",
     ),
     "mlops_check_severity_error": (
         "gauge",
@@ -58,8 +58,8 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "mlops_check_extra_value": (
         "gauge",
-        "Numeric extras a check reports beside its measured value (e.g. latency_s, targets_up). "
-        "Label key.",
+        "Numeric extras a check reports beside its measured "
+        "value (e.g. latency_s, targets_up). Label key.",
     ),
     "mlops_asset_last_materialization_timestamp_seconds": (
         "gauge",

@@ -194,8 +194,8 @@ class JobOutcome:
             return f"SLURM job {self.job_id} CANCELLED{by}{where}"
         if self.state == "TIMEOUT":
             return (
-                f"SLURM job {self.job_id} TIMEOUT: ran past its time limit ({self.elapsed_s} s "
-                f"elapsed){where}"
+                f"SLURM job {self.job_id} TIMEOUT: ran past its "
+                f"time limit ({self.elapsed_s} s elapsed){where}"
             )
         sig = f", signal {self.exit_signal}" if self.exit_signal else ""
         return f"SLURM job {self.job_id} {self.state} with exit code {self.exit_code}{sig}{where}"
@@ -220,8 +220,8 @@ def _step_cause(state: str, signal: int) -> str:
     """The usual cause of a step's end, and its usual fix."""
     if state == "OUT_OF_MEMORY":
         return (
-            "the step ran out of memory (cgroup OOM kill): raise --mem or lower the step's "
-            "memory use"
+            "the step ran out of memory (cgroup OOM kill): "
+            "raise --mem or lower the step's memory use"
         )
     if state == "NODE_FAIL":
         return "a node of the step failed: check the node's slurmd log and `sinfo -R`, then rerun"
@@ -409,9 +409,9 @@ def reconcile_orphans(
                         job,
                         REPORT,
                         state,
-                        f"SLURM job {job.job_id} ({where}) is {state} though run "
-                        f"{job.run_id[:8]} is {job.run_status}: scancel {job.job_id} if it "
-                        "should stop",
+                        f"SLURM job {job.job_id} ({where}) is {state} though "
+                        f"run {job.run_id[:8]} is {job.run_status}: scancel "
+                        f"{job.job_id} if it should stop",
                     )
                 )
         elif job.job_id in ended:
@@ -421,9 +421,9 @@ def reconcile_orphans(
                     job,
                     REPORT,
                     state,
-                    f"SLURM job {job.job_id} ({where}) ended {state} after run {job.run_id[:8]} "
-                    f"({job.run_status}) stopped waiting: no result was recorded; materialize "
-                    f"{where} again",
+                    f"SLURM job {job.job_id} ({where}) ended {state} after run "
+                    f"{job.run_id[:8]} ({job.run_status}) stopped waiting: no "
+                    f"result was recorded; materialize {where} again",
                 )
             )
     return out

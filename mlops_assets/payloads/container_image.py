@@ -58,8 +58,8 @@ def _run(argv: list[str], log: Log, env: dict[str, str], timeout_s: float, what:
         if now - started > timeout_s:
             proc.kill()
             raise StagingError(
-                f"{what} took longer than {timeout_s:.0f}s and was stopped; the previous image "
-                "is untouched"
+                f"{what} took longer than {timeout_s:.0f}s and was "
+                "stopped; the previous image is untouched"
             )
     code = proc.wait()
     text = "\n".join(lines)
@@ -106,8 +106,8 @@ def _local_source_state(kind: str, source: str) -> str:
         return f"#{st.st_size}:{st.st_mtime_ns}"
     except OSError as exc:
         raise StagingError(
-            f"the image source {source} cannot be read ({exc.strerror}): check the catalog's "
-            "pull path"
+            f"the image source {source} cannot be read "
+            f"({exc.strerror}): check the catalog's pull path"
         ) from None
 
 

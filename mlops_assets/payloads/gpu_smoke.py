@@ -212,8 +212,8 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     for i in range(count):
         g = measure_gpu(torch, i, cfg)
         log(
-            f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} TFLOP/s bf16, {g['copy_gbps']} GB/s "
-            "copy"
+            f"GPU {i} {g['name']}: {g['matmul_bf16_tflops']} "
+            f"TFLOP/s bf16, {g['copy_gbps']} GB/s copy"
         )
         gpus.append(g)
     judged = rules.judge_gpus(

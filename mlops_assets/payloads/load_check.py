@@ -224,8 +224,8 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
             all(f in rows for f in mine) and per_split.get(split) != want
         ):  # unreadable files are named above
             problems.append(
-                f"split {split}: {per_split.get(split)} rows in {', '.join(mine)}, the catalog "
-                f"expects {want}"
+                f"split {split}: {per_split.get(split)} rows in "
+                f"{', '.join(mine)}, the catalog expects {want}"
             )
     return {
         "problems": problems,
@@ -364,8 +364,8 @@ def check_model(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     tol = float(spec.get("tolerance", 0.01))
     if want and weights and not unreadable and abs(params - int(want)) > tol * int(want):
         problems.append(
-            f"{', '.join(weights)}: {params} parameters, the catalog expects {want} (tolerance "
-            f"{tol:.1%})"
+            f"{', '.join(weights)}: {params} parameters, the "
+            f"catalog expects {want} (tolerance {tol:.1%})"
         )
     return {
         "problems": problems,
@@ -551,8 +551,8 @@ def check_torchvision(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
             per_split = _torchvision_rows(root, cls, md5)
         except Exception as exc:
             problems.append(
-                f"torchvision.datasets.{cls}(download=False) failed: {type(exc).__name__}: "
-                f"{str(exc)[:200]}"
+                f"torchvision.datasets.{cls}(download=False) "
+                f"failed: {type(exc).__name__}: {str(exc)[:200]}"
             )
     for split, want in expected.items():
         if split in per_split and per_split[split] != want:

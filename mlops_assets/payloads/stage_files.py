@@ -66,9 +66,9 @@ def stage_tree(
             if man.digest != digest:
                 remove_tree(staging)
                 raise StagingError(
-                    f"{source} does not hold the package's files (digest {man.digest[:16]}, "
-                    f"expected {digest[:16]}): another run is uploading; run again. The previous "
-                    "copy is untouched"
+                    f"{source} does not hold the package's files (digest "
+                    f"{man.digest[:16]}, expected {digest[:16]}): another run "
+                    "is uploading; run again. The previous copy is untouched"
                 )
             manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
             swap_into_place(staging, target)

@@ -252,8 +252,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
 
             total = sum(int(w["size"]) for w in listing.values())
             log(
-                f"downloading {repo}@{revision[:12]}: {len(listing)} files, {total} bytes "
-                f"({reused} reused)"
+                f"downloading {repo}@{revision[:12]}: {len(listing)} "
+                f"files, {total} bytes ({reused} reused)"
             )
             try:
                 snapshot_download(

@@ -214,8 +214,8 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
             swap_into_place(staging, target)
             manifest.write_stat_stamp(target, man, mpath)
         log(
-            f"staged {target}: {man.file_count} files, {man.total_bytes} bytes, {transferred} "
-            "transferred"
+            f"staged {target}: {man.file_count} files, "
+            f"{man.total_bytes} bytes, {transferred} transferred"
         )
         return {**result(man, transferred), **how}
 

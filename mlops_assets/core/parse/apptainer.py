@@ -172,8 +172,8 @@ def parse_labels(inspect_json: str) -> dict[str, str]:
     if not isinstance(attributes, dict):
         keys = sorted(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
         raise ValueError(
-            f"apptainer inspect --json: no attributes in its answer (keys {keys}): unknown "
-            "output shape"
+            "apptainer inspect --json: no attributes in its "
+            f"answer (keys {keys}): unknown output shape"
         )
     labels = attributes.get("labels")
     if isinstance(labels, str):  # Singularity 3.0/3.1 printed the labels file as a string
@@ -266,8 +266,8 @@ PULL_HINTS: HintRules = (
     ),
     (
         ("fakeroot", "subuid", "newuidmap"),
-        "--fakeroot needs /etc/subuid and /etc/subgid entries for the training user and the "
-        "uidmap package",
+        "--fakeroot needs /etc/subuid and /etc/subgid entries "
+        "for the training user and the uidmap package",
     ),
     (
         ("manifest unknown", "not found", "no such file"),
@@ -318,9 +318,9 @@ def start_failure(text: str) -> str | None:
 START_HINTS: HintRules = (
     (
         ("capability set",),
-        "Apptainer may not take the capabilities it asks for: the probe ran as root inside a "
-        "restricted capability bounding set (a container or sandboxed login); run it as an "
-        "unprivileged user",
+        "Apptainer may not take the capabilities it asks for: the probe "
+        "ran as root inside a restricted capability bounding set (a "
+        "container or sandboxed login); run it as an unprivileged user",
     ),
     (
         ("fakeroot", "subuid", "user namespace", "/proc/self/ns/user"),
@@ -348,6 +348,6 @@ def start_failure_hint(message: str) -> str:
     return first_hint(
         message,
         START_HINTS,
-        "Apptainer failed before running the command: read its message and apptainer.conf on "
-        "the node",
+        "Apptainer failed before running the command: read "
+        "its message and apptainer.conf on the node",
     )

@@ -267,8 +267,8 @@ def judge_all_reduce_perf(
             )
         else:
             messages.append(
-                f"unjudged: largest size {largest} B is below 1 GiB, where bus bandwidth is "
-                "compared"
+                f"unjudged: largest size {largest} B is below "
+                "1 GiB, where bus bandwidth is compared"
             )
     verdicts.append(judged["verdict"])
     messages += judged["messages"]

@@ -177,12 +177,12 @@ HEALTH_FIELDS: dict[str, str] = {
         "uncorrected ECC errors not reported (ECC off or not supported): memory errors unjudged"
     ),
     "remapped_rows_pending": (
-        "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): pending remaps "
-        "unjudged"
+        "row remapping not reported (pre-Ampere GPU, MIG "
+        "mode or old driver): pending remaps unjudged"
     ),
     "remapped_rows_failure": (
-        "row remapping not reported (pre-Ampere GPU, MIG mode or old driver): remap failures "
-        "unjudged"
+        "row remapping not reported (pre-Ampere GPU, MIG "
+        "mode or old driver): remap failures unjudged"
     ),
 }
 
@@ -310,8 +310,8 @@ def judge_gpu_health(
         if min_driver:
             if g.driver_version is None:
                 unjudged.append(
-                    f"{where} GPU{g.index}: driver version not reported: driver >= {min_driver} "
-                    "unjudged"
+                    f"{where} GPU{g.index}: driver version not "
+                    f"reported: driver >= {min_driver} unjudged"
                 )
             elif not versions.at_least(g.driver_version, min_driver):
                 problems.append(f"{where} GPU{g.index}: driver {g.driver_version} < {min_driver}")
@@ -475,9 +475,9 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"couldn.t communicate with the NVIDIA driver",
             "driver_not_loaded",
             "NVIDIA kernel module not loaded",
-            "load it (modprobe nvidia) and read dmesg; after a kernel update rebuild the module "
-            "for the running kernel (DKMS) or install the driver for it; check nouveau is "
-            "blacklisted",
+            "load it (modprobe nvidia) and read dmesg; after a kernel "
+            "update rebuild the module for the running kernel (DKMS) or "
+            "install the driver for it; check nouveau is blacklisted",
         ),
         (
             r"No devices were found",
@@ -498,8 +498,8 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"Failed to initialize NVML: Insufficient Permissions|Insufficient Permissions",
             "nvml_permissions",
             "no permission on the GPU devices",
-            "check the mode of /dev/nvidia* (and /dev/nvidia-caps for MIG) and the job's device "
-            "cgroup",
+            "check the mode of /dev/nvidia* (and /dev/nvidia-caps "
+            "for MIG) and the job's device cgroup",
         ),
         (
             r"Failed to initialize NVML: Unknown Error",
@@ -520,8 +520,8 @@ _FAILURES: tuple[tuple[re.Pattern[str], str, str, str], ...] = tuple(
             r"executable file not found|couldn't find the nvidia-smi",
             "not_installed",
             "no NVIDIA driver",
-            "nvidia-smi is not installed: install the NVIDIA driver on the node (nvidia-smi "
-            "ships with it)",
+            "nvidia-smi is not installed: install the NVIDIA "
+            "driver on the node (nvidia-smi ships with it)",
         ),
     )
 )

@@ -208,13 +208,13 @@ class BeegfsTarget:
             )
         if self.consistency == "Needs-resync":
             return (
-                "Needs-resync: its mirror copy is stale; beegfs-ctl --resyncstats, --startresync "
-                "if none runs"
+                "Needs-resync: its mirror copy is stale; beegfs-ctl "
+                "--resyncstats, --startresync if none runs"
             )
         if self.consistency != "Good":
             return (
-                f"{self.consistency}: its data is not trusted; see the storage/meta log on node "
-                f"{self.node}"
+                f"{self.consistency}: its data is not trusted; see "
+                f"the storage/meta log on node {self.node}"
             )
         return ""
 

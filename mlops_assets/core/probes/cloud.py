@@ -53,8 +53,8 @@ def _kget(kube: Kube, path: str, query: dict[str, str] | None = None) -> Any:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         raise ProbeFailed(
             f"Kubernetes API GET {path} failed: {status or ''} {reason}".strip(),
-            "check cloud.kubernetes.kubeconfig/context and that the API server answers (kubectl "
-            "get nodes)",
+            "check cloud.kubernetes.kubeconfig/context and that "
+            "the API server answers (kubectl get nodes)",
         ) from None
 
 
@@ -295,8 +295,8 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
             ready.append(name)
         elif state == "ignored":
             ignored.append(
-                f"{name}: ignored (a second ClusterPolicy; the operator reconciles only the "
-                "oldest one)"
+                f"{name}: ignored (a second ClusterPolicy; the "
+                "operator reconciles only the oldest one)"
             )
         else:
             why = _cp_conditions(status)
@@ -305,8 +305,8 @@ def gpu_operator_clusterpolicy(kube: Kube, catalog: Catalog) -> Outcome:
     if broken:
         hint = (
             "ClusterPolicy notReady: kubectl -n "
-            f"{catalog.cloud.components.gpu_operator.namespace} get pods, then describe/logs the "
-            "failing operand"
+            f"{catalog.cloud.components.gpu_operator.namespace} "
+            "get pods, then describe/logs the failing operand"
         )
         if named:
             hint += ": " + ", ".join(f"{s} -> {_CP_STATES[s]}" for s in dict.fromkeys(named))
@@ -524,8 +524,8 @@ def mlflow_registry(http: Http, catalog: Catalog) -> Outcome:
 
 
 _MLFLOW_HINT = (
-    "MLflow's artifact store failed: check --artifacts-destination, the server's S3 credentials "
-    "and the bucket"
+    "MLflow's artifact store failed: check --artifacts-destination, "
+    "the server's S3 credentials and the bucket"
 )
 
 
@@ -828,8 +828,8 @@ def _credentials_failure(catalog: Catalog, what: str, code: str) -> ProbeFailed:
         return ProbeFailed(
             f"{what} at {m.url} refused the credentials: {code} "
             f"(access key from ${m.access_key.env}, secret from ${m.secret_key.env})",
-            f"wrong S3 credentials: set ${m.access_key.env} / ${m.secret_key.env} to a key pair "
-            "the server knows",
+            f"wrong S3 credentials: set ${m.access_key.env} / "
+            f"${m.secret_key.env} to a key pair the server knows",
         )
     return ProbeFailed(
         f"{what} at {m.url} failed: {code}",
@@ -868,8 +868,8 @@ def minio_buckets_exist(s3: Any, catalog: Catalog, required: bool) -> Outcome:
         present,
         wanted,
         "buckets",
-        "materialize the bucket assets (mlops-assets materialize --select storage) or create "
-        "them (mc mb)",
+        "materialize the bucket assets (mlops-assets "
+        "materialize --select storage) or create them (mc mb)",
     )
     return dataclasses.replace(out, detail="; ".join(problems))
 
@@ -885,8 +885,8 @@ def minio_cluster_health(http: Http, catalog: Catalog) -> Outcome:
             "write quorum",
             "",
             detail=(
-                "the S3 server is not MinIO: /minio/health/cluster does not exist (sandbox: "
-                "SeaweedFS)"
+                "the S3 server is not MinIO: /minio/health/cluster "
+                "does not exist (sandbox: SeaweedFS)"
             ),
         )
     ans = _answer(http, "/minio/health/cluster", "MinIO unreachable")

@@ -200,8 +200,8 @@ def version_outcome(found: list[dict[str, Any]], name: str, revision: str, diges
             f"{v['version']} ({_tags(v).get(TAG_DIGEST, 'no digest')[:16]})" for v in at_rev
         )
         detail = (
-            f"versions at this revision carry other manifest digests: {others}; the current one "
-            f"is {digest[:16]}"
+            "versions at this revision carry other manifest "
+            f"digests: {others}; the current one is {digest[:16]}"
         )
     else:
         detail = f"{len(found)} versions, none at this revision"

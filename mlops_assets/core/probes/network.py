@@ -321,8 +321,8 @@ def bandwidth_outcome(
         "Mbps",
         hint,
         detail=(
-            f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the login node to the object store in "
-            f"{seconds:.3f}s"
+            f"{HPC_TO_CLOUD}: {nbytes} bytes uploaded from the "
+            f"login node to the object store in {seconds:.3f}s"
         ),
         extra={"probe_bytes": nbytes, "seconds": round(seconds, 3)},
     )

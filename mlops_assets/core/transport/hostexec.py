@@ -234,15 +234,15 @@ class SshRunner:
             except paramiko.AuthenticationException:
                 raise HostError(
                     f"{s.user}@{s.host}:{s.port} refused the key {key}",
-                    "check hpc.access.login.user and that the public key is in the user's "
-                    "authorized_keys",
+                    "check hpc.access.login.user and that the "
+                    "public key is in the user's authorized_keys",
                 ) from None
             except paramiko.SSHException as exc:
                 if "not found in known_hosts" in str(exc):
                     raise HostError(
                         f"{s.host}:{s.port} is not in {known}",
-                        "add the login node's host key to known_hosts after checking its "
-                        "fingerprint",
+                        "add the login node's host key to "
+                        "known_hosts after checking its fingerprint",
                     ) from None
                 if attempt >= s.retries:
                     raise HostError(

@@ -111,8 +111,8 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
         cron_schedule=catalog.automation.full_validation_cron,
         default_status=schedule_status(catalog),
         description=(
-            "Every asset and check in one run, and the per-node smoke once per usable GPU node "
-            "(from sinfo)."
+            "Every asset and check in one run, and the per-node "
+            "smoke once per usable GPU node (from sinfo)."
         ),
     )
     def nightly(

@@ -175,8 +175,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "mlflow",
             "mlflow_artifact_round_trip",
             E,
-            "Runs and models live in the artifact store, which no MLflow endpoint but an upload "
-            "touches.",
+            "Runs and models live in the artifact store, which "
+            "no MLflow endpoint but an upload touches.",
             _with("mlflow", r.mlflow_artifact_round_trip),
             ("mlflow",),
             light=False,

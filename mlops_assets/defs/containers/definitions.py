@@ -99,8 +99,8 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 asset,
                 f"{asset}_is_valid_sif",
                 E,
-                "A truncated or non-SIF file fails every job that execs it: SIF magic, then "
-                "inspect --json.",
+                "A truncated or non-SIF file fails every job that "
+                "execs it: SIF magic, then inspect --json.",
                 bound(_sif_valid, name),
                 ("hpc",),
                 blocking=True,

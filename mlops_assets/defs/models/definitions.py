@@ -48,9 +48,10 @@ def staged(catalog: Catalog, name: str, m: Model) -> Staged:
         bucket=m.bucket,
         verifies_why="The snapshot in the HF cache on BeeGFS still matches its manifest (jobs "
         "load it with HF_HUB_OFFLINE=1); names what is missing, extra or changed.",
-        loads_why="config.json and the tokenizer files parse, every safetensors header parses "
-        "and fits its file, and the tensors add up to the catalog's parameter count (no torch "
-        "needed).",
+        loads_why=(
+            "config.json and the tokenizer files parse, every safetensors header parses and fits "
+            "its file, and the tensors add up to the catalog's parameter count (no torch needed)."
+        ),
         bucket_why="KServe pulls the model from here",
     )
 
@@ -137,9 +138,9 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
             if in_bucket != man.digest:
                 raise ProbeFailed(
                     f"{uri}{staging_plan.S3_MANIFEST_OBJECT} is "
-                    f"{'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, the "
-                    f"staged manifest is at {man.digest[:16]}: the MinIO copy is not complete or "
-                    "not current",
+                    f"{'missing' if head is None else f'at digest {str(in_bucket)[:16]}'}, "
+                    f"the staged manifest is at {man.digest[:16]}: the MinIO "
+                    "copy is not complete or not current",
                     f"materialize {staged}_minio first",
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)

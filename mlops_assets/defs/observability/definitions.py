@@ -117,8 +117,8 @@ def metrics_exporter(
         return dg.SkipReason("no new check results or materializations")
     pushed = push(pushgateway.url, push_groups(samples), timeout_s=pushgateway.timeout_s)
     context.log.info(
-        f"pushed {pushed} groups to {pushgateway.url}: {n_checks} check results, {n_mats} "
-        "materializations"
+        f"pushed {pushed} groups to {pushgateway.url}: "
+        f"{n_checks} check results, {n_mats} materializations"
     )
     return dg.SensorResult(cursor=json.dumps(new_cursor, sort_keys=True))
 

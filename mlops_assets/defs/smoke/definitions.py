@@ -175,9 +175,9 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 "partition per GPU node."
             )
             + (
-                " The catalog declares the GPUs fake: the job takes the inventory, measures its "
-                "CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU "
-                "figure and a WARN."
+                " The catalog declares the GPUs fake: the job takes the inventory, "
+                "measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both "
+                "verified), reports no GPU figure and a WARN."
                 if fake
                 else ""
             ),
@@ -220,8 +220,8 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 "models/mnist/job-<id>."
             )
             + (
-                " The catalog declares the GPUs fake: it trains on the job's CPUs and says so "
-                "(device cpu)."
+                " The catalog declares the GPUs fake: it trains "
+                "on the job's CPUs and says so (device cpu)."
                 if fake
                 else ""
             ),

@@ -26,8 +26,8 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
         deps=["beegfs"],
         required_resource_keys={"hpc"},
         description=(
-            f"The directories training needs under {catalog.hpc.beegfs.root}, owned by the "
-            "training user."
+            "The directories training needs under "
+            f"{catalog.hpc.beegfs.root}, owned by the training user."
         ),
     )
     def beegfs_layout(context) -> dg.MaterializeResult:
@@ -64,8 +64,8 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
         deps=["minio"],
         required_resource_keys={"s3"},
         description=(
-            f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. Created if missing, never "
-            "emptied."
+            f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. "
+            "Created if missing, never emptied."
         ),
     )
     def _asset(context) -> dg.MaterializeResult:

@@ -52,8 +52,8 @@ def _verifies(c: Any) -> Outcome:
         have = staging.read_staged_manifest(runner, mpath, KEY)
         if have.digest != want.digest:
             problems.append(
-                f"{target}: staged digest {have.digest[:16]} is not the package's "
-                f"{want.digest[:16]}"
+                f"{target}: staged digest {have.digest[:16]} "
+                f"is not the package's {want.digest[:16]}"
             )
         files += have.file_count
     return Outcome(

@@ -124,9 +124,9 @@ def _cut(value: str, what: str) -> None:
     """A cell that ends in '+' was cut to its column width: never read it as a value."""
     if value.endswith("+"):
         raise ValueError(
-            f"{what} {value!r} is cut to its column width (the '+' marks the cut); read the "
-            "command's parsable output (sacct -P, sinfo/squeue -o with a separator), which is "
-            "never cut"
+            f"{what} {value!r} is cut to its column width (the '+' marks "
+            "the cut); read the command's parsable output (sacct -P, "
+            "sinfo/squeue -o with a separator), which is never cut"
         )
 
 
