@@ -80,9 +80,14 @@ class SimulatedFleetRunner:
         return f"{n.name}|{self.partition}|{n.state}|64|512000|gpu:{n.gpus}|none\n"
 
     def _scontrol_block(self, n: SimNode) -> str:
-        state = {"idle": "IDLE", "mixed": "MIXED", "allocated": "ALLOCATED"}.get(
-            n.state, n.state.upper().rstrip("*~")
-        )
+        state = {
+            "idle": "IDLE",
+            "mixed": "MIXED",
+            "allocated": "ALLOCATED",
+            "idle~": "IDLE+POWERED_DOWN",
+            "drained": "IDLE+DRAIN",
+            "down*": "DOWN+NOT_RESPONDING",
+        }.get(n.state, n.state.upper())
         idx = f"IDX:0-{n.gpus_used - 1}" if n.gpus_used else "IDX:N/A"
         return (
             f"NodeName={n.name} Arch=x86_64 CoresPerSocket=32\n"
