@@ -71,14 +71,22 @@ def ship_payloads(
     `files` (shipped name -> (package, resource)) defaults to the staging payloads."""
     files = files or PAYLOAD_FILES
     dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
-    _check(
-        runner.run(["mkdir", "-p", "--", dest]),
+    remote = {f"{dest}/{n}": "" for n in files}
+    # one round trip (a fixed cost of every Pipes session): make the dir, hash what is there
+    res = _check(
+        runner.run(
+            [
+                "sh",
+                "-c",
+                'mkdir -p -- "$1" || exit; shift; '
+                'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true',
+                "sh",
+                dest,
+                *remote,
+            ]
+        ),
         f"mkdir {dest}",
         "the scripts directory must be writable (materialize beegfs_layout)",
-    )
-    remote = {f"{dest}/{n}": "" for n in files}
-    res = runner.run(
-        ["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote]
     )
     for line in res.stdout.splitlines():
         digest, _, path = line.partition("  ")
