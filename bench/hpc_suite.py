@@ -22,6 +22,8 @@ from types import SimpleNamespace
 
 from mlops_assets.checking import MAX_CONCURRENT_PROBES, ProbeContext
 from mlops_assets.core.checks import run_check
+from mlops_assets.core.probes.node_step import sinfo_nodes
+from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.defs.hpc.definitions import specs
 from mlops_assets.platform import active, build_resources
 
@@ -84,6 +86,7 @@ def main() -> None:
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "rounds": args.rounds,
         "checks": len(specs(active().catalog)),
+        "nodes": len(sinfo_nodes(LocalRunner())),
         "cli_validate_hpc_median_s": round(statistics.median(cli), 2),
         "shared_connection_concurrent_median_s": round(statistics.median(shared), 2),
         "connection_per_check_sequential_median_s": round(statistics.median(naive), 2),

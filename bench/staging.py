@@ -613,6 +613,9 @@ def main() -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for part in parts:  # each comparison says when it was measured
         out[KEYS[part]]["measured_at"] = now
+    for key in KEYS.values():  # kept figures keep the date they were measured
+        if key not in out and isinstance(old.get(key), dict):
+            old[key].setdefault("measured_at", old.get("measured_at", "?"))
     result = {
         "measured_at": now,
         "host": platform.node(),
