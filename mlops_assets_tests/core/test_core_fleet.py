@@ -190,3 +190,29 @@ def test_nv_per_node_names_the_node_whose_container_sees_no_gpu() -> None:
     assert out.extra["nodes_probed"] == 50
     runner.answer = answers({}, (0, bound, ""))
     assert containers.nv_exposes_gpus_per_node(runner, "/c/x.sif", "gpu").passed
+
+
+def test_one_gpu_nv_goes_to_a_node_with_a_free_gpu_and_never_queues() -> None:
+    bound = recorded("apptainer/nv_probe_h200_bound.txt")
+    nodes = uniform_fleet(3, gpus=2)
+    nodes[0].state, nodes[0].gpus_used = "mixed", 2
+    nodes[1].state, nodes[1].gpus_used = "mixed", 1
+    nodes[2].state = "allocated"
+
+    class OneNode(SimulatedFleetRunner):  # the plain one-node step of nv_exposes_gpus
+        def _srun(self, argv: list[str]) -> Answer:
+            return (0, bound, "")
+
+    runner = OneNode(nodes, answers({}, (0, bound, "")))
+    out = containers.nv_exposes_gpus(runner, "/c/x.sif", "gpu", 1)
+    srun = [c for c in runner.calls if c[0] == "srun"]
+    assert out.passed and len(srun) == 1
+    assert srun[0][srun[0].index("-w") + 1] == "gpu0002" and "--immediate=10" in srun[0]
+    nodes[1].gpus_used = 2
+    runner.calls.clear()
+    out = containers.nv_exposes_gpus(runner, "/c/x.sif", "gpu", 1)
+    assert not out.passed and out.severity is Severity.WARN and out.measured == "not probed"
+    assert (
+        "gpu0001 (MIXED, 2 of 2 GPUs in use)" in out.detail and "gpu0003 (ALLOCATED)" in out.detail
+    )
+    assert not [c for c in runner.calls if c[0] == "srun"]

@@ -208,9 +208,29 @@ def nv_exposes_gpus(
     timeout_s: float = 300,
 ) -> Outcome:
     """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
-    counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
+    counts must match and be non-zero. The step's exit code is not trusted (see module doc).
+    The step goes to a node with `gpus` free GPUs now; when every node is busy nothing is
+    waited for: the check judged nothing, a WARN naming the busy nodes."""
+    free, busy = node_step.split_free(runner, partition, gpus=gpus, gpu_nodes=True)
+    if not free:
+        return Outcome(
+            False,
+            "not probed",
+            gpus,
+            "GPUs visible inside apptainer exec --nv",
+            node_step.BUSY_HINT,
+            detail=f"no node of {partition} has {gpus} free GPU(s) now; "
+            + node_step.busy_note(busy),
+            severity=Severity.WARN,
+        )
     step = node_step.run_step(
-        runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s)
+        runner,
+        partition,
+        ["sh", "-c", NV_PROBE, "sh", image],
+        node=free[0].name,
+        gpus=gpus,
+        wait_s=node_step.FLEET_WAIT_S,
+        run_s=int(timeout_s),
     )
     if not step.ran:
         raise ProbeFailed(

@@ -225,10 +225,7 @@ class FleetRun:
         return [r for r in self.nodes.values() if r.ran]
 
     def busy_note(self) -> str:
-        """``busy, not probed: n3 (MIXED, 8 of 8 GPUs in use), ...`` or ''."""
-        if not self.busy:
-            return ""
-        return "busy, not probed: " + ", ".join(f"{n} ({w})" for n, w in sorted(self.busy.items()))
+        return busy_note(self.busy)
 
 
 def free_now(node: SlurmNode, gpus: int) -> str:
@@ -356,6 +353,38 @@ def _judge_step(runner: Runner, argv: list[str], name: str, limit_s: int) -> Ste
     return Step(res, True)
 
 
+def split_free(
+    runner: Runner,
+    partition: str,
+    *,
+    all_gpus: bool = False,
+    gpus: int = 0,
+    gpu_nodes: bool = False,
+) -> tuple[list[SlurmNode], dict[str, str]]:
+    """The partition's in-service nodes that can start a step now (holding ``gpus`` GPUs, or
+    all of a node's), and why each other one cannot. Raises OutOfService as run_step does."""
+    usable = [n for n in in_service(runner, partition) if n.gpus > 0 or not gpu_nodes]
+    if any(n.state.base == "MIXED" for n in usable) and (all_gpus or gpus):
+        exact = {n.name: n for n in scontrol_nodes(runner)}  # sinfo has no GresUsed
+        usable = [exact.get(n.name, n) for n in usable]
+    free: list[SlurmNode] = []
+    busy: dict[str, str] = {}
+    for node in usable:
+        why = free_now(node, node.gpus if all_gpus else gpus)
+        if why:
+            busy[node.name] = why
+        else:
+            free.append(node)
+    return free, busy
+
+
+def busy_note(busy: dict[str, str]) -> str:
+    """``busy, not probed: n3 (MIXED, 8 of 8 GPUs in use), ...`` or ''."""
+    if not busy:
+        return ""
+    return "busy, not probed: " + ", ".join(f"{n} ({w})" for n, w in sorted(busy.items()))
+
+
 def run_on_nodes(
     runner: Runner,
     partition: str,
@@ -372,19 +401,12 @@ def run_on_nodes(
     labelled steps as the batch size allows, run side by side. ``all_gpus`` holds each node's
     every GPU (steps group nodes by GPU count, as ``--gres`` is per node). Busy and powered-down
     nodes are not waited for: they come back in ``busy``. Raises OutOfService as run_step does."""
-    usable = [n for n in in_service(runner, partition) if n.gpus > 0 or not with_gpus_only]
-    if any(n.state.base == "MIXED" for n in usable) and (all_gpus or gpus):
-        exact = {n.name: n for n in scontrol_nodes(runner)}  # sinfo has no GresUsed
-        usable = [exact.get(n.name, n) for n in usable]
-    busy: dict[str, str] = {}
+    free, busy = split_free(
+        runner, partition, all_gpus=all_gpus, gpus=gpus, gpu_nodes=with_gpus_only
+    )
     groups: dict[int, list[str]] = {}
-    for node in usable:
-        want = node.gpus if all_gpus else gpus
-        why = free_now(node, want)
-        if why:
-            busy[node.name] = why
-        else:
-            groups.setdefault(want, []).append(node.name)
+    for node in free:
+        groups.setdefault(node.gpus if all_gpus else gpus, []).append(node.name)
     jobs = [
         (g, names[i : i + batch])
         for g, names in groups.items()
