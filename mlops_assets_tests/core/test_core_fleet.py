@@ -139,6 +139,16 @@ def test_a_node_taken_since_sinfo_is_isolated_not_the_whole_step() -> None:
     assert run.steps <= 1 + 2 * 6  # halving: at most two steps per level of 64 → 1
 
 
+def test_a_partition_node_limit_below_the_batch_splits_steps_and_loses_no_node() -> None:
+    """MaxNodes on the partition (or a QOS's MaxNodesPerJob) refuses a 128-node step with
+    srun's `Node count specification invalid`: halving reaches an allowed size."""
+    runner = fleet(uniform_fleet(128, gpus=2))
+    runner.max_nodes = 32
+    run = node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True)
+    assert not run.busy and len(run.probed) == 128
+    assert run.steps == 1 + 2 + 4  # 128 refused, 2x64 refused, 4x32 run
+
+
 def test_nodes_differing_in_gpu_count_get_one_step_per_count() -> None:
     nodes = [*uniform_fleet(3, gpus=8), SimNode("big0001", 4)]
     runner = fleet(nodes)

@@ -42,6 +42,8 @@ class SimulatedFleetRunner:
     answer: Callable[[str, Sequence[str]], Answer]
     partition: str = "gpu"
     taken: set[str] = field(default_factory=set)
+    #: the partition's MaxNodes (or a QOS's MaxNodesPerJob): larger steps are refused
+    max_nodes: int | None = None
     where: str = "simulated-login (stand-in)"
     spent_s: float = 0.0
     calls: list[tuple[str, ...]] = field(default_factory=list)
@@ -100,6 +102,12 @@ class SimulatedFleetRunner:
         names = (
             expand_hostlist(argv[argv.index("-w") + 1]) if "-w" in argv else [self.nodes[0].name]
         )
+        if self.max_nodes is not None and len(names) > self.max_nodes:
+            return (
+                1,
+                "",
+                "srun: error: Unable to allocate resources: Node count specification invalid\n",
+            )
         refused = sorted(self.taken & set(names))
         if refused:
             return (
