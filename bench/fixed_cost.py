@@ -2,12 +2,12 @@
 a no-op `materialize --select dataset_cifar10` (scratch catalog, as bench/staging.py does, so
 the real dataset is never touched) and a no-op materialize of both container images.
 
-Each command runs in a fresh process (as a user runs it), after one warm-up run that makes the
-materialization a no-op; in a second kind of run, a driver wraps the functions that are the
-phases with timers (the union of each phase's call intervals: probes run in threads side by
-side; phases nest: SSH set-up and payload shipping happen inside the run). Plain wall times, without the profiler, are taken alternately beside a bare
-`python -c "import dagster"`, which is the goal's baseline (validate --select network within
-2x of it plus the probes' own time).
+Each command runs in a fresh process (as a user runs it), after one warm-up run that makes
+the materialization a no-op; in a second kind of run, a driver wraps the functions that are
+the phases with timers (the union of each phase's call intervals: probes run in threads side
+by side; phases nest: SSH set-up and payload shipping happen inside the run). Plain wall
+times, without the timers, are taken alternately beside a bare `python -c "import dagster"`,
+the goal's baseline (`validate --select network` within 2x of it plus the probes' own time).
 
     .venv/bin/python bench/fixed_cost.py [--rounds 3] [--only network,dataset,images]
 
@@ -148,7 +148,9 @@ def measure(name: str, cli_args: list[str], rounds: int) -> dict[str, Any]:
     cli = [sys.executable, "-m", "mlops_assets.cli", *cli_args]
     bare = [sys.executable, "-c", "import dagster"]
     wall(cli)  # warm-up: makes the materialization a no-op, fills the page cache
-    walls, bares, profiles = [], [], []
+    walls: list[float] = []
+    bares: list[float] = []
+    profiles: list[dict[str, Any]] = []
     for i in range(rounds):
         for side in (cli, bare) if i % 2 == 0 else (bare, cli):
             (walls if side is cli else bares).append(wall(side))
@@ -194,12 +196,12 @@ def main() -> None:
             )
             result["noop_dataset"]["command"] += " (catalog: scratch copy, BeeGFS root moved)"
     if "images" in which:
-        cat = active().catalog
-        missing = [n for n in cat.containers if not Path(cat.container_path(n)).is_file()]
+        catalog = active().catalog
+        missing = [n for n in catalog.containers if not Path(catalog.container_path(n)).is_file()]
         if missing:  # a first build takes minutes and belongs to the staging benchmarks
             result["noop_images"] = {"skipped": f"images not staged: {missing}"}
         else:
-            keys = [cat.container_key(n) for n in cat.containers]
+            keys = [catalog.container_key(n) for n in catalog.containers]
             result["noop_images"] = measure(
                 "images", ["materialize", "--select", *keys, *fmt], args.rounds
             )

@@ -239,7 +239,8 @@ class Bench:
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio_vs_pipeline"] >= 0.9
         res["note"] = (
-            "ratio_vs_pipeline (the goal): same work by standard tools, md5 + sha256 while writing, "
+            "ratio_vs_pipeline (the goal): same work by standard tools, md5 + sha256 while "
+            "writing, "
             "then fsync; ratio: against plain curl's %{time_total}, no hashing, no fsync (second "
             "line); payload: _download timed in-process; ratio_process_wall: whole processes "
             "(python start-up and imports included)"

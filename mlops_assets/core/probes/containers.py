@@ -240,7 +240,8 @@ def nv_exposes_gpus(
     text = step.result.stdout + step.result.stderr
     if "== inside" not in text:
         raise ProbeFailed(
-            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: {fatal_message(text)[:300]}",
+            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: "
+            + fatal_message(text)[:300],
             "check the partition and that a GPU node is available",
         )
     return judge_nv_probe(step.result.stdout, gpus, image, fake=fake)

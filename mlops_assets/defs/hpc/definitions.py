@@ -27,7 +27,8 @@ def _nv_image(catalog: Catalog) -> str:
 
 
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
-    """--nv with every GPU of each free GPU node (one step for all), in the image the smoke jobs use (else the first one)."""
+    """--nv with every GPU of each free GPU node (one step for all), in the image the smoke
+    jobs use (else the first one)."""
     from mlops_assets.core.probes.containers import nv_exposes_gpus_per_node
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
