@@ -187,7 +187,7 @@ def staging(d: dict[str, Any]) -> list[Row]:
     )
     c = d["noop_rematerialize_cli"]
     rows.append(
-        _row(
+        _row(  # bound: the command's fixed cost against a 37 MB dataset (Fixed cost below)
             "no-op `materialize --select dataset_cifar10`, CLI",
             f"{c['noop_median_s']} s",
             f"first run {c['first_median_s']} s",
@@ -242,18 +242,25 @@ def fixed_cost(d: dict[str, Any]) -> list[Row]:
         if not v or "wall_median_s" not in v:
             continue
         goal = goals.get(goal_key, 2.0)
-        rows.append(
-            _row(
-                label + ", CLI wall",
-                f"{v['wall_median_s']} s",
-                f"bare `import dagster` {v['bare_import_dagster_median_s']} s",
-                f"{v['wall_median_s'] / v['bare_import_dagster_median_s']:.2f}x",
-                f"< {goal} s",
-                v["wall_median_s"] < goal,
-                d.get("measured", "?"),
-                "fixed_cost.py",
-            )
+        row = _row(
+            label + ", CLI wall",
+            f"{v['wall_median_s']} s",
+            f"bare `import dagster` {v['bare_import_dagster_median_s']} s",
+            f"{v['wall_median_s'] / v['bare_import_dagster_median_s']:.2f}x",
+            f"< {goal} s",
+            v["wall_median_s"] < goal,
+            d.get("measured", "?"),
+            "fixed_cost.py",
         )
+        if v["wall_median_s"] >= goal:  # the row says what bounds it, from the same run
+            ph = v["phases_cumulative_s"]
+            start = sum(ph.get(k, 0.0) for k in ph if k.startswith(("imports", "instance")))
+            checks = ph.get("  asset checks' probes", 0.0)
+            row["met"] += (
+                f"; bound: Dagster imports + instance {start:.2f} s, the asset's checks "
+                f"{checks:.2f} s (Fixed cost below)"
+            )
+        rows.append(row)
     return rows
 
 
