@@ -187,7 +187,7 @@ def staging(d: dict[str, Any]) -> list[Row]:
     )
     c = d["noop_rematerialize_cli"]
     rows.append(
-        _row(  # bound: the command's fixed cost against a 37 MB dataset (Fixed cost below)
+        _row(
             "no-op `materialize --select dataset_cifar10`, CLI",
             f"{c['noop_median_s']} s",
             f"first run {c['first_median_s']} s",
@@ -198,6 +198,11 @@ def staging(d: dict[str, Any]) -> list[Row]:
             "staging.py",
         )
     )
+    if not c["goal_met"]:  # the staging work is a small part of a CLI run on a 37 MB dataset
+        rows[-1]["met"] += (
+            f"; bound: the command's fixed cost; the staging itself is {p['first_median_s']} s "
+            "of the first run (Fixed cost below)"
+        )
     h = d["hashing"]
     rows.append(
         _row(
