@@ -226,3 +226,13 @@ def test_one_gpu_nv_goes_to_a_node_with_a_free_gpu_and_never_queues() -> None:
         "gpu0001 (MIXED, 2 of 2 GPUs in use)" in out.detail and "gpu0003 (ALLOCATED)" in out.detail
     )
     assert not [c for c in runner.calls if c[0] == "srun"]
+
+
+def test_apptainer_on_compute_never_queues_behind_jobs(catalog: Catalog) -> None:
+    nodes = uniform_fleet(2, gpus=2)
+    nodes[0].state = nodes[1].state = "allocated"
+    runner = fleet(nodes)
+    out = hpc.apptainer_on_compute(runner, catalog)
+    assert not out.passed and out.severity is Severity.WARN and out.measured == "not probed"
+    assert "gpu0001 (ALLOCATED)" in out.detail
+    assert not [c for c in runner.calls if c[0] == "srun"]

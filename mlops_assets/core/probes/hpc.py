@@ -457,7 +457,25 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
     program is missing."""
     partition = catalog.smoke.partition
     minimum = catalog.hpc.apptainer.min_version
-    step = node_step.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
+    free, busy = node_step.split_free(runner, partition)
+    if not free:  # never queue behind running jobs: nothing was judged, which is a WARN
+        return Outcome(
+            False,
+            "not probed",
+            minimum,
+            "version on a compute node",
+            node_step.BUSY_HINT,
+            detail=f"every node of {partition} is busy; " + node_step.busy_note(busy),
+            severity=Severity.WARN,
+        )
+    step = node_step.run_step(
+        runner,
+        partition,
+        ["apptainer", "--version"],
+        node=free[0].name,
+        wait_s=node_step.FLEET_WAIT_S,
+        run_s=60,
+    )
     if not step.ran:
         raise ProbeFailed(
             f"the probe job did not run on partition {partition}: {step.why_not}",
