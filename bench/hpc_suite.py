@@ -22,6 +22,8 @@ from types import SimpleNamespace
 
 from mlops_assets.checking import MAX_CONCURRENT_PROBES, ProbeContext
 from mlops_assets.core.checks import run_check
+from mlops_assets.core.probes.node_step import sinfo_nodes
+from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.defs.hpc.definitions import specs
 from mlops_assets.platform import active, build_resources
 
@@ -84,11 +86,17 @@ def main() -> None:
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
         "rounds": args.rounds,
         "checks": len(specs(active().catalog)),
+        "nodes": len(sinfo_nodes(LocalRunner())),
         "cli_validate_hpc_median_s": round(statistics.median(cli), 2),
         "shared_connection_concurrent_median_s": round(statistics.median(shared), 2),
         "connection_per_check_sequential_median_s": round(statistics.median(naive), 2),
         "speedup": round(statistics.median(naive) / statistics.median(shared), 2),
         "goals": {"cli_validate_hpc_s": 5.0, "speedup": 2.0},
+        "samples_s": {  # the spread shows a noisy round (another session's job on the node)
+            "cli": [round(x, 2) for x in cli],
+            "shared": [round(x, 2) for x in shared],
+            "naive": [round(x, 2) for x in naive],
+        },
     }
     out = Path(__file__).parent / "results" / "hpc_suite.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

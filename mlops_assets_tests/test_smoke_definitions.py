@@ -16,6 +16,7 @@ from mlops_assets.defs.smoke.definitions import (
     NODE_JOB,
     container_keys,
     node_run_requests,
+    not_probed_busy,
 )
 from mlops_assets.platform import active
 
@@ -213,3 +214,45 @@ def test_automation_status_is_one_catalog_key() -> None:
             "nightly_full_validation_schedule",
         }
         assert all(s.default_status == schedule for s in d.schedules or [])
+
+
+def test_nodes_the_gpu_check_skipped_as_busy_are_smoked_once_they_come_free() -> None:
+    """The check's `not_probed_busy` extra, read back from a real instance's event log, makes
+    the sensor ask for a busy-then-free node's smoke jobs (issue 21: busy nodes are never
+    waited for, they are probed later)."""
+    from mlops_assets.checking import encode
+    from mlops_assets.core.checks import Evaluation, Severity
+    from mlops_assets.core.node_watch import decode_cursor
+
+    cat = active().catalog
+    ev = Evaluation(
+        "gpu_nodes",
+        "gpu_nvidia_smi_matches_gres_per_node",
+        True,
+        Severity.ERROR,
+        "8x NVIDIA H100",
+        "GPU count == GRES, healthy",
+        "nvidia-smi inside a job on each GPU node",
+        "",
+        1.0,
+        extra={"not_probed_busy": "gpu02,gpu03", "nodes_probed": 1},
+    )
+    with dg.instance_for_test() as instance:
+        assert not_probed_busy(instance) == set()
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=dg.AssetKey("gpu_nodes"),
+                check_name="gpu_nvidia_smi_matches_gres_per_node",
+                passed=True,
+                metadata=encode(ev),
+            )
+        )
+        waiting = not_probed_busy(instance)
+    assert waiting == {"gpu02", "gpu03"}
+    before = "gpu01|gpu|idle|64|512000|gpu:8|none\ngpu02|gpu|allocated|64|512000|gpu:8|none\n"
+    before += "gpu03|gpu|mixed|64|512000|gpu:8|none\n"
+    after = before.replace("gpu02|gpu|allocated", "gpu02|gpu|idle")
+    first = node_run_requests(cat, None, before, 0)
+    tick = node_run_requests(cat, decode_cursor(first.cursor), after, 1, waiting=waiting)
+    assert [(c.node, c.reason) for c in tick.found] == [("gpu02", "freed")]
+    assert [r.partition_key for r in tick.requests] == ["gpu02"]

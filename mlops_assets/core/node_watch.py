@@ -7,6 +7,8 @@ sensor's cursor) names each node that
 - appeared (a new node that is usable),
 - returned to service (was drained/down/not responding, is usable now),
 - changed its GRES (e.g. gpu:2 → gpu:4) and is usable,
+- was left out of the last per-node GPU probe because jobs held it (``waiting``: the check's
+  ``not_probed_busy``) and has just come free (busy → not busy),
 
 so the sensor asks for the smoke jobs on exactly those nodes. The first tick records a
 baseline and asks for nothing (the nightly full validation covers existing nodes). A node
@@ -16,13 +18,13 @@ that is busy (allocated, mixed) is usable: its smoke job queues behind the runni
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from mlops_assets.core.parse.slurm.nodes import SlurmNode, parse_sinfo_nodes
 from mlops_assets.core.parse.slurm.states import parse_node_state
 
-NEW, RESUMED, GRES_CHANGED = "new", "resumed", "gres_changed"
+NEW, RESUMED, GRES_CHANGED, FREED = "new", "resumed", "gres_changed", "freed"
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,21 @@ def snapshot_from_sinfo(text: str, partition: str | None = None) -> dict[str, st
     return snapshot(parse_sinfo_nodes(text), partition)
 
 
-def changes(previous: Mapping[str, str] | None, current: Mapping[str, str]) -> list[NodeChange]:
-    """Nodes to smoke now, sorted by name. ``previous`` None = first tick (baseline)."""
+def _busy(state: str) -> bool:
+    try:
+        return parse_node_state(state).busy
+    except ValueError:
+        return False
+
+
+def changes(
+    previous: Mapping[str, str] | None,
+    current: Mapping[str, str],
+    waiting: Collection[str] = (),
+) -> list[NodeChange]:
+    """Nodes to smoke now, sorted by name. ``previous`` None = first tick (baseline).
+    ``waiting``: nodes the last per-node GPU probe skipped as busy; each is asked for once,
+    on the tick it comes free, so a busy node is probed later without blocking a run."""
     if previous is None:
         return []
     out: list[NodeChange] = []
@@ -84,6 +99,8 @@ def changes(previous: Mapping[str, str] | None, current: Mapping[str, str]) -> l
             out.append(NodeChange(name, RESUMED, before, after))
         elif b_gres != gres:
             out.append(NodeChange(name, GRES_CHANGED, before, after))
+        elif name in waiting and _busy(b_state) and not _busy(state):
+            out.append(NodeChange(name, FREED, before, after))
     return out
 
 

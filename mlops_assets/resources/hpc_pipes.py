@@ -71,14 +71,22 @@ def ship_payloads(
     `files` (shipped name -> (package, resource)) defaults to the staging payloads."""
     files = files or PAYLOAD_FILES
     dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
-    _check(
-        runner.run(["mkdir", "-p", "--", dest]),
+    remote = {f"{dest}/{n}": "" for n in files}
+    # one round trip (a fixed cost of every Pipes session): make the dir, hash what is there
+    res = _check(
+        runner.run(
+            [
+                "sh",
+                "-c",
+                'mkdir -p -- "$1" || exit; shift; '
+                'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true',
+                "sh",
+                dest,
+                *remote,
+            ]
+        ),
         f"mkdir {dest}",
         "the scripts directory must be writable (materialize beegfs_layout)",
-    )
-    remote = {f"{dest}/{n}": "" for n in files}
-    res = runner.run(
-        ["sh", "-c", 'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true', "sh", *remote]
     )
     for line in res.stdout.splitlines():
         digest, _, path = line.partition("  ")
@@ -142,6 +150,7 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         self.poll_s = poll_s
         self.fresh = fresh
         self.offset = 0
+        self.at_end = False
         self.errors: list[str] = []
 
     @property
@@ -168,6 +177,7 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
             self.errors.append(res.tail(2))
             return 0
         text = res.stdout
+        self.at_end = len(text.encode()) < READ_CHUNK  # a short read reached the file's end
         end = text.rfind("\n")
         if end < 0:
             return 0
@@ -183,7 +193,9 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         try:
             while not done.wait(self.poll_s):
                 self._read_new(handler)
-            while self._read_new(handler) > 0:  # drain after the payload ended
+            # drain after the payload ended: its file is complete, so a short read was the last
+            # one (one SSH round trip saved per Pipes session against reading until empty)
+            while self._read_new(handler) > 0 and not self.at_end:
                 pass
         except Exception as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -49,6 +49,14 @@ def test_new_resumed_and_gres_changed_nodes_only() -> None:
     assert found == {("b", nw.RESUMED), ("c", nw.GRES_CHANGED), ("f", nw.NEW)}
 
 
+def test_a_node_skipped_as_busy_is_asked_for_once_it_comes_free() -> None:
+    before = {"a": "MIXED|gpu:8", "b": "ALLOCATED|gpu:8", "c": "ALLOCATED|gpu:8"}
+    after = {"a": "IDLE|gpu:8", "b": "ALLOCATED|gpu:8", "c": "IDLE|gpu:8"}
+    found = nw.changes(before, after, waiting={"a", "b"})
+    assert [(c.node, c.reason) for c in found] == [("a", nw.FREED)]  # c was probed: not waiting
+    assert nw.changes(after, after, waiting={"a"}) == []  # once, on the tick it came free
+
+
 def test_usable_states() -> None:
     assert nw.usable("IDLE") and nw.usable("MIXED") and nw.usable("ALLOCATED+COMPLETING")
     for bad in (

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
-from mlops_assets.core.checks import Outcome, ProbeFailed
+from mlops_assets.core.checks import Outcome, ProbeFailed, Scalar, Severity
 from mlops_assets.core.parse import versions
 from mlops_assets.core.parse.apptainer import (
     SIF_MAGIC,
@@ -162,37 +163,14 @@ def inside_start_failure(text: str) -> str | None:
     return None if parse_nvidia_smi_list(inside, strict=False) else start_failure(inside)
 
 
-def nv_exposes_gpus(
-    runner: Runner,
-    image: str,
-    partition: str,
-    gpus: int,
-    *,
-    fake: bool = False,
-    timeout_s: float = 300,
-) -> Outcome:
-    """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
-    counts must match and be non-zero. The step's exit code is not trusted (see module doc)."""
-    step = node_step.run_step(
-        runner, partition, ["sh", "-c", NV_PROBE, "sh", image], gpus=gpus, run_s=int(timeout_s)
-    )
-    if not step.ran:
-        raise ProbeFailed(
-            f"the --nv probe job did not run on partition {partition}: {step.why_not}",
-            node_step.OUT_OF_SERVICE_HINT,
-        )
-    res = step.result
-    text = res.stdout + res.stderr
-    if "== inside" not in text:
-        raise ProbeFailed(
-            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: "
-            f"{fatal_message(text)[:300]}",
-            "check the partition and that a GPU node is available",
-        )
-    outside, inside, words = parse_nv_probe(res.stdout)
+def judge_nv_probe(stdout: str, gpus: int, image: str, *, fake: bool = False) -> Outcome:
+    """NV_PROBE's output from a step holding ``gpus`` GPUs: counts outside and inside
+    `exec --nv` must match and be non-zero; a container that never started is named as
+    such, never as "no GPU"."""
+    outside, inside, words = parse_nv_probe(stdout)
     note = " (the catalog declares these GPUs fake)" if fake else ""
     unit = f"GPUs visible inside apptainer exec --nv (outside: {outside})"
-    failed = inside_start_failure(res.stdout)
+    failed = inside_start_failure(stdout)
     if failed is not None:  # nothing ran inside: no GPU count exists to compare
         return Outcome(
             False,
@@ -218,6 +196,123 @@ def nv_exposes_gpus(
         + note,
         detail=f"{image}: inside said {words[:200]!r}" if inside != gpus else image,
         extra={"gpus_outside": outside},
+    )
+
+
+def nv_exposes_gpus(
+    runner: Runner,
+    image: str,
+    partition: str,
+    gpus: int,
+    *,
+    fake: bool = False,
+    timeout_s: float = 300,
+) -> Outcome:
+    """In one SLURM step holding `gpus` GPUs: nvidia-smi outside, then inside `exec --nv`; the
+    counts must match and be non-zero. The step's exit code is not trusted (see module doc).
+    The step goes to a node with `gpus` free GPUs now; when every node is busy nothing is
+    waited for: the check judged nothing, a WARN naming the busy nodes."""
+    free, busy = node_step.split_free(runner, partition, gpus=gpus, gpu_nodes=True)
+    if not free:
+        return Outcome(
+            False,
+            "not probed",
+            gpus,
+            "GPUs visible inside apptainer exec --nv",
+            node_step.BUSY_HINT,
+            detail=f"no node of {partition} has {gpus} free GPU(s) now; "
+            + node_step.busy_note(busy),
+            severity=Severity.WARN,
+        )
+    step = node_step.run_step(
+        runner,
+        partition,
+        ["sh", "-c", NV_PROBE, "sh", image],
+        node=free[0].name,
+        gpus=gpus,
+        wait_s=node_step.FLEET_WAIT_S,
+        run_s=int(timeout_s),
+    )
+    if not step.ran:
+        raise ProbeFailed(
+            f"the --nv probe job did not run on partition {partition}: {step.why_not}",
+            node_step.OUT_OF_SERVICE_HINT,
+        )
+    text = step.result.stdout + step.result.stderr
+    if "== inside" not in text:
+        raise ProbeFailed(
+            f"srun --gres=gpu:{gpus} on {partition} did not run the probe: "
+            + fatal_message(text)[:300],
+            "check the partition and that a GPU node is available",
+        )
+    return judge_nv_probe(step.result.stdout, gpus, image, fake=fake)
+
+
+def nv_exposes_gpus_per_node(
+    runner: Runner, image: str, partition: str, *, fake: bool = False, timeout_s: int = 300
+) -> Outcome:
+    """NV_PROBE on every GPU node of the partition that is free now, each holding all its
+    GPUs, in one labelled step (node_step.run_on_nodes). The worst node's figure is reported
+    and every failing node named; busy nodes are named as not probed, never waited for."""
+    fleet = node_step.run_on_nodes(
+        runner,
+        partition,
+        ["sh", "-c", NV_PROBE, "sh", image],
+        all_gpus=True,
+        with_gpus_only=True,
+        run_s=timeout_s,
+    )
+    gres = {n.name: n.gpus for n in node_step.sinfo_nodes(runner)}
+    busy = fleet.busy_note()
+    extra: dict[str, Scalar] = {"nodes_probed": len(fleet.nodes), "srun_steps": fleet.steps}
+    if fleet.busy:
+        extra["not_probed_busy"] = ",".join(sorted(fleet.busy))
+    per_node: list[tuple[str, Outcome]] = []
+    for name in sorted(fleet.nodes):
+        run = fleet.nodes[name]
+        if run.why_not or "== inside" not in run.stdout:
+            said = run.why_not or fatal_message(run.stdout + run.stderr)[:300]
+            per_node.append(
+                (
+                    name,
+                    Outcome(
+                        False,
+                        "unmeasured",
+                        gres.get(name, 0),
+                        "GPUs visible inside apptainer exec --nv",
+                        "the probe did not run to its end on the node: " + said,
+                        detail=said,
+                        severity=Severity.WARN,
+                    ),
+                )
+            )
+            continue
+        per_node.append((name, judge_nv_probe(run.stdout, gres.get(name, 0), image, fake=fake)))
+    # a judged failure outranks a node that could not be judged
+    failing = sorted(
+        ((n, o) for n, o in per_node if not o.passed), key=lambda no: no[1].severity is not None
+    )
+    if not per_node:
+        return Outcome(
+            False,
+            "not probed",
+            "GPU count == GRES",
+            "GPUs visible inside apptainer exec --nv on each GPU node",
+            node_step.BUSY_HINT,
+            detail=f"every GPU node was busy, nothing was judged; {busy}",
+            extra=extra,
+            severity=Severity.WARN,
+        )
+    worst = (failing or per_node)[0][1]
+    unjudged_only = all(o.severity is Severity.WARN for _, o in failing) and bool(failing)
+    lines = [f"{n}: {o.detail}" for n, o in failing] or [image]
+    return replace(
+        worst,
+        nodes=tuple(n for n, _ in failing),
+        detail="; ".join(lines + ([busy] if busy else [])),
+        extra={**worst.extra, **extra},
+        severity=Severity.WARN if unjudged_only else None,
+        unit=worst.unit + f" on {len(per_node)} GPU node(s)",
     )
 
 

@@ -10,6 +10,7 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import (
     Outcome,
     ProbeFailed,
+    Scalar,
     Severity,
     at_least,
     at_most,
@@ -20,7 +21,6 @@ from mlops_assets.core.parse.slurm.nodes import (
     SlurmNode,
     SlurmPartition,
     parse_scontrol_config,
-    parse_scontrol_nodes,
     parse_scontrol_partitions,
 )
 from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
@@ -105,10 +105,8 @@ def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
 
 
 def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
-    """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
-    The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
-    res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
-    return parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
+    """Nodes with exact Gres/GresUsed (node_step reads them for fleet steps too)."""
+    return node_step.scontrol_nodes(runner)
 
 
 def scontrol_partitions(runner: Runner) -> list[SlurmPartition]:
@@ -459,7 +457,25 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
     program is missing."""
     partition = catalog.smoke.partition
     minimum = catalog.hpc.apptainer.min_version
-    step = node_step.run_step(runner, partition, ["apptainer", "--version"], run_s=60)
+    free, busy = node_step.split_free(runner, partition)
+    if not free:  # never queue behind running jobs: nothing was judged, which is a WARN
+        return Outcome(
+            False,
+            "not probed",
+            minimum,
+            "version on a compute node",
+            node_step.BUSY_HINT,
+            detail=f"every node of {partition} is busy; " + node_step.busy_note(busy),
+            severity=Severity.WARN,
+        )
+    step = node_step.run_step(
+        runner,
+        partition,
+        ["apptainer", "--version"],
+        node=free[0].name,
+        wait_s=node_step.FLEET_WAIT_S,
+        run_s=60,
+    )
     if not step.ran:
         raise ProbeFailed(
             f"the probe job did not run on partition {partition}: {step.why_not}",
@@ -508,69 +524,93 @@ def judge_smi_output(
     ), None
 
 
-def _smi_on_node(
-    runner: Runner, catalog: Catalog, node: SlurmNode, partition: str
-) -> tuple[nvidia_smi.Health, nvidia_smi.SmiFailure | None]:
-    """nvidia-smi inside a job holding all the node's GPUs, judged by :func:`judge_smi_output`."""
-    command = [
-        catalog.hpc.gpus.nvidia_smi,
-        f"--query-gpu={nvidia_smi.NVIDIA_SMI_QUERY}",
-        "--format=csv,noheader,nounits",
-    ]
-    try:
-        step = node_step.run_step(runner, partition, command, node=node.name, gpus=node.gpus)
-    except node_step.OutOfService as exc:  # the node left service since the partition was read
-        return nvidia_smi.Health("not probed", [f"{node.name}: {exc}"], []), None
-    if not step.ran:
-        return nvidia_smi.Health(
-            "not probed", [f"{node.name}: the probe job did not run: {step.why_not}"], []
-        ), None
-    res = step.result
-    return judge_smi_output(
-        node.name,
-        res.returncode,
-        res.stdout,
-        res.stderr,
-        expected_count=node.gpus,
-        min_driver=catalog.hpc.gpus.min_driver_version,
-    )
-
-
 def gpu_partition(catalog: Catalog) -> str:
     """Where GPU probes run: the first partition the catalog marks gpu, else the smoke one."""
     return next((p.name for p in catalog.hpc.slurm.partitions if p.gpu), catalog.smoke.partition)
 
 
+def _smi_health(
+    run: node_step.NodeRun, gpus: int, catalog: Catalog
+) -> tuple[nvidia_smi.Health, nvidia_smi.SmiFailure | None]:
+    """One node's part of the fleet step, judged by :func:`judge_smi_output`."""
+    if run.returncode in (124, 137):  # the wrapper's timeout ended it: nvidia-smi hung
+        return nvidia_smi.Health(
+            "nvidia-smi hung",
+            [
+                f"{run.node}: nvidia-smi {run.why_not}: a GPU fallen off the bus or a hung "
+                "driver (look for Xid 79/48 in dmesg); drain the node and reset the GPU or reboot"
+            ],
+            [],
+        ), None
+    if run.why_not:
+        return nvidia_smi.Health("not probed", [], [f"{run.node}: {run.why_not}"]), None
+    return judge_smi_output(
+        run.node,
+        run.returncode if run.returncode is not None else -1,
+        run.stdout,
+        run.stderr,
+        expected_count=gpus,
+        min_driver=catalog.hpc.gpus.min_driver_version,
+    )
+
+
 def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
-    """On every GPU node in service: GPU count equals GRES, driver >= minimum, no ECC or
-    row-remap trouble. A busy node is probed too: its step queues until the node's GPUs free
-    up (within the probe's timeout), as a validation run beside running jobs needs."""
+    """On every GPU node in service and free now: GPU count equals GRES, driver >= minimum,
+    no ECC or row-remap trouble. One labelled srun step covers the nodes (holding each node's
+    GPUs), so the wall time does not grow with their number. Busy nodes are not waited for:
+    they are named as not probed (the node sensor probes them when they free up); when no
+    node at all could be probed, nothing was judged, which is a WARN saying so."""
     partition = gpu_partition(catalog)
-    nodes = [n for n in node_step.in_service(runner, partition) if n.gpus > 0]
-    if not nodes:
+    command = [
+        catalog.hpc.gpus.nvidia_smi,
+        f"--query-gpu={nvidia_smi.NVIDIA_SMI_QUERY}",
+        "--format=csv,noheader,nounits",
+    ]
+    fleet = node_step.run_on_nodes(runner, partition, command, all_gpus=True, with_gpus_only=True)
+    if not fleet.nodes and not fleet.busy:
         raise ProbeFailed(f"no node of partition {partition} in service has a GPU GRES", GRES_HINT)
+    gres = {n.name: n.gpus for n in node_step.sinfo_nodes(runner)}
     facts, problems, unjudged, bad, hints = [], [], [], [], []
-    for node in nodes:
-        health, failure = _smi_on_node(runner, catalog, node, partition)
+    for name in sorted(fleet.nodes):
+        health, failure = _smi_health(fleet.nodes[name], gres.get(name, 0), catalog)
         facts.append(health.fact)
         problems += health.problems
         unjudged += health.unjudged
         if health.problems or health.unjudged:
-            bad.append(node.name)
+            bad.append(name)
         if failure is not None and failure.hint not in hints:
             hints.append(failure.hint)
     fake = " (the catalog declares these GPUs fake)" if catalog.hpc.gpus.fake else ""
+    busy = fleet.busy_note()
+    extra: dict[str, Scalar] = {"nodes_probed": len(fleet.nodes), "srun_steps": fleet.steps}
+    if fleet.busy:
+        extra["not_probed_busy"] = ",".join(sorted(fleet.busy))
+    if not fleet.nodes:
+        return Outcome(
+            passed=False,
+            measured="not probed",
+            threshold="GPU count == GRES, healthy",
+            unit="nvidia-smi inside a job on each GPU node",
+            hint=node_step.BUSY_HINT + fake,
+            detail=f"every GPU node was busy, nothing was judged; {busy}",
+            extra=extra,
+            severity=Severity.WARN,
+        )
     if not problems and unjudged:
         hint = "a figure the health rule needs is not reported by nvidia-smi: it is unjudged, not passed"
     else:
         hint = "; ".join(hints) if hints else _SMI_HINT
+    distinct = sorted(set(facts), key=facts.index)
     return Outcome(
         passed=not problems and not unjudged,
-        measured=facts[0] if len(set(facts)) == 1 else "; ".join(facts),
+        measured=distinct[0] if len(distinct) == 1 else "; ".join(distinct),
         threshold="GPU count == GRES, healthy",
         unit="nvidia-smi inside a job on each GPU node",
         hint=hint + fake,
         nodes=tuple(bad),
-        detail="; ".join(problems + [f"unjudged: {u}" for u in unjudged]),
+        detail="; ".join(
+            problems + [f"unjudged: {u}" for u in unjudged] + ([busy] if busy else [])
+        ),
+        extra=extra,
         severity=Severity.WARN if not problems and unjudged else None,
     )

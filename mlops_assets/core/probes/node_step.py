@@ -16,11 +16,19 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlops_assets.core.checks import ProbeFailed
-from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT, SlurmNode, parse_sinfo_nodes
+from mlops_assets.core.parse.nodelist import compress_hostlist
+from mlops_assets.core.parse.slurm import labelled
+from mlops_assets.core.parse.slurm.nodes import (
+    SINFO_NODE_FORMAT,
+    SlurmNode,
+    parse_scontrol_nodes,
+    parse_sinfo_nodes,
+)
 from mlops_assets.core.transport.hostexec import CommandResult, Runner, must
 
 SINFO_TTL_S = 15.0  # one run's probes share one sinfo; a later run asks again
@@ -168,13 +176,174 @@ def run_step(
     argv = step_argv(
         partition, command, name=name, node=node, gpus=gpus, wait_s=wait_s, run_s=run_s
     )
-    res = runner.run(argv, timeout_s=wait_s + run_s + 30)
+    return _judge_step(runner, argv, name, wait_s + run_s + 30)
+
+
+# ---------------------------------------------------------------------------------------
+# Fleet steps: one labelled srun over many nodes, so wall time does not grow with the count
+
+FLEET_BATCH = 128  # nodes per step: keeps a step's output under the runner's 256 KiB cap
+FLEET_PARALLEL = 4  # steps in flight at once (the SSH runner's channel limit)
+FLEET_WAIT_S = 10  # the nodes were free when read: a step that cannot start at once is a race
+BUSY_HINT = "busy nodes are not waited for: the node sensor probes them once they are free"
+
+# Runs on each node as one task: names the node, says when the program is missing (a node's
+# fault, told apart from a step that never started), bounds a hung command (an nvidia-smi on a
+# GPU that fell off the bus never returns) and reports its exit status, all as marker lines.
+FLEET_WRAPPER = (
+    f'printf "{labelled.NODE_MARK}%s\\n" "${{SLURMD_NODENAME:-$(hostname -s)}}"; '
+    f'if ! command -v "$2" >/dev/null 2>&1; then printf "{labelled.MISSING_MARK}%s\\n" "$2"; '
+    'exit 0; fi; lim=$1; shift; timeout -k 5 "$lim" "$@"; '
+    f'printf "{labelled.EXIT_MARK}%s\\n" "$?"'
+)
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    """One node's part of a fleet step; ``ran`` False when the node was not probed."""
+
+    node: str
+    ran: bool
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    why_not: str = ""
+    missing_program: str | None = None
+
+
+@dataclass(frozen=True)
+class FleetRun:
+    """Every node asked for: probed (``ran``), or not probed and why. ``busy`` lists nodes
+    left alone because jobs hold them (not a fault); ``steps`` counts the srun steps used."""
+
+    nodes: dict[str, NodeRun]
+    busy: dict[str, str]
+    steps: int
+
+    @property
+    def probed(self) -> list[NodeRun]:
+        return [r for r in self.nodes.values() if r.ran]
+
+    def busy_note(self) -> str:
+        return busy_note(self.busy)
+
+
+def free_now(node: SlurmNode, gpus: int) -> str:
+    """'' when a step holding ``gpus`` GPUs can start on the node at once, else why not.
+    A MIXED node's free GPUs come from GresUsed/AllocTRES (scontrol), which sinfo lacks."""
+    st = node.state
+    if st.powered_down:
+        return f"{st}, powered down by power saving"
+    if not st.available:
+        return str(st)
+    if st.base == "IDLE" and not st.busy:
+        return ""
+    if gpus and node.gpus - node.gpus_used < gpus:
+        return f"{st}, {node.gpus_used} of {node.gpus} GPUs in use"
+    return "" if st.base == "MIXED" else str(st)
+
+
+def fleet_argv(
+    partition: str,
+    nodes: Sequence[str],
+    command: Sequence[str],
+    *,
+    name: str,
+    gpus: int = 0,
+    wait_s: int = FLEET_WAIT_S,
+    run_s: int = 120,
+) -> list[str]:
+    """One step, one task per node, every line labelled with its task id."""
+    return [
+        "srun",
+        "-p",
+        partition,
+        "-w",
+        compress_hostlist(nodes),
+        "-N",
+        str(len(nodes)),
+        "-n",
+        str(len(nodes)),
+        "--ntasks-per-node=1",
+        *([f"--gres=gpu:{gpus}"] if gpus else []),
+        f"--job-name={name}",
+        f"--immediate={wait_s}",
+        f"--time={_time_limit(run_s + 30)}",
+        "--kill-on-bad-exit=0",
+        "--label",
+        "--quiet",
+        "sh",
+        "-c",
+        FLEET_WRAPPER,
+        "sh",
+        str(run_s),
+        *command,
+    ]
+
+
+def _fleet_step(
+    runner: Runner,
+    partition: str,
+    nodes: list[str],
+    command: Sequence[str],
+    gpus: int,
+    run_s: int,
+    wait_s: int,
+) -> tuple[dict[str, NodeRun], int]:
+    """One step over ``nodes``; a step SLURM would not start (a node got busy since it was
+    read) is split in halves until the nodes that cannot start stand alone."""
+    name = f"mlops-probe-{uuid.uuid4().hex[:12]}"
+    argv = fleet_argv(partition, nodes, command, name=name, gpus=gpus, wait_s=wait_s, run_s=run_s)
+    step = _judge_step(runner, argv, name, wait_s + run_s + 60)
+    if not step.ran and len(nodes) > 1:
+        half = len(nodes) // 2
+        left, n_left = _fleet_step(runner, partition, nodes[:half], command, gpus, run_s, wait_s)
+        right, n_right = _fleet_step(runner, partition, nodes[half:], command, gpus, run_s, wait_s)
+        return {**left, **right}, 1 + n_left + n_right
+    if not step.ran:
+        return {nodes[0]: NodeRun(nodes[0], False, why_not=step.why_not)}, 1
+    heard, own = labelled.parse_fleet_output(step.result.stdout, step.result.stderr)
+    out: dict[str, NodeRun] = {}
+    for node in nodes:
+        rec = heard.get(node)
+        if rec is None:
+            said = labelled.srun_lines_for(node, own) or own[-1:]
+            why = "; ".join(said)[:300] or "no output from the node in its step"
+            out[node] = NodeRun(node, False, why_not=f"no output: {why}")
+            continue
+        timed_out = rec.returncode in (124, 137)
+        missing = rec.missing_program
+        code = 127 if missing else rec.returncode
+        out[node] = NodeRun(
+            node,
+            True,
+            code,
+            rec.stdout,
+            (f"{missing}: command not found on {node}\n" if missing else "")
+            + rec.stderr
+            + "".join(ln + "\n" for ln in rec.srun_errors),
+            why_not=(
+                f"timed out after {run_s} s on the node"
+                if timed_out
+                else "no exit status (task killed or node lost mid-step)"
+                if code is None
+                else ""
+            ),
+            missing_program=rec.missing_program,
+        )
+    return out, 1
+
+
+def _judge_step(runner: Runner, argv: list[str], name: str, limit_s: int) -> Step:
+    """Run a step; a step SLURM never started says why, and one that outlives ``limit_s``
+    is cancelled by its unique name."""
+    res = runner.run(argv, timeout_s=limit_s)
     if res.returncode == 124:
         runner.run(["scancel", f"--name={name}"], timeout_s=30)
         return Step(
             res,
             False,
-            f"gave up after {wait_s + run_s + 30} s: {res.tail(2) or 'no output'}; job {name} cancelled",
+            f"gave up after {limit_s} s: {res.tail(2) or 'no output'}; job {name} cancelled",
         )
     text = res.stderr + res.stdout
     m = _NOT_STARTED.search(text)
@@ -182,3 +351,87 @@ def run_step(
         line = next((ln.strip() for ln in text.splitlines() if m.group(0) in ln), m.group(0))
         return Step(res, False, line[:300])
     return Step(res, True)
+
+
+def split_free(
+    runner: Runner,
+    partition: str,
+    *,
+    all_gpus: bool = False,
+    gpus: int = 0,
+    gpu_nodes: bool = False,
+) -> tuple[list[SlurmNode], dict[str, str]]:
+    """The partition's in-service nodes that can start a step now (holding ``gpus`` GPUs, or
+    all of a node's), and why each other one cannot. Raises OutOfService as run_step does."""
+    usable = [n for n in in_service(runner, partition) if n.gpus > 0 or not gpu_nodes]
+    if any(n.state.base == "MIXED" for n in usable) and (all_gpus or gpus):
+        exact = {n.name: n for n in scontrol_nodes(runner)}  # sinfo has no GresUsed
+        usable = [exact.get(n.name, n) for n in usable]
+    free: list[SlurmNode] = []
+    busy: dict[str, str] = {}
+    for node in usable:
+        why = free_now(node, node.gpus if all_gpus else gpus)
+        if why:
+            busy[node.name] = why
+        else:
+            free.append(node)
+    return free, busy
+
+
+def busy_note(busy: dict[str, str]) -> str:
+    """``busy, not probed: n3 (MIXED, 8 of 8 GPUs in use), ...`` or ''."""
+    if not busy:
+        return ""
+    return "busy, not probed: " + ", ".join(f"{n} ({w})" for n, w in sorted(busy.items()))
+
+
+def run_on_nodes(
+    runner: Runner,
+    partition: str,
+    command: Sequence[str],
+    *,
+    all_gpus: bool = False,
+    gpus: int = 0,
+    run_s: int = 120,
+    wait_s: int = FLEET_WAIT_S,
+    batch: int = FLEET_BATCH,
+    with_gpus_only: bool = False,
+) -> FleetRun:
+    """``command`` on every node of the partition in service that can take it now, in as few
+    labelled steps as the batch size allows, run side by side. ``all_gpus`` holds each node's
+    every GPU (steps group nodes by GPU count, as ``--gres`` is per node). Busy and powered-down
+    nodes are not waited for: they come back in ``busy``. Raises OutOfService as run_step does."""
+    free, busy = split_free(
+        runner, partition, all_gpus=all_gpus, gpus=gpus, gpu_nodes=with_gpus_only
+    )
+    groups: dict[int, list[str]] = {}
+    for node in free:
+        groups.setdefault(node.gpus if all_gpus else gpus, []).append(node.name)
+    jobs = [
+        (g, names[i : i + batch])
+        for g, names in groups.items()
+        for i in range(0, len(names), batch)
+    ]
+    results: dict[str, NodeRun] = {}
+    steps = 0
+    with ThreadPoolExecutor(max_workers=FLEET_PARALLEL) as pool:
+        futures = [
+            pool.submit(_fleet_step, runner, partition, names, command, g, run_s, wait_s)
+            for g, names in jobs
+        ]
+        for fut in futures:
+            got, n = fut.result()
+            results.update(got)
+            steps += n
+    for name, run in list(results.items()):  # lost a race for the node: busy, not a fault
+        if not run.ran and not run.why_not.startswith("no output"):
+            busy[name] = run.why_not
+            del results[name]
+    return FleetRun(results, busy, steps)
+
+
+def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
+    """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
+    The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
+    res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
+    return parsed("scontrol show node", parse_scontrol_nodes, res.stdout)

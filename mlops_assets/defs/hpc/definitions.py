@@ -27,8 +27,9 @@ def _nv_image(catalog: Catalog) -> str:
 
 
 def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
-    """--nv with every GPU of a node, in the image the smoke jobs use (else the first one)."""
-    from mlops_assets.core.probes.containers import nv_exposes_gpus
+    """--nv with every GPU of each free GPU node (one step for all), in the image the smoke
+    jobs use (else the first one)."""
+    from mlops_assets.core.probes.containers import nv_exposes_gpus_per_node
 
     cat, runner = ctx.catalog, ctx.hpc.runner()
     name = _nv_image(cat)
@@ -38,9 +39,7 @@ def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
             f"{image} is not staged: --nv needs an image to exec",
             f"materialize {cat.container_key(name)} first",
         )
-    return nv_exposes_gpus(
-        runner, image, r.gpu_partition(cat), cat.hpc.slurm.gpus_per_node, fake=cat.hpc.gpus.fake
-    )
+    return nv_exposes_gpus_per_node(runner, image, r.gpu_partition(cat), fake=cat.hpc.gpus.fake)
 
 
 def specs(catalog: Catalog) -> list[CheckSpec]:

@@ -250,11 +250,13 @@ def node_run_requests(
     sinfo_text: str,
     now: float,
     known_partitions: Collection[str] = (),
+    waiting: Collection[str] = (),
 ) -> NodeTick:
     """The sensor's decision, testable without a sensor context: one run of the node job per
-    changed node, for that node's partition only."""
+    changed node, for that node's partition only. ``waiting``: nodes the per-node GPU checks
+    skipped as busy (see :func:`not_probed_busy`)."""
     current = node_watch.snapshot_from_sinfo(sinfo_text, catalog.smoke.partition)
-    found = node_watch.changes(previous, current)
+    found = node_watch.changes(previous, current, waiting)
     requests = [
         dg.RunRequest(
             run_key=f"{c.node}:{c.reason}:{int(now)}",
@@ -266,6 +268,31 @@ def node_run_requests(
     ]
     new = sorted(set(current) - set(known_partitions))
     return NodeTick(requests, node_watch.encode_cursor(current), found, new)
+
+
+#: the per-node GPU checks that skip busy nodes and name them in ``not_probed_busy``
+PER_NODE_GPU_CHECKS = (
+    dg.AssetCheckKey(dg.AssetKey("gpu_nodes"), "gpu_nvidia_smi_matches_gres_per_node"),
+    dg.AssetCheckKey(dg.AssetKey("apptainer"), "apptainer_nv_exposes_allocated_gpus"),
+)
+
+
+def not_probed_busy(instance: dg.DagsterInstance) -> set[str]:
+    """Nodes the latest evaluation of each per-node GPU check left out because jobs held them
+    (core.probes.node_step.run_on_nodes): the sensor smokes them once they come free."""
+    from mlops_assets.checking import from_check_evaluation
+
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        list(PER_NODE_GPU_CHECKS)
+    )
+    out: set[str] = set()
+    for record in latest.values():
+        evaluation = record.evaluation
+        if evaluation is None:
+            continue
+        names = from_check_evaluation(evaluation).extra.get("not_probed_busy")
+        out |= {n for n in str(names or "").split(",") if n}
+    return out
 
 
 def _sinfo(runner: Any) -> str:
@@ -292,10 +319,9 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         job_name=NODE_JOB,
         minimum_interval_seconds=catalog.smoke.node_sensor_interval_s,
         default_status=sensor_status(catalog),
-        description=(
-            "One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed gets the "
-            "GPU smoke jobs for its partition only; new GPU nodes become partitions."
-        ),
+        description="One sinfo per tick: a GPU node that is new, resumed, or whose GRES changed, "
+        "or that the per-node GPU checks skipped as busy and that has come free, gets the GPU "
+        "smoke jobs for its partition only; new GPU nodes become partitions.",
     )
     def _sensor(
         context: dg.SensorEvaluationContext, hpc: HpcResource
@@ -313,6 +339,7 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
             text,
             time.time(),
             context.instance.get_dynamic_partitions(GPU_NODES_NAME),
+            not_probed_busy(context.instance),
         )
         for c in tick.found:
             context.log.info(
