@@ -10,11 +10,13 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
-from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks_per_asset, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
 from mlops_assets.platform import active
+from mlops_assets.resources.clients import S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 GROUP = "datasets"
 POOL = "hub_downloads"
@@ -30,45 +32,40 @@ def plan(catalog: Catalog, d: Dataset) -> tuple[str, dict[str, Any]]:
     return "stage_torchvision.py", staging_plan.torchvision_plan(catalog, d)
 
 
-def _verifies(c: Any, name: str, d: Dataset) -> Outcome:
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+def _verifies(c: ProbeContext, name: str, d: Dataset) -> Outcome:
+    hpc = c.hpc
     root, mpath = c.catalog.dataset_path(name), c.catalog.dataset_manifest(name)
     return staging.verify_staged(
-        runner, c.catalog.hpc.python, where, root, mpath, c.catalog.dataset_key(name)
+        hpc.runner(), hpc.python, hpc.ship(), root, mpath, c.catalog.dataset_key(name)
     )
 
 
-def _loads(c: Any, name: str, d: Dataset) -> Outcome:
+def _loads(c: ProbeContext, name: str, d: Dataset) -> Outcome:
     from mlops_assets.core import load_rules
-    from mlops_assets.resources.hpc_pipes import ship_payloads
 
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    hpc = c.hpc
     return staging.run_load_check(
-        runner,
-        c.catalog.hpc.python,
-        where,
+        hpc.runner(),
+        hpc.python,
+        hpc.ship(),
         load_rules.dataset_spec(c.catalog, d),
         c.catalog.dataset_key(name),
     )
 
 
-def _size(c: Any, name: str, d: Dataset) -> Outcome:
+def _size(c: ProbeContext, name: str, d: Dataset) -> Outcome:
     mpath = c.catalog.dataset_manifest(name)
     return staging.staged_size(c.hpc.runner(), mpath, d.approx_size_mb, c.catalog.dataset_key(name))
 
 
-def _in_bucket(c: Any, name: str, d: Dataset) -> Outcome:
+def _in_bucket(c: ProbeContext, name: str, d: Dataset) -> Outcome:
     return staging.bucket_copy(
         c.hpc.runner(), c.s3.probe_client(), staging_plan.dataset_sync_plan(c.catalog, name, d)
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
-    out: list[CheckSpec] = []
+def specs(catalog: Catalog) -> list[ProbeSpec]:
+    out: list[ProbeSpec] = []
     for name, d in catalog.datasets.items():
         key = catalog.dataset_key(name)
         if d.sync_to_bucket:
@@ -137,16 +134,13 @@ def _asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition:
         kinds={"beegfs", "huggingface" if isinstance(src, HubSource) else "torchvision"},
         deps=["beegfs_layout"],
         pool=POOL,
-        required_resource_keys={"hpc"},
         description=f"{where} staged in {root} (~{d.approx_size_mb:g} MB), verified and with a manifest.",
         metadata={"source": where, "path": dg.MetadataValue.path(root)},
         freshness_policy=freshness_policy(d.freshness or catalog.default_freshness),
     )
-    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import client_for
-
-        client = client_for(catalog, context.resources.hpc.runner())
-        return client.run(context=context, payload=payload, extras=extras).get_materialize_result()
+    def _stage(context, hpc: HpcSide) -> dg.MaterializeResult:
+        done = hpc.staging_client().run(context=context, payload=payload, extras=extras)
+        return done.get_materialize_result()
 
     return _stage
 
@@ -161,15 +155,12 @@ def _minio_asset(catalog: Catalog, name: str, d: Dataset) -> dg.AssetsDefinition
         group_name=GROUP,
         kinds={"minio"},
         deps=[key, catalog.bucket(staging_plan.DATASETS_BUCKET).asset_key],
-        required_resource_keys={"hpc", "s3"},
         description=f"Copy of the staged {key} in {uri} (catalog: sync_to_bucket), uploaded from the HPC side; _manifest.json last.",
         metadata={"uri": uri},
         freshness_policy=freshness_policy(d.freshness or catalog.default_freshness),
     )
-    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import run_s3_sync
-
-        return run_s3_sync(context, catalog, plan)
+    def _sync(context, hpc: HpcSide, s3: S3Resource) -> dg.MaterializeResult:
+        return hpc.sync_to_s3(context, s3, plan)
 
     return _sync
 

@@ -9,17 +9,19 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Model
-from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks_per_asset, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import staging
 from mlops_assets.platform import active
+from mlops_assets.resources.clients import HttpServiceResource, S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 GROUP = "models"
 POOL = "hub_downloads"
 
 
-def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
+def _mlflow_version(c: ProbeContext, name: str, m: Model) -> Outcome:
     """A version tagged with the pinned revision and the digest of the manifest staged now."""
     from mlops_assets.core.probes import model_registry
 
@@ -34,44 +36,39 @@ def plan(catalog: Catalog, m: Model) -> dict[str, Any]:
     return staging_plan.hub_plan(catalog, "model", m.repo, m.revision, m.allow_patterns)
 
 
-def _verifies(c: Any, name: str, m: Model) -> Outcome:
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+def _verifies(c: ProbeContext, name: str, m: Model) -> Outcome:
+    hpc = c.hpc
     root, mpath = c.catalog.model_path(name), c.catalog.model_manifest(name)
     return staging.verify_staged(
-        runner, c.catalog.hpc.python, where, root, mpath, c.catalog.model_key(name)
+        hpc.runner(), hpc.python, hpc.ship(), root, mpath, c.catalog.model_key(name)
     )
 
 
-def _loads(c: Any, name: str, m: Model) -> Outcome:
+def _loads(c: ProbeContext, name: str, m: Model) -> Outcome:
     from mlops_assets.core import load_rules
-    from mlops_assets.resources.hpc_pipes import ship_payloads
 
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    hpc = c.hpc
     return staging.run_load_check(
-        runner,
-        c.catalog.hpc.python,
-        where,
+        hpc.runner(),
+        hpc.python,
+        hpc.ship(),
         load_rules.model_spec(c.catalog, m),
         c.catalog.model_key(name),
     )
 
 
-def _size(c: Any, name: str, m: Model) -> Outcome:
+def _size(c: ProbeContext, name: str, m: Model) -> Outcome:
     mpath = c.catalog.model_manifest(name)
     return staging.staged_size(c.hpc.runner(), mpath, m.approx_size_mb, c.catalog.model_key(name))
 
 
-def _in_bucket(c: Any, name: str, m: Model) -> Outcome:
+def _in_bucket(c: ProbeContext, name: str, m: Model) -> Outcome:
     return staging.minio_copy(c.hpc.runner(), c.s3.probe_client(), c.catalog, name, m)
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
-    out: list[CheckSpec] = []
+    out: list[ProbeSpec] = []
     for name, m in catalog.models.items():
         staged = catalog.model_key(name)
         out += [
@@ -140,18 +137,13 @@ def _model_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         kinds={"huggingface", "beegfs"},
         deps=["beegfs_layout"],
         pool=POOL,
-        required_resource_keys={"hpc"},
         description=f"{m.repo}@{m.revision[:12]} in the HF cache on BeeGFS (~{m.approx_size_mb:g} MB), verified and with a manifest.",
         metadata={"repo": m.repo, "revision": m.revision, "path": dg.MetadataValue.path(root)},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
-    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import client_for
-
-        client = client_for(catalog, context.resources.hpc.runner())
-        return client.run(
-            context=context, payload="stage_hub.py", extras=extras
-        ).get_materialize_result()
+    def _stage(context, hpc: HpcSide) -> dg.MaterializeResult:
+        done = hpc.staging_client().run(context=context, payload="stage_hub.py", extras=extras)
+        return done.get_materialize_result()
 
     return _stage
 
@@ -165,16 +157,13 @@ def _minio_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"minio"},
         deps=[staged, catalog.bucket(m.bucket).asset_key],
-        required_resource_keys={"hpc", "s3"},
         description=f"Copy of {pinned} in {staging_plan.model_uri(name, m)}, uploaded from the HPC side; _manifest.json last.",
         metadata={"uri": staging_plan.model_uri(name, m)},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
-    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        """sync_s3.py on the HPC side; the keys travel in a private file (hpc_pipes.run_s3_sync)."""
-        from mlops_assets.resources.hpc_pipes import run_s3_sync
-
-        return run_s3_sync(context, catalog, staging_plan.sync_plan(catalog, name, m))
+    def _sync(context, hpc: HpcSide, s3: S3Resource) -> dg.MaterializeResult:
+        """sync_s3.py on the HPC side; the keys travel in a private file (HpcSide.sync_to_s3)."""
+        return hpc.sync_to_s3(context, s3, staging_plan.sync_plan(catalog, name, m))
 
     return _sync
 
@@ -189,22 +178,23 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"mlflow"},
         deps=[f"{staged}_minio", "mlflow"],
-        required_resource_keys={"hpc", "s3", "mlflow"},
         description=f"Registered model `{m.registered_name}` at {pinned}: a version whose source is {uri}, tagged with repo, revision, manifest digest and URI.",
         metadata={"registered_model": m.registered_name},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
-    def _register(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+    def _register(
+        context, hpc: HpcSide, s3: S3Resource, mlflow: HttpServiceResource
+    ) -> dg.MaterializeResult:
         """REST calls only (core.probes.model_registry); reuses the version with this manifest digest."""
         from mlops_assets.core.checks import ProbeFailed
         from mlops_assets.core.probes import model_registry
 
         try:
             mpath = catalog.model_manifest(name)
-            man = staging.read_staged_manifest(context.resources.hpc.runner(), mpath, staged)
+            man = staging.read_staged_manifest(hpc.runner(), mpath, staged)
             prefix = staging_plan.model_prefix(name, m)
             key = prefix + staging_plan.S3_MANIFEST_OBJECT
-            head = staging.head_objects(context.resources.s3.probe_client(), m.bucket, [key])[key]
+            head = staging.head_objects(s3.probe_client(), m.bucket, [key])[key]
             in_bucket = head[1].get(staging_plan.S3_DIGEST_META) if head else None
             if in_bucket != man.digest:
                 raise ProbeFailed(
@@ -214,7 +204,7 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
             reg = model_registry.register(
-                context.resources.mlflow,
+                mlflow,
                 m.registered_name,
                 uri,
                 tags,
