@@ -208,7 +208,7 @@ class LoginPipesClient(PayloadClient):
     ) -> dg.PipesClientCompletedInvocation:
         check_entry(self.kit, payload)
         where = ship_payloads(self.runner, self.scripts_dir, self.kit)
-        msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
+        msg_path = f"{self.messages_dir}/{context.run.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
         reader = RunnerFileMessageReader(self.runner, msg_path)
         with dg.open_pipes_session(
             context=context,
