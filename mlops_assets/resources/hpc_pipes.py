@@ -60,7 +60,8 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
         put = getattr(runner, "put_private", None)
         if put is None:
             raise dg.Failure(
-                f"{type(runner).__name__} cannot write a private file; credentials are not passed on a command line"
+                f"{type(runner).__name__} cannot write a private file; credentials are not "
+                "passed on a command line"
             )
         put(data, path)
         yield path
