@@ -27,7 +27,6 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -35,35 +34,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.platform import active, build_resources
-from mlops_assets.resources.hpc_pipes import ship_payloads
-from mlops_assets.resources.slurm_pipes import SMOKE_FILES, Resources, client_for
+from mlops_assets.resources.hpc import HpcSide
+from mlops_assets.resources.shipping import SMOKE
+from mlops_assets.resources.slurm_pipes import Resources
 
 RES = Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=2)
 
 
-def slurm_span(hpc: Any, job_id: str) -> int:
+def slurm_span(hpc: HpcSide, job_id: str) -> int:
     """SLURM's own submit → end of the job, whole seconds (sacct's resolution)."""
     res = hpc.runner().run(["sacct", "-n", "-P", "-X", "-j", job_id, "--format=Submit,End"])
     submit, end = (datetime.fromisoformat(t) for t in res.stdout.strip().split("|"))
     return int((end - submit).total_seconds())
 
 
-def client_once(hpc: Any, sleep_s: float) -> tuple[float, float, int]:
+def client_once(hpc: HpcSide, sleep_s: float) -> tuple[float, float, int]:
     """(whole materialize, client.run alone, SLURM submit → end) in seconds."""
-    cat = active().catalog
     inner: list[float] = []
 
-    @dg.asset(name="bench_slurm_probe", required_resource_keys={"hpc"})
-    def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+    @dg.asset(name="bench_slurm_probe")
+    def _probe(context, hpc: HpcSide) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         out = (
-            client_for(cat, context.resources.hpc.runner())
-            .run(
-                context=context,
-                payload="slurm_probe.py",
-                resources=RES,
-                extras={"sleep_s": sleep_s},
-            )
+            hpc.smoke_client(RES)
+            .run(context=context, payload="slurm_probe.py", extras={"sleep_s": sleep_s})
             .get_materialize_result()
         )
         inner.append(time.perf_counter() - start)
@@ -83,15 +77,12 @@ def client_once(hpc: Any, sleep_s: float) -> tuple[float, float, int]:
     return elapsed, inner[0], slurm_span(hpc, job_id)
 
 
-def baseline_once(hpc: Any, sleep_s: float) -> float:
-    cat = active().catalog
+def baseline_once(hpc: HpcSide, sleep_s: float) -> float:
     runner = hpc.runner()
-    client = client_for(cat, runner)
-    where = ship_payloads(runner, client.scripts_dir, SMOKE_FILES)
+    client = hpc.smoke_client(RES)
+    where = hpc.ship(SMOKE)
     job_dir = f"{client.jobs_dir}/bench-wait-{int(time.time() * 1000)}"
-    spec = client.job_spec(
-        "slurm_probe.py", where, job_dir, RES, {}, ["--set", f"sleep_s={sleep_s}"]
-    )
+    spec = client.job_spec("slurm_probe.py", where, job_dir, {}, ["--set", f"sleep_s={sleep_s}"])
     script = base64.b64encode(sj.render_script(spec).encode()).decode()
     start = time.perf_counter()
     wrote = runner.run(

@@ -17,7 +17,7 @@ tools that move or hash the same bytes to the same place:
 4. hashing: core.manifest.hash_file against `sha256sum` on the same file (goal >= 0.9x).
 
 The payloads run with the catalog's HPC python (/opt/mlops-assets/hpc-python), loaded from a
-scratch copy made by hpc_pipes.ship_payloads, exactly as shipped to the HPC side; their
+scratch copy made by shipping.ship_payloads, exactly as shipped to the HPC side; their
 functions are timed inside the process ("in-process") and the whole process is timed too
 ("process wall"). curl's own transfer timer (%{time_total}) is its in-process figure.
 
@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.defs.datasets.definitions import plan
 from mlops_assets.platform import active, load_sandbox_env
-from mlops_assets.resources.hpc_pipes import ship_payloads
+from mlops_assets.resources.shipping import ship_payloads
 
 BEEGFS = Path("/mnt/sandbox-beegfs")
 TRAINING_USER = "mlops"

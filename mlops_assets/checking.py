@@ -8,27 +8,86 @@ export (defs/observability) read it back with `from_check_evaluation`."""
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Freshness
-from mlops_assets.core.checks import CheckSpec, Evaluation, Scalar, Severity, run_check
+from mlops_assets.core.checks import (
+    CheckSpec,
+    Evaluation,
+    ProbeFailed,
+    Scalar,
+    Severity,
+    run_check,
+)
+from mlops_assets.resources.clients import HttpServiceResource, KubernetesResource, S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 LIGHT_TAG = "mlops/light"
 MAX_CONCURRENT_PROBES = 8
 
 
-class ProbeContext:
-    """What a probe sees: the catalog, the resources it asked for, and a logger."""
+R = TypeVar("R")
 
-    def __init__(self, catalog: Catalog, resources: Any, log: Any = None) -> None:
+
+class ProbeContext:
+    """What a probe sees: the catalog, a logger, and the resources its spec `requires`, each
+    typed, so mypy checks probe code against the resource it really gets. A resource the spec
+    did not ask for is absent from the run (Dagster provides only required keys): asking for
+    it fails the probe naming the missing `requires` entry instead of an AttributeError."""
+
+    def __init__(self, catalog: Catalog, resources: Any = None, log: Any = None) -> None:
         self.catalog = catalog
         self._resources = resources
         self.log = log
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._resources, name)
+    def _get(self, key: str, kind: type[R]) -> R:
+        value = getattr(self._resources, key, None)
+        if value is None:
+            raise ProbeFailed(
+                f"this check's probe uses the {key!r} resource but its spec does not require it",
+                f"add {key!r} to the CheckSpec's `requires`",
+            )
+        if not isinstance(value, kind):
+            raise TypeError(f"resource {key!r} is a {type(value).__name__}, not {kind.__name__}")
+        return value
+
+    @property
+    def hpc(self) -> HpcSide:
+        return self._get("hpc", HpcSide)
+
+    @property
+    def s3(self) -> S3Resource:
+        return self._get("s3", S3Resource)
+
+    @property
+    def kubernetes(self) -> KubernetesResource:
+        return self._get("kubernetes", KubernetesResource)
+
+    @property
+    def mlflow(self) -> HttpServiceResource:
+        return self._get("mlflow", HttpServiceResource)
+
+    @property
+    def minio_http(self) -> HttpServiceResource:
+        return self._get("minio_http", HttpServiceResource)
+
+    @property
+    def prometheus(self) -> HttpServiceResource:
+        return self._get("prometheus", HttpServiceResource)
+
+    @property
+    def pushgateway(self) -> HttpServiceResource:
+        return self._get("pushgateway", HttpServiceResource)
+
+    @property
+    def grafana(self) -> HttpServiceResource:
+        return self._get("grafana", HttpServiceResource)
+
+
+#: A check of this package: its probe is given a ProbeContext.
+ProbeSpec = CheckSpec[ProbeContext]
 
 
 #: The metadata keys every check result carries; anything else is one of the probe's extras.
@@ -147,12 +206,12 @@ def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
     )
 
 
-def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
+def asset_checks(specs: Iterable[ProbeSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
     """One subsettable multi-check per domain: the selected probes run concurrently and
     share the domain's resources (one SSH connection for all HPC checks of a run). Checks
     that need materialized assets form their own multi-check after those assets; kept apart,
     the domain's blocking checks never wait on assets downstream of them (a cycle)."""
-    groups: dict[tuple[str, ...], list[CheckSpec]] = {}
+    groups: dict[tuple[str, ...], list[ProbeSpec]] = {}
     for spec in specs:
         groups.setdefault(tuple(sorted(spec.needs)), []).append(spec)
     return [
@@ -165,7 +224,7 @@ def asset_checks(specs: Iterable[CheckSpec], *, name: str) -> list[dg.AssetCheck
 
 
 def _multi_check(
-    specs: list[CheckSpec], *, name: str, needs: tuple[str, ...]
+    specs: list[ProbeSpec], *, name: str, needs: tuple[str, ...]
 ) -> list[dg.AssetChecksDefinition]:
     if not specs:
         return []
@@ -208,10 +267,10 @@ def _multi_check(
     return [_checks]
 
 
-def asset_checks_per_asset(specs: Iterable[CheckSpec]) -> list[dg.AssetChecksDefinition]:
+def asset_checks_per_asset(specs: Iterable[ProbeSpec]) -> list[dg.AssetChecksDefinition]:
     """One multi-check per asset rather than per domain, where one asset's failure must not
     leave its siblings' checks unrun (staged datasets and models)."""
-    by_asset: dict[str, list[CheckSpec]] = {}
+    by_asset: dict[str, list[ProbeSpec]] = {}
     for spec in specs:
         by_asset.setdefault(spec.asset, []).append(spec)
     return [

@@ -72,13 +72,12 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
     import dagster as dg
 
     from mlops_assets.resources.clients import (
-        HpcResource,
         HttpServiceResource,
         KubernetesResource,
         S3Resource,
     )
+    from mlops_assets.resources.hpc import HpcSide
 
-    login = catalog.hpc.access.login
     svc = catalog.cloud.services
     kube = catalog.cloud.kubernetes
 
@@ -86,16 +85,7 @@ def build_resources(catalog: Catalog) -> dict[str, Any]:
         return ref.env if ref is not None else ""
 
     return {
-        "hpc": HpcResource(
-            mode=catalog.hpc.access.mode,
-            host=login.host,
-            port=login.port,
-            user=login.user,
-            key_path=login.key_path,
-            known_hosts=login.known_hosts,
-            connect_timeout_s=login.connect_timeout_s,
-            command_timeout_s=login.command_timeout_s,
-        ),
+        "hpc": HpcSide.from_catalog(catalog),
         "s3": S3Resource(
             endpoint_url=svc.minio.url,
             access_key_id=dg.EnvVar(svc.minio.access_key.env),

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from mlops_assets.catalog.loader import DEFAULT_CATALOG
+from mlops_assets.resources.hpc import HpcSide
 
 CONTAINERS = Path("/mnt/sandbox-beegfs/containers")
 PYTORCH = CONTAINERS / "pytorch_24.07-py3.sif"
@@ -149,35 +150,23 @@ def test_a_definition_change_rebuilds(session, tmp_path: Path) -> None:  # type:
 def test_a_smoke_payload_runs_inside_the_image_through_slurm(session) -> None:  # type: ignore[no-untyped-def]
     """The smoke client's container path for real: sbatch → `apptainer exec --nv --bind
     <BeeGFS> <image> python3 payload.py` on the compute node → Pipes messages back."""
-    from mlops_assets.platform import active, build_resources
-    from mlops_assets.resources.slurm_pipes import Resources, SlurmPipesClient
+    from mlops_assets.platform import active
+    from mlops_assets.resources.slurm_pipes import Resources
 
-    cat = active().catalog
-    dirs = cat.hpc.beegfs.role_directories()
+    # the smoke placement with this image, whatever the catalog's smoke.container says (a
+    # resource's config is what a run gets: model_copy(update=) would not reach the run)
+    config = HpcSide.from_catalog(active().catalog).model_dump()
+    hpc = HpcSide(**{**config, "smoke_container": str(PYTORCH)})
 
-    @dg.asset(name="probe_in_container", required_resource_keys={"hpc"})
-    def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation
-        client = SlurmPipesClient(
-            context.resources.hpc.runner(),
-            partition=cat.smoke.partition,
-            python=cat.hpc.python,
-            scripts_dir=dirs["scripts"],
-            jobs_dir=f"{dirs['jobs']}/smoke",
-            env=dict(cat.hpc.env),
-            container=str(PYTORCH),
-            binds=[cat.hpc.beegfs.root],
-        )
-        res = Resources(gpus=1, cpus=1, mem_mb=200, time_limit_min=2)
+    # bare `context`: dagster rejects its annotation as a string (__future__ annotations)
+    @dg.asset(name="probe_in_container")
+    def _probe(context, hpc: HpcSide) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+        client = hpc.smoke_client(Resources(gpus=1, cpus=1, mem_mb=200, time_limit_min=2))
         return client.run(
-            context=context,
-            payload="slurm_probe.py",
-            resources=res,
-            extras={"message": "in container"},
+            context=context, payload="slurm_probe.py", extras={"message": "in container"}
         ).get_materialize_result()
 
-    result = dg.materialize(
-        [_probe], resources={"hpc": build_resources(cat)["hpc"]}, raise_on_error=False
-    )
+    result = dg.materialize([_probe], resources={"hpc": hpc}, raise_on_error=False)
     assert result.success, [
         e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
     ]

@@ -14,6 +14,7 @@ import pytest
 
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.platform import build_resources
+from mlops_assets.resources.clients import HttpServiceResource, S3Resource
 
 SECRETS = {
     "MLOPS_S3_ACCESS_KEY_ID": "run-worker-access-key",
@@ -44,12 +45,11 @@ def grafana() -> Iterator[tuple[str, list[str | None]]]:
     server.server_close()
 
 
-@dg.asset(required_resource_keys={"s3", "grafana"})
-def _uses_secrets(context) -> dg.MaterializeResult:
-    answer = context.resources.grafana.get("/api/health")
-    return dg.MaterializeResult(
-        metadata={"access_key": context.resources.s3.access_key_id, "status": answer.status}
-    )
+@dg.asset
+def _uses_secrets(s3: S3Resource, grafana: HttpServiceResource) -> dg.MaterializeResult:
+    """Typed resource parameters, as the package's assets take them."""
+    answer = grafana.get("/api/health")
+    return dg.MaterializeResult(metadata={"access_key": s3.access_key_id, "status": answer.status})
 
 
 def _materialize(resources: dict) -> dict:

@@ -28,7 +28,8 @@ import pytest
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import smoke_rules as rules
 from mlops_assets.platform import active, build_resources
-from mlops_assets.resources.slurm_pipes import Resources, client_for, find_reattachable, tag_key
+from mlops_assets.resources.hpc import HpcSide
+from mlops_assets.resources.slurm_pipes import Resources, tag_key
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.sandbox
@@ -77,19 +78,12 @@ PROBE = Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=1)
 
 
 def probe_asset(extras: dict[str, Any], res: Resources = PROBE) -> dg.AssetsDefinition:
-    cat = active().catalog
-
-    @dg.asset(name="slurm_probe_test", required_resource_keys={"hpc"})
-    def _probe(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads the annotation
-        runner = context.resources.hpc.runner()
-        reattach = find_reattachable(context.instance, runner, tag_key(context.asset_key))
-        client = client_for(cat, runner)
+    # bare `context`: dagster rejects its annotation as a string (__future__ annotations)
+    @dg.asset(name="slurm_probe_test")
+    def _probe(context, hpc: HpcSide) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+        client = hpc.smoke_client(res, reattach=True)
         return client.run(
-            context=context,
-            payload="slurm_probe.py",
-            resources=res,
-            extras=extras,
-            reattach=reattach,
+            context=context, payload="slurm_probe.py", extras=extras
         ).get_materialize_result()
 
     return _probe

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Concatenate, Generic, TypeVar
 
 Scalar = float | int | str | bool | None
 
@@ -48,16 +48,21 @@ class ProbeFailed(Exception):
         self.hint = hint
 
 
+#: What a probe is given: the Dagster layer's ProbeContext (checking.py); a test may pass its own.
+Ctx = TypeVar("Ctx")
+
+
 @dataclass(frozen=True)
-class CheckSpec:
+class CheckSpec(Generic[Ctx]):
     """One check on one asset. `probe` gets a context object holding the catalog and the
-    clients named in `requires`."""
+    clients named in `requires`; generic in that context so that a domain typing its specs
+    `CheckSpec[ProbeContext]` has every probe, lambdas included, checked against it."""
 
     asset: str
     name: str
     severity: Severity
     description: str
-    probe: Callable[[Any], Outcome]
+    probe: Callable[[Ctx], Outcome]
     requires: tuple[str, ...] = ()
     blocking: bool = False
     light: bool = True
@@ -132,8 +137,9 @@ def missing_items(present: Iterable[str], required: Iterable[str], what: str, hi
     )
 
 
-def bound(probe: Callable[..., Outcome], *args: Any) -> Callable[[Any], Outcome]:
-    """A probe taking (ctx, *args) as the one-argument probe a CheckSpec holds."""
+def bound(probe: Callable[Concatenate[Ctx, ...], Outcome], *args: Any) -> Callable[[Ctx], Outcome]:
+    """A probe taking (ctx, *args) as the one-argument probe a CheckSpec holds; the context's
+    type carries over, so the probe's own annotation is checked."""
     return lambda ctx: probe(ctx, *args)
 
 
@@ -149,7 +155,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def run_check(spec: CheckSpec, ctx: Any, secrets: Iterable[str] = ()) -> Evaluation:
+def run_check(spec: CheckSpec[Ctx], ctx: Ctx, secrets: Iterable[str] = ()) -> Evaluation:
     """Run one probe; a probe that raises becomes a failed check with its message and hint."""
     start = time.monotonic()
     secrets = list(secrets)

@@ -15,9 +15,11 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Freshness
-from mlops_assets.checking import freshness_policy
-from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.checking import ProbeContext, ProbeSpec, freshness_policy
+from mlops_assets.core.checks import Outcome, Severity, bound
 from mlops_assets.core.probes import staging
+from mlops_assets.resources.clients import S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 
 @dataclass(frozen=True)
@@ -43,39 +45,32 @@ class Staged:
         return freshness_policy(self.freshness or catalog.default_freshness)
 
 
-def _shipped(c: Any) -> tuple[Any, str]:
-    """The HPC runner and the directory the payloads were shipped to (where they differ)."""
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    return runner, ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
-
-
-def _verifies(c: Any, s: Staged) -> Outcome:
-    runner, where = _shipped(c)
-    cat = c.catalog
-    return staging.verify_staged(runner, cat.hpc.python, where, s.path(cat), s.manifest(cat), s.key)
-
-
-def _loads(c: Any, s: Staged) -> Outcome:
-    runner, where = _shipped(c)
-    return staging.run_load_check(
-        runner, c.catalog.hpc.python, where, s.load_spec(c.catalog), s.key
+def _verifies(c: ProbeContext, s: Staged) -> Outcome:
+    hpc, cat = c.hpc, c.catalog
+    return staging.verify_staged(
+        hpc.runner(), hpc.python, hpc.ship(), s.path(cat), s.manifest(cat), s.key
     )
 
 
-def _size(c: Any, s: Staged) -> Outcome:
+def _loads(c: ProbeContext, s: Staged) -> Outcome:
+    hpc = c.hpc
+    return staging.run_load_check(
+        hpc.runner(), hpc.python, hpc.ship(), s.load_spec(c.catalog), s.key
+    )
+
+
+def _size(c: ProbeContext, s: Staged) -> Outcome:
     return staging.staged_size(c.hpc.runner(), s.manifest(c.catalog), s.approx_size_mb, s.key)
 
 
-def _in_bucket(c: Any, s: Staged) -> Outcome:
+def _in_bucket(c: ProbeContext, s: Staged) -> Outcome:
     assert s.sync_plan is not None  # only bound where there is one
     return staging.bucket_copy(c.hpc.runner(), c.s3.probe_client(), s.sync_plan(c.catalog))
 
 
-def bucket_check(s: Staged) -> CheckSpec:
+def bucket_check(s: Staged) -> ProbeSpec:
     """The bucket copy, object by object, against the staged manifest."""
-    return CheckSpec(
+    return ProbeSpec(
         f"{s.key}_minio",
         f"{s.key}_minio_matches_manifest",
         Severity.ERROR,
@@ -89,13 +84,13 @@ def bucket_check(s: Staged) -> CheckSpec:
     )
 
 
-def staged_checks(s: Staged) -> list[CheckSpec]:
+def staged_checks(s: Staged) -> list[ProbeSpec]:
     """The staged copy re-hashed and loaded on the HPC side (both block what reads it), and
     its size."""
     heavy = [("manifest_verifies", s.verifies_why, _verifies), ("loads", s.loads_why, _loads)]
     return [
         *(
-            CheckSpec(
+            ProbeSpec(
                 s.key,
                 f"{s.key}_{check}",
                 Severity.ERROR,
@@ -108,7 +103,7 @@ def staged_checks(s: Staged) -> list[CheckSpec]:
             )
             for check, why, probe in heavy
         ),
-        CheckSpec(
+        ProbeSpec(
             s.key,
             f"{s.key}_size_within_bounds",
             Severity.WARN,
@@ -139,16 +134,13 @@ def stage_asset(
         kinds=kinds,
         deps=["beegfs_layout"],
         pool=pool,
-        required_resource_keys={"hpc"},
         description=description,
         metadata={**metadata, "path": dg.MetadataValue.path(s.path(catalog))},
         freshness_policy=s.fresh(catalog),
     )
-    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import client_for
-
-        client = client_for(catalog, context.resources.hpc.runner())
-        return client.run(context=context, payload=payload, extras=extras).get_materialize_result()
+    def _stage(context, hpc: HpcSide) -> dg.MaterializeResult:  # dagster validates a bare `context`
+        done = hpc.staging_client().run(context=context, payload=payload, extras=extras)
+        return done.get_materialize_result()
 
     return _stage
 
@@ -157,7 +149,7 @@ def bucket_asset(
     catalog: Catalog, s: Staged, *, group: str, uri: str, description: str
 ) -> dg.AssetsDefinition:
     """The copy in a bucket, uploaded from the HPC side by sync_s3.py (the keys travel in a
-    private file: hpc_pipes.run_s3_sync); _manifest.json goes last."""
+    private file: HpcSide.sync_to_s3); _manifest.json goes last."""
     assert s.sync_plan is not None  # only built where there is one
     plan = s.sync_plan(catalog)
 
@@ -166,14 +158,11 @@ def bucket_asset(
         group_name=group,
         kinds={"minio"},
         deps=[s.key, catalog.bucket(s.bucket).asset_key],
-        required_resource_keys={"hpc", "s3"},
         description=description,
         metadata={"uri": uri},
         freshness_policy=s.fresh(catalog),
     )
-    def _sync(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        from mlops_assets.resources.hpc_pipes import run_s3_sync
-
-        return run_s3_sync(context, catalog, plan)
+    def _sync(context, hpc: HpcSide, s3: S3Resource) -> dg.MaterializeResult:
+        return hpc.sync_to_s3(context, s3, plan)
 
     return _sync

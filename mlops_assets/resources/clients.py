@@ -1,6 +1,6 @@
-"""Dagster resources for every system the checks and assets talk to. Each has connect and
-read timeouts; secrets arrive only through EnvVar; heavy clients (fabric, boto3,
-kubernetes) are imported on first use, never at code-location load."""
+"""Dagster resources for the cloud services the checks and assets talk to (the HPC side is
+resources/hpc.py). Each has connect and read timeouts; secrets arrive only through EnvVar;
+heavy clients (boto3, kubernetes) are imported on first use, never at code-location load."""
 
 from __future__ import annotations
 
@@ -12,51 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlops_assets.core.transport.hostexec import LocalRunner, Runner, SshRunner, SshSettings
 from mlops_assets.core.transport.http import HttpAnswer, request
-
-
-class HpcResource(dg.ConfigurableResource):
-    """The HPC side: `local` (subprocess) or `ssh` (the login node, one connection per run)."""
-
-    mode: str = "ssh"
-    host: str = "127.0.0.1"
-    port: int = 22
-    user: str = "admin"
-    key_path: str = "~/.ssh/id_ed25519"
-    known_hosts: str = "~/.ssh/known_hosts"
-    connect_timeout_s: float = 10
-    command_timeout_s: float = 60
-
-    _runner: Runner | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    def runner(self) -> Runner:
-        with self._lock:
-            return self._make_runner()
-
-    def _make_runner(self) -> Runner:
-        if self._runner is None:
-            if self.mode == "local":
-                self._runner = LocalRunner(self.command_timeout_s)
-            else:
-                self._runner = SshRunner(
-                    SshSettings(
-                        host=self.host,
-                        port=self.port,
-                        user=self.user,
-                        key_path=self.key_path,
-                        known_hosts=self.known_hosts,
-                        connect_timeout_s=self.connect_timeout_s,
-                        command_timeout_s=self.command_timeout_s,
-                    )
-                )
-        return self._runner
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
 
 
 class HttpServiceResource(dg.ConfigurableResource):

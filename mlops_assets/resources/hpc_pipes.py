@@ -1,112 +1,43 @@
-"""Dagster Pipes to the HPC side: the payloads in mlops_assets/payloads run next to the data
-(a subprocess when the orchestrator sits on the HPC side, the SSH login node otherwise) and
-report back through a message file on the shared filesystem.
+"""Dagster Pipes on the HPC side: the payloads of mlops_assets/payloads run next to the data
+and report back through a message file on the shared filesystem.
 
-- `ship_payloads` copies the payload scripts (and core/manifest.py as `mlops_manifest.py`) to
-  BeeGFS `scripts/mlops_payloads/`, only those whose sha256 differs, each by temp file + rename.
-- `RunnerFileMessageReader` is PipesFileMessageReader over a Runner: the payload's default
-  message writer appends JSON lines to a file on BeeGFS; the orchestrator tails it with
-  `tail -c +OFFSET` through the same runner (local or SSH), so progress arrives while the
-  payload runs.
-- `HpcPipesClient.run` opens the Pipes session, passes the bootstrap env (context injected
-  through the environment) plus the catalog's `hpc.env`, runs `hpc.python payload.py`, and
-  returns `PipesClientCompletedInvocation`; a failing payload raises `dg.Failure` with the
-  payload's own last error lines.
+Why it is shaped so: a payload runs in one of four placements (login node, data mover, build
+partition, smoke jobs) and the asset that starts it should not care which. So every placement
+is a `PayloadClient` with the one `run(context=, payload=, extras=)`; what differs (partition,
+job size, container, timeout, re-attaching) is fixed when `HpcSide` makes the client. The
+clients compose Dagster's public Pipes pieces (`open_pipes_session`, a message reader) rather
+than subclass `dg.PipesClient`, whose `run` takes free keyword arguments that each client
+would re-type differently. Messages travel as JSON lines in a file on BeeGFS, tailed through
+the same runner (`tail -c +OFFSET`), so progress arrives while the payload runs, over SSH or
+in a SLURM job alike; nothing but the runner is needed to reach the HPC side.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import sys
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from mlops_assets.catalog.schema import Catalog
-from mlops_assets.core.transport.hostexec import CommandResult, Runner, SshRunner
+from mlops_assets.core.transport.hostexec import CommandResult, Runner
+from mlops_assets.resources.shipping import LOGIN, check_entry, or_fail, ship_payloads
 
-PAYLOAD_DIR = "mlops_payloads"
-# shipped name -> (package, resource name)
-PAYLOAD_FILES: dict[str, tuple[str, str]] = {
-    "mlops_manifest.py": ("mlops_assets.core", "manifest.py"),
-    "stage_common.py": ("mlops_assets.payloads", "stage_common.py"),
-    "stage_hub.py": ("mlops_assets.payloads", "stage_hub.py"),
-    "stage_torchvision.py": ("mlops_assets.payloads", "stage_torchvision.py"),
-    "sync_s3.py": ("mlops_assets.payloads", "sync_s3.py"),
-    "load_check.py": ("mlops_assets.payloads", "load_check.py"),
-    "stage_files.py": ("mlops_assets.payloads", "stage_files.py"),
-    "mlops_apptainer.py": ("mlops_assets.core.parse", "apptainer.py"),
-    "container_image.py": ("mlops_assets.payloads", "container_image.py"),
-}
 POLL_S = 1.0
 READ_CHUNK = 128 * 1024
 
-
-def _local_payload(name: str, files: Mapping[str, tuple[str, str]] | None = None) -> Path:
-    package, resource = (files or PAYLOAD_FILES)[name]
-    return Path(str(resources.files(package).joinpath(resource)))
-
-
-def _check(res: CommandResult, what: str, hint: str) -> CommandResult:
-    if not res.ok:
-        raise dg.Failure(
-            description=f"{what} failed (exit {res.returncode}): {res.tail(5)}",
-            metadata={"hint": hint},
-        )
-    return res
-
-
-def ship_payloads(
-    runner: Runner, scripts_dir: str, files: Mapping[str, tuple[str, str]] | None = None
-) -> str:
-    """Copy the payloads to `<scripts_dir>/mlops_payloads/` where they differ. Returns the dir.
-    `files` (shipped name -> (package, resource)) defaults to the staging payloads."""
-    files = files or PAYLOAD_FILES
-    dest = f"{scripts_dir.rstrip('/')}/{PAYLOAD_DIR}"
-    remote = {f"{dest}/{n}": "" for n in files}
-    # one round trip (a fixed cost of every Pipes session): make the dir, hash what is there
-    res = _check(
-        runner.run(
-            [
-                "sh",
-                "-c",
-                'mkdir -p -- "$1" || exit; shift; '
-                'for f in "$@"; do [ -f "$f" ] && sha256sum "$f"; done; true',
-                "sh",
-                dest,
-                *remote,
-            ]
-        ),
-        f"mkdir {dest}",
-        "the scripts directory must be writable (materialize beegfs_layout)",
-    )
-    for line in res.stdout.splitlines():
-        digest, _, path = line.partition("  ")
-        remote[path.strip()] = digest
-    for name in files:
-        local = _local_payload(name, files)
-        target = f"{dest}/{name}"
-        if remote.get(target) == hashlib.sha256(local.read_bytes()).hexdigest():
-            continue
-        tmp = f"{dest}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-        if isinstance(runner, SshRunner):
-            runner.put(str(local), tmp)
-        else:
-            shutil.copyfile(local, tmp)
-        _check(
-            runner.run(["mv", "-f", "--", tmp, target]),
-            f"installing {target}",
-            "check the scripts directory on BeeGFS",
-        )
-    return dest
+# What the payloads need besides the Pipes bootstrap and the catalog's job environment (HF_HOME,
+# HF_ENDPOINT, ...): quiet, telemetry-free huggingface_hub and unbuffered output.
+PAYLOAD_ENV = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 @contextmanager
@@ -119,7 +50,7 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
     bootstrap travels as `env K=V` on the SSH command line). The shared filesystem is used so
     that a payload on any node the runner reaches can read it."""
     directory = f"{parent.rstrip('/')}/.private-{uuid.uuid4().hex}"
-    _check(
+    or_fail(
         runner.run(["mkdir", "-p", "-m", "700", "--", directory]),
         f"mkdir {directory}",
         "the jobs directory on BeeGFS must be writable",
@@ -129,7 +60,8 @@ def private_file(runner: Runner, parent: str, name: str, data: bytes) -> Iterato
         put = getattr(runner, "put_private", None)
         if put is None:
             raise dg.Failure(
-                f"{type(runner).__name__} cannot write a private file; credentials are not passed on a command line"
+                f"{type(runner).__name__} cannot write a private file; credentials are not "
+                "passed on a command line"
             )
         put(data, path)
         yield path
@@ -207,7 +139,7 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
     def read_messages(self, handler: dg.PipesMessageHandler) -> Iterator[dict[str, Any]]:
         if self.fresh:
             parent = self.path.rsplit("/", 1)[0]
-            _check(
+            or_fail(
                 self.runner.run(
                     ["sh", "-c", 'mkdir -p -- "$1" && : > "$2"', "sh", parent, self.path]
                 ),
@@ -229,8 +161,31 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
         return f"Attempted to read messages from {self.path} on {self.runner.where}."
 
 
-class HpcPipesClient(dg.PipesClient):
-    """Runs one payload on the HPC side per call; see the module docstring."""
+class PayloadClient(ABC):
+    """One placement on the HPC side that runs a shipped payload through Dagster Pipes."""
+
+    #: the shipping kit this placement carries (resources/shipping.py)
+    kit: str
+    runner: Runner
+
+    @abstractmethod
+    def run(
+        self,
+        *,
+        context: dg.AssetExecutionContext,
+        payload: str,
+        extras: dict[str, Any] | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        """Ship the kit, run `payload` with `extras` in this placement, and return what it
+        reported; a failed payload raises dg.Failure with its own last error."""
+
+
+class LoginPipesClient(PayloadClient):
+    """A payload as a process on the login node over SSH (a subprocess in `local` mode):
+    `python payload.py` with the Pipes bootstrap and the job environment, bounded by
+    `timeout_s`."""
+
+    kit = LOGIN
 
     def __init__(
         self,
@@ -239,29 +194,26 @@ class HpcPipesClient(dg.PipesClient):
         python: str,
         scripts_dir: str,
         messages_dir: str,
-        env: Mapping[str, str] | None = None,
-        timeout_s: float = 3600,
+        env: Mapping[str, str],
+        timeout_s: float,
     ) -> None:
         self.runner = runner
         self.python = python
         self.scripts_dir = scripts_dir
         self.messages_dir = messages_dir.rstrip("/")
-        self.env = dict(env or {})
+        self.env = dict(env)
         self.timeout_s = timeout_s
 
-    def run(  # type: ignore[override]
+    def run(
         self,
         *,
         context: dg.AssetExecutionContext,
         payload: str,
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        if payload not in PAYLOAD_FILES or not payload.startswith(
-            ("stage_", "sync_", "container_")
-        ):
-            raise ValueError(f"unknown payload {payload!r}")
-        where = ship_payloads(self.runner, self.scripts_dir)
-        msg_path = f"{self.messages_dir}/{context.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
+        check_entry(self.kit, payload)
+        where = ship_payloads(self.runner, self.scripts_dir, self.kit)
+        msg_path = f"{self.messages_dir}/{context.run.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
         reader = RunnerFileMessageReader(self.runner, msg_path)
         with dg.open_pipes_session(
             context=context,
@@ -269,14 +221,15 @@ class HpcPipesClient(dg.PipesClient):
             message_reader=reader,
             extras=extras,
         ) as session:
-            env = {**self.env, **session.get_bootstrap_env_vars()}
+            env = {**self.env, **PAYLOAD_ENV, **session.get_bootstrap_env_vars()}
             context.log.info(f"running {payload} on {self.runner.where} with {self.python}")
             res = self.runner.run(
                 [self.python, f"{where}/{payload}"], env=env, timeout_s=self.timeout_s
             )
             if not res.ok:
                 raise dg.Failure(
-                    description=f"{payload} on {self.runner.where} failed (exit {res.returncode}): {_last_error(res)}",
+                    description=f"{payload} on {self.runner.where} failed "
+                    f"(exit {res.returncode}): {_last_error(res)}",
                     metadata={"stderr_tail": dg.MetadataValue.text(res.tail(15))},
                 )
         return dg.PipesClientCompletedInvocation(session)
@@ -290,51 +243,3 @@ def _last_error(res: CommandResult) -> str:
         if head.endswith(("Error", "Exception", "Failed")) and " " not in head:
             return line[:800]
     return lines[-1][:800] if lines else "no output"
-
-
-# What the payloads need besides the Pipes bootstrap: the catalog's job environment (HF_HOME,
-# HF_ENDPOINT, ...) and quiet, telemetry-free huggingface_hub.
-PAYLOAD_ENV = {
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
-def client_for(catalog: Catalog, runner: Runner, *, data_mover: bool = True) -> HpcPipesClient:
-    """The login node's client, or, where the catalog names a data-mover partition (and the
-    caller allows it), one that runs the same payload as a SLURM job there."""
-    b = catalog.hpc.beegfs
-    if data_mover and catalog.hpc.data_mover is not None:
-        from mlops_assets.resources.slurm_pipes import PartitionPayloadClient
-
-        return PartitionPayloadClient.for_data_mover(catalog, runner)
-    return HpcPipesClient(
-        runner,
-        python=catalog.hpc.python,
-        scripts_dir=b.directory("scripts"),
-        messages_dir=f"{b.directory('jobs')}/pipes",
-        env={**catalog.hpc.env, **PAYLOAD_ENV},
-    )
-
-
-def run_s3_sync(
-    context: dg.AssetExecutionContext, catalog: Catalog, extras: dict[str, Any]
-) -> dg.MaterializeResult:
-    """sync_s3.py on the HPC side through Pipes. The S3 keys reach it in a 0600 file in a
-    0700 directory on the HPC side (private_file: written over SFTP, removed after the run
-    and by the payload as soon as it has read them), because everything else a payload gets
-    is visible to others: the SSH command line with the Pipes bootstrap (`ps`), the Pipes
-    extras (recorded in the event log) and the run's metadata."""
-    runner = context.resources.hpc.runner()
-    s3 = context.resources.s3
-    keys = json.dumps(
-        {"access_key_id": s3.access_key_id, "secret_access_key": s3.secret_access_key}
-    ).encode()
-    with private_file(
-        runner, f"{catalog.hpc.beegfs.directory('jobs')}/pipes", "s3.json", keys
-    ) as path:
-        done = client_for(catalog, runner).run(
-            context=context, payload="sync_s3.py", extras={**extras, "credentials_file": path}
-        )
-    return done.get_materialize_result()

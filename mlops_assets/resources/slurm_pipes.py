@@ -1,28 +1,16 @@
 """Dagster Pipes through SLURM: a payload runs as a batch job on a compute node and reports
-back through a message file on the shared filesystem.
+back through a message file on the shared filesystem (hpc_pipes.RunnerFileMessageReader).
 
-`SlurmPipesClient.run`:
-
-1. ships the payloads (hpc_pipes.ship_payloads: sha256-compared, temp file + rename) to BeeGFS
-   `scripts/mlops_payloads/`, with core/smoke_rules.py as `mlops_smoke_rules.py`, core/parse/nvidia_smi.py
-   as `mlops_nvidia_smi.py` and the orchestrator's own `dagster_pipes` module (stdlib only), so a container without
-   dagster-pipes still speaks the protocol;
-2. builds the job script (core.slurm_jobs.render_script: partition, time, cpus, mem,
-   `--gres=gpu:N`, `--nodelist`, `apptainer exec --nv <image>` when the catalog names one)
-   with the Pipes bootstrap exported in it, writes it to a per-job directory under BeeGFS
-   `jobs/smoke/`, and submits it with `sbatch --parsable` through the host runner;
-3. records the job id in the run's tags (`mlops/slurm_job.<asset>` = `id;job dir;message
-   file`), so a later run re-attaches to a job that is still queued or running instead of
-   submitting another (`find_reattachable`);
-4. tails the Pipes message file (hpc_pipes.RunnerFileMessageReader), polls `squeue` with
-   backoff, then confirms the final state and exit code with `sacct` and attaches its figures
-   (elapsed, state, exit code, AllocTRES incl. gres/gpu, MaxRSS) as metadata;
-5. on failure logs the tail of the job's stdout/stderr and raises `dg.Failure` naming the
-   state and exit code, with the payload's own result (a custom Pipes message) as metadata;
-   a failed job's directory stays for inspection, a succeeded one is removed;
-6. terminating the run (SIGTERM/SIGINT → DagsterExecutionInterruptedError/KeyboardInterrupt)
-   runs `scancel`; a process that is killed outright leaves the job running, and the next run
-   re-attaches.
+Why a job and not a process: the data mover, the build partition and the smoke jobs need the
+resources, the node and the accounting that only SLURM gives, and a job outlives the Dagster
+process that submitted it. So the client records the job id in the run's tags
+(`mlops/slurm_job.<asset>` = `id;job dir;message file`) and, when told to re-attach, a later
+run picks up a job that SLURM still has queued or running instead of submitting another;
+terminating the run (SIGTERM/SIGINT) runs `scancel`, while a killed process leaves the job
+running for the next run. The final state always comes from `sacct` (the queue forgets a job
+as soon as it ends), and a failed job's directory stays for inspection. The job's size, the
+partition and the container are fixed when HpcSide makes the client, so `run` is the one
+PayloadClient signature every placement shares.
 """
 
 from __future__ import annotations
@@ -36,29 +24,13 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
 from mlops_assets.core.transport.hostexec import Runner
-from mlops_assets.resources.hpc_pipes import (
-    PAYLOAD_ENV,
-    PAYLOAD_FILES,
-    HpcPipesClient,
-    RunnerFileMessageReader,
-    ship_payloads,
-)
+from mlops_assets.resources.hpc_pipes import PAYLOAD_ENV, PayloadClient, RunnerFileMessageReader
+from mlops_assets.resources.shipping import SMOKE, check_entry, ship_payloads
 
-SMOKE_FILES: dict[str, tuple[str, str]] = {
-    "smoke_common.py": ("mlops_assets.payloads", "smoke_common.py"),
-    "gpu_smoke.py": ("mlops_assets.payloads", "gpu_smoke.py"),
-    "nccl_allreduce.py": ("mlops_assets.payloads", "nccl_allreduce.py"),
-    "mnist_train.py": ("mlops_assets.payloads", "mnist_train.py"),
-    "slurm_probe.py": ("mlops_assets.payloads", "slurm_probe.py"),
-    "mlops_smoke_rules.py": ("mlops_assets.core", "smoke_rules.py"),
-    "mlops_nvidia_smi.py": ("mlops_assets.core.parse", "nvidia_smi.py"),
-    "dagster_pipes.py": ("dagster_pipes", "__init__.py"),
-}
 TAG_PREFIX = sj.JOB_TAG_PREFIX
 MAX_SCRIPT_BYTES = 96 * 1024
 SACCT_WAIT_S = 60.0
@@ -100,55 +72,62 @@ def tag_key(asset_key: dg.AssetKey, partition: str | None = None) -> str:
     return f"{TAG_PREFIX}{key}" + (f".{partition}" if partition else "")
 
 
-class SlurmPipesClient(dg.PipesClient):
-    """See the module docstring. One instance per asset execution is fine; it holds no state
-    beyond its settings."""
+class SlurmPipesClient(PayloadClient):
+    """A payload as a SLURM job of size `job` on `partition` (in `container` when given); see
+    the module docstring. It holds no state beyond its settings."""
 
     def __init__(
         self,
         runner: Runner,
         *,
         partition: str,
+        job: Resources,
         python: str,
         scripts_dir: str,
         jobs_dir: str,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str],
+        kit: str = SMOKE,
         container: str | None = None,
         binds: Sequence[str] = (),
-        files: Mapping[str, tuple[str, str]] | None = None,
+        reattach: bool = False,
         backoff: sj.Backoff | None = None,
         sacct_wait_s: float = SACCT_WAIT_S,
         keep_succeeded_job_dirs: bool = False,
     ) -> None:
         self.runner = runner
         self.partition = partition
+        self.job = job
         self.python = python
         self.scripts_dir = scripts_dir
         self.jobs_dir = jobs_dir.rstrip("/")
-        self.env = dict(env or {})
+        self.env = dict(env)
+        self.kit = kit
         self.container = container
         self.binds = list(binds)
-        self.files = dict(files or SMOKE_FILES)
+        self.reattach = reattach
         self.backoff = backoff or sj.Backoff()
         self.sacct_wait_s = sacct_wait_s
         self.keep_succeeded_job_dirs = keep_succeeded_job_dirs
 
     # ------------------------------------------------------------------ the Pipes run
 
-    def run(  # type: ignore[override]
+    def run(
         self,
         *,
         context: dg.AssetExecutionContext,
         payload: str,
-        resources: Resources,
         extras: dict[str, Any] | None = None,
-        args: Sequence[str] = (),
-        reattach: Attached | None = None,
-        tag_scope: str | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        if payload not in self.files or not payload.endswith(".py"):
-            raise ValueError(f"unknown payload {payload!r}")
-        where = ship_payloads(self.runner, self.scripts_dir, self.files)
+        """With `reattach`, this asset's (and node's) job of an earlier run that SLURM still
+        has queued or running is picked up instead of submitting another."""
+        check_entry(self.kit, payload)
+        where = ship_payloads(self.runner, self.scripts_dir, self.kit)
+        scope = self.job.nodelist
+        reattach = (
+            find_reattachable(context.instance, self.runner, tag_key(context.asset_key, scope))
+            if self.reattach
+            else None
+        )
         if reattach is None:
             token = f"{payload.removesuffix('.py')}-{context.run.run_id[:8]}-{uuid.uuid4().hex[:8]}"
             job_dir = f"{self.jobs_dir}/{token}"
@@ -164,18 +143,14 @@ class SlurmPipesClient(dg.PipesClient):
         ) as session:
             if reattach is None:
                 spec = self.job_spec(
-                    payload,
-                    where,
-                    attached.job_dir,
-                    resources,
-                    session.get_bootstrap_env_vars(),
-                    args,
+                    payload, where, attached.job_dir, session.get_bootstrap_env_vars()
                 )
                 attached = replace(attached, job_id=self.submit(spec))
-                self._tag(context, attached, tag_scope)
+                self._tag(context, attached, scope)
+                node = f", node {scope}" if scope else ""
                 context.log.info(
-                    f"submitted SLURM job {attached.job_id} ({payload}, partition {self.partition}, "
-                    f"gres gpu:{resources.gpus}{', node ' + resources.nodelist if resources.nodelist else ''})"
+                    f"submitted SLURM job {attached.job_id} ({payload}, partition "
+                    f"{self.partition}, gres gpu:{self.job.gpus}{node})"
                 )
             else:
                 context.log.info(f"re-attached to SLURM job {attached.job_id} ({attached.job_dir})")
@@ -194,9 +169,8 @@ class SlurmPipesClient(dg.PipesClient):
         meta = outcome.metadata()
         meta["slurm_job_dir"] = attached.job_dir
         if not outcome.succeeded:
-            self._fail(
-                context, attached, outcome, session, meta
-            )  # the job dir stays for inspection
+            # the job dir stays for inspection
+            self._fail(context, attached, outcome, session, meta)
         if not self.keep_succeeded_job_dirs and attached.job_dir.startswith(self.jobs_dir + "/"):
             self.runner.run(["rm", "-rf", "--", attached.job_dir], timeout_s=60)
             meta.pop("slurm_job_dir", None)
@@ -209,10 +183,11 @@ class SlurmPipesClient(dg.PipesClient):
         payload: str,
         where: str,
         job_dir: str,
-        res: Resources,
         bootstrap: Mapping[str, str],
         args: Sequence[str] = (),
     ) -> sj.JobSpec:
+        """The batch job that runs `payload` (in the container's python3 when there is one)."""
+        res = self.job
         python = "python3" if self.container else self.python
         return sj.JobSpec(
             name=f"mlops-{payload.removesuffix('.py')}".replace("_", "-"),
@@ -366,90 +341,3 @@ def find_reattachable(
             return attached
         return None  # the newest job for this key has finished: nothing to re-attach to
     return None
-
-
-def partition_client(
-    catalog: Catalog, runner: Runner, partition: str, jobs_subdir: str, payloads: Sequence[str]
-) -> SlurmPipesClient:
-    """HPC-side payloads as SLURM jobs on `partition`, with the HPC Python and the catalog's job
-    environment; `payloads` are shipped with their helpers (stage_common, manifest)."""
-    b = catalog.hpc.beegfs
-    names = ("stage_common.py", "mlops_manifest.py", *payloads)
-    return SlurmPipesClient(
-        runner,
-        partition=partition,
-        python=catalog.hpc.python,
-        scripts_dir=b.directory("scripts"),
-        jobs_dir=f"{b.directory('jobs')}/{jobs_subdir}",
-        env=dict(catalog.hpc.env),
-        files={n: PAYLOAD_FILES[n] for n in names},
-    )
-
-
-def build_client_for(catalog: Catalog, runner: Runner, partition: str) -> SlurmPipesClient:
-    """Container builds as SLURM jobs on the build partition, with the HPC Python (the image
-    being built cannot run its own build)."""
-    return partition_client(
-        catalog, runner, partition, "containers", ("mlops_apptainer.py", "container_image.py")
-    )
-
-
-class PartitionPayloadClient(HpcPipesClient):
-    """HpcPipesClient's interface over a SLURM job: the staging assets call `run(context=,
-    payload=, extras=)` the same way whether the catalog has a data-mover partition or not."""
-
-    def __init__(self, client: SlurmPipesClient, resources: Resources) -> None:
-        super().__init__(
-            client.runner,
-            python=client.python,
-            scripts_dir=client.scripts_dir,
-            messages_dir=client.jobs_dir,
-            env=client.env,
-        )
-        self.client = client
-        self.resources = resources
-
-    @classmethod
-    def for_data_mover(cls, catalog: Catalog, runner: Runner) -> PartitionPayloadClient:
-        mover = catalog.hpc.data_mover
-        assert mover is not None
-        staging = [
-            n for n in PAYLOAD_FILES if n.startswith(("stage_", "sync_")) and n != "stage_common.py"
-        ]
-        job = mover.job
-        res = Resources(
-            gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min
-        )
-        return cls(partition_client(catalog, runner, mover.partition, "data-mover", staging), res)
-
-    def run(  # type: ignore[override]
-        self,
-        *,
-        context: dg.AssetExecutionContext,
-        payload: str,
-        extras: dict[str, Any] | None = None,
-    ) -> dg.PipesClientCompletedInvocation:
-        context.log.info(
-            f"{payload} as a SLURM job on the data-mover partition {self.client.partition}"
-        )
-        return self.client.run(
-            context=context, payload=payload, resources=self.resources, extras=extras
-        )
-
-
-def client_for(catalog: Catalog, runner: Runner) -> SlurmPipesClient:
-    """The smoke jobs' client, from the catalog."""
-    b = catalog.hpc.beegfs
-    container = None
-    if catalog.smoke.container is not None:
-        container = catalog.container_path(catalog.smoke.container)
-    return SlurmPipesClient(
-        runner,
-        partition=catalog.smoke.partition,
-        python=catalog.hpc.python,
-        scripts_dir=b.directory("scripts"),
-        jobs_dir=f"{b.directory('jobs')}/smoke",
-        env=dict(catalog.hpc.env),
-        container=container,
-        binds=[catalog.hpc.beegfs.root] if container else [],
-    )

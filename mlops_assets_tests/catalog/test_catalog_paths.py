@@ -92,13 +92,11 @@ def test_shipped_payload_files_do_not_import_the_catalog() -> None:
     arguments, never as an import."""
     import ast
 
-    from mlops_assets.resources.hpc_pipes import PAYLOAD_FILES, _local_payload
-    from mlops_assets.resources.slurm_pipes import SMOKE_FILES
+    from mlops_assets.resources.shipping import SHIPPED
 
-    shipped = {**PAYLOAD_FILES, **SMOKE_FILES}
-    assert "mlops_manifest.py" in shipped
-    for name, spec in shipped.items():
-        tree = ast.parse(_local_payload(name, shipped).read_text())
+    assert "mlops_manifest.py" in SHIPPED
+    for name, spec in SHIPPED.items():
+        tree = ast.parse(spec.local().read_text())
         for node in ast.walk(tree):
             mods = (
                 [a.name for a in node.names]

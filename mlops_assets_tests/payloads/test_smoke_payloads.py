@@ -353,16 +353,12 @@ def test_inventory_reads_na_as_none_with_the_core_parser(
 
 
 def test_shipped_payload_dir_parses_na_with_the_stdlib_only(tmp_path: Path) -> None:
-    """As SlurmPipesClient ships them: the SMOKE_FILES table into one folder, run by a bare
+    """As the smoke client ships them: the smoke kit into one folder, run by a bare
     interpreter (-I: no site-packages, no mlops_assets), nvidia-smi replaying the record."""
-    from importlib import resources
+    from mlops_assets.core.transport.hostexec import LocalRunner
+    from mlops_assets.resources.shipping import SMOKE, ship_payloads
 
-    from mlops_assets.resources.slurm_pipes import SMOKE_FILES
-
-    ship = tmp_path / "mlops_payloads"
-    ship.mkdir()
-    for name, (package, resource) in SMOKE_FILES.items():
-        (ship / name).write_bytes(resources.files(package).joinpath(resource).read_bytes())
+    ship = Path(ship_payloads(LocalRunner(), str(tmp_path), SMOKE))
     env, fields = _replaying_nvidia_smi(tmp_path, "fan_na_new_driver_i3pystatus776")
     code = (
         "import json, smoke_common; "

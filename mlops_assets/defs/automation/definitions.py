@@ -21,7 +21,7 @@ import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import LIGHT_TAG, schedule_status, sensor_status
-from mlops_assets.resources.clients import HpcResource
+from mlops_assets.resources.hpc import HpcSide
 
 LIGHT_JOB = "light_checks"
 FULL_JOB = "full_validation"
@@ -116,7 +116,7 @@ def build(catalog: Catalog, domains: dg.Definitions) -> dg.Definitions:
         ),
     )
     def nightly(
-        context: dg.ScheduleEvaluationContext, hpc: HpcResource
+        context: dg.ScheduleEvaluationContext, hpc: HpcSide
     ) -> list[dg.RunRequest] | dg.SkipReason:
         from mlops_assets.defs.smoke.definitions import sync_node_partitions
 

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import cloud as r
 from mlops_assets.platform import active
@@ -17,18 +17,26 @@ from mlops_assets.platform import active
 GROUP = "cloud"
 
 
-def _with(resource: str, rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+def _with(
+    resource: str, rule: Callable[[Any, Catalog], Outcome]
+) -> Callable[[ProbeContext], Outcome]:
+    """`rule(<the named resource>, catalog)`; the core probes type their client loosely (a
+    test gives them a fake), so the resource is looked up by its key here."""
     return lambda ctx: rule(getattr(ctx, resource), ctx.catalog)
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def _buckets_exist(ctx: ProbeContext, required: bool) -> Outcome:
+    return r.minio_buckets_exist(ctx.s3.probe_client(), ctx.catalog, required)
+
+
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     k = catalog.cloud.kubernetes
     kube = ("kubernetes",)
     hpa = E if k.require_hpa else W
     ingress = E if k.require_ingress_class else W
 
-    def on_kube(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+    def on_kube(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[ProbeContext], Outcome]:
         return _with("kubernetes", rule)
 
     return [
@@ -248,10 +256,10 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
     ]
 
 
-def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
+def _bucket_specs(catalog: Catalog) -> list[ProbeSpec]:
     """Cloud-side existence of the catalog's buckets (required: ERROR, optional: WARN); the
     storage group's bucket assets create them and prove writes."""
-    out = []
+    out: list[ProbeSpec] = []
     for required, severity, label in (
         (True, Severity.ERROR, "required"),
         (False, Severity.WARN, "optional"),
@@ -263,12 +271,7 @@ def _bucket_specs(catalog: Catalog) -> list[CheckSpec]:
                     f"minio_{label}_buckets_exist",
                     severity,
                     f"The {label} catalog buckets exist; each missing one is named.",
-                    bound(
-                        lambda ctx, req: r.minio_buckets_exist(
-                            ctx.s3.probe_client(), ctx.catalog, req
-                        ),
-                        required,
-                    ),
+                    bound(_buckets_exist, required),
                     ("s3",),
                     needs=tuple(
                         b.asset_key for b in catalog.cloud.buckets if b.required == required

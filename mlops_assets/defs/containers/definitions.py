@@ -4,15 +4,15 @@ payloads/container_image.py through Pipes, published by rename, and checked in p
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
-from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks_per_asset, freshness_policy
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import containers
 from mlops_assets.platform import active
+from mlops_assets.resources.hpc import HpcSide, job_resources
+from mlops_assets.resources.hpc_pipes import PayloadClient
 
 GROUP = "containers"
 POOL = "container_builds"
@@ -30,7 +30,6 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
         kinds={"apptainer", "beegfs"},
         deps=["beegfs_layout", "apptainer", *([catalog.container_key(base)] if base else [])],
         pool=POOL,
-        required_resource_keys={"hpc"},
         description=(
             f"{ct.file} from {src}, made on {where}; published by rename, a no-op when the "
             "source is unchanged."
@@ -38,59 +37,45 @@ def _container_asset(catalog: Catalog, name: str, ct: Container) -> dg.AssetsDef
         metadata={"path": dg.MetadataValue.path(path), "source": src, "where": ct.where},
         freshness_policy=freshness_policy(ct.freshness or catalog.default_freshness),
     )
-    def _image(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+    def _image(context, hpc: HpcSide) -> dg.MaterializeResult:
         extras = containers.plan(catalog, name)
-        runner = context.resources.hpc.runner()
-        if ct.where == "login":
-            from mlops_assets.resources.hpc_pipes import client_for
-
-            client = client_for(catalog, runner, data_mover=False)
-            client.timeout_s = extras["timeout_s"] + 300
-            invocation = client.run(context=context, payload="container_image.py", extras=extras)
-        else:
-            from mlops_assets.resources.slurm_pipes import Resources, build_client_for
-
-            job = ct.job
-            res = Resources(
-                gpus=job.gpus, cpus=job.cpus, mem_mb=job.mem_mb, time_limit_min=job.time_limit_min
-            )
-            invocation = build_client_for(catalog, runner, ct.build_partition or "").run(
-                context=context,
-                payload="container_image.py",
-                resources=res,
-                extras=extras,
-            )
+        client: PayloadClient = (
+            hpc.login_client(timeout_s=extras["timeout_s"] + 300)
+            if ct.where == "login"
+            else hpc.build_client(ct.build_partition or "", job_resources(ct.job))
+        )
+        invocation = client.run(context=context, payload="container_image.py", extras=extras)
         return invocation.get_materialize_result()
 
     return _image
 
 
-def _sif_valid(c: Any, name: str) -> Outcome:
+def _sif_valid(c: ProbeContext, name: str) -> Outcome:
     return containers.sif_valid(c.hpc.runner(), c.catalog.container_path(name))
 
 
-def _frameworks(c: Any, name: str) -> Outcome:
+def _frameworks(c: ProbeContext, name: str) -> Outcome:
     cat = c.catalog
     return containers.image_packages(
         c.hpc.runner(), cat.container_path(name), cat.containers[name].expected_packages
     )
 
 
-def _matches_record(c: Any, name: str) -> Outcome:
+def _matches_record(c: ProbeContext, name: str) -> Outcome:
     return containers.matches_record(c.hpc.runner(), c.catalog.container_path(name))
 
 
-def _nv_one_gpu(c: Any, name: str) -> Outcome:
+def _nv_one_gpu(c: ProbeContext, name: str) -> Outcome:
     cat = c.catalog
     return containers.nv_exposes_gpus(
         c.hpc.runner(), cat.container_path(name), cat.smoke.partition, 1, fake=cat.hpc.gpus.fake
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     gpu_sev = W if catalog.hpc.gpus.fake else E
-    out: list[CheckSpec] = []
+    out: list[ProbeSpec] = []
     for name, ct in catalog.containers.items():
         asset = catalog.container_key(name)
         hint = f"re-materialize {asset}"

@@ -10,9 +10,8 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Dataset, HubSource
-from mlops_assets.checking import asset_checks_per_asset
+from mlops_assets.checking import ProbeSpec, asset_checks_per_asset
 from mlops_assets.core import load_rules, staging_plan
-from mlops_assets.core.checks import CheckSpec
 from mlops_assets.defs.staged import Staged, bucket_asset, bucket_check, stage_asset, staged_checks
 from mlops_assets.platform import active
 
@@ -52,8 +51,8 @@ def staged(catalog: Catalog, name: str, d: Dataset) -> Staged:
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
-    out: list[CheckSpec] = []
+def specs(catalog: Catalog) -> list[ProbeSpec]:
+    out: list[ProbeSpec] = []
     for name, d in catalog.datasets.items():
         s = staged(catalog, name, d)
         if d.sync_to_bucket:

@@ -4,20 +4,20 @@ node and checked against the catalog."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
 from mlops_assets.core.probes import hpc as r
+from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.platform import active
 
 GROUP = "hpc"
 
 
-def _on_hpc(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[Any], Outcome]:
+def _on_hpc(rule: Callable[[Runner, Catalog], Outcome]) -> Callable[[ProbeContext], Outcome]:
     return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
 
 
@@ -26,7 +26,7 @@ def _nv_image(catalog: Catalog) -> str:
     return catalog.smoke.container or next(iter(catalog.containers))
 
 
-def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
+def _nv_exposes_node_gpus(ctx: ProbeContext) -> Outcome:
     """--nv with every GPU of each free GPU node (one step for all), in the image the smoke
     jobs use (else the first one)."""
     from mlops_assets.core.probes.containers import nv_exposes_gpus_per_node
@@ -42,7 +42,7 @@ def _nv_exposes_node_gpus(ctx: Any) -> Outcome:
     return nv_exposes_gpus_per_node(runner, image, r.gpu_partition(cat), fake=cat.hpc.gpus.fake)
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     cgroup = E if catalog.hpc.slurm.require_cgroup_constrain_devices else W
     accounting = E if catalog.hpc.slurm.require_accounting else W

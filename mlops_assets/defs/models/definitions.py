@@ -9,18 +9,20 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, Model
-from mlops_assets.checking import asset_checks_per_asset, freshness_policy
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks_per_asset, freshness_policy
 from mlops_assets.core import load_rules, staging_plan
-from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.checks import Outcome, Severity, bound
 from mlops_assets.core.probes import staging
 from mlops_assets.defs.staged import Staged, bucket_asset, bucket_check, stage_asset, staged_checks
 from mlops_assets.platform import active
+from mlops_assets.resources.clients import HttpServiceResource, S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 GROUP = "models"
 POOL = "hub_downloads"
 
 
-def _mlflow_version(c: Any, name: str, m: Model) -> Outcome:
+def _mlflow_version(c: ProbeContext, name: str, m: Model) -> Outcome:
     """A version tagged with the pinned revision and the digest of the manifest staged now."""
     from mlops_assets.core.probes import model_registry
 
@@ -56,14 +58,14 @@ def staged(catalog: Catalog, name: str, m: Model) -> Staged:
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
-    out: list[CheckSpec] = []
+def specs(catalog: Catalog) -> list[ProbeSpec]:
+    out: list[ProbeSpec] = []
     for name, m in catalog.models.items():
         s = staged(catalog, name, m)
         out += [
             *staged_checks(s),
             bucket_check(s),
-            CheckSpec(
+            ProbeSpec(
                 f"{s.key}_mlflow",
                 f"{s.key}_mlflow_version_registered",
                 Severity.ERROR,
@@ -114,7 +116,6 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"mlflow"},
         deps=[f"{staged}_minio", "mlflow"],
-        required_resource_keys={"hpc", "s3", "mlflow"},
         description=(
             f"Registered model `{m.registered_name}` at {pinned}: a version whose source is "
             f"{uri}, tagged with repo, revision, manifest digest and URI."
@@ -122,7 +123,9 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         metadata={"registered_model": m.registered_name},
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
-    def _register(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+    def _register(
+        context, hpc: HpcSide, s3: S3Resource, mlflow: HttpServiceResource
+    ) -> dg.MaterializeResult:
         """REST calls only (core.probes.model_registry); reuses the version with this
         manifest digest."""
         from mlops_assets.core.checks import ProbeFailed
@@ -130,10 +133,10 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
 
         try:
             mpath = catalog.model_manifest(name)
-            man = staging.read_staged_manifest(context.resources.hpc.runner(), mpath, staged)
+            man = staging.read_staged_manifest(hpc.runner(), mpath, staged)
             prefix = staging_plan.model_prefix(name, m)
             key = prefix + staging_plan.S3_MANIFEST_OBJECT
-            head = staging.head_objects(context.resources.s3.probe_client(), m.bucket, [key])[key]
+            head = staging.head_objects(s3.probe_client(), m.bucket, [key])[key]
             in_bucket = head[1].get(staging_plan.S3_DIGEST_META) if head else None
             if in_bucket != man.digest:
                 raise ProbeFailed(
@@ -145,7 +148,7 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
                 )
             tags = model_registry.version_tags(m.repo, m.revision, man.digest, uri)
             reg = model_registry.register(
-                context.resources.mlflow,
+                mlflow,
                 m.registered_name,
                 uri,
                 tags,

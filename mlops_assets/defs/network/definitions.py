@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import network as r
 from mlops_assets.platform import active
@@ -18,7 +18,7 @@ from mlops_assets.platform import active
 GROUP = "network"
 
 
-def _reach(ctx: Any, service: str) -> Outcome:
+def _reach(ctx: ProbeContext, service: str) -> Outcome:
     return r.hpc_reaches_service(ctx.hpc.runner(), ctx.catalog, service)
 
 
@@ -36,7 +36,7 @@ _ONCE_LOCK = threading.Lock()
 _MEASURED: weakref.WeakKeyDictionary[Any, _Once] = weakref.WeakKeyDictionary()
 
 
-def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
+def _bandwidth(ctx: ProbeContext, threshold_mbps: float) -> Outcome:
     """ERROR and WARN thresholds judge the same probe upload: the second check of a run
     waits for the first one's measurement instead of competing for the link."""
     with _ONCE_LOCK:
@@ -62,7 +62,7 @@ def _bandwidth(ctx: Any, threshold_mbps: float) -> Outcome:
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     hpc = ("hpc",)
     buckets = tuple(b.asset_key for b in catalog.cloud.buckets)  # the probe object goes into one

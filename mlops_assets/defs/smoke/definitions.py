@@ -45,7 +45,7 @@ from mlops_assets.checking import freshness_policy, sensor_status
 from mlops_assets.core import node_watch
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
-from mlops_assets.resources.clients import HpcResource
+from mlops_assets.resources.hpc import HpcSide, job_resources
 
 GROUP = "smoke"
 POOL = "slurm_submissions"
@@ -84,44 +84,21 @@ def _smoke_asset(
         kinds=set(kinds),
         deps=deps,
         pool=POOL,
-        required_resource_keys={"hpc"},
         description=description,
         metadata={"payload": payload, "gres_gpus": job.gpus, "per_node": per_node},
         freshness_policy=freshness_policy(catalog.smoke.freshness),
         automation_condition=rerun_on_upstream(triggers),
         partitions_def=GPU_NODES if per_node else None,
     )
-    def _smoke(context: dg.AssetExecutionContext, config: SmokeRun) -> dg.MaterializeResult:
+    def _smoke(
+        context: dg.AssetExecutionContext, config: SmokeRun, hpc: HpcSide
+    ) -> dg.MaterializeResult:
         from mlops_assets.core.slurm_jobs import smoke_payload_config
-        from mlops_assets.resources.slurm_pipes import (
-            Resources,
-            client_for,
-            find_reattachable,
-            tag_key,
-        )
 
-        runner = context.resources.hpc.runner()
-        client = client_for(catalog, runner)
         node = context.partition_key if per_node else (config.node or None)
-        reattach = (
-            find_reattachable(context.instance, runner, tag_key(context.asset_key, node))
-            if config.reattach
-            else None
-        )
-        res = Resources(
-            gpus=job.gpus,
-            cpus=job.cpus,
-            mem_mb=job.mem_mb,
-            time_limit_min=job.time_limit_min,
-            nodelist=node,
-        )
+        client = hpc.smoke_client(job_resources(job, node), reattach=config.reattach)
         invocation = client.run(
-            context=context,
-            payload=payload,
-            resources=res,
-            extras=smoke_payload_config(catalog, kind),
-            reattach=reattach,
-            tag_scope=node,
+            context=context, payload=payload, extras=smoke_payload_config(catalog, kind)
         )
         return invocation.get_materialize_result()
 
@@ -324,7 +301,7 @@ def node_sensor(catalog: Catalog) -> dg.SensorDefinition:
         "smoke jobs for its partition only; new GPU nodes become partitions.",
     )
     def _sensor(
-        context: dg.SensorEvaluationContext, hpc: HpcResource
+        context: dg.SensorEvaluationContext, hpc: HpcSide
     ) -> dg.SensorResult | dg.SkipReason:
         import time
 
@@ -467,7 +444,7 @@ def orphan_sensor(catalog: Catalog) -> dg.SensorDefinition:
             "that re-attaches; other orphans are reported as observations."
         ),
     )
-    def _sensor(context: dg.SensorEvaluationContext, hpc: HpcResource) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, hpc: HpcSide) -> dg.SensorResult:
         result = orphan_tick(context.instance, hpc.runner(), context.cursor, names)
         for ev in result.asset_events or []:
             context.log.warning(str(ev.metadata["orphan_message"].value))

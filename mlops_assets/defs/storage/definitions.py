@@ -7,11 +7,14 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.catalog.schema import Bucket, Catalog
-from mlops_assets.checking import asset_checks
-from mlops_assets.core.checks import CheckSpec, Severity, bound
-from mlops_assets.core.probes import hpc, staging
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
+from mlops_assets.core.probes import hpc as hpc_probes
+from mlops_assets.core.probes import staging
 from mlops_assets.defs.storage import training_files
 from mlops_assets.platform import active
+from mlops_assets.resources.clients import S3Resource
+from mlops_assets.resources.hpc import HpcSide
 
 GROUP = "storage"
 
@@ -24,14 +27,13 @@ def _layout(catalog: Catalog) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"beegfs"},
         deps=["beegfs"],
-        required_resource_keys={"hpc"},
         description=(
             "The directories training needs under "
             f"{catalog.hpc.beegfs.root}, owned by the training user."
         ),
     )
-    def beegfs_layout(context) -> dg.MaterializeResult:
-        runner = context.resources.hpc.runner()
+    def beegfs_layout(hpc: HpcSide) -> dg.MaterializeResult:
+        runner = hpc.runner()
         res = runner.run(["mkdir", "-p", "--", *dirs.values()])
         if not res.ok:
             raise dg.Failure(
@@ -62,26 +64,25 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"s3", "minio"},
         deps=["minio"],
-        required_resource_keys={"s3"},
         description=(
             f"The MinIO bucket `{bucket.name}`: {bucket.purpose}. "
             "Created if missing, never emptied."
         ),
     )
-    def _asset(context) -> dg.MaterializeResult:
-        s3 = context.resources.s3.client()
+    def _asset(s3: S3Resource) -> dg.MaterializeResult:
+        client = s3.client()
         created = False
         try:
-            s3.head_bucket(Bucket=bucket.name)
+            client.head_bucket(Bucket=bucket.name)
         except Exception as exc:
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             if code not in {"404", "NoSuchBucket", "NotFound"}:
                 raise dg.Failure(
                     description=f"cannot inspect bucket {bucket.name}: {code or type(exc).__name__}"
                 ) from None
-            s3.create_bucket(Bucket=bucket.name)
+            client.create_bucket(Bucket=bucket.name)
             created = True
-        listing = s3.list_objects_v2(Bucket=bucket.name, MaxKeys=1000)
+        listing = client.list_objects_v2(Bucket=bucket.name, MaxKeys=1000)
         return dg.MaterializeResult(
             metadata={
                 "bucket": bucket.name,
@@ -93,15 +94,19 @@ def _bucket(bucket: Bucket) -> dg.AssetsDefinition:
     return _asset
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def _round_trip(c: ProbeContext, bucket: str) -> Outcome:
+    return staging.bucket_round_trip(c.s3.client(), bucket)
+
+
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
-    out = [
+    out: list[ProbeSpec] = [
         CheckSpec(
             "beegfs_layout",
             "beegfs_layout_complete",
             E,
             "Jobs write to these paths without creating them.",
-            lambda c: hpc.layout_complete(c.hpc.runner(), c.catalog),
+            lambda c: hpc_probes.layout_complete(c.hpc.runner(), c.catalog),
             ("hpc",),
             blocking=True,
         ),
@@ -110,7 +115,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
             "beegfs_layout_writable_by_training_user",
             E,
             "A read-only share fails training at its first checkpoint.",
-            lambda c: hpc.layout_writable(c.hpc.runner(), c.catalog),
+            lambda c: hpc_probes.layout_writable(c.hpc.runner(), c.catalog),
             ("hpc",),
             blocking=True,
         ),
@@ -122,7 +127,7 @@ def specs(catalog: Catalog) -> list[CheckSpec]:
                 f"{b.asset_key}_round_trip",
                 E if b.required else W,
                 "Proves writes and reads, not just that the name exists.",
-                bound(lambda c, name: staging.bucket_round_trip(c.s3.client(), name), b.name),
+                bound(_round_trip, b.name),
                 ("s3",),
                 blocking=b.required,
             )

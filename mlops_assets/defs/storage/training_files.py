@@ -9,15 +9,14 @@ stages into, it is something the platform must hold on BeeGFS before a job runs,
 
 from __future__ import annotations
 
-from typing import Any
-
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import asset_checks, freshness_policy
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, freshness_policy
 from mlops_assets.core import staging_plan
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.core.probes import file_sync, staging
+from mlops_assets.resources.hpc import HpcSide
 
 GROUP = "storage"  # folder = group: this file lives in defs/storage/
 KEY = "training_files"
@@ -33,18 +32,16 @@ def targets(catalog: Catalog) -> dict[str, tuple[str, str]]:
     }
 
 
-def _verifies(c: Any) -> Outcome:
+def _verifies(c: ProbeContext) -> Outcome:
     """Each target re-hashed on the HPC side against its manifest, and that manifest is the
     package's current one (a newer package means the staged scripts are stale)."""
-    from mlops_assets.resources.hpc_pipes import ship_payloads
-
-    runner = c.hpc.runner()
-    where = ship_payloads(runner, c.catalog.hpc.beegfs.directory("scripts"))
+    hpc = c.hpc
+    runner, where = hpc.runner(), hpc.ship()
     problems: list[str] = []
     files = 0
     for d, (target, _) in targets(c.catalog).items():
         mpath = c.catalog.hpc.beegfs.manifest_path(target)
-        out = staging.verify_staged(runner, c.catalog.hpc.python, where, target, mpath, KEY)
+        out = staging.verify_staged(runner, hpc.python, where, target, mpath, KEY)
         if not out.passed:
             problems.append(f"{target}: {out.detail}")
             continue
@@ -67,7 +64,7 @@ def _verifies(c: Any) -> Outcome:
     )
 
 
-def specs(catalog: Catalog) -> list[CheckSpec]:
+def specs(catalog: Catalog) -> list[ProbeSpec]:
     return [
         CheckSpec(
             KEY,
@@ -92,7 +89,6 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         group_name=GROUP,
         kinds={"beegfs", "python"},
         deps=["beegfs_layout"],
-        required_resource_keys={"hpc"},
         description=(
             "Training scripts and configs shipped in the package (mlops_assets/training/), "
             f"staged in {where} with a manifest."
@@ -100,11 +96,10 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         metadata={"targets": where},
         freshness_policy=freshness_policy(catalog.default_freshness),
     )
-    def _stage(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
+    def _stage(context, hpc: HpcSide) -> dg.MaterializeResult:
         from mlops_assets.core.checks import ProbeFailed
-        from mlops_assets.resources.hpc_pipes import client_for
 
-        runner = context.resources.hpc.runner()
+        runner = hpc.runner()
         trees, sent = [], 0
         try:
             for d, (target, mirror) in targets(catalog).items():
@@ -114,7 +109,7 @@ def _asset(catalog: Catalog) -> dg.AssetsDefinition:
         except ProbeFailed as exc:
             raise dg.Failure(description=f"{exc} Hint: {exc.hint}") from None
         context.log.info(f"uploaded {sent} bytes of changed files to the mirrors on {runner.where}")
-        done = client_for(catalog, runner).run(
+        done = hpc.staging_client().run(
             context=context,
             payload="stage_files.py",
             extras={
