@@ -85,7 +85,8 @@ def listing(defs: dg.Definitions) -> list[dict[str, Any]]:
 
 def progress_listener(on_progress: OnProgress) -> Callable[[Any], None]:
     """An event-log listener that calls on_progress as each asset materializes, each check
-    evaluates and each step fails, with the seconds since that step started."""
+    evaluates and each step fails: with the seconds since its step started, for a check its
+    probe's own seconds."""
     starts: dict[str, float] = {}
 
     def listen(entry: Any) -> None:
@@ -103,7 +104,8 @@ def progress_listener(on_progress: OnProgress) -> Callable[[Any], None]:
         elif kind == "ASSET_CHECK_EVALUATION":
             ev = from_check_evaluation(event.event_specific_data)
             status = "PASS" if ev.passed else ("FAIL" if ev.severity == Severity.ERROR else "WARN")
-            on_progress(status, f"{ev.asset}{where} {ev.check}", took)
+            # the probe's own seconds: one step may evaluate many checks one after another
+            on_progress(status, f"{ev.asset}{where} {ev.check}", ev.duration_s or took)
         elif kind == "STEP_FAILURE":
             error = getattr(event.event_specific_data, "error", None)
             message = (getattr(error, "message", "") or "").strip().splitlines()
