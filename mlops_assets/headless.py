@@ -107,9 +107,8 @@ def progress_listener(on_progress: OnProgress) -> Callable[[Any], None]:
             # the probe's own seconds: one step may evaluate many checks one after another
             on_progress(status, f"{ev.asset}{where} {ev.check}", ev.duration_s or took)
         elif kind == "STEP_FAILURE":
-            error = getattr(event.event_specific_data, "error", None)
-            message = (getattr(error, "message", "") or "").strip().splitlines()
-            reason = f": {message[0][:120]}" if message else ""
+            message = _failure_message(event)
+            reason = f": {message[:120]}" if message else ""
             on_progress("FAIL", f"step {step}{where} failed{reason}", took)
 
     return listen
@@ -336,14 +335,19 @@ def _step_failures(result: Any) -> dict[str, str]:
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE" or not event.step_key:
             continue
-        data = event.event_specific_data
-        err = getattr(data, "error", None)
-        message = getattr(err, "message", "") if err else ""
-        cause = getattr(err, "cause", None)
-        while cause is not None:
-            message = getattr(cause, "message", message)
-            cause = getattr(cause, "cause", None)
         key = event.step_key.split(".")[-1].removesuffix("_check")
-        out[key] = message.strip().splitlines()[0] if message.strip() else "step failed"
+        out[key] = _failure_message(event) or "step failed"
         out[event.step_key] = out[key]
     return out
+
+
+def _failure_message(event: Any) -> str:
+    """A STEP_FAILURE's innermost cause, first line (Dagster wraps the user's exception in
+    DagsterExecutionStepExecutionError, whose own message names only the op)."""
+    err = getattr(event.event_specific_data, "error", None)
+    message = getattr(err, "message", "") if err else ""
+    cause = getattr(err, "cause", None)
+    while cause is not None:
+        message = getattr(cause, "message", message)
+        cause = getattr(cause, "cause", None)
+    return message.strip().splitlines()[0] if message.strip() else ""
