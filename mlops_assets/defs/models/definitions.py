@@ -195,7 +195,8 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(m.freshness or catalog.default_freshness),
     )
     def _register(context) -> dg.MaterializeResult:  # dagster validates a bare `context`
-        """REST calls only (core.probes.model_registry); reuses the version with this manifest digest."""
+        """MlflowClient (core.probes.model_registry); reuses the version with this manifest digest
+        and points the alias `staged` at it."""
         from mlops_assets.core.checks import ProbeFailed
         from mlops_assets.core.probes import model_registry
 
