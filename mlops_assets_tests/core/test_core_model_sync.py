@@ -93,18 +93,51 @@ def test_version_check_requires_the_current_digest_and_the_alias_on_it(registry:
     assert model_registry.versions(registry, "absent") == []
 
 
-def test_an_unreachable_server_is_a_bounded_failure_with_a_hint() -> None:
-    """A closed port: MLflow's own retries, bounded (2 with backoff 1 s), then a verdict."""
+class _Api:
+    """What the MLflow resource offers the registry code: a URL, a timeout, a token."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url, self.timeout_s = url, timeout_s
+
+    def bearer(self) -> str | None:
+        return None
+
+
+def test_a_closed_port_fails_the_check_at_once_and_the_registration_after_two_retries() -> None:
     import time
 
-    class Api:
-        url, timeout_s = "http://127.0.0.1:9", 2.0
-
-        def bearer(self) -> str | None:
-            return None
-
+    api = _Api("http://127.0.0.1:9", 2.0)
     started = time.monotonic()
     with pytest.raises(model_registry.RegistryError) as err:
-        model_registry.versions(Api(), "gpt2")
-    assert time.monotonic() - started < 30
-    assert "did not answer" in str(err.value) and "tracking server" in err.value.hint
+        model_registry.versions(api, "gpt2")
+    assert time.monotonic() - started < 2
+    assert "no answer within 2s" in str(err.value) and "tracking server" in err.value.hint
+    started = time.monotonic()
+    with pytest.raises(model_registry.RegistryError) as err:
+        model_registry.register(api, "gpt2", "u", model_registry.version_tags("r", "v", "d", "u"))
+    assert "(2 retries)" in str(err.value) and time.monotonic() - started < 20
+
+
+def test_a_server_that_accepts_and_never_answers_fails_within_its_timeout() -> None:
+    """The worst kind of dead service (a frozen process whose port still accepts): MLflow's
+    own client, bounded by the resource's timeout, gives up within it; no retry for a check."""
+    import socket
+    import time
+
+    from mlops_assets.catalog.loader import load_catalog
+    from mlops_assets.core.checks import ProbeFailed
+    from mlops_assets.core.probes import cloud
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        api: Any = _Api(f"http://127.0.0.1:{srv.getsockname()[1]}", 2.0)
+        catalog = load_catalog(None, "sandbox").catalog
+        for call in (
+            lambda: model_registry.versions(api, "gpt2"),
+            lambda: cloud.mlflow_artifact_round_trip(api, catalog),
+        ):
+            started = time.monotonic()
+            with pytest.raises(ProbeFailed, match="no answer within 2s"):
+                call()
+            assert time.monotonic() - started < 2 + 1.5

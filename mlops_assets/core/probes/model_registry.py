@@ -8,7 +8,8 @@ HttpServiceResource of resources.clients). Timeouts and retries are bounded thro
 own settings (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`,
 `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`, and `MLFLOW_TRACKING_TOKEN` for the bearer token), set
 around each call: MLflow's defaults (120 s, 7 retries with exponential backoff) would hold a
-check for minutes on an unreachable server."""
+check for minutes on an unreachable server. A check makes no retry (it gives up within the
+service's timeout, as every HTTP probe does); the registration, which writes, retries twice."""
 
 from __future__ import annotations
 
@@ -66,9 +67,10 @@ def version_tags(repo: str, revision: str, digest: str, uri: str) -> dict[str, s
 
 
 @contextlib.contextmanager
-def _client(api: Any) -> Iterator[Any]:
+def mlflow_client(api: Any, *, retries: int = 0) -> Iterator[Any]:
     """An MlflowClient for api, with MLflow's request settings bounded for the duration of
-    the calls (and the caller's environment restored after)."""
+    the calls (and the caller's environment restored after); its errors become a
+    RegistryError that names the cause."""
     import requests
     from mlflow import MlflowClient  # lazy: never at code-location load
     from mlflow.exceptions import MlflowException
@@ -79,7 +81,7 @@ def _client(api: Any) -> Iterator[Any]:
         uri, timeout_s, token = str(api.url).rstrip("/"), float(api.timeout_s), api.bearer()
     settings = {
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s))),
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(MAX_RETRIES),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(BACKOFF_FACTOR),
     }
     if token:
@@ -89,7 +91,7 @@ def _client(api: Any) -> Iterator[Any]:
     try:
         yield MlflowClient(tracking_uri=uri, registry_uri=uri)
     except (MlflowException, requests.RequestException) as exc:  # after MLflow's own retries
-        raise _failure(exc, uri) from None
+        raise _failure(exc, uri, timeout_s, retries) from None
     finally:
         for key, value in saved.items():
             if value is None:
@@ -102,13 +104,14 @@ def _error_code(exc: BaseException) -> str:
     return str(getattr(exc, "error_code", "") or "")
 
 
-def _failure(exc: BaseException, uri: str) -> RegistryError:
+def _failure(exc: BaseException, uri: str, timeout_s: float, retries: int) -> RegistryError:
     code = _error_code(exc)
     text = str(getattr(exc, "message", "") or exc).strip().splitlines()
     first = text[0][:300] if text else type(exc).__name__
     if "Max retries exceeded" in first or "Connection refused" in first or "timed out" in first:
+        tries = f" ({retries} retries)" if retries else ""
         return RegistryError(
-            f"MLflow at {uri} did not answer ({MAX_RETRIES} retries): {first}",
+            f"MLflow at {uri}: no answer within {timeout_s:g}s{tries}: {first}",
             "check the mlflow checks (is the tracking server up and reachable?)",
         )
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED") or "401" in first or "403" in first:
@@ -122,12 +125,12 @@ def _failure(exc: BaseException, uri: str) -> RegistryError:
     )
 
 
-def versions(api: Any, name: str) -> list[Version]:
+def versions(api: Any, name: str, *, retries: int = 0) -> list[Version]:
     """Every version of the registered model `name` (empty when it does not exist), with the
     aliases that point at each."""
     quoted = name.replace("\\", "\\\\").replace("'", "\\'")
     out: list[Version] = []
-    with _client(api) as client:
+    with mlflow_client(api, retries=retries) as client:
         token = None
         while True:
             page = client.search_model_versions(
@@ -174,8 +177,8 @@ def register(
     otherwise the registered model is created if missing, then the version with its tags.
     Either way the alias `staged` ends on that version."""
     digest = tags[TAG_DIGEST]
-    existing = find_by_digest(versions(api, name), digest, source)
-    with _client(api) as client:
+    existing = find_by_digest(versions(api, name, retries=MAX_RETRIES), digest, source)
+    with mlflow_client(api, retries=MAX_RETRIES) as client:
         if existing is not None:
             for key, value in tags.items():
                 if existing.tags.get(key) != value:
