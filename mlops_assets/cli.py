@@ -157,6 +157,12 @@ def _catalog_validate(args: argparse.Namespace) -> int:
         )
     for problem in failed:
         print(str(problem), file=sys.stderr)
+    if failed:
+        names = ", ".join(p.profile or "?" for p in failed)
+        print(
+            f"mlops-assets: {len(failed)} of {len(profiles)} profiles have problems ({names})",
+            file=sys.stderr,
+        )
     if not profiles:
         print(f"mlops-assets: {path or 'the catalog'} defines no profile", file=sys.stderr)
         return EXIT_USAGE

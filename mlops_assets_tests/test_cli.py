@@ -39,6 +39,7 @@ def test_catalog_validate_checks_every_profile_and_reports_each_failing_one(
     assert res.returncode == 2, res
     assert "(profile 'production')" in res.stderr and "(profile 'sandbox')" in res.stderr
     assert res.stderr.count(f"hpc.apptainer.min_version ({bad}:{line})") == 2, res.stderr
+    assert "2 of 2 profiles have problems (production, sandbox)" in res.stderr
     one = cli("catalog", "validate", str(bad), "--profile", "production")
     assert one.returncode == 2 and "'sandbox'" not in one.stderr
 
