@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,10 @@ from mlops_assets.core.checks import Evaluation, Severity
 from mlops_assets.defs import GROUPS
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+# status ("PASS", "WARN", "FAIL", "DONE"), what finished ("asset check" or "asset"), the
+# seconds its step had run: what `Progress.finished` takes
+OnProgress = Callable[[str, str, float], None]
 
 
 class SelectionError(ValueError):
@@ -49,13 +54,76 @@ def select(defs: dg.Definitions, items: Sequence[str]) -> Selected:
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise SelectionError(
                 f"unknown selection {token!r}: use a group ({', '.join(GROUPS)}) or an asset key "
-                f"(`mlops-assets catalog show` lists them).{hint}"
+                f"(`mlops-assets list` lists them).{hint}"
             )
     unique = list(dict.fromkeys(wanted))
     checks = [ck for ck in graph.asset_check_keys if ck.asset_key in set(unique)]
     materializable = [k for k in unique if graph.get(k).is_materializable]
     return Selected(
         unique, materializable, sorted(checks, key=lambda c: (c.asset_key.to_user_string(), c.name))
+    )
+
+
+def listing(defs: dg.Definitions) -> list[dict[str, Any]]:
+    """Every asset key with its group and check names: the vocabulary of --select."""
+    graph = defs.resolve_asset_graph()
+    checks: dict[dg.AssetKey, list[str]] = {}
+    for ck in graph.asset_check_keys:
+        checks.setdefault(ck.asset_key, []).append(ck.name)
+    return [
+        {
+            "group": graph.get(k).group_name or "default",
+            "asset": k.to_user_string(),
+            "checks": sorted(checks.get(k, [])),
+        }
+        for k in sorted(
+            graph.get_all_asset_keys(),
+            key=lambda k: (graph.get(k).group_name or "", k.to_user_string()),
+        )
+    ]
+
+
+def progress_listener(on_progress: OnProgress) -> Callable[[Any], None]:
+    """An event-log listener that calls on_progress as each asset materializes, each check
+    evaluates and each step fails: with the seconds since its step started, for a check its
+    probe's own seconds."""
+    starts: dict[str, float] = {}
+
+    def listen(entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None:
+            return
+        kind, step = event.event_type_value, event.step_key or ""
+        if kind == "STEP_START":
+            starts[step] = entry.timestamp
+            return
+        took = entry.timestamp - starts.get(step, entry.timestamp)
+        where = f"[{event.partition}]" if event.partition else ""
+        if kind == "ASSET_MATERIALIZATION" and event.asset_key is not None:
+            on_progress("DONE", event.asset_key.to_user_string() + where, took)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            ev = from_check_evaluation(event.event_specific_data)
+            status = "PASS" if ev.passed else ("FAIL" if ev.severity == Severity.ERROR else "WARN")
+            # the probe's own seconds: one step may evaluate many checks one after another
+            on_progress(status, f"{ev.asset}{where} {ev.check}", ev.duration_s or took)
+        elif kind == "STEP_FAILURE":
+            message = _failure_message(event)
+            reason = f": {message[:120]}" if message else ""
+            on_progress("FAIL", f"step {step}{where} failed{reason}", took)
+
+    return listen
+
+
+def _run_in_process(
+    job: Any, inst: dg.DagsterInstance, on_progress: OnProgress | None, **kwargs: Any
+) -> Any:
+    """execute_in_process with a progress listener on the run's event log (the run id is
+    chosen here so the listener is in place before the first event)."""
+    run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
+    if on_progress is not None:
+        inst.add_event_listener(run_id, progress_listener(on_progress))
+    return job.execute_in_process(
+        instance=inst, raise_on_error=False, run_config=QUIET_LOGS, run_id=run_id, **kwargs
     )
 
 
@@ -67,7 +135,12 @@ def instance() -> dg.DagsterInstance:
 
 
 def execute(
-    defs: dg.Definitions, sel: Selected, *, materialize: bool, inst: dg.DagsterInstance
+    defs: dg.Definitions,
+    sel: Selected,
+    *,
+    materialize: bool,
+    inst: dg.DagsterInstance,
+    on_progress: OnProgress | None = None,
 ) -> tuple[list[Evaluation], str | None]:
     """One run for the unpartitioned assets and the checks; partitioned assets (the per-node
     smoke) then get one run per partition key, reported as `asset[partition]`."""
@@ -81,9 +154,11 @@ def execute(
         rest = Selected(
             sel.assets, [k for k in sel.materializable if k not in partitioned], sel.checks
         )
-        rows, run_id = _execute_one(defs, rest, materialize=materialize, inst=inst)
-        return rows + _execute_partitioned(defs, partitioned, inst), run_id
-    return _execute_one(defs, sel, materialize=materialize, inst=inst)
+        rows, run_id = _execute_one(
+            defs, rest, materialize=materialize, inst=inst, on_progress=on_progress
+        )
+        return rows + _execute_partitioned(defs, partitioned, inst, on_progress), run_id
+    return _execute_one(defs, sel, materialize=materialize, inst=inst, on_progress=on_progress)
 
 
 def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
@@ -100,7 +175,10 @@ def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
 
 
 def _execute_partitioned(
-    defs: dg.Definitions, keys: list[dg.AssetKey], inst: dg.DagsterInstance
+    defs: dg.Definitions,
+    keys: list[dg.AssetKey],
+    inst: dg.DagsterInstance,
+    on_progress: OnProgress | None = None,
 ) -> list[Evaluation]:
     graph = defs.resolve_asset_graph()
     groups: dict[str, list[dg.AssetKey]] = {}
@@ -145,12 +223,8 @@ def _execute_partitioned(
         )
         resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job_name)
         for pk in partitions:
-            result = resolved.execute_in_process(
-                instance=inst,
-                raise_on_error=False,
-                run_config=QUIET_LOGS,
-                partition_key=pk,
-                tags={"mlops/cli": job_name},
+            result = _run_in_process(
+                resolved, inst, on_progress, partition_key=pk, tags={"mlops/cli": job_name}
             )
             done = {
                 e.asset_key.to_user_string()
@@ -180,7 +254,12 @@ def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
 
 
 def _execute_one(
-    defs: dg.Definitions, sel: Selected, *, materialize: bool, inst: dg.DagsterInstance
+    defs: dg.Definitions,
+    sel: Selected,
+    *,
+    materialize: bool,
+    inst: dg.DagsterInstance,
+    on_progress: OnProgress | None = None,
 ) -> tuple[list[Evaluation], str | None]:
     if not sel.checks and not (materialize and sel.materializable):
         return [], None
@@ -193,8 +272,8 @@ def _execute_one(
     name = "mlops_materialize" if materialize else "mlops_validate"
     job = dg.define_asset_job(name, selection=selection)
     merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    result = merged.resolve_job_def(name).execute_in_process(
-        instance=inst, raise_on_error=False, run_config=QUIET_LOGS, tags={"mlops/cli": name}
+    result = _run_in_process(
+        merged.resolve_job_def(name), inst, on_progress, tags={"mlops/cli": name}
     )
     return collect(result, sel, materialize), result.run_id
 
@@ -245,14 +324,19 @@ def _step_failures(result: Any) -> dict[str, str]:
     for event in result.all_events:
         if event.event_type_value != "STEP_FAILURE" or not event.step_key:
             continue
-        data = event.event_specific_data
-        err = getattr(data, "error", None)
-        message = getattr(err, "message", "") if err else ""
-        cause = getattr(err, "cause", None)
-        while cause is not None:
-            message = getattr(cause, "message", message)
-            cause = getattr(cause, "cause", None)
         key = event.step_key.split(".")[-1].removesuffix("_check")
-        out[key] = message.strip().splitlines()[0] if message.strip() else "step failed"
+        out[key] = _failure_message(event) or "step failed"
         out[event.step_key] = out[key]
     return out
+
+
+def _failure_message(event: Any) -> str:
+    """A STEP_FAILURE's innermost cause, first line (Dagster wraps the user's exception in
+    DagsterExecutionStepExecutionError, whose own message names only the op)."""
+    err = getattr(event.event_specific_data, "error", None)
+    message = getattr(err, "message", "") if err else ""
+    cause = getattr(err, "cause", None)
+    while cause is not None:
+        message = getattr(cause, "message", message)
+        cause = getattr(cause, "cause", None)
+    return message.strip().splitlines()[0] if message.strip() else ""

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_help_lists_commands(cli) -> None:
@@ -13,9 +18,30 @@ def test_help_lists_commands(cli) -> None:
 
 
 def test_catalog_validate_ok_for_every_profile(cli) -> None:
-    res = cli("catalog", "validate", "--all-profiles")
-    assert res.returncode == 0, res.stderr
-    assert "profile production" in res.stdout and "profile sandbox" in res.stdout
+    for args in ((), ("--all-profiles",)):
+        res = cli("catalog", "validate", *args)
+        assert res.returncode == 0, res.stderr
+        assert "profile production" in res.stdout and "profile sandbox" in res.stdout
+
+
+def test_catalog_validate_checks_every_profile_and_reports_each_failing_one(
+    cli, tmp_path: Path
+) -> None:
+    """A bad base value fails every profile that does not override it: each is reported,
+    at the base line, and the exit status is 2; --profile narrows to one."""
+    text = (REPO / "mlops_assets/catalog/platform.yaml").read_text()
+    bad = tmp_path / "platform.yaml"
+    bad.write_text(text.replace('min_version: "1.1.0"', "min_version: lots", 1))
+    line = next(
+        i + 1 for i, x in enumerate(bad.read_text().splitlines()) if "min_version: lots" in x
+    )
+    res = cli("catalog", "validate", str(bad))
+    assert res.returncode == 2, res
+    assert "(profile 'production')" in res.stderr and "(profile 'sandbox')" in res.stderr
+    assert res.stderr.count(f"hpc.apptainer.min_version ({bad}:{line})") == 2, res.stderr
+    assert "2 of 2 profiles have problems (production, sandbox)" in res.stderr
+    one = cli("catalog", "validate", str(bad), "--profile", "production")
+    assert one.returncode == 2 and "'sandbox'" not in one.stderr
 
 
 def test_catalog_validate_bad_file_exits_2_with_every_problem(cli, tmp_path: Path) -> None:
@@ -48,7 +74,8 @@ def test_catalog_show_masks_and_resolves(cli) -> None:
         env={"MLOPS_HPC_USER": "opsuser"},
     )
     assert res.returncode == 0, res.stderr
-    data = json.loads(res.stdout.split("\n", 1)[1])
+    data = json.loads(res.stdout)  # stdout is the JSON alone; the header is on stderr
+    assert res.stderr.startswith("# ") and "(profile production)" in res.stderr
     assert data["hpc"]["access"]["login"]["user"] == "opsuser"
     assert data["cloud"]["services"]["minio"]["secret_key"] == {"env": "MLOPS_S3_SECRET_ACCESS_KEY"}
 
@@ -75,6 +102,43 @@ def test_validate_json_and_junit_reports(cli, tmp_path: Path) -> None:
     res = cli("validate", "--select", "workstation", "--format", "junit")
     suite = ET.fromstring(res.stdout.split("\n", 1)[1])
     assert suite.get("tests") == "3" and len(suite.findall("testcase")) == 3
+    # progress: one plain stderr line per finished check (stderr is a pipe here)
+    done = [x for x in res.stderr.splitlines() if x.startswith("[") and "  PASS  " in x]
+    assert len(done) == 3 and all(x.endswith("s)") for x in done), res.stderr
+    assert {x.split("  PASS  ")[1].split("  (")[0] for x in done} == {
+        f"workstation {r['check']}" for r in doc["results"]
+    }
+
+
+def test_version_and_list(cli) -> None:
+    res = cli("--version")
+    assert (
+        res.returncode == 0
+        and res.stdout.startswith("mlops-assets 0.")
+        and "dagster 1.13" in (res.stdout)
+    )
+    listed = cli("list", "--format", "json")
+    rows = json.loads(listed.stdout)
+    by = {r["asset"]: r for r in rows}
+    assert by["workstation"]["group"] == "network" and by["smoke_gpu"]["group"] == "smoke"
+    assert "workstation_python_version" in by["workstation"]["checks"]
+    bad = cli("validate", "--select", "workstaton")
+    assert "`mlops-assets list`" in bad.stderr and "Did you mean: workstation" in bad.stderr
+
+
+def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """`catalog show | head`: the reader leaves early; no traceback, the shell's 141."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.cli", "catalog", "show", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_error_failure_exits_1_and_names_the_fix(cli, tmp_path: Path) -> None:

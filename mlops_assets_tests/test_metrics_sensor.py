@@ -105,7 +105,7 @@ def test_a_tick_that_pushed_is_not_a_skip(gateway) -> None:
         assert "gpu_nodes:gpus_usable" in json.loads(first.cursor)["checks"]
         pushed = "\n".join(body for _, body in gateway.bodies)
         assert 'mlops_check_passed{asset="gpu_nodes",check="gpus_usable"' in pushed
-        assert 'node="gpu04"' in pushed and "mlops_check_measured_value" in pushed
+        assert 'node="gpu04"' in pushed and "mlops_check_measured{" in pushed
         again = _tick(instance, gateway.url, cursor=first.cursor)
         assert (
             isinstance(again, dg.SkipReason)

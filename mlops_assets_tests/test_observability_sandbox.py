@@ -128,8 +128,9 @@ def test_numeric_measured_values_and_durations_are_exported(exported: dict[str, 
         if isinstance(r["measured"], int | float) and not isinstance(r["measured"], bool)
     ]
     assert numeric, "expected at least one numeric measurement (prometheus_targets_up)"
-    result, _ = _wait_for('mlops_check_measured_value{check="prometheus_targets_up"}', bool)
-    assert result[0]["metric"]["unit"] == "share of scraped targets up"
+    # the unit is in the name ("share of scraped targets up" is a ratio), not a label
+    result, _ = _wait_for('mlops_check_measured_ratio{check="prometheus_targets_up"}', bool)
+    assert "unit" not in result[0]["metric"] and 0 <= float(result[0]["value"][1]) <= 1
     durations = _query('mlops_check_duration_seconds{asset="workstation"}')
     assert durations and all(float(r["value"][1]) >= 0 for r in durations)
 

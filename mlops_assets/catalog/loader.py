@@ -240,6 +240,29 @@ def _read(path: Path, profile: str | None) -> tuple[dict[str, Any], _LazyLines]:
     return data, _LazyLines(text)
 
 
+def profile_names(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """The profiles a catalog file defines, for `catalog validate` to check each of them."""
+    file = resolve_path(path, env)
+    data, lines = _read(file, None)
+    raw = data.get("profiles") or {}
+    if not isinstance(raw, dict):
+        raise CatalogError(
+            str(file),
+            None,
+            [
+                Problem(
+                    "profiles",
+                    "must be a mapping of profile name to overrides",
+                    "use 'profiles: {sandbox: {...}}'",
+                    lines.get(("profiles",)),
+                )
+            ],
+        )
+    return tuple(sorted(raw))
+
+
 def resolve_path(
     path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
 ) -> Path:
@@ -312,14 +335,17 @@ def load_catalog(
     merged = _merge(data, override)
 
     def line_of(loc: KeyPath) -> int | None:
-        # A key the profile overrides points at the profile's line, else at the base file.
-        for prefix in (("profiles", chosen), ()):
-            probe = loc
-            while probe:
-                if (*prefix, *probe) in lines and (prefix == () or _has_path(override, probe)):
-                    return lines[(*prefix, *probe)]
-                probe = probe[:-1]
-        return None
+        # The line of the text the value came from: the profile's override when the profile
+        # set or replaced it, else the base section (a typo in the base is reported there,
+        # not at the profile block that merely overrides a sibling key).
+        prefix = ("profiles", chosen) if _from_override(data, override, loc) else ()
+        probe = loc
+        while True:
+            if (*prefix, *probe) in lines:
+                return lines[(*prefix, *probe)]
+            if not probe:
+                return None
+            probe = probe[:-1]
 
     env_problems: list[tuple[KeyPath, str, str]] = []
     resolved = _interpolate(merged, env, (), env_problems)
@@ -346,6 +372,28 @@ def _strip_union_tags(loc: KeyPath) -> KeyPath:
     """pydantic puts the union member's tag/class into loc; users never wrote those keys."""
     tags = {"torchvision", "huggingface", "PullSource", "BuildSource"}
     return tuple(p for p in loc if not (isinstance(p, str) and p in tags))
+
+
+def _from_override(base: Any, override: Any, loc: KeyPath) -> bool:
+    """Whether the merged value at loc is the profile's: walking down loc, the override
+    holds the key and either replaces the base's value whole (a scalar, a list, a key the
+    base lacks) or is the key itself. Mappings present in both merge key by key, so the
+    walk goes on below them."""
+    for i in range(1, len(loc) + 1):
+        probe = loc[:i]
+        if not _has_path(override, probe):
+            return False
+        if i == len(loc) or not _has_path(base, probe):
+            return True
+        if not (isinstance(_at(override, probe), dict) and isinstance(_at(base, probe), dict)):
+            return True
+    return False
+
+
+def _at(data: Any, loc: KeyPath) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
 
 
 def _has_path(data: Any, loc: KeyPath) -> bool:

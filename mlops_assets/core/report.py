@@ -23,6 +23,8 @@ class Report:
     evaluations: Sequence[Evaluation]
     started: datetime
     run_id: str | None = None
+    # --fail-on-warn: a WARN failure also fails the run (exit 1, a JUnit <failure>)
+    fail_on_warn: bool = False
 
     @property
     def error_failures(self) -> list[Evaluation]:
@@ -34,7 +36,17 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FAILED if self.error_failures else EXIT_OK
+        return EXIT_FAILED if self.counted_failures else EXIT_OK
+
+    @property
+    def counted_failures(self) -> list[Evaluation]:
+        """The failures that decide the exit status (and are JUnit failures): ERROR ones,
+        and WARN ones too under fail_on_warn."""
+        return [
+            e
+            for e in self.evaluations
+            if not e.passed and (e.severity == Severity.ERROR or self.fail_on_warn)
+        ]
 
     def summary(self) -> dict[str, int]:
         return {
@@ -54,13 +66,17 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 28 else text[:25] + "..."
 
 
+def _verdict(e: Evaluation) -> str:
+    return "PASS" if e.passed else ("FAIL" if e.severity == Severity.ERROR else "WARN")
+
+
 def render_table(report: Report) -> str:
     headers = ["STATUS", "ASSET", "CHECK", "MEASURED", "THRESHOLD", "UNIT", "SECONDS"]
     rows = []
     for e in sorted(
         report.evaluations, key=lambda e: (e.passed, e.severity != Severity.ERROR, e.asset, e.check)
     ):
-        status = "PASS" if e.passed else ("FAIL" if e.severity == Severity.ERROR else "WARN")
+        status = _verdict(e)
         unit = e.unit if len(e.unit) <= 34 else e.unit[:31] + "..."
         rows.append(
             [
@@ -111,13 +127,18 @@ def render_json(report: Report) -> str:
 
 
 def render_junit(report: Report) -> str:
+    """One testcase per check. A failure element only for what the exit status counts: a
+    WARN is a passed testcase (as exit 0 says) whose verdict is a property and whose
+    measurement and hint are in system-out, so CI shows it without failing the build."""
     s = report.summary()
+    counted = {id(e) for e in report.counted_failures}
     suite = ET.Element(
         "testsuite",
         name=f"mlops-assets {report.command} ({report.profile})",
         tests=str(s["total"]),
-        failures=str(s["failed_error"] + s["failed_warn"]),
+        failures=str(len(counted)),
         errors="0",
+        skipped="0",
         time=f"{sum(e.duration_s for e in report.evaluations):.3f}",
         timestamp=report.started.astimezone(UTC).isoformat(timespec="seconds"),
     )
@@ -126,19 +147,26 @@ def render_junit(report: Report) -> str:
             suite, "testcase", classname=e.asset, name=e.check, time=f"{e.duration_s:.3f}"
         )
         props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="verdict", value=_verdict(e))
         for key in ("severity", "measured", "threshold", "unit"):
             ET.SubElement(props, "property", name=key, value=str(e.as_dict()[key]))
-        if not e.passed:
-            fail = ET.SubElement(case, "failure", type=str(e.severity), message=e.hint)
-            fail.text = "\n".join(
-                x
-                for x in (
-                    f"measured {e.measured} {e.unit}, threshold {e.threshold}",
-                    e.detail,
-                    ", ".join(e.nodes),
-                )
-                if x
+        if e.passed:
+            continue
+        text = "\n".join(
+            x
+            for x in (
+                f"measured {e.measured} {e.unit}, threshold {e.threshold}",
+                e.detail,
+                ", ".join(e.nodes),
             )
+            if x
+        )
+        if id(e) in counted:
+            fail = ET.SubElement(case, "failure", type=str(e.severity), message=e.hint)
+            fail.text = text
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = f"{_verdict(e)}: {text}\nnext: {e.hint}"
     ET.indent(suite)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

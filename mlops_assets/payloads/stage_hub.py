@@ -13,7 +13,13 @@ allow_patterns, cache_dir). Steps, under a lock per repo:
    current copy that still hash right are hard-linked in first, so a repair downloads only
    what is broken.
 3. Verify every file against the hub's tree listing (sha256 for LFS files, git blob sha1
-   for the rest) and the set of paths; write the manifest.
+   for the rest) and the set of paths; write the manifest. Hand-written on purpose, over
+   huggingface_hub's own listing (`HfApi.list_repo_tree`): the pinned huggingface_hub's
+   `HfApi.verify_repo_checksums` verifies the same way but the whole repo tree (this stages
+   `allow_patterns` only, so every skipped file would be "missing"), and it reads each file
+   once more just to compare, while the manifest needs the sha256 of every file anyway (git
+   blob sha1 and sha256 come from one read here: a model of tens of GB on BeeGFS is read
+   once, not twice).
 4. Move blobs, then the snapshot directory (one rename), then the manifest, then refs/main.
    Until the manifest is there the revision does not count as staged.
 """

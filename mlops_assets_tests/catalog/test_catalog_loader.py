@@ -82,6 +82,32 @@ def test_profile_override_errors_point_at_the_profile(tmp_path: Path) -> None:
     assert err.value.problems[0].line is not None
 
 
+def _line(text: str, needle: str, after: int = 0) -> int:
+    lines = text.splitlines()
+    return next(i + 1 for i, line in enumerate(lines) if i >= after and needle in line)
+
+
+def test_base_errors_point_at_the_base_line_even_where_the_profile_overrides_siblings(
+    tmp_path: Path,
+) -> None:
+    """The sandbox profile overrides hpc.apptainer.cachedir, but min_version comes from the
+    base: a bad base value is reported at its own line, not at the profile's block; a bad
+    value the profile sets is reported at the profile's line."""
+    text = DEFAULT_CATALOG.read_text()
+    text = text.replace('min_version: "1.1.0"', "min_version: 1.1.0.0.x", 1)
+    profiles_at = text.splitlines().index("profiles:") + 1
+    sandbox_cachedir = _line(text, "cachedir:", after=profiles_at)
+    lines = text.splitlines()
+    lines[sandbox_cachedir - 1] = lines[sandbox_cachedir - 1].split(":")[0] + ": [1, 2]"
+    text = "\n".join(lines) + "\n"
+    p = write(tmp_path, text)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(p, "sandbox", env={})
+    where = {prob.path: prob.line for prob in err.value.problems}
+    assert where.get("hpc.apptainer.min_version") == _line(text, "min_version: 1.1.0.0.x"), where
+    assert where.get("hpc.apptainer.cachedir") == sandbox_cachedir, where
+
+
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     p = write(tmp_path, "version: 1\nhpc: [unclosed\n")
     with pytest.raises(CatalogError) as err:

@@ -50,11 +50,41 @@ def test_exit_code_depends_on_error_failures_only() -> None:
         "failed_error": 1,
         "failed_warn": 1,
     }
-    suite = ET.fromstring(render(r, "junit").split("\n", 1)[1])
-    assert suite.get("failures") == "2"
-    assert [f.get("type") for f in suite.iter("failure")] == ["WARN", "ERROR"]
     table = render(r, "table")
     assert "FAIL" in table and "WARN" in table and "next: default hint" in table
+
+
+def _cases(report: Report) -> tuple[ET.Element, dict[str, ET.Element]]:
+    suite = ET.fromstring(render(report, "junit").split("\n", 1)[1])
+    verdict = {}
+    for case in suite.iter("testcase"):
+        prop = case.find("properties/property[@name='verdict']")
+        assert prop is not None
+        verdict[prop.get("value", "")] = case
+    return suite, verdict
+
+
+def test_junit_agrees_with_the_exit_status_a_warn_is_a_passed_case_that_says_so() -> None:
+    """CI reads JUnit and the exit status together: exit 0 with a WARN must not show a
+    failed test. The WARN case carries its verdict as a property and its measurement and
+    hint in system-out; --fail-on-warn turns it into a failure and exit 1."""
+    ok = run_check(spec(lambda c: Outcome(True, 1, 1, "x")), None)
+    warn = run_check(spec(lambda c: Outcome(False, 0, 1, "x"), Severity.WARN), None)
+    err = run_check(spec(lambda c: Outcome(False, 0, 1, "x")), None)
+    now = datetime.now(UTC)
+    suite, by = _cases(Report("validate", "p", "f", [ok, warn], now))
+    assert suite.get("failures") == "0" and suite.get("tests") == "2"
+    assert by["WARN"].find("failure") is None
+    out = by["WARN"].findtext("system-out") or ""
+    assert out.startswith("WARN: measured 0 x, threshold 1") and "next: default hint" in out
+    suite, by = _cases(Report("validate", "p", "f", [ok, warn, err], now))
+    assert suite.get("failures") == "1"
+    assert [f.get("type") for f in suite.iter("failure")] == ["ERROR"]
+    assert by["PASS"].find("failure") is None and by["PASS"].find("system-out") is None
+    strict = Report("validate", "p", "f", [ok, warn], now, fail_on_warn=True)
+    suite, by = _cases(strict)
+    assert strict.exit_code == 1 and suite.get("failures") == "1"
+    assert by["WARN"].find("failure").get("type") == "WARN"  # type: ignore[union-attr]
 
 
 def test_command_line_quotes_hostile_values() -> None:

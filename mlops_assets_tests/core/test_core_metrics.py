@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 
 from mlops_assets.core.checks import Evaluation, Severity
 from mlops_assets.core.metrics import (
-    METRICS,
     Sample,
     check_samples,
     escape_label_value,
     exposition,
+    figure_metric,
     grouping_path,
+    known_metric,
     materialization_samples,
     numeric,
     push_groups,
@@ -66,13 +67,12 @@ def test_check_series_and_labels() -> None:
     names = {s.name for s in samples}
     assert names == {
         "mlops_check_passed",
-        "mlops_check_severity_error",
         "mlops_check_duration_seconds",
         "mlops_check_last_run_timestamp_seconds",
-        "mlops_check_measured_value",
-        "mlops_check_threshold_value",
+        "mlops_check_measured",  # "GPUs": a dimensionless count
+        "mlops_check_threshold",
         "mlops_check_node_passed",
-        "mlops_check_extra_value",
+        "mlops_check_figure_latency_seconds",
     }
     passed = next(s for s in samples if s.name == "mlops_check_passed")
     assert dict(passed.labels) == {
@@ -84,25 +84,72 @@ def test_check_series_and_labels() -> None:
     assert passed.value == 0
     nodes = sorted(s.label("node") for s in samples if s.name == "mlops_check_node_passed")
     assert nodes == ["gpu-01", "gpu-02"]
-    extras = [s for s in samples if s.name == "mlops_check_extra_value"]
-    assert [(s.label("key"), s.value) for s in extras] == [
-        ("latency_s", 0.5)
-    ]  # texts are never values
-    measured = next(s for s in samples if s.name == "mlops_check_measured_value")
-    assert measured.label("unit") == "GPUs" and measured.value == 1
+    latency = next(s for s in samples if s.name == "mlops_check_figure_latency_seconds")
+    assert latency.value == 0.5 and "key" not in dict(latency.labels)  # texts are never values
+    measured = next(s for s in samples if s.name == "mlops_check_measured")
+    assert measured.value == 1 and "unit" not in dict(measured.labels)
 
 
-def test_text_measured_values_are_not_exported_and_booleans_are() -> None:
-    names = {
-        s.name for s in check_samples(_ev(measured="all present", threshold="a, b"), timestamp=0)
-    }
-    assert "mlops_check_measured_value" not in names and "mlops_check_threshold_value" not in names
-    s = [
-        x
-        for x in check_samples(_ev(measured=True, threshold=True), timestamp=0)
-        if x.name == "mlops_check_measured_value"
-    ]
-    assert s[0].value == 1
+@pytest.mark.parametrize(
+    ("unit", "measured", "name", "value"),
+    [
+        # unit texts as the checks write them (a sandbox `validate --format json`)
+        ("GB free", 12.5, "mlops_check_measured_bytes", 12.5e9),
+        ("MB staged", 11.6, "mlops_check_measured_bytes", 11.6e6),
+        ("Mbps", 800.0, "mlops_check_measured_bytes_per_second", 1e8),
+        ("s to connect and run `true`", 0.21, "mlops_check_measured_seconds", 0.21),
+        ("share of scraped targets up", 0.75, "mlops_check_measured_ratio", 0.75),
+        ("nodes with gpu GRES >= 2", 3, "mlops_check_measured", 3),
+        ("files differing from the manifest", 0, "mlops_check_measured", 0),
+    ],
+)
+def test_measured_values_carry_their_base_unit_in_the_name(
+    unit: str, measured: float, name: str, value: float
+) -> None:
+    samples = check_samples(_ev(unit=unit, measured=measured, threshold=None), timestamp=0)
+    got = [s for s in samples if s.name.startswith("mlops_check_measured")]
+    assert [s.name for s in got] == [name]
+    assert got[0].value == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("unit", "measured"),
+    [("HTTP status of /-/ready", 200), ("furlongs", 2.5), ("", 3), ("version", "1.2")],
+)
+def test_values_whose_unit_cannot_be_named_are_not_exported(unit: str, measured: object) -> None:
+    samples = check_samples(_ev(unit=unit, measured=measured, threshold=None), timestamp=0)
+    assert not [s for s in samples if s.name.startswith("mlops_check_measured")]
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "factor", "labels"),
+    [
+        ("gpu0_matmul_bf16_tflops", "mlops_asset_figure_matmul_bf16_flops", 1e12, {"gpu": "0"}),
+        ("cpu_matmul_fp32_gflops", "mlops_asset_figure_cpu_matmul_fp32_flops", 1e9, {}),
+        ("copy_gbps", "mlops_asset_figure_copy_bytes_per_second", 1e9, {}),
+        ("write_MBps", "mlops_asset_figure_write_bytes_per_second", 1e6, {}),
+        ("bytes_transferred", "mlops_asset_figure_transferred_bytes", 1, {}),
+        ("bytes", "mlops_asset_figure_bytes", 1, {}),
+        ("cpu_copy_mib", "mlops_asset_figure_cpu_copy_bytes", 2**20, {}),
+        ("payload_seconds", "mlops_asset_figure_payload_seconds", 1, {}),
+        ("latency_s", "mlops_asset_figure_latency_seconds", 1, {}),
+        ("node_count", "mlops_asset_figure_nodes", 1, {}),
+        ("targets_total", "mlops_asset_figure_targets", 1, {}),
+        ("accuracy", "mlops_asset_figure_accuracy", 1, {}),
+    ],
+)
+def test_figure_keys_become_one_metric_per_quantity(
+    key: str, name: str, factor: float, labels: dict[str, str]
+) -> None:
+    assert figure_metric("mlops_asset", key) == (name, factor, labels)
+
+
+def test_text_and_boolean_measured_values_are_not_exported() -> None:
+    for measured, threshold in (("all present", "a, b"), (True, True)):
+        names = {
+            s.name for s in check_samples(_ev(measured=measured, threshold=threshold), timestamp=0)
+        }
+        assert not {n for n in names if n.startswith(("mlops_check_measured", "mlops_check_thr"))}
     assert numeric(float("nan")) is None and numeric("3") is None and numeric(False) == 0.0
 
 
@@ -129,7 +176,7 @@ def test_exposition_escapes_label_values_and_round_trips() -> None:
     parsed = _parse(text)
     assets = {labels["asset"] for _, labels, _ in parsed}
     assert assets == {'a"b\\c'}
-    assert all(name in METRICS for name, _, _ in parsed)
+    assert all(known_metric(name) for name, _, _ in parsed)
     # HELP/TYPE exactly once per metric
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(types) == len(set(types))
@@ -173,15 +220,15 @@ def test_materialization_figures_per_node() -> None:
     last = [s for s in samples if s.name == "mlops_asset_last_materialization_timestamp_seconds"]
     assert len(last) == 1 and last[0].value == 1700000000 and last[0].label("group") == "smoke"
     figs = {
-        (s.label("key"), s.label("node")): s.value
+        (s.name, s.label("node")): s.value
         for s in samples
-        if s.name == "mlops_asset_metadata_value"
+        if s.name.startswith("mlops_asset_figure_")
     }
     assert figs == {
-        ("bf16_tflops", "gpu-01"): 791.2,
-        ("bf16_tflops", "gpu-02"): 790.0,
-        ("node_count", ""): 2,
-        ("passed", ""): 1,
+        ("mlops_asset_figure_bf16_flops", "gpu-01"): pytest.approx(791.2e12),
+        ("mlops_asset_figure_bf16_flops", "gpu-02"): pytest.approx(790.0e12),
+        ("mlops_asset_figure_nodes", ""): 2,
+        ("mlops_asset_figure_passed", ""): 1,
     }
     one = materialization_samples(
         "smoke_mnist_training",
@@ -189,7 +236,7 @@ def test_materialization_figures_per_node() -> None:
         timestamp=1,
         metadata={"node": "gpu-03", "accuracy": 0.98},
     )
-    assert {s.label("node") for s in one if s.name == "mlops_asset_metadata_value"} == {"gpu-03"}
+    assert {s.label("node") for s in one if s.name == "mlops_asset_figure_accuracy"} == {"gpu-03"}
 
 
 def test_grouping_path_base64_escapes_slashes_and_empty() -> None:

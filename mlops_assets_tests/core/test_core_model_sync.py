@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import urllib.parse
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mlops_assets.core import staging_plan
 from mlops_assets.core.manifest import FileEntry, Manifest
 from mlops_assets.core.probes import model_registry
-from mlops_assets.core.transport.http import HttpAnswer
 
 MAN = Manifest.of(
     [FileEntry("config.json", 10, "a" * 64), FileEntry("model.safetensors", 100, "b" * 64)]
@@ -48,76 +48,96 @@ def test_manifest_object_missing_or_stale_means_incomplete() -> None:
     assert not out.passed and "changed: _manifest.json" in out.detail
 
 
-class FakeMlflow:
-    """The six REST endpoints model_registry uses, in memory."""
-
-    def __init__(self) -> None:
-        self.models: set[str] = set()
-        self.versions: list[dict[str, Any]] = []
-        self.calls: list[str] = []
-
-    def _ans(self, status: int, doc: dict[str, Any]) -> HttpAnswer:
-        return HttpAnswer("x", status, json.dumps(doc).encode(), {}, 0.0)
-
-    def get(self, path: str) -> HttpAnswer:
-        self.calls.append("GET " + path.split("?")[0])
-        q = dict(urllib.parse.parse_qsl(path.split("?", 1)[1]))
-        if "registered-models/get" in path:
-            return (
-                self._ans(200, {})
-                if q["name"] in self.models
-                else self._ans(404, {"error_code": "RESOURCE_DOES_NOT_EXIST"})
-            )
-        name = q["filter"].split("'")[1]
-        return self._ans(200, {"model_versions": [v for v in self.versions if v["name"] == name]})
-
-    def call(
-        self, method: str, path: str, *, headers: Any = None, body: bytes | None = None
-    ) -> HttpAnswer:
-        self.calls.append(f"{method} {path}")
-        doc = json.loads(body or b"{}")
-        if path.endswith("registered-models/create"):
-            self.models.add(doc["name"])
-            return self._ans(200, {})
-        if path.endswith("model-versions/create"):
-            v = {
-                "name": doc["name"],
-                "version": str(len(self.versions) + 1),
-                "source": doc["source"],
-                "tags": doc["tags"],
-            }
-            self.versions.append(v)
-            return self._ans(200, {"model_version": v})
-        if path.endswith("model-versions/set-tag"):
-            v = next(v for v in self.versions if v["version"] == doc["version"])
-            v["tags"] = [t for t in v["tags"] if t["key"] != doc["key"]] + [
-                {"key": doc["key"], "value": doc["value"]}
-            ]
-            return self._ans(200, {})
-        return self._ans(404, {})
+@pytest.fixture
+def registry(tmp_path: Path) -> str:
+    """A real MLflow registry (MLflow's own SQLite store), no server."""
+    return f"sqlite:///{tmp_path}/mlflow.db"
 
 
-def test_register_creates_once_then_reuses_by_digest() -> None:
-    api = FakeMlflow()
+def test_register_creates_once_then_reuses_by_digest_and_moves_the_alias(registry: str) -> None:
     tags = model_registry.version_tags(
         "openai-community/gpt2", "rev", "d" * 64, "s3://models/gpt2/rev/"
     )
-    first = model_registry.register(api, "gpt2", "s3://models/gpt2/rev/", tags)
-    assert first.created and first.version == "1" and api.models == {"gpt2"}
-    again = model_registry.register(api, "gpt2", "s3://models/gpt2/rev/", tags)
-    assert not again.created and again.version == "1" and len(api.versions) == 1
+    first = model_registry.register(registry, "gpt2", "s3://models/gpt2/rev/", tags)
+    assert first.created and first.version == "1"
+    again = model_registry.register(registry, "gpt2", "s3://models/gpt2/rev/", tags)
+    assert not again.created and again.version == "1"
+    assert len(model_registry.versions(registry, "gpt2")) == 1
     other = model_registry.register(
-        api, "gpt2", "s3://models/gpt2/rev/", {**tags, "manifest_digest": "e" * 64}
+        registry, "gpt2", "s3://models/gpt2/rev/", {**tags, "manifest_digest": "e" * 64}
     )
     assert other.created and other.version == "2"
+    found = {v.version: v for v in model_registry.versions(registry, "gpt2")}
+    assert found["2"].aliases == (model_registry.ALIAS,) and found["1"].aliases == ()
+    assert found["1"].tags["manifest_digest"] == "d" * 64 and found["1"].source.startswith("s3://")
+    back = model_registry.register(registry, "gpt2", "s3://models/gpt2/rev/", tags)
+    assert not back.created and back.version == "1"
+    after = {v.version: v.aliases for v in model_registry.versions(registry, "gpt2")}
+    assert after == {"1": (model_registry.ALIAS,), "2": ()}
 
 
-def test_version_check_requires_the_current_digest() -> None:
-    api = FakeMlflow()
+def test_version_check_requires_the_current_digest_and_the_alias_on_it(registry: str) -> None:
     tags = model_registry.version_tags("r", "rev", "d" * 64, "u")
-    model_registry.register(api, "gpt2", "u", tags)
-    found = model_registry.versions(api, "gpt2")
-    assert model_registry.version_outcome(found, "gpt2", "rev", "d" * 64).passed
+    model_registry.register(registry, "gpt2", "u", tags)
+    found = model_registry.versions(registry, "gpt2")
+    ok = model_registry.version_outcome(found, "gpt2", "rev", "d" * 64)
+    assert ok.passed and "@staged -> 1" in ok.detail
     stale = model_registry.version_outcome(found, "gpt2", "rev", "f" * 64)
     assert not stale.passed and "other manifest digests" in stale.detail
     assert not model_registry.version_outcome(found, "gpt2", "other", "d" * 64).passed
+    model_registry.register(registry, "gpt2", "u", {**tags, "manifest_digest": "e" * 64})
+    moved = model_registry.version_outcome(
+        model_registry.versions(registry, "gpt2"), "gpt2", "rev", "d" * 64
+    )
+    assert not moved.passed and "@staged points at version 2" in moved.detail
+    assert model_registry.versions(registry, "absent") == []
+
+
+class _Api:
+    """What the MLflow resource offers the registry code: a URL, a timeout, a token."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url, self.timeout_s = url, timeout_s
+
+    def bearer(self) -> str | None:
+        return None
+
+
+def test_a_closed_port_fails_the_check_at_once_and_the_registration_after_two_retries() -> None:
+    import time
+
+    api = _Api("http://127.0.0.1:9", 2.0)
+    started = time.monotonic()
+    with pytest.raises(model_registry.RegistryError) as err:
+        model_registry.versions(api, "gpt2")
+    assert time.monotonic() - started < 2
+    assert "no answer within 2s" in str(err.value) and "tracking server" in err.value.hint
+    started = time.monotonic()
+    with pytest.raises(model_registry.RegistryError) as err:
+        model_registry.register(api, "gpt2", "u", model_registry.version_tags("r", "v", "d", "u"))
+    assert "(2 retries)" in str(err.value) and time.monotonic() - started < 20
+
+
+def test_a_server_that_accepts_and_never_answers_fails_within_its_timeout() -> None:
+    """The worst kind of dead service (a frozen process whose port still accepts): MLflow's
+    own client, bounded by the resource's timeout, gives up within it; no retry for a check."""
+    import socket
+    import time
+
+    from mlops_assets.catalog.loader import load_catalog
+    from mlops_assets.core.checks import ProbeFailed
+    from mlops_assets.core.probes import cloud
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        api: Any = _Api(f"http://127.0.0.1:{srv.getsockname()[1]}", 2.0)
+        catalog = load_catalog(None, "sandbox").catalog
+        for call in (
+            lambda: model_registry.versions(api, "gpt2"),
+            lambda: cloud.mlflow_artifact_round_trip(api, catalog),
+        ):
+            started = time.monotonic()
+            with pytest.raises(ProbeFailed, match="no answer within 2s"):
+                call()
+            assert time.monotonic() - started < 2 + 1.5

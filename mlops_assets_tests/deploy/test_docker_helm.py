@@ -1,12 +1,13 @@
-"""deploy/docker, deploy/helm and the lock, offline. No Docker engine, no helm binary and no copy
-of the chart's values.schema.json are available here, so: the Dockerfile is checked statically,
-the installs against uv.lock (with the uv the lock pins, never the index); the Helm values are
-checked against the key paths the official chart 1.13.x documents (its values.yaml / schema
-models), listed below by hand."""
+"""deploy/docker, deploy/helm and the lock, offline. No Docker engine and no helm binary are
+available here, so: the Dockerfile is checked statically, the installs against uv.lock (with
+the uv the lock pins, never the index); the Helm values against the official chart's own
+values.schema.json (a pinned copy, fixtures/README.md): every key set exists there, with the
+type the chart expects."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import tomllib
@@ -201,102 +202,133 @@ def test_dockerfile_non_root_code_server_pinned_base() -> None:
     } <= set(ignore)
 
 
-# Key paths of the official chart (dagster/dagster 1.13.x values.yaml and its schema models).
-CHART_KEYS = {
-    "global.postgresqlSecretName",
-    "dagsterWebserver.replicaCount",
-    "dagsterWebserver.service.port",
-    "dagster-user-deployments.enabled",
-    "dagster-user-deployments.enableSubchart",
-    "dagster-user-deployments.deployments",
-    "runLauncher.type",
-    "runLauncher.config.k8sRunLauncher.jobNamespace",
-    "runLauncher.config.k8sRunLauncher.loadInclusterConfig",
-    "runLauncher.config.k8sRunLauncher.envSecrets",
-    "runLauncher.config.k8sRunLauncher.labels",
-    "runLauncher.config.k8sRunLauncher.resources",
-    "runLauncher.config.k8sRunLauncher.runK8sConfig",
-    "runLauncher.config.k8sRunLauncher.failPodOnRunFailure",
-    "postgresql.enabled",
-    "postgresql.postgresqlHost",
-    "postgresql.postgresqlUsername",
-    "postgresql.postgresqlPassword",
-    "postgresql.postgresqlDatabase",
-    "postgresql.postgresqlParams",
-    "postgresql.service.port",
-    "generatePostgresqlPasswordSecret",
-    "dagsterDaemon.enabled",
-    "dagsterDaemon.runCoordinator.enabled",
-    "dagsterDaemon.runCoordinator.type",
-    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.maxConcurrentRuns",
-    "dagsterDaemon.runCoordinator.config.queuedRunCoordinator.tagConcurrencyLimits",
-    "dagsterDaemon.runMonitoring",
-    "dagsterDaemon.runRetries",
-    "concurrency.enabled",
-    "concurrency.pools.defaultLimit",
-    "concurrency.pools.granularity",
-    "telemetry.enabled",
+SCHEMA = Path(__file__).with_name("fixtures") / "dagster_chart_values.schema.excerpt.json"
+# Keys the chart gained after the pinned schema copy, with the types of the chart's own model
+# (helm/dagster/schema/.../subschema/concurrency.py; fixtures/README.md has the provenance).
+LATER_THAN_THE_COPY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "concurrency": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "pools": {
+                    "type": "object",
+                    "properties": {
+                        "defaultLimit": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+                        "granularity": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        "opGranularityRunBuffer": {
+                            "anyOf": [{"type": "integer"}, {"type": "null"}]
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "additionalProperties": False,
+        }
+    },
 }
-USER_DEPLOYMENT_KEYS = {
-    "name",
-    "image",
-    "port",
-    "dagsterApiGrpcArgs",
-    "codeServerArgs",
-    "includeConfigInLaunchedRuns",
-    "env",
-    "envConfigMaps",
-    "envSecrets",
-    "annotations",
-    "nodeSelector",
-    "affinity",
-    "tolerations",
-    "podSecurityContext",
-    "securityContext",
-    "resources",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
-    "labels",
-    "volumeMounts",
-    "volumes",
-    "schedulerName",
-}
-OPEN_MAPS = {
-    "runLauncher.config.k8sRunLauncher.runK8sConfig",
-    "dagsterDaemon.runMonitoring",
-    "dagsterDaemon.runRetries",
-    "runLauncher.config.k8sRunLauncher.labels",
-    "runLauncher.config.k8sRunLauncher.resources",
-    "postgresql.postgresqlParams",
+_JSON_TYPES = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
 }
 
 
-def _leaves(node: Any, prefix: str = "") -> set[str]:
-    if (
-        prefix in OPEN_MAPS
-        or prefix.endswith(".deployments")
-        or not isinstance(node, dict)
-        or not node
-    ):
-        return {prefix}
-    out: set[str] = set()
-    for key, value in node.items():
-        out |= _leaves(value, f"{prefix}.{key}" if prefix else key)
+def _is(value: Any, kind: str) -> bool:
+    if kind in ("integer", "number"):
+        ok = isinstance(value, int) or (kind == "number" and isinstance(value, float))
+        return ok and not isinstance(value, bool)
+    return isinstance(value, _JSON_TYPES[kind])
+
+
+def schema_problems(value: Any, node: dict[str, Any], defs: dict[str, Any], path: str) -> list[str]:
+    """What the chart's schema says against a value the project sets: a key the schema does
+    not name (where it names its keys), a wrong type, a value outside an enum. A definition
+    that only points at Kubernetes' own schema (a Probe, a Volume) is checked for its type
+    and not below: the chart passes it to Kubernetes as it is."""
+    while "$ref" in node and node["$ref"].startswith("#/definitions/"):
+        name = node["$ref"].rsplit("/", 1)[1]
+        assert name in defs, f"{path}: definition {name} is not in the pinned excerpt; extend it"
+        node = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
+    if "anyOf" in node:
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        tries = [schema_problems(value, {**rest, **b}, defs, path) for b in node["anyOf"]]
+        if any(not t for t in tries):
+            return []
+        return [p for t in tries for p in t][:1] or [f"{path}: matches no branch"]
+    kind = node.get("type")
+    if kind is not None and not _is(value, kind):
+        return [f"{path}: {value!r} is not of type {kind}"]
+    if "enum" in node and value not in node["enum"]:
+        return [f"{path}: {value!r} is not one of {node['enum']}"]
+    out: list[str] = []
+    if isinstance(value, list) and "items" in node:
+        for i, item in enumerate(value):
+            out += schema_problems(item, node["items"], defs, f"{path}[{i}]")
+    if isinstance(value, dict):
+        props = node.get("properties")
+        extra = node.get("additionalProperties")
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else key
+            if props and key in props:
+                out += schema_problems(item, props[key], defs, where)
+            elif isinstance(extra, dict):
+                out += schema_problems(item, extra, defs, where)
+            elif props or extra is False:  # an open map (a K8s object, labels) takes any key
+                out.append(f"{where}: not a key of the chart")
     return out
+
+
+def _chart_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA.read_text())
 
 
 def _values() -> dict[str, Any]:
     return yaml.safe_load(VALUES.read_text())
 
 
-def test_every_value_set_is_a_documented_chart_key() -> None:
-    leaves = _leaves(_values())
-    assert leaves - CHART_KEYS == set(), (
-        f"not in the chart's documented values: {leaves - CHART_KEYS}"
+def _check(values: dict[str, Any]) -> list[str]:
+    schema = _chart_schema()
+    copy_keys = {k: v for k, v in values.items() if k not in LATER_THAN_THE_COPY["properties"]}
+    later = {k: v for k, v in values.items() if k in LATER_THAN_THE_COPY["properties"]}
+    return schema_problems(copy_keys, schema, schema["definitions"], "") + schema_problems(
+        later, LATER_THAN_THE_COPY, {}, ""
     )
-    for deployment in _values()["dagster-user-deployments"]["deployments"]:
-        assert set(deployment) <= USER_DEPLOYMENT_KEYS, set(deployment) - USER_DEPLOYMENT_KEYS
+
+
+def test_every_value_set_exists_in_the_charts_schema_with_its_type() -> None:
+    assert _check(_values()) == []
+    # the keys only the later model names are really absent from the copy: no stale exception
+    assert not set(LATER_THAN_THE_COPY["properties"]) & set(_chart_schema()["properties"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda v: v["dagsterWebserver"].update(replicaCont=1), "dagsterWebserver.replicaCont"),
+        (lambda v: v["dagsterWebserver"]["service"].update(port="80"), "is not of type integer"),
+        (lambda v: v.update(dagsterDeamon={}), "dagsterDeamon: not a key of the chart"),
+        (lambda v: v["runLauncher"].update(type="K8sLauncher"), "is not one of"),
+        (
+            lambda v: v["dagster-user-deployments"]["deployments"][0].update(codeServerArgs="-m x"),
+            "deployments[0].codeServerArgs",
+        ),
+        (
+            lambda v: v["runLauncher"]["config"]["k8sRunLauncher"].update(envSecret=[]),
+            "k8sRunLauncher.envSecret: not a key",
+        ),
+        (lambda v: v["concurrency"]["pools"].update(defaultLimit="4"), "defaultLimit"),
+        (lambda v: v["concurrency"].update(pool={}), "concurrency.pool: not a key"),
+    ],
+)
+def test_the_schema_check_catches_typos_and_wrong_types(edit: Any, expected: str) -> None:
+    values = _values()
+    edit(values)
+    problems = _check(values)
+    assert any(expected in p for p in problems), problems
 
 
 def test_values_wire_image_launcher_postgres_queue_pools_and_secrets() -> None:

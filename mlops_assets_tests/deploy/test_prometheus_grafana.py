@@ -1,6 +1,7 @@
-"""deploy/prometheus and deploy/grafana: promtool accepts and unit-tests the alert rules; every
-PromQL expression of the rules and the dashboard names only metrics the exporter produces
-(core.metrics.METRICS); the real sandbox Prometheus parses and evaluates each of them."""
+"""deploy/prometheus and deploy/grafana: promtool accepts the exporter's metrics and accepts and
+unit-tests the alert rules; every PromQL expression of the rules and the dashboard names only
+metrics the exporter produces; every panel has a unit; the real sandbox Prometheus parses and
+evaluates each expression."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops_assets.core.metrics import METRICS
+from mlops_assets.core.checks import Evaluation, Severity
+from mlops_assets.core.metrics import (
+    METRICS,
+    check_samples,
+    exposition,
+    known_metric,
+    materialization_samples,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
@@ -43,13 +51,16 @@ GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^
 
 
 def metric_names(expr: str) -> set[str]:
-    """Metric names an expression reads; fails on an unknown function or stray identifier."""
+    """Metric names an expression reads; fails on an unknown function or stray identifier.
+    A `{__name__=~"re"}` selector is returned as `re:<re>`."""
+    names: set[str] = {
+        "re:" + m.group(1) for m in re.finditer(r'__name__\s*=~\s*"((?:[^"\\]|\\.)*)"', expr)
+    }
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
     text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
     text = GROUPING.sub("", text)  # by (...), on (...)
     text = re.sub(r"\$\{?\w+\}?", "", text)  # Grafana variables outside matchers
-    names: set[str] = set()
     for m in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", text):
         word = m.group(0)
         following = text[m.end() :].lstrip()
@@ -121,11 +132,92 @@ def test_alert_rules_cover_error_checks_and_stale_smoke() -> None:
     assert {"MlopsErrorCheckFailing", "MlopsSmokeResultStale", "MlopsStagingStale"} <= names
 
 
+def _realistic_samples() -> list[Any]:
+    """What the exporter makes of real results: check units as the sandbox's checks write
+    them, and the metadata keys the GPU smoke and staging payloads report."""
+    checks = [
+        ("beegfs", "beegfs_free_space", "GB free", 812.4, 500.0, {}),
+        ("dataset_mnist", "dataset_mnist_size_within_bounds", "MB staged", 11.6, "3.9..35", {}),
+        ("hpc_to_cloud", "hpc_to_cloud_bandwidth", "Mbps", 942.0, 800.0, {"seconds": 0.2}),
+        ("hpc_login", "hpc_login_accepts_key", "s to connect and run `true`", 0.2, 5.0, {}),
+        ("prometheus", "prometheus_targets_up", "share of scraped targets up", 1.0, 0.9, {}),
+        ("gpu_nodes", "gpu_count_at_least_minimum", "nodes with gpu GRES >= 2", 1, 1, {}),
+        ("mlflow", "mlflow_health_endpoint", "HTTP status", 200, 200, {"latency_s": 0.01}),
+        ("minio", "minio_write_quorum", "write quorum", "1", "1", {"write_MBps": 120.5}),
+        ("prometheus", "prometheus_targets_scraped", "targets", 3, 3, {"targets_total": 3}),
+    ]
+    out: list[Any] = []
+    for asset, check, unit, measured, threshold, extra in checks:
+        ev = Evaluation(
+            asset, check, True, Severity.ERROR, measured, threshold, unit, "", 0.1, extra=extra
+        )
+        out += check_samples(ev, timestamp=1.0, group="hpc")
+    gpu = {
+        "gpu0_matmul_bf16_tflops": 712.3,
+        "gpu0_copy_gbps": 1450.0,
+        "min_matmul_bf16_tflops": 712.3,
+        "min_copy_gbps": 1450.0,
+        "cpu_matmul_fp32_gflops": 2.2,
+        "cpu_copy_gbps": 10.5,
+        "memory_total_bytes": 85_000_000_000,
+        "max_rss_bytes": 120_000_000,
+        "payload_seconds": 14.2,
+        "node": "gpu-01",
+    }
+    out += materialization_samples("smoke_gpu", group="smoke", timestamp=2.0, metadata=gpu)
+    out += materialization_samples(
+        "smoke_multi_gpu_nccl",
+        group="smoke",
+        timestamp=2.0,
+        metadata={"busbw_gbps@gpu-01": 180.0, "algbw_gbps@gpu-01": 97.0},
+    )
+    staged = {"bytes": 11_594_722, "bytes_transferred": 0, "files": 8}
+    out += materialization_samples(
+        "dataset_mnist", group="datasets", timestamp=2.0, metadata=staged
+    )
+    return out
+
+
+PRODUCED = {s.name for s in _realistic_samples()}
+
+
+def test_promtool_check_metrics_accepts_what_the_exporter_writes() -> None:
+    """promtool's linter: base units, no _total/_count on gauges, HELP on every metric."""
+    out = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition(_realistic_samples()),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
+    assert {"mlops_check_measured_bytes", "mlops_asset_figure_matmul_bf16_flops"} <= PRODUCED
+
+
 @pytest.mark.parametrize("expr", _alert_exprs() + _dashboard_exprs())
 def test_every_expression_reads_only_exported_metrics(expr: str) -> None:
     names = metric_names(expr)
     assert names, expr
-    assert names <= set(METRICS), f"{expr}: not produced by the exporter: {names - set(METRICS)}"
+    for name in names:
+        if name.startswith("re:"):
+            pattern = name[3:]
+            assert any(re.fullmatch(pattern, n) for n in PRODUCED), f"{expr}: matches nothing"
+        else:
+            assert name in METRICS or known_metric(name), f"{expr}: {name} is not exported"
+
+
+def test_every_dashboard_panel_has_a_unit() -> None:
+    for p in _panels(_dashboard()):
+        if p["type"] != "row":
+            assert p.get("fieldConfig", {}).get("defaults", {}).get("unit"), p["title"]
+
+
+def test_no_generic_series_and_no_severity_join() -> None:
+    """No metric's meaning hangs on a `key` or `unit` label; severity is a label matcher."""
+    exprs = " ".join(_alert_exprs() + _dashboard_exprs())
+    assert "severity_error" not in exprs and not re.search(r"mlops_\w*_value\b", exprs)
+    for sample in _realistic_samples():
+        assert not {"key", "unit"} & {k for k, _ in sample.labels}, sample
 
 
 def test_the_metric_extractor_is_not_fooled() -> None:
@@ -134,6 +226,9 @@ def test_the_metric_extractor_is_not_fooled() -> None:
         "up",
     }
     assert metric_names("label_values(mlops_check_passed, group)") == {"mlops_check_passed"}
+    assert metric_names('{__name__=~"mlops_asset_figure_.*_flops", node=~"$node"}') == {
+        "re:mlops_asset_figure_.*_flops"
+    }
 
 
 def test_dashboard_is_a_valid_grafana_dashboard() -> None:

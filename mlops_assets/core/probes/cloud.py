@@ -4,6 +4,7 @@ Dagster imports. They go past liveness: each proves the service does its job."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -474,6 +475,12 @@ def kserve_isvcs_ready(kube: Kube, catalog: Catalog) -> Outcome:
 # ------------------------------------------------------------------ services
 
 
+# MLflow's /health, experiments/search and registered-models/search are read as plain HTTP on
+# purpose: their measurement is the endpoint's status and answer (a 503 from the registry, a
+# non-JSON page from a proxy), which MlflowClient would turn into an exception text. What uses
+# MLflow (the artifact round trip, core.probes.model_registry) goes through MlflowClient.
+
+
 def mlflow_health(http: Http, catalog: Catalog) -> Outcome:
     ans = _answer(http, "/health", "start the MLflow server and check its ingress")
     return Outcome(
@@ -524,55 +531,19 @@ def mlflow_registry(http: Http, catalog: Catalog) -> Outcome:
 
 
 _MLFLOW_HINT = (
-    "MLflow's artifact store failed: check --artifacts-destination, "
-    "the server's S3 credentials and the bucket"
+    "MLflow's artifact store failed: check --artifacts-destination, the server's S3 "
+    "credentials and the bucket"
 )
 
 
-def _mlflow(
-    http: HttpCall, method: str, path: str, payload: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """One MLflow REST call; no answer or an error status becomes a ProbeFailed naming it."""
-    body = json.dumps(payload).encode() if payload is not None else None
-    headers = {"Content-Type": "application/json"} if body is not None else None
-    try:
-        ans = http.call(method, path, headers=headers, body=body)
-    except HttpUnreachable as exc:
-        raise ProbeFailed(str(exc), "start the MLflow server and check its ingress") from None
-    try:
-        data = ans.json() if ans.body else {}
-    except ValueError:
-        data = {}
-    if ans.status != 200:
-        code = data.get("error_code", "") if isinstance(data, dict) else ""
-        raise ProbeFailed(
-            f"MLflow {method} {path.split('?')[0]} answered {ans.status} {code}".strip(),
-            _MLFLOW_HINT,
-        )
-    return data if isinstance(data, dict) else {}
-
-
-def _probe_experiment_id(http: HttpCall, name: str) -> str:
+def _probe_experiment_id(client: Any, name: str) -> str:
     """The dedicated probe experiment: found, restored if deleted, or created."""
-    query = urllib.parse.urlencode({"experiment_name": name})
-    try:
-        exp = _mlflow(http, "GET", f"/api/2.0/mlflow/experiments/get-by-name?{query}")["experiment"]
-    except ProbeFailed as exc:
-        if " 404 " not in f"{exc} ":
-            raise
-        return str(
-            _mlflow(http, "POST", "/api/2.0/mlflow/experiments/create", {"name": name})[
-                "experiment_id"
-            ]
-        )
-    if exp.get("lifecycle_stage") == "deleted":
-        _mlflow(
-            http,
-            "POST",
-            "/api/2.0/mlflow/experiments/restore",
-            {"experiment_id": exp["experiment_id"]},
-        )
-    return str(exp["experiment_id"])
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return str(client.create_experiment(name))
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return str(exp.experiment_id)
 
 
 PROXY_SCHEME = "mlflow-artifacts:"
@@ -589,49 +560,41 @@ def _proxy_path(artifact_uri: str) -> str:
 
 
 def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
-    """Log a small probe artifact to the probe experiment through the server's artifact
-    proxy, read it back byte-identical, then delete artifact and run: proves the artifact
-    store behind MLflow, which /health and experiments/search never touch."""
+    """Log a small probe artifact to the probe experiment, read it back byte-identical, then
+    delete artifact and run: proves the artifact store behind MLflow, which /health and
+    experiments/search never touch. Through MLflow's own client (core.probes.model_registry's
+    bounded `mlflow_client`), as a training job logs: via the server's artifact proxy
+    (`mlflow-artifacts:`) or straight to the store the server names (`s3://...`)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    from mlops_assets.core.probes.model_registry import mlflow_client
+
     name = catalog.cloud.services.mlflow.probe_experiment
     payload = b"mlops-assets artifact probe " + os.urandom(16).hex().encode()
     start = time.monotonic()
-    exp_id = _probe_experiment_id(http, name)
-    run = _mlflow(
-        http,
-        "POST",
-        "/api/2.0/mlflow/runs/create",
-        {
-            "experiment_id": exp_id,
-            "run_name": "mlops-assets-probe",
-            "start_time": int(time.time() * 1000),
-        },
-    )["run"]["info"]
-    run_id, artifact_uri = str(run["run_id"]), str(run.get("artifact_uri", ""))
-    uploaded = False
-    try:
-        if not artifact_uri.startswith(PROXY_SCHEME):
-            got = _round_trip_with_client(http.url, run_id, payload)
-        else:
-            path = ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin")
-            try:
-                put = http.call(
-                    "PUT", path, headers={"Content-Type": "application/octet-stream"}, body=payload
-                )
-                uploaded = put.status == 200
-                if not uploaded:
+    with mlflow_client(http) as client:
+        exp_id = _probe_experiment_id(client, name)
+        run = client.create_run(exp_id, run_name="mlops-assets-probe")
+        run_id, artifact_uri = run.info.run_id, str(run.info.artifact_uri or "")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                src = os.path.join(tmp, "probe.bin")
+                with open(src, "wb") as fh:
+                    fh.write(payload)
+                try:
+                    client.log_artifact(run_id, src)
+                    back = client.download_artifacts(run_id, "probe.bin", os.path.join(tmp, "b"))
+                except MlflowException as exc:
+                    where = artifact_uri or "the server"
                     raise ProbeFailed(
-                        f"artifact upload answered {put.status}: {put.text[:200]}", _MLFLOW_HINT
-                    )
-                back = http.get(path)
-            except HttpUnreachable as exc:
-                raise ProbeFailed(str(exc), _MLFLOW_HINT) from None
-            if back.status != 200:
-                raise ProbeFailed(
-                    f"artifact download answered {back.status}: {back.text[:200]}", _MLFLOW_HINT
-                )
-            got = back.body
-    finally:
-        _cleanup(http, run_id, artifact_uri, uploaded)
+                        f"artifact round trip via {where}: {exc.message[:300]}", _MLFLOW_HINT
+                    ) from None
+                with open(back, "rb") as fh:
+                    got = fh.read()
+        finally:
+            _cleanup(http, client, run_id, artifact_uri)
     elapsed = round(time.monotonic() - start, 3)
     same = got == payload
     return Outcome(
@@ -646,40 +609,18 @@ def mlflow_artifact_round_trip(http: HttpCall, catalog: Catalog) -> Outcome:
     )
 
 
-def _cleanup(http: HttpCall, run_id: str, artifact_uri: str, uploaded: bool) -> None:
-    """Best effort: the probe leaves no artifact and only a deleted run behind."""
-    try:
-        if uploaded:
+def _cleanup(http: HttpCall, client: Any, run_id: str, artifact_uri: str) -> None:
+    """Best effort: the probe leaves no artifact and only a deleted run behind. The artifact
+    is deleted through the proxy's REST call, written by hand: MlflowClient has no public call
+    that deletes one artifact (a store URI such as s3:// keeps it, under a deleted run)."""
+    with contextlib.suppress(Exception):
+        if artifact_uri.startswith(PROXY_SCHEME):
             http.call(
                 "DELETE",
                 ARTIFACT_API + urllib.parse.quote(f"{_proxy_path(artifact_uri)}/probe.bin"),
             )
-        http.call(
-            "POST",
-            "/api/2.0/mlflow/runs/delete",
-            headers={"Content-Type": "application/json"},
-            body=json.dumps({"run_id": run_id}).encode(),
-        )
-    except HttpUnreachable:
-        pass
-
-
-def _round_trip_with_client(tracking_uri: str, run_id: str, payload: bytes) -> bytes:
-    """Servers without the artifact proxy hand out direct store URIs (s3://...): then the
-    mlflow client writes and reads the store itself, imported only here."""
-    import tempfile
-
-    from mlflow.tracking import MlflowClient  # lazy: never at code-location load
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "probe.bin")
-        with open(src, "wb") as fh:
-            fh.write(payload)
-        client.log_artifact(run_id, src)
-        dst = client.download_artifacts(run_id, "probe.bin", os.path.join(tmp, "back"))
-        with open(dst, "rb") as fh:
-            return fh.read()
+    with contextlib.suppress(Exception):
+        client.delete_run(run_id)
 
 
 def prometheus_ready(http: Http, catalog: Catalog) -> Outcome:

@@ -126,8 +126,8 @@ def _mlflow_asset(catalog: Catalog, name: str, m: Model) -> dg.AssetsDefinition:
     def _register(
         context, hpc: HpcSide, s3: S3Resource, mlflow: HttpServiceResource
     ) -> dg.MaterializeResult:
-        """REST calls only (core.probes.model_registry); reuses the version with this
-        manifest digest."""
+        """MlflowClient (core.probes.model_registry); reuses the version with this manifest
+        digest and points the alias `staged` at it."""
         from mlops_assets.core.checks import ProbeFailed
         from mlops_assets.core.probes import model_registry
 
