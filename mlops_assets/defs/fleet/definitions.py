@@ -18,8 +18,8 @@ core/quarantine.py; this file reads the event log, runs sinfo/scontrol and repor
 
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dagster as dg
@@ -153,6 +153,31 @@ def peer_groups(catalog: Catalog, runner: Any, history: rules.History) -> dict[s
     return {fid: gres for fid in wanted}
 
 
+def latest_metadata(instance: dg.DagsterInstance) -> dict[str, Any]:
+    """`fleet_baseline`'s latest materialization metadata as plain values ({} before any)."""
+    ev = instance.get_latest_materialization_event(dg.AssetKey(ASSET))
+    if ev is None or ev.asset_materialization is None:
+        return {}
+    return {k: _plain(v) for k, v in (ev.asset_materialization.metadata or {}).items()}
+
+
+def judge_recorded(
+    catalog: Catalog, md: Mapping[str, Any], runner: Any, now: float
+) -> tuple[rules.FleetReport, rules.History]:
+    """Both rules over the history that `fleet_baseline` recorded (its metadata)."""
+    history = rules.read_history(md.get("history"))
+    invalid = md.get("invalid") if isinstance(md.get("invalid"), dict) else {}
+    report = rules.judge(
+        history,
+        rule(catalog),
+        now=now,
+        max_age_s=catalog.fleet.max_figure_age_hours * 3600,
+        groups=peer_groups(catalog, runner, history),
+        invalid={str(k): [str(n) for n in v] for k, v in (invalid or {}).items()},
+    )
+    return report, history
+
+
 def outcomes(catalog: Catalog, report: rules.FleetReport) -> list[tuple[CheckSpec, Outcome]]:
     r = rule(catalog)
     peers, own = check_specs(catalog)
@@ -160,13 +185,10 @@ def outcomes(catalog: Catalog, report: rules.FleetReport) -> list[tuple[CheckSpe
 
 
 def fleet_view(report: rules.FleetReport, current: Mapping[str, Mapping[str, float]]) -> str:
-    """A Markdown table of each node's newest figures, its peers' median and what was named."""
+    """A Markdown table of each node's newest figures and what was named."""
     named = {(f.node, f.figure): f for f in report.below_fleet()}
     own = {(f.node, f.figure): f for f in report.own_past}
-    lines = [
-        "| node | figure | value | named |",
-        "|---|---|---|---|",
-    ]
+    lines = ["| node | figure | value | named |", "|---|---|---|---|"]
     for figure in sorted(current):
         for node in sorted(current[figure]):
             finding = named.get((node, figure)) or own.get((node, figure))
@@ -178,9 +200,7 @@ def fleet_view(report: rules.FleetReport, current: Mapping[str, Mapping[str, flo
 
 
 def baseline_asset(catalog: Catalog) -> dg.AssetsDefinition:
-    figures = catalog.fleet.figures
-    deps = sorted({f.asset for f in figures})
-    specs = check_specs(catalog)
+    deps = sorted({f.asset for f in catalog.fleet.figures})
 
     @dg.asset(
         name=ASSET,
@@ -188,39 +208,27 @@ def baseline_asset(catalog: Catalog) -> dg.AssetsDefinition:
         kinds={"slurm"},
         deps=deps,
         required_resource_keys={"hpc"},
-        check_specs=[check_spec(s) for s in specs],
         automation_condition=rerun_on_upstream(deps),
-        description="Each node's per-node smoke figures as a bounded history; names the nodes"
+        description="Each node's per-node smoke figures as a bounded history (metadata"
+        " `history`, read back from the latest materialization); its checks name the nodes"
         " below their peers or below their own past (catalog fleet:).",
     )
     def _baseline(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        prev = context.instance.get_latest_materialization_event(context.asset_key)
-        md = (
-            {k: _plain(v) for k, v in (prev.asset_materialization.metadata or {}).items()}
-            if prev is not None and prev.asset_materialization is not None
-            else {}
-        )
+        md = latest_metadata(context.instance)
         history = rules.read_history(md.get("history"))
         cursor = md.get("cursor") if isinstance(md.get("cursor"), dict) else {}
         found = scan(context.instance, catalog, cursor or {})
         history = rules.record(history, found.samples, catalog.fleet.history_length)
+        invalid = {f: sorted(n) for f, n in found.invalid.items()}
         now = time.time()
-        max_age = catalog.fleet.max_figure_age_hours * 3600
-        groups = peer_groups(catalog, context.resources.hpc.runner(), history)
-        report = rules.judge(
-            history, rule(catalog), now=now, max_age_s=max_age, groups=groups, invalid=found.invalid
-        )
-        current = rules.latest(history, now, max_age)
-        results = [
-            run_check(dg_spec_with(spec, out), None) for spec, out in outcomes(catalog, report)
-        ]
-        for ev in results:
-            if not ev.passed:
-                context.log.warning(f"{ev.asset}/{ev.check}: {ev.detail} Hint: {ev.hint}")
+        meta_in = {"history": history, "invalid": invalid}
+        report, _ = judge_recorded(catalog, meta_in, context.resources.hpc.runner(), now)
+        current = rules.latest(history, now, catalog.fleet.max_figure_age_hours * 3600)
         named = {f.node for f in report.below_fleet()} | {f.node for f in report.own_past}
         nodes = sorted({n for by in current.values() for n in by})
         meta: dict[str, Any] = {
             "history": dg.MetadataValue.json(history),
+            "invalid": dg.MetadataValue.json(invalid),
             "cursor": dg.MetadataValue.json(found.cursor),
             "new_figures": len(found.samples),
             "nodes": len(nodes),
@@ -232,19 +240,42 @@ def baseline_asset(catalog: Catalog) -> dg.AssetsDefinition:
                 meta[f"{figure}@{node}"] = float(value)
         for node in nodes:
             meta[f"named@{node}"] = 1 if node in named else 0
-        return dg.MaterializeResult(
-            metadata=meta, check_results=[to_check_result(ev) for ev in results]
-        )
+        return dg.MaterializeResult(metadata=meta)
 
     return _baseline
 
 
-def dg_spec_with(spec: CheckSpec, outcome: Outcome) -> CheckSpec:
-    """The spec whose probe returns an outcome computed already (run_check then builds the
+def _given(outcome: Outcome) -> Callable[[Any], Outcome]:
+    """A probe that hands over an outcome computed already (run_check then builds the
     Evaluation as for every other check: severity, redaction, bounded detail)."""
-    from dataclasses import replace
+    return lambda _ctx: outcome
 
-    return replace(spec, probe=lambda _ctx: outcome)
+
+def fleet_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
+    """The two checks, over what `fleet_baseline` last recorded: in a run that materializes
+    it they run after it; alone (validate, the nightly job) they judge the recorded history."""
+    specs = check_specs(catalog)
+    by_key = {dg.AssetCheckKey(dg.AssetKey(s.asset), s.name): s for s in specs}
+
+    @dg.multi_asset_check(
+        name="fleet_checks",
+        specs=[check_spec(s) for s in specs],
+        can_subset=True,
+        required_resource_keys={"hpc"},
+    )
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        md = latest_metadata(context.instance)
+        report, _ = judge_recorded(catalog, md, context.resources.hpc.runner(), time.time())
+        for spec, out in outcomes(catalog, report):
+            key = dg.AssetCheckKey(dg.AssetKey(spec.asset), spec.name)
+            if key not in context.selected_asset_check_keys or key not in by_key:
+                continue
+            ev = run_check(replace(spec, probe=_given(out)), None)
+            if not ev.passed:
+                context.log.warning(f"{ev.asset}/{ev.check}: {ev.detail} Hint: {ev.hint}")
+            yield to_check_result(ev)
+
+    return _checks
 
 
 # ------------------------------------------------------------------------- quarantine
@@ -433,7 +464,9 @@ def build(catalog: Catalog) -> dg.Definitions:
         deps=[ASSET],
     )
     return dg.Definitions(
-        assets=[baseline_asset(catalog), marker], sensors=[quarantine_sensor(catalog)]
+        assets=[baseline_asset(catalog), marker],
+        asset_checks=[fleet_checks(catalog)],
+        sensors=[quarantine_sensor(catalog)],
     )
 
 
