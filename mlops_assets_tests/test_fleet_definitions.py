@@ -202,7 +202,7 @@ def test_quarantine_dry_run_says_what_it_would_do_and_runs_nothing(
     (obs,) = tick.observations
     assert obs.metadata["mode"].value == "dry_run" and obs.metadata["action"].value == "drain"
     assert "would drain n3" in obs.metadata["message"].value
-    assert obs.metadata["command"].value.startswith("scontrol update nodename=n3 state=drain")
+    assert obs.metadata["commands"].value.startswith("scontrol update nodename=n3 state=drain")
     assert not (slurm_standin / "calls.jsonl").exists()
     # the same decision next tick is not reported again
     again = fleet_defs.quarantine_tick(inst, LocalRunner(), quarantine_catalog(), tick.cursor)
@@ -254,6 +254,36 @@ def test_quarantine_never_resumes_someone_elses_drain(
     assert tick.actions == [] and not (slurm_standin / "calls.jsonl").exists()
 
 
+def test_quarantine_re_test_asks_for_the_node_smoke_in_its_reservation(
+    inst: dg.DagsterInstance, slurm_standin: Path
+) -> None:
+    """A node this loop drained an hour ago: reservation + resume, then the node job for
+    that partition with the reservation in a run config the real job accepts."""
+    cat = quarantine_catalog(dry_run=False, retest_after_minutes=60)
+    reason = "mlops_assets: smoke_gpu failed in run r1"
+    rows = [*ROWS[:2], f"n3|gpu*|drained|2|4000|gpu:h200:2|{reason}", ROWS[3]]
+    (slurm_standin / "sinfo.txt").write_text("\n".join(rows) + "\n")
+    cursor = json.dumps({"drained_at": {"n3": 1000.0}})
+    tick = fleet_defs.quarantine_tick(inst, LocalRunner(), cat, cursor, now=1000.0 + 3601)
+    (a,) = tick.actions
+    assert a.action == q.RETEST and a.executed
+    calls = [json.loads(x) for x in (slurm_standin / "calls.jsonl").read_text().splitlines()]
+    assert calls[0][:3] == ["create", "reservation", "reservationname=mlops_retest_n3"]
+    assert f"users={cat.hpc.access.login.user}" in calls[0]
+    assert calls[1] == ["update", "nodename=n3", "state=resume"]
+    (req,) = tick.requests
+    assert req.partition_key == "n3" and req.job_name == "smoke_gpu_node"
+    from mlops_assets.definitions import defs
+
+    job = defs().resolve_job_def("smoke_gpu_node")
+    assert dg.validate_run_config(job, req.run_config)["ops"]["smoke_gpu"]["config"] == {
+        "node": "",
+        "reattach": False,
+        "reservation": "mlops_retest_n3",
+    }
+    assert json.loads(tick.cursor)["retesting"]["n3"]["reservation"] == "mlops_retest_n3"
+
+
 def test_quarantine_metrics_one_group_per_node_and_partition() -> None:
     from mlops_assets.core.metrics import quarantine_groups, quarantine_samples
 
@@ -267,3 +297,16 @@ def test_quarantine_metrics_one_group_per_node_and_partition() -> None:
         'executed="true",mode="live",node="n3",source="smoke_gpu"} 5'
     ) in body
     assert 'mlops_quarantine_drained_nodes{asset="slurm_node_quarantine",partition="gpu"} 1' in body
+
+
+def test_a_re_test_smoke_job_is_submitted_into_its_reservation() -> None:
+    from mlops_assets.core.slurm_jobs import render_script
+    from mlops_assets.resources.slurm_pipes import Resources, client_for
+
+    client = client_for(active().catalog, LocalRunner())
+    res = Resources(gpus=1, nodelist="n3", reservation="mlops_retest_n3")
+    script = render_script(client.job_spec("gpu_smoke.py", "/tmp/x", "/tmp/x/job", res, {}))
+    assert "#SBATCH --reservation=mlops_retest_n3\n" in script
+    assert "--reservation" not in render_script(
+        client.job_spec("gpu_smoke.py", "/tmp/x", "/tmp/x/job", Resources(gpus=1), {})
+    )

@@ -655,6 +655,15 @@ class Quarantine(_Strict):
         description="asset/check whose ERROR failure drains the nodes it names",
     )
     interval_s: int = Field(default=300, ge=30, description="how often the loop looks")
+    retest_after_minutes: float = Field(
+        default=60,
+        ge=0,
+        description="re-test a node drained this long (a MAINT reservation for the login user,"
+        " drain lifted, its smoke jobs run there); 0: never",
+    )
+    retest_window_minutes: float = Field(
+        default=30, gt=0, description="a re-test without a result by then drains it again"
+    )
 
 
 class Fleet(_Strict):

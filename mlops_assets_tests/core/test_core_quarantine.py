@@ -50,12 +50,14 @@ def test_a_failing_node_is_drained_with_a_reason_naming_check_and_run() -> None:
     a = by_node(d)["n3"]
     assert a.action == q.DRAIN and not a.dry_run
     assert a.reason == "mlops_assets: smoke_gpu failed in run abc-123"
-    assert a.argv() == [
-        "scontrol",
-        "update",
-        "nodename=n3",
-        "state=drain",
-        "reason=mlops_assets: smoke_gpu failed in run abc-123",
+    assert a.commands() == [
+        [
+            "scontrol",
+            "update",
+            "nodename=n3",
+            "state=drain",
+            "reason=mlops_assets: smoke_gpu failed in run abc-123",
+        ]
     ]
     assert d.drained_at == {"n3": 500.0} and "n1" not in by_node(d)
 
@@ -124,15 +126,12 @@ def test_only_own_drains_are_resumed_and_only_after_a_newer_pass_of_the_named_so
     ev = [ok("n1", t=300), ok("n2", t=300), ok("n3", t=50), ok("n3", source="other/check", t=400)]
     d = q.decide(sinfo(*rows), ev, LIVE, {"n1": 200.0, "n3": 200.0}, now=500.0)
     acts = by_node(d)
-    assert acts["n1"].action == q.RESUME and acts["n1"].argv() == [
-        "scontrol",
-        "update",
-        "nodename=n1",
-        "state=resume",
+    assert acts["n1"].action == q.RESUME and acts["n1"].commands() == [
+        ["scontrol", "update", "nodename=n1", "state=resume"]
     ]
     assert "n2" not in acts  # someone else's drain: never ours to resume
     # n3: its smoke passed only before the drain; another source passing does not count
-    assert acts["n3"].action == q.HOLD and "maintenance reservation" in acts["n3"].message
+    assert acts["n3"].action == q.HOLD and "re-tests are off" in acts["n3"].message
     assert d.drained_at == {"n3": 200.0}
 
 
@@ -173,7 +172,7 @@ def test_reason_is_one_bounded_line_and_names_its_source() -> None:
 @pytest.fixture
 def scontrol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A stand-in `scontrol` on PATH that records its argv as JSON, one call per line, and
-    refuses nodes named `denied` with SLURM 22.05's words for a missing operator right."""
+    refuses nodes named `denied` with SLURM 22.05's words for a missing admin right."""
     log = tmp_path / "calls.jsonl"
     script = tmp_path / "scontrol"
     script.write_text(
@@ -205,5 +204,131 @@ def test_apply_runs_argv_lists_so_a_hostile_reason_reaches_scontrol_as_one_argum
     ]
     assert [a.executed for a in done] == [True, False, False, False]
     assert done[0].outcome == "ok" and done[1].outcome == "" and done[2].outcome == ""
-    assert "Invalid user id" in done[3].outcome and "adminlevel=Operator" in done[3].outcome
+    assert "Invalid user id" in done[3].outcome and "adminlevel=Admin" in done[3].outcome
     assert not Path("/tmp/pwned").exists()
+
+
+RETEST = q.Policy(
+    dry_run=False,
+    max_drained_fraction=0.25,
+    reason_prefix=PREFIX,
+    retest_after_s=3600,
+    retest_window_s=1800,
+    user="mlops",
+)
+OWN = "n3|gpu*|drained|2|4000|gpu:h200:2|mlops_assets: smoke_gpu failed in run r1"
+OWN_BY_CHECK = (
+    "n3|gpu*|drained|2|4000|gpu:h200:2|"
+    "mlops_assets: fleet_baseline/fleet_nodes_within_peers failed in run r1"
+)
+RESERVED = "n3|gpu*|maint|2|4000|gpu:h200:2|none"
+
+
+def test_a_node_drained_long_enough_is_re_tested_in_a_reservation_for_the_login_user() -> None:
+    rows = [*FOUR[:2], OWN, FOUR[3]]
+    early = q.decide(sinfo(*rows), [fail("n3", t=50)], RETEST, {"n3": 100.0}, now=1000.0)
+    assert by_node(early)["n3"].action == q.HOLD and "re-test due in 45 min" in (
+        by_node(early)["n3"].message
+    )
+    d = q.decide(sinfo(*rows), [fail("n3", t=50)], RETEST, {"n3": 100.0}, now=3800.0)
+    a = by_node(d)["n3"]
+    assert a.action == q.RETEST and a.reservation == "mlops_retest_n3"
+    assert a.commands() == [
+        [
+            "scontrol",
+            "create",
+            "reservation",
+            "reservationname=mlops_retest_n3",
+            "nodes=n3",
+            "users=mlops",
+            "starttime=now",
+            "duration=30",
+            "flags=maint,ignore_jobs",
+        ],
+        ["scontrol", "update", "nodename=n3", "state=resume"],
+    ]
+    assert d.requests == [q.Request("n3", q.SMOKE, "mlops_retest_n3")]
+    assert d.retesting["n3"]["since"] == 3800.0 and d.drained_at == {}
+    dry = q.decide(sinfo(*rows), [fail("n3", t=50)], replace_dry(RETEST), {"n3": 100.0}, 3800.0)
+    assert by_node(dry)["n3"].message.startswith("would re-test") and dry.requests == []
+
+
+def replace_dry(p: q.Policy) -> q.Policy:
+    from dataclasses import replace
+
+    return replace(p, dry_run=True)
+
+
+def trial(source: str = "smoke_gpu", since: float = 1000.0) -> dict[str, dict[str, object]]:
+    return {
+        "n3": {"since": since, "source": source, "reservation": "mlops_retest_n3", "checked": False}
+    }
+
+
+def test_re_test_pass_ends_the_reservation_and_keeps_the_node_in_service() -> None:
+    rows = [*FOUR[:2], RESERVED, FOUR[3]]
+    ev = [fail("n3", t=50), ok("n3", run="r9", t=1100)]
+    d = q.decide(sinfo(*rows), ev, RETEST, {}, now=1200.0, retesting=trial())
+    a = by_node(d)["n3"]
+    assert a.action == q.RESUME and a.run_id == "r9"
+    assert a.commands() == [["scontrol", "delete", "reservationname=mlops_retest_n3"]]
+    assert d.retesting == {} and d.drained_at == {}
+
+
+def test_re_test_failure_drains_again_regardless_of_the_cap_and_ends_the_reservation() -> None:
+    rows = [*FOUR[:2], RESERVED, "n4|gpu*|drained|2|4000|gpu:a100:4|admin: psu"]
+    ev = [fail("n3", run="r10", t=1100)]
+    d = q.decide(sinfo(*rows), ev, RETEST, {}, now=1200.0, retesting=trial())
+    a = by_node(d)["n3"]
+    assert a.action == q.DRAIN and a.reason == "mlops_assets: smoke_gpu failed in run r10"
+    assert a.commands()[1] == ["scontrol", "delete", "reservationname=mlops_retest_n3"]
+    assert d.drained_at == {"n3": 1200.0} and d.retesting == {}
+
+
+def test_re_test_without_a_result_in_its_window_drains_again() -> None:
+    rows = [*FOUR[:2], RESERVED, FOUR[3]]
+    waiting = q.decide(sinfo(*rows), [], RETEST, {}, now=1500.0, retesting=trial())
+    assert by_node(waiting)["n3"].action == q.HOLD and waiting.retesting
+    d = q.decide(sinfo(*rows), [], RETEST, {}, now=3000.0, retesting=trial())
+    a = by_node(d)["n3"]
+    assert a.action == q.DRAIN and "gave no result" in a.reason and d.retesting == {}
+
+
+def test_re_test_of_a_check_drain_asks_for_the_check_after_the_smoke_passed() -> None:
+    src = "fleet_baseline/fleet_nodes_within_peers"
+    rows = [*FOUR[:2], RESERVED, FOUR[3]]
+    ev = [ok("n3", source="smoke_gpu", t=1100)]
+    d = q.decide(sinfo(*rows), ev, RETEST, {}, now=1200.0, retesting=trial(src))
+    assert d.requests == [q.Request("n3", src, "mlops_retest_n3")]
+    assert d.retesting["n3"]["checked"] is True and by_node(d)["n3"].action == q.HOLD
+    again = q.decide(sinfo(*rows), ev, RETEST, {}, now=1300.0, retesting=d.retesting)
+    assert again.requests == []  # asked once
+    ev.append(ok("n3", source=src, run="r11", t=1250))
+    done = q.decide(sinfo(*rows), ev, RETEST, {}, now=1300.0, retesting=d.retesting)
+    assert by_node(done)["n3"].action == q.RESUME and by_node(done)["n3"].run_id == "r11"
+    assert (
+        "mlops_assets:" in OWN_BY_CHECK
+        and q.reason_source(OWN_BY_CHECK.split("|")[-1], PREFIX) == src
+    )
+
+
+def test_apply_stops_at_the_first_refused_command() -> None:
+    class Refusing:
+        where = "here"
+
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def run(self, argv, *, timeout_s=None, env=None):  # type: ignore[no-untyped-def]
+            from mlops_assets.core.transport.hostexec import CommandResult
+
+            self.calls.append(list(argv))
+            return CommandResult(tuple(argv), 1, "", "slurm_update error: Invalid user id", 0.0)
+
+        def close(self) -> None:
+            return None
+
+    r = Refusing()
+    a = q.Action("n3", q.RETEST, "m", dry_run=False, reservation="mlops_retest_n3", user="u")
+    (done,) = q.apply([a], r)
+    assert len(r.calls) == 1 and not done.executed and "scontrol create reservation" in done.outcome

@@ -17,6 +17,7 @@ core/quarantine.py; this file reads the event log, runs sinfo/scontrol and repor
 """
 
 import json
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,8 +34,11 @@ from mlops_assets.defs.smoke.definitions import (
     GPU_NODES,
     GPU_NODES_NAME,
     NODE_ASSETS,
+    NODE_JOB,
+    NODE_TAG,
     rerun_on_upstream,
 )
+from mlops_assets.defs.smoke.definitions import defs as smoke_defs
 from mlops_assets.platform import active
 from mlops_assets.resources.clients import HpcResource, HttpServiceResource
 
@@ -281,6 +285,12 @@ def fleet_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
 # ------------------------------------------------------------------------- quarantine
 
 
+def check_key(source: str) -> dg.AssetCheckKey:
+    """`asset/check` (the catalog's spelling) as Dagster's key."""
+    asset, _, name = source.partition("/")
+    return dg.AssetCheckKey(dg.AssetKey(asset), name)
+
+
 def evidence(instance: dg.DagsterInstance, catalog: Catalog) -> list[q.Evidence]:
     """Each per-node smoke asset's latest attempt per node (FAILED: failing; a
     materialization: passing) and each listed check's latest result per node it names (an
@@ -304,9 +314,7 @@ def evidence(instance: dg.DagsterInstance, catalog: Catalog) -> list[q.Evidence]
                 ).records
                 if recs:
                     out.append(q.Evidence(node, asset, True, recs[0].run_id, recs[0].timestamp))
-    check_keys = [
-        dg.AssetCheckKey(dg.AssetKey(c.split("/")[0]), c.split("/")[1]) for c in qc.checks
-    ]
+    check_keys = [check_key(c) for c in qc.checks]
     from mlops_assets.checking import from_check_evaluation
 
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
@@ -325,12 +333,55 @@ def evidence(instance: dg.DagsterInstance, catalog: Catalog) -> list[q.Evidence]
 
 @dataclass
 class Tick:
-    """One pass of the loop: its decisions (as executed), what is new to report, the cursor."""
+    """One pass of the loop: its decisions (as executed), what is new to report, the runs it
+    asks for (re-tests), the cursor, and how many nodes it holds drained per partition."""
 
     actions: list[q.Action]
     observations: list[dg.AssetObservation]
     cursor: str
     drained: dict[str, int]
+    requests: list[dg.RunRequest] = field(default_factory=list)
+
+
+RECHECK_JOB = "fleet_quarantine_recheck"
+
+
+def policy(catalog: Catalog) -> q.Policy:
+    qc = catalog.fleet.quarantine
+    return q.Policy(
+        dry_run=qc.dry_run,
+        max_drained_fraction=qc.max_drained_fraction,
+        reason_prefix=qc.reason_prefix,
+        retest_after_s=qc.retest_after_minutes * 60,
+        retest_window_s=qc.retest_window_minutes * 60,
+        user=catalog.hpc.access.login.user,
+    )
+
+
+def run_requests(requests: list[q.Request], now: float) -> list[dg.RunRequest]:
+    """A re-test's runs: the node's smoke jobs in its reservation; after they pass, for a
+    check source, the fleet baseline and the listed checks again."""
+    out: list[dg.RunRequest] = []
+    for r in requests:
+        tags = {NODE_TAG: r.node, "mlops/quarantine": "retest", "mlops/reservation": r.reservation}
+        if r.kind == q.SMOKE:
+            config = {"config": {"reservation": r.reservation, "node": "", "reattach": False}}
+            out.append(
+                dg.RunRequest(
+                    run_key=f"retest:{r.node}:{int(now)}",
+                    job_name=NODE_JOB,
+                    partition_key=r.node,
+                    run_config={"ops": {a: config for a in NODE_ASSETS}},
+                    tags=tags,
+                )
+            )
+        else:
+            out.append(
+                dg.RunRequest(
+                    run_key=f"recheck:{r.node}:{int(now)}", job_name=RECHECK_JOB, tags=tags
+                )
+            )
+    return out
 
 
 def quarantine_tick(
@@ -341,28 +392,37 @@ def quarantine_tick(
     now: float | None = None,
 ) -> Tick:
     """Read, decide, act (unless dry-run) and say so: testable without a sensor context.
-    The cursor keeps when this loop drained each node and the last decision per node, so an
-    unchanged decision is not reported again every tick."""
+    The cursor keeps when this loop drained each node, the nodes out on a re-test and the
+    last decision per node, so an unchanged decision is not reported again every tick."""
     from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT, parse_sinfo_nodes
     from mlops_assets.core.probes.node_step import parsed
     from mlops_assets.core.transport.hostexec import must
 
     now = time.time() if now is None else now
     state = json.loads(cursor) if cursor else {}
-    qc = catalog.fleet.quarantine
-    policy = q.Policy(qc.dry_run, qc.max_drained_fraction, qc.reason_prefix)
+    pol = policy(catalog)
     res = must(
         runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers"
     )
     nodes = parsed("sinfo", parse_sinfo_nodes, res.stdout)
     decision = q.decide(
-        nodes, evidence(instance, catalog), policy, state.get("drained_at", {}), now
+        nodes,
+        evidence(instance, catalog),
+        pol,
+        state.get("drained_at", {}),
+        now,
+        state.get("retesting", {}),
     )
     actions = q.apply(decision.actions, runner)
+    failed_retests = {a.node for a in actions if a.action == q.RETEST and not a.executed}
+    for node in failed_retests:  # the reservation or the resume was refused: still drained
+        decision.retesting.pop(node, None)
+        decision.drained_at[node] = now
+    requests = run_requests([r for r in decision.requests if r.node not in failed_retests], now)
     last: dict[str, str] = dict(state.get("last", {}))
     observations = []
     for a in actions:
-        seen = f"{a.action}|{a.source}|{a.run_id}|{a.dry_run}|{a.outcome}"
+        seen = f"{a.action}|{a.source}|{a.run_id}|{a.dry_run}|{a.outcome}|{a.message}"
         if last.get(a.node) == seen:
             continue
         last[a.node] = seen
@@ -379,7 +439,7 @@ def quarantine_tick(
                     "source": a.source,
                     "run_id": a.run_id,
                     "outcome": a.outcome,
-                    "command": " ".join(a.argv()) if a.changes_state else "",
+                    "commands": "; ".join(shlex.join(c) for c in a.commands()),
                     "partitions": ",".join(a.partitions),
                 },
             )
@@ -387,14 +447,17 @@ def quarantine_tick(
     drained: dict[str, int] = {}
     after = {a.node: a for a in actions if a.executed}
     for n in nodes:
-        ours = q.drained_by_us(n, policy.reason_prefix)
+        ours = q.drained_by_us(n, pol.reason_prefix)
         act = after.get(n.name)
         if act is not None:
             ours = act.action == q.DRAIN
         for p in n.partitions:
             drained[p] = drained.get(p, 0) + (1 if ours else 0)
-    new_cursor = json.dumps({"drained_at": decision.drained_at, "last": last}, sort_keys=True)
-    return Tick(actions, observations, new_cursor, drained)
+    new_cursor = json.dumps(
+        {"drained_at": decision.drained_at, "retesting": decision.retesting, "last": last},
+        sort_keys=True,
+    )
+    return Tick(actions, observations, new_cursor, drained, requests)
 
 
 def push_metrics(catalog: Catalog, tick: Tick, url: str, timeout_s: float, now: float) -> int:
@@ -413,8 +476,18 @@ def quarantine_sensor(catalog: Catalog) -> dg.SensorDefinition:
     qc = catalog.fleet.quarantine
     running = qc.enabled and catalog.automation.running
 
+    node_job = next(j for j in smoke_defs.jobs or [] if j.name == NODE_JOB)
+    recheck = dg.define_asset_job(
+        RECHECK_JOB,
+        selection=dg.AssetSelection.assets(ASSET)
+        | dg.AssetSelection.checks(*(check_key(c) for c in qc.checks)),
+        description="The quarantine loop's re-check of a node whose smoke passed in its re-test:"
+        " the fleet baseline and the checks of fleet.quarantine.checks.",
+    )
+
     @dg.sensor(
         name=SENSOR,
+        jobs=[node_job, recheck],
         minimum_interval_seconds=qc.interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING
         if running
@@ -436,11 +509,13 @@ def quarantine_sensor(catalog: Catalog) -> dg.SensorDefinition:
                 push_metrics(catalog, tick, pushgateway.url, pushgateway.timeout_s, now)
             except Exception as exc:  # the actions are done; say the metrics are missing
                 context.log.warning(f"quarantine metrics not pushed to {pushgateway.url}: {exc}")
-        if not tick.observations:
+        if not tick.observations and not tick.requests:
             return dg.SensorResult(
                 skip_reason=f"{len(tick.actions)} decision(s), none new", cursor=tick.cursor
             )
-        return dg.SensorResult(asset_events=tick.observations, cursor=tick.cursor)
+        return dg.SensorResult(
+            run_requests=tick.requests, asset_events=tick.observations, cursor=tick.cursor
+        )
 
     return _sensor
 

@@ -59,10 +59,13 @@ NODE_ASSETS = ("smoke_gpu", "smoke_multi_gpu_nccl")
 class SmokeRun(dg.Config):
     """`node`: run on this SLURM node (`--nodelist`); empty = any node of the smoke partition
     (per-node smoke assets take the node from their partition key instead).
-    `reattach`: pick up this asset's job of an earlier run that SLURM still runs."""
+    `reattach`: pick up this asset's job of an earlier run that SLURM still runs.
+    `reservation`: submit into this SLURM reservation (the quarantine loop's re-test of a
+    node it drained, defs/fleet)."""
 
     node: str = ""
     reattach: bool = True
+    reservation: str = ""
 
 
 def _smoke_asset(
@@ -114,6 +117,7 @@ def _smoke_asset(
             mem_mb=job.mem_mb,
             time_limit_min=job.time_limit_min,
             nodelist=node,
+            reservation=config.reservation or None,
         )
         invocation = client.run(
             context=context,
