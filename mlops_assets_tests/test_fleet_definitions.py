@@ -310,3 +310,34 @@ def test_a_re_test_smoke_job_is_submitted_into_its_reservation() -> None:
     assert "--reservation" not in render_script(
         client.job_spec("gpu_smoke.py", "/tmp/x", "/tmp/x/job", Resources(gpus=1), {})
     )
+
+
+def test_headless_materialize_runs_what_reads_every_partition_after_the_partitions() -> None:
+    """`mlops-assets materialize`: the fleet baseline reads every node's smoke, so it (and
+    its checks) run after the per-node runs of the same invocation, not before them."""
+    from mlops_assets import headless
+
+    parts = dg.DynamicPartitionsDefinition(name="fleet_test_nodes")
+
+    @dg.asset(partitions_def=parts)
+    def per_node() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"figure": 1.0})
+
+    @dg.asset(deps=[per_node])
+    def summary(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads it
+        seen = context.instance.fetch_materializations(dg.AssetKey("per_node"), limit=10)
+        return dg.MaterializeResult(metadata={"seen": len(seen.records)})
+
+    @dg.asset
+    def unrelated() -> None:
+        return None
+
+    d = dg.Definitions(assets=[per_node, summary, unrelated])
+    with dg.DagsterInstance.ephemeral() as inst:
+        inst.add_dynamic_partitions("fleet_test_nodes", ["a", "b", "c"])
+        rows, _ = headless.execute(d, headless.select(d, []), materialize=True, inst=inst)
+        ev = inst.get_latest_materialization_event(dg.AssetKey("summary"))
+        assert ev is not None and ev.asset_materialization is not None
+        assert ev.asset_materialization.metadata["seen"].value == 3
+    done = {(r.asset, r.passed) for r in rows}
+    assert {("summary", True), ("unrelated", True), ("per_node[a]", True)} <= done
