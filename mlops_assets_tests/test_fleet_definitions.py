@@ -36,8 +36,11 @@ class _Hpc(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 def catalog(**fleet: Any) -> Catalog:
-    cat = active().catalog
-    return cat.model_copy(update={"fleet": cat.fleet.model_copy(update=fleet)})
+    """The active catalog with the schema's default fleet rules (not the sandbox profile's,
+    which are loosened for its shared cores), changed by `fleet`."""
+    from mlops_assets.catalog.schema import Fleet
+
+    return active().catalog.model_copy(update={"fleet": Fleet(**fleet)})
 
 
 def record_smoke(inst: dg.DagsterInstance, values: dict[str, Any], key: str = "smoke_gpu") -> None:
