@@ -422,7 +422,7 @@ def quarantine_tick(
     last: dict[str, str] = dict(state.get("last", {}))
     observations = []
     for a in actions:
-        seen = f"{a.action}|{a.source}|{a.run_id}|{a.dry_run}|{a.outcome}|{a.message}"
+        seen = f"{a.action}|{a.source}|{a.run_id}|{a.dry_run}|{a.outcome}|{a.reservation}"
         if last.get(a.node) == seen:
             continue
         last[a.node] = seen
