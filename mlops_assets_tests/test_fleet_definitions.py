@@ -327,7 +327,7 @@ def test_headless_materialize_runs_what_reads_every_partition_after_the_partitio
         return dg.MaterializeResult(metadata={"figure": 1.0})
 
     @dg.asset(deps=[per_node])
-    def summary(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # bare: dagster reads it
+    def summary(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]  # dagster reads
         seen = context.instance.fetch_materializations(dg.AssetKey("per_node"), limit=10)
         return dg.MaterializeResult(metadata={"seen": len(seen.records)})
 

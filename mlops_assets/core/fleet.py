@@ -161,7 +161,8 @@ def judge_group(
                 median,
                 fraction,
                 sigmas,
-                f"{node} {figure} {_fmt(v)} is {' and '.join(why)} of {len(others)} peers ({group})",
+                f"{node} {figure} {_fmt(v)} is {' and '.join(why)}"
+                f" of {len(others)} peers ({group})",
             )
         )
     return FigureJudgement(figure, group, nodes, tuple(findings), "", unmeasured)
@@ -196,7 +197,8 @@ def judge_own_past(
     when it cannot be judged (too short a history, a zero median)."""
     values = [v for _, raw in series if (v := measurement(raw)) is not None]
     if len(values) < rule.own_min_samples + 1:
-        return f"{node} {figure}: {max(len(values) - 1, 0)} earlier figure(s), needs {rule.own_min_samples}"
+        earlier = max(len(values) - 1, 0)
+        return f"{node} {figure}: {earlier} earlier figure(s), needs {rule.own_min_samples}"
     latest, past = values[-1], values[:-1][-rule.own_window :]
     median = statistics.median(past)
     if median <= 0:
@@ -311,7 +313,8 @@ _CAUSES = (
     (
         "busbw",
         "a slow all-reduce on one node: an NVLink/PCIe link trained down or NCCL fell back to a"
-        " slower transport (NCCL_DEBUG=INFO names it; `nvidia-smi topo -m`, `nvidia-smi nvlink -s`)",
+        " slower transport (NCCL_DEBUG=INFO names it; `nvidia-smi topo -m`,"
+        " `nvidia-smi nvlink -s`)",
     ),
     (
         "cpu_",
@@ -432,7 +435,8 @@ def own_past_outcome(report: FleetReport, rule: FleetRule) -> Outcome:
             "unjudged",
             threshold,
             "",
-            f"each node needs {rule.own_min_samples} earlier smoke runs before its past can judge it",
+            f"each node needs {rule.own_min_samples} earlier smoke runs before its past can"
+            " judge it",
             detail="cannot be judged: " + "; ".join(why),
             extra=extra,
             severity=Severity.WARN,
