@@ -121,6 +121,14 @@ def test_nan_figure_is_unmeasured_and_too_few_nodes_is_a_warn(inst: dg.DagsterIn
     assert not peers.passed and peers.severity == dg.AssetCheckSeverity.WARN
     assert "cannot be judged" in peers.metadata["detail"].value
     assert "n2" in peers.metadata["detail"].value
+    # n2's newest result is still no measurement on the next run; a valid one clears it
+    record_smoke(inst, {"n3": 2.2, "n4": 2.1})
+    peers = checks(materialize(inst, catalog()))[fleet_defs.PEERS_CHECK]
+    assert peers.metadata["nodes"].value == ["n2"] and "no valid figure" in (
+        peers.metadata["detail"].value
+    )
+    record_smoke(inst, {"n2": 2.15})
+    assert checks(materialize(inst, catalog()))[fleet_defs.PEERS_CHECK].passed
 
 
 def test_checks_alone_judge_the_recorded_history(inst: dg.DagsterInstance) -> None:
@@ -344,3 +352,23 @@ def test_headless_materialize_runs_what_reads_every_partition_after_the_partitio
         assert ev.asset_materialization.metadata["seen"].value == 3
     done = {(r.asset, r.passed) for r in rows}
     assert {("summary", True), ("unrelated", True), ("per_node[a]", True)} <= done
+
+
+@pytest.mark.parametrize("severity", ["ERROR", "WARN"])
+def test_quarantine_acts_on_an_error_check_naming_a_node_never_on_a_warn(
+    inst: dg.DagsterInstance, slurm_standin: Path, severity: str
+) -> None:
+    (slurm_standin / "sinfo.txt").write_text("\n".join(ROWS) + "\n")
+    record_smoke(inst, {"n1": 2.2, "n2": 2.1, "n3": 0.4, "n4": 2.2})
+    res = materialize(inst, catalog(severity=severity))
+    tick = fleet_defs.quarantine_tick(inst, LocalRunner(), quarantine_catalog(), None)
+    if severity == "WARN":
+        assert tick.actions == []
+        return
+    (a,) = tick.actions
+    assert (a.node, a.action, a.source) == (
+        "n3",
+        q.DRAIN,
+        "fleet_baseline/fleet_nodes_within_peers",
+    )
+    assert a.reason.endswith(f"failed in run {res.run_id}")

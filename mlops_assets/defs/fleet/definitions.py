@@ -106,7 +106,18 @@ class Scan:
 
     samples: list[tuple[str, str, float, Any]] = field(default_factory=list)
     invalid: dict[str, set[str]] = field(default_factory=dict)
+    valid: dict[str, set[str]] = field(default_factory=dict)
     cursor: dict[str, int] = field(default_factory=dict)
+
+    def still_invalid(self, before: Any) -> dict[str, list[str]]:
+        """Nodes whose newest result has no valid figure: this scan's, and earlier ones'
+        that no valid figure has replaced since."""
+        out: dict[str, set[str]] = {f: set(n) for f, n in self.invalid.items()}
+        for figure, nodes in (before if isinstance(before, dict) else {}).items():
+            for node in nodes if isinstance(nodes, list) else []:
+                if node not in self.valid.get(figure, set()):
+                    out.setdefault(str(figure), set()).add(str(node))
+        return {f: sorted(n) for f, n in out.items() if n}
 
 
 def scan(instance: dg.DagsterInstance, catalog: Catalog, cursor: Mapping[str, int]) -> Scan:
@@ -138,8 +149,8 @@ def scan(instance: dg.DagsterInstance, catalog: Catalog, cursor: Mapping[str, in
                     out.samples.append((f.id, str(node), rec.timestamp, md[f.key]))
                     newest[(f.id, str(node))] = (rec.timestamp, md[f.key])
         for (figure, node), (_, value) in newest.items():
-            if rules.measurement(value) is None:
-                out.invalid.setdefault(figure, set()).add(node)
+            bucket = out.invalid if rules.measurement(value) is None else out.valid
+            bucket.setdefault(figure, set()).add(node)
         if records:
             out.cursor[asset] = records[-1].storage_id
     return out
@@ -223,7 +234,7 @@ def baseline_asset(catalog: Catalog) -> dg.AssetsDefinition:
         cursor = md.get("cursor") if isinstance(md.get("cursor"), dict) else {}
         found = scan(context.instance, catalog, cursor or {})
         history = rules.record(history, found.samples, catalog.fleet.history_length)
-        invalid = {f: sorted(n) for f, n in found.invalid.items()}
+        invalid = found.still_invalid(md.get("invalid"))
         now = time.time()
         meta_in = {"history": history, "invalid": invalid}
         report, _ = judge_recorded(catalog, meta_in, context.resources.hpc.runner(), now)
