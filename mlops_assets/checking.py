@@ -223,6 +223,20 @@ def asset_checks(specs: Iterable[ProbeSpec], *, name: str) -> list[dg.AssetCheck
     ]
 
 
+def check_spec(spec: CheckSpec, needs: Sequence[str] = ()) -> dg.AssetCheckSpec:
+    """A CheckSpec as Dagster's spec, with the severity and light metadata every check
+    carries (the light-checks job and the snapshot read them). Also for checks an asset
+    reports itself (defs/fleet)."""
+    return dg.AssetCheckSpec(
+        spec.name,
+        asset=dg.AssetKey(spec.asset),
+        description=spec.description,
+        blocking=spec.blocking,
+        additional_deps=[dg.AssetKey(k) for k in needs],
+        metadata={"mlops/severity": str(spec.severity), LIGHT_TAG: str(spec.light).lower()},
+    )
+
+
 def _multi_check(
     specs: list[ProbeSpec], *, name: str, needs: tuple[str, ...]
 ) -> list[dg.AssetChecksDefinition]:
@@ -233,17 +247,7 @@ def _multi_check(
 
     @dg.multi_asset_check(
         name=name,
-        specs=[
-            dg.AssetCheckSpec(
-                s.name,
-                asset=dg.AssetKey(s.asset),
-                description=s.description,
-                blocking=s.blocking,
-                additional_deps=[dg.AssetKey(k) for k in needs],
-                metadata={"mlops/severity": str(s.severity), LIGHT_TAG: str(s.light).lower()},
-            )
-            for s in specs
-        ],
+        specs=[check_spec(s, needs) for s in specs],
         can_subset=True,
         required_resource_keys=resources,
     )

@@ -143,7 +143,9 @@ def execute(
     on_progress: OnProgress | None = None,
 ) -> tuple[list[Evaluation], str | None]:
     """One run for the unpartitioned assets and the checks; partitioned assets (the per-node
-    smoke) then get one run per partition key, reported as `asset[partition]`."""
+    smoke) then get one run per partition key, reported as `asset[partition]`; unpartitioned
+    assets downstream of them (the fleet baseline, which reads every node's smoke) and their
+    checks run last, so they judge this invocation's figures."""
     graph = defs.resolve_asset_graph()
     partitioned = (
         [k for k in sel.materializable if graph.get(k).partitions_def is not None]
@@ -151,13 +153,23 @@ def execute(
         else []
     )
     if partitioned:
-        rest = Selected(
-            sel.assets, [k for k in sel.materializable if k not in partitioned], sel.checks
-        )
+        after = [
+            k
+            for k in sel.materializable
+            if k not in partitioned and set(graph.get(k).parent_keys) & set(partitioned)
+        ]
+        first = [k for k in sel.materializable if k not in partitioned and k not in after]
+        rest = Selected(sel.assets, first, [c for c in sel.checks if c.asset_key not in after])
         rows, run_id = _execute_one(
             defs, rest, materialize=materialize, inst=inst, on_progress=on_progress
         )
-        return rows + _execute_partitioned(defs, partitioned, inst, on_progress), run_id
+        rows += _execute_partitioned(defs, partitioned, inst, on_progress)
+        if after:
+            last = Selected(after, after, [c for c in sel.checks if c.asset_key in after])
+            rows += _execute_one(
+                defs, last, materialize=materialize, inst=inst, on_progress=on_progress
+            )[0]
+        return rows, run_id
     return _execute_one(defs, sel, materialize=materialize, inst=inst, on_progress=on_progress)
 
 

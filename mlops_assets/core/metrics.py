@@ -62,6 +62,17 @@ METRICS: dict[str, tuple[str, str]] = {
         "Unix time of the asset's last materialization (staging freshness, smoke results). "
         "Labels: asset, group.",
     ),
+    "mlops_quarantine_action_timestamp_seconds": (
+        "gauge",
+        "Unix time of the quarantine loop's latest decision about a node. Labels: asset, node,"
+        " action (drain, resume, hold, capped, left_alone), mode (dry_run, live), executed,"
+        " source (the smoke asset or check that decided).",
+    ),
+    "mlops_quarantine_drained_nodes": (
+        "gauge",
+        "Nodes of a partition drained by the quarantine loop (its reason prefix). Labels:"
+        " asset, partition.",
+    ),
 }
 
 # Base units as Prometheus names them; "" is dimensionless (a count of what the check counts).
@@ -389,3 +400,52 @@ def push(base_url: str, groups: Mapping[str, str], *, timeout_s: float = 10) -> 
             raise PushFailed(f"Pushgateway PUT {path} answered {ans.status}: {ans.text[:300]}")
         pushed += 1
     return pushed
+
+
+def quarantine_samples(
+    asset: str,
+    actions: Iterable[object],
+    drained_per_partition: Mapping[str, int],
+    *,
+    timestamp: float,
+    secrets: Iterable[str] = (),
+) -> list[Sample]:
+    """One series per node decided on (its latest action) and one per partition (how many
+    nodes the loop holds drained). `actions` are core.quarantine.Action; their messages and
+    SLURM's answers are not exported (they may quote hosts or errors)."""
+    sec = [s for s in secrets if s]
+    out: list[Sample] = []
+    for a in actions:
+        labels = {
+            "asset": asset,
+            "node": str(getattr(a, "node", "")),
+            "action": str(getattr(a, "action", "")),
+            "mode": "dry_run" if getattr(a, "dry_run", True) else "live",
+            "executed": "true" if getattr(a, "executed", False) else "false",
+            "source": str(getattr(a, "source", "")),
+        }
+        out.append(
+            _sample("mlops_quarantine_action_timestamp_seconds", round(timestamp, 3), labels, sec)
+        )
+    for partition, n in sorted(drained_per_partition.items()):
+        out.append(
+            _sample(
+                "mlops_quarantine_drained_nodes",
+                float(n),
+                {"asset": asset, "partition": partition},
+                sec,
+            )
+        )
+    return out
+
+
+def quarantine_groups(samples: Iterable[Sample]) -> dict[str, str]:
+    """Pushgateway groups for the quarantine series: one per node and one per partition, so a
+    tick that decides about one node replaces that node's series and keeps the others'."""
+    groups: dict[tuple[tuple[str, str], ...], list[Sample]] = {}
+    for s in samples:
+        extra = (
+            ("node", s.label("node")) if s.label("node") else ("partition", s.label("partition"))
+        )
+        groups.setdefault((("asset", s.label("asset")), extra), []).append(s)
+    return {grouping_path(dict(k)): exposition(v) for k, v in groups.items()}

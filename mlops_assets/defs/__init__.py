@@ -23,6 +23,7 @@ GROUPS: tuple[str, ...] = (
     "models",
     "containers",
     "smoke",
+    "fleet",
 )
 SERVICES: tuple[str, ...] = ("observability",)
 DOMAINS: tuple[str, ...] = GROUPS + SERVICES

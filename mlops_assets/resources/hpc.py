@@ -47,14 +47,18 @@ class SlurmJob(dg.Config):
         )
 
 
-def job_resources(job: SmokeJob, nodelist: str | None = None) -> Resources:
-    """A catalog job size (smoke.jobs.*, containers.*.job) as what a SLURM client asks for."""
+def job_resources(
+    job: SmokeJob, nodelist: str | None = None, reservation: str | None = None
+) -> Resources:
+    """A catalog job size (smoke.jobs.*, containers.*.job) as what a SLURM client asks for;
+    `reservation`: the quarantine loop's re-test of a node it holds."""
     return Resources(
         gpus=job.gpus,
         cpus=job.cpus,
         mem_mb=job.mem_mb,
         time_limit_min=job.time_limit_min,
         nodelist=nodelist,
+        reservation=reservation,
     )
 
 

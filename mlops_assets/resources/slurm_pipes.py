@@ -46,6 +46,8 @@ class Resources:
     mem_mb: int = 1024
     time_limit_min: int = 10
     nodelist: str | None = None
+    #: run inside this SLURM reservation (the quarantine loop's re-test of a node)
+    reservation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class SlurmPipesClient(PayloadClient):
             mem_mb=res.mem_mb,
             gpus=res.gpus,
             nodelist=res.nodelist,
+            extra_sbatch=[f"--reservation={res.reservation}"] if res.reservation else [],
             container=self.container,
             binds=self.binds,
             env={**self.env, **PAYLOAD_ENV, **bootstrap},

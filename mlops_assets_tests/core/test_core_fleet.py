@@ -1,238 +1,172 @@
-"""Fleet probes: one labelled srun step over many nodes (core.probes.node_step.run_on_nodes),
-its output parser (core.parse.slurm.labelled) on real `srun --label` shapes, and the GPU
-rules judged over a simulated fleet whose nodes answer with recorded outputs."""
+"""core/fleet.py: the peers rule (leave-one-out, robust for small fleets), the own-past rule,
+bounded history and the check outcomes, on the edge cases a real fleet produces."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import json
+import math
 
 import pytest
 
-from mlops_assets.catalog.loader import load_catalog
-from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import fleet
 from mlops_assets.core.checks import Severity
-from mlops_assets.core.parse.slurm import labelled
-from mlops_assets.core.probes import containers, hpc, node_step
-from mlops_assets.core.transport.standin import (
-    Answer,
-    SimNode,
-    SimulatedFleetRunner,
-    uniform_fleet,
-)
 
-FIX = Path(__file__).parent / "fixtures"
+RULE = fleet.FleetRule()
+FIG = "smoke_gpu.min_matmul_bf16_tflops"
 
 
-def recorded(name: str) -> str:
-    lines = (FIX / name).read_text().splitlines(keepends=True)
-    return "".join(ln for ln in lines if not ln.startswith("#@"))
+def test_one_slow_node_of_four_is_named_although_no_node_is_2_sigma_out_of_all_four() -> None:
+    values = {"n1": 776.0, "n2": 781.0, "n3": 779.0, "n4": 540.0}
+    # counted with itself, the slow node is only 1.5 sigma out: (n-1)/sqrt(n) for n = 4
+    import statistics
+
+    allv = list(values.values())
+    assert (statistics.fmean(allv) - 540) / statistics.pstdev(allv) < 2
+    j = fleet.judge_group(FIG, values, RULE)
+    assert [f.node for f in j.findings] == ["n4"]
+    f = j.findings[0]
+    assert f.kind == fleet.FLEET and f.sigmas is not None and f.sigmas > 2
+    assert f.fraction == pytest.approx(540 / 779, rel=1e-6)
+    assert "n4" in f.message and "peers" in f.message and not j.unjudged
 
 
-def streams(name: str) -> tuple[str, str]:
-    """(stdout, stderr) of a `#@ stdout:` / `#@ stderr:` recording."""
-    text = (FIX / name).read_text()
-    out = text.split("#@ stdout:\n", 1)[1]
-    out, _, err = out.partition("#@ stderr:\n")
-    return out, err
+@pytest.mark.parametrize("n", [1, 2])
+def test_fewer_than_three_nodes_cannot_be_judged(n: int) -> None:
+    values = {f"n{i}": 100.0 - 50 * i for i in range(n)}
+    j = fleet.judge_group(FIG, values, RULE)
+    assert j.findings == () and "cannot be judged" in j.unjudged
+    out = fleet.peers_outcome(fleet.FleetReport(fleet=[j]), RULE)
+    assert not out.passed and out.severity == Severity.WARN and out.measured == "unjudged"
 
 
-SMI_OK = recorded("nvidia_smi_query_h200x2_580.159.04.txt")
-SMI_NO_DEVICES = recorded("nvidia_smi_error_no_devices_h200x2_580.159.04.txt")
+def test_all_equal_zero_variance_names_nobody_and_a_small_dip_is_within_the_noise_floor() -> None:
+    assert fleet.judge_group(FIG, {"a": 5.0, "b": 5.0, "c": 5.0, "d": 5.0}, RULE).findings == ()
+    # identical peers: sigma 0, floored at 5 % of the mean, so 2 % below is no outlier ...
+    j = fleet.judge_group(FIG, {"a": 100.0, "b": 100.0, "c": 100.0, "d": 98.0}, RULE)
+    assert j.findings == ()
+    # ... but 15 % below is (2 x 5 % = 10 % < 15 %), by the sigma rule alone
+    j = fleet.judge_group(FIG, {"a": 100.0, "b": 100.0, "c": 100.0, "d": 85.0}, RULE)
+    assert [f.node for f in j.findings] == ["d"] and "sigma" in j.findings[0].message
+    assert "median" not in j.findings[0].message  # 85 % is above the 80 % median rule
 
 
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(profile="sandbox").catalog
+def test_all_zero_figures_name_nobody() -> None:
+    assert fleet.judge_group(FIG, {"a": 0.0, "b": 0, "c": 0.0}, RULE).findings == ()
 
 
-# ------------------------------------------------------------------ the parser
+def test_missing_nan_negative_and_text_figures_are_unmeasured_not_zero() -> None:
+    values = {"a": 10.0, "b": 10.2, "c": 9.9, "d": math.nan, "e": None, "f": -1.0, "g": "fast"}
+    j = fleet.judge_group(FIG, values, RULE)
+    assert j.unmeasured == ("d", "e", "f", "g") and j.findings == ()
+    assert j.nodes == ("a", "b", "c")
+    out = fleet.peers_outcome(fleet.FleetReport(fleet=[j]), RULE)
+    assert not out.passed and out.severity == Severity.WARN
+    assert set(out.nodes) == {"d", "e", "f", "g"} and "no valid figure" in out.detail
+    assert fleet.measurement(True) is None and fleet.measurement(math.inf) is None
 
 
-def test_labels_padded_to_the_widest_task_id_and_srun_own_lines_apart() -> None:
-    out, err = streams("srun_label_12tasks_sandbox_22.05.txt")
-    tasks, own = labelled.split_labelled(out)
-    assert sorted(tasks) == list(range(12))
-    assert all(lines == ["hello localhost"] for lines in tasks.values())
-    err_tasks, err_own = labelled.split_labelled(err)
-    assert err_tasks[3] == ["err", "/usr/bin/sh: 1: exec: nonexistent-prog: not found"]
-    assert err_own == ["srun: error: localhost: task 3: Exited with exit code 127"] and not own
+def test_nan_leaves_too_few_nodes_to_judge() -> None:
+    j = fleet.judge_group(FIG, {"a": 10.0, "b": math.nan, "c": 10.0}, RULE)
+    assert "2 node(s) measured" in j.unjudged and j.unmeasured == ("b",)
 
 
-def test_multi_node_labels_from_public_docs() -> None:
-    tasks, _ = labelled.split_labelled(streams("srun_label_multiprog_llnl_docs.txt")[0])
-    assert tasks[4] == ["alc20.llnl.gov"] and tasks[6] == ["alc22.llnl.gov"] and len(tasks) == 7
+def test_two_slow_nodes_of_three_the_median_rule_still_names_the_slowest() -> None:
+    j = fleet.judge_group(FIG, {"a": 10.0, "b": 6.0, "c": 5.0}, RULE)
+    assert "c" in [f.node for f in j.findings]
 
 
-def test_fleet_wrapper_output_on_real_slurm() -> None:
-    nodes, own = labelled.parse_fleet_output(*streams("srun_label_fleet_ok_sandbox_22.05.txt"))
-    rec = nodes["localhost"]
-    # the last line had no newline: the exit marker shared it, and is lifted off
-    assert (rec.stdout, rec.stderr, rec.returncode) == ("line one\nno newline\n", "to stderr\n", 3)
-    missing, _ = labelled.parse_fleet_output(*streams("srun_label_fleet_missing_sandbox_22.05.txt"))
-    assert missing["localhost"].missing_program == "nvidia-smi"
-    assert missing["localhost"].returncode is None
-    hung, _ = labelled.parse_fleet_output(*streams("srun_label_fleet_hung_sandbox_22.05.txt"))
-    assert hung["localhost"].returncode == 124 and not own
+def test_peers_are_grouped_so_an_a100_is_not_compared_with_h200s() -> None:
+    current = {FIG: {"h1": 780.0, "h2": 776.0, "h3": 779.0, "a1": 280.0}}
+    groups = {FIG: {"h1": "gpu:h200:2", "h2": "gpu:h200:2", "h3": "gpu:h200:2", "a1": "gpu:a100:4"}}
+    js = fleet.judge_fleet(current, RULE, groups)
+    assert [f.node for j in js for f in j.findings] == []
+    by = {j.group: j for j in js}
+    assert "cannot be judged" in by["gpu:a100:4"].unjudged and not by["gpu:h200:2"].unjudged
+    # without groups the A100 is (wrongly for hardware, rightly for the rule) named
+    assert [f.node for j in fleet.judge_fleet(current, RULE) for f in j.findings] == ["a1"]
 
 
-def test_tasks_are_placed_by_their_marker_not_by_label_order() -> None:
-    out = " 0: @@mlops-node n10\n 0: a\n 1: @@mlops-node n2\n 1: b\n 0: @@mlops-exit 0\n"
-    err = "srun: error: n2: task 1: Exited with exit code 1\nsrun: error: n99: task 7: Killed\n"
-    nodes, own = labelled.parse_fleet_output(out, err)
-    assert nodes["n10"].stdout == "a\n" and nodes["n2"].stdout == "b\n"
-    assert nodes["n2"].returncode is None and nodes["n2"].srun_errors == [err.splitlines()[0]]
-    assert own == ["srun: error: n99: task 7: Killed"]
-    assert labelled.srun_lines_for("n99", own) == own
+def _series(values: list[float], t0: float = 1000.0) -> list[list[float]]:
+    return [[t0 + i, v] for i, v in enumerate(values)]
 
 
-# ------------------------------------------------------------------ the orchestration
+def test_own_past_names_a_node_that_fell_below_its_median() -> None:
+    res = fleet.judge_own_past(FIG, "n1", _series([100, 102, 99, 101, 70]), RULE)
+    assert isinstance(res, fleet.Finding) and res.kind == fleet.OWN_PAST
+    assert res.reference == pytest.approx(100.5) and res.fraction == pytest.approx(70 / 100.5)
+    assert fleet.judge_own_past(FIG, "n1", _series([100, 102, 99, 101, 95]), RULE) is None
 
 
-def answers(per_node: dict[str, Answer], default: Answer) -> Callable[[str, Sequence[str]], Answer]:
-    def answer(node: str, command: Sequence[str]) -> Answer:
-        return per_node.get(node, default)
-
-    return answer
-
-
-def fleet(
-    nodes: list[SimNode],
-    per_node: dict[str, Answer] | None = None,
-    taken: frozenset[str] = frozenset(),
-) -> SimulatedFleetRunner:
-    return SimulatedFleetRunner(nodes, answers(per_node or {}, (0, SMI_OK, "")), taken=set(taken))
+def test_own_past_needs_enough_history_and_a_nonzero_median() -> None:
+    short = fleet.judge_own_past(FIG, "n1", _series([100, 50]), RULE)
+    assert isinstance(short, str) and "needs 3" in short
+    zero = fleet.judge_own_past(FIG, "n1", _series([0, 0, 0, 5]), RULE)
+    assert isinstance(zero, str) and "median is 0" in zero
 
 
-def test_one_step_per_batch_and_busy_nodes_left_alone() -> None:
-    nodes = uniform_fleet(300, gpus=2)
-    nodes[0].state, nodes[0].gpus_used = "mixed", 2  # every GPU held by a job
-    nodes[1].state, nodes[1].gpus_used = "mixed", 1  # one free, but the probe wants both
-    nodes[2].state = "allocated"
-    nodes[3].state = "idle~"
-    nodes[4].state = "drained"
-    runner = fleet(nodes)
-    run = node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True)
-    srun = [c for c in runner.calls if c[0] == "srun"]
-    assert run.steps == len(srun) == 3  # 295 free nodes in batches of 128
-    assert all("--label" in c and "--gres=gpu:2" in c for c in srun)
-    assert set(run.busy) == {"gpu0001", "gpu0002", "gpu0003", "gpu0004"}
-    assert run.busy["gpu0001"] == "MIXED, 2 of 2 GPUs in use"
-    assert "powered down" in run.busy["gpu0004"] and "gpu0005" not in run.nodes
-    assert len(run.probed) == 295 and run.nodes["gpu0300"].stdout == SMI_OK
-    assert "busy, not probed: gpu0001 (MIXED, 2 of 2 GPUs in use)" in run.busy_note()
+def test_own_past_window_forgets_old_runs() -> None:
+    rule = fleet.FleetRule(own_window=3, history_length=10)
+    # long ago 200, lately 100: against the last 3 runs, 95 is fine
+    assert fleet.judge_own_past(FIG, "n", _series([200, 200, 200, 100, 100, 100, 95]), rule) is None
 
 
-def test_a_mixed_node_with_free_gpus_takes_a_one_gpu_step() -> None:
-    nodes = uniform_fleet(2, gpus=2)
-    nodes[0].state, nodes[0].gpus_used = "mixed", 1
-    run = node_step.run_on_nodes(fleet(nodes), "gpu", ["true"], gpus=1)
-    assert not run.busy and len(run.probed) == 2
+def test_history_is_bounded_ordered_and_round_trips_through_json() -> None:
+    h: fleet.History = {}
+    h = fleet.record(h, [(FIG, "n1", float(t), float(t)) for t in range(30)], limit=5)
+    assert [v for _, v in h[FIG]["n1"]] == [25, 26, 27, 28, 29]
+    h = fleet.record(h, [(FIG, "n1", 100.0, math.nan), (FIG, "n2", 3.0, 7.0)], limit=5)
+    assert len(h[FIG]["n1"]) == 5 and h[FIG]["n2"] == [[3.0, 7.0]]
+    back = fleet.read_history(json.loads(json.dumps(h)))
+    assert back == h
+    assert fleet.read_history({"x": {"n": [[1, "bad"], [2, 3], "junk"]}, "y": 3}) == {
+        "x": {"n": [[2.0, 3.0]]}
+    }
+    assert fleet.read_history("not a dict") == {}
 
 
-def test_a_node_taken_since_sinfo_is_isolated_not_the_whole_step() -> None:
-    nodes = uniform_fleet(64, gpus=2)
-    runner = fleet(nodes, taken=frozenset({"gpu0040"}))
-    run = node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True)
-    assert list(run.busy) == ["gpu0040"] and "Requested nodes are busy" in run.busy["gpu0040"]
-    assert len(run.probed) == 63
-    assert run.steps <= 1 + 2 * 6  # halving: at most two steps per level of 64 → 1
+def test_stale_figures_leave_the_baseline() -> None:
+    h = {FIG: {"gone": [[0.0, 10.0]], "a": [[990.0, 100.0]]}}
+    assert fleet.latest(h, 1000.0, max_age_s=100) == {FIG: {"a": 100.0}}
+    assert fleet.latest(h, 1000.0, max_age_s=None)[FIG]["gone"] == 10.0
 
 
-def test_a_partition_node_limit_below_the_batch_splits_steps_and_loses_no_node() -> None:
-    """MaxNodes on the partition (or a QOS's MaxNodesPerJob) refuses a 128-node step with
-    srun's `Node count specification invalid`: halving reaches an allowed size."""
-    runner = fleet(uniform_fleet(128, gpus=2))
-    runner.max_nodes = 32
-    run = node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True)
-    assert not run.busy and len(run.probed) == 128
-    assert run.steps == 1 + 2 + 4  # 128 refused, 2x64 refused, 4x32 run
+def test_judge_reports_both_rules_and_invalid_newest_results() -> None:
+    h = {
+        FIG: {
+            "n1": _series([100, 100, 100, 100]),
+            "n2": _series([101, 99, 100, 100]),
+            "n3": _series([100, 101, 100, 60]),
+            "n4": _series([100, 100, 99, 101]),
+        }
+    }
+    report = fleet.judge(h, RULE, now=1010.0, max_age_s=3600, invalid={FIG: ["n4"]})
+    assert [f.node for f in report.below_fleet()] == ["n3"]
+    assert [f.node for f in report.own_past] == ["n3"]
+    assert report.fleet[0].unmeasured == ("n4",)
+    peers = fleet.peers_outcome(report, RULE)
+    assert not peers.passed and peers.severity is None and peers.nodes == ("n3",)
+    assert "n3" in peers.detail and "n4" in peers.detail and "throttled" in peers.hint
+    own = fleet.own_past_outcome(report, RULE)
+    assert not own.passed and own.nodes == ("n3",) and own.measured == 1
 
 
-def test_nodes_differing_in_gpu_count_get_one_step_per_count() -> None:
-    nodes = [*uniform_fleet(3, gpus=8), SimNode("big0001", 4)]
-    runner = fleet(nodes)
-    run = node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True)
-    gres = sorted(a for c in runner.calls if c[0] == "srun" for a in c if a.startswith("--gres"))
-    assert gres == ["--gres=gpu:4", "--gres=gpu:8"] and len(run.probed) == 4
+def test_outcomes_pass_naming_the_nodes_compared() -> None:
+    h = {FIG: {n: _series([100, 100, 100, 100]) for n in ("a", "b", "c")}}
+    report = fleet.judge(h, RULE, now=1004.0)
+    peers = fleet.peers_outcome(report, RULE)
+    assert peers.passed and peers.nodes == ("a", "b", "c") and peers.extra["figures_judged"] == 1
+    own = fleet.own_past_outcome(report, RULE)
+    assert own.passed and own.nodes == ("a", "b", "c")
 
 
-# ------------------------------------------------------------------ the GPU rules
+def test_nothing_recorded_is_a_warn_not_a_pass() -> None:
+    report = fleet.judge({}, RULE, now=0.0)
+    for out in (fleet.peers_outcome(report, RULE), fleet.own_past_outcome(report, RULE)):
+        assert not out.passed and out.severity == Severity.WARN and out.measured == "unjudged"
 
 
-def test_nvidia_smi_names_the_bad_node_among_healthy_ones(catalog: Catalog) -> None:
-    nodes = uniform_fleet(200, gpus=2)
-    nodes[9].state = "allocated"
-    runner = fleet(nodes, {"gpu0100": (6, SMI_NO_DEVICES, ""), "gpu0150": (124, "", "")})
-    out = hpc.nvidia_smi_per_node(runner, catalog)
-    assert not out.passed and out.severity is None
-    assert out.nodes == ("gpu0100", "gpu0150")
-    assert "gpu0100: " in out.detail and "Xid" in out.detail
-    assert "busy, not probed: gpu0010 (ALLOCATED)" in out.detail
-    assert out.extra["nodes_probed"] == 199 and out.extra["not_probed_busy"] == "gpu0010"
-
-
-def test_nvidia_smi_all_healthy_passes_and_busy_nodes_are_only_named(catalog: Catalog) -> None:
-    nodes = uniform_fleet(20, gpus=2)
-    nodes[3].state = "allocated"
-    out = hpc.nvidia_smi_per_node(fleet(nodes), catalog)
-    assert out.passed and out.measured == "2x NVIDIA H200 driver 580.159.04" and not out.nodes
-    assert out.extra["not_probed_busy"] == "gpu0004"
-
-
-def test_nvidia_smi_on_a_fully_busy_fleet_is_a_warn_judging_nothing(catalog: Catalog) -> None:
-    nodes = uniform_fleet(3, gpus=2)
-    for n in nodes:
-        n.state = "allocated"
-    out = hpc.nvidia_smi_per_node(fleet(nodes), catalog)
-    assert not out.passed and out.severity is Severity.WARN and out.measured == "not probed"
-    assert "gpu0001 (ALLOCATED)" in out.detail
-
-
-def test_nv_per_node_names_the_node_whose_container_sees_no_gpu() -> None:
-    bound = recorded("apptainer/nv_probe_h200_bound.txt")
-    unbound = recorded("apptainer/nv_probe_h200_wrapper_not_bound.txt")
-    runner = fleet(uniform_fleet(50, gpus=1))
-    runner.answer = answers({"gpu0007": (0, unbound, "")}, (0, bound, ""))
-    out = containers.nv_exposes_gpus_per_node(runner, "/c/x.sif", "gpu")
-    assert not out.passed and out.nodes == ("gpu0007",) and out.measured == 0
-    assert out.threshold == 1 and "no GPU inside the container" in out.hint
-    assert out.extra["nodes_probed"] == 50
-    runner.answer = answers({}, (0, bound, ""))
-    assert containers.nv_exposes_gpus_per_node(runner, "/c/x.sif", "gpu").passed
-
-
-def test_one_gpu_nv_goes_to_a_node_with_a_free_gpu_and_never_queues() -> None:
-    bound = recorded("apptainer/nv_probe_h200_bound.txt")
-    nodes = uniform_fleet(3, gpus=2)
-    nodes[0].state, nodes[0].gpus_used = "mixed", 2
-    nodes[1].state, nodes[1].gpus_used = "mixed", 1
-    nodes[2].state = "allocated"
-
-    class OneNode(SimulatedFleetRunner):  # the plain one-node step of nv_exposes_gpus
-        def _srun(self, argv: list[str]) -> Answer:
-            return (0, bound, "")
-
-    runner = OneNode(nodes, answers({}, (0, bound, "")))
-    out = containers.nv_exposes_gpus(runner, "/c/x.sif", "gpu", 1)
-    srun = [c for c in runner.calls if c[0] == "srun"]
-    assert out.passed and len(srun) == 1
-    assert srun[0][srun[0].index("-w") + 1] == "gpu0002" and "--immediate=10" in srun[0]
-    nodes[1].gpus_used = 2
-    runner.calls.clear()
-    out = containers.nv_exposes_gpus(runner, "/c/x.sif", "gpu", 1)
-    assert not out.passed and out.severity is Severity.WARN and out.measured == "not probed"
-    assert (
-        "gpu0001 (MIXED, 2 of 2 GPUs in use)" in out.detail and "gpu0003 (ALLOCATED)" in out.detail
-    )
-    assert not [c for c in runner.calls if c[0] == "srun"]
-
-
-def test_apptainer_on_compute_never_queues_behind_jobs(catalog: Catalog) -> None:
-    nodes = uniform_fleet(2, gpus=2)
-    nodes[0].state = nodes[1].state = "allocated"
-    runner = fleet(nodes)
-    out = hpc.apptainer_on_compute(runner, catalog)
-    assert not out.passed and out.severity is Severity.WARN and out.measured == "not probed"
-    assert "gpu0001 (ALLOCATED)" in out.detail
-    assert not [c for c in runner.calls if c[0] == "srun"]
+def test_cause_hints_name_the_figure_kind() -> None:
+    assert "NCCL" in fleet.cause_hint(["smoke_multi_gpu_nccl.busbw_gbps"])
+    assert "CPU quota" in fleet.cause_hint(["smoke_gpu.cpu_matmul_fp32_gflops"])
+    assert "ROW_REMAPPER" in fleet.cause_hint(["smoke_gpu.min_copy_gbps"])
+    assert fleet.cause_hint([]) == ""

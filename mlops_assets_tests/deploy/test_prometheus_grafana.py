@@ -111,7 +111,7 @@ def test_promtool_check_rules() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 7 rules found" in out.stdout
+    assert "SUCCESS: 8 rules found" in out.stdout
 
 
 def test_promtool_unit_tests_fire_and_stay_quiet_as_designed() -> None:

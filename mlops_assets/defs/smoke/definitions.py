@@ -59,10 +59,13 @@ NODE_ASSETS = ("smoke_gpu", "smoke_multi_gpu_nccl")
 class SmokeRun(dg.Config):
     """`node`: run on this SLURM node (`--nodelist`); empty = any node of the smoke partition
     (per-node smoke assets take the node from their partition key instead).
-    `reattach`: pick up this asset's job of an earlier run that SLURM still runs."""
+    `reattach`: pick up this asset's job of an earlier run that SLURM still runs.
+    `reservation`: submit into this SLURM reservation (the quarantine loop's re-test of a
+    node it drained, defs/fleet)."""
 
     node: str = ""
     reattach: bool = True
+    reservation: str = ""
 
 
 def _smoke_asset(
@@ -96,7 +99,9 @@ def _smoke_asset(
         from mlops_assets.core.slurm_jobs import smoke_payload_config
 
         node = context.partition_key if per_node else (config.node or None)
-        client = hpc.smoke_client(job_resources(job, node), reattach=config.reattach)
+        client = hpc.smoke_client(
+            job_resources(job, node, config.reservation or None), reattach=config.reattach
+        )
         invocation = client.run(
             context=context, payload=payload, extras=smoke_payload_config(catalog, kind)
         )
