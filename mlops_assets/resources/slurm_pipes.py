@@ -54,9 +54,11 @@ SMOKE_FILES: dict[str, tuple[str, str]] = {
     "gpu_smoke.py": ("mlops_assets.payloads", "gpu_smoke.py"),
     "nccl_allreduce.py": ("mlops_assets.payloads", "nccl_allreduce.py"),
     "mnist_train.py": ("mlops_assets.payloads", "mnist_train.py"),
+    "mnist_ddp.py": ("mlops_assets.payloads", "mnist_ddp.py"),
     "slurm_probe.py": ("mlops_assets.payloads", "slurm_probe.py"),
     "mlops_smoke_rules.py": ("mlops_assets.core", "smoke_rules.py"),
     "mlops_nvidia_smi.py": ("mlops_assets.core.parse", "nvidia_smi.py"),
+    "mlops_nodelist.py": ("mlops_assets.core.parse", "nodelist.py"),
     "dagster_pipes.py": ("dagster_pipes", "__init__.py"),
 }
 TAG_PREFIX = sj.JOB_TAG_PREFIX
@@ -67,13 +69,16 @@ LOG_TAIL_LINES = 30
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks SLURM for."""
+    """What one job asks SLURM for; gpus, cpus and memory are per node. ``nodes`` > 1 or
+    ``srun`` run the payload once per node through srun (the multi-node training smoke)."""
 
     gpus: int = 0
     cpus: int = 1
     mem_mb: int = 1024
     time_limit_min: int = 10
     nodelist: str | None = None
+    nodes: int = 1
+    srun: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,8 @@ class SlurmPipesClient(dg.PipesClient):
                 self._tag(context, attached, tag_scope)
                 context.log.info(
                     f"submitted SLURM job {attached.job_id} ({payload}, partition {self.partition}, "
-                    f"gres gpu:{resources.gpus}{', node ' + resources.nodelist if resources.nodelist else ''})"
+                    f"gres gpu:{resources.gpus}{', node ' + resources.nodelist if resources.nodelist else ''}"
+                    f"{f', {resources.nodes} nodes' if resources.nodes > 1 else ''})"
                 )
             else:
                 context.log.info(f"re-attached to SLURM job {attached.job_id} ({attached.job_dir})")
@@ -224,6 +230,8 @@ class SlurmPipesClient(dg.PipesClient):
             mem_mb=res.mem_mb,
             gpus=res.gpus,
             nodelist=res.nodelist,
+            nodes=res.nodes,
+            srun=res.srun,
             container=self.container,
             binds=self.binds,
             env={**self.env, **PAYLOAD_ENV, **bootstrap},

@@ -77,6 +77,7 @@ def _smoke_asset(
     deps: list[str],
     triggers: list[str],
     per_node: bool = False,
+    multi_node: bool = False,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -86,7 +87,12 @@ def _smoke_asset(
         pool=POOL,
         required_resource_keys={"hpc"},
         description=description,
-        metadata={"payload": payload, "gres_gpus": job.gpus, "per_node": per_node},
+        metadata={
+            "payload": payload,
+            "gres_gpus": job.gpus,
+            "per_node": per_node,
+            **({"nodes": catalog.smoke.ddp.nodes} if multi_node else {}),
+        },
         freshness_policy=freshness_policy(catalog.smoke.freshness),
         automation_condition=rerun_on_upstream(triggers),
         partitions_def=GPU_NODES if per_node else None,
@@ -108,24 +114,53 @@ def _smoke_asset(
             if config.reattach
             else None
         )
+        extras = smoke_payload_config(catalog, kind)
+        nodes = 1
+        if multi_node:
+            nodes = _span(catalog, runner, job.gpus, context.log)
+            extras["nodes_available"] = nodes
         res = Resources(
             gpus=job.gpus,
             cpus=job.cpus,
             mem_mb=job.mem_mb,
             time_limit_min=job.time_limit_min,
             nodelist=node,
+            nodes=nodes,
+            srun=multi_node,
         )
         invocation = client.run(
             context=context,
             payload=payload,
             resources=res,
-            extras=smoke_payload_config(catalog, kind),
+            extras=extras,
             reattach=reattach,
             tag_scope=node,
         )
         return invocation.get_materialize_result()
 
     return _smoke
+
+
+def _span(catalog: Catalog, runner: Any, gpus: int, log: Any) -> int:
+    """How many nodes the multi-node smoke spans: the catalog's `smoke.ddp.nodes`, or fewer
+    when the partition has fewer usable nodes now (the payload then says so: a WARN, the
+    multi-node part untested); none usable is a failure naming the partition."""
+    from mlops_assets.core.slurm_jobs import usable_partition_nodes
+
+    want, part = catalog.smoke.ddp.nodes, catalog.smoke.partition
+    usable = usable_partition_nodes(_sinfo(runner), part, gpus)
+    if not usable:
+        raise dg.Failure(
+            f"no usable node{' with a GPU' if gpus else ''} in partition {part}: the DDP smoke "
+            "cannot start",
+            metadata={"hint": f"sinfo -p {part}: resume or add nodes"},
+        )
+    if len(usable) < want:
+        log.warning(
+            f"partition {part} has {len(usable)} usable node(s) ({', '.join(usable)}), "
+            f"{want} asked: training on {len(usable)}"
+        )
+    return min(want, len(usable))
 
 
 def container_keys(catalog: Catalog) -> list[str]:
@@ -211,6 +246,23 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 else ""
             ),
             deps=["gpu_nodes", *container, *mnist],
+        ),
+        _smoke_asset(
+            catalog,
+            "smoke_ddp_training",
+            "ddp",
+            "mnist_ddp.py",
+            s.jobs.ddp,
+            kinds=["slurm", "pytorch"],
+            triggers=[*container, *mnist],
+            description=f"Multi-node DDP: MNIST across {s.ddp.nodes} nodes in one SLURM job "
+            "(srun, one rank per node): every node took part, an exact all-reduce, identical "
+            f"parameters after training, accuracy > {s.ddp.min_accuracy:.0%}, Training "
+            f"Complete within {s.ddp.max_seconds:g} s, no NCCL/gloo warning; samples/s and "
+            "the speedup over one node."
+            + (" The catalog declares the GPUs fake: gloo on the nodes' CPUs." if fake else ""),
+            deps=["gpu_nodes", "slurm", *container, *mnist],
+            multi_node=True,
         ),
     ]
 
