@@ -395,11 +395,13 @@ def judge_mnist(
 
 #: One NCCL debug line at WARN level: ``host:pid:tid [dev] file.cc:123 NCCL WARN <message>``.
 _NCCL_WARN = re.compile(r"NCCL WARN\s*(?P<msg>.*)$")
-#: A c10d/gloo log line at W or E level, as torch 1.x (``[W ProcessGroupGloo.cpp:694]``) and
-#: 2.x (``[rank7]:[W806 14:25:27.650991133 ProcessGroupGloo.cpp:524]``) print it.
+#: A torch log line of the collectives at W or E level, as torch 1.x (``[W ProcessGroupGloo.cpp:694]``)
+#: and 2.x (``[rank7]:[W806 14:25:27.650991133 ProcessGroupGloo.cpp:524]``) print it. The
+#: c10d store's socket lines (``socket.cpp``: a client retrying before the master listens) are
+#: left out: the payload's own rendezvous check names a rank that never connects.
 _TORCH_COMM_LOG = re.compile(
-    r"\[(?P<level>[WE])(?:\d{4} [\d:.]+)? ?(?P<file>(?:ProcessGroup(?:Gloo|NCCL|Wrapper)|socket"
-    r"|TCPStore\w*|gloo\w*)\.cpp):\d+\]\s*(?P<msg>.*)$"
+    r"\[(?P<level>[WE])(?:\d{3,4} [\d:.]+)? ?(?P<file>ProcessGroup(?:Gloo|NCCL)\.cpp|gloo/[\w/.]+"
+    r"|[\w/.]*gloo[\w/.]*\.cc?):\d+\]\s*(?P<msg>.*)$"
 )
 #: Known warnings → (cause, usual fix), first match wins; the message is matched case-blind.
 COMM_CAUSES: tuple[tuple[str, str, str], ...] = (
@@ -448,9 +450,11 @@ COMM_CAUSES: tuple[tuple[str, str, str], ...] = (
 
 
 def comm_warnings(text: str) -> list[dict[str, str]]:
-    """Every NCCL WARN line and every c10d/gloo W/E log line in ``text``, each with the
-    usual cause and fix: ``[{line, source, message, cause, fix}]``. Lines repeated by every
-    rank stay separate (the count shows how many ranks saw it)."""
+    """Every NCCL WARN line, every gloo W/E log line and every ProcessGroupNCCL error line in
+    ``text``, each with the usual cause and fix: ``[{line, source, message, cause, fix}]``.
+    ProcessGroupNCCL's W lines (API advice such as "Guessing device ID") are not network
+    trouble and are left out. Lines repeated by every rank stay separate (the count shows how
+    many ranks saw it)."""
     out: list[dict[str, str]] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -458,7 +462,12 @@ def comm_warnings(text: str) -> list[dict[str, str]]:
         source = "NCCL"
         if m is None:
             m = _TORCH_COMM_LOG.search(line)
-            source = "gloo" if m and "Gloo" in m.group("file") else "c10d"
+            if m is not None and "NCCL" in m.group("file"):
+                if m.group("level") == "W":  # torch's advice about the API, not the network
+                    continue
+                source = "torch NCCL"
+            else:
+                source = "gloo"
         if m is None:
             continue
         msg = m.group("msg").strip()

@@ -363,13 +363,20 @@ def _ddp(
     rank, world = topo["rank"], topo["world"]
     cuda = cfg["_backend"] == "nccl"
     dev = _device(torch, cuda, topo)
-    dist.init_process_group(
-        cfg["_backend"],
-        store=dist.PrefixStore("mlops_ddp_pg/", store),
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=float(cfg["timeout_s"])),
-    )
+    init = {
+        "store": dist.PrefixStore("mlops_ddp_pg/", store),
+        "rank": rank,
+        "world_size": world,
+        "timeout": datetime.timedelta(seconds=float(cfg["timeout_s"])),
+    }
+    try:  # device_id binds NCCL to this rank's GPU at once (torch >= 2.3; gloo has no GPU)
+        dist.init_process_group(cfg["_backend"], **init, **({"device_id": dev} if cuda else {}))
+    except TypeError:
+        dist.init_process_group(cfg["_backend"], **init)
+
+    def barrier() -> None:
+        dist.barrier(device_ids=[dev.index]) if cuda else dist.barrier()
+
     try:
         # who took part: every rank's SLURM node and hostname
         me = {"rank": rank, "node": topo["node"], "hostname": socket.gethostname()}
@@ -399,9 +406,9 @@ def _ddp(
             gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]) + epoch)
             return torch.randperm(n_train, generator=gen)[rank::world].to(dev)
 
-        dist.barrier()
+        barrier()
         trained = _train(torch, model, data, shard, cfg, steps)
-        dist.barrier()
+        barrier()
         t_done = time.monotonic()
         # every rank holds rank 0's parameters, bit for bit
         flat = torch.cat([p.detach().reshape(-1) for p in model.module.parameters()])
