@@ -430,7 +430,7 @@ COMM_CAUSES: tuple[tuple[str, str, str], ...] = (
     ),
     (
         r"Connect to .* failed|No route to host|Connection refused|Connection timed out"
-        r"|connection abort|connectFullMesh failed|failed to connect",
+        r"|connection abort|connectFullMesh failed|failed to connect|operation[= ]Connect",
         "a node could not open a TCP connection to its peer: a firewall or the wrong interface",
         "open the ports between the nodes (test with `nc`), and set NCCL_SOCKET_IFNAME / "
         "GLOO_SOCKET_IFNAME to the inter-node interface",
