@@ -256,9 +256,14 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     ours = dist.PrefixStore(KEY, store)
     ours.add(f"seen/{rank}", 1)  # ``add`` reads without blocking: rank 0 names who is missing
     ours.add("joined", 1)
-    if rank == 0:
+    if rank != 0:
+        wait = float(cfg["join_timeout_s"]) + float(cfg["timeout_s"])
+        return _follow(log, tee, topo, ours, store, base, t_start, wait)
+    try:
         return _lead(cfg, log, tee, topo, ours, store, base, t_start)
-    return _follow(log, tee, topo, ours, store, base, t_start)
+    except Exception as exc:  # the others wait for a go: tell them why there is none
+        _abort(ours, topo["world"], f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _follow(
@@ -269,10 +274,16 @@ def _follow(
     store: Any,
     base: dict[str, Any],
     t_start: float,
+    wait_s: float,
 ) -> dict[str, Any]:
     """A rank other than 0: wait for rank 0's go (its configuration), then train."""
-    ours.wait(["go"], datetime.timedelta(seconds=3600))
-    go = json.loads(ours.get("go"))
+    try:
+        ours.set_timeout(datetime.timedelta(seconds=wait_s))
+        go = json.loads(ours.get("go"))
+        ours.add("read_go", 1)
+    except RuntimeError as exc:
+        err = f"no go from rank 0 ({topo['expected_node'][0]}) within {wait_s:.0f} s: {exc}"
+        return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
     if go.get("abort"):
         err = f"rank 0 aborted the run: {go['abort']}"
         return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
@@ -301,7 +312,7 @@ def _lead(
             for r in range(world)
             if ours.add(f"seen/{r}", 0) == 0
         ]
-        ours.set("go", json.dumps({"abort": f"rank(s) {[m['rank'] for m in missing]} missing"}))
+        _abort(ours, world, f"rank(s) {[m['rank'] for m in missing]} missing")
         result = {
             **base,
             "nodes": len(base["expected_nodes"]),
@@ -315,7 +326,7 @@ def _lead(
         return {**result, **judged}
     picked = _pick_backend(cfg)
     if not picked["ok"]:
-        ours.set("go", json.dumps({"abort": picked["error"]}))
+        _abort(ours, world, picked["error"])
         return {
             **base,
             "verdict": rules.FAIL,
@@ -332,6 +343,16 @@ def _lead(
     single = _baseline(torch, data, dev, cfg) if world > 1 else None
     ours.set("go", json.dumps({"config": cfg}))
     return _ddp(cfg, log, tee, topo, store, base, t_start, data=data, single_sps=single)
+
+
+def _abort(ours: Any, world: int, why: str, wait_s: float = 10.0) -> None:
+    """Tell the waiting ranks there is no run, and keep the store (it lives in this process)
+    up until they have read it, so they report the reason instead of a reset connection."""
+    ours.set("go", json.dumps({"abort": why}))
+    deadline = time.monotonic() + wait_s
+    joined = ours.add("joined", 0)
+    while ours.add("read_go", 0) < joined - 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _device(torch: Any, cuda: bool, topo: dict[str, Any]) -> Any:
@@ -375,7 +396,10 @@ def _ddp(
         dist.init_process_group(cfg["_backend"], **init)
 
     def barrier() -> None:
-        dist.barrier(device_ids=[dev.index]) if cuda else dist.barrier()
+        if cuda:
+            dist.barrier(device_ids=[dev.index])
+        else:
+            dist.barrier()
 
     try:
         # who took part: every rank's SLURM node and hostname

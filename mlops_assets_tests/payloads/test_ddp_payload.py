@@ -165,3 +165,14 @@ def test_the_stderr_tee_keeps_what_native_code_writes_to_fd_2() -> None:
     (found,) = json.loads(proc.stdout)
     assert found["line"] == line and found["source"] == "NCCL"
     assert line in proc.stderr and "mlops stderr mark" not in proc.stderr
+
+
+def test_when_rank_0_cannot_train_every_rank_says_why_instead_of_waiting(tmp_path: Path) -> None:
+    python = torch_python()
+    (lead, _, lead_rc), (worker, _, worker_rc) = launch(
+        python, [0, 1], 2, {"dataset_dir": str(tmp_path / "none"), "allow_cpu": True}
+    )
+    assert (lead_rc, worker_rc) == (1, 1)
+    assert "stage the dataset first (materialize dataset_mnist)" in lead["error"]
+    assert worker["error"].startswith("rank 0 aborted the run: FileNotFoundError")
+    assert worker["payload_seconds"] < 60, "told at once, not after the rendezvous timeout"
