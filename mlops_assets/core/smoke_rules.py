@@ -480,6 +480,11 @@ def comm_warnings(text: str) -> list[dict[str, str]]:
     return out
 
 
+def describe_warning(w: Mapping[str, Any]) -> str:
+    """One warning as a verdict's message: the line quoted, its usual cause and fix."""
+    return f"{w.get('source')} warning: {w.get('line')!r}: {w.get('cause')}; fix: {w.get('fix')}"
+
+
 def judge_ddp(
     result: Mapping[str, Any],
     *,
@@ -560,7 +565,7 @@ def judge_ddp(
     if not isinstance(secs, int | float) or secs >= max_seconds:
         fail(f"Training Complete not reached within {max_seconds:g} s (took {secs})")
     for w in result.get("comm_warnings") or []:
-        fail(f"{w.get('source')} warning: {w.get('line')!r}: {w.get('cause')}; fix: {w.get('fix')}")
+        fail(describe_warning(w))
     if result.get("cpu_fallback"):
         warn(
             f"{FAKE_GPUS} (the catalog's hpc.gpus.fake): trained over gloo on the CPUs; "

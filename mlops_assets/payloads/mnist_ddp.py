@@ -374,6 +374,33 @@ def _ddp(
     store: Any,
     base: dict[str, Any],
     t_start: float,
+    **kw: Any,
+) -> dict[str, Any]:
+    """Train with the others; a process group or collective that breaks is reported with the
+    warnings this rank's own stderr holds: the NCCL WARN printed before an error is usually
+    its cause, and the traceback alone does not name it."""
+    try:
+        return _ddp_run(cfg, log, tee, topo, store, base, t_start, **kw)
+    except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}"[:800]
+        found = rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
+        return {
+            **base,
+            "verdict": rules.FAIL,
+            "error": err,
+            "comm_warnings": found,
+            "messages": [err, *(rules.describe_warning(w) for w in found)],
+        }
+
+
+def _ddp_run(
+    cfg: dict[str, Any],
+    log: Log,
+    tee: StderrTee,
+    topo: dict[str, Any],
+    store: Any,
+    base: dict[str, Any],
+    t_start: float,
     *,
     data: dict[str, Any] | None = None,
     single_sps: float | None = None,
