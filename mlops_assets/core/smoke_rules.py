@@ -480,6 +480,29 @@ def comm_warnings(text: str) -> list[dict[str, str]]:
     return out
 
 
+def loopback_binds(
+    joined: Sequence[Mapping[str, Any]], backend: str, gloo_ifname: str | None
+) -> list[str]:
+    """Ranks on different machines whose hostname resolves to a loopback address (Debian's
+    ``127.0.1.1 <hostname>`` line) or to nothing: gloo binds to what the hostname resolves to
+    unless GLOO_SOCKET_IFNAME names an interface, so those ranks could never reach each other
+    and the run would only time out. ``joined``: ``[{rank, node, hostname, address}]``. NCCL
+    chooses its interfaces itself; ranks on one machine reach each other over loopback."""
+    if backend != "gloo" or gloo_ifname or len({j.get("hostname") for j in joined}) < 2:
+        return []
+    out = []
+    for j in joined:
+        addr = j.get("address")
+        if addr is None or str(addr).startswith("127.") or addr == "::1":
+            seen = "resolves to nothing" if addr is None else f"resolves to {addr}"
+            out.append(
+                f"rank {j.get('rank')} on {j.get('node')}: hostname {j.get('hostname')} {seen}, "
+                "so gloo would bind to loopback and the nodes could not connect; map the hostname "
+                "to the inter-node address (/etc/hosts, DNS) or set GLOO_SOCKET_IFNAME"
+            )
+    return out
+
+
 def describe_warning(w: Mapping[str, Any]) -> str:
     """One warning as a verdict's message: the line quoted, its usual cause and fix."""
     return f"{w.get('source')} warning: {w.get('line')!r}: {w.get('cause')}; fix: {w.get('fix')}"

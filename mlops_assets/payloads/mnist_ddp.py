@@ -250,10 +250,13 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         )
     except RuntimeError as exc:
         err = (
-            f"cannot reach the rendezvous at {topo['master']}:{topo['port']} (rank 0's node): {exc}"
+            f"cannot reach the rendezvous at {topo['master']}:{topo['port']} (rank 0's node): "
+            f"{exc}; check that {topo['master']} resolves on {topo['node']} (getent hosts), "
+            "that rank 0 started there, and that no firewall closes the port"
         )
         return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
     ours = dist.PrefixStore(KEY, store)
+    ours.set(f"info/{rank}", json.dumps(_whoami(topo)))
     ours.add(f"seen/{rank}", 1)  # ``add`` reads without blocking: rank 0 names who is missing
     ours.add("joined", 1)
     if rank != 0:
@@ -334,6 +337,19 @@ def _lead(
             "error": picked["error"],
             "messages": [picked["error"]],
         }
+    joined = [json.loads(ours.get(f"info/{r}")) for r in range(world)]
+    unreachable = rules.loopback_binds(
+        joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME")
+    )
+    if unreachable:
+        _abort(ours, world, "; ".join(unreachable))
+        return {
+            **base,
+            "verdict": rules.FAIL,
+            "joined": joined,
+            "error": "; ".join(unreachable),
+            "messages": unreachable,
+        }
     cfg = {**cfg, "_backend": picked["backend"], "_cpu_fallback": picked.get("cpu_fallback")}
     import torch
 
@@ -343,6 +359,17 @@ def _lead(
     single = _baseline(torch, data, dev, cfg) if world > 1 else None
     ours.set("go", json.dumps({"config": cfg}))
     return _ddp(cfg, log, tee, topo, store, base, t_start, data=data, single_sps=single)
+
+
+def _whoami(topo: dict[str, Any]) -> dict[str, Any]:
+    """This rank as the others need to know it: its SLURM node, hostname and the address the
+    hostname resolves to (what gloo binds to)."""
+    host = socket.gethostname()
+    try:
+        address: str | None = socket.gethostbyname(host)
+    except OSError:
+        address = None
+    return {"rank": topo["rank"], "node": topo["node"], "hostname": host, "address": address}
 
 
 def _abort(ours: Any, world: int, why: str, wait_s: float = 10.0) -> None:

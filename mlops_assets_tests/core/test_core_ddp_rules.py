@@ -214,3 +214,32 @@ def test_payload_config_from_the_catalog() -> None:
     assert cfg["max_seconds"] == 600, "the platform's plan: Training Complete within 600 s"
     assert cfg["allow_cpu"] is cat.hpc.gpus.fake and cfg["backend"] == "auto"
     assert cfg["dataset_dir"] == smoke_payload_config(cat, "mnist")["dataset_dir"]
+
+
+# ------------------------------------------------------- where gloo would bind
+
+A = {"rank": 0, "node": "gpu01", "hostname": "gpu01", "address": "10.0.0.1"}
+B = {"rank": 1, "node": "gpu02", "hostname": "gpu02", "address": "127.0.1.1"}
+
+
+def test_a_hostname_on_loopback_across_machines_is_named_before_gloo_times_out() -> None:
+    (msg,) = rules.loopback_binds([A, B], "gloo", None)
+    assert msg.startswith("rank 1 on gpu02: hostname gpu02 resolves to 127.0.1.1")
+    assert "GLOO_SOCKET_IFNAME" in msg and "/etc/hosts" in msg
+    (gone,) = rules.loopback_binds([A, {**B, "address": None}], "gloo", None)
+    assert "hostname gpu02 resolves to nothing" in gone
+
+
+@pytest.mark.parametrize(
+    ("joined", "backend", "ifname"),
+    [
+        ([A, B], "gloo", "eth0"),  # the interface is named: the hostname does not matter
+        ([A, B], "nccl", None),  # NCCL picks its interfaces itself
+        ([{**A, "address": "127.0.0.1"}, {**B, "hostname": "gpu01"}], "gloo", None),  # 1 host
+        ([A, {**B, "address": "10.0.0.2"}], "gloo", None),
+    ],
+)
+def test_loopback_is_fine_where_it_cannot_hurt(
+    joined: list[dict[str, Any]], backend: str, ifname: str | None
+) -> None:
+    assert rules.loopback_binds(joined, backend, ifname) == []

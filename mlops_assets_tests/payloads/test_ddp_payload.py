@@ -72,16 +72,32 @@ def rank_env(rank: int, world: int, port: int, nodes: list[str]) -> dict[str, st
 
 
 def launch(
-    python: str, ranks: list[int], world: int, sets: dict[str, Any]
+    python: str,
+    ranks: list[int],
+    world: int,
+    sets: dict[str, Any],
+    hostnames: dict[int, str] | None = None,
 ) -> list[tuple[dict[str, Any], str, int]]:
-    """The given ranks as processes; each one's result line, stderr and exit code."""
+    """The given ranks as processes; each one's result line, stderr and exit code. A rank
+    given a hostname runs in its own UTS namespace under that name (as a node of the
+    multi-node sandbox does)."""
     port, nodes = free_port(), [f"node{chr(97 + r)}" for r in range(world)]
     args: list[str] = []
     for key, value in sets.items():
         args += ["--set", f"{key}={json.dumps(value)}"]
+    own = hostnames or {}
     procs = [
         subprocess.Popen(
-            [python, str(PAYLOADS / "mnist_ddp.py"), *args],
+            [
+                *(
+                    ["unshare", "--uts", "sh", "-c", f'hostname {own[r]} && exec "$@"', "sh"]
+                    if r in own
+                    else []
+                ),
+                python,
+                str(PAYLOADS / "mnist_ddp.py"),
+                *args,
+            ],
             env=rank_env(r, world, port, nodes),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -176,3 +192,30 @@ def test_when_rank_0_cannot_train_every_rank_says_why_instead_of_waiting(tmp_pat
     assert "stage the dataset first (materialize dataset_mnist)" in lead["error"]
     assert worker["error"].startswith("rank 0 aborted the run: FileNotFoundError")
     assert worker["payload_seconds"] < 60, "told at once, not after the rendezvous timeout"
+
+
+def test_a_node_whose_hostname_resolves_to_nothing_is_named_before_gloo_hangs(
+    mnist: Path,
+) -> None:
+    """Rank 1 in its own UTS namespace under a name no resolver knows: gloo would bind it to
+    loopback and the ranks would wait out their timeout; rank 0 names the node at once."""
+    if subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare --uts needs CAP_SYS_ADMIN (root) on this machine")
+    python = torch_python()
+    (lead, _, lead_rc), (worker, _, worker_rc) = launch(
+        python,
+        [0, 1],
+        2,
+        {"dataset_dir": str(mnist), "allow_cpu": True, "nodes_requested": 2},
+        hostnames={1: "mlops-ddp-test-unresolvable"},
+    )
+    assert (lead_rc, worker_rc) == (1, 1) and lead["verdict"] == "FAIL"
+    assert any(
+        m.startswith(
+            "rank 1 on nodeb: hostname mlops-ddp-test-unresolvable resolves to nothing, so gloo"
+        )
+        for m in lead["messages"]
+    ), lead["messages"]
+    assert worker["error"].startswith("rank 0 aborted the run: ")
+    assert "rank 1 on nodeb: hostname mlops-ddp-test-unresolvable" in worker["error"]
+    assert lead["payload_seconds"] < 60, "named at once, not after a collective timeout"
