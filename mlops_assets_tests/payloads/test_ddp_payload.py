@@ -219,3 +219,15 @@ def test_a_node_whose_hostname_resolves_to_nothing_is_named_before_gloo_hangs(
     assert worker["error"].startswith("rank 0 aborted the run: ")
     assert "rank 1 on nodeb: hostname mlops-ddp-test-unresolvable" in worker["error"]
     assert lead["payload_seconds"] < 60, "named at once, not after a collective timeout"
+
+
+def test_without_a_cuda_device_production_fails_on_every_rank(mnist: Path) -> None:
+    """GPUs not declared fake (production's config: no allow_cpu) and no driver here: no
+    silent fallback to gloo, and the other rank says why instead of waiting."""
+    python = torch_python()
+    (lead, _, lead_rc), (worker, _, worker_rc) = launch(
+        python, [0, 1], 2, {"dataset_dir": str(mnist), "nodes_requested": 2}
+    )
+    assert (lead_rc, worker_rc) == (1, 1)
+    assert lead["error"].startswith("no CUDA device") and "backend" not in lead
+    assert worker["error"].startswith("rank 0 aborted the run: no CUDA device")
