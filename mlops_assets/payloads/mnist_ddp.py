@@ -30,6 +30,7 @@ Standard library + torch (imported inside the functions).
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import json
 import os
@@ -121,6 +122,17 @@ class StderrTee:
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """fd 2 back to the job's stderr, and what is still in the pipe through to it: at exit,
+        so a traceback printed last reaches the job's log too."""
+        if self.saved < 0:
+            return
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)  # the pipe's last writer goes: the pump reads to its end
+        self.thread.join(timeout=5)
+        self.saved = -1
 
     def _pump(self) -> None:
         while True:

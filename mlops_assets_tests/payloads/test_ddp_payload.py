@@ -231,3 +231,13 @@ def test_without_a_cuda_device_production_fails_on_every_rank(mnist: Path) -> No
     assert (lead_rc, worker_rc) == (1, 1)
     assert lead["error"].startswith("no CUDA device") and "backend" not in lead
     assert worker["error"].startswith("rank 0 aborted the run: no CUDA device")
+
+
+def test_a_traceback_printed_last_still_reaches_the_job_log() -> None:
+    code = (
+        f"import sys; sys.path.insert(0, {str(PAYLOADS)!r}); import mnist_ddp; "
+        "t = mnist_ddp.StderrTee(); raise SystemError('the last words')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "SystemError: the last words" in proc.stderr, proc.stderr
