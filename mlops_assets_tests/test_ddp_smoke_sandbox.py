@@ -19,7 +19,12 @@ import pytest
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.core.slurm_jobs import usable_partition_nodes
 from mlops_assets.platform import active
-from mlops_assets_tests.test_smoke_slurm_sandbox import failure, run, smoke_asset
+from mlops_assets_tests.test_smoke_slurm_sandbox import (
+    failure,
+    gpus_declared_real,
+    run,
+    smoke_asset,
+)
 
 pytestmark = pytest.mark.sandbox
 ASSET = "smoke_ddp_training"
@@ -107,3 +112,18 @@ def test_ddp_smoke_on_a_one_node_partition_says_multi_node_is_untested(
     ), result["messages"]
     assert meta["speedup"] is None, "no speedup over one node on one node"
     assert json.dumps(result["comm_warnings"]) == "[]"
+
+
+def test_ddp_smoke_with_gpus_declared_real_fails_on_every_rank_with_no_cuda_device(
+    staged_mnist: None,
+) -> None:
+    """Production's config (no allow_cpu) on the sandbox's driverless GPUs: rank 0 reports
+    "no CUDA device" through Pipes from inside the srun step, the other ranks stop at once,
+    and the job fails with that reason: no silent fallback to gloo."""
+    nodes = usable_nodes()
+    result = run(smoke_asset(ASSET, gpus_declared_real()))
+    assert not result.success
+    text, meta = failure(result)
+    assert "FAILED with exit code 1" in text and "no CUDA device" in text, text
+    assert len(meta["slurm_nodes"].split(",")) == min(2, len(nodes))
+    assert "backend" not in meta and "accuracy" not in meta, "nothing trained"
