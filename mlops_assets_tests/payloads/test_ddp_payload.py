@@ -241,3 +241,28 @@ def test_a_traceback_printed_last_still_reaches_the_job_log() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "SystemError: the last words" in proc.stderr, proc.stderr
+
+
+def test_the_shipped_payload_dir_holds_everything_the_ranks_import(tmp_path: Path) -> None:
+    """As SlurmPipesClient ships SMOKE_FILES to BeeGFS, run by a bare interpreter (-I: no
+    mlops_assets): the hostlist parser comes as mlops_nodelist.py, the model and the exact
+    all-reduce check from their payloads."""
+    from importlib import resources
+
+    from mlops_assets.resources.slurm_pipes import SMOKE_FILES
+
+    ship = tmp_path / "mlops_payloads"
+    ship.mkdir()
+    for name, (package, resource) in SMOKE_FILES.items():
+        (ship / name).write_bytes(resources.files(package).joinpath(resource).read_bytes())
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(ship)!r}); import mnist_ddp; "
+        "t = mnist_ddp.topology({'SLURM_NTASKS': '2', 'SLURM_JOB_NODELIST': 'gpu[07-08]'}); "
+        "print(json.dumps([t['master'], mnist_ddp.hostlist.__file__]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, cwd=ship
+    )
+    assert proc.returncode == 0, proc.stderr
+    master, parser = json.loads(proc.stdout)
+    assert master == "gpu07" and parser == str(ship / "mlops_nodelist.py")
