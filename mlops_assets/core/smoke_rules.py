@@ -503,6 +503,18 @@ def loopback_binds(
     return out
 
 
+def ranks_without_gpu(joined: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Ranks whose node's driver reports no CUDA device, for a run rank 0 would start on
+    NCCL (its own node has one): named at the rendezvous, instead of a process group that
+    hangs until its timeout and a traceback that names no node."""
+    return [
+        f"rank {j.get('rank')} on {j.get('node')}: {j.get('cuda_error') or NO_CUDA}: check the "
+        "driver there (nvidia-smi, the GRES the job got) or drain the node"
+        for j in joined
+        if not isinstance(j.get("cuda_devices"), int) or j["cuda_devices"] < 1
+    ]
+
+
 def describe_warning(w: Mapping[str, Any]) -> str:
     """One warning as a verdict's message: the line quoted, its usual cause and fix."""
     return f"{w.get('source')} warning: {w.get('line')!r}: {w.get('cause')}; fix: {w.get('fix')}"

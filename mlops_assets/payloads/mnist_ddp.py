@@ -44,7 +44,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from mnist_train import _model, _tensors
 from nccl_allreduce import _fill, _verify
-from smoke_common import Log, _shipped, cpu_threads, max_rss_bytes, need_cuda, rules, run
+from smoke_common import (
+    Log,
+    _shipped,
+    cpu_threads,
+    cuda_driver_probe,
+    max_rss_bytes,
+    need_cuda,
+    rules,
+    run,
+)
 
 hostlist = _shipped("mlops_nodelist", os.path.join("parse", "nodelist.py"))
 
@@ -350,17 +359,17 @@ def _lead(
             "messages": [picked["error"]],
         }
     joined = [json.loads(ours.get(f"info/{r}")) for r in range(world)]
-    unreachable = rules.loopback_binds(
-        joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME")
-    )
-    if unreachable:
-        _abort(ours, world, "; ".join(unreachable))
+    problems = rules.loopback_binds(joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME"))
+    if picked["backend"] == "nccl":
+        problems += rules.ranks_without_gpu(joined)
+    if problems:
+        _abort(ours, world, "; ".join(problems))
         return {
             **base,
             "verdict": rules.FAIL,
             "joined": joined,
-            "error": "; ".join(unreachable),
-            "messages": unreachable,
+            "error": "; ".join(problems),
+            "messages": problems,
         }
     cfg = {**cfg, "_backend": picked["backend"], "_cpu_fallback": picked.get("cpu_fallback")}
     import torch
@@ -374,14 +383,22 @@ def _lead(
 
 
 def _whoami(topo: dict[str, Any]) -> dict[str, Any]:
-    """This rank as the others need to know it: its SLURM node, hostname and the address the
-    hostname resolves to (what gloo binds to)."""
+    """This rank as the others need to know it: its SLURM node, hostname, the address the
+    hostname resolves to (what gloo binds to) and the CUDA devices its driver reports."""
     host = socket.gethostname()
     try:
         address: str | None = socket.gethostbyname(host)
     except OSError:
         address = None
-    return {"rank": topo["rank"], "node": topo["node"], "hostname": host, "address": address}
+    probe = cuda_driver_probe()  # the driver itself (libcuda), no torch: cheap on CPU nodes
+    return {
+        "rank": topo["rank"],
+        "node": topo["node"],
+        "hostname": host,
+        "address": address,
+        "cuda_devices": probe["devices"],
+        "cuda_error": probe.get("error"),
+    }
 
 
 def _abort(ours: Any, world: int, why: str, wait_s: float = 10.0) -> None:

@@ -243,3 +243,19 @@ def test_loopback_is_fine_where_it_cannot_hurt(
     joined: list[dict[str, Any]], backend: str, ifname: str | None
 ) -> None:
     assert rules.loopback_binds(joined, backend, ifname) == []
+
+
+def test_a_node_without_a_cuda_device_is_named_before_nccl_hangs() -> None:
+    gpu = {"rank": 0, "node": "gpu01", "cuda_devices": 2, "cuda_error": None}
+    broken = {
+        "rank": 1,
+        "node": "gpu02",
+        "cuda_devices": 0,
+        "cuda_error": "no CUDA device: cuInit returned CUDA error 999",
+    }
+    (msg,) = rules.ranks_without_gpu([gpu, broken])
+    assert msg.startswith("rank 1 on gpu02: no CUDA device: cuInit returned CUDA error 999")
+    assert "drain the node" in msg
+    assert rules.ranks_without_gpu([gpu, {**gpu, "rank": 1, "node": "gpu02"}]) == []
+    (unknown,) = rules.ranks_without_gpu([{"rank": 3, "node": "gpu04"}])
+    assert unknown.startswith("rank 3 on gpu04: no CUDA device"), "unmeasured is not a GPU"
