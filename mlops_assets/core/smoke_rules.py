@@ -395,9 +395,10 @@ def judge_mnist(
 
 #: One NCCL debug line at WARN level: ``host:pid:tid [dev] file.cc:123 NCCL WARN <message>``.
 _NCCL_WARN = re.compile(r"NCCL WARN\s*(?P<msg>.*)$")
-#: A torch log line of the collectives at W or E level, as torch 1.x (``[W ProcessGroupGloo.cpp:694]``)
-#: and 2.x (``[rank7]:[W806 14:25:27.650991133 ProcessGroupGloo.cpp:524]``) print it. The
-#: c10d store's socket lines (``socket.cpp``: a client retrying before the master listens) are
+#: A torch log line of the collectives at W or E level, as torch 1.x
+#: (``[W ProcessGroupGloo.cpp:694]``) and 2.x
+#: (``[rank7]:[W806 14:25:27.650991133 ProcessGroupGloo.cpp:524]``) print it. The c10d
+#: store's socket lines (``socket.cpp``: a client retrying before the master listens) are
 #: left out: the payload's own rendezvous check names a rank that never connects.
 _TORCH_COMM_LOG = re.compile(
     r"\[(?P<level>[WE])(?:\d{3,4} [\d:.]+)? ?(?P<file>ProcessGroup(?:Gloo|NCCL)\.cpp|gloo/[\w/.]+"
@@ -532,11 +533,12 @@ def judge_ddp(
     FAIL, each with its cause: a rank that never joined or whose node did not take part
     (named), fewer distinct nodes than asked for, a wrong all-reduce, parameters that differ
     across ranks after training, accuracy not above ``min_accuracy``, "Training Complete"
-    not reached within ``max_seconds``, any NCCL WARN or gloo/c10d warning (quoted, with
-    its usual fix). WARN, said so: GPUs the catalog declares fake (gloo on CPUs), a run on fewer nodes than asked for because the partition
-    had fewer usable (``nodes_available``), several SLURM nodes on one host (the ranks did
-    not cross machines), a speedup over one node with no ``min_speedup`` to judge it or
-    below it (a slow interconnect is not a wrong result), a run on 1 node (no speedup)."""
+    not reached within ``max_seconds``, any NCCL WARN, gloo warning or ProcessGroupNCCL
+    error (quoted, with its usual fix). WARN, said so: GPUs the catalog declares fake (gloo
+    on CPUs), a run on fewer nodes than asked for because the partition had fewer usable
+    (``nodes_available``), several SLURM nodes on one host (the ranks did not cross
+    machines), a speedup over one node with no ``min_speedup`` to judge it or below it (a
+    slow interconnect is not a wrong result), a run on 1 node (no speedup)."""
     messages: list[str] = []
     verdicts: list[str] = []
 

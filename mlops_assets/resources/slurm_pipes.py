@@ -178,10 +178,12 @@ class SlurmPipesClient(dg.PipesClient):
                 )
                 attached = replace(attached, job_id=self.submit(spec))
                 self._tag(context, attached, tag_scope)
+                where = f", node {resources.nodelist}" if resources.nodelist else ""
+                if resources.nodes > 1:
+                    where += f", {resources.nodes} nodes"
                 context.log.info(
                     f"submitted SLURM job {attached.job_id} ({payload}, partition {self.partition}, "
-                    f"gres gpu:{resources.gpus}{', node ' + resources.nodelist if resources.nodelist else ''}"
-                    f"{f', {resources.nodes} nodes' if resources.nodes > 1 else ''})"
+                    f"gres gpu:{resources.gpus}{where})"
                 )
             else:
                 context.log.info(f"re-attached to SLURM job {attached.job_id} ({attached.job_dir})")
