@@ -38,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -84,9 +85,23 @@ MAX_WARNING_LINES = 20
 # ----------------------------------------------------------------------- topology
 
 
-def topology(env: dict[str, str] | os._Environ[str] | None = None) -> dict[str, Any]:
+def resolves(name: str) -> bool:
+    try:
+        socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return True
+
+
+def topology(
+    env: dict[str, str] | os._Environ[str] | None = None,
+    resolvable: Callable[[str], bool] = resolves,
+) -> dict[str, Any]:
     """This rank's place in the job, from SLURM's variables (a lone process outside SLURM is
-    rank 0 of 1): rank, world, local rank, the job's nodes, this node, master address/port."""
+    rank 0 of 1): rank, world, local rank, the job's nodes, this node, master address/port.
+    The master is MASTER_ADDR, else the first node of the job's nodelist; where that name
+    does not resolve here, SLURM_LAUNCH_NODE_IPADDR (the address of the node whose batch
+    script ran srun: the allocation's first node, where rank 0 runs), else the name."""
     env = os.environ if env is None else env
     rank = int(env.get("SLURM_PROCID", "0"))
     world = int(env.get("SLURM_NTASKS", "1"))
@@ -104,11 +119,16 @@ def topology(env: dict[str, str] | os._Environ[str] | None = None) -> dict[str, 
         "local_rank": int(env.get("SLURM_LOCALID", "0")),
         "nodes": nodes,
         "node": node,
-        "master": env.get("MASTER_ADDR") or nodes[0],
+        "master": env.get("MASTER_ADDR") or _master(nodes[0], env, resolvable),
         "port": int(port),
         # SLURM's block distribution: rank r runs on node r // tasks-per-node
         "expected_node": {r: nodes[min(r // per_node, len(nodes) - 1)] for r in range(world)},
     }
+
+
+def _master(first: str, env: Any, resolvable: Callable[[str], bool]) -> str:
+    launch = env.get("SLURM_LAUNCH_NODE_IPADDR")
+    return launch if launch and not resolvable(first) else first
 
 
 # ------------------------------------------------------------------ own stderr tee

@@ -177,6 +177,21 @@ def test_topology_from_slurm_variables() -> None:
     assert (forced["master"], forced["port"]) == ("10.0.0.1", 29501)
 
 
+def test_master_falls_back_to_the_launch_node_address_where_names_do_not_resolve() -> None:
+    """Node names that no resolver knows (SLURM reaches nodes by NodeAddr): the address of
+    the node whose batch script ran srun, the allocation's first, where rank 0 runs."""
+    env = {
+        "SLURM_NTASKS": "2",
+        "SLURM_JOB_NODELIST": "n[1-2]",
+        "SLURM_LAUNCH_NODE_IPADDR": "10.77.0.11",
+    }
+    assert mnist_ddp.topology(env, resolvable=lambda _n: False)["master"] == "10.77.0.11"
+    assert mnist_ddp.topology(env, resolvable=lambda _n: True)["master"] == "n1"
+    no_launch = {k: v for k, v in env.items() if k != "SLURM_LAUNCH_NODE_IPADDR"}
+    assert mnist_ddp.topology(no_launch, resolvable=lambda _n: False)["master"] == "n1"
+    assert mnist_ddp.resolves("localhost") and not mnist_ddp.resolves("no-such-node.invalid")
+
+
 def test_topology_with_two_tasks_per_node_maps_ranks_in_blocks() -> None:
     env = {"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_NODELIST": "n[1-2]"}
     assert mnist_ddp.topology(env)["expected_node"] == {0: "n1", 1: "n1", 2: "n2", 3: "n2"}
