@@ -20,7 +20,7 @@ from mlops_assets.defs.smoke.definitions import (
 )
 from mlops_assets.platform import active
 
-SMOKE = ("smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training")
+SMOKE = ("smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training", "smoke_ddp_training")
 
 
 def test_smoke_assets_are_materializable_with_freshness_and_automation() -> None:
@@ -143,7 +143,8 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
 ) -> None:
     """The container -> smoke lineage through declarative automation, evaluated on a real
     instance: a new materialization of the smoke container asset requests every smoke asset
-    (each node partition of the per-node ones), once; the MNIST data only the MNIST smoke."""
+    (each node partition of the per-node ones), once; the MNIST data only the MNIST smokes
+    (one node and DDP)."""
     d = defs()
     container = container_keys(active().catalog)[0]
     with dg.instance_for_test(temp_dir=str(tmp_path)) as inst:
@@ -168,6 +169,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_gpu": 2,
             "smoke_multi_gpu_nccl": 2,
             "smoke_mnist_training": 1,
+            "smoke_ddp_training": 1,
         }, requested
         again = dg.evaluate_automation_conditions(
             defs=d, instance=inst, asset_selection=smoke, cursor=after.cursor
@@ -181,6 +183,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_gpu": 0,
             "smoke_multi_gpu_nccl": 0,
             "smoke_mnist_training": 1,
+            "smoke_ddp_training": 1,
         }
 
 

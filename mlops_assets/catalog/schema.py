@@ -588,6 +588,31 @@ class SmokeJobs(_Strict):
     gpu: SmokeJob = SmokeJob(gpus=1, cpus=2, mem_mb=8192, time_limit_min=10)
     nccl: SmokeJob = SmokeJob(gpus=2, cpus=4, mem_mb=16384, time_limit_min=10)
     mnist: SmokeJob = SmokeJob(gpus=1, cpus=4, mem_mb=8192, time_limit_min=10)
+    ddp: SmokeJob = Field(
+        default=SmokeJob(gpus=1, cpus=4, mem_mb=8192, time_limit_min=15),
+        description="per node of the multi-node DDP smoke (one task per node)",
+    )
+
+
+class DdpSmoke(_Strict):
+    """Multi-node DDP training smoke (MNIST across nodes, one SLURM job, srun per node). The
+    platform's plan: 2 distinct hosts take part, "Training Complete" within 600 s, no NCCL
+    WARN in the log."""
+
+    nodes: int = Field(default=2, ge=2, description="nodes the job spans (one rank per node)")
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=64, ge=1, description="per rank")
+    min_accuracy: float = Field(default=0.95, gt=0, le=1)
+    max_seconds: float = Field(default=600, gt=0, description='"Training Complete" within this')
+    min_speedup: float | None = Field(
+        default=None,
+        gt=0,
+        description="samples/s across the nodes over one node's; below it is a WARN; unset: "
+        "the speedup is reported, not judged (a WARN that says so)",
+    )
+    join_timeout_s: int = Field(default=120, ge=5, description="how long rank 0 waits for all")
+    timeout_s: int = Field(default=300, ge=10, description="collective timeout")
+    baseline_batches: int = Field(default=40, ge=5, description="one node's samples/s over these")
 
 
 class Smoke(_Strict):
@@ -608,6 +633,7 @@ class Smoke(_Strict):
         default=None, description="catalog container the smoke jobs run in (apptainer exec --nv)"
     )
     jobs: SmokeJobs = SmokeJobs()
+    ddp: DdpSmoke = DdpSmoke()
     node_sensor_interval_s: int = Field(default=60, ge=5)
 
 

@@ -16,13 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog
+from mlops_assets.core import node_watch
 from mlops_assets.core.parse.slurm.jobs import SACCT_FORMAT, SQUEUE_FORMAT, SacctRecord, parse_sacct
+from mlops_assets.core.parse.slurm.nodes import parse_sinfo_nodes
 from mlops_assets.core.parse.slurm.units import tres_gpus
 
 _SAFE_SBATCH = re.compile(r"^[A-Za-z0-9_.,:@/=+\-\[\]]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-SMOKE_PAYLOADS = {"gpu": "gpu_smoke.py", "nccl": "nccl_allreduce.py", "mnist": "mnist_train.py"}
+SMOKE_PAYLOADS = {
+    "gpu": "gpu_smoke.py",
+    "nccl": "nccl_allreduce.py",
+    "mnist": "mnist_train.py",
+    "ddp": "mnist_ddp.py",
+}
 #: All-reduce sizes over gloo (CPU processes) where the GPUs are fake: 1 MiB and 16 MiB.
 FAKE_GPU_ALLREDUCE_SIZES = (1 << 20, 16 << 20)
 
@@ -43,7 +50,9 @@ def _sbatch_path(what: str, path: str) -> str:
 @dataclass(frozen=True)
 class JobSpec:
     """One batch job. ``command`` is the argv run on the compute node; with ``container``
-    it runs as ``apptainer exec --nv [--bind ...] <container> <command>``."""
+    it runs as ``apptainer exec --nv [--bind ...] <container> <command>``. With ``nodes`` > 1
+    the job spans that many nodes and the script runs the command once per node through
+    ``srun`` (one task per node, ``cpus`` each): the multi-node training smoke."""
 
     name: str
     partition: str
@@ -58,6 +67,14 @@ class JobSpec:
     binds: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     extra_sbatch: Sequence[str] = ()
+    nodes: int = 1
+    #: run the command through ``srun`` (one task per node) even on one node
+    srun: bool = False
+
+    @property
+    def tasks_per_node(self) -> bool:
+        """Whether the command runs as one srun task per node rather than as the batch step."""
+        return self.srun or self.nodes > 1
 
     @property
     def stdout_path(self) -> str:
@@ -78,9 +95,12 @@ def stderr_of(spec: JobSpec, job_id: int | str) -> str:
 
 def render_script(spec: JobSpec) -> str:
     """The batch script: #SBATCH header, exported environment (Pipes bootstrap included),
-    then ``exec`` of the command so the job's exit code is the payload's."""
+    then ``exec`` of the command so the job's exit code is the payload's (on several nodes:
+    ``exec srun ...``, whose exit code is the worst task's)."""
     if spec.time_limit_min < 1 or spec.cpus < 1 or spec.mem_mb < 1 or spec.gpus < 0:
         raise ValueError("time limit, cpus and memory must be positive, gpus >= 0")
+    if spec.nodes < 1:
+        raise ValueError("nodes must be >= 1")
     if not spec.command:
         raise ValueError("empty command")
     lines = [
@@ -88,8 +108,8 @@ def render_script(spec: JobSpec) -> str:
         f"#SBATCH --job-name={_sbatch_value('job name', spec.name)}",
         f"#SBATCH --partition={_sbatch_value('partition', spec.partition)}",
         f"#SBATCH --time={spec.time_limit_min}",
-        "#SBATCH --nodes=1",
-        "#SBATCH --ntasks=1",
+        f"#SBATCH --nodes={spec.nodes}",
+        "#SBATCH --ntasks-per-node=1" if spec.tasks_per_node else "#SBATCH --ntasks=1",
         f"#SBATCH --cpus-per-task={spec.cpus}",
         f"#SBATCH --mem={spec.mem_mb}M",
         f"#SBATCH --chdir={_sbatch_value('workdir', spec.workdir)}",
@@ -112,8 +132,23 @@ def render_script(spec: JobSpec) -> str:
         for b in spec.binds:
             binds += ["--bind", b]
         argv = ["apptainer", "exec", "--nv", *binds, spec.container, *argv]
+    if spec.tasks_per_node:
+        argv = [*srun_argv(spec.nodes, spec.cpus), *argv]
     lines.append("exec " + shlex.join(argv))
     return "\n".join(lines) + "\n"
+
+
+def srun_argv(nodes: int, cpus: int) -> list[str]:
+    """One task per node with the job's CPUs each: srun of SLURM 22.05 to 23.02 does not
+    inherit --cpus-per-task from sbatch, so it is said again. A task that fails does not
+    kill the others at once, so rank 0 can still name it (it stops waiting at its timeout)."""
+    return [
+        "srun",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={cpus}",
+        "--kill-on-bad-exit=0",
+    ]
 
 
 def sbatch_argv(script_path: str) -> list[str]:
@@ -297,18 +332,26 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "allow_cpu": False,
             "backend": "nccl",
         }
+    if kind == "ddp":
+        d = s.ddp
+        return {
+            "dataset_dir": _mnist_dir(catalog),
+            "epochs": d.epochs,
+            "batch_size": d.batch_size,
+            "min_accuracy": d.min_accuracy,
+            "max_seconds": d.max_seconds,
+            "min_speedup": d.min_speedup,
+            "nodes_requested": d.nodes,
+            "join_timeout_s": d.join_timeout_s,
+            "timeout_s": d.timeout_s,
+            "baseline_batches": d.baseline_batches,
+            "backend": "auto",  # NCCL on CUDA devices; gloo on CPUs only where GPUs are fake
+            "allow_cpu": fake,
+        }
     if kind == "mnist":
         b = catalog.hpc.beegfs
-        mnist = next(
-            (
-                d
-                for d in catalog.datasets.values()
-                if getattr(d.source, "dataset_class", "") == "MNIST"
-            ),
-            None,
-        )
         return {
-            "dataset_dir": b.path(mnist.path) if mnist else f"{b.directory('datasets')}/mnist",
+            "dataset_dir": _mnist_dir(catalog),
             "models_dir": b.directory("models"),
             "epochs": s.mnist_epochs,
             "min_accuracy": s.mnist_min_accuracy,
@@ -316,6 +359,28 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "allow_cpu": fake,  # trains on the job's CPUs and says so (device: cpu)
         }
     raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")
+
+
+def usable_partition_nodes(sinfo_text: str, partition: str, gpus: int) -> list[str]:
+    """Nodes of ``partition`` a job could start on now (with a GPU each when ``gpus`` > 0),
+    read from ``sinfo -h -N -o SINFO_NODE_FORMAT``: how many nodes the DDP smoke can span."""
+    return sorted(
+        n.name
+        for n in parse_sinfo_nodes(sinfo_text)
+        if partition in n.partitions
+        and (gpus <= 0 or n.gpus >= gpus)
+        and node_watch.usable(str(n.state))
+    )
+
+
+def _mnist_dir(catalog: Catalog) -> str:
+    """The staged MNIST on BeeGFS (the catalog's torchvision MNIST dataset)."""
+    b = catalog.hpc.beegfs
+    mnist = next(
+        (d for d in catalog.datasets.values() if getattr(d.source, "dataset_class", "") == "MNIST"),
+        None,
+    )
+    return b.path(mnist.path) if mnist else f"{b.directory('datasets')}/mnist"
 
 
 # ------------------------------------------------------------------- orphaned jobs

@@ -39,7 +39,8 @@ LOG_TAIL_LINES = 30
 
 @dataclass(frozen=True)
 class Resources:
-    """What one job asks SLURM for."""
+    """What one job asks SLURM for; gpus, cpus and memory are per node. ``nodes`` > 1 or
+    ``srun`` run the payload once per node through srun (the multi-node training smoke)."""
 
     gpus: int = 0
     cpus: int = 1
@@ -48,6 +49,8 @@ class Resources:
     nodelist: str | None = None
     #: run inside this SLURM reservation (the quarantine loop's re-test of a node)
     reservation: str | None = None
+    nodes: int = 1
+    srun: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class SlurmPipesClient(PayloadClient):
                 attached = replace(attached, job_id=self.submit(spec))
                 self._tag(context, attached, scope)
                 node = f", node {scope}" if scope else ""
+                if self.job.nodes > 1:
+                    node += f", {self.job.nodes} nodes"
                 context.log.info(
                     f"submitted SLURM job {attached.job_id} ({payload}, partition "
                     f"{self.partition}, gres gpu:{self.job.gpus}{node})"
@@ -202,6 +207,8 @@ class SlurmPipesClient(PayloadClient):
             gpus=res.gpus,
             nodelist=res.nodelist,
             extra_sbatch=[f"--reservation={res.reservation}"] if res.reservation else [],
+            nodes=res.nodes,
+            srun=res.srun,
             container=self.container,
             binds=self.binds,
             env={**self.env, **PAYLOAD_ENV, **bootstrap},

@@ -66,9 +66,28 @@ def test_container_runs_under_apptainer_nv_with_binds() -> None:
     assert "--gres" not in text
 
 
+def test_multi_node_job_runs_one_srun_task_per_node_inside_the_container() -> None:
+    """The DDP smoke: one job of 2 nodes, the payload once per node through srun (which
+    wraps apptainer, so every node runs its own container), the CPUs said again to srun."""
+    text = sj.render_script(spec(nodes=2, container="/b/c.sif", binds=["/b"], gpus=1))
+    lines = text.splitlines()
+    assert "#SBATCH --nodes=2" in lines and "#SBATCH --ntasks-per-node=1" in lines
+    assert "#SBATCH --ntasks=1" not in lines and "#SBATCH --gres=gpu:1" in lines
+    assert lines[-1] == (
+        "exec srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=4 --kill-on-bad-exit=0 "
+        "apptainer exec --nv --bind /b /b/c.sif python3 /b/scripts/p/gpu_smoke.py"
+    )
+    one = sj.render_script(spec(nodes=1, srun=True)).splitlines()
+    assert "#SBATCH --nodes=1" in one and one[-1].startswith("exec srun --nodes=1 ")
+    plain = sj.render_script(spec()).splitlines()
+    assert "#SBATCH --nodes=1" in plain and "#SBATCH --ntasks=1" in plain
+    assert not any("srun" in ln for ln in plain), "a one-node smoke stays the batch step"
+
+
 @pytest.mark.parametrize(
     "bad",
     [
+        {"nodes": 0},
         {"partition": "gpu\n#SBATCH --uid=0"},
         {"nodelist": "a b"},
         {"workdir": "/x;y"},

@@ -35,7 +35,7 @@ Sensors and schedules start RUNNING unless the catalog says `automation: {runnin
 """
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dagster as dg
@@ -80,6 +80,7 @@ def _smoke_asset(
     deps: list[str],
     triggers: list[str],
     per_node: bool = False,
+    multi_node: bool = False,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -88,7 +89,12 @@ def _smoke_asset(
         deps=deps,
         pool=POOL,
         description=description,
-        metadata={"payload": payload, "gres_gpus": job.gpus, "per_node": per_node},
+        metadata={
+            "payload": payload,
+            "gres_gpus": job.gpus,
+            "per_node": per_node,
+            **({"nodes": catalog.smoke.ddp.nodes} if multi_node else {}),
+        },
         freshness_policy=freshness_policy(catalog.smoke.freshness),
         automation_condition=rerun_on_upstream(triggers),
         partitions_def=GPU_NODES if per_node else None,
@@ -99,15 +105,39 @@ def _smoke_asset(
         from mlops_assets.core.slurm_jobs import smoke_payload_config
 
         node = context.partition_key if per_node else (config.node or None)
-        client = hpc.smoke_client(
-            job_resources(job, node, config.reservation or None), reattach=config.reattach
-        )
-        invocation = client.run(
-            context=context, payload=payload, extras=smoke_payload_config(catalog, kind)
-        )
+        extras = smoke_payload_config(catalog, kind)
+        res = job_resources(job, node, config.reservation or None)
+        if multi_node:
+            nodes = _span(catalog, hpc.runner(), job.gpus, context.log)
+            extras["nodes_available"] = nodes
+            res = replace(res, nodes=nodes, srun=True)
+        client = hpc.smoke_client(res, reattach=config.reattach)
+        invocation = client.run(context=context, payload=payload, extras=extras)
         return invocation.get_materialize_result()
 
     return _smoke
+
+
+def _span(catalog: Catalog, runner: Any, gpus: int, log: Any) -> int:
+    """How many nodes the multi-node smoke spans: the catalog's `smoke.ddp.nodes`, or fewer
+    when the partition has fewer usable nodes now (the payload then says so: a WARN, the
+    multi-node part untested); none usable is a failure naming the partition."""
+    from mlops_assets.core.slurm_jobs import usable_partition_nodes
+
+    want, part = catalog.smoke.ddp.nodes, catalog.smoke.partition
+    usable = usable_partition_nodes(_sinfo(runner), part, gpus)
+    if not usable:
+        raise dg.Failure(
+            f"no usable node{' with a GPU' if gpus else ''} in partition {part}: the DDP smoke "
+            "cannot start",
+            metadata={"hint": f"sinfo -p {part}: resume or add nodes"},
+        )
+    if len(usable) < want:
+        log.warning(
+            f"partition {part} has {len(usable)} usable node(s) ({', '.join(usable)}), "
+            f"{want} asked: training on {len(usable)}"
+        )
+    return min(want, len(usable))
 
 
 def container_keys(catalog: Catalog) -> list[str]:
@@ -208,6 +238,23 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 else ""
             ),
             deps=["gpu_nodes", *container, *mnist],
+        ),
+        _smoke_asset(
+            catalog,
+            "smoke_ddp_training",
+            "ddp",
+            "mnist_ddp.py",
+            s.jobs.ddp,
+            kinds=["slurm", "pytorch"],
+            triggers=[*container, *mnist],
+            description=f"Multi-node DDP: MNIST across {s.ddp.nodes} nodes in one SLURM job "
+            "(srun, one rank per node): every node took part, an exact all-reduce, identical "
+            f"parameters after training, accuracy > {s.ddp.min_accuracy:.0%}, Training "
+            f"Complete within {s.ddp.max_seconds:g} s, no NCCL/gloo warning; samples/s and "
+            "the speedup over one node."
+            + (" The catalog declares the GPUs fake: gloo on the nodes' CPUs." if fake else ""),
+            deps=["gpu_nodes", "slurm", *container, *mnist],
+            multi_node=True,
         ),
     ]
 
