@@ -264,3 +264,23 @@ def test_the_shipped_payload_dir_holds_everything_the_ranks_import(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     master, parser = json.loads(proc.stdout)
     assert master == "gpu07" and parser == str(ship / "mlops_nodelist.py")
+
+
+def test_the_nccl_path_recorded_on_a_real_h100_is_judged_exact_and_warns_only_for_one_node() -> (
+    None
+):
+    """The payload's NCCL path as it ran on a lent H100 (world size 1: the machine had one
+    GPU; fixtures/device_run_ddp_world1.sh): the rules read its real report; every figure
+    is exact, and the only WARN is that one node has no speedup to measure."""
+    from mlops_assets.core.smoke_rules import judge_ddp
+
+    fixtures = Path(__file__).parent / "fixtures"
+    text = (fixtures / "mnist_ddp_nccl_world1_h100.json.txt").read_text()
+    result = json.loads(next(ln for ln in text.splitlines() if ln.startswith("{")))
+    assert result["backend"] == "nccl" and result["device"].startswith("NVIDIA H100")
+    assert "Training Complete" in (fixtures / "mnist_ddp_nccl_world1_h100.log").read_text()
+    judged = judge_ddp(result, min_accuracy=0.95, max_seconds=600)
+    assert judged["verdict"] == "WARN", judged["messages"]
+    assert any("1 node" in m for m in judged["messages"]), judged["messages"]
+    failed = judge_ddp(result, min_accuracy=0.99, max_seconds=600)
+    assert failed["verdict"] == "FAIL", "an accuracy below the bar is a failure"
