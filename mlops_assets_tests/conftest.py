@@ -238,3 +238,19 @@ def sandbox_s3() -> Any:
         aws_secret_access_key=os.environ[minio.secret_key.env],
         config=Config(s3={"addressing_style": "path"}),
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the running sandbox carries the `sandbox` marker, whether or not
+    its file says so: one that asks for the fixture (directly or through another fixture),
+    or one in a `*sandbox*` file or the browser test. `-m "not sandbox"` then really runs
+    only what needs no service."""
+    for item in items:
+        path = getattr(item, "path", None)
+        name = path.name if path is not None else ""
+        if (
+            "sandbox" in getattr(item, "fixturenames", ())
+            or "sandbox" in name
+            or name == "test_ui_browser.py"
+        ):
+            item.add_marker(pytest.mark.sandbox)
