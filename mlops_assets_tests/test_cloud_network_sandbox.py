@@ -153,7 +153,9 @@ def test_mlflow_hanging_fails_within_timeout(sandbox: Path, cli: Any) -> None:
             "hpc_reaches_mlflow",
         } == failed(rows), failed(rows)
         for name in MLFLOW_CHECKS - {"hpc_reaches_mlflow"}:
-            assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S + 1, rows[name]
+            # +2: the round trip first imports MLflow's client (lazy, ~1 s on a busy 2-core CI
+            # machine: 6.07 s was seen there); a retry or a second wait would take >= 10 s.
+            assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S + 2, rows[name]
             assert f"no answer within {MLFLOW_TIMEOUT_S}s" in rows[name]["detail"]
         assert rows["hpc_reaches_mlflow"]["duration_s"] <= PROBE_TIMEOUT_S + 2
         assert wall < 60
