@@ -8,12 +8,16 @@ SPEC_JSON (built by core.load_rules): `kind` is `hub_dataset`, `torchvision` or 
 is the staged directory, plus the catalog's expectations (`splits`: split -> rows;
 `parameters`, `tolerance`, `non_parameter_globs`; `dataset_class`).
 
-Standard library only, because the HPC python need not have the ML stack; the real library
-is used when it is importable, and `reader` says which one answered:
+Hub datasets need pyarrow on hpc.python; it is required there (pyproject's [payloads] group,
+which the HPC venv installs from uv.lock, as it does huggingface_hub, dagster-pipes and boto3).
+The rest needs only the standard library, with the real library used when it is importable;
+`reader` says which one answered:
 
-- parquet: pyarrow opens and reads every file when present; otherwise the footer is parsed
-  here (PAR1 magic at both ends, the Thrift compact FileMetaData, row groups summing to
-  num_rows, every column chunk inside the file).
+- parquet and Arrow: pyarrow opens and reads every file (every page is decoded, so a truncated
+  or overwritten file fails with its name). Parquet's footer is a Thrift structure and its
+  pages are compressed and encoded: pyarrow is the reference reader, and a hand-written one
+  would check less and have to be kept up with the format. Without pyarrow the check fails
+  and says to install it.
 - safetensors: the 8-byte little-endian header length and the JSON header; every tensor's
   byte range must match its dtype and shape and lie inside the file. No torch needed.
 - torchvision: torchvision's own dataset class with download=False when python3 can import
@@ -34,138 +38,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# ------------------------------------------------------------------ Thrift compact (parquet)
-
-
-class _Compact:
-    """Reads a Thrift compact-protocol struct into {field id: value} (lists as lists, binary
-    as bytes): enough to read parquet's FileMetaData without pyarrow."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def _byte(self) -> int:
-        if self.pos >= len(self.data):
-            raise ValueError("footer ends inside a value")
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def _varint(self) -> int:
-        out = shift = 0
-        while True:
-            b = self._byte()
-            out |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return out
-            shift += 7
-            if shift > 70:
-                raise ValueError("varint too long")
-
-    def _zigzag(self) -> int:
-        n = self._varint()
-        return (n >> 1) ^ -(n & 1)
-
-    def _take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("footer ends inside a value")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def value(self, ctype: int) -> Any:
-        if ctype in (1, 2):  # bool as a field type carries its value in the type
-            return ctype == 1
-        if ctype == 3:
-            return self._byte()
-        if ctype in (4, 5, 6):
-            return self._zigzag()
-        if ctype == 7:
-            return struct.unpack("<d", self._take(8))[0]
-        if ctype == 8:
-            return self._take(self._varint())
-        if ctype in (9, 10):
-            head = self._byte()
-            size, etype = head >> 4, head & 0x0F
-            if size == 15:
-                size = self._varint()
-            if etype in (1, 2):  # bools inside a list are one byte each
-                return [self._byte() == 1 for _ in range(size)]
-            return [self.value(etype) for _ in range(size)]
-        if ctype == 11:
-            size = self._varint()
-            if not size:
-                return {}
-            kv = self._byte()
-            return {self.value(kv >> 4): self.value(kv & 0x0F) for _ in range(size)}
-        if ctype == 12:
-            return self.struct()
-        if ctype == 13:
-            return self._take(16)
-        raise ValueError(f"unknown Thrift compact type {ctype}")
-
-    def struct(self) -> dict[int, Any]:
-        out: dict[int, Any] = {}
-        last = 0
-        while True:
-            head = self._byte()
-            if head == 0:
-                return out
-            delta, ctype = head >> 4, head & 0x0F
-            fid = last + delta if delta else self._zigzag()
-            out[fid] = self.value(ctype)
-            last = fid
-
-
-def parquet_rows_stdlib(path: Path) -> int:
-    """num_rows from the footer, after checking that the footer and every column chunk fit
-    the file (a truncated or overwritten file fails here)."""
-    size = path.stat().st_size
-    if size < 12:
-        raise ValueError(f"{size} bytes: too short for parquet")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-        fh.seek(size - 8)
-        tail = fh.read(8)
-        if head != b"PAR1" or tail[4:] != b"PAR1":
-            raise ValueError("no PAR1 magic at both ends (truncated or not parquet)")
-        flen = struct.unpack("<I", tail[:4])[0]
-        if flen > size - 12:
-            raise ValueError(f"footer length {flen} exceeds the file ({size} bytes)")
-        fh.seek(size - 8 - flen)
-        meta = _Compact(fh.read(flen)).struct()
-    rows = int(meta.get(3, -1))
-    groups = meta.get(4) or []
-    if rows < 0 or sum(int(g.get(3, 0)) for g in groups) != rows:
-        raise ValueError(f"row groups do not add up to num_rows {rows}")
-    data_end = size - 8 - flen
-    for g in groups:
-        for col in g.get(1) or []:
-            cmeta = col.get(3) or {}
-            start, length = cmeta.get(9), cmeta.get(7)  # data_page_offset, total_compressed_size
-            dict_off = cmeta.get(11)  # dictionary_page_offset comes before the data pages
-            if start is None or length is None:
-                raise ValueError("a column chunk has no offsets")
-            first = min(start, dict_off) if dict_off is not None else start
-            if first < 4 or first + length > data_end:
-                raise ValueError(
-                    f"a column chunk ({first}+{length}) lies outside the data ({data_end} bytes)"
-                )
-    return rows
+# ------------------------------------------------------------------ parquet and Arrow (pyarrow)
 
 
 def parquet_rows(path: Path, pa: Any) -> int:
-    if pa is None:
-        return parquet_rows_stdlib(path)
+    """Rows of a parquet file after reading all of it: the footer's num_rows alone would pass
+    a file whose pages are damaged."""
     table = pa.parquet.read_table(path)  # decodes every page
     return int(table.num_rows)
 
 
 def arrow_rows(path: Path, pa: Any) -> int:
-    if pa is None:
-        raise ValueError(
-            "an Arrow file needs pyarrow on hpc.python to be opened: install pyarrow there"
-        )
     try:
         with pa.memory_map(str(path)) as src:
             return int(pa.ipc.open_stream(src).read_all().num_rows)
@@ -189,9 +72,16 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     try:
         import pyarrow as pa
         import pyarrow.ipc
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        pa = None
+        import pyarrow.parquet
+    except ImportError as exc:
+        return {
+            "problems": [
+                f"pyarrow is not importable by hpc.python ({sys.executable}: {exc}); it is "
+                "required to read parquet/Arrow data: install pyproject's [payloads] group there"
+            ],
+            "measured": {},
+            "reader": "none (pyarrow missing)",
+        }
     expected: dict[str, int] = {str(k): int(v) for k, v in (spec.get("splits") or {}).items()}
     files = sorted(
         p.relative_to(root).as_posix()
@@ -230,9 +120,7 @@ def check_hub_dataset(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "problems": problems,
         "measured": {"rows_per_split": per_split, "files": len(files), "rows": sum(rows.values())},
-        "reader": f"pyarrow {pa.__version__}"
-        if pa is not None
-        else "stdlib parquet footer reader (pyarrow is not importable by hpc.python)",
+        "reader": f"pyarrow {pa.__version__}",
     }
 
 
