@@ -245,7 +245,7 @@ class Hpc(_Strict):
         pattern=r"^[\w./+-]+$",
         description=(
             "Python on the HPC side that runs the payloads "
-            "(needs huggingface_hub and dagster-pipes)"
+            "(needs pyproject's payloads group: huggingface_hub, dagster-pipes, boto3, pyarrow)"
         ),
     )
 
