@@ -11,10 +11,15 @@ HUB_DATA="$STATE/data/hub"
 svc_install() {
   local py
   py="$(sb_python)"
-  # pyarrow writes the parquet files (the sandbox extra brings it with mlflow).
+  # pyarrow writes the parquet files (the sandbox and dev extras bring it). Otherwise uv.lock's
+  # pin, by hash: the parquet checksums in hub_data.py hold for that version only.
   if ! "$py" -c 'import pyarrow' 2>/dev/null; then
-    sb_log "installing pyarrow into $py's environment (needed to build the hub mirror's parquet files)"
-    "$py" -m pip install -q 'pyarrow>=14' >&2
+    sb_log "installing uv.lock's pyarrow into $py's environment (needed to build the hub mirror's parquet files)"
+    local req
+    req="$(mktemp)"
+    "$py" "$SB_REPO_ROOT/deploy/lock.py" pins pyarrow >"$req"
+    "$py" -m pip install -q --require-hashes --no-deps -r "$req" >&2
+    rm -f "$req"
   fi
   # Idempotent: rebuilds only when hub_data.py (above its EXPECTED block) or pyarrow changed.
   sb_log "building the hub mirror's data in $HUB_DATA (once)"
