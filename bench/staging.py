@@ -74,7 +74,9 @@ log = lambda msg: None
 if mode == "download":
     import stage_torchvision as st
     url, dest = json.loads(arg)
-    t = time.perf_counter(); n, md5, sha = st._download(url, Path(dest), log); s = time.perf_counter() - t
+    t = time.perf_counter()
+    n, md5, sha = st._download(url, Path(dest), log)
+    s = time.perf_counter() - t
     print(json.dumps({"bytes": n, "s": s, "md5": md5}))
 elif mode == "stage":
     import stage_torchvision as st
@@ -320,7 +322,8 @@ class Bench:
             wall = time.perf_counter() - start
             if res.returncode != 0:
                 raise RuntimeError(
-                    f"materialize failed ({res.returncode}): {res.stdout[-600:]} {res.stderr[-600:]}"
+                    f"materialize failed ({res.returncode}): "
+                    f"{res.stdout[-600:]} {res.stderr[-600:]}"
                 )
             return wall
 
@@ -337,15 +340,17 @@ class Bench:
             ]
             untouched.append(before == after)
         return {
-            "command": "mlops-assets materialize --catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
+            "command": "mlops-assets materialize "
+            "--catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
             "first_median_s": r3(med(first)),
             "noop_median_s": r3(med(noop)),
             "noop_fraction": r3(med(noop) / med(first)),
             "noop_left_every_file_untouched": all(untouched),
             "samples_s": {"first": [r3(x) for x in first], "noop": [r3(x) for x in noop]},
-            "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping payload checks, the Pipes "
-            "session and the asset's two checks (manifest re-verify, size) on both runs; zero bytes on the no-op "
-            "is shown by every staged file's inode and mtime being unchanged",
+            "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping "
+            "payload checks, the Pipes session and the asset's two checks (manifest re-verify, "
+            "size) on both runs; zero bytes on the no-op is shown by every staged file's inode "
+            "and mtime being unchanged",
         }
 
     # ------------------------------------------------------------------ 2. S3 sync
@@ -490,10 +495,11 @@ class Bench:
         res["goal_ratio_min"] = 1.0
         res["goal_met"] = res["ratio"] >= 1.0
         res["note"] = (
-            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole processes "
-            "(hpc python + boto3 import vs the aws CLI), both with their start-up; ratio_in_process: sync() "
-            "alone against the aws process (aws has no inner timer). The payload also lists, HEADs, re-hashes "
-            "every file before upload and writes _manifest.json last"
+            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole "
+            "processes (hpc python + boto3 import vs the aws CLI), both with their start-up; "
+            "ratio_in_process: sync() alone against the aws process (aws has no inner timer). "
+            "The payload also lists, HEADs, re-hashes every file before upload and writes "
+            "_manifest.json last"
         )
         return res
 
@@ -545,7 +551,8 @@ class Bench:
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
         res["note"] = (
-            "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall includes python start-up"
+            "ratio: hash_file timed in-process vs the sha256sum process; "
+            "ratio_process_wall includes python start-up"
         )
         return res
 

@@ -239,7 +239,9 @@ class SlurmPipesClient(PayloadClient):
             raise dg.Failure(
                 f"cannot write {path} on {self.runner.where}: {wrote.tail(3)}",
                 metadata={
-                    "hint": "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"
+                    "hint": (
+                        "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"
+                    )
                 },
             )
         res = self.runner.run(sj.sbatch_argv(path), timeout_s=60)
@@ -267,7 +269,11 @@ class SlurmPipesClient(PayloadClient):
                 rec = records[0]
                 if rec.state in TERMINAL_JOB_STATES:
                     break
-                shown = f"{rec.state}{' (' + rec.reason + ')' if rec.reason else ''}{' on ' + ','.join(rec.nodes) if rec.nodes else ''}"
+                shown = (
+                    f"{rec.state}"
+                    f"{' (' + rec.reason + ')' if rec.reason else ''}"
+                    f"{' on ' + ','.join(rec.nodes) if rec.nodes else ''}"
+                )
                 if shown != last:
                     context.log.info(f"SLURM job {job_id}: {shown}")
                     last = shown
@@ -280,17 +286,19 @@ class SlurmPipesClient(PayloadClient):
                 outcome = sj.outcome_from_sacct(res.stdout, job_id) if res.ok else None
             except ValueError as exc:  # never guess a final state from output we cannot read
                 raise dg.Failure(
-                    f"SLURM job {job_id}: sacct's answer is unreadable, so its final state is unknown: {exc}",
+                    f"SLURM job {job_id}: sacct's answer is unreadable, "
+                    f"so its final state is unknown: {exc}",
                     metadata={
-                        "hint": "run the sacct command by hand; check SACCT_FORMAT in the environment and the SLURM version"
+                        "hint": "run the sacct command by hand; "
+                        "check SACCT_FORMAT in the environment and the SLURM version"
                     },
                 ) from None
             if outcome is not None:
                 return outcome
             if time.monotonic() > deadline:
                 raise dg.Failure(
-                    f"SLURM job {job_id} left the queue but sacct shows no final state after {self.sacct_wait_s:.0f}s"
-                    + (f": {res.tail(2)}" if not res.ok else ""),
+                    f"SLURM job {job_id} left the queue but sacct shows no final state "
+                    f"after {self.sacct_wait_s:.0f}s" + (f": {res.tail(2)}" if not res.ok else ""),
                     metadata={"hint": "check slurmdbd (sacct needs accounting storage)"},
                 )
             time.sleep(delay.next())
@@ -314,7 +322,9 @@ class SlurmPipesClient(PayloadClient):
         out = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.out")
         err = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.err")
         context.log.error(
-            f"{outcome.describe()}\n--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}"
+            f"{outcome.describe()}\n"
+            f"--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n"
+            f"--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}"
         )
         result = payload_result(session.get_custom_messages())
         reason = str(result.get("error") or "") if result else ""
