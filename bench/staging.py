@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,28 @@ def med(xs: list[float]) -> float:
 
 def r3(x: float) -> float:
     return round(x, 3)
+
+
+def interleaved(
+    rounds: int,
+    ours: Callable[[int], tuple[float, float]],
+    theirs: Callable[[int], tuple[float, float]],
+) -> tuple[list[float], list[float], list[float]]:
+    """Time two sides `rounds` times, ours first on even rounds and second on odd ones; each
+    side gets the round number and returns (inner s, wall s). Returns our inner times, our wall
+    times and the other side's wall times."""
+    o_in: list[float] = []
+    o_wall: list[float] = []
+    t_wall: list[float] = []
+    for i in range(rounds):
+        for side in (ours, theirs) if i % 2 == 0 else (theirs, ours):
+            inner, wall = side(i)
+            if side is ours:
+                o_in.append(inner)
+                o_wall.append(wall)
+            else:
+                t_wall.append(wall)
+    return o_in, o_wall, t_wall
 
 
 class Bench:
@@ -465,14 +487,7 @@ class Bench:
             return wall, wall
 
         ours(-1), aws(-1)  # warm
-        o_in, o_wall, a_wall = [], [], []
-        for i in range(self.rounds):
-            for side in (ours, aws) if i % 2 == 0 else (aws, ours):
-                inner, wall = side(i)
-                if side is ours:
-                    o_in.append(inner), o_wall.append(wall)
-                else:
-                    a_wall.append(wall)
+        o_in, o_wall, a_wall = interleaved(self.rounds, ours, aws)
         size = man.total_bytes
         res = {
             "files": man.file_count,
@@ -524,14 +539,9 @@ class Bench:
             return wall, wall, res.stdout.split()[0]
 
         assert ours()[2] == coreutils()[2]  # warm the page cache; same digest
-        o_in, o_wall, c_wall = [], [], []
-        for i in range(self.rounds):
-            for side in (ours, coreutils) if i % 2 == 0 else (coreutils, ours):
-                inner, wall, _ = side()
-                if side is ours:
-                    o_in.append(inner), o_wall.append(wall)
-                else:
-                    c_wall.append(wall)
+        o_in, o_wall, c_wall = interleaved(
+            self.rounds, lambda _: ours()[:2], lambda _: coreutils()[:2]
+        )
         size = path.stat().st_size
         path.unlink()
         res = {
