@@ -28,7 +28,12 @@ from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
 from mlops_assets.core.transport.hostexec import Runner
-from mlops_assets.resources.hpc_pipes import PAYLOAD_ENV, PayloadClient, RunnerFileMessageReader
+from mlops_assets.resources.hpc_pipes import (
+    PayloadClient,
+    RunnerFileMessageReader,
+    open_payload_session,
+    payload_env,
+)
 from mlops_assets.resources.shipping import SMOKE, check_entry, ship_payloads
 
 TAG_PREFIX = sj.JOB_TAG_PREFIX
@@ -140,12 +145,7 @@ class SlurmPipesClient(PayloadClient):
         else:
             attached = reattach
         reader = RunnerFileMessageReader(self.runner, attached.messages, fresh=reattach is None)
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesEnvContextInjector(),
-            message_reader=reader,
-            extras=extras,
-        ) as session:
+        with open_payload_session(context, reader, extras) as session:
             if reattach is None:
                 spec = self.job_spec(
                     payload, where, attached.job_dir, session.get_bootstrap_env_vars()
@@ -211,7 +211,7 @@ class SlurmPipesClient(PayloadClient):
             srun=res.srun,
             container=self.container,
             binds=self.binds,
-            env={**self.env, **PAYLOAD_ENV, **bootstrap},
+            env=payload_env(self.env, bootstrap),
         )
 
     def submit(self, spec: sj.JobSpec) -> str:
