@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,9 @@ log = lambda msg: None
 if mode == "download":
     import stage_torchvision as st
     url, dest = json.loads(arg)
-    t = time.perf_counter(); n, md5, sha = st._download(url, Path(dest), log); s = time.perf_counter() - t
+    t = time.perf_counter()
+    n, md5, sha = st._download(url, Path(dest), log)
+    s = time.perf_counter() - t
     print(json.dumps({"bytes": n, "s": s, "md5": md5}))
 elif mode == "stage":
     import stage_torchvision as st
@@ -97,6 +99,28 @@ def med(xs: list[float]) -> float:
 
 def r3(x: float) -> float:
     return round(x, 3)
+
+
+def interleaved(
+    rounds: int,
+    ours: Callable[[int], tuple[float, float]],
+    theirs: Callable[[int], tuple[float, float]],
+) -> tuple[list[float], list[float], list[float]]:
+    """Time two sides `rounds` times, ours first on even rounds and second on odd ones; each
+    side gets the round number and returns (inner s, wall s). Returns our inner times, our wall
+    times and the other side's wall times."""
+    o_in: list[float] = []
+    o_wall: list[float] = []
+    t_wall: list[float] = []
+    for i in range(rounds):
+        for side in (ours, theirs) if i % 2 == 0 else (theirs, ours):
+            inner, wall = side(i)
+            if side is ours:
+                o_in.append(inner)
+                o_wall.append(wall)
+            else:
+                t_wall.append(wall)
+    return o_in, o_wall, t_wall
 
 
 class Bench:
@@ -320,7 +344,8 @@ class Bench:
             wall = time.perf_counter() - start
             if res.returncode != 0:
                 raise RuntimeError(
-                    f"materialize failed ({res.returncode}): {res.stdout[-600:]} {res.stderr[-600:]}"
+                    f"materialize failed ({res.returncode}): "
+                    f"{res.stdout[-600:]} {res.stderr[-600:]}"
                 )
             return wall
 
@@ -337,15 +362,17 @@ class Bench:
             ]
             untouched.append(before == after)
         return {
-            "command": "mlops-assets materialize --catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
+            "command": "mlops-assets materialize "
+            "--catalog <scratch copy, BeeGFS root moved to scratch> --select dataset_cifar10",
             "first_median_s": r3(med(first)),
             "noop_median_s": r3(med(noop)),
             "noop_fraction": r3(med(noop) / med(first)),
             "noop_left_every_file_untouched": all(untouched),
             "samples_s": {"first": [r3(x) for x in first], "noop": [r3(x) for x in noop]},
-            "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping payload checks, the Pipes "
-            "session and the asset's two checks (manifest re-verify, size) on both runs; zero bytes on the no-op "
-            "is shown by every staged file's inode and mtime being unchanged",
+            "note": "the CLI includes Python/Dagster start-up, the SSH connection, shipping "
+            "payload checks, the Pipes session and the asset's two checks (manifest re-verify, "
+            "size) on both runs; zero bytes on the no-op is shown by every staged file's inode "
+            "and mtime being unchanged",
         }
 
     # ------------------------------------------------------------------ 2. S3 sync
@@ -460,14 +487,7 @@ class Bench:
             return wall, wall
 
         ours(-1), aws(-1)  # warm
-        o_in, o_wall, a_wall = [], [], []
-        for i in range(self.rounds):
-            for side in (ours, aws) if i % 2 == 0 else (aws, ours):
-                inner, wall = side(i)
-                if side is ours:
-                    o_in.append(inner), o_wall.append(wall)
-                else:
-                    a_wall.append(wall)
+        o_in, o_wall, a_wall = interleaved(self.rounds, ours, aws)
         size = man.total_bytes
         res = {
             "files": man.file_count,
@@ -490,10 +510,11 @@ class Bench:
         res["goal_ratio_min"] = 1.0
         res["goal_met"] = res["ratio"] >= 1.0
         res["note"] = (
-            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole processes "
-            "(hpc python + boto3 import vs the aws CLI), both with their start-up; ratio_in_process: sync() "
-            "alone against the aws process (aws has no inner timer). The payload also lists, HEADs, re-hashes "
-            "every file before upload and writes _manifest.json last"
+            "every round uploads everything to fresh prefixes of a scratch bucket; ratio: whole "
+            "processes (hpc python + boto3 import vs the aws CLI), both with their start-up; "
+            "ratio_in_process: sync() alone against the aws process (aws has no inner timer). "
+            "The payload also lists, HEADs, re-hashes every file before upload and writes "
+            "_manifest.json last"
         )
         return res
 
@@ -518,14 +539,9 @@ class Bench:
             return wall, wall, res.stdout.split()[0]
 
         assert ours()[2] == coreutils()[2]  # warm the page cache; same digest
-        o_in, o_wall, c_wall = [], [], []
-        for i in range(self.rounds):
-            for side in (ours, coreutils) if i % 2 == 0 else (coreutils, ours):
-                inner, wall, _ = side()
-                if side is ours:
-                    o_in.append(inner), o_wall.append(wall)
-                else:
-                    c_wall.append(wall)
+        o_in, o_wall, c_wall = interleaved(
+            self.rounds, lambda _: ours()[:2], lambda _: coreutils()[:2]
+        )
         size = path.stat().st_size
         path.unlink()
         res = {
@@ -545,7 +561,8 @@ class Bench:
         res["goal_ratio_min"] = 0.9
         res["goal_met"] = res["ratio"] >= 0.9
         res["note"] = (
-            "ratio: hash_file timed in-process vs the sha256sum process; ratio_process_wall includes python start-up"
+            "ratio: hash_file timed in-process vs the sha256sum process; "
+            "ratio_process_wall includes python start-up"
         )
         return res
 

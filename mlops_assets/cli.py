@@ -36,8 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="mlops-assets",
-        description="Checks, stages and proves a hybrid SLURM + Kubernetes MLOps platform, through Dagster.",
-        epilog="Exit status: 0 no ERROR check failed, 1 an ERROR check failed, 2 usage or configuration error.",
+        description=(
+            "Checks, stages and proves a hybrid SLURM + Kubernetes MLOps platform, through Dagster."
+        ),
+        epilog=(
+            "Exit status: 0 no ERROR check failed, 1 an ERROR check failed, "
+            "2 usage or configuration error."
+        ),
     )
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -76,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
             nargs="+",
             default=[],
             metavar="GROUP_OR_KEY",
-            help=f"groups ({' '.join(GROUPS)}) or asset keys; comma or space separated; default: everything",
+            help=(
+                f"groups ({' '.join(GROUPS)}) or asset keys; comma or space separated; "
+                "default: everything"
+            ),
         )
         c.add_argument("--format", choices=FORMATS, default="table")
         c.add_argument(
@@ -99,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
         "judge",
         parents=[common],
         help="judge a site's own nccl-tests or nvidia-smi output by the catalog's rules",
-        description="Judge output a site already has (nccl-tests all_reduce_perf, nvidia-smi -q or its "
-        "--query-gpu CSV with a header) by the rules and GPU profiles the checks use. Exit 0 PASS/WARN, 1 FAIL, 2 unreadable.",
+        description="Judge output a site already has (nccl-tests all_reduce_perf, nvidia-smi -q or "
+        "its --query-gpu CSV with a header) by the rules and GPU profiles the checks use. "
+        "Exit 0 PASS/WARN, 1 FAIL, 2 unreadable.",
     )
     j.add_argument("kind", choices=("all-reduce-perf", "nvidia-smi-q", "nvidia-smi-csv"))
     j.add_argument("file", help="the saved output, or - for standard input")

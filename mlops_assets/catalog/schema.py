@@ -489,7 +489,8 @@ class Model(_Strict):
 
 class PullSource(_Strict):
     pull: str = Field(
-        pattern=r"^((docker|oras|library|shub|https?)://[^\s'\"\\;$`]+|(oci|oci-archive|docker-archive):/[^\s'\"\\;$`]+)$",
+        pattern=r"^((docker|oras|library|shub|https?)://[^\s'\"\\;$`]+|"
+        r"(oci|oci-archive|docker-archive):/[^\s'\"\\;$`]+)$",
         description=(
             "registry URI (docker://nvcr.io/nvidia/pytorch:24.07-py3) or a local OCI layout/archive"
         ),

@@ -67,7 +67,8 @@ def _download(url: str, dest: Path, log: Log) -> tuple[int, str, str]:
     if part.exists():
         with open(part, "rb") as fh:
             have, _ = manifest.copy_hashing(fh, None, extra=[md5], sha=sha)
-    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})  # noqa: S310
+    ranged = {"Range": f"bytes={have}-"} if have else {}
+    req = urllib.request.Request(url, headers=ranged)  # noqa: S310
     try:
         resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)  # noqa: S310 - catalog mirrors
     except urllib.error.HTTPError as exc:

@@ -20,7 +20,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import dagster as dg
@@ -38,6 +38,27 @@ PAYLOAD_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "PYTHONUNBUFFERED": "1",
 }
+
+
+def payload_env(job_env: Mapping[str, str], bootstrap: Mapping[str, str]) -> dict[str, str]:
+    """A payload's environment in every placement: the catalog's job environment, then
+    PAYLOAD_ENV, then the Pipes bootstrap (a later one wins)."""
+    return {**job_env, **PAYLOAD_ENV, **bootstrap}
+
+
+def open_payload_session(
+    context: dg.AssetExecutionContext,
+    reader: dg.PipesMessageReader,
+    extras: dict[str, Any] | None,
+) -> AbstractContextManager[dg.PipesSession]:
+    """The Pipes session every placement opens: the bootstrap reaches the payload in its
+    environment (payload_env), its messages come back through `reader`."""
+    return dg.open_pipes_session(
+        context=context,
+        context_injector=dg.PipesEnvContextInjector(),
+        message_reader=reader,
+        extras=extras,
+    )
 
 
 @contextmanager
@@ -215,13 +236,8 @@ class LoginPipesClient(PayloadClient):
         where = ship_payloads(self.runner, self.scripts_dir, self.kit)
         msg_path = f"{self.messages_dir}/{context.run.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
         reader = RunnerFileMessageReader(self.runner, msg_path)
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesEnvContextInjector(),
-            message_reader=reader,
-            extras=extras,
-        ) as session:
-            env = {**self.env, **PAYLOAD_ENV, **session.get_bootstrap_env_vars()}
+        with open_payload_session(context, reader, extras) as session:
+            env = payload_env(self.env, session.get_bootstrap_env_vars())
             context.log.info(f"running {payload} on {self.runner.where} with {self.python}")
             res = self.runner.run(
                 [self.python, f"{where}/{payload}"], env=env, timeout_s=self.timeout_s

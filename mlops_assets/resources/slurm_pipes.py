@@ -28,7 +28,12 @@ from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
 from mlops_assets.core.transport.hostexec import Runner
-from mlops_assets.resources.hpc_pipes import PAYLOAD_ENV, PayloadClient, RunnerFileMessageReader
+from mlops_assets.resources.hpc_pipes import (
+    PayloadClient,
+    RunnerFileMessageReader,
+    open_payload_session,
+    payload_env,
+)
 from mlops_assets.resources.shipping import SMOKE, check_entry, ship_payloads
 
 TAG_PREFIX = sj.JOB_TAG_PREFIX
@@ -140,12 +145,7 @@ class SlurmPipesClient(PayloadClient):
         else:
             attached = reattach
         reader = RunnerFileMessageReader(self.runner, attached.messages, fresh=reattach is None)
-        with dg.open_pipes_session(
-            context=context,
-            context_injector=dg.PipesEnvContextInjector(),
-            message_reader=reader,
-            extras=extras,
-        ) as session:
+        with open_payload_session(context, reader, extras) as session:
             if reattach is None:
                 spec = self.job_spec(
                     payload, where, attached.job_dir, session.get_bootstrap_env_vars()
@@ -211,7 +211,7 @@ class SlurmPipesClient(PayloadClient):
             srun=res.srun,
             container=self.container,
             binds=self.binds,
-            env={**self.env, **PAYLOAD_ENV, **bootstrap},
+            env=payload_env(self.env, bootstrap),
         )
 
     def submit(self, spec: sj.JobSpec) -> str:
@@ -239,7 +239,9 @@ class SlurmPipesClient(PayloadClient):
             raise dg.Failure(
                 f"cannot write {path} on {self.runner.where}: {wrote.tail(3)}",
                 metadata={
-                    "hint": "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"
+                    "hint": (
+                        "the jobs directory on BeeGFS must be writable (materialize beegfs_layout)"
+                    )
                 },
             )
         res = self.runner.run(sj.sbatch_argv(path), timeout_s=60)
@@ -267,7 +269,11 @@ class SlurmPipesClient(PayloadClient):
                 rec = records[0]
                 if rec.state in TERMINAL_JOB_STATES:
                     break
-                shown = f"{rec.state}{' (' + rec.reason + ')' if rec.reason else ''}{' on ' + ','.join(rec.nodes) if rec.nodes else ''}"
+                shown = (
+                    f"{rec.state}"
+                    f"{' (' + rec.reason + ')' if rec.reason else ''}"
+                    f"{' on ' + ','.join(rec.nodes) if rec.nodes else ''}"
+                )
                 if shown != last:
                     context.log.info(f"SLURM job {job_id}: {shown}")
                     last = shown
@@ -280,17 +286,19 @@ class SlurmPipesClient(PayloadClient):
                 outcome = sj.outcome_from_sacct(res.stdout, job_id) if res.ok else None
             except ValueError as exc:  # never guess a final state from output we cannot read
                 raise dg.Failure(
-                    f"SLURM job {job_id}: sacct's answer is unreadable, so its final state is unknown: {exc}",
+                    f"SLURM job {job_id}: sacct's answer is unreadable, "
+                    f"so its final state is unknown: {exc}",
                     metadata={
-                        "hint": "run the sacct command by hand; check SACCT_FORMAT in the environment and the SLURM version"
+                        "hint": "run the sacct command by hand; "
+                        "check SACCT_FORMAT in the environment and the SLURM version"
                     },
                 ) from None
             if outcome is not None:
                 return outcome
             if time.monotonic() > deadline:
                 raise dg.Failure(
-                    f"SLURM job {job_id} left the queue but sacct shows no final state after {self.sacct_wait_s:.0f}s"
-                    + (f": {res.tail(2)}" if not res.ok else ""),
+                    f"SLURM job {job_id} left the queue but sacct shows no final state "
+                    f"after {self.sacct_wait_s:.0f}s" + (f": {res.tail(2)}" if not res.ok else ""),
                     metadata={"hint": "check slurmdbd (sacct needs accounting storage)"},
                 )
             time.sleep(delay.next())
@@ -314,7 +322,9 @@ class SlurmPipesClient(PayloadClient):
         out = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.out")
         err = self.tail(f"{attached.job_dir}/slurm-{attached.job_id}.err")
         context.log.error(
-            f"{outcome.describe()}\n--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}"
+            f"{outcome.describe()}\n"
+            f"--- stdout (last {LOG_TAIL_LINES} lines) ---\n{out}\n"
+            f"--- stderr (last {LOG_TAIL_LINES} lines) ---\n{err}"
         )
         result = payload_result(session.get_custom_messages())
         reason = str(result.get("error") or "") if result else ""

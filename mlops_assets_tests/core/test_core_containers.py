@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import shlex
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -261,7 +263,9 @@ BASE = yaml.safe_load(DEFAULT_CATALOG.read_text())
         ),
     ],
 )
-def test_catalog_rejects_bad_container_entries(tmp_path: Path, edit, named: str) -> None:  # type: ignore[no-untyped-def]
+def test_catalog_rejects_bad_container_entries(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], object], named: str
+) -> None:
     data = copy.deepcopy(BASE)
     edit(data)
     path = tmp_path / "platform.yaml"
@@ -273,7 +277,8 @@ def test_catalog_rejects_bad_container_entries(tmp_path: Path, edit, named: str)
 
 def test_catalog_accepts_local_oci_sources_and_requirements(tmp_path: Path) -> None:
     catalog = load_catalog(DEFAULT_CATALOG, "sandbox", env={"MLOPS_SANDBOX_HOME": "/x"}).catalog
-    assert catalog.containers["pytorch_24_07"].source.pull.startswith("oci:/")  # type: ignore[union-attr]
+    pull = catalog.containers["pytorch_24_07"].source.pull  # type: ignore[union-attr]
+    assert pull.startswith("oci:/")
     assert catalog.containers["oumi"].expected_packages == {"dagster-pipes": "1.9"}
     prod = load_catalog(DEFAULT_CATALOG, "production", env={}).catalog
     assert prod.containers["oumi"].expected_packages == {

@@ -86,7 +86,8 @@ def test_distinct_nvidia_smi_failures_are_distinct_diagnoses() -> None:
     )
     lost = nvidia_smi.classify_failure(texts["device_handle"])
     assert lost is not None and "Xid 79" in lost.hint and "RMA" in lost.hint
-    assert nvidia_smi.classify_failure(texts["not_installed"]).meaning == "no NVIDIA driver"  # type: ignore[union-attr]
+    missing = nvidia_smi.classify_failure(texts["not_installed"])
+    assert missing is not None and missing.meaning == "no NVIDIA driver"
 
 
 # ----------------------------------------------------------------- class 7b

@@ -145,7 +145,8 @@ def test_outcome_of_cancelled_timeout_and_running_jobs() -> None:
         and cancelled.describe() == "SLURM job 9 CANCELLED by uid 1000 on localhost"
     )
     timeout = sj.outcome_from_sacct(
-        "10|x|TIMEOUT|0:0|00:01:09|cpu=1||localhost\n10.batch|batch|CANCELLED|0:15|00:01:10|cpu=1|1024K|localhost",
+        "10|x|TIMEOUT|0:0|00:01:09|cpu=1||localhost\n"
+        "10.batch|batch|CANCELLED|0:15|00:01:10|cpu=1|1024K|localhost",
         10,
     )
     assert timeout is not None and timeout.state == "TIMEOUT" and "time limit" in timeout.describe()

@@ -111,7 +111,8 @@ def checked_paths() -> set[str]:
 
 _CORE = re.compile(r"^/api/v1(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$")
 _GROUP = re.compile(
-    r"^/apis/(?P<group>[^/]+)/(?P<ver>[^/]+)(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$"
+    r"^/apis/(?P<group>[^/]+)/(?P<ver>[^/]+)"
+    r"(?:/namespaces/[^/]+)?/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
 
 

@@ -119,7 +119,8 @@ def shell_line(argv: Sequence[str]) -> str:
 # SingularityPRO `SingularityPRO version`; legacy Singularity 3.0-3.7 printed `singularity
 # version`, and 2.x only the bare number (`2.6.1-dist`).
 _PRODUCT_VERSION = re.compile(
-    r"^\s*(apptainer|singularity-ce|singularitypro|singularity-pro|singularity)\s+version\s+v?(\d+\.\d+(?:\.\d+)?\S*)",
+    r"^\s*(apptainer|singularity-ce|singularitypro|singularity-pro|singularity)"
+    r"\s+version\s+v?(\d+\.\d+(?:\.\d+)?\S*)",
     re.IGNORECASE | re.MULTILINE,
 )
 _BARE_VERSION = re.compile(r"^\s*v?(\d+\.\d+(?:\.\d+)?(?:[-+.]\S*)?)\s*$", re.MULTILINE)

@@ -38,7 +38,8 @@ __all__ = [
 
 _TAG = re.compile(r"^\s*(?:\[\d+,\d+\]<std(?:out|err)>:)?\s*")
 _RANK = re.compile(
-    r"^#?\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+\d+\s+on\s+(\S+)\s+device\s+(\d+)\s+\[[^\]]*\]\s+(.+?)\s*$"
+    r"^#?\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+\d+\s+on\s+(\S+)"
+    r"\s+device\s+(\d+)\s+\[[^\]]*\]\s+(.+?)\s*$"
 )
 _RANK_TAG = re.compile(r"\[\d+\]")
 _HEAD = re.compile(r"nThread\s+(\d+)\s+nGpus\s+(\d+)")

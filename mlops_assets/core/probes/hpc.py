@@ -245,8 +245,12 @@ def apptainer_outcome(version_output: str, minimum: str, unit: str = "version") 
             label,
             f"Apptainer >= {minimum}",
             unit,
-            f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, which {product} does not provide",
-            detail=f"{product} {found} found{label[len(product) + len(found) + 1 :]}, Apptainer >= {minimum} needed",
+            f"install Apptainer >= {minimum}: jobs and probes call `apptainer`, "
+            f"which {product} does not provide",
+            detail=(
+                f"{product} {found} found{label[len(product) + len(found) + 1 :]}, "
+                f"Apptainer >= {minimum} needed"
+            ),
         )
     return Outcome(
         versions.at_least(found, minimum),
@@ -311,7 +315,8 @@ def mount_matches(runner: Runner, catalog: Catalog) -> Outcome:
         hint=(
             f"remount {b.root} read-write (check the client log: BeeGFS remounts ro after errors)"
             if mount.read_only and mount.target == b.root
-            else f"mount BeeGFS at {b.root} on every node (beegfs-client; check beegfs-ctl --listtargets --state)"
+            else f"mount BeeGFS at {b.root} on every node "
+            "(beegfs-client; check beegfs-ctl --listtargets --state)"
         ),
         detail="" if ok else problem,
     )
@@ -328,7 +333,8 @@ def free_space(runner: Runner, catalog: Catalog, warn: bool = False) -> Outcome:
         round(entry.avail_bytes / 1e9, 2),
         b.min_free_gb if not warn else (b.warn_free_gb or b.min_free_gb),
         "GB free",
-        f"free space on {b.root}: remove old checkpoints under jobs/ and models/ or grow the filesystem",
+        f"free space on {b.root}: remove old checkpoints under jobs/ and models/ "
+        "or grow the filesystem",
     )
 
 
@@ -396,7 +402,8 @@ def layout_writable(runner: Runner, catalog: Catalog) -> Outcome:
         measured=len(dirs) - len(failed),
         threshold=len(dirs),
         unit=f"directories writable by {user}",
-        hint=f"BeeGFS permissions or space: `chown -R {user} <dir>` and check quota so the training user can write",
+        hint=f"BeeGFS permissions or space: `chown -R {user} <dir>` "
+        "and check quota so the training user can write",
         detail=("not writable: " + ", ".join(failed)) if failed else "",
         extra={"write_MBps": throughput} if throughput is not None else {},
     )
@@ -426,7 +433,8 @@ def beegfs_targets(runner: Runner, catalog: Catalog) -> Outcome:
                 "all Online/Good",
                 "targets",
                 "install beegfs-utils (beegfs-ctl) on the login node so target states can be read",
-                detail=f"beegfs-ctl is not installed on {runner.where}: metadata and storage target states unknown",
+                detail=f"beegfs-ctl is not installed on {runner.where}: "
+                "metadata and storage target states unknown",
             )
         if not res.ok:
             raise ProbeFailed(
@@ -446,7 +454,8 @@ def beegfs_targets(runner: Runner, catalog: Catalog) -> Outcome:
         len(targets) - len(bad),
         len(targets),
         "metadata and storage targets Online/Good",
-        "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; check beegfs-storage/beegfs-meta",
+        "a BeeGFS target is offline or needs resync: beegfs-ctl --listtargets --state; "
+        "check beegfs-storage/beegfs-meta",
         detail="; ".join(bad) or ("" if targets else "beegfs-ctl listed no targets"),
     )
 
@@ -493,7 +502,10 @@ def apptainer_on_compute(runner: Runner, catalog: Catalog) -> Outcome:
     return apptainer_outcome(step.result.stdout, minimum, "version on a compute node")
 
 
-_SMI_HINT = "no GPU inside a job: install/repair the NVIDIA driver, check gres.conf File= lines and cgroup ConstrainDevices"
+_SMI_HINT = (
+    "no GPU inside a job: install/repair the NVIDIA driver, "
+    "check gres.conf File= lines and cgroup ConstrainDevices"
+)
 
 
 def judge_smi_output(
@@ -597,7 +609,10 @@ def nvidia_smi_per_node(runner: Runner, catalog: Catalog) -> Outcome:
             severity=Severity.WARN,
         )
     if not problems and unjudged:
-        hint = "a figure the health rule needs is not reported by nvidia-smi: it is unjudged, not passed"
+        hint = (
+            "a figure the health rule needs is not reported by nvidia-smi: "
+            "it is unjudged, not passed"
+        )
     else:
         hint = "; ".join(hints) if hints else _SMI_HINT
     distinct = sorted(set(facts), key=facts.index)

@@ -41,8 +41,10 @@ _lock = threading.Lock()
 # srun's own words when the job never started (SLURM 17.11-25.11 wording)
 _NOT_STARTED = re.compile(
     r"srun: error: (Unable to allocate resources|Immediate execution impossible|"
-    r"Job allocation \d+ has been revoked|Unable to create step|.*Invalid (partition|generic resource|node name))"
-    r"|srun: Force Terminated|srun: Job has been cancelled|Requested node configuration is not available",
+    r"Job allocation \d+ has been revoked|Unable to create step|"
+    r".*Invalid (partition|generic resource|node name))"
+    r"|srun: Force Terminated|srun: Job has been cancelled|"
+    r"Requested node configuration is not available",
     re.IGNORECASE,
 )
 T = TypeVar("T")
@@ -50,7 +52,9 @@ _MISSING_PROGRAM = re.compile(r"execve\(\): (\S+): No such file or directory")
 
 
 def parsed(what: str, parse: Callable[[str], T], text: str) -> T:
-    """A command's answer through its one parser; unreadable output is a failed probe that says so."""
+    """A command's answer through its one parser.
+
+    Unreadable output is a failed probe that says so."""
     try:
         return parse(text)
     except ValueError as exc:

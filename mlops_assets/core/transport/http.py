@@ -45,7 +45,8 @@ def request(
     """Any HTTP status is an answer; only no answer raises HttpUnreachable."""
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))  # noqa: S310
+    sent = dict(headers or {})
+    req = urllib.request.Request(url, data=body, method=method, headers=sent)  # noqa: S310
     start = time.monotonic()
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310
