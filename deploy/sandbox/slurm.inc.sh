@@ -202,6 +202,8 @@ AccountingStorageTRES=gres/gpu
 ${nodes%$'\n'}
 PartitionName=$SB_SLURM_PARTITION Nodes=$gpu_list Default=YES MaxTime=INFINITE State=UP
 PartitionName=$SB_SLURM_DTN_PARTITION Nodes=$dtn_list MaxTime=INFINITE State=UP
+# one partition per GPU type: h100 holds gpu-03 alone (a one-node partition for the DDP smoke)
+PartitionName=h100 Nodes=gpu-03 MaxTime=INFINITE State=UP
 # every node, for jobs that span the GPU and data-mover nodes (srun -N 4 -p all)
 PartitionName=all Nodes=ALL MaxTime=INFINITE State=UP
 EOF
