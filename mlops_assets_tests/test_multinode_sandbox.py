@@ -157,13 +157,15 @@ def test_slurmd_killed_mid_job_fails_the_job_names_the_node_and_smoke_reruns(
         share = r["slurm_unavailable_nodes_within_limit"]
         assert not share["passed"] and share["nodes"] == ["gpu-01"], share
         assert "down" in share["detail"].lower(), share
+        seen_down = sensor_tick(base.cursor)  # the daemon's tick while the node is down
+        assert not seen_down.run_requests, "a DOWN node gets no smoke job"
     finally:
         subprocess.run(["scancel", job], check=False)
     node_sh("start", "gpu-01")
     wait_for("gpu-01 back", lambda: node_state("gpu-01") in IN_SERVICE, 60)
     # the sensor saw the node leave (cursor) and come back: the smoke for gpu-01 alone
-    down = sensor_tick(base.cursor)
-    reqs = down.run_requests or []
+    back = sensor_tick(seen_down.cursor)
+    reqs = back.run_requests or []
     assert [r.partition_key for r in reqs] == ["gpu-01"], [r.tags for r in reqs]
 
 
