@@ -18,7 +18,7 @@ import pytest
 
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.core.slurm_jobs import usable_partition_nodes
-from mlops_assets.platform import active
+from mlops_assets.platform import active, build_resources
 from mlops_assets_tests.sandbox_nodes import skip_or_fail
 from mlops_assets_tests.test_smoke_slurm_sandbox import (
     failure,
@@ -111,7 +111,14 @@ def test_ddp_smoke_on_a_one_node_partition_says_multi_node_is_untested(
     one = cat.model_copy(
         update={"smoke": cat.smoke.model_copy(update={"partition": ONE_NODE_PARTITION})}
     )
-    meta = materialized(run(smoke_asset(ASSET, one)))
+    meta = materialized(
+        dg.materialize(
+            [smoke_asset(ASSET, one)],
+            resources={"hpc": build_resources(one)["hpc"]},  # its jobs go to that partition
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    )
     result = meta["result"]
     assert meta["slurm_state"] == "COMPLETED" and meta["slurm_nodes"] == nodes[0]
     assert [r["node"] for r in result["ranks"]] == nodes, "srun ran the one rank on that node"
