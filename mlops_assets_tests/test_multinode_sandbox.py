@@ -64,17 +64,22 @@ def rows(res: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     return {r["check"]: r for r in json.loads(res.stdout)["results"]}
 
 
-def sensor_tick(cursor: str | None) -> dg.SensorResult:
+def sensor_tick(cursor: str | None, instance: dg.DagsterInstance | None = None) -> dg.SensorResult:
+    """One tick of the real node sensor; with `instance`, the partitions it asks to add are
+    added there, as the daemon does between ticks."""
     from mlops_assets.defs.smoke.definitions import node_sensor
     from mlops_assets.platform import build_resources
 
     with dg.build_sensor_context(
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         cursor=cursor,
         resources={"hpc": build_resources(active().catalog)["hpc"]},
     ) as ctx:
         out = node_sensor(active().catalog)(ctx)
     assert isinstance(out, dg.SensorResult)
+    if instance is not None:
+        for req in out.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
     return out
 
 
@@ -127,9 +132,12 @@ def test_per_node_smoke_covers_every_gpu_node(cluster: list[str], cli: Any, tmp_
     assert not any(k[0] == "smoke_gpu[cpu-01]" for k in got), "the CPU node gets no GPU smoke"
     with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
         for node in GPU_NODES:
-            ev = inst.get_latest_materialization_event(dg.AssetKey("smoke_gpu"), partition=node)
-            assert ev is not None and ev.asset_materialization is not None
-            assert ev.asset_materialization.metadata["slurm_nodes"].value == node
+            recs = inst.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey("smoke_gpu"), asset_partitions=[node]),
+                limit=1,
+            ).records
+            mat = recs[0].asset_materialization if recs else None
+            assert mat is not None and mat.metadata["slurm_nodes"].value == node, node
 
 
 def test_slurmd_killed_mid_job_fails_the_job_names_the_node_and_smoke_reruns(
@@ -198,11 +206,12 @@ def test_an_added_node_is_picked_up_and_smoked_alone(cluster: list[str]) -> None
     from mlops_assets.definitions import defs
     from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME, NODE_JOB
 
-    base = sensor_tick(None)
+    inst = dg.DagsterInstance.ephemeral()
+    base = sensor_tick(None, inst)  # gpu-01..03 become partitions here
     node_sh("add", "gpu-04", timeout=180)
     try:
         wait_for("every node back after the controller restart", all_in_service, 120)
-        tick = sensor_tick(base.cursor)
+        tick = sensor_tick(base.cursor, inst)
         adds = [list(r.partition_keys) for r in tick.dynamic_partitions_requests or []]
         assert adds == [["gpu-04"]], adds
         reqs = tick.run_requests or []
