@@ -19,7 +19,7 @@ def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(
     data = yaml.safe_load(DEFAULT_CATALOG.read_text())
     data["profiles"]["sandbox"]["hpc"]["data_mover"] = {
         "partition": "dtn",
-        "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5},
+        "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5},  # no gpus: a MoverJob asks none
     }
     catalog = tmp_path / "platform.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))

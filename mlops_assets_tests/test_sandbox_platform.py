@@ -31,7 +31,7 @@ def test_ssh_runs_slurm_with_verified_host_key(sandbox: Path) -> None:
     r = SshRunner(settings(sandbox))
     try:
         res = r.run(["sinfo", "-h", "-o", "%P %G"])
-        assert res.ok and "gpu:2" in res.stdout
+        assert res.ok and "gpu:h200:2" in res.stdout and "gpu:h100:4" in res.stdout
         hostile = r.run(["printf", "%s", "x; touch /tmp/pwned-mlops"])
         assert (
             hostile.stdout == "x; touch /tmp/pwned-mlops" and not Path("/tmp/pwned-mlops").exists()
