@@ -46,12 +46,11 @@ def wait_node(state_word: str, timeout: float = 60) -> str:
 
 
 def resume() -> None:
-    if (
-        "idle|"
-        not in subprocess.run(
-            ["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False
-        ).stdout
-    ):
+    """Every node back in service (any node not idle is resumed: one idle node is not enough)."""
+    states = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if any(st != "idle" for st in states):
         subprocess.run(
             ["scontrol", "update", f"nodename={ALL}", "state=resume"],
             capture_output=True,
