@@ -276,14 +276,16 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
 
     job = (
         subprocess.run(
-            ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+            # every GPU node held, so the probe's step has nowhere to start
+            ["sbatch", "--parsable", "--exclusive", "-p", "gpu", "-N", str(len(GPU_NODES)),
+             "-o", "/dev/null", "--wrap", "sleep 120"],
             capture_output=True,
             text=True,
             check=True,
         )
         .stdout.strip()
         .split(";")[0]
-    )
+    )  # fmt: skip
     try:
         wait_node("allocated|")
         busy = node_step.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)
