@@ -80,6 +80,11 @@ DEFAULTS: dict[str, Any] = {
 KEY = "mlops_ddp/"
 PIPES_ENV = ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES")
 MAX_WARNING_LINES = 20
+# A worker rank's DDP model, kept from being freed before its os._exit (see main): freeing
+# it destroys the Reducer and, with it, the gloo process group, whose destructor joined a
+# worker thread forever under torch 1.13 (a rank-1 backtrace: ~Reducer -> ~ProcessGroupGloo
+# -> std::thread::join, CI of 2026-12-06, job held until its time limit).
+_WORKER_MODELS: list[Any] = []
 
 
 # ----------------------------------------------------------------------- topology
@@ -525,6 +530,8 @@ def _ddp_run(
         model = torch.nn.parallel.DistributedDataParallel(
             _model(torch).to(dev), device_ids=[dev] if cuda else None
         )
+        if rank != 0:
+            _WORKER_MODELS.append(model)
         n_train = int(data["train_labels"].numel())
         bs = int(cfg["batch_size"])
         steps = (n_train // world) // bs
