@@ -302,6 +302,32 @@ def fleet_sim(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def sandbox_up(d: dict[str, Any]) -> list[Row]:
+    n = len(d.get("nodes") or [])
+    return [
+        _row(
+            "`sandbox up` after `sandbox down`, every service + the SLURM nodes",
+            f"{d['sandbox_up_after_down_median_s']} s ({n} nodes)",
+            "—",
+            "—",
+            "— (information)",
+            None,
+            _when(d),
+            "sandbox_up.py",
+        ),
+        _row(
+            f"`validate` (every check) on {n} nodes, CLI wall",
+            f"{d['validate_median_s']} s",
+            "—",
+            "—",
+            "— (information)",
+            None,
+            _when(d),
+            "sandbox_up.py",
+        ),
+    ]
+
+
 READERS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("load_time.json", load_time),
     ("hpc_suite.json", hpc_suite),
@@ -309,6 +335,7 @@ READERS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("fixed_cost.json", fixed_cost),
     ("slurm_pipes_overhead.json", slurm_pipes),
     ("staging.json", staging),
+    ("sandbox_up.json", sandbox_up),
 ]
 
 

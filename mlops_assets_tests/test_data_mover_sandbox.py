@@ -18,8 +18,8 @@ def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(
 ) -> None:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(DEFAULT_CATALOG.read_text())
     data["profiles"]["sandbox"]["hpc"]["data_mover"] = {
-        "partition": "gpu",
-        "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5},
+        "partition": "dtn",
+        "job": {"cpus": 1, "mem_mb": 512, "time_limit_min": 5},  # no gpus: a MoverJob asks none
     }
     catalog = tmp_path / "platform.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -43,6 +43,9 @@ def test_staging_runs_as_a_slurm_job_on_the_data_mover_partition(
         and int(meta["slurm_job_id"]) > 0
     )
     assert meta["bytes_transferred"] >= size and lost.stat().st_size == size
+    # the multi-node sandbox's data-mover partition is one CPU node, in its own namespace: the
+    # job reached the hub mirror through the bridge address (10.77.0.1)
+    assert meta.get("slurm_nodes") == "cpu-01", meta
 
 
 def test_a_data_mover_partition_must_exist(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,8 @@ import pytest
 
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.core.slurm_jobs import usable_partition_nodes
-from mlops_assets.platform import active
+from mlops_assets.platform import active, build_resources
+from mlops_assets_tests.sandbox_nodes import skip_or_fail
 from mlops_assets_tests.test_smoke_slurm_sandbox import (
     failure,
     gpus_declared_real,
@@ -30,8 +31,11 @@ pytestmark = pytest.mark.sandbox
 ASSET = "smoke_ddp_training"
 
 
-def usable_nodes() -> list[str]:
-    """The smoke partition's usable GPU nodes, as the asset counts them."""
+ONE_NODE_PARTITION = "h100"  # deploy/sandbox/slurm.inc.sh: gpu-03 alone
+
+
+def usable_nodes(partition: str | None = None) -> list[str]:
+    """The smoke partition's (or `partition`'s) usable GPU nodes, as the asset counts them."""
     cat = active().catalog
     out = subprocess.run(
         ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT],
@@ -40,7 +44,7 @@ def usable_nodes() -> list[str]:
         timeout=60,
         check=True,
     ).stdout
-    return usable_partition_nodes(out, cat.smoke.partition, cat.smoke.jobs.ddp.gpus)
+    return usable_partition_nodes(out, partition or cat.smoke.partition, cat.smoke.jobs.ddp.gpus)
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def materialized(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
 def test_ddp_smoke_trains_across_two_nodes_in_one_job(staged_mnist: None) -> None:
     nodes = usable_nodes()
     if len(nodes) < 2:
-        pytest.skip(
+        skip_or_fail(
             f"the smoke partition has {len(nodes)} usable GPU node(s) {nodes}: multi-node DDP "
             "needs the multi-node sandbox (issue 16)"
         )
@@ -96,10 +100,25 @@ def test_ddp_smoke_trains_across_two_nodes_in_one_job(staged_mnist: None) -> Non
 def test_ddp_smoke_on_a_one_node_partition_says_multi_node_is_untested(
     staged_mnist: None,
 ) -> None:
-    nodes = usable_nodes()
+    """The one-node case is chosen, not waited for: the smoke runs on the sandbox's one-node
+    partition `h100` (gpu-03 alone), through a catalog that names it."""
+    nodes = usable_nodes(ONE_NODE_PARTITION)
     if len(nodes) != 1:
-        pytest.skip(f"the smoke partition has {len(nodes)} usable GPU nodes, this case needs 1")
-    meta = materialized(run(smoke_asset(ASSET)))
+        skip_or_fail(
+            f"partition {ONE_NODE_PARTITION} has {len(nodes)} usable GPU nodes, this case needs 1"
+        )
+    cat = active().catalog
+    one = cat.model_copy(
+        update={"smoke": cat.smoke.model_copy(update={"partition": ONE_NODE_PARTITION})}
+    )
+    meta = materialized(
+        dg.materialize(
+            [smoke_asset(ASSET, one)],
+            resources={"hpc": build_resources(one)["hpc"]},  # its jobs go to that partition
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    )
     result = meta["result"]
     assert meta["slurm_state"] == "COMPLETED" and meta["slurm_nodes"] == nodes[0]
     assert [r["node"] for r in result["ranks"]] == nodes, "srun ran the one rank on that node"

@@ -16,6 +16,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SANDBOX = REPO / "deploy" / "sandbox" / "sandbox.sh"
 BEEGFS = Path("/mnt/sandbox-beegfs")
+# the multi-node sandbox's GPU partition (deploy/sandbox/slurm.inc.sh): draining all of it is
+# the "no GPU node in service" case; ALL adds the data mover
+GPU_NODES = ["gpu-01", "gpu-02", "gpu-03"]
+GPU = "gpu-[01-03]"
+ALL = "gpu-[01-03],cpu-01"
 
 
 def rows(res: subprocess.CompletedProcess[str]) -> dict[str, dict]:
@@ -41,14 +46,13 @@ def wait_node(state_word: str, timeout: float = 60) -> str:
 
 
 def resume() -> None:
-    if (
-        "idle|"
-        not in subprocess.run(
-            ["sinfo", "-h", "-N", "-o", "%T|%E"], capture_output=True, text=True, check=False
-        ).stdout
-    ):
+    """Every node back in service (any node not idle is resumed: one idle node is not enough)."""
+    states = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if any(st != "idle" for st in states):
         subprocess.run(
-            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            ["scontrol", "update", f"nodename={ALL}", "state=resume"],
             capture_output=True,
             check=False,
         )
@@ -66,16 +70,12 @@ def healthy(sandbox: Path) -> Iterator[Path]:
 
 def test_drain_then_resume(healthy: Path, cli) -> None:  # type: ignore[no-untyped-def]
     subprocess.run(
-        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=bad DIMM"], check=True
+        ["scontrol", "update", f"nodename={GPU}", "state=drain", "reason=bad DIMM"], check=True
     )
     try:
         r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
         share = r["slurm_unavailable_nodes_within_limit"]
-        assert (
-            not share["passed"]
-            and share["nodes"] == ["localhost"]
-            and "bad DIMM" in share["detail"]
-        )
+        assert not share["passed"] and share["nodes"] == GPU_NODES and "bad DIMM" in share["detail"]
         assert (
             share["measured"] == 1.0 and share["severity"] == "ERROR"
         )  # above max_unavailable_fraction (issue 15)
@@ -123,7 +123,7 @@ def test_busy_node_is_not_unavailable(healthy: Path, cli) -> None:  # type: igno
 
         assert "allocated" in wait_node("allocated|")
         count = total_gpus(LocalRunner(), active().catalog)
-        assert count.passed and count.measured == 2, count
+        assert count.passed and count.measured == 8, count  # 2 + 2 + 4, the busy node's too
     finally:
         subprocess.run(["scancel", job], check=False)
     wait_node("idle|")
@@ -133,18 +133,26 @@ def test_gres_count_mismatch_fails_with_the_hint(healthy: Path, cli) -> None:  #
     """A count-only gres.conf (no File=) makes SLURM drop the GPUs: 0 < 2, node INVAL+DRAIN."""
     gres = healthy / "etc/slurm/gres.conf"
     original = gres.read_text()
-    gres.write_text("NodeName=localhost Name=gpu Count=2\n")
+    gres.write_text(
+        "".join(
+            "NodeName=gpu-01 Name=gpu Type=h200 Count=2\n"
+            if ln.startswith("NodeName=gpu-01 ")
+            else ln
+            for ln in original.splitlines(keepends=True)
+        )
+    )  # one node's GPUs without File=: SLURM drops them on that node only
     try:
         subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True)
         wait_node("lower than configured")
         r = rows(cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json"))
         g = r["slurm_gres_matches_catalog"]
-        assert not g["passed"] and g["nodes"] == ["localhost"]
+        assert not g["passed"] and g["nodes"] == ["gpu-01"]
         assert (
             "count reported lower than configured (0 < 2)" in g["detail"]
             and "gres.conf" in g["hint"]
         )
-        assert not r["gpu_count_at_least_minimum"]["passed"]
+        # gpu-02 (2) and gpu-03 (4) are still in service: the 2-GPU minimum holds
+        assert r["gpu_count_at_least_minimum"]["passed"]
     finally:
         gres.write_text(original)
         subprocess.run(["scontrol", "reconfigure"], check=True, capture_output=True)
@@ -231,7 +239,7 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
 
     before = max(jobs(), default=0)
     subprocess.run(
-        ["scontrol", "update", "nodename=localhost", "state=drain", f"reason={reason}"], check=True
+        ["scontrol", "update", f"nodename={GPU}", "state=drain", f"reason={reason}"], check=True
     )
     try:
         res = cli("validate", "--select", "hpc", "--format", "json")
@@ -246,7 +254,7 @@ def test_drained_partition_fails_fast_with_the_drain_reason(healthy: Path, cli) 
             assert row["measured"] == "unmeasured", row
             assert "not installed" not in json.dumps(row) and "timed out" not in row["detail"], row
             assert "no node of partition gpu is in service" in row["detail"], row
-            assert reason in row["detail"] and "localhost: IDLE+DRAIN" in row["detail"], row
+            assert reason in row["detail"] and "gpu-01: IDLE+DRAIN" in row["detail"], row
             assert "sinfo -R" in row["hint"], row
         submitted = {i: n for i, n in jobs().items() if i > before}
         assert not [n for n in submitted.values() if n.startswith("mlops-probe-")], submitted
@@ -268,14 +276,16 @@ def test_probe_steps_that_give_up_leave_no_job_behind(healthy: Path) -> None:
 
     job = (
         subprocess.run(
-            ["sbatch", "--parsable", "--exclusive", "-o", "/dev/null", "--wrap", "sleep 120"],
+            # every GPU node held, so the probe's step has nowhere to start
+            ["sbatch", "--parsable", "--exclusive", "-p", "gpu", "-N", str(len(GPU_NODES)),
+             "-o", "/dev/null", "--wrap", "sleep 120"],
             capture_output=True,
             text=True,
             check=True,
         )
         .stdout.strip()
         .split(";")[0]
-    )
+    )  # fmt: skip
     try:
         wait_node("allocated|")
         busy = node_step.run_step(LocalRunner(), "gpu", ["true"], wait_s=3, run_s=30)

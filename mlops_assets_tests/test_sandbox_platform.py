@@ -31,7 +31,7 @@ def test_ssh_runs_slurm_with_verified_host_key(sandbox: Path) -> None:
     r = SshRunner(settings(sandbox))
     try:
         res = r.run(["sinfo", "-h", "-o", "%P %G"])
-        assert res.ok and "gpu:2" in res.stdout
+        assert res.ok and "gpu:h200:2" in res.stdout and "gpu:h100:4" in res.stdout
         hostile = r.run(["printf", "%s", "x; touch /tmp/pwned-mlops"])
         assert (
             hostile.stdout == "x; touch /tmp/pwned-mlops" and not Path("/tmp/pwned-mlops").exists()
@@ -75,7 +75,7 @@ def test_validate_hpc_passes_on_healthy_sandbox_except_the_fake_gpus(sandbox: Pa
     assert (
         smi["severity"] == "WARN"
         and smi["measured"] == "no NVIDIA driver"
-        and smi["nodes"] == ["localhost"]
+        and smi["nodes"] == ["gpu-01", "gpu-02", "gpu-03"]  # every GPU node of the sandbox
     )
     nv = failed["apptainer_nv_exposes_allocated_gpus"]
     assert nv["severity"] == "WARN" and nv["measured"] == 0 and nv["threshold"] == 2
@@ -93,14 +93,14 @@ def test_validate_hpc_passes_on_healthy_sandbox_except_the_fake_gpus(sandbox: Pa
         == "1.4.5"
     )
     gres = next(r for r in doc["results"] if r["check"] == "slurm_gres_matches_catalog")
-    assert gres["measured"] == 1 and gres["threshold"] == 1
+    assert gres["measured"] == 3 and gres["threshold"] == 3, "gpu-01..03 all match"
 
 
 def test_drained_node_fails_gres_and_availability_checks(sandbox: Path, cli) -> None:  # type: ignore[no-untyped-def]
     drain = [
         "scontrol",
         "update",
-        "nodename=localhost",
+        "nodename=gpu-01",
         "state=drain",
         "reason=gres/gpu count reported lower than configured (0 < 2)",
     ]
@@ -109,16 +109,17 @@ def test_drained_node_fails_gres_and_availability_checks(sandbox: Path, cli) -> 
         res = cli("validate", "--select", "slurm", "gpu_nodes", "--format", "json")
         rows = {r["check"]: r for r in json.loads(res.stdout)["results"]}
         assert not rows["slurm_gres_matches_catalog"]["passed"]
-        assert rows["slurm_gres_matches_catalog"]["nodes"] == ["localhost"]
+        assert rows["slurm_gres_matches_catalog"]["nodes"] == ["gpu-01"]
         assert not rows["slurm_unavailable_nodes_within_limit"]["passed"]
         assert (
             rows["slurm_unavailable_nodes_within_limit"]["severity"] == "ERROR"
-        )  # 1 of 1 node > 0.1 (issue 15)
-        assert not rows["gpu_count_at_least_minimum"]["passed"]
+        )  # 1 of 3 nodes > 0.1 (issue 15)
+        # gpu-02 (2) and gpu-03 (4) still in service: the minimum of 2 GPUs holds
+        assert rows["gpu_count_at_least_minimum"]["passed"]
         assert res.returncode == 1
     finally:
         subprocess.run(
-            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            ["scontrol", "update", "nodename=gpu-01", "state=resume"],
             check=True,
             capture_output=True,
         )

@@ -34,11 +34,17 @@ from mlops_assets.resources.slurm_pipes import Resources, tag_key
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.sandbox
 
+# the multi-node sandbox's GPU nodes (deploy/sandbox/slurm.inc.sh); per-node cases use NODE
+GPU_NODES = ["gpu-01", "gpu-02", "gpu-03"]
+NODE = "gpu-01"
 
-def sinfo_state() -> str:
-    return subprocess.run(
-        ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+
+def sinfo_state(node: str = NODE) -> str:
+    """The node's state (one line: sinfo -N prints a node once per partition)."""
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-n", node, "-o", "%T"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return out[0] if out else ""
 
 
 def wait_state(pred: Any, timeout: float = 60) -> str:
@@ -57,7 +63,7 @@ def slurm(sandbox: Path) -> Iterator[Path]:
     """A schedulable node before and after; any job a test left behind is cancelled."""
     if "drain" in sinfo_state():
         subprocess.run(
-            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            ["scontrol", "update", f"nodename={','.join(GPU_NODES)}", "state=resume"],
             check=False,
             capture_output=True,
         )
@@ -68,7 +74,7 @@ def slurm(sandbox: Path) -> Iterator[Path]:
     )
     if "drain" in sinfo_state():
         subprocess.run(
-            ["scontrol", "update", "nodename=localhost", "state=resume"],
+            ["scontrol", "update", f"nodename={','.join(GPU_NODES)}", "state=resume"],
             check=False,
             capture_output=True,
         )
@@ -136,10 +142,10 @@ def test_probe_job_passes_with_sacct_figures(slurm: Path) -> None:
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["slurm_state"] == "COMPLETED" and meta["slurm_exit_code"] == 0
     assert meta["slurm_alloc_gpus"] == 1 and "gres/gpu=1" in meta["slurm_alloc_tres"]
-    assert meta["slurm_nodes"] == "localhost" and isinstance(meta["slurm_elapsed_s"], int)
+    assert meta["slurm_nodes"] in GPU_NODES and isinstance(meta["slurm_elapsed_s"], int)
     assert "slurm_max_rss_bytes" in meta  # null here: jobacct_gather/none measures no RSS
     # the payload's own report, through the Pipes message file on BeeGFS
-    assert meta["gres_gpus_visible"] == 1 and meta["slurm_node"] == "localhost"
+    assert meta["gres_gpus_visible"] == 1 and meta["slurm_node"] == meta["slurm_nodes"]
     record = instance.get_run_by_id(result.run_id)
     tag = record.tags["mlops/slurm_job.slurm_probe_test"] if record else ""
     assert tag.startswith(f"{meta['slurm_job_id']};/mnt/sandbox-beegfs/jobs/smoke/")
@@ -153,7 +159,7 @@ def test_exit_3_is_failed_with_the_exit_code_and_the_job_output(slurm: Path) -> 
     assert not result.success
     text, meta = failure(result)
     assert re.match(
-        r"SLURM job \d+ FAILED with exit code 3 on localhost: probe asked to exit 3", text
+        r"SLURM job \d+ FAILED with exit code 3 on gpu-0\d: probe asked to exit 3", text
     ), text
     assert meta["slurm_state"] == "FAILED" and meta["slurm_exit_code"] == 3
     assert '"exit_code": 3' in meta["stdout_tail"]
@@ -333,7 +339,7 @@ def assert_cpu_result_on_fake_gpus(key: str, meta: dict[str, Any]) -> None:
     assert (
         meta["slurm_state"] == "COMPLETED"
         and meta["slurm_exit_code"] == 0
-        and meta["slurm_nodes"] == "localhost"
+        and meta["slurm_nodes"] == NODE
     )
     assert (
         meta["slurm_alloc_gpus"] == job.gpus and f"gres/gpu={job.gpus}" in meta["slurm_alloc_tres"]
@@ -364,7 +370,7 @@ def test_gpu_smoke_assets_on_fake_gpus_materialize_with_cpu_figures_only(
 ) -> None:
     """Per-node smoke on the sandbox's fake GPUs: the node partition is the job's --nodelist;
     the payload measures the job's CPUs and materializes, so the UI plots those figures."""
-    meta = materialized(run(smoke_asset(key), partition_key="localhost"), key)
+    meta = materialized(run(smoke_asset(key), partition_key=NODE), key)
     assert_cpu_result_on_fake_gpus(key, meta)
     if key == "smoke_gpu":
         assert meta["nvidia_smi_gpus"] == 0 and "nvidia_smi" in meta["result"], (
@@ -400,11 +406,11 @@ def test_gpu_smoke_assets_with_gpus_declared_real_fail_with_no_cuda_device(
     real = gpus_declared_real()
     kind = {"smoke_gpu": "gpu", "smoke_multi_gpu_nccl": "nccl"}[key]
     assert smoke_payload_config(real, kind)["allow_cpu"] is False
-    result = run(smoke_asset(key, real), partition_key="localhost")
+    result = run(smoke_asset(key, real), partition_key=NODE)
     assert not result.success
     text, meta = failure(result)
-    assert "FAILED with exit code 1 on localhost" in text and "no CUDA device" in text, text
-    assert meta["slurm_nodes"] == "localhost" and meta["cuda_devices"] == 0
+    assert f"FAILED with exit code 1 on {NODE}" in text and "no CUDA device" in text, text
+    assert meta["slurm_nodes"] == NODE and meta["cuda_devices"] == 0
     gpus = 2 if key == "smoke_multi_gpu_nccl" else 1
     assert meta["slurm_alloc_gpus"] == gpus, "real GRES allocation"
     assert meta["cuda_visible_devices"] == ",".join(str(i) for i in range(gpus))
@@ -534,15 +540,15 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
 
     baseline = sensor_tick(None)
     assert not baseline.run_requests and re.search(
-        r'"localhost":"(IDLE|MIXED|ALLOCATED)\|gpu:2"', baseline.cursor or ""
+        r'"gpu-01":"(IDLE|MIXED|ALLOCATED)\|gpu:h200:2', baseline.cursor or ""
     ), baseline.cursor  # the sandbox is shared: others' jobs may run
     adds = baseline.dynamic_partitions_requests or []
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in adds] == [
-        (GPU_NODES_NAME, ["localhost"])
-    ], "the GPU node becomes a partition"
+        (GPU_NODES_NAME, GPU_NODES)
+    ], "the GPU nodes become partitions"
     assert not sensor_tick(baseline.cursor).run_requests, "nothing changed: no run"
     subprocess.run(
-        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=smoke sensor test"],
+        ["scontrol", "update", f"nodename={NODE}", "state=drain", "reason=smoke sensor test"],
         check=True,
     )
     try:
@@ -551,20 +557,18 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
         assert not drained.run_requests, "a drained node gets no smoke job"
         assert drained.cursor and "DRAIN" in drained.cursor
     finally:
-        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=True)
+        subprocess.run(["scontrol", "update", f"nodename={NODE}", "state=resume"], check=True)
     wait_state(lambda s: s in ("idle", "mixed", "allocated"))  # responding and schedulable again
     resumed = sensor_tick(drained.cursor)
     assert len(resumed.run_requests or []) == 1
     req = (resumed.run_requests or [])[0]
-    assert req.tags["mlops/node"] == "localhost" and req.tags["mlops/trigger"] == "resumed"
-    assert req.job_name == NODE_JOB and req.partition_key == "localhost", (
-        "that node's partition only"
-    )
+    assert req.tags["mlops/node"] == NODE and req.tags["mlops/trigger"] == "resumed"
+    assert req.job_name == NODE_JOB and req.partition_key == NODE, "that node's partition only"
     # the request as the daemon would launch it: the node job for that partition, real SLURM jobs
     from mlops_assets.definitions import defs
 
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(GPU_NODES_NAME, ["localhost"])
+    instance.add_dynamic_partitions(GPU_NODES_NAME, [NODE])
     result = (
         defs()
         .resolve_job_def(NODE_JOB)
@@ -572,9 +576,7 @@ def test_drain_then_resume_requests_a_smoke_run_for_that_node_only(slurm: Path) 
             instance=instance, partition_key=req.partition_key, tags=req.tags, raise_on_error=False
         )
     )
-    assert result.success and result.dagster_run.tags["dagster/partition"] == "localhost", failure(
-        result
-    )
+    assert result.success and result.dagster_run.tags["dagster/partition"] == NODE, failure(result)
     for key in ("smoke_gpu", "smoke_multi_gpu_nccl"):
         assert_cpu_result_on_fake_gpus(key, materialized(result, key))
 
@@ -595,25 +597,28 @@ def test_cli_materializes_the_per_node_smoke_once_per_gpu_node(
         env={"DAGSTER_HOME": str(tmp_path)},
     )
     rows = {(r["asset"], r["check"]): r for r in json.loads(res.stdout)["results"]}
-    row = rows[("smoke_gpu[localhost]", "materialized")]
-    assert res.returncode == 0 and row["passed"], (
-        row
-    )  # fake GPUs: the CPU result materializes (a WARN inside)
+    for node in GPU_NODES:
+        row = rows[(f"smoke_gpu[{node}]", "materialized")]
+        assert row["passed"], row  # fake GPUs: the CPU result materializes (a WARN inside)
+    assert res.returncode == 0
     with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
-        assert inst.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"]
+        assert sorted(inst.get_dynamic_partitions(GPU_NODES_NAME)) == GPU_NODES
         ev = inst.get_latest_materialization_event(dg.AssetKey("smoke_gpu"))
         assert (
             ev is not None
             and ev.asset_materialization is not None
-            and ev.asset_materialization.partition == "localhost"
+            and ev.asset_materialization.partition in GPU_NODES
         )
         assert ev.asset_materialization.metadata["device"].value == "cpu"
         runs = inst.get_runs()
-        assert [
-            r.tags.get("dagster/partition")
-            for r in runs
-            if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")
-        ] == ["localhost"]
+        assert (
+            sorted(
+                r.tags.get("dagster/partition") or ""
+                for r in runs
+                if r.tags.get("mlops/cli", "").startswith("mlops_materialize_partitioned")
+            )
+            == GPU_NODES
+        )
 
 
 def test_nightly_schedule_tick_runs_everything_and_the_node_smoke_per_usable_node(
@@ -632,8 +637,8 @@ def test_nightly_schedule_tick_runs_everything_and_the_node_smoke_per_usable_nod
     ) as ctx:
         data = schedule.evaluate_tick(ctx)
     reqs = data.run_requests or []
-    assert [r.partition_key for r in reqs] == [None, "localhost"], data.skip_message
+    assert [r.partition_key for r in reqs] == [None, *GPU_NODES], data.skip_message
     assert sorted(k.to_user_string() for k in reqs[1].asset_selection or []) == sorted(NODE_ASSETS)
-    assert instance.get_dynamic_partitions(GPU_NODES_NAME) == ["localhost"], (
-        "sinfo's GPU node became a partition"
+    assert sorted(instance.get_dynamic_partitions(GPU_NODES_NAME)) == GPU_NODES, (
+        "sinfo's GPU nodes became partitions"
     )

@@ -100,7 +100,7 @@ def _catalog(tmp: Path, mirror: str, path: str, root: str | None = None) -> Path
     BeeGFS root if given)."""
     text = SHIPPED.read_text()
     text = text.replace(
-        'mirrors: ["http://127.0.0.1:8088/torchvision/mnist/"]', f'mirrors: ["{mirror}"]'
+        'mirrors: ["http://10.77.0.1:8088/torchvision/mnist/"]', f'mirrors: ["{mirror}"]'
     )
     text = text.replace("    path: datasets/mnist\n", f"    path: {path}\n")
     if root:

@@ -2,8 +2,13 @@
  * LD_PRELOAD shim: turns bind() to the wildcard address (0.0.0.0 / ::) into a bind to the
  * loopback address (127.0.0.1 / ::1). The SLURM daemons (slurmctld, slurmd, slurmdbd) have no
  * listen-address setting and bind every interface; the sandbox must only listen on loopback.
+ * With SB_BIND_ADDR=<IPv4 address> in the environment, IPv4 wildcard binds go to that address
+ * instead (slurmctld listens on the multi-node bridge 10.77.0.1, reachable from every node's
+ * namespace, and still on no other interface).
  * Built by lib.sh (sb_loopback_preload) into $STATE/lib/bind-loopback.so.
  */
+#include <arpa/inet.h>
+#include <stdlib.h>
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <netinet/in.h>
@@ -21,7 +26,12 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 		struct sockaddr_in a;
 		memcpy(&a, addr, sizeof(a));
 		if (a.sin_addr.s_addr == htonl(INADDR_ANY)) {
-			a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			const char *want = getenv("SB_BIND_ADDR");
+			struct in_addr w;
+			if (want && inet_pton(AF_INET, want, &w) == 1)
+				a.sin_addr = w;
+			else
+				a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 			return real_bind(fd, (const struct sockaddr *)&a, sizeof(a));
 		}
 	} else if (addr && addr->sa_family == AF_INET6 &&

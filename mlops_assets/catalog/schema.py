@@ -216,11 +216,19 @@ class SmokeJob(_Strict):
     time_limit_min: int = Field(default=10, ge=1)
 
 
+class MoverJob(SmokeJob):
+    """SLURM resources of one staging job: no GPU unless asked for, since data-mover nodes
+    usually have none (a `job:` without `gpus` asked for 1 and SLURM refused it on the
+    sandbox's CPU node cpu-01: "Requested node configuration is not available")."""
+
+    gpus: int = Field(default=0, ge=0)
+
+
 class DataMover(_Strict):
     """Staging payloads as SLURM jobs on a data-mover partition instead of on the login node."""
 
     partition: str
-    job: SmokeJob = SmokeJob(gpus=0, cpus=2, mem_mb=4096, time_limit_min=120)
+    job: MoverJob = MoverJob(gpus=0, cpus=2, mem_mb=4096, time_limit_min=120)
 
 
 class Hpc(_Strict):

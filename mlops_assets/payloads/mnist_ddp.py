@@ -629,11 +629,24 @@ def _ddp_run(
 
 
 def main() -> int:
-    """Only rank 0 reports through Pipes: the others drop its variables before starting."""
-    if os.environ.get("SLURM_PROCID", "0") != "0":
+    """Only rank 0 reports through Pipes: the others drop its variables before starting.
+
+    A rank other than 0 leaves with ``os._exit`` once its work is done: torch 1.13's TCPStore
+    client thread spins at full CPU once rank 0's store server has closed (its socket left in
+    CLOSE-WAIT), and a normal interpreter exit joins that thread forever. Seen on the
+    multi-node sandbox (2 ranks on gpu-01/gpu-02: rank 0 reported, rank 1 held the job until
+    its time limit)."""
+    worker = os.environ.get("SLURM_PROCID", "0") != "0"
+    if worker:
         for name in PIPES_ENV:
             os.environ.pop(name, None)
-    return run("mnist_ddp", measure, DEFAULTS)
+    code = run("mnist_ddp", measure, DEFAULTS)
+    if worker:
+        atexit._run_exitfuncs()  # the stderr tee's close: its tail still reaches the job log
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(code or 0))
+    return code
 
 
 if __name__ == "__main__":

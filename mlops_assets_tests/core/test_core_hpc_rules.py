@@ -110,6 +110,11 @@ def test_partitions_and_gres_read_scontrol_through_its_parser() -> None:
     """partitions_up and the GRES check read `scontrol show partition/node` (recorded on the
     sandbox's SLURM 22.05) through core.parse.slurm's parsers, not inline splitting."""
     cat = load_catalog(profile="sandbox").catalog
+    # the fixtures were recorded on the one-node sandbox: partition gpu only (no dtn yet)
+    slurm = cat.hpc.slurm.model_copy(
+        update={"partitions": [p for p in cat.hpc.slurm.partitions if p.name == "gpu"]}
+    )
+    cat = cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"slurm": slurm})})
     runner = AnswerRunner({"scontrol": _fixture("scontrol_show_partition_idle_sandbox_22.05.txt")})
     assert r.partitions_up(runner, cat).passed
     drained = AnswerRunner({"scontrol": _fixture("scontrol_show_node_drained_sandbox_22.05.txt")})

@@ -15,7 +15,7 @@ import dagster as dg
 import pytest
 
 import mlops_assets
-from mlops_assets.catalog.schema import Catalog, DataMover, SmokeJob
+from mlops_assets.catalog.schema import Catalog, DataMover, MoverJob
 from mlops_assets.checking import ProbeContext
 from mlops_assets.core.checks import ProbeFailed
 from mlops_assets.core.manifest import build_manifest
@@ -36,7 +36,7 @@ def catalog() -> Catalog:
 
 
 def _with_data_mover(cat: Catalog) -> Catalog:
-    mover = DataMover(partition="dtn", job=SmokeJob(gpus=0, cpus=3, mem_mb=2048, time_limit_min=7))
+    mover = DataMover(partition="dtn", job=MoverJob(gpus=0, cpus=3, mem_mb=2048, time_limit_min=7))
     return cat.model_copy(update={"hpc": cat.hpc.model_copy(update={"data_mover": mover})})
 
 

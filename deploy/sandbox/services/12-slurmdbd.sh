@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# slurmdbd: SLURM accounting (sacct) backed by the sandbox MariaDB, 127.0.0.1:6819.
+# slurmdbd: SLURM accounting (sacct) backed by the sandbox MariaDB, 10.77.0.1:6819 (the bridge:
+# slurmdbd pushes account changes back to slurmctld at the address it registered from).
 SVC_NAME=slurmdbd
 source "$SB_DIR/slurm.inc.sh"
 
@@ -26,7 +27,8 @@ SQL
   # slurmdbd binds every interface (DbdAddr only names the address): the preload keeps it on loopback
   local preload
   preload="$(sb_loopback_preload)"
-  sb_start "$SVC_NAME" env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" /usr/sbin/slurmdbd -D
+  sb_start "$SVC_NAME" env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" \
+    SB_BIND_ADDR="$SB_HPC_BRIDGE_ADDR" /usr/sbin/slurmdbd -D
 }
 
 _slurmdbd_ok() {
@@ -35,7 +37,7 @@ _slurmdbd_ok() {
 
 svc_wait() {
   local end=$((SECONDS + 60))
-  until sb_wait_tcp 127.0.0.1 6819 1 && _slurmdbd_ok; do
+  until sb_wait_tcp "$SB_HPC_BRIDGE_ADDR" 6819 1 && _slurmdbd_ok; do
     sb_pid_alive "$SVC_NAME" || { sb_wait_fail "$SVC_NAME" "slurmdbd exited"; return 1; }
     ((SECONDS < end)) || { sb_wait_fail "$SVC_NAME" "slurmdbd did not answer sacctmgr within 60s"; return 1; }
     sleep 0.5
@@ -45,10 +47,10 @@ svc_wait() {
 svc_status() {
   local v
   v="$(sb_slurm_version)"
-  if sb_pid_alive "$SVC_NAME" && sb_wait_tcp 127.0.0.1 6819 1; then
-    echo "$SVC_NAME up 127.0.0.1:6819 ${v:-unknown}"
+  if sb_pid_alive "$SVC_NAME" && sb_wait_tcp "$SB_HPC_BRIDGE_ADDR" 6819 1; then
+    echo "$SVC_NAME up $SB_HPC_BRIDGE_ADDR:6819 ${v:-unknown}"
   else
-    echo "$SVC_NAME down 127.0.0.1:6819 ${v:-unknown}"
+    echo "$SVC_NAME down $SB_HPC_BRIDGE_ADDR:6819 ${v:-unknown}"
     return 1
   fi
 }

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# slurmctld: the controller, 127.0.0.1:6817, cluster "sandbox", partition "gpu" (default).
+# slurmctld: the controller, 10.77.0.1:6817 (the bridge of services/05-hpcnet.sh), cluster "sandbox", partition "gpu" (default).
 SVC_NAME=slurmctld
 source "$SB_DIR/slurm.inc.sh"
 
@@ -32,10 +32,11 @@ _slurmctld_accounting() {
 svc_start() {
   sb_slurm_write_configs
   _slurmctld_accounting
-  # slurmctld binds every interface: the preload keeps it on loopback
+  # slurmctld binds every interface: the preload keeps it on the bridge address, which the
+  # nodes' namespaces reach and no other machine does
   local preload
   preload="$(sb_loopback_preload)"
-  sb_start "$SVC_NAME" env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" \
+  sb_start "$SVC_NAME" env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" SB_BIND_ADDR="$SB_HPC_BRIDGE_ADDR" \
     /usr/sbin/slurmctld -D -f "$SB_SLURM_CONF"
 }
 
@@ -59,9 +60,9 @@ svc_status() {
   local v
   v="$(sb_slurm_version)"
   if sb_pid_alive "$SVC_NAME" && sb_slurm_ctld_up; then
-    echo "$SVC_NAME up 127.0.0.1:6817 ${v:-unknown} cluster=$SB_SLURM_CLUSTER partition=$SB_SLURM_PARTITION"
+    echo "$SVC_NAME up $SB_HPC_BRIDGE_ADDR:6817 ${v:-unknown} cluster=$SB_SLURM_CLUSTER partition=$SB_SLURM_PARTITION"
   else
-    echo "$SVC_NAME down 127.0.0.1:6817 ${v:-unknown}"
+    echo "$SVC_NAME down $SB_HPC_BRIDGE_ADDR:6817 ${v:-unknown}"
     return 1
   fi
 }
