@@ -136,15 +136,22 @@ def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], 
 
 def test_a_failing_check_shows_failed_with_its_hint(ui: tuple[str, Path], page: Any) -> None:
     url, home = ui
+    # every node with GPUs drained (names from sinfo: one node or the multi-node sandbox)
+    listed = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%N %G"], capture_output=True, text=True, check=True
+    ).stdout
+    gpu_nodes = sorted({ln.split()[0] for ln in listed.splitlines() if "gpu:" in ln})
+    assert gpu_nodes, listed
+    hosts = ",".join(gpu_nodes)
     subprocess.run(
-        ["scontrol", "update", "nodename=localhost", "state=drain", "reason=ui-test: bad GPU"],
+        ["scontrol", "update", f"nodename={hosts}", "state=drain", "reason=ui-test: bad GPU"],
         check=True,
     )
     try:
         res = _cli(home, "validate", "--select", "gpu_nodes", "--format", "json")
         assert res.returncode == 1, res.stdout + res.stderr
     finally:
-        subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=False)
+        subprocess.run(["scontrol", "update", f"nodename={hosts}", "state=resume"], check=False)
     page.goto(f"{url}/assets/gpu_nodes?view=checks")
     page.get_by_title("gpu_count_at_least_minimum").first.click(timeout=30000)
     page.get_by_text("Failed").first.wait_for(timeout=30000)
@@ -160,3 +167,49 @@ def test_check_history_plot(ui: tuple[str, Path], page: Any) -> None:
     page.get_by_text("measured").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     page.screenshot(path=str(SHOTS / "check-history-plot.png"), full_page=True)
+
+
+def test_fleet_view_names_the_slowed_node_and_shows_the_dry_run_quarantine(
+    ui: tuple[str, Path], page: Any
+) -> None:
+    """Issue 16: the fleet view as a user sees it. Real per-node smokes on the multi-node
+    sandbox with one node slowed by a CPU quota, the baseline judged with the fleet rules, and
+    one dry-run tick of the quarantine loop, written to the instance the UI serves (the tick's
+    observations reported as the sensor reports them)."""
+    import dagster as dg
+
+    from mlops_assets.defs.fleet import definitions as fleet_defs
+    from mlops_assets.defs.smoke.definitions import GPU_NODES_NAME
+    from mlops_assets_tests import test_fleet_sandbox as fleet
+    from mlops_assets_tests.sandbox_nodes import skip_or_fail
+
+    url, home = ui
+    nodes = fleet.gpu_nodes()
+    if len(nodes) < 3:
+        skip_or_fail(f"sinfo shows {len(nodes)} GPU node(s); the fleet view needs 3")
+    slow = next(n for n in fleet.gpu_nodes(min_gpus=2) if n in nodes)
+    cat = fleet.fleet_catalog(max_drained_fraction=0.5)
+    assert cat.fleet.quarantine.dry_run
+    with dg.DagsterInstance.from_config(str(home)) as inst:
+        inst.add_dynamic_partitions(GPU_NODES_NAME, nodes)
+        with fleet.slowed(fleet.slurmd_pid(slow)) as how:
+            assert fleet.smoke(inst, slow), f"smoke on {slow} failed while slowed ({how})"
+        for n in nodes:
+            if n != slow:
+                assert fleet.smoke(inst, n), f"smoke on {n} failed"
+        peers = fleet.baseline(inst, cat)[fleet_defs.PEERS_CHECK]
+        assert peers.metadata["nodes"].value == [slow], peers.metadata
+        dry = fleet.tick(inst, cat, None)
+        (action,) = [a for a in dry.actions if a.node == slow]
+        assert action.dry_run and not action.executed, action
+        for obs in dry.observations:
+            inst.report_runless_asset_event(obs)
+
+    page.goto(f"{url}/assets/{fleet_defs.ASSET}")
+    page.get_by_text(f"named@{slow}").first.wait_for(timeout=60000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "fleet-view.png"), full_page=True)
+    page.goto(f"{url}/assets/{fleet_defs.QUARANTINE_ASSET}?view=events")
+    page.get_by_text(f"would drain {slow}").first.wait_for(timeout=60000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "quarantine-dry-run.png"), full_page=True)
