@@ -183,7 +183,8 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
 
 
 class PayloadClient(ABC):
-    """One placement on the HPC side that runs a shipped payload through Dagster Pipes."""
+    """One placement on the HPC side that runs a shipped payload through Dagster Pipes: every
+    placement ships its kit to `scripts_dir` first (`ship_for`), then runs it its own way."""
 
     #: the shipping kit this placement carries (resources/shipping.py)
     kit: str
