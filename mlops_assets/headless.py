@@ -146,6 +146,10 @@ def execute(
     smoke) then get one run per partition key, reported as `asset[partition]`; unpartitioned
     assets downstream of them (the fleet baseline, which reads every node's smoke) and their
     checks run last, so they judge this invocation's figures."""
+
+    def one(part: Selected) -> tuple[list[Evaluation], str | None]:
+        return _execute_one(defs, part, materialize=materialize, inst=inst, on_progress=on_progress)
+
     graph = defs.resolve_asset_graph()
     partitioned = (
         [k for k in sel.materializable if graph.get(k).partitions_def is not None]
@@ -160,17 +164,12 @@ def execute(
         ]
         first = [k for k in sel.materializable if k not in partitioned and k not in after]
         rest = Selected(sel.assets, first, [c for c in sel.checks if c.asset_key not in after])
-        rows, run_id = _execute_one(
-            defs, rest, materialize=materialize, inst=inst, on_progress=on_progress
-        )
+        rows, run_id = one(rest)
         rows += _execute_partitioned(defs, partitioned, inst, on_progress)
         if after:
-            last = Selected(after, after, [c for c in sel.checks if c.asset_key in after])
-            rows += _execute_one(
-                defs, last, materialize=materialize, inst=inst, on_progress=on_progress
-            )[0]
+            rows += one(Selected(after, after, [c for c in sel.checks if c.asset_key in after]))[0]
         return rows, run_id
-    return _execute_one(defs, sel, materialize=materialize, inst=inst, on_progress=on_progress)
+    return one(sel)
 
 
 def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:

@@ -348,11 +348,32 @@ def cause_hint(figures: Iterable[str]) -> str:
     return "; ".join(seen) + FIX if seen else ""
 
 
+def _named(
+    named: Sequence[Finding],
+    threshold: str,
+    unit: str,
+    extra: dict[str, Scalar],
+    notes: Sequence[str] = (),
+) -> Outcome:
+    """Both checks fail the same way: the nodes named, each finding's message (then any
+    notes), and the usual causes of the figures they fell short on."""
+    nodes = tuple(sorted({f.node for f in named}))
+    return Outcome(
+        False,
+        len(nodes),
+        threshold,
+        unit,
+        cause_hint(f.figure for f in named),
+        nodes=nodes,
+        detail="; ".join([*(f.message for f in named), *notes]),
+        extra=extra,
+    )
+
+
 def peers_outcome(report: FleetReport, rule: FleetRule) -> Outcome:
     """The below-the-fleet check: named nodes fail it (the spec's severity); figures that
     cannot be judged (too few peers, unmeasured nodes) are a WARN saying so, never a PASS."""
     named = report.below_fleet()
-    nodes = tuple(sorted({f.node for f in named}))
     threshold = (
         f"> {rule.sigma:g} sigma below the peers' mean or < {rule.min_fraction_of_median:.0%}"
         " of their median"
@@ -367,16 +388,7 @@ def peers_outcome(report: FleetReport, rule: FleetRule) -> Outcome:
         "nodes_compared": len({n for j in judged for n in j.nodes}),
     }
     if named:
-        return Outcome(
-            False,
-            len(nodes),
-            threshold,
-            "nodes below the fleet",
-            cause_hint(f.figure for f in named),
-            nodes=nodes,
-            detail="; ".join([f.message for f in named] + notes),
-            extra=extra,
-        )
+        return _named(named, threshold, "nodes below the fleet", extra, notes)
     if not report.fleet:
         return Outcome(
             False,
@@ -412,22 +424,12 @@ def own_past_outcome(report: FleetReport, rule: FleetRule) -> Outcome:
         f"< {rule.own_min_fraction:.0%} of its own median over the last {rule.own_window} runs"
     )
     named = report.own_past
-    nodes = tuple(sorted({f.node for f in named}))
     extra: dict[str, Scalar] = {
         "series_judged": len(report.own_judged),
         "series_unjudged": len(report.own_unjudged),
     }
     if named:
-        return Outcome(
-            False,
-            len(nodes),
-            threshold,
-            "nodes below their past",
-            cause_hint(f.figure for f in named),
-            nodes=nodes,
-            detail="; ".join(f.message for f in named),
-            extra=extra,
-        )
+        return _named(named, threshold, "nodes below their past", extra)
     if not report.own_judged:
         why = report.own_unjudged[:5] or ["no per-node smoke figure recorded yet"]
         return Outcome(

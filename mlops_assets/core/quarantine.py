@@ -298,6 +298,12 @@ def decide(
     return decision
 
 
+def _because(base: Action, action: str, e: Evidence, message: str, **more: Any) -> Action:
+    """`base` turned into `action` on the strength of one result: its source and run go
+    with the action, so the observation names what decided it."""
+    return replace(base, action=action, source=e.source, run_id=e.run_id, message=message, **more)
+
+
 def _own_drained(
     decision: Decision,
     n: SlurmNode,
@@ -335,12 +341,11 @@ def _own_drained(
     if passing and not any(e.timestamp > since for e in failing):
         ok = passing[-1]
         decision.actions.append(
-            replace(
+            _because(
                 base,
-                action=RESUME,
-                run_id=ok.run_id,
-                source=ok.source,
-                message=f"{'would resume' if dry else 'resume'} {n.name}: {ok.source} passed in"
+                RESUME,
+                ok,
+                f"{'would resume' if dry else 'resume'} {n.name}: {ok.source} passed in"
                 f" run {ok.run_id} after the drain",
             )
         )
@@ -411,14 +416,13 @@ def _retest_result(
         e = failed[0]
         why = drain_reason(policy.reason_prefix, e.source, e.run_id)
         decision.actions.append(
-            replace(
+            _because(
                 base,
-                action=DRAIN,
-                reason=why,
-                source=e.source,
-                run_id=e.run_id,
-                message=f"re-test of {n.name} failed: {e.source} in run {e.run_id}; drain"
+                DRAIN,
+                e,
+                f"re-test of {n.name} failed: {e.source} in run {e.run_id}; drain"
                 f" it again and end {name}",
+                reason=why,
             )
         )
         decision.drained_at[n.name] = now
@@ -426,12 +430,11 @@ def _retest_result(
     elif passed:
         e = passed[-1]
         decision.actions.append(
-            replace(
+            _because(
                 base,
-                action=RESUME,
-                source=e.source,
-                run_id=e.run_id,
-                message=f"re-test of {n.name} passed: {e.source} in run {e.run_id}; end"
+                RESUME,
+                e,
+                f"re-test of {n.name} passed: {e.source} in run {e.run_id}; end"
                 f" {name}, the node stays in service",
             )
         )

@@ -39,11 +39,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mnist_train import _model, _tensors
+from mnist_train import _model, _step, _tensors
 from nccl_allreduce import _fill, _verify
 from smoke_common import (
     Log,
@@ -216,14 +217,7 @@ def _train(
             if done == warm:
                 sync()
                 t0 = time.monotonic()
-            batch = idx[step * bs : (step + 1) * bs]
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(
-                model(data["train_images"][batch]), data["train_labels"][batch]
-            )
-            loss.backward()
-            opt.step()
-            total += loss.detach()
+            total += _step(torch, model, opt, data, idx[step * bs : (step + 1) * bs])
             done += 1
         losses.append(round(float(total.item()) / max(1, steps), 5))
     sync()
@@ -266,6 +260,29 @@ def _pick_backend(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class RankRun:
+    """What every step of one rank's run needs after the rendezvous, carried as one value:
+    its log, stderr tee, place in the job, the rendezvous store (and this payload's prefix
+    of it), the fields every result starts with, and when the run started."""
+
+    log: Log
+    tee: StderrTee
+    topo: dict[str, Any]
+    store: Any
+    ours: Any
+    base: dict[str, Any]
+    t_start: float
+
+
+def _failed(
+    base: dict[str, Any], err: str, messages: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A FAIL result: `base`, `extra`, the error and the messages (the error alone unless
+    given)."""
+    return {**base, "verdict": rules.FAIL, **extra, "error": err, "messages": messages or [err]}
+
+
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     t_start = time.monotonic()
     tee = StderrTee()
@@ -300,57 +317,39 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
             f"{exc}; check that {topo['master']} resolves on {topo['node']} (getent hosts), "
             "that rank 0 started there, and that no firewall closes the port"
         )
-        return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
+        return _failed(base, err)
     ours = dist.PrefixStore(KEY, store)
     ours.set(f"info/{rank}", json.dumps(_whoami(topo)))
     ours.add(f"seen/{rank}", 1)  # ``add`` reads without blocking: rank 0 names who is missing
     ours.add("joined", 1)
+    ctx = RankRun(log, tee, topo, store, ours, base, t_start)
     if rank != 0:
-        wait = float(cfg["join_timeout_s"]) + float(cfg["timeout_s"])
-        return _follow(log, tee, topo, ours, store, base, t_start, wait)
+        return _follow(ctx, float(cfg["join_timeout_s"]) + float(cfg["timeout_s"]))
     try:
-        return _lead(cfg, log, tee, topo, ours, store, base, t_start)
+        return _lead(cfg, ctx)
     except Exception as exc:  # the others wait for a go: tell them why there is none
         _abort(ours, topo["world"], f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _follow(
-    log: Log,
-    tee: StderrTee,
-    topo: dict[str, Any],
-    ours: Any,
-    store: Any,
-    base: dict[str, Any],
-    t_start: float,
-    wait_s: float,
-) -> dict[str, Any]:
+def _follow(ctx: RankRun, wait_s: float) -> dict[str, Any]:
     """A rank other than 0: wait for rank 0's go (its configuration), then train."""
     try:
-        ours.set_timeout(datetime.timedelta(seconds=wait_s))
-        go = json.loads(ours.get("go"))
-        ours.add("read_go", 1)
+        ctx.ours.set_timeout(datetime.timedelta(seconds=wait_s))
+        go = json.loads(ctx.ours.get("go"))
+        ctx.ours.add("read_go", 1)
     except RuntimeError as exc:
-        err = f"no go from rank 0 ({topo['expected_node'][0]}) within {wait_s:.0f} s: {exc}"
-        return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
+        err = f"no go from rank 0 ({ctx.topo['expected_node'][0]}) within {wait_s:.0f} s: {exc}"
+        return _failed(ctx.base, err)
     if go.get("abort"):
-        err = f"rank 0 aborted the run: {go['abort']}"
-        return {**base, "verdict": rules.FAIL, "error": err, "messages": [err]}
-    return _ddp(go["config"], log, tee, topo, store, base, t_start)
+        return _failed(ctx.base, f"rank 0 aborted the run: {go['abort']}")
+    return _ddp(go["config"], ctx)
 
 
-def _lead(
-    cfg: dict[str, Any],
-    log: Log,
-    tee: StderrTee,
-    topo: dict[str, Any],
-    ours: Any,
-    store: Any,
-    base: dict[str, Any],
-    t_start: float,
-) -> dict[str, Any]:
+def _lead(cfg: dict[str, Any], ctx: RankRun) -> dict[str, Any]:
     """Rank 0: wait for every rank to check in (naming the ones that do not), measure one
     node alone, hand the configuration to the others, then train with them."""
+    topo, ours, base = ctx.topo, ctx.ours, ctx.base
     world = topo["world"]
     deadline = time.monotonic() + float(cfg["join_timeout_s"])
     while ours.add("joined", 0) < world and time.monotonic() < deadline:
@@ -376,35 +375,23 @@ def _lead(
     picked = _pick_backend(cfg)
     if not picked["ok"]:
         _abort(ours, world, picked["error"])
-        return {
-            **base,
-            "verdict": rules.FAIL,
-            "driver_probe": picked["probe"],
-            "error": picked["error"],
-            "messages": [picked["error"]],
-        }
+        return _failed(base, picked["error"], driver_probe=picked["probe"])
     joined = [json.loads(ours.get(f"info/{r}")) for r in range(world)]
     problems = rules.loopback_binds(joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME"))
     if picked["backend"] == "nccl":
         problems += rules.ranks_without_gpu(joined)
     if problems:
         _abort(ours, world, "; ".join(problems))
-        return {
-            **base,
-            "verdict": rules.FAIL,
-            "joined": joined,
-            "error": "; ".join(problems),
-            "messages": problems,
-        }
+        return _failed(base, "; ".join(problems), problems, joined=joined)
     cfg = {**cfg, "_backend": picked["backend"], "_cpu_fallback": picked.get("cpu_fallback")}
     import torch
 
     dev = _device(torch, picked["cuda"], topo)
     data = _tensors(torch, cfg, dev)
-    log(f"{world} ranks on {len(base['expected_nodes'])} node(s) joined; one node alone first")
+    ctx.log(f"{world} ranks on {len(base['expected_nodes'])} node(s) joined; one node alone first")
     single = _baseline(torch, data, dev, cfg) if world > 1 else None
     ours.set("go", json.dumps({"config": cfg}))
-    return _ddp(cfg, log, tee, topo, store, base, t_start, data=data, single_sps=single)
+    return _ddp(cfg, ctx, data=data, single_sps=single)
 
 
 def _whoami(topo: dict[str, Any]) -> dict[str, Any]:
@@ -447,41 +434,22 @@ def _device(torch: Any, cuda: bool, topo: dict[str, Any]) -> Any:
     return torch.device("cpu")
 
 
-def _ddp(
-    cfg: dict[str, Any],
-    log: Log,
-    tee: StderrTee,
-    topo: dict[str, Any],
-    store: Any,
-    base: dict[str, Any],
-    t_start: float,
-    **kw: Any,
-) -> dict[str, Any]:
+def _ddp(cfg: dict[str, Any], ctx: RankRun, **kw: Any) -> dict[str, Any]:
     """Train with the others; a process group or collective that breaks is reported with the
     warnings this rank's own stderr holds: the NCCL WARN printed before an error is usually
     its cause, and the traceback alone does not name it."""
     try:
-        return _ddp_run(cfg, log, tee, topo, store, base, t_start, **kw)
+        return _ddp_run(cfg, ctx, **kw)
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"[:800]
-        found = rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
-        return {
-            **base,
-            "verdict": rules.FAIL,
-            "error": err,
-            "comm_warnings": found,
-            "messages": [err, *(rules.describe_warning(w) for w in found)],
-        }
+        found = rules.comm_warnings(ctx.tee.text())[:MAX_WARNING_LINES]
+        messages = [err, *(rules.describe_warning(w) for w in found)]
+        return _failed(ctx.base, err, messages, comm_warnings=found)
 
 
 def _ddp_run(
     cfg: dict[str, Any],
-    log: Log,
-    tee: StderrTee,
-    topo: dict[str, Any],
-    store: Any,
-    base: dict[str, Any],
-    t_start: float,
+    ctx: RankRun,
     *,
     data: dict[str, Any] | None = None,
     single_sps: float | None = None,
@@ -489,6 +457,14 @@ def _ddp_run(
     import torch
     import torch.distributed as dist
 
+    log, tee, topo, store, base, t_start = (
+        ctx.log,
+        ctx.tee,
+        ctx.topo,
+        ctx.store,
+        ctx.base,
+        ctx.t_start,
+    )
     rank, world = topo["rank"], topo["world"]
     cuda = cfg["_backend"] == "nccl"
     dev = _device(torch, cuda, topo)

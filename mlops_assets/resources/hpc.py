@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlops_assets.catalog.schema import Catalog, SmokeJob
+from mlops_assets.catalog.schema import Catalog, SmokeJob, SshLogin
 from mlops_assets.core.transport.hostexec import LocalRunner, Runner, SshRunner, SshSettings
 from mlops_assets.resources.clients import S3Resource
 from mlops_assets.resources.hpc_pipes import LoginPipesClient, PayloadClient, private_file
@@ -52,14 +52,7 @@ def job_resources(
 ) -> Resources:
     """A catalog job size (smoke.jobs.*, containers.*.job) as what a SLURM client asks for;
     `reservation`: the quarantine loop's re-test of a node it holds."""
-    return Resources(
-        gpus=job.gpus,
-        cpus=job.cpus,
-        mem_mb=job.mem_mb,
-        time_limit_min=job.time_limit_min,
-        nodelist=nodelist,
-        reservation=reservation,
-    )
+    return Resources(**job.model_dump(), nodelist=nodelist, reservation=reservation)
 
 
 class HpcSide(dg.ConfigurableResource):
@@ -94,13 +87,7 @@ class HpcSide(dg.ConfigurableResource):
         mover = hpc.data_mover
         return cls(
             mode=hpc.access.mode,
-            host=login.host,
-            port=login.port,
-            user=login.user,
-            key_path=login.key_path,
-            known_hosts=login.known_hosts,
-            connect_timeout_s=login.connect_timeout_s,
-            command_timeout_s=login.command_timeout_s,
+            **login.model_dump(),
             python=hpc.python,
             env=dict(hpc.env),
             directories=hpc.beegfs.role_directories(),
@@ -128,17 +115,9 @@ class HpcSide(dg.ConfigurableResource):
     def _make_runner(self) -> Runner:
         if self.mode == "local":
             return LocalRunner(self.command_timeout_s)
-        return SshRunner(
-            SshSettings(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                key_path=self.key_path,
-                known_hosts=self.known_hosts,
-                connect_timeout_s=self.connect_timeout_s,
-                command_timeout_s=self.command_timeout_s,
-            )
-        )
+        # the login's settings are the catalog's SshLogin fields, copied here by from_catalog
+        login = {name: getattr(self, name) for name in SshLogin.model_fields}
+        return SshRunner(SshSettings(**login))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._runner is not None:

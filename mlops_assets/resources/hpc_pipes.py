@@ -183,11 +183,13 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
 
 
 class PayloadClient(ABC):
-    """One placement on the HPC side that runs a shipped payload through Dagster Pipes."""
+    """One placement on the HPC side that runs a shipped payload through Dagster Pipes: every
+    placement ships its kit to `scripts_dir` first (`ship_for`), then runs it its own way."""
 
     #: the shipping kit this placement carries (resources/shipping.py)
     kit: str
     runner: Runner
+    scripts_dir: str
 
     @abstractmethod
     def run(
@@ -199,6 +201,12 @@ class PayloadClient(ABC):
     ) -> dg.PipesClientCompletedInvocation:
         """Ship the kit, run `payload` with `extras` in this placement, and return what it
         reported; a failed payload raises dg.Failure with its own last error."""
+
+    def ship_for(self, payload: str) -> str:
+        """Every placement's first step: `payload` must be one of this kit's entries, then the
+        kit is shipped where it differs. Returns the folder the payload runs from."""
+        check_entry(self.kit, payload)
+        return ship_payloads(self.runner, self.scripts_dir, self.kit)
 
 
 class LoginPipesClient(PayloadClient):
@@ -232,8 +240,7 @@ class LoginPipesClient(PayloadClient):
         payload: str,
         extras: dict[str, Any] | None = None,
     ) -> dg.PipesClientCompletedInvocation:
-        check_entry(self.kit, payload)
-        where = ship_payloads(self.runner, self.scripts_dir, self.kit)
+        where = self.ship_for(payload)
         msg_path = f"{self.messages_dir}/{context.run.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
         reader = RunnerFileMessageReader(self.runner, msg_path)
         with open_payload_session(context, reader, extras) as session:

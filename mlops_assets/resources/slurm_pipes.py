@@ -34,7 +34,7 @@ from mlops_assets.resources.hpc_pipes import (
     open_payload_session,
     payload_env,
 )
-from mlops_assets.resources.shipping import SMOKE, check_entry, ship_payloads
+from mlops_assets.resources.shipping import SMOKE
 
 TAG_PREFIX = sj.JOB_TAG_PREFIX
 MAX_SCRIPT_BYTES = 96 * 1024
@@ -130,8 +130,7 @@ class SlurmPipesClient(PayloadClient):
     ) -> dg.PipesClientCompletedInvocation:
         """With `reattach`, this asset's (and node's) job of an earlier run that SLURM still
         has queued or running is picked up instead of submitting another."""
-        check_entry(self.kit, payload)
-        where = ship_payloads(self.runner, self.scripts_dir, self.kit)
+        where = self.ship_for(payload)
         scope = self.job.nodelist
         reattach = (
             find_reattachable(context.instance, self.runner, tag_key(context.asset_key, scope))

@@ -135,6 +135,30 @@ def _time_limit(seconds: int) -> str:
     return f"00:{minutes:02d}:00" if minutes < 60 else f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
+def _srun(
+    partition: str,
+    where: Sequence[str],
+    tasks: Sequence[str],
+    gpus: int | None,
+    name: str,
+    wait_s: int,
+    limit_s: int,
+) -> list[str]:
+    """How every probe step starts, in this order: the partition, which nodes and how many
+    tasks, the GPUs, a name to find it by, how long to wait for the nodes and to run."""
+    return [
+        "srun",
+        "-p",
+        partition,
+        *where,
+        *tasks,
+        *([f"--gres=gpu:{gpus}"] if gpus else []),
+        f"--job-name={name}",
+        f"--immediate={wait_s}",
+        f"--time={_time_limit(limit_s)}",
+    ]
+
+
 def step_argv(
     partition: str,
     command: Sequence[str],
@@ -145,22 +169,10 @@ def step_argv(
     wait_s: int = DEFAULT_WAIT_S,
     run_s: int = 120,
 ) -> list[str]:
-    return [
-        "srun",
-        "-p",
-        partition,
-        *(["-w", node] if node else []),
-        "-N",
-        "1",
-        "-n",
-        "1",
-        *([f"--gres=gpu:{gpus}"] if gpus else []),
-        f"--job-name={name}",
-        f"--immediate={wait_s}",
-        f"--time={_time_limit(run_s)}",
-        "--quiet",
-        *command,
-    ]
+    """One task on one node (`node`, else any of the partition's), output as it is."""
+    where = ["-w", node] if node else []
+    tasks = ["-N", "1", "-n", "1"]
+    return [*_srun(partition, where, tasks, gpus, name, wait_s, run_s), "--quiet", *command]
 
 
 def run_step(
@@ -258,21 +270,11 @@ def fleet_argv(
     run_s: int = 120,
 ) -> list[str]:
     """One step, one task per node, every line labelled with its task id."""
+    count = str(len(nodes))
+    tasks = ["-N", count, "-n", count, "--ntasks-per-node=1"]
+    where = ["-w", compress_hostlist(nodes)]
     return [
-        "srun",
-        "-p",
-        partition,
-        "-w",
-        compress_hostlist(nodes),
-        "-N",
-        str(len(nodes)),
-        "-n",
-        str(len(nodes)),
-        "--ntasks-per-node=1",
-        *([f"--gres=gpu:{gpus}"] if gpus else []),
-        f"--job-name={name}",
-        f"--immediate={wait_s}",
-        f"--time={_time_limit(run_s + 30)}",
+        *_srun(partition, where, tasks, gpus, name, wait_s, run_s + 30),
         "--kill-on-bad-exit=0",
         "--label",
         "--quiet",

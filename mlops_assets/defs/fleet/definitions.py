@@ -20,7 +20,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import dagster as dg
@@ -53,17 +53,10 @@ SCAN_LIMIT = 5000  # smoke materializations read per asset and run; the cursor g
 
 
 def rule(catalog: Catalog) -> rules.FleetRule:
-    f = catalog.fleet
-    return rules.FleetRule(
-        sigma=f.sigma,
-        min_fraction_of_median=f.min_fraction_of_median,
-        sigma_floor_fraction=f.sigma_floor_fraction,
-        min_nodes=f.min_nodes,
-        own_min_fraction=f.own_min_fraction,
-        own_window=f.own_window,
-        own_min_samples=f.own_min_samples,
-        history_length=f.history_length,
-    )
+    """The rule's thresholds, read by name from the catalog's `fleet:` (same names, same
+    units), so a threshold added to both is carried without another line here."""
+    names = {f.name for f in fields(rules.FleetRule)}
+    return rules.FleetRule(**catalog.fleet.model_dump(include=names))
 
 
 def _plain(v: Any) -> Any:
