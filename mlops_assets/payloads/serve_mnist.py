@@ -75,7 +75,7 @@ def _model_class(kserve: Any, torch: Any) -> Any:
     from kserve.errors import InvalidInput
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-    class MnistModel(kserve.Model):  # type: ignore[misc,name-defined]
+    class MnistModel(kserve.Model):
         """SimpleCNN behind KServe's dataplane: v2 in, class and probabilities out."""
 
         def __init__(self, name: str, net: Any) -> None:
@@ -128,7 +128,7 @@ def serve(net: Any, torch: Any, name: str, port: int, bind: str) -> None:
     import kserve
     from kserve import model_server
 
-    class BoundRESTServer(model_server.RESTServer):  # type: ignore[misc,name-defined]
+    class BoundRESTServer(model_server.RESTServer):
         """kserve 0.21 binds its REST server to 0.0.0.0 with no option: bind where asked."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
