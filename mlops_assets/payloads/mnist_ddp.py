@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mnist_train import _model, _step, _tensors
+from mnist_train import _step, _tensors, simple_cnn
 from nccl_allreduce import _fill, _verify
 from smoke_common import (
     Log,
@@ -229,7 +229,7 @@ def _train(
 def _baseline(torch: Any, data: dict[str, Any], dev: Any, cfg: dict[str, Any]) -> float | None:
     """One node's samples/s: the same model, batch and optimizer, alone, no DDP."""
     torch.manual_seed(int(cfg["seed"]))
-    model = _model(torch).to(dev)
+    model = simple_cnn(torch).to(dev)
     n = int(data["train_labels"].numel())
     gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
     steps = int(cfg["baseline_batches"]) + int(cfg["warmup_batches"])
@@ -504,7 +504,7 @@ def _ddp_run(
         data = data if data is not None else _tensors(torch, cfg, dev)
         torch.manual_seed(int(cfg["seed"]))
         model = torch.nn.parallel.DistributedDataParallel(
-            _model(torch).to(dev), device_ids=[dev] if cuda else None
+            simple_cnn(torch).to(dev), device_ids=[dev] if cuda else None
         )
         if rank != 0:
             _WORKER_MODELS.append(model)

@@ -75,7 +75,8 @@ def read_idx(path: str) -> tuple[tuple[int, ...], bytes]:
     return shape, body
 
 
-def _model(torch: Any) -> Any:
+def simple_cnn(torch: Any) -> Any:
+    """The SimpleCNN of MLOPS-1.1: its one definition (DDP training and serving build it here)."""
     nn = torch.nn
 
     class SimpleCNN(nn.Module):  # type: ignore[name-defined]
@@ -157,7 +158,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     torch.manual_seed(int(cfg["seed"]))
     data = _tensors(torch, cfg, dev)
     n_train, n_test = int(data["train_labels"].numel()), int(data["test_labels"].numel())
-    model = _model(torch).to(dev)
+    model = simple_cnn(torch).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     bs, epochs = int(cfg["batch_size"]), int(cfg["epochs"])
     gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
