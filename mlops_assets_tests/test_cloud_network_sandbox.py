@@ -153,9 +153,12 @@ def test_mlflow_hanging_fails_within_timeout(sandbox: Path, cli: Any) -> None:
             "hpc_reaches_mlflow",
         } == failed(rows), failed(rows)
         for name in MLFLOW_CHECKS - {"hpc_reaches_mlflow"}:
-            # +2: the round trip first imports MLflow's client (lazy, ~1 s on a busy 2-core CI
-            # machine: 6.07 s was seen there); a retry or a second wait would take >= 10 s.
-            assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S + 2, rows[name]
+            # +4: the round trip first imports MLflow's client (lazy: 1-2.4 s on a busy 2-core
+            # CI machine, 6.07 s and 7.39 s were seen there); what this bound rules out is a
+            # retry or a second wait, which would take >= 2 x the timeout (10 s).
+            assert rows[name]["duration_s"] <= MLFLOW_TIMEOUT_S + 4 < 2 * MLFLOW_TIMEOUT_S, rows[
+                name
+            ]
             assert f"no answer within {MLFLOW_TIMEOUT_S}s" in rows[name]["detail"]
         assert rows["hpc_reaches_mlflow"]["duration_s"] <= PROBE_TIMEOUT_S + 2
         assert wall < 60

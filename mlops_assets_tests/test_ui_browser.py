@@ -206,7 +206,9 @@ def test_fleet_view_names_the_slowed_node_and_shows_the_dry_run_quarantine(
             inst.report_runless_asset_event(obs)
 
     page.goto(f"{url}/assets/{fleet_defs.ASSET}")
+    page.get_by_placeholder("Filter metadata keys").first.fill("@")  # the per-node figures
     page.get_by_text(f"named@{slow}").first.wait_for(timeout=60000)
+    page.get_by_text("Metadata").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1500)
     page.screenshot(path=str(SHOTS / "fleet-view.png"), full_page=True)
     page.goto(f"{url}/assets/{fleet_defs.QUARANTINE_ASSET}?view=events")
