@@ -4,8 +4,12 @@ rules judged over a simulated fleet whose nodes answer with recorded outputs."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +18,7 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import Severity
 from mlops_assets.core.parse.slurm import labelled
 from mlops_assets.core.probes import containers, hpc, node_step
+from mlops_assets.core.transport.hostexec import CommandResult
 from mlops_assets.core.transport.standin import (
     Answer,
     SimNode,
@@ -121,6 +126,48 @@ def test_one_step_per_batch_and_busy_nodes_left_alone() -> None:
     assert "powered down" in run.busy["gpu0004"] and "gpu0005" not in run.nodes
     assert len(run.probed) == 295 and run.nodes["gpu0300"].stdout == SMI_OK
     assert "busy, not probed: gpu0001 (MIXED, 2 of 2 GPUs in use)" in run.busy_note()
+
+
+class _InFlight(SimulatedFleetRunner):
+    """The stand-in fleet, counting srun steps in flight at once (each takes a moment)."""
+
+    in_flight: int = 0
+    most: int = 0
+
+    def run(self, argv: Sequence[str], **kw: Any) -> CommandResult:
+        if argv[0] != "srun":
+            return super().run(argv, **kw)
+        with _count_lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.05)
+            return super().run(argv, **kw)
+        finally:
+            with _count_lock:
+                self.in_flight -= 1
+
+
+_count_lock = threading.Lock()
+
+
+def test_whole_node_steps_of_one_process_take_turns() -> None:
+    """nvidia-smi and --nv per node both hold every GPU of the same nodes: run side by side
+    they would queue behind each other in SLURM (or past the wait, call our own probe a busy
+    node), so this process runs them one after the other; one-GPU steps are not held back."""
+    runner = _InFlight(uniform_fleet(4, gpus=2), answers({}, (0, SMI_OK, "")))
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(
+            pool.map(
+                lambda _: node_step.run_on_nodes(runner, "gpu", ["nvidia-smi"], all_gpus=True),
+                range(4),
+            )
+        )
+    assert runner.most == 1 and all(len(r.probed) == 4 and not r.busy for r in runs)
+    runner.most = 0
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: node_step.run_on_nodes(runner, "gpu", ["true"], gpus=1), range(4)))
+    assert runner.most > 1
 
 
 def test_a_mixed_node_with_free_gpus_takes_a_one_gpu_step() -> None:

@@ -10,6 +10,7 @@ that is missing on the node: the first is the partition's fault, the second the 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -202,6 +203,11 @@ FLEET_BATCH = 128  # nodes per step: keeps a step's output under the runner's 25
 FLEET_PARALLEL = 4  # steps in flight at once (the SSH runner's channel limit)
 FLEET_WAIT_S = 10  # the nodes were free when read: a step that cannot start at once is a race
 BUSY_HINT = "busy nodes are not waited for: the node sensor probes them once they are free"
+# Steps that hold every GPU of their nodes (nvidia-smi per node, --nv per node) take turns in
+# this process: run side by side they asked SLURM for the same GPUs, so one queued behind the
+# other until SLURM's next scheduling pass (2.5-6.5 s on the 4-node sandbox) or, past
+# FLEET_WAIT_S, reported nodes held by our own probe as "busy, not probed".
+_whole_node_steps = threading.Lock()
 
 # Runs on each node as one task: names the node, says when the program is missing (a node's
 # fault, told apart from a step that never started), bounds a hung command (an nvidia-smi on a
@@ -407,6 +413,23 @@ def run_on_nodes(
     labelled steps as the batch size allows, run side by side. ``all_gpus`` holds each node's
     every GPU (steps group nodes by GPU count, as ``--gres`` is per node). Busy and powered-down
     nodes are not waited for: they come back in ``busy``. Raises OutOfService as run_step does."""
+    with _whole_node_steps if all_gpus else contextlib.nullcontext():
+        return _run_on_nodes(
+            runner, partition, command, all_gpus, gpus, run_s, wait_s, batch, with_gpus_only
+        )
+
+
+def _run_on_nodes(
+    runner: Runner,
+    partition: str,
+    command: Sequence[str],
+    all_gpus: bool,
+    gpus: int,
+    run_s: int,
+    wait_s: int,
+    batch: int,
+    with_gpus_only: bool,
+) -> FleetRun:
     free, busy = split_free(
         runner, partition, all_gpus=all_gpus, gpus=gpus, gpu_nodes=with_gpus_only
     )
