@@ -61,6 +61,17 @@ start_node() {
   fi
 }
 
+# a node's State in slurm.conf is read at slurmctld start, not by reconfigure
+restart_ctld() {
+  local preload end
+  sb_stop slurmctld 20
+  preload="$(sb_loopback_preload)"
+  sb_start slurmctld env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" \
+    SB_BIND_ADDR="$SB_HPC_BRIDGE_ADDR" /usr/sbin/slurmctld -D -f "$SB_SLURM_CONF"
+  end=$((SECONDS + 60))
+  until sb_slurm_ctld_up; do ((SECONDS < end)) || sb_die "slurmctld did not come back"; sleep 0.3; done
+}
+
 resume_when_up() {
   local name="$1" end=$((SECONDS + 60)) st
   while ((SECONDS < end)); do
@@ -133,13 +144,7 @@ case "$CMD" in
     need_node "$@"
     touch "$SB_SLURM_DATA/added-$1"
     sb_slurm_write_configs
-    # a node's State in slurm.conf is read at slurmctld start, not by reconfigure
-    sb_stop slurmctld 20
-    preload="$(sb_loopback_preload)"
-    sb_start slurmctld env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" SB_BIND_ADDR="$SB_HPC_BRIDGE_ADDR" \
-      /usr/sbin/slurmctld -D -f "$SB_SLURM_CONF"
-    end=$((SECONDS + 60))
-    until sb_slurm_ctld_up; do ((SECONDS < end)) || sb_die "slurmctld did not come back"; sleep 0.3; done
+    restart_ctld
     start_node "$1"
     resume_when_up "$1"
     sb_log "$1 added: $(node_state "$1")"
@@ -149,12 +154,7 @@ case "$CMD" in
     rm -f "$SB_SLURM_DATA/added-$1"
     sb_stop "slurmd-$1" 20
     sb_slurm_write_configs
-    sb_stop slurmctld 20
-    preload="$(sb_loopback_preload)"
-    sb_start slurmctld env SLURM_CONF="$SB_SLURM_CONF" LD_PRELOAD="$preload" SB_BIND_ADDR="$SB_HPC_BRIDGE_ADDR" \
-      /usr/sbin/slurmctld -D -f "$SB_SLURM_CONF"
-    end=$((SECONDS + 60))
-    until sb_slurm_ctld_up; do ((SECONDS < end)) || sb_die "slurmctld did not come back"; sleep 0.3; done
+    restart_ctld
     sb_log "$1 removed: $(node_state "$1")"
     ;;
   slow)
