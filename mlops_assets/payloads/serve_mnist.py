@@ -15,7 +15,7 @@ into it, and answers
 Outputs: `predicted_class` (INT64 [N]) and `probabilities` (FP32 [N,10], softmax).
 
     python serve_mnist.py MODEL_DIR_OR_FILE [--model_name mnist] [--http_port 8080]
-        [--bind 127.0.0.1] [--threads 1]
+        [--bind 127.0.0.1] [--threads 1] [--device cpu|cuda]
 
 Needs an environment with kserve==0.21.0 and torch (the sandbox's kserve env; see
 mlops_assets_tests/payloads/test_serve_mnist.py for how to make one). The artifact is checked
@@ -81,6 +81,7 @@ def _model_class(kserve: Any, torch: Any) -> Any:
         def __init__(self, name: str, net: Any) -> None:
             super().__init__(name)
             self.net = net
+            self.device = next(net.parameters()).device
             self.ready = True  # loaded before construction: nothing left to do in load()
 
         def load(self) -> bool:
@@ -110,7 +111,7 @@ def _model_class(kserve: Any, torch: Any) -> Any:
                 ) from None
             x = (torch.from_numpy(arr.reshape(-1, 1, 28, 28).copy()) - MEAN) / STD
             with torch.no_grad():
-                probs = torch.softmax(self.net(x), dim=1)
+                probs = torch.softmax(self.net(x.to(self.device)), dim=1).cpu()
             n = int(probs.shape[0])
             outputs = [
                 InferOutput("predicted_class", [n], "INT64", probs.argmax(1).tolist()),
@@ -148,6 +149,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--http_port", type=int, default=8080)
     p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda to serve on the GPU")
     return p.parse_args(argv)
 
 
@@ -162,8 +164,17 @@ def main(argv: list[str]) -> int:
     except ArtifactError as exc:
         print(f"serve_mnist: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_ARTIFACT
+    if args.device != "cpu":
+        if not args.device.startswith("cuda") or not torch.cuda.is_available():
+            print(
+                f"serve_mnist: --device {args.device}: no CUDA device here (use --device cpu)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_BAD_ARTIFACT
+        net = net.to(args.device)
     print(
-        f"serve_mnist: loaded {path}; serving {args.model_name!r} on "
+        f"serve_mnist: loaded {path} on {args.device}; serving {args.model_name!r} on "
         f"http://{args.bind}:{args.http_port}",
         file=sys.stderr,
         flush=True,
