@@ -236,3 +236,23 @@ def test_malformed_artifact_is_named(py: str, tmp_path: Path, content: str, mess
     )
     assert res.returncode == 2, res.stderr[-2000:]
     assert str(path) in res.stderr and message in res.stderr
+
+
+def test_cuda_asked_where_there_is_none_is_a_clear_error(py: str, tmp_path: Path) -> None:
+    """`--device cuda` on a machine without a CUDA device (the sandbox, CI) fails at once and
+    says to serve on the CPU; on a GPU machine bench/gpu_serve_mnist.py serves with it."""
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([[0.0] * sv.MNIST_ROW]))
+    out_dir = tmp_path / "job-cuda"
+    subprocess.run(
+        [py, "-c", SAVE, str(PAYLOADS), str(out_dir), str(rows)], check=True, timeout=300
+    )
+    res = subprocess.run(
+        [py, str(SERVE), str(out_dir), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "--device cuda: no CUDA device here (use --device cpu)" in res.stderr
