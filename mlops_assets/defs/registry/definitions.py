@@ -15,8 +15,6 @@
 
 The rules (tags, aliases, promotion, budgets) are core/registry_rules.py."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import os
@@ -139,7 +137,8 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
             f"The newest {TRAINING} model registered as `{cfg.registered_name}` in MLflow: a run "
             "with its params, metrics and model.pt + metrics.json, and a version tagged with "
             "the model's sha256 and the dataset, container and code digests. "
-            f"@{cfg.candidate_alias} on every new version, @{cfg.production_alias} when accuracy > {bar:.0%} within "
+            f"@{cfg.candidate_alias} on every new version, @{cfg.production_alias} when "
+            f"accuracy > {bar:.0%} within "
             f"{catalog.smoke.mnist_max_seconds:g} s (@{cfg.rollback_alias}: the one it "
             f"replaces). Same sha256: no new run or version. Budget < {cfg.register_budget_s:g} s."
         ),
