@@ -305,7 +305,7 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
     @dg.asset(
         name=MINIO,
         group_name=GROUP,
-        kinds={"s3"},
+        kinds={"minio"},
         deps=[REGISTERED, bucket.asset_key],
         description=(
             f"The registered MNIST version's model.pt and metrics.json in "
