@@ -40,7 +40,7 @@ def _catalog(**mnist: Any) -> Catalog:
 
 
 def _materialize(
-    assets: list[dg.AssetsDefinition], cat: Catalog, instance: dg.DagsterInstance
+    assets: list[Any], cat: Catalog, instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
     res = build_resources(cat)
     return dg.materialize(
@@ -104,7 +104,9 @@ def test_register_copy_and_unchanged_rerun(
     model_sha = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
     metrics = json.loads((out / "metrics.json").read_text())
 
-    first = _materialize(_registry(cat), cat, instance)
+    from mlops_assets.defs.registry.definitions import budget_checks
+
+    first = _materialize([*_registry(cat), budget_checks(cat)], cat, instance)
     reg = _meta(first, "model_mnist_registered")
     minio = _meta(first, "model_mnist_minio")
     assert reg["created"] is True and reg["model_sha256"] == model_sha

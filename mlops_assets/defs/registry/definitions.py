@@ -20,13 +20,16 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import LIGHT_TAG
+from mlops_assets.checking import check_spec, to_check_result
 from mlops_assets.core import registry_rules as rr
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
 from mlops_assets.platform import active
 from mlops_assets.resources.clients import HttpServiceResource, S3Resource
 from mlops_assets.resources.hpc import HpcSide
@@ -43,29 +46,6 @@ COPY_CHECK = "copy_within_budget"
 
 def _fail(description: str, hint: str) -> dg.Failure:
     return dg.Failure(description=f"{description} Hint: {hint}", metadata={"hint": hint})
-
-
-def _budget_spec(asset: str, name: str, what: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name,
-        asset=dg.AssetKey(asset),
-        description=f"The {what} took less than its budget (catalog registry.mnist).",
-        metadata={"mlops/severity": "WARN", LIGHT_TAG: "false"},
-    )
-
-
-def _budget_result(asset: str, name: str, budget: rr.Budget, what: str) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=dg.AssetKey(asset),
-        check_name=name,
-        passed=budget.met,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "seconds": round(budget.seconds, 3),
-            "budget_s": budget.budget_s,
-            "detail": budget.describe(what),
-        },
-    )
 
 
 def _latest(instance: dg.DagsterInstance, key: str, before: float | None = None) -> Any:
@@ -143,7 +123,6 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
             f"replaces). Same sha256: no new run or version. Budget < {cfg.register_budget_s:g} s."
         ),
         metadata={"registered_model": cfg.registered_name},
-        check_specs=[_budget_spec(REGISTERED, REGISTER_CHECK, "registration")],
     )
     def _registered(
         context: dg.AssetExecutionContext, hpc: HpcSide, mlflow: HttpServiceResource
@@ -294,7 +273,6 @@ def _registered_result(
     return dg.MaterializeResult(
         metadata=meta,
         data_version=dg.DataVersion(tags.get(rr.TAG_MODEL_SHA, "")),
-        check_results=[_budget_result(REGISTERED, REGISTER_CHECK, budget, "registration")],
     )
 
 
@@ -313,7 +291,6 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "read back and its sha256 compared; an object already carrying the sha256 is not "
             f"uploaded again. Budget < {cfg.copy_budget_s:g} s."
         ),
-        check_specs=[_budget_spec(MINIO, COPY_CHECK, "copy to MinIO")],
     )
     def _minio(
         context: dg.AssetExecutionContext, s3: S3Resource, mlflow: HttpServiceResource
@@ -390,7 +367,6 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
                 "copy_budget_s": budget.budget_s,
             },
             data_version=dg.DataVersion(want["model.pt"]),
-            check_results=[_budget_result(MINIO, COPY_CHECK, budget, "copy to MinIO")],
         )
 
     return _minio
@@ -417,8 +393,84 @@ def _object_sha(client: Any, bucket: str, key: str) -> str:
     return h.hexdigest()
 
 
+# (asset, check, metadata key of the seconds, of the budget, what was timed)
+BUDGETS = (
+    (REGISTERED, REGISTER_CHECK, "register_seconds", "register_budget_s", "registration"),
+    (MINIO, COPY_CHECK, "copy_seconds", "copy_budget_s", "copy to MinIO"),
+)
+
+
+def budget_outcome(
+    meta: dict[str, Any], asset: str, seconds: str, budget: str, what: str
+) -> Outcome:
+    """The latest materialization's own timing against its budget; none yet is a WARN."""
+    if seconds not in meta or budget not in meta:
+        return Outcome(
+            False,
+            "none",
+            "materialized",
+            hint=f"materialize {asset}",
+            detail=f"{asset} has no materialization with a timing yet",
+            severity=Severity.WARN,
+        )
+    b = rr.Budget(float(meta[seconds]), float(meta[budget]))
+    return Outcome(
+        b.met,
+        round(b.seconds, 3),
+        b.budget_s,
+        unit="s",
+        hint="" if b.met else "see the materialization's log: which call was slow",
+        detail=b.describe(what),
+    )
+
+
+def _given(out: Outcome) -> Callable[[Any], Outcome]:
+    """A probe that hands over the outcome computed already (run_check bounds and redacts)."""
+    return lambda _ctx: out
+
+
+def budget_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
+    """The budgets (validation tasks: register < 1 min, copy to MinIO < 2 min) over the
+    latest materialization: after it in a run that materializes, alone in `validate`."""
+    specs: dict[tuple[str, str], CheckSpec[Any]] = {
+        (asset, check): CheckSpec(
+            asset,
+            check,
+            Severity.WARN,
+            f"The {what} took less than its budget (catalog registry.mnist.{budget}).",
+            lambda _ctx: Outcome(False, "", ""),
+            light=False,
+            hint=f"materialize {asset}",
+        )
+        for asset, check, _, budget, what in BUDGETS
+    }
+
+    @dg.multi_asset_check(
+        name="registry_budget_checks",
+        specs=[check_spec(s) for s in specs.values()],
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        for asset, check, seconds, budget, what in BUDGETS:
+            key = dg.AssetCheckKey(dg.AssetKey(asset), check)
+            if key not in context.selected_asset_check_keys:
+                continue
+            out = budget_outcome(
+                _meta(_latest(context.instance, asset)), asset, seconds, budget, what
+            )
+            ev = run_check(replace(specs[(asset, check)], probe=_given(out)), None)
+            if not ev.passed:
+                context.log.warning(f"{ev.asset}/{ev.check}: {ev.detail} Hint: {ev.hint}")
+            yield to_check_result(ev)
+
+    return _checks
+
+
 def build(catalog: Catalog) -> dg.Definitions:
-    return dg.Definitions(assets=[registered_asset(catalog), minio_asset(catalog)])
+    return dg.Definitions(
+        assets=[registered_asset(catalog), minio_asset(catalog)],
+        asset_checks=[budget_checks(catalog)],
+    )
 
 
 defs = build(active().catalog)
