@@ -802,6 +802,38 @@ class Staging(_Strict):
     )
 
 
+class TrainedModel(_Strict):
+    """A model the platform trains itself (the MNIST smoke's SimpleCNN), registered in MLflow
+    and copied to the models bucket (defs/registry). `production_min_accuracy`: the bar for
+    the alias `production`; null = the smoke's own (`smoke.mnist_min_accuracy`)."""
+
+    registered_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    experiment: str = Field(min_length=1)
+    bucket: str = "models"
+    prefix: str = Field(default="mnist", pattern=r"^[a-z0-9][a-z0-9._/-]*[a-z0-9]$")
+    candidate_alias: str = "candidate"
+    production_alias: str = "production"
+    rollback_alias: str = "rollback"
+    production_min_accuracy: float | None = Field(default=None, gt=0, le=1)
+    register_budget_s: float = Field(default=60, gt=0)
+    copy_budget_s: float = Field(default=120, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct_aliases(self) -> TrainedModel:
+        names = [self.candidate_alias, self.production_alias, self.rollback_alias]
+        if len(set(names)) != 3:
+            raise ValueError(f"the three aliases must differ: {names}")
+        return self
+
+
+class Registry(_Strict):
+    """Trained models the registry group registers (validation tasks 2 and 4)."""
+
+    mnist: TrainedModel = TrainedModel(
+        registered_name="mnist-simplecnn", experiment="mlops-assets-mnist"
+    )
+
+
 class Catalog(_Strict):
     version: Literal[1]
     platform: str = Field(min_length=1)
@@ -817,6 +849,7 @@ class Catalog(_Strict):
     automation: Automation = Automation()
     staging: Staging = Staging()
     fleet: Fleet = Fleet()
+    registry: Registry = Registry()
 
     # Derived facts: the asset keys and BeeGFS paths of the catalog's staged things. Other
     # code asks these instead of joining strings, so a key or a path is spelled once.
@@ -829,6 +862,10 @@ class Catalog(_Strict):
         raise KeyError(
             f"no bucket {name!r} in cloud.buckets ({', '.join(b.name for b in self.cloud.buckets)})"
         )
+
+    def trained_bucket(self) -> Bucket:
+        """The bucket the trained MNIST model is copied to (must be in cloud.buckets)."""
+        return self.bucket(self.registry.mnist.bucket)
 
     def dataset_key(self, name: str) -> str:
         """The datasets group's asset that stages this dataset on BeeGFS."""

@@ -24,6 +24,7 @@ GROUPS: tuple[str, ...] = (
     "containers",
     "smoke",
     "fleet",
+    "registry",
 )
 SERVICES: tuple[str, ...] = ("observability",)
 DOMAINS: tuple[str, ...] = GROUPS + SERVICES

@@ -136,3 +136,21 @@ def ship_payloads(runner: Runner, scripts_dir: str, kit_name: str = LOGIN) -> st
             "check the scripts directory on BeeGFS",
         )
     return dest
+
+
+def code_digest(payload: str) -> str:
+    """sha256 of what a payload runs: the payload and the helpers of its kits (name and
+    sha256 of each, sorted; the vendored dagster_pipes left out: transport, not training
+    code). Recorded by the smoke assets so a trained model can name the code that made it."""
+    row = SHIPPED[payload]
+    names = {payload} | {
+        n
+        for n, s in SHIPPED.items()
+        if not s.entry and s.kits & row.kits and n != "dagster_pipes.py"
+    }
+    h = hashlib.sha256()
+    for name in sorted(names):
+        h.update(
+            f"{name}\0{hashlib.sha256(SHIPPED[name].local().read_bytes()).hexdigest()}\n".encode()
+        )
+    return h.hexdigest()

@@ -83,6 +83,8 @@ def mlflow_client(api: Any, *, retries: int = 0) -> Iterator[Any]:
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout_s))),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(BACKOFF_FACTOR),
+        # MLflow writes a run's URL to stdout when it ends: it would corrupt the CLI's JSON
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
     if token:
         settings["MLFLOW_TRACKING_TOKEN"] = token

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import threading
@@ -139,6 +140,10 @@ class LocalRunner:
         return CommandResult(
             tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2
         )
+
+    def get(self, remote: str, local: str) -> None:
+        """Copy a file of the HPC side (here: this machine) to `local`."""
+        shutil.copyfile(remote, local)
 
     def put_private(self, data: bytes, remote: str) -> None:
         """A new file only this user can read (O_EXCL, mode 600 from creation): for
@@ -304,6 +309,12 @@ class SshRunner:
         conn = self._connect()
         with self._sftp_lock:
             conn.put(local, remote)
+
+    def get(self, remote: str, local: str) -> None:
+        """Copy a file of the HPC side here over SFTP (binary, no output cap)."""
+        conn = self._connect()
+        with self._sftp_lock:
+            conn.get(remote, local)
 
     def put_private(self, data: bytes, remote: str) -> None:
         """Write `data` to a new remote file only the login user can read, over SFTP (so

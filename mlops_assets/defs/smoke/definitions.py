@@ -46,6 +46,7 @@ from mlops_assets.core import node_watch
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
 from mlops_assets.resources.hpc import HpcSide, job_resources
+from mlops_assets.resources.shipping import code_digest
 
 GROUP = "smoke"
 POOL = "slurm_submissions"
@@ -113,7 +114,11 @@ def _smoke_asset(
             res = replace(res, nodes=nodes, srun=True)
         client = hpc.smoke_client(res, reattach=config.reattach)
         invocation = client.run(context=context, payload=payload, extras=extras)
-        return invocation.get_materialize_result()
+        result = invocation.get_materialize_result()
+        # the code that ran, so a trained model can name it (defs/registry)
+        return result._replace(
+            metadata={**(result.metadata or {}), "code_digest": code_digest(payload)}
+        )
 
     return _smoke
 

@@ -1,0 +1,476 @@
+"""The trained MNIST model in the registry (issue 19 items 2 and 4): the newest
+`smoke_mnist_training` output registered in MLflow, then copied to the models bucket.
+
+- `model_mnist_registered`: reads `model.pt` and `metrics.json` through the HPC side (the
+  orchestrator may not mount BeeGFS), and, unless a version with the same model sha256 exists,
+  makes an MLflow run (params, metrics, both files as artifacts on MLflow's S3 store) and a
+  version of the catalog's `registry.mnist.registered_name`, tagged with the model's sha256
+  and the dataset manifest, container and code digests the project recorded (`unknown` where
+  it recorded none, `none` for no container). Aliases: `candidate` on every new version,
+  `production` when the training passed the smoke's bar, `rollback` on the version it
+  replaces. Its check: registration within its budget.
+- `model_mnist_minio`: that version's files to `s3://<bucket>/<prefix>/<version>/`, each
+  verified by reading it back; an object already carrying the sha256 is not uploaded again.
+  Its check: the copy within its budget.
+
+The rules (tags, aliases, promotion, budgets) are core/registry_rules.py."""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.catalog.schema import Catalog
+from mlops_assets.checking import check_spec, to_check_result
+from mlops_assets.core import registry_rules as rr
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
+from mlops_assets.platform import active
+from mlops_assets.resources.clients import HttpServiceResource, S3Resource
+from mlops_assets.resources.hpc import HpcSide
+
+GROUP = "registry"
+TRAINING = "smoke_mnist_training"
+REGISTERED = "model_mnist_registered"
+MINIO = "model_mnist_minio"
+FILES = ("model.pt", "metrics.json")
+SHA_META = "sha256"  # x-amz-meta-sha256, as sync_s3.py writes it
+REGISTER_CHECK = "registration_within_budget"
+COPY_CHECK = "copy_within_budget"
+
+
+def _fail(description: str, hint: str) -> dg.Failure:
+    return dg.Failure(description=f"{description} Hint: {hint}", metadata={"hint": hint})
+
+
+def _latest(instance: dg.DagsterInstance, key: str, before: float | None = None) -> Any:
+    """The newest materialization record of `key` (before a timestamp), or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), before_timestamp=before), limit=1
+    ).records
+    return records[0] if records else None
+
+
+def _meta(record: Any) -> dict[str, Any]:
+    mat = record.asset_materialization if record is not None else None
+    return {k: v.value for k, v in (mat.metadata if mat is not None else {}).items()}
+
+
+def _digests(catalog: Catalog, instance: dg.DagsterInstance, trained_at: float) -> dict[str, Any]:
+    """The dataset manifest and container digests recorded by the materializations the
+    training ran on (the newest before it); None where none is recorded."""
+    mnist = [
+        catalog.dataset_key(n)
+        for n, d in catalog.datasets.items()
+        if getattr(d.source, "dataset_class", "") == "MNIST"
+    ]
+    dataset = (
+        _meta(_latest(instance, mnist[0], trained_at)).get("manifest_digest") if mnist else None
+    )
+    if catalog.smoke.container is None:
+        container: str | None = rr.NONE
+    else:
+        key = catalog.container_key(catalog.smoke.container)
+        container = _meta(_latest(instance, key, trained_at)).get("sha256")
+    return {"dataset": dataset, "container": container}
+
+
+def _remote_sha256(runner: Any, paths: list[str]) -> dict[str, str]:
+    from mlops_assets.core.transport.hostexec import must
+
+    res = must(
+        runner,
+        ["sha256sum", "--", *paths],
+        "the training output must be readable by the login user (materialize "
+        f"{TRAINING} again if it was removed)",
+    )
+    out: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        digest, _, path = line.partition("  ")
+        out[path.strip()] = digest.strip()
+    return out
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    cfg = catalog.registry.mnist
+    bar = cfg.production_min_accuracy or catalog.smoke.mnist_min_accuracy
+
+    @dg.asset(
+        name=REGISTERED,
+        group_name=GROUP,
+        kinds={"mlflow", "pytorch"},
+        deps=[TRAINING, "mlflow"],
+        description=(
+            f"The newest {TRAINING} model registered as `{cfg.registered_name}` in MLflow: a run "
+            "with its params, metrics and model.pt + metrics.json, and a version tagged with "
+            "the model's sha256 and the dataset, container and code digests. "
+            f"@{cfg.candidate_alias} on every new version, @{cfg.production_alias} when "
+            f"accuracy > {bar:.0%} within "
+            f"{catalog.smoke.mnist_max_seconds:g} s (@{cfg.rollback_alias}: the one it "
+            f"replaces). Same sha256: no new run or version. Budget < {cfg.register_budget_s:g} s."
+        ),
+        metadata={"registered_model": cfg.registered_name},
+    )
+    def _registered(
+        context: dg.AssetExecutionContext, hpc: HpcSide, mlflow: HttpServiceResource
+    ) -> dg.MaterializeResult:
+        from mlops_assets.core.checks import ProbeFailed
+        from mlops_assets.core.probes import trained_model
+
+        started = time.monotonic()
+        trained = _latest(context.instance, TRAINING)
+        if trained is None:
+            raise _fail(f"{TRAINING} has no materialization", f"materialize {TRAINING} first")
+        tmeta = _meta(trained)
+        out_dir = str(tmeta.get("output_dir") or "")
+        if not out_dir:
+            raise _fail(
+                f"the latest {TRAINING} materialization names no output_dir",
+                f"materialize {TRAINING} again",
+            )
+        paths = {f: f"{out_dir.rstrip('/')}/{f}" for f in FILES}
+        try:
+            runner = hpc.runner()
+            shas = _remote_sha256(runner, list(paths.values()))
+            model_sha = shas.get(paths["model.pt"], "")
+            metrics_sha = shas.get(paths["metrics.json"], "")
+            now = trained_model.state(mlflow, cfg.registered_name)
+            same = rr.newest_with_sha(now.tags, model_sha)
+            if same is not None:
+                tags = now.tags[same]
+                context.log.info(
+                    f"{cfg.registered_name} version {same} already holds model.pt sha256 "
+                    f"{model_sha[:16]}: no new run or version"
+                )
+                return _registered_result(
+                    cfg.registered_name,
+                    same,
+                    False,
+                    tags,
+                    now.aliases,
+                    None,
+                    rr.Budget(time.monotonic() - started, cfg.register_budget_s),
+                    catalog,
+                )
+            with tempfile.TemporaryDirectory(prefix="mlops-registry-") as tmp:
+                local = {f: os.path.join(tmp, f) for f in FILES}
+                for f in FILES:
+                    runner.get(paths[f], local[f])  # type: ignore[attr-defined]
+                    if _sha256_file(local[f]) != shas.get(paths[f]):
+                        raise _fail(
+                            f"{paths[f]} changed while it was read (sha256 differs)",
+                            "re-run: the training output must not change under the registry",
+                        )
+                with open(local["metrics.json"], encoding="utf-8") as fh:
+                    metrics = json.load(fh)
+                params, figures = rr.params_and_metrics(metrics)
+                found = _digests(catalog, context.instance, trained.timestamp)
+                tags = rr.provenance_tags(
+                    model_sha,
+                    metrics_sha,
+                    dataset=found["dataset"],
+                    container=found["container"],
+                    code=tmeta.get("code_digest"),
+                    output_dir=out_dir,
+                    slurm_job_id=str(tmeta["slurm_job_id"]) if "slurm_job_id" in tmeta else None,
+                )
+                for missing in rr.unknown_digests(tags):
+                    context.log.warning(
+                        f"{missing}: not recorded by the materializations the training ran on, "
+                        "tagged `unknown`"
+                    )
+                total = tmeta.get("total_seconds")
+                promo = rr.judge_promotion(
+                    metrics,
+                    min_accuracy=bar,
+                    max_seconds=catalog.smoke.mnist_max_seconds,
+                    total_seconds=float(total) if isinstance(total, int | float) else None,
+                )
+                new = trained_model.register_run(
+                    mlflow,
+                    cfg.registered_name,
+                    cfg.experiment,
+                    local,
+                    params,
+                    figures,
+                    tags,
+                    description=f"SimpleCNN from {out_dir}, registered by mlops_assets",
+                )
+            moves = rr.alias_moves(
+                now.aliases,
+                new.version,
+                promote=promo.passed,
+                candidate=cfg.candidate_alias,
+                production=cfg.production_alias,
+                rollback=cfg.rollback_alias,
+            )
+            trained_model.set_aliases(mlflow, cfg.registered_name, moves.set)
+        except ProbeFailed as exc:
+            raise _fail(str(exc), exc.hint) from None
+        aliases = {**now.aliases, **moves.set}
+        context.log.info(
+            f"{cfg.registered_name} version {new.version} (run {new.run_id}): {moves.describe()}"
+            + ("" if promo.passed else f"; not production: {'; '.join(promo.messages)}")
+        )
+        return _registered_result(
+            cfg.registered_name,
+            new.version,
+            True,
+            {**tags, trained_model.TAG_RUN: new.run_id},
+            aliases,
+            promo,
+            rr.Budget(time.monotonic() - started, cfg.register_budget_s),
+            catalog,
+        )
+
+    return _registered
+
+
+def _registered_result(
+    name: str,
+    version: str,
+    created: bool,
+    tags: dict[str, str],
+    aliases: dict[str, str],
+    promo: rr.Promotion | None,
+    budget: rr.Budget,
+    catalog: Catalog,
+) -> dg.MaterializeResult:
+    base = catalog.cloud.services.mlflow.url.rstrip("/")
+    mine = sorted(a for a, v in aliases.items() if v == version)
+    meta: dict[str, Any] = {
+        "registered_model": name,
+        "version": version,
+        "created": created,
+        "run_id": tags.get("run_id", ""),
+        "aliases": ", ".join(mine),
+        "aliases_now": dg.MetadataValue.json(aliases),
+        "register_seconds": round(budget.seconds, 3),
+        "register_budget_s": budget.budget_s,
+        "unknown_digests": ", ".join(rr.unknown_digests(tags)),
+        "url": dg.MetadataValue.url(f"{base}/#/models/{name}/versions/{version}"),
+        **{k: tags.get(k, "") for k in (rr.TAG_MODEL_SHA, rr.TAG_METRICS_SHA, rr.TAG_DATASET)},
+        **{k: tags.get(k, "") for k in (rr.TAG_CONTAINER, rr.TAG_CODE, rr.TAG_OUTPUT_DIR)},
+    }
+    if promo is not None:
+        meta["production"] = promo.passed
+        meta["promotion_detail"] = "; ".join(promo.messages) or (
+            f"accuracy above {promo.min_accuracy} within {promo.max_seconds:g} s"
+        )
+    return dg.MaterializeResult(
+        metadata=meta,
+        data_version=dg.DataVersion(tags.get(rr.TAG_MODEL_SHA, "")),
+    )
+
+
+def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    cfg = catalog.registry.mnist
+    bucket = catalog.trained_bucket()
+
+    @dg.asset(
+        name=MINIO,
+        group_name=GROUP,
+        kinds={"minio"},
+        deps=[REGISTERED, bucket.asset_key],
+        description=(
+            f"The registered MNIST version's model.pt and metrics.json in "
+            f"s3://{bucket.name}/{cfg.prefix}/<version>/ (KServe pulls it from there), each "
+            "read back and its sha256 compared; an object already carrying the sha256 is not "
+            f"uploaded again. Budget < {cfg.copy_budget_s:g} s."
+        ),
+    )
+    def _minio(
+        context: dg.AssetExecutionContext, s3: S3Resource, mlflow: HttpServiceResource
+    ) -> dg.MaterializeResult:
+        from mlops_assets.core.checks import ProbeFailed
+        from mlops_assets.core.probes import trained_model
+
+        started = time.monotonic()
+        reg = _meta(_latest(context.instance, REGISTERED))
+        version = str(reg.get("version") or "")
+        if not version:
+            raise _fail(f"{REGISTERED} has no materialization", f"materialize {REGISTERED} first")
+        try:
+            now = trained_model.state(mlflow, cfg.registered_name)
+        except ProbeFailed as exc:
+            raise _fail(str(exc), exc.hint) from None
+        tags = now.tags.get(version)
+        if tags is None:
+            raise _fail(
+                f"{cfg.registered_name} has no version {version} in MLflow any more",
+                f"materialize {REGISTERED} again",
+            )
+        want = {
+            "model.pt": tags.get(rr.TAG_MODEL_SHA, ""),
+            "metrics.json": tags.get(rr.TAG_METRICS_SHA, ""),
+        }
+        keys = rr.object_keys(cfg.prefix, version, FILES)
+        client = s3.client()
+        uploaded: list[str] = []
+        sent = 0
+        with tempfile.TemporaryDirectory(prefix="mlops-registry-") as tmp:
+            for f, key in keys.items():
+                if _head_sha(client, bucket.name, key) == want[f]:
+                    continue
+                try:
+                    path = trained_model.download(mlflow, tags[trained_model.TAG_RUN], f, tmp)
+                except (ProbeFailed, KeyError) as exc:
+                    raise _fail(
+                        f"version {version}'s {f} could not be read from MLflow: {exc}",
+                        f"materialize {REGISTERED} again",
+                    ) from None
+                if _sha256_file(path) != want[f]:
+                    raise _fail(
+                        f"MLflow's {f} of version {version} is not the registered bytes "
+                        f"(sha256 tag {want[f][:16]})",
+                        "the run's artifacts changed: re-register the model",
+                    )
+                client.upload_file(
+                    path, bucket.name, key, ExtraArgs={"Metadata": {SHA_META: want[f]}}
+                )
+                back = _object_sha(client, bucket.name, key)
+                if back != want[f]:
+                    raise _fail(
+                        f"s3://{bucket.name}/{key} reads back as sha256 {back[:16]}, "
+                        f"uploaded {want[f][:16]}",
+                        "check the S3 server (MinIO) and re-run",
+                    )
+                uploaded.append(f)
+                sent += os.path.getsize(path)
+        budget = rr.Budget(time.monotonic() - started, cfg.copy_budget_s)
+        uri = f"s3://{bucket.name}/{cfg.prefix.strip('/')}/{version}/"
+        context.log.info(
+            f"{uri}: {', '.join(uploaded) + ' uploaded and verified' if uploaded else 'unchanged'}"
+            f" ({budget.describe('copy')})"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "uri": uri,
+                "version": version,
+                "uploaded": ", ".join(uploaded),
+                "bytes_uploaded": sent,
+                "model_sha256": want["model.pt"],
+                "copy_seconds": round(budget.seconds, 3),
+                "copy_budget_s": budget.budget_s,
+            },
+            data_version=dg.DataVersion(want["model.pt"]),
+        )
+
+    return _minio
+
+
+def _head_sha(client: Any, bucket: str, key: str) -> str | None:
+    """The object's sha256 metadata, or None when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return (head.get("Metadata") or {}).get(SHA_META)
+
+
+def _object_sha(client: Any, bucket: str, key: str) -> str:
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    h = hashlib.sha256()
+    for block in iter(lambda: body.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+# (asset, check, metadata key of the seconds, of the budget, what was timed)
+BUDGETS = (
+    (REGISTERED, REGISTER_CHECK, "register_seconds", "register_budget_s", "registration"),
+    (MINIO, COPY_CHECK, "copy_seconds", "copy_budget_s", "copy to MinIO"),
+)
+
+
+def budget_outcome(
+    meta: dict[str, Any], asset: str, seconds: str, budget: str, what: str
+) -> Outcome:
+    """The latest materialization's own timing against its budget; none yet is a WARN."""
+    if seconds not in meta or budget not in meta:
+        return Outcome(
+            False,
+            "none",
+            "materialized",
+            hint=f"materialize {asset}",
+            detail=f"{asset} has no materialization with a timing yet",
+            severity=Severity.WARN,
+        )
+    b = rr.Budget(float(meta[seconds]), float(meta[budget]))
+    return Outcome(
+        b.met,
+        round(b.seconds, 3),
+        b.budget_s,
+        unit="s",
+        hint="" if b.met else "see the materialization's log: which call was slow",
+        detail=b.describe(what),
+    )
+
+
+def _given(out: Outcome) -> Callable[[Any], Outcome]:
+    """A probe that hands over the outcome computed already (run_check bounds and redacts)."""
+    return lambda _ctx: out
+
+
+def budget_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
+    """The budgets (validation tasks: register < 1 min, copy to MinIO < 2 min) over the
+    latest materialization: after it in a run that materializes, alone in `validate`."""
+    specs: dict[tuple[str, str], CheckSpec[Any]] = {
+        (asset, check): CheckSpec(
+            asset,
+            check,
+            Severity.WARN,
+            f"The {what} took less than its budget (catalog registry.mnist.{budget}).",
+            lambda _ctx: Outcome(False, "", ""),
+            light=False,
+            hint=f"materialize {asset}",
+        )
+        for asset, check, _, budget, what in BUDGETS
+    }
+
+    @dg.multi_asset_check(
+        name="registry_budget_checks",
+        specs=[check_spec(s) for s in specs.values()],
+        can_subset=True,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        for asset, check, seconds, budget, what in BUDGETS:
+            key = dg.AssetCheckKey(dg.AssetKey(asset), check)
+            if key not in context.selected_asset_check_keys:
+                continue
+            out = budget_outcome(
+                _meta(_latest(context.instance, asset)), asset, seconds, budget, what
+            )
+            ev = run_check(replace(specs[(asset, check)], probe=_given(out)), None)
+            if not ev.passed:
+                context.log.warning(f"{ev.asset}/{ev.check}: {ev.detail} Hint: {ev.hint}")
+            yield to_check_result(ev)
+
+    return _checks
+
+
+def build(catalog: Catalog) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[registered_asset(catalog), minio_asset(catalog)],
+        asset_checks=[budget_checks(catalog)],
+    )
+
+
+defs = build(active().catalog)
