@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -16,7 +17,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def skip_or_fail(why: str) -> None:
+def skip_or_fail(why: str) -> NoReturn:
     """A missing node is a skip by hand and a defect in CI: CI brings the multi-node sandbox
     up, so every case must run there."""
     if in_ci():

