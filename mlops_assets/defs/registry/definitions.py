@@ -15,7 +15,6 @@
 
 The rules (tags, aliases, promotion, budgets) are core/registry_rules.py."""
 
-import hashlib
 import json
 import os
 import tempfile
@@ -30,6 +29,7 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.checking import check_spec, to_check_result
 from mlops_assets.core import registry_rules as rr
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
+from mlops_assets.core.manifest import copy_hashing, hash_file
 from mlops_assets.platform import active
 from mlops_assets.resources.clients import HttpServiceResource, S3Resource
 from mlops_assets.resources.hpc import HpcSide
@@ -94,14 +94,6 @@ def _remote_sha256(runner: Any, paths: list[str]) -> dict[str, str]:
         digest, _, path = line.partition("  ")
         out[path.strip()] = digest.strip()
     return out
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
@@ -169,7 +161,7 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
                 local = {f: os.path.join(tmp, f) for f in FILES}
                 for f in FILES:
                     runner.get(paths[f], local[f])  # type: ignore[attr-defined]
-                    if _sha256_file(local[f]) != shas.get(paths[f]):
+                    if hash_file(local[f])[1] != shas.get(paths[f]):
                         raise _fail(
                             f"{paths[f]} changed while it was read (sha256 differs)",
                             "re-run: the training output must not change under the registry",
@@ -332,7 +324,7 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
                         f"version {version}'s {f} could not be read from MLflow: {exc}",
                         f"materialize {REGISTERED} again",
                     ) from None
-                if _sha256_file(path) != want[f]:
+                if hash_file(path)[1] != want[f]:
                     raise _fail(
                         f"MLflow's {f} of version {version} is not the registered bytes "
                         f"(sha256 tag {want[f][:16]})",
@@ -386,11 +378,7 @@ def _head_sha(client: Any, bucket: str, key: str) -> str | None:
 
 
 def _object_sha(client: Any, bucket: str, key: str) -> str:
-    body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    h = hashlib.sha256()
-    for block in iter(lambda: body.read(1 << 20), b""):
-        h.update(block)
-    return h.hexdigest()
+    return copy_hashing(client.get_object(Bucket=bucket, Key=key)["Body"], None)[1]
 
 
 # (asset, check, metadata key of the seconds, of the budget, what was timed)
