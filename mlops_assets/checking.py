@@ -7,6 +7,7 @@ export (defs/observability) read it back with `from_check_evaluation`."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from mlops_assets.catalog.schema import Catalog, Freshness
 from mlops_assets.core.checks import (
     CheckSpec,
     Evaluation,
+    Outcome,
     ProbeFailed,
     Scalar,
     Severity,
@@ -206,6 +208,20 @@ def to_check_result(ev: Evaluation) -> dg.AssetCheckResult:
     )
 
 
+def _log_failure(log: Any, ev: Evaluation) -> None:
+    if not ev.passed:
+        log.warning(f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}")
+
+
+def recorded_result(spec: CheckSpec[Any], outcome: Outcome, log: Any) -> dg.AssetCheckResult:
+    """A check judged from what an asset recorded (defs/fleet, defs/registry): the outcome is
+    computed already, and run_check still builds the Evaluation from it as for every probe
+    (severity, redaction, bounded detail)."""
+    ev = run_check(replace(spec, probe=lambda _ctx: outcome), None)
+    _log_failure(log, ev)
+    return to_check_result(ev)
+
+
 def asset_checks(specs: Iterable[ProbeSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
     """One subsettable multi-check per domain: the selected probes run concurrently and
     share the domain's resources (one SSH connection for all HPC checks of a run). Checks
@@ -262,10 +278,7 @@ def _multi_check(
             futures = [pool.submit(run_check, spec, ctx, secrets) for spec in selected]
             for future in as_completed(futures):
                 ev = future.result()
-                if not ev.passed:
-                    context.log.warning(
-                        f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}"
-                    )
+                _log_failure(context.log, ev)
                 yield to_check_result(ev)
 
     return [_checks]

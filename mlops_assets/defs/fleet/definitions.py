@@ -19,17 +19,17 @@ core/quarantine.py; this file reads the event log, runs sinfo/scontrol and repor
 import json
 import shlex
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import check_spec, external, to_check_result
+from mlops_assets.checking import check_spec, external, recorded_result
 from mlops_assets.core import fleet as rules
 from mlops_assets.core import quarantine as q
-from mlops_assets.core.checks import CheckSpec, Outcome, Severity, run_check
+from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.defs.smoke.definitions import (
     GPU_NODES,
     GPU_NODES_NAME,
@@ -253,12 +253,6 @@ def baseline_asset(catalog: Catalog) -> dg.AssetsDefinition:
     return _baseline
 
 
-def _given(outcome: Outcome) -> Callable[[Any], Outcome]:
-    """A probe that hands over an outcome computed already (run_check then builds the
-    Evaluation as for every other check: severity, redaction, bounded detail)."""
-    return lambda _ctx: outcome
-
-
 def fleet_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
     """The two checks, over what `fleet_baseline` last recorded: in a run that materializes
     it they run after it; alone (validate, the nightly job) they judge the recorded history."""
@@ -279,10 +273,7 @@ def fleet_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
             key = dg.AssetCheckKey(dg.AssetKey(spec.asset), spec.name)
             if key not in context.selected_asset_check_keys or key not in by_key:
                 continue
-            ev = run_check(replace(spec, probe=_given(out)), None)
-            if not ev.passed:
-                context.log.warning(f"{ev.asset}/{ev.check}: {ev.detail} Hint: {ev.hint}")
-            yield to_check_result(ev)
+            yield recorded_result(spec, out, context.log)
 
     return _checks
 
