@@ -365,15 +365,10 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 def _head_sha(client: Any, bucket: str, key: str) -> str | None:
     """The object's sha256 metadata, or None when it does not exist."""
-    from botocore.exceptions import ClientError
+    from mlops_assets.core.probes.staging import head_objects
 
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return (head.get("Metadata") or {}).get(SHA_META)
+    head = head_objects(client, bucket, [key])[key]
+    return head[1].get(SHA_META) if head is not None else None
 
 
 def _object_sha(client: Any, bucket: str, key: str) -> str:
