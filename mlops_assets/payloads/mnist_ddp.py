@@ -81,11 +81,13 @@ DEFAULTS: dict[str, Any] = {
 KEY = "mlops_ddp/"
 PIPES_ENV = ("DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES")
 MAX_WARNING_LINES = 20
-# A worker rank's DDP model, kept from being freed before its os._exit (see main): freeing
+# Every rank's DDP model, kept from being freed before the rank's os._exit (see main): freeing
 # it destroys the Reducer and, with it, the gloo process group, whose destructor joined a
 # worker thread forever under torch 1.13 (a rank-1 backtrace: ~Reducer -> ~ProcessGroupGloo
-# -> std::thread::join, CI of 2026-12-06, job held until its time limit).
-_WORKER_MODELS: list[Any] = []
+# -> std::thread::join, CI of 2026-12-06). Rank 0 hung the same way once its measure returned
+# ("Training Complete" logged, Pipes never closed, the job held to its time limit: CI of
+# 2026-12-07), so no rank frees it, and none reaches the interpreter's own teardown.
+_KEPT_MODELS: list[Any] = []
 
 
 # ----------------------------------------------------------------------- topology
@@ -506,8 +508,7 @@ def _ddp_run(
         model = torch.nn.parallel.DistributedDataParallel(
             simple_cnn(torch).to(dev), device_ids=[dev] if cuda else None
         )
-        if rank != 0:
-            _WORKER_MODELS.append(model)
+        _KEPT_MODELS.append(model)
         n_train = int(data["train_labels"].numel())
         bs = int(cfg["batch_size"])
         steps = (n_train // world) // bs
@@ -607,22 +608,20 @@ def _ddp_run(
 def main() -> int:
     """Only rank 0 reports through Pipes: the others drop its variables before starting.
 
-    A rank other than 0 leaves with ``os._exit`` once its work is done: torch 1.13's TCPStore
-    client thread spins at full CPU once rank 0's store server has closed (its socket left in
-    CLOSE-WAIT), and a normal interpreter exit joins that thread forever. Seen on the
-    multi-node sandbox (2 ranks on gpu-01/gpu-02: rank 0 reported, rank 1 held the job until
-    its time limit)."""
-    worker = os.environ.get("SLURM_PROCID", "0") != "0"
-    if worker:
+    Every rank leaves with ``os._exit`` once its work is done and (rank 0) Pipes has closed:
+    torch 1.13's TCPStore client thread spins at full CPU once rank 0's store server has closed
+    (its socket left in CLOSE-WAIT), and a normal interpreter exit joins that thread, or the
+    gloo group's worker threads in the DDP model's destructor, forever. Seen on the multi-node
+    sandbox (2 ranks on gpu-01/gpu-02): first rank 1, then rank 0, held the job until its
+    time limit."""
+    if os.environ.get("SLURM_PROCID", "0") != "0":
         for name in PIPES_ENV:
             os.environ.pop(name, None)
     code = run("mnist_ddp", measure, DEFAULTS)
-    if worker:
-        atexit._run_exitfuncs()  # the stderr tee's close: its tail still reaches the job log
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(code or 0))
-    return code
+    atexit._run_exitfuncs()  # the stderr tee's close: its tail still reaches the job log
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code or 0))
 
 
 if __name__ == "__main__":
