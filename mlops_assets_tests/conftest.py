@@ -222,6 +222,38 @@ def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> An
         return json.loads(resp.read())["data"]
 
 
+@pytest.fixture(scope="session")
+def mnist_trained(sandbox: Path, cli: Any) -> tuple[Any, dict[str, Any]]:
+    """MNIST staged and copied to its bucket, then one real training job (SLURM) recorded in
+    an ephemeral instance: what the registry and serving tests build on, made once."""
+    import dagster as dg
+
+    from mlops_assets.defs.smoke.definitions import smoke_assets
+    from mlops_assets.platform import active, build_resources
+
+    staged = cli(
+        "materialize",
+        "--select",
+        "bucket_datasets,dataset_mnist,dataset_mnist_minio",
+        "--format",
+        "json",
+        env={"DAGSTER_HOME": ""},
+    )
+    assert staged.returncode == 0, staged.stdout[-2000:] + staged.stderr[-2000:]
+    instance = dg.DagsterInstance.ephemeral()
+    cat = active().catalog
+    asset = next(a for a in smoke_assets(cat) if a.key.to_user_string() == "smoke_mnist_training")
+    res = build_resources(cat)
+    result = dg.materialize(
+        [asset], resources={"hpc": res["hpc"]}, instance=instance, raise_on_error=False
+    )
+    assert result.success, [
+        e.step_failure_data.error for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
+    mat = result.asset_materializations_for_node("smoke_mnist_training")[0]
+    return instance, {k: v.value for k, v in mat.metadata.items()}
+
+
 def sandbox_s3() -> Any:
     """A boto3 client on the sandbox's S3 server, with the catalog's endpoint and keys."""
     import boto3

@@ -84,14 +84,10 @@ def _registry(cat: Catalog) -> list[dg.AssetsDefinition]:
 
 
 @pytest.fixture(scope="module")
-def trained(sandbox: Path, cli: Any) -> tuple[dg.DagsterInstance, dict[str, Any]]:
-    """The MNIST data staged, then one real training job recorded in an ephemeral instance."""
-    staged = cli(
-        "materialize", "--select", "dataset_mnist", "--format", "json", env={"DAGSTER_HOME": ""}
-    )
-    assert staged.returncode == 0, staged.stdout[-2000:] + staged.stderr[-2000:]
-    instance = dg.DagsterInstance.ephemeral()
-    return instance, _train(instance, active().catalog)
+def trained(
+    mnist_trained: tuple[dg.DagsterInstance, dict[str, Any]],
+) -> tuple[dg.DagsterInstance, dict[str, Any]]:
+    return mnist_trained
 
 
 def test_register_copy_and_unchanged_rerun(

@@ -474,3 +474,67 @@ def _labels(raw: str) -> dict[str, str]:
         out[m.group(1)] = m.group(2).replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
         pos = m.end()
     return out
+
+
+# ------------------------------------------------------------------ held-out samples
+
+
+def parse_idx(data: bytes, where: str = "idx data") -> tuple[tuple[int, ...], bytes]:
+    """An unsigned-byte idx document (MNIST's format, gunzipped): (shape, raw bytes).
+    ServingError names `where` when it is not one, or is cut short."""
+    if len(data) < 4 or data[0] or data[1] or data[2] != 0x08:
+        raise ServingError(f"{where}: not an unsigned-byte idx file")
+    dims = data[3]
+    head = 4 + 4 * dims
+    if len(data) < head:
+        raise ServingError(f"{where}: idx header cut short")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    size = math.prod(shape)
+    if len(data) - head < size:
+        raise ServingError(f"{where}: {len(data) - head} bytes of data, the header says {size}")
+    return shape, data[head : head + size]
+
+
+def mnist_rows(
+    images: bytes, labels: bytes, limit: int, where: str = "MNIST test set"
+) -> tuple[list[list[float]], list[int]]:
+    """The first `limit` test images as rows of 784 intensities in [0, 1], and their labels,
+    from the two idx documents (gunzipped)."""
+    ishape, pixels = parse_idx(images, f"{where} images")
+    lshape, marks = parse_idx(labels, f"{where} labels")
+    if len(ishape) != 3 or ishape[1] * ishape[2] != MNIST_ROW:
+        raise ServingError(f"{where} images have shape {ishape}, not [N, 28, 28]")
+    if lshape[0] != ishape[0]:
+        raise ServingError(f"{where}: {ishape[0]} images but {lshape[0]} labels")
+    n = min(limit, ishape[0])
+    rows = [[b / 255.0 for b in pixels[i * MNIST_ROW : (i + 1) * MNIST_ROW]] for i in range(n)]
+    return rows, list(marks[:n])
+
+
+# ------------------------------------------------------------------ InferenceService status
+
+
+@dataclass(frozen=True)
+class IsvcState:
+    """What KServe's controller says of one InferenceService: Ready, why not, and its URL."""
+
+    ready: bool
+    reason: str
+    url: str | None
+
+
+def isvc_state(obj: Mapping[str, Any] | None) -> IsvcState:
+    """Ready from the `Ready` condition (status True), the reason from the first condition not
+    True (KServe names the part: PredictorReady, IngressReady, ...), the URL from status.url."""
+    if not obj:
+        return IsvcState(False, "not found", None)
+    status = obj.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    why = "no conditions yet (the controller has not seen it)" if not conditions else ""
+    for c in conditions:
+        if c.get("status") != "True":
+            why = f"{c.get('type')}: {c.get('reason') or ''} {c.get('message') or ''}".strip()
+            break
+    url = status.get("url") or (status.get("address") or {}).get("url")
+    return IsvcState(ready, "" if ready else why, url if isinstance(url, str) else None)

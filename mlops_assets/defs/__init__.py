@@ -25,6 +25,7 @@ GROUPS: tuple[str, ...] = (
     "smoke",
     "fleet",
     "registry",
+    "serving",
 )
 SERVICES: tuple[str, ...] = ("observability",)
 DOMAINS: tuple[str, ...] = GROUPS + SERVICES

@@ -154,24 +154,40 @@ class KubernetesResource(dg.ConfigurableResource):
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """GET a raw API path and return the decoded JSON; timeouts bounded."""
+        return self.call("GET", path, query=query)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API request (a PATCH takes `content_type` application/merge-patch+json); the
+        decoded JSON answer. An error status raises the client's ApiException."""
         api = self.api_client()
         # the kubernetes client 36 installed here takes response_types_map; older ones response_type
         import inspect
 
         typed = (
-            {"response_types_map": {200: "object"}}
+            {"response_types_map": {200: "object", 201: "object"}}
             if "response_types_map" in inspect.signature(api.call_api).parameters
             else {"response_type": "object"}
         )
-        resp = api.call_api(
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        return api.call_api(
             path,
-            "GET",
+            method,
             query_params=list((query or {}).items()),
-            header_params={"Accept": "application/json"},
+            header_params=headers,
+            body=body,
             auth_settings=["BearerToken"],
             **typed,
             _preload_content=True,
             _return_http_data_only=True,
             _request_timeout=(self.timeout_s, self.timeout_s),
         )
-        return resp
