@@ -5,7 +5,7 @@ result carries measured value, threshold, unit, hint, severity and duration as m
 metadata: the UI shows what `encode` writes, and the CLI report (headless) and the metrics
 export (defs/observability) read it back with `from_check_evaluation`."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import timedelta
@@ -213,11 +213,15 @@ def _log_failure(log: Any, ev: Evaluation) -> None:
         log.warning(f"{ev.asset}/{ev.check} failed: {ev.detail} Hint: {ev.hint}")
 
 
-def recorded_result(spec: CheckSpec[Any], outcome: Outcome, log: Any) -> dg.AssetCheckResult:
-    """A check judged from what an asset recorded (defs/fleet, defs/registry): the outcome is
-    computed already, and run_check still builds the Evaluation from it as for every probe
-    (severity, redaction, bounded detail)."""
-    ev = run_check(replace(spec, probe=lambda _ctx: outcome), None)
+def recorded_result(
+    spec: CheckSpec[Any], outcome: Outcome | Callable[[], Outcome], log: Any
+) -> dg.AssetCheckResult:
+    """A check judged outside a ProbeContext (defs/fleet, defs/registry, defs/serving): from
+    what an asset recorded (an Outcome), or by a callable that measures now. run_check still
+    builds the Evaluation as for every probe (a raise becomes a failed check with its hint;
+    severity, redaction, bounded detail)."""
+    measure = outcome if callable(outcome) else (lambda: outcome)
+    ev = run_check(replace(spec, probe=lambda _ctx: measure()), None)
     _log_failure(log, ev)
     return to_check_result(ev)
 

@@ -67,19 +67,14 @@ def cat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
 
 def _defs(c: Catalog) -> list[Any]:
     from mlops_assets.defs.registry.definitions import minio_asset, registered_asset
-    from mlops_assets.defs.serving.definitions import (
-        asset_checks,
-        live_specs,
-        recorded_checks,
-        served_asset,
-    )
+    from mlops_assets.defs.serving.definitions import live_checks, recorded_checks, served_asset
 
     return [
         registered_asset(c),
         minio_asset(c),
         served_asset(c),
         recorded_checks(),
-        *asset_checks(live_specs(c), name="served_live"),
+        live_checks(c),
     ]
 
 
@@ -208,11 +203,11 @@ def test_an_endpoint_serving_the_wrong_model_fails_the_held_out_check(
     srv.stop()
     srv.start(cfg.local.python, PAYLOAD, str(wrong), f"{meta['version']}:{meta['model_sha256']}")
     assert wait_ready(srv.url, cfg.model_name, time.monotonic() + 120) is not None
-    from mlops_assets.defs.serving.definitions import asset_checks, live_specs, served_asset
+    from mlops_assets.defs.serving.definitions import live_checks, served_asset
 
     res = build_resources(cat)
     check = dg.materialize(
-        [served_asset(cat), *asset_checks(live_specs(cat), name="served_live")],
+        [served_asset(cat), live_checks(cat)],
         resources={k: res[k] for k in RESOURCES},
         instance=instance,
         selection=dg.AssetSelection.checks(

@@ -24,13 +24,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, ServedModel
-from mlops_assets.checking import (
-    ProbeContext,
-    ProbeSpec,
-    asset_checks,
-    check_spec,
-    recorded_result,
-)
+from mlops_assets.checking import check_spec, recorded_result
 from mlops_assets.core import serving
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
 from mlops_assets.core.manifest import hash_file
@@ -462,14 +456,24 @@ def prometheus_outcome(meta: dict[str, Any]) -> Outcome:
     )
 
 
-def predictions_outcome(ctx: ProbeContext) -> Outcome:
-    """Live: the endpoint's answers on held-out digits against their labels."""
+def predictions_outcome(
+    catalog: Catalog, s3: S3Resource, kube: KubernetesResource, url: str
+) -> Outcome:
+    """Live: the endpoint's answers on held-out digits against their labels. `url` is the
+    one the latest materialization served at ('' : where the catalog says it is)."""
     from mlops_assets.core.probes import model_endpoint as ep
+    from mlops_assets.core.transport.http import HttpUnreachable
 
-    cfg = ctx.catalog.serving.mnist
-    url = endpoint_url(cfg, ctx.kubernetes if cfg.deploy == "kserve" else None)
-    rows, labels, src = held_out_rows(ctx.catalog, ctx.s3, cfg.held_out_samples)
-    got = ep.held_out(url, cfg.model_name, rows, labels)
+    cfg = catalog.serving.mnist
+    url = url or endpoint_url(cfg, kube)
+    rows, labels, src = held_out_rows(catalog, s3, cfg.held_out_samples)
+    try:
+        got = ep.held_out(url, cfg.model_name, rows, labels)
+    except HttpUnreachable as exc:
+        raise ProbeFailed(
+            f"the served model does not answer: {exc}",
+            f"materialize {ASSET} (it starts or redeploys the server)",
+        ) from None
     ok = got.accuracy >= cfg.min_accuracy
     misses = ", ".join(f"{t}->{p}" for t, p in got.confusions)
     return Outcome(
@@ -480,9 +484,9 @@ def predictions_outcome(ctx: ProbeContext) -> Outcome:
         hint=""
         if ok
         else "the endpoint serves another model or a broken one: compare its "
-        "version with the registry's and re-materialize model_mnist_served",
-        detail=f"{got.samples} held-out digits from {src}: accuracy {got.accuracy:.4f}"
-        + (f"; first misses (label->predicted) {misses}" if misses else ""),
+        f"version with the registry's and re-materialize {ASSET}",
+        detail=f"{got.samples} held-out digits from {src} asked of {url}: accuracy "
+        f"{got.accuracy:.4f}" + (f"; first misses (label->predicted) {misses}" if misses else ""),
     )
 
 
@@ -541,26 +545,45 @@ def recorded_checks() -> dg.AssetChecksDefinition:
     return _checks
 
 
-def live_specs(catalog: Catalog) -> list[ProbeSpec]:
-    needs = ("s3", "kubernetes") if catalog.serving.mnist.deploy == "kserve" else ("s3",)
-    return [
-        CheckSpec(
-            ASSET,
-            "served_predictions_right",
-            Severity.ERROR,
-            "The endpoint's answers on held-out MNIST digits reach the catalog's accuracy "
-            "(asked live: a server swapped or broken since it was deployed is caught).",
-            predictions_outcome,
-            needs,
-            light=False,
+PREDICTIONS_CHECK = "served_predictions_right"
+
+
+def live_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
+    """The held-out check, asked of the live endpoint each time it runs (a server swapped or
+    broken since it was deployed is caught), at the URL the latest materialization served."""
+    spec: CheckSpec[Any] = CheckSpec(
+        ASSET,
+        PREDICTIONS_CHECK,
+        Severity.ERROR,
+        "The endpoint's answers on held-out MNIST digits reach the catalog's accuracy "
+        "(serving.mnist.min_accuracy), asked live.",
+        lambda _ctx: Outcome(False, "", ""),
+        light=False,
+        hint=f"materialize {ASSET}",
+    )
+
+    @dg.multi_asset_check(
+        name="served_live_checks",
+        specs=[check_spec(spec)],
+        can_subset=True,
+        required_resource_keys={"s3", "kubernetes"},
+    )
+    def _checks(context: dg.AssetCheckExecutionContext) -> Any:
+        url = str(_meta(_latest(context.instance, ASSET)).get("url") or "")
+        res = context.resources
+        yield recorded_result(
+            spec,
+            lambda: predictions_outcome(catalog, res.s3, res.kubernetes, url),
+            context.log,
         )
-    ]
+
+    return _checks
 
 
 def build(catalog: Catalog) -> dg.Definitions:
     return dg.Definitions(
         assets=[served_asset(catalog)],
-        asset_checks=[recorded_checks(), *asset_checks(live_specs(catalog), name="served_live")],
+        asset_checks=[recorded_checks(), live_checks(catalog)],
     )
 
 
