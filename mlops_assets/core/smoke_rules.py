@@ -467,9 +467,9 @@ def judge_sft(
 
     windows = [w for w in result.get("window_losses") or [] if isinstance(w, int | float)]
     first, last = result.get("first_loss"), result.get("last_loss")
-    bad = [
-        f"window {i + 1}: {w}" for i, w in enumerate(windows) if not math.isfinite(float(w))
-    ] + [f"{k}: {v}" for k, v in (("first", first), ("last", last)) if _not_finite(v)]
+    bad = [f"window {i + 1}: {w}" for i, w in enumerate(windows) if not math.isfinite(float(w))] + [
+        f"{k}: {v}" for k, v in (("first", first), ("last", last)) if _not_finite(v)
+    ]
     drop: float | None = None
     if bad:
         fail(f"loss not finite ({'; '.join(bad[:3])}): training diverged")
@@ -488,12 +488,18 @@ def judge_sft(
         fail(f"took {secs} s, limit {max_seconds:g} s")
     if result.get("checkpoint_reloads") is not True:
         fail(
-            f"the checkpoint did not reload to the same loss ({result.get('checkpoint_reload_loss')})"
+            "the checkpoint did not reload to the same loss "
+            f"({result.get('checkpoint_reload_loss')})"
         )
     params, expected = result.get("parameters"), result.get("expected_parameters")
-    if isinstance(expected, int) and expected > 0:
-        if not isinstance(params, int) or abs(params - expected) > parameters_tolerance * expected:
-            fail(f"the model has {params} parameters, the catalog expects {expected}")
+    if (
+        isinstance(expected, int)
+        and expected > 0
+        and (
+            not isinstance(params, int) or abs(params - expected) > parameters_tolerance * expected
+        )
+    ):
+        fail(f"the model has {params} parameters, the catalog expects {expected}")
     if result.get("tokenizer_roundtrip_ok") is False:
         fail(f"the tokenizer ({result.get('tokenizer')}) does not decode what it encoded")
     task = result.get("task_parameters")

@@ -28,6 +28,7 @@ standard library + torch + pyarrow. Prints one JSON result line; Pipes when pres
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -307,9 +308,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 # GPT-2's pre-tokenizer; \p{L} -> [^\W\d_], \p{N} -> \d, [^\s\p{L}\p{N}] -> [^\s\w]|_
-_PRE = re.compile(
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"
-)
+_PRE = re.compile(r"'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+")
 
 
 class ByteLevelBpe:
@@ -323,7 +322,9 @@ class ByteLevelBpe:
         if model.get("type") != "BPE":
             raise ValueError(f"tokenizer.json model type {model.get('type')!r}, not BPE")
         pre = spec.get("pre_tokenizer") or {}
-        parts = pre.get("pretokenizers") if pre.get("type") == "Sequence" else [pre]
+        parts: list[dict[str, Any]] = (
+            pre.get("pretokenizers") or [] if pre.get("type") == "Sequence" else [pre]
+        )
         kinds = [p.get("type") for p in parts]
         if "ByteLevel" not in kinds or set(kinds) - {"ByteLevel", "Digits"}:
             raise ValueError(f"tokenizer.json pre_tokenizer {kinds}: only ByteLevel (+Digits)")
@@ -342,9 +343,11 @@ class ByteLevelBpe:
     def _bpe(self, word: str) -> list[int]:
         parts = list(word)
         while len(parts) > 1:
-            pairs = [(self.ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-            rank, i = min(pairs)
-            if rank == 1 << 30:
+            never = len(self.ranks)
+            rank, i = min(
+                (self.ranks.get(pair, never), i) for i, pair in enumerate(itertools.pairwise(parts))
+            )
+            if rank == never:
                 break
             parts[i : i + 2] = [parts[i] + parts[i + 1]]
         return [self.vocab[p] for p in parts]
@@ -401,7 +404,8 @@ def parquet_rows(dataset_dir: str, split: str, limit: int) -> list[dict[str, Any
     except ImportError as exc:
         raise RuntimeError(f"pyarrow is needed to read the staged parquet files: {exc}") from exc
     data = os.path.join(dataset_dir, "data")
-    files = sorted(n for n in os.listdir(data) if n.startswith(f"{split}-") and n.endswith(".parquet")) if os.path.isdir(data) else []
+    names = os.listdir(data) if os.path.isdir(data) else []
+    files = sorted(n for n in names if n.startswith(f"{split}-") and n.endswith(".parquet"))
     if not files:
         raise FileNotFoundError(
             f"no {split}-*.parquet in {data}: stage the dataset first (materialize its dataset_ "
@@ -442,8 +446,8 @@ def chat_example(
 def batches(
     torch: Any, examples: list[tuple[list[int], list[int]]], size: int, order: list[int]
 ) -> Iterator[tuple[Any, Any, int]]:
-    """Right-padded (ids, labels) tensors and their real token count; pads are never labels and, with a causal mask,
-    never attended to by a real token."""
+    """Right-padded (ids, labels) tensors and their real token count; pads are never labels
+    and, with a causal mask, never attended to by a real token."""
     for i in range(0, len(order), size):
         chunk = [examples[j] for j in order[i : i + size]]
         width = max(len(ids) for ids, _ in chunk)
@@ -461,7 +465,10 @@ def loss_sum(torch: Any, model: Any, ids: Any, labels: Any) -> tuple[Any, int]:
     target = labels[:, 1:]
     n = int((target != IGNORE).sum())
     loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        logits.reshape(-1, logits.shape[-1]),
+        target.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
     )
     return loss, n
 
@@ -494,9 +501,17 @@ class GpuSampler:
         while not self._stop.wait(self.interval):
             try:
                 out = subprocess.run(
-                    [str(self.exe), "-i", index, "--query-gpu=utilization.gpu",
-                     "--format=csv,noheader,nounits"],
-                    capture_output=True, text=True, timeout=5, check=False,
+                    [
+                        str(self.exe),
+                        "-i",
+                        index,
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=False,
                 ).stdout.strip()
                 self.samples.append(float(out.splitlines()[0]))
             except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
@@ -576,7 +591,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     model_dir, dataset_dir = str(cfg["model_dir"]), str(cfg["dataset_dir"])
-    model, model_cfg, params = load_model(torch, model_dir)
+    model, _, params = load_model(torch, model_dir)
     model.to(dev)
     encode, decode, special, tokenizer = load_tokenizer(model_dir)
     max_len = int(cfg["max_seq_length"])
