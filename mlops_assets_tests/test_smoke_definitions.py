@@ -20,7 +20,13 @@ from mlops_assets.defs.smoke.definitions import (
 )
 from mlops_assets.platform import active
 
-SMOKE = ("smoke_gpu", "smoke_multi_gpu_nccl", "smoke_mnist_training", "smoke_ddp_training")
+SMOKE = (
+    "smoke_gpu",
+    "smoke_multi_gpu_nccl",
+    "smoke_mnist_training",
+    "smoke_ddp_training",
+    "smoke_sft_training",
+)
 
 
 def test_smoke_assets_are_materializable_with_freshness_and_automation() -> None:
@@ -32,6 +38,29 @@ def test_smoke_assets_are_materializable_with_freshness_and_automation() -> None
     assert "dataset_mnist" in {
         p.to_user_string() for p in graph.get(dg.AssetKey("smoke_mnist_training")).parent_keys
     }
+
+
+def test_sft_smoke_reads_the_staged_model_and_dataset_and_says_stand_in() -> None:
+    """MLOPS-1.2's loop: one result for the cluster, downstream of the catalog's staged model
+    and dataset (a new version of either re-runs it), in the smoke container on the sandbox
+    and in the Oumi image in production; the sandbox's stand-in model is named as such."""
+    from mlops_assets.catalog.loader import load_catalog
+    from mlops_assets.defs.smoke.definitions import sft_asset
+
+    graph = defs().resolve_asset_graph()
+    node = graph.get(dg.AssetKey("smoke_sft_training"))
+    parents = {p.to_user_string() for p in node.parent_keys}
+    assert {"model_smollm_135m", "dataset_no_robots", "gpu_nodes"} <= parents
+    assert node.partitions_def is None and node.group_name == "smoke"
+    label = node.automation_condition.get_label() if node.automation_condition else ""
+    assert "model_smollm_135m" in str(label) and "dataset_no_robots" in str(label)
+    sandbox = sft_asset(active().catalog)
+    description = sandbox.specs_by_key[dg.AssetKey("smoke_sft_training")].description or ""
+    assert "stand-in" in description and "not `oumi train`" in description
+    prod = sft_asset(load_catalog(profile="production").catalog)
+    spec = prod.specs_by_key[dg.AssetKey("smoke_sft_training")]
+    assert "container_oumi" in {d.asset_key.to_user_string() for d in spec.deps}
+    assert "stand-in" not in (spec.description or "")
 
 
 def test_schedules_and_sensor_from_the_catalog() -> None:
@@ -170,6 +199,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_multi_gpu_nccl": 2,
             "smoke_mnist_training": 1,
             "smoke_ddp_training": 1,
+            "smoke_sft_training": 1,
         }, requested
         again = dg.evaluate_automation_conditions(
             defs=d, instance=inst, asset_selection=smoke, cursor=after.cursor
@@ -184,6 +214,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_multi_gpu_nccl": 0,
             "smoke_mnist_training": 1,
             "smoke_ddp_training": 1,
+            "smoke_sft_training": 0,
         }
 
 

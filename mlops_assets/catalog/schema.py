@@ -601,6 +601,10 @@ class SmokeJobs(_Strict):
         default=SmokeJob(gpus=1, cpus=4, mem_mb=8192, time_limit_min=15),
         description="per node of the multi-node DDP smoke (one task per node)",
     )
+    sft: SmokeJob = Field(
+        default=SmokeJob(gpus=1, cpus=4, mem_mb=16384, time_limit_min=30),
+        description="MLOPS-1.2: --gres=gpu:1 --mem=16G --time=00:30:00",
+    )
 
 
 class DdpSmoke(_Strict):
@@ -624,6 +628,39 @@ class DdpSmoke(_Strict):
     baseline_batches: int = Field(default=40, ge=5, description="one node's samples/s over these")
 
 
+class SftSmoke(_Strict):
+    """Supervised fine-tuning smoke (validation task MLOPS-1.2: SmolLM-135M on no_robots
+    `train[:1000]`, 1 epoch, batch 4, gradient accumulation 4, lr 2e-5, bf16, max_seq_length
+    512, under 20 minutes, loss goes down, the checkpoint reloads). `model` and `dataset` name
+    catalog entries; a model whose parameter count is not `task_parameters` is a stand-in and
+    every verdict says so."""
+
+    model: str = "smollm_135m"
+    dataset: str = "no_robots"
+    container: str | None = Field(
+        default=None, description="catalog container the job runs in; null: smoke.container"
+    )
+    task_parameters: int = Field(
+        default=134_515_008, ge=1, description="the task's model (SmolLM-135M); else a stand-in"
+    )
+    train_rows: int = Field(default=1000, ge=1)
+    eval_rows: int = Field(default=32, ge=0, description="held-out test rows, loss before/after")
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=4, ge=1)
+    lr: float = Field(default=2e-5, ge=0)
+    max_seq_length: int = Field(default=512, ge=16)
+    max_steps: int = Field(default=0, ge=0, description="optimizer steps; 0: no cap")
+    log_every: int = Field(default=5, ge=1, description="optimizer steps per logged loss window")
+    min_loss_drop_fraction: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="the last loss window must be below the first by this share of it",
+    )
+    max_seconds: float = Field(default=1200, gt=0, description="MLOPS-1.2: under 20 minutes")
+
+
 class Smoke(_Strict):
     partition: str
     mnist_min_accuracy: float = Field(gt=0, le=1)
@@ -643,6 +680,7 @@ class Smoke(_Strict):
     )
     jobs: SmokeJobs = SmokeJobs()
     ddp: DdpSmoke = DdpSmoke()
+    sft: SftSmoke = SftSmoke()
     node_sensor_interval_s: int = Field(default=60, ge=5)
 
 
@@ -995,6 +1033,24 @@ class Catalog(_Strict):
                     f"containers.{name}.build_partition {ct.build_partition!r} is not one of "
                     "hpc.slurm.partitions"
                 )
+        sft = self.smoke.sft
+        if sft.model not in self.models:
+            problems.append(
+                f"smoke.sft.model {sft.model!r} is not one of models ({', '.join(self.models)})"
+            )
+        if sft.dataset not in self.datasets or not isinstance(
+            self.datasets[sft.dataset].source, HubSource
+        ):
+            hub = [n for n, d in self.datasets.items() if isinstance(d.source, HubSource)]
+            problems.append(
+                f"smoke.sft.dataset {sft.dataset!r} is not one of the hub datasets "
+                f"({', '.join(hub)})"
+            )
+        if sft.container is not None and sft.container not in self.containers:
+            problems.append(
+                f"smoke.sft.container {sft.container!r} is not one of containers "
+                f"({', '.join(self.containers)})"
+            )
         if self.smoke.partition not in partitions:
             problems.append(
                 f"smoke.partition {self.smoke.partition!r} is not one of hpc.slurm.partitions"

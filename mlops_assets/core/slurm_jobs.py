@@ -29,6 +29,7 @@ SMOKE_PAYLOADS = {
     "nccl": "nccl_allreduce.py",
     "mnist": "mnist_train.py",
     "ddp": "mnist_ddp.py",
+    "sft": "sft_train.py",
 }
 #: All-reduce sizes over gloo (CPU processes) where the GPUs are fake: 1 MiB and 16 MiB.
 FAKE_GPU_ALLREDUCE_SIZES = (1 << 20, 16 << 20)
@@ -356,6 +357,20 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "epochs": s.mnist_epochs,
             "min_accuracy": s.mnist_min_accuracy,
             "max_seconds": s.mnist_max_seconds,
+            "allow_cpu": fake,  # trains on the job's CPUs and says so (device: cpu)
+        }
+    if kind == "sft":
+        t = s.sft
+        model = catalog.models[t.model]
+        return {
+            # the staged snapshots the model_/dataset_ assets made, read where they lie
+            "model_dir": catalog.model_path(t.model),
+            "dataset_dir": catalog.dataset_path(t.dataset),
+            "models_dir": catalog.hpc.beegfs.directory("models"),
+            "output_name": f"{t.model}-sft",
+            "expected_parameters": model.parameters,
+            "parameters_tolerance": model.parameters_tolerance,
+            **t.model_dump(exclude={"model", "dataset", "container"}),
             "allow_cpu": fake,  # trains on the job's CPUs and says so (device: cpu)
         }
     raise ValueError(f"unknown smoke kind {kind!r} (one of {', '.join(SMOKE_PAYLOADS)})")

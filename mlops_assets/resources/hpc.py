@@ -165,10 +165,13 @@ class HpcSide(dg.ConfigurableResource):
         being built cannot run its own build)."""
         return self._slurm(partition, job, "containers", BUILD)
 
-    def smoke_client(self, job: Resources, *, reattach: bool = False) -> SlurmPipesClient:
-        """The smoke jobs: the smoke partition, inside the smoke container (BeeGFS bound)
-        when the catalog names one; `job.nodelist` pins a node."""
-        container = self.smoke_container
+    def smoke_client(
+        self, job: Resources, *, reattach: bool = False, container: str | None = None
+    ) -> SlurmPipesClient:
+        """The smoke jobs: the smoke partition, inside `container` (an image path: the SFT
+        smoke's Oumi image) or else the smoke container (BeeGFS bound) when the catalog names
+        one; `job.nodelist` pins a node."""
+        container = container or self.smoke_container
         return self._slurm(
             self.smoke_partition,
             job,

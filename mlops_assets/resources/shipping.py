@@ -69,6 +69,7 @@ SHIPPED: dict[str, Shipped] = {
     "nccl_allreduce.py": _row(_P, "nccl_allreduce.py", SMOKE, entry=True),
     "mnist_train.py": _row(_P, "mnist_train.py", SMOKE, entry=True),
     "mnist_ddp.py": _row(_P, "mnist_ddp.py", SMOKE, entry=True),
+    "sft_train.py": _row(_P, "sft_train.py", SMOKE, entry=True),
     "slurm_probe.py": _row(_P, "slurm_probe.py", SMOKE, entry=True),
     "mlops_smoke_rules.py": _row(_CORE, "smoke_rules.py", SMOKE),
     "mlops_nvidia_smi.py": _row(f"{_CORE}.parse", "nvidia_smi.py", SMOKE),

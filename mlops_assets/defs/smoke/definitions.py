@@ -12,7 +12,9 @@ Per node: `smoke_gpu` and `smoke_multi_gpu_nccl` are partitioned by GPU node nam
 partitions `slurm_gpu_nodes`), so each node has its own history, freshness and plots; the
 partition key is the job's `--nodelist`. Partitions are added from `sinfo` (the node sensor,
 `mlops-assets materialize`), never removed: a node that leaves keeps its history.
-`smoke_mnist_training` is one result for the cluster (any node of the smoke partition).
+`smoke_mnist_training` is one result for the cluster (any node of the smoke partition), as is
+`smoke_sft_training` (MLOPS-1.2's fine-tuning loop on the staged model and dataset, in
+`smoke.sft.container`; a stand-in model says so in its verdict).
 
 Automation:
 - `slurm_gpu_node_sensor`: one `sinfo` per tick; a GPU node that appears, returns from
@@ -82,6 +84,7 @@ def _smoke_asset(
     triggers: list[str],
     per_node: bool = False,
     multi_node: bool = False,
+    container: str | None = None,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
@@ -112,7 +115,7 @@ def _smoke_asset(
             nodes = _span(catalog, hpc.runner(), job.gpus, context.log)
             extras["nodes_available"] = nodes
             res = replace(res, nodes=nodes, srun=True)
-        client = hpc.smoke_client(res, reattach=config.reattach)
+        client = hpc.smoke_client(res, reattach=config.reattach, container=container)
         invocation = client.run(context=context, payload=payload, extras=extras)
         result = invocation.get_materialize_result()
         # the code that ran, so a trained model can name it (defs/registry)
@@ -167,6 +170,41 @@ def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"re-run when {', '.join(keys)} is materialized again")
+
+
+def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    """MLOPS-1.2's loop as a smoke job, downstream of the staged model and dataset it reads
+    (and of its image: `smoke.sft.container`, else the smoke container)."""
+    s, fake = catalog.smoke, catalog.hpc.gpus.fake
+    t = s.sft
+    image = [catalog.container_key(t.container)] if t.container else container_keys(catalog)
+    staged = [catalog.model_key(t.model), catalog.dataset_key(t.dataset)]
+    stand_in = catalog.models[t.model].parameters not in (None, t.task_parameters)
+    return _smoke_asset(
+        catalog,
+        "smoke_sft_training",
+        "sft",
+        "sft_train.py",
+        s.jobs.sft,
+        kinds=["slurm", "pytorch"],
+        triggers=[*image, *staged],
+        description=(
+            f"MLOPS-1.2: supervised fine-tuning of {t.model} on {t.dataset} ({t.train_rows} "
+            f"rows, {t.epochs} epoch(s), batch {t.batch_size} x {t.grad_accum}, lr {t.lr:g}): "
+            f"the loss falls by >= {t.min_loss_drop_fraction:.0%}, finite, in < "
+            f"{t.max_seconds:g} s, the checkpoint reloads; model.safetensors + metrics.json in "
+            f"models/{t.model}-sft/job-<id>. The task's loop in plain torch, not `oumi train`."
+        )
+        + (
+            " The catalog's model is a stand-in (not the task's parameter count): the result "
+            "says stand-in and is judged by this profile's stand-in thresholds."
+            if stand_in
+            else ""
+        )
+        + (" The catalog declares the GPUs fake: it trains on the job's CPUs." if fake else ""),
+        deps=["gpu_nodes", *image, *staged],
+        container=catalog.container_path(t.container) if t.container else None,
+    )
 
 
 def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
@@ -261,6 +299,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             deps=["gpu_nodes", "slurm", *container, *mnist],
             multi_node=True,
         ),
+        sft_asset(catalog),
     ]
 
 
