@@ -104,6 +104,30 @@ def test_asset_graph_shows_the_groups_and_lineage(ui: tuple[str, Path], page: An
     assert "model_gpt2_minio" in deps["model_gpt2_mlflow"]
 
 
+def test_the_served_model_lineage_runs_from_staged_data_and_container(
+    ui: tuple[str, Path], page: Any
+) -> None:
+    """Issue 19's one lineage: staged dataset and container -> trained model -> registered
+    version -> copy in the models bucket -> served endpoint, as the UI draws it."""
+    url, _ = ui
+    page.goto(f"{url}/assets/model_mnist_served?view=lineage&lineageScope=upstream&lineageDepth=4")
+    for key in ("model_mnist_minio", "model_mnist_served", "dataset_mnist"):  # shown whole
+        page.get_by_text(key).first.wait_for(timeout=30000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(SHOTS / "lineage-served-model.png"))
+    nodes = graphql(url, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")[
+        "assetNodes"
+    ]
+    deps = {n["assetKey"]["path"][0]: {d["path"][0] for d in n["dependencyKeys"]} for n in nodes}
+    assert {"model_mnist_minio", "dataset_mnist_minio"} <= deps["model_mnist_served"]
+    assert "model_mnist_registered" in deps["model_mnist_minio"]
+    assert "smoke_mnist_training" in deps["model_mnist_registered"]
+    assert "dataset_mnist" in deps["smoke_mnist_training"]
+    assert any(d.startswith("container_") for d in deps["smoke_mnist_training"]), deps[
+        "smoke_mnist_training"
+    ]
+
+
 def test_materialize_from_the_ui_runs_and_its_checks_show(ui: tuple[str, Path], page: Any) -> None:
     url, _ = ui
     asset = "dataset_mnist"

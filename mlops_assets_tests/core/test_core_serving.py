@@ -4,6 +4,7 @@ really answered, fixtures/kserve_0.21_*), load statistics and the concurrent loa
 from __future__ import annotations
 
 import json
+import struct
 import threading
 import time
 from pathlib import Path
@@ -301,3 +302,156 @@ def test_metric_labels_with_escapes_and_bad_values() -> None:
         sv.metric_value("m{a=x} 1\n", "m")
     with pytest.raises(sv.ServingError):
         sv.metric_value("m bogus\n", "m")
+
+
+# ------------------------------------------------------------------ MNIST idx files
+
+
+def idx(shape: tuple[int, ...], data: bytes, *, kind: int = 0x08) -> bytes:
+    """An idx document as MNIST ships it (gunzipped): magic 0 0 <type> <dims>, big-endian
+    32-bit sizes, then the bytes."""
+    return (
+        struct.pack(">BBBB", 0, 0, kind, len(shape)) + struct.pack(f">{len(shape)}I", *shape) + data
+    )
+
+
+def images(pixels: list[list[int]]) -> bytes:
+    """One image per list of 784 unsigned bytes."""
+    return idx((len(pixels), 28, 28), b"".join(bytes(p) for p in pixels))
+
+
+def test_parse_idx_reads_shape_and_exactly_the_data() -> None:
+    data = bytes(range(24))
+    shape, raw = sv.parse_idx(idx((2, 3, 4), data) + b"trailing")
+    assert shape == (2, 3, 4)
+    assert raw == data  # the header's size, not what follows it
+    assert sv.parse_idx(idx((5,), b"\x01\x02\x03\x04\x05")) == ((5,), b"\x01\x02\x03\x04\x05")
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        idx((1,), b"\x00", kind=0x0D),  # float idx, not unsigned bytes
+        b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00",  # first magic byte not 0
+        b"\x00\x00",  # shorter than the magic
+        b"",
+    ],
+)
+def test_parse_idx_refuses_what_is_not_unsigned_byte_idx(doc: bytes) -> None:
+    with pytest.raises(sv.ServingError, match=r"^labels file: not an unsigned-byte idx file$"):
+        sv.parse_idx(doc, "labels file")
+
+
+def test_parse_idx_cut_header_and_cut_data_name_where() -> None:
+    whole = idx((2, 28, 28), bytes(2 * 784))
+    with pytest.raises(sv.ServingError, match=r"^t10k images: idx header cut short$"):
+        sv.parse_idx(whole[:10], "t10k images")  # 3 sizes need 16 bytes of header
+    with pytest.raises(
+        sv.ServingError, match=r"^t10k images: 1000 bytes of data, the header says 1568$"
+    ):
+        sv.parse_idx(whole[: 16 + 1000], "t10k images")
+    with pytest.raises(sv.ServingError, match=r"^idx data: "):  # the default `where`
+        sv.parse_idx(whole[:-1])
+
+
+def test_mnist_rows_shape_scaling_and_labels() -> None:
+    first = [0] * 784
+    first[0], first[1], first[783] = 255, 128, 51
+    second = [255] * 784
+    rows, labels = sv.mnist_rows(images([first, second]), idx((2,), b"\x07\x02"), 10)
+    assert len(rows) == 2 and all(len(r) == 784 for r in rows)
+    assert labels == [7, 2]
+    assert rows[0][0] == 1.0 and rows[0][1] == pytest.approx(128 / 255) and rows[0][2] == 0.0
+    assert rows[0][783] == pytest.approx(0.2)
+    assert rows[1] == [1.0] * 784
+    assert all(0.0 <= v <= 1.0 for r in rows for v in r)
+    # the request built from them is what the endpoint takes
+    assert sv.mnist_request(rows)["inputs"][0]["shape"] == [2, 784]
+
+
+def test_mnist_rows_limit_takes_the_first() -> None:
+    pix = [[i] * 784 for i in range(5)]
+    rows, labels = sv.mnist_rows(images(pix), idx((5,), bytes([9, 8, 7, 6, 5])), 3)
+    assert labels == [9, 8, 7]
+    assert [r[0] for r in rows] == [0.0, 1 / 255, 2 / 255]
+    assert sv.mnist_rows(images(pix), idx((5,), bytes(5)), 0) == ([], [])
+
+
+def test_mnist_rows_count_mismatch_and_wrong_shape() -> None:
+    two = images([[0] * 784, [0] * 784])
+    with pytest.raises(sv.ServingError, match=r"^MNIST test set: 2 images but 3 labels$"):
+        sv.mnist_rows(two, idx((3,), bytes(3)), 10)
+    with pytest.raises(
+        sv.ServingError, match=r"images have shape \(2, 14, 14\), not \[N, 28, 28\]"
+    ):
+        sv.mnist_rows(idx((2, 14, 14), bytes(2 * 196)), idx((2,), bytes(2)), 10)
+    with pytest.raises(sv.ServingError, match=r"images have shape \(2, 784\)"):
+        sv.mnist_rows(idx((2, 784), bytes(2 * 784)), idx((2,), bytes(2)), 10)
+    # a cut file names which of the two it is, under the caller's `where`
+    with pytest.raises(sv.ServingError, match=r"^s3://datasets/mnist labels: "):
+        sv.mnist_rows(two, idx((2,), bytes(2))[:-1], 10, "s3://datasets/mnist")
+    with pytest.raises(sv.ServingError, match=r"^s3://datasets/mnist images: "):
+        sv.mnist_rows(two[:-1], idx((2,), bytes(2)), 10, "s3://datasets/mnist")
+
+
+# ------------------------------------------------------------------ InferenceService status
+
+
+def test_isvc_state_not_found() -> None:
+    assert sv.isvc_state(None) == sv.IsvcState(False, "not found", None)
+    assert sv.isvc_state({}) == sv.IsvcState(False, "not found", None)
+
+
+def test_isvc_state_ready_with_url() -> None:
+    obj = {
+        "status": {
+            "url": "http://mnist.mlops.example.com",
+            "address": {"url": "http://mnist-predictor.mlops.svc.cluster.local"},
+            "conditions": [
+                {"type": "IngressReady", "status": "True"},
+                {"type": "PredictorReady", "status": "True"},
+                {"type": "Ready", "status": "True"},
+            ],
+        }
+    }
+    assert sv.isvc_state(obj) == sv.IsvcState(True, "", "http://mnist.mlops.example.com")
+
+
+def test_isvc_state_not_ready_names_the_first_condition_not_true() -> None:
+    obj = {
+        "status": {
+            "conditions": [
+                {"type": "IngressReady", "status": "True"},
+                {
+                    "type": "PredictorReady",
+                    "status": "False",
+                    "reason": "RevisionMissing",
+                    "message": "Revision mnist-predictor-00001 failed",
+                },
+                {"type": "Ready", "status": "False", "reason": "RevisionMissing"},
+                "not a mapping",  # ignored
+            ]
+        }
+    }
+    state = sv.isvc_state(obj)
+    assert not state.ready and state.url is None
+    assert state.reason == "PredictorReady: RevisionMissing Revision mnist-predictor-00001 failed"
+    unknown = sv.isvc_state({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})
+    assert not unknown.ready and unknown.reason == "Ready:"
+
+
+def test_isvc_state_no_conditions_and_address_fallback() -> None:
+    fresh = sv.isvc_state({"metadata": {"name": "mnist"}, "status": {}})
+    assert not fresh.ready
+    assert fresh.reason == "no conditions yet (the controller has not seen it)"
+    internal = "http://mnist-predictor.mlops.svc.cluster.local"
+    ready = sv.isvc_state(
+        {
+            "status": {
+                "address": {"url": internal},
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+        }
+    )
+    assert ready == sv.IsvcState(True, "", internal)
+    assert sv.isvc_state({"status": {"url": 42, "conditions": []}}).url is None
