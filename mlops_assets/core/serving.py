@@ -534,7 +534,8 @@ def isvc_state(obj: Mapping[str, Any] | None) -> IsvcState:
     why = "no conditions yet (the controller has not seen it)" if not conditions else ""
     for c in conditions:
         if c.get("status") != "True":
-            why = f"{c.get('type')}: {c.get('reason') or ''} {c.get('message') or ''}".strip()
+            said = f"{c.get('reason') or ''} {c.get('message') or ''}".strip()
+            why = f"{c.get('type')}: {said or 'status ' + str(c.get('status'))}"
             break
     url = status.get("url") or (status.get("address") or {}).get("url")
     return IsvcState(ready, "" if ready else why, url if isinstance(url, str) else None)

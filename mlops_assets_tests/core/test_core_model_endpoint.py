@@ -111,7 +111,7 @@ def test_start_refuses_a_python_that_is_not_executable(tmp_path: Path) -> None:
     assert srv.running() is None and not srv.dir.exists()  # nothing started, nothing kept
 
 
-def test_start_refuses_a_port_that_already_answers(tmp_path: Path) -> None:
+def test_start_refuses_a_port_another_process_holds(tmp_path: Path) -> None:
     seen: list[str] = []
 
     def route(method: str, path: str, _body: bytes) -> tuple[int, str, bytes]:
@@ -124,9 +124,9 @@ def test_start_refuses_a_port_that_already_answers(tmp_path: Path) -> None:
         srv = ep.LocalServer(tmp_path / "state", port, "mnist", str(sd))
         with pytest.raises(ProbeFailed) as err:
             srv.start(sys.executable, str(tmp_path / "serve_mnist.py"), str(tmp_path), "1:abc")
-    assert f"port {port} on 127.0.0.1 already answers" in str(err.value)
+    assert f"port {port} on 127.0.0.1 is taken by another process" in str(err.value)
     assert "serving.mnist.local.port" in err.value.hint
-    assert seen == ["GET /"]  # it asked, then started nothing
+    assert seen == []  # found by binding, not by talking to it; nothing started
     assert srv.running() is None and not srv.dir.exists()
     assert not sd.parent.exists()  # Prometheus is told of no target
 
@@ -144,7 +144,8 @@ def test_running_is_none_without_a_live_model_server(tmp_path: Path) -> None:
     state.write_text(json.dumps({"pid": os.getpid(), "port": 18085, "version": "1:abc"}))
     assert srv.running() is None
     assert srv.stop() is False
-    assert state.exists()  # and stop() leaves another process' state alone
+    assert _alive_pid(os.getpid())  # the other process is not signalled
+    assert not state.exists()  # only the stale state goes
     # a pid that has exited
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -164,6 +165,7 @@ STAND_IN = textwrap.dedent(
     '''
     """Stand-in for KServe's model server (tests only): readiness and /metrics, no model."""
     import argparse
+    import os
     import subprocess
     import sys
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -178,6 +180,8 @@ STAND_IN = textwrap.dedent(
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     with open(a.model_dir + "/child.pid", "w") as f:
         f.write(str(child.pid))
+    with open(a.model_dir + "/server.pid", "w") as f:
+        f.write(str(os.getpid()))
 
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -208,8 +212,9 @@ STAND_IN = textwrap.dedent(
 
 @pytest.fixture
 def stand_in(tmp_path: Path) -> Iterator[tuple[ep.LocalServer, Path, Path, Path]]:
-    """LocalServer on a free port with the stand-in script. Whatever the test did, the process
-    group it left running is ended afterwards (only that group: the pid its state names)."""
+    """LocalServer on a free port with the stand-in script. Whatever the test (or a broken
+    stop()) did, the process group the stand-in leads is ended afterwards: it writes its pid,
+    which is its group's id (LocalServer starts it in a session of its own)."""
     script = tmp_path / "bin" / "serve_mnist.py"
     script.parent.mkdir()
     script.write_text(STAND_IN)
@@ -220,12 +225,12 @@ def stand_in(tmp_path: Path) -> Iterator[tuple[ep.LocalServer, Path, Path, Path]
     try:
         yield srv, script, model_dir, sd
     finally:
-        left = srv.running()
-        if left is not None:
+        with contextlib.suppress(OSError, ValueError):
+            pgid = int((model_dir / "server.pid").read_text())
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(left.pid, signal.SIGKILL)
+                os.killpg(pgid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(left.pid, 0)
+                os.waitpid(pgid, 0)
 
 
 def test_start_running_measure_stop_cycle(
@@ -398,3 +403,11 @@ def test_prometheus_count_error_status_fails() -> None:
     assert "Prometheus answered HTTP 500" in str(err.value)
     assert 'job="sandbox-kserve"' in str(err.value)
     assert "cloud.services.prometheus.url" in err.value.hint
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -437,7 +437,7 @@ def test_isvc_state_not_ready_names_the_first_condition_not_true() -> None:
     assert not state.ready and state.url is None
     assert state.reason == "PredictorReady: RevisionMissing Revision mnist-predictor-00001 failed"
     unknown = sv.isvc_state({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})
-    assert not unknown.ready and unknown.reason == "Ready:"
+    assert not unknown.ready and unknown.reason == "Ready: status Unknown"
 
 
 def test_isvc_state_no_conditions_and_address_fallback() -> None:

@@ -160,22 +160,26 @@ class LocalServer:
         return Running(pid, self.port, str(doc.get("version", "")), float(doc.get("started", 0)))
 
     def stop(self, grace_s: float = 10) -> bool:
-        """Stop the server this directory started (only that one); True if one was running."""
+        """Stop the server this directory started (only that one); True if one was running.
+        Its state and its Prometheus target go either way: a server that died on its own
+        leaves no dead target behind."""
         now = self.running()
-        if now is None:
-            return False
         try:
-            os.killpg(now.pid, signal.SIGTERM)
-        except ProcessLookupError:
+            if now is None:
+                return False
+            try:
+                os.killpg(now.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return True
+            end = time.monotonic() + grace_s
+            while time.monotonic() < end and _alive(now.pid):
+                time.sleep(0.1)
+            if _alive(now.pid):
+                os.killpg(now.pid, signal.SIGKILL)
             return True
-        end = time.monotonic() + grace_s
-        while time.monotonic() < end and _alive(now.pid):
-            time.sleep(0.1)
-        if _alive(now.pid):
-            os.killpg(now.pid, signal.SIGKILL)
-        self._state.unlink(missing_ok=True)
-        self._announce([])
-        return True
+        finally:
+            self._state.unlink(missing_ok=True)
+            self._announce([])
 
     def _announce(self, targets: list[dict[str, Any]]) -> None:
         """The Prometheus file_sd list, replaced whole (Prometheus re-reads it on change)."""
@@ -203,14 +207,10 @@ class LocalServer:
                 "set serving.mnist.local.python to a python with kserve==0.21.0 (the sandbox "
                 "builds /opt/mlops-assets/kserve: deploy/sandbox/services/57-kserve.sh)",
             )
-        try:
-            request(self.url + "/", timeout_s=1)
-        except HttpUnreachable:
-            pass
-        else:
+        if not _bindable(self.port):
             raise ProbeFailed(
-                f"port {self.port} on 127.0.0.1 already answers, and not as a server this "
-                "project started",
+                f"port {self.port} on 127.0.0.1 is taken by another process (not a server "
+                "this project started here)",
                 "stop what holds it, or set serving.mnist.local.port to a free port",
             )
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +247,20 @@ class LocalServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def _bindable(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:`port` now (as KServe's does, with
+    SO_REUSEADDR): a port held by a silent process is caught, not only one that answers."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -451,8 +451,8 @@ def prometheus_outcome(meta: dict[str, Any]) -> Outcome:
         server,
         unit="requests",
         hint="" if ok else f"Prometheus lags or scrapes another server: check job {job}",
-        detail=f"Prometheus {float(seen):g} of the server's {server:g} predict calls "
-        f"(after {meta.get('prometheus_wait_s')} s)",
+        detail=f"Prometheus {float(seen):g} of the server's {server:g} predict calls"
+        + (f" (after {waited} s)" if (waited := meta.get("prometheus_wait_s")) is not None else ""),
     )
 
 
