@@ -37,6 +37,7 @@ from mnist_train import MEAN, STD, simple_cnn  # the one SimpleCNN definition
 MODEL_FILE = "model.pt"
 INPUT_SHAPES = "[N,1,28,28] or [N,784]"
 EXIT_BAD_ARTIFACT = 2
+EXIT_NO_DEVICE = 3  # --device names a GPU this machine does not have
 
 
 class ArtifactError(Exception):
@@ -171,7 +172,7 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            return EXIT_BAD_ARTIFACT
+            return EXIT_NO_DEVICE
         net = net.to(args.device)
     print(
         f"serve_mnist: loaded {path} on {args.device}; serving {args.model_name!r} on "

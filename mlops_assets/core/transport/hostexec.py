@@ -59,6 +59,10 @@ class Runner(Protocol):
         env: Mapping[str, str] | None = None,
     ) -> CommandResult: ...
 
+    def get(self, remote: str, local: str) -> None:
+        """Copy one file of the HPC side to `local` (binary, whole)."""
+        ...
+
     def close(self) -> None: ...
 
 

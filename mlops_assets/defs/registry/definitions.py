@@ -159,7 +159,7 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
             with tempfile.TemporaryDirectory(prefix="mlops-registry-") as tmp:
                 local = {f: os.path.join(tmp, f) for f in FILES}
                 for f in FILES:
-                    runner.get(paths[f], local[f])  # type: ignore[attr-defined]
+                    runner.get(paths[f], local[f])
                     if hash_file(local[f])[1] != shas.get(paths[f]):
                         raise _fail(
                             f"{paths[f]} changed while it was read (sha256 differs)",
