@@ -46,7 +46,7 @@ PHASES = [
     ("run (execute_in_process), all of it", "mlops_assets.headless", "execute"),
     ("  SSH set-up (connect, auth)", "mlops_assets.core.transport.hostexec", "SshRunner._open"),
     ("  payload shipping check", "mlops_assets.resources.hpc_pipes", "ship_payloads"),
-    ("  Pipes session (HPC payload)", "mlops_assets.resources.hpc_pipes", "HpcPipesClient.run"),
+    ("  Pipes session (HPC payload)", "mlops_assets.resources.hpc_pipes", "LoginPipesClient.run"),
     ("  Pipes session (SLURM job)", "mlops_assets.resources.slurm_pipes", "SlurmPipesClient.run"),
     ("  asset checks' probes", "mlops_assets.checking", "run_check"),
     ("report rendering", "mlops_assets.core.report", "render"),

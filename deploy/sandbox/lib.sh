@@ -233,6 +233,42 @@ sb_wait_fail() {
   return 1
 }
 
+# ---------------------------------------------------------------- python venvs
+
+# A venv at $1, made by the interpreter $2 with --system-site-packages (so it sees apt's
+# torch), holding exactly the hashed requirements file $3: by version and hash, --no-deps (the
+# file is the closure; nothing is resolved). $4 names the requirements in its stamp
+# ($1/.requirements); $5 is the import line that proves it works. Kept as it is when the
+# stamp, the system-site flag and the imports agree; a venv made without the flag is made
+# again; otherwise the pins are installed into the working venv (payloads may be running).
+sb_venv_by_hash() {
+  local dir="$1" base="$2" req="$3" label="$4" imports="$5" want have
+  [[ -x "$base" ]] || sb_apt python3
+  "$base" -c 'import venv, ensurepip' 2>/dev/null || sb_apt python3-venv
+  want="$label sha256=$(sha256sum "$req" | cut -d' ' -f1) system-site-packages"
+  have="$(cat "$dir/.requirements" 2>/dev/null || true)"
+  if [[ -x "$dir/bin/python" && "$want" == "$have" ]] && _sb_venv_sees_system "$dir" &&
+    "$dir/bin/python" -c "$imports" 2>/dev/null; then
+    return 0
+  fi
+  install -d -m 0755 "$(dirname "$dir")"
+  if [[ -x "$dir/bin/python" ]] && _sb_venv_sees_system "$dir" &&
+    "$dir/bin/python" -c 'import pip' 2>/dev/null; then
+    sb_log "updating $dir ($want)"
+  else
+    sb_log "creating $dir with --system-site-packages ($want)"
+    "$base" -m venv --clear --system-site-packages "$dir"
+  fi
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+    --no-deps -r "$req" >&2
+  printf '%s' "$want" >"$dir/.requirements"
+  chmod -R a+rX "$dir"
+}
+
+_sb_venv_sees_system() {
+  grep -qxE 'include-system-site-packages *= *true' "$1/pyvenv.cfg" 2>/dev/null
+}
+
 # ---------------------------------------------------------------- packages
 
 _SB_APT_UPDATED=0

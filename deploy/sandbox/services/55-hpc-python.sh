@@ -20,40 +20,14 @@ _hpc_py_requirements() {
     sb_die "cannot export uv.lock's [payloads] group with $(sb_python) (run bash deploy/setup.sh first)"
 }
 
-# 0 when the venv exists and was made with --system-site-packages (it then sees apt's torch)
-_hpc_py_sees_system() {
-  grep -qxE 'include-system-site-packages *= *true' "$SB_HPC_PY_DIR/pyvenv.cfg" 2>/dev/null
-}
-
 svc_install() {
-  [[ -x "$SB_HPC_PY_BASE" ]] || sb_apt python3
-  "$SB_HPC_PY_BASE" -c 'import venv, ensurepip' 2>/dev/null || sb_apt python3-venv
   sb_apt "${SB_HPC_PY_APT[@]}"
-  local req want have
+  local req
   req="$(mktemp)"
   _hpc_py_requirements "$req"
-  want="uv.lock[payloads] sha256=$(sha256sum "$req" | cut -d' ' -f1) system-site-packages"
-  have="$(cat "$SB_HPC_PY_DIR/.requirements" 2>/dev/null || true)"
-  if [[ -x "$SB_HPC_PY_DIR/bin/python" && "$want" == "$have" ]] && _hpc_py_sees_system &&
-    "$SB_HPC_PY_DIR/bin/python" -c "$SB_HPC_PY_IMPORTS" 2>/dev/null; then
-    rm -f "$req"
-    return 0
-  fi
-  install -d -m 0755 "$(dirname "$SB_HPC_PY_DIR")"
-  if [[ -x "$SB_HPC_PY_DIR/bin/python" ]] && _hpc_py_sees_system &&
-    "$SB_HPC_PY_DIR/bin/python" -c 'import pip' 2>/dev/null; then
-    # the lock changed: install into the working venv (payloads may be running)
-    sb_log "updating $SB_HPC_PY_DIR ($want)"
-  else
-    # new, or made without --system-site-packages (it would not see apt's torch): recreate
-    sb_log "creating $SB_HPC_PY_DIR with --system-site-packages ($want)"
-    "$SB_HPC_PY_BASE" -m venv --clear --system-site-packages "$SB_HPC_PY_DIR"
-  fi
-  # by version and hash, nothing resolved (the lock holds the closure)
-  "$SB_HPC_PY_DIR/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$req" >&2
+  sb_venv_by_hash "$SB_HPC_PY_DIR" "$SB_HPC_PY_BASE" "$req" "uv.lock[payloads]" \
+    "$SB_HPC_PY_IMPORTS"
   rm -f "$req"
-  printf '%s' "$want" >"$SB_HPC_PY_DIR/.requirements"
-  chmod -R a+rX "$SB_HPC_PY_DIR"
 }
 
 svc_start() {
