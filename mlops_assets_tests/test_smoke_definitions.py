@@ -25,6 +25,7 @@ SMOKE = (
     "smoke_multi_gpu_nccl",
     "smoke_mnist_training",
     "smoke_ddp_training",
+    "smoke_cifar10_ddp_training",
     "smoke_sft_training",
 )
 
@@ -61,6 +62,32 @@ def test_sft_smoke_reads_the_staged_model_and_dataset_and_says_stand_in() -> Non
     spec = prod.specs_by_key[dg.AssetKey("smoke_sft_training")]
     assert "container_oumi" in {d.asset_key.to_user_string() for d in spec.deps}
     assert "stand-in" not in (spec.description or "")
+
+
+def test_cifar_ddp_smoke_reads_the_staged_cifar10_across_nodes_and_says_stand_in() -> None:
+    """MLOPS-2.1 as a multi-node smoke like smoke_ddp_training: one result for the cluster,
+    downstream of the staged CIFAR-10 (a new one re-runs it); on the sandbox its description
+    says the accuracy bar is the generated stand-in's, in production it states the task's."""
+    from mlops_assets.catalog.loader import load_catalog
+    from mlops_assets.defs.smoke.definitions import cifar_ddp_asset
+
+    graph = defs().resolve_asset_graph()
+    node = graph.get(dg.AssetKey("smoke_cifar10_ddp_training"))
+    parents = {p.to_user_string() for p in node.parent_keys}
+    assert {"dataset_cifar10", "gpu_nodes", "slurm"} <= parents
+    assert node.partitions_def is None and node.group_name == "smoke"
+    label = node.automation_condition.get_label() if node.automation_condition else ""
+    assert "dataset_cifar10" in str(label)
+    key = dg.AssetKey("smoke_cifar10_ddp_training")
+    sandbox = cifar_ddp_asset(active().catalog)
+    assert sandbox.metadata_by_key[key]["payload"] == "cifar_ddp.py"
+    assert sandbox.metadata_by_key[key]["nodes"] == active().catalog.smoke.cifar_ddp.nodes == 2
+    description = sandbox.specs_by_key[key].description or ""
+    assert "stand-in" in description and "not CIFAR-10's" in description
+    prod = cifar_ddp_asset(load_catalog(profile="production").catalog)
+    text = prod.specs_by_key[key].description or ""
+    assert "stand-in" not in text and "accuracy > 60%" in text and "within 900 s" in text
+    assert "3 epoch(s), batch 128 per rank, SGD lr 0.01 momentum 0.9" in text
 
 
 def test_schedules_and_sensor_from_the_catalog() -> None:
@@ -182,7 +209,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
         first = dg.evaluate_automation_conditions(defs=d, instance=inst, asset_selection=smoke)
         assert first.total_requested == 0, "nothing happened yet"
         inst.report_runless_asset_event(dg.AssetObservation("gpu_nodes"))
-        inst.report_runless_asset_event(dg.AssetMaterialization("dataset_cifar10"))
+        inst.report_runless_asset_event(dg.AssetMaterialization("dataset_wikitext"))
         quiet = dg.evaluate_automation_conditions(
             defs=d, instance=inst, asset_selection=smoke, cursor=first.cursor
         )
@@ -199,6 +226,7 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_multi_gpu_nccl": 2,
             "smoke_mnist_training": 1,
             "smoke_ddp_training": 1,
+            "smoke_cifar10_ddp_training": 1,
             "smoke_sft_training": 1,
         }, requested
         again = dg.evaluate_automation_conditions(
@@ -214,8 +242,16 @@ def test_a_rematerialized_container_requests_its_smoke_jobs_and_infrastructure_d
             "smoke_multi_gpu_nccl": 0,
             "smoke_mnist_training": 1,
             "smoke_ddp_training": 1,
+            "smoke_cifar10_ddp_training": 0,
             "smoke_sft_training": 0,
         }
+        inst.report_runless_asset_event(dg.AssetMaterialization("dataset_cifar10"))
+        cifar = dg.evaluate_automation_conditions(
+            defs=d, instance=inst, asset_selection=smoke, cursor=data.cursor
+        )
+        assert {k for k in SMOKE if cifar.get_num_requested(dg.AssetKey(k))} == {
+            "smoke_cifar10_ddp_training"
+        }, "a new CIFAR-10 re-runs MLOPS-2.1 only"
 
 
 def test_automation_status_is_one_catalog_key() -> None:

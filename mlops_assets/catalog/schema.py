@@ -605,6 +605,10 @@ class SmokeJobs(_Strict):
         default=SmokeJob(gpus=1, cpus=4, mem_mb=16384, time_limit_min=30),
         description="MLOPS-1.2: --gres=gpu:1 --mem=16G --time=00:30:00",
     )
+    cifar_ddp: SmokeJob = Field(
+        default=SmokeJob(gpus=1, cpus=8, mem_mb=16384, time_limit_min=20),
+        description="per node of MLOPS-2.1's DDP job (one task per node)",
+    )
 
 
 class DdpSmoke(_Strict):
@@ -626,6 +630,37 @@ class DdpSmoke(_Strict):
     join_timeout_s: int = Field(default=120, ge=5, description="how long rank 0 waits for all")
     timeout_s: int = Field(default=300, ge=10, description="collective timeout")
     baseline_batches: int = Field(default=40, ge=5, description="one node's samples/s over these")
+
+
+class CifarDdpSmoke(_Strict):
+    """Validation task MLOPS-2.1: CIFAR-10 ResNet-18 under DDP (batch 128 per GPU, SGD lr
+    0.01 momentum 0.9, 3 epochs; pass: both GPUs allocated, under 15 minutes, above 60 %
+    accuracy, no NCCL errors), one rank per node of one SLURM job like the MNIST DDP smoke.
+    `dataset` names the catalog's torchvision CIFAR10 entry it reads where it was staged."""
+
+    dataset: str = "cifar10"
+    nodes: int = Field(default=2, ge=2, description="nodes the job spans (one rank per node)")
+    stem: Literal["cifar", "stock"] = Field(
+        default="cifar",
+        description="cifar: 3x3 stride-1 conv, no max-pool (the usual for 32x32); stock: "
+        "torchvision's 7x7/2 + max-pool (~8x less compute, less accurate)",
+    )
+    train_samples: int = Field(default=0, ge=0, description="first N training images; 0: all")
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=128, ge=1, description="per rank")
+    lr: float = Field(default=0.01, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    min_accuracy: float = Field(default=0.6, gt=0, le=1)
+    max_seconds: float = Field(default=900, gt=0, description='"Training Complete" within this')
+    min_speedup: float | None = Field(
+        default=None,
+        gt=0,
+        description="samples/s across the ranks over one rank's (same model and batch); below "
+        "it is a WARN; unset: reported, not judged (a WARN that says so)",
+    )
+    join_timeout_s: int = Field(default=120, ge=5, description="how long rank 0 waits for all")
+    timeout_s: int = Field(default=300, ge=10, description="collective timeout")
+    baseline_batches: int = Field(default=20, ge=5, description="one rank's samples/s over these")
 
 
 class SftSmoke(_Strict):
@@ -680,6 +715,7 @@ class Smoke(_Strict):
     )
     jobs: SmokeJobs = SmokeJobs()
     ddp: DdpSmoke = DdpSmoke()
+    cifar_ddp: CifarDdpSmoke = CifarDdpSmoke()
     sft: SftSmoke = SftSmoke()
     node_sensor_interval_s: int = Field(default=60, ge=5)
 
@@ -1033,6 +1069,19 @@ class Catalog(_Strict):
                     f"containers.{name}.build_partition {ct.build_partition!r} is not one of "
                     "hpc.slurm.partitions"
                 )
+        cifar = self.smoke.cifar_ddp.dataset
+        if getattr(self.datasets.get(cifar, None), "source", None) is None or (
+            getattr(self.datasets[cifar].source, "dataset_class", "") != "CIFAR10"
+        ):
+            tv = [
+                n
+                for n, d in self.datasets.items()
+                if getattr(d.source, "dataset_class", "") == "CIFAR10"
+            ]
+            problems.append(
+                f"smoke.cifar_ddp.dataset {cifar!r} is not one of the torchvision CIFAR10 "
+                f"datasets ({', '.join(tv)})"
+            )
         sft = self.smoke.sft
         if sft.model not in self.models:
             problems.append(

@@ -29,6 +29,7 @@ SMOKE_PAYLOADS = {
     "nccl": "nccl_allreduce.py",
     "mnist": "mnist_train.py",
     "ddp": "mnist_ddp.py",
+    "cifar_ddp": "cifar_ddp.py",
     "sft": "sft_train.py",
 }
 #: All-reduce sizes over gloo (CPU processes) where the GPUs are fake: 1 MiB and 16 MiB.
@@ -346,6 +347,17 @@ def smoke_payload_config(catalog: Catalog, kind: str) -> dict[str, Any]:
             "join_timeout_s": d.join_timeout_s,
             "timeout_s": d.timeout_s,
             "baseline_batches": d.baseline_batches,
+            "backend": "auto",  # NCCL on CUDA devices; gloo on CPUs only where GPUs are fake
+            "allow_cpu": fake,
+        }
+    if kind == "cifar_ddp":
+        c = s.cifar_ddp
+        return {
+            "dataset_dir": catalog.dataset_path(c.dataset),  # as dataset_cifar10 staged it
+            "models_dir": catalog.hpc.beegfs.directory("models"),
+            "output_name": f"{c.dataset}-resnet18",
+            **c.model_dump(exclude={"dataset", "nodes"}),
+            "nodes_requested": c.nodes,
             "backend": "auto",  # NCCL on CUDA devices; gloo on CPUs only where GPUs are fake
             "allow_cpu": fake,
         }

@@ -668,8 +668,10 @@ def judge_ddp(
     min_accuracy: float,
     max_seconds: float,
     min_speedup: float | None = None,
+    speedup_key: str = "smoke.ddp.min_speedup",
 ) -> dict[str, Any]:
-    """Judge a multi-node DDP smoke ``result`` (the ``mnist_ddp`` payload's rank 0 report).
+    """Judge a multi-node DDP smoke ``result`` (the ``mnist_ddp`` payload's rank 0 report;
+    ``cifar_ddp``'s through :func:`judge_cifar_ddp`; ``speedup_key`` names the catalog key).
 
     FAIL, each with its cause: a rank that never joined or whose node did not take part
     (named), fewer distinct nodes than asked for, a wrong all-reduce, parameters that differ
@@ -757,7 +759,7 @@ def judge_ddp(
     elif min_speedup is None:
         warn(
             f"speedup {speedup:.2f}x over one node on {ran} nodes not judged: the catalog sets "
-            "no smoke.ddp.min_speedup"
+            f"no {speedup_key}"
         )
     elif speedup < min_speedup:
         warn(
@@ -769,3 +771,50 @@ def judge_ddp(
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+#: what the sandbox mirror's generated CIFAR-10 says of itself (its readme.html)
+CIFAR_STAND_IN_MARK = "GENERATED CIFAR-10 stand-in"
+
+
+def judge_cifar_ddp(
+    result: Mapping[str, Any],
+    *,
+    min_accuracy: float,
+    max_seconds: float,
+    min_speedup: float | None = None,
+) -> dict[str, Any]:
+    """Judge MLOPS-2.1 (CIFAR-10 ResNet-18 under DDP, the ``cifar_ddp`` payload's rank 0
+    report): everything :func:`judge_ddp` judges, and a FAIL for an epoch loss that is not
+    finite or a checkpoint that was not written (the task's output); a WARN, said so, when
+    the staged data is the sandbox mirror's generated stand-in, whose accuracy bar is not
+    CIFAR-10's."""
+    judged = judge_ddp(
+        result,
+        min_accuracy=min_accuracy,
+        max_seconds=max_seconds,
+        min_speedup=min_speedup,
+        speedup_key="smoke.cifar_ddp.min_speedup",
+    )
+    if not result.get("ranks"):  # nothing trained: judge_ddp said why
+        return judged
+    verdicts, messages = [judged["verdict"]], list(judged["messages"])
+    losses = result.get("epoch_losses") or []
+    bad = [i + 1 for i, v in enumerate(losses) if _not_finite(v)]
+    if not losses or bad:
+        verdicts.append(FAIL)
+        messages.append(f"epoch loss not finite (epochs {bad or 'none recorded'}): {losses}")
+    if not result.get("checkpoint"):
+        verdicts.append(FAIL)
+        messages.append(
+            f"no checkpoint written ({result.get('checkpoint_error') or 'no output dir'}): "
+            "check that the training user can write the models directory on BeeGFS"
+        )
+    if result.get("data_stand_in"):
+        verdicts.append(WARN)
+        messages.append(
+            f"trained on the mirror's {CIFAR_STAND_IN_MARK} (class patterns plus noise), not "
+            f"CIFAR-10: accuracy {result.get('accuracy')} is judged by this profile's stand-in "
+            f"bar {min_accuracy:g}, MLOPS-2.1's 60 % on CIFAR-10 is untested here"
+        )
+    return {"verdict": worst(verdicts), "messages": messages}

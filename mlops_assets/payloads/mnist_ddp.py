@@ -90,6 +90,39 @@ MAX_WARNING_LINES = 20
 _KEPT_MODELS: list[Any] = []
 
 
+@dataclass(frozen=True)
+class Task:
+    """What a DDP smoke trains, so one rendezvous/checks/teardown serves several tasks
+    (MNIST here, CIFAR-10 ResNet-18 in cifar_ddp.py): the model, the data as tensors on the
+    device, the optimizer, an optional ``finish`` for rank 0 once training is done (its
+    checkpoint; returns fields for the result) and the judge of the result."""
+
+    model: Callable[[Any, dict[str, Any]], Any]
+    tensors: Callable[[Any, dict[str, Any], Any], dict[str, Any]]
+    optimizer: Callable[[Any, Any, dict[str, Any]], Any]
+    judge: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    finish: Callable[[Any, Any, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+
+
+def _judge_mnist(result: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        rules.judge_ddp(
+            result,
+            min_accuracy=float(cfg["min_accuracy"]),
+            max_seconds=float(cfg["max_seconds"]),
+            min_speedup=cfg.get("min_speedup"),
+        )
+    )
+
+
+MNIST = Task(
+    model=lambda torch, _cfg: simple_cnn(torch),
+    tensors=_tensors,
+    optimizer=lambda torch, params, cfg: torch.optim.Adam(params, lr=float(cfg["lr"])),
+    judge=_judge_mnist,
+)
+
+
 # ----------------------------------------------------------------------- topology
 
 
@@ -203,16 +236,24 @@ class StderrTee:
 
 
 def _train(
-    torch: Any, model: Any, data: dict[str, Any], idx_of_epoch: Any, cfg: dict[str, Any], steps: int
+    torch: Any,
+    model: Any,
+    data: dict[str, Any],
+    idx_of_epoch: Any,
+    cfg: dict[str, Any],
+    steps: int,
+    task: Task = MNIST,
 ) -> dict[str, Any]:
     """``steps`` batches per epoch of this rank's shard; samples/s from the step after the
     warm-up on (the first batches pay for allocation and autotuning)."""
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
+    opt = task.optimizer(torch, model.parameters(), cfg)
     bs, warm = int(cfg["batch_size"]), int(cfg["warmup_batches"])
     losses, done, t0 = [], 0, None
+    epoch_s: list[float] = []
     sync = torch.cuda.synchronize if data["train_images"].is_cuda else (lambda: None)
     for epoch in range(int(cfg["epochs"])):
         model.train()
+        t_epoch = time.monotonic()
         idx = idx_of_epoch(epoch)
         total = torch.zeros((), device=data["train_images"].device)
         for step in range(steps):
@@ -221,23 +262,26 @@ def _train(
                 t0 = time.monotonic()
             total += _step(torch, model, opt, data, idx[step * bs : (step + 1) * bs])
             done += 1
-        losses.append(round(float(total.item()) / max(1, steps), 5))
+        losses.append(round(float(total.item()) / max(1, steps), 5))  # .item() syncs
+        epoch_s.append(round(time.monotonic() - t_epoch, 3))
     sync()
     timed = done - warm
     secs = time.monotonic() - t0 if t0 is not None else None
-    return {"losses": losses, "timed_batches": timed, "seconds": secs}
+    return {"losses": losses, "timed_batches": timed, "seconds": secs, "epoch_seconds": epoch_s}
 
 
-def _baseline(torch: Any, data: dict[str, Any], dev: Any, cfg: dict[str, Any]) -> float | None:
+def _baseline(
+    torch: Any, data: dict[str, Any], dev: Any, cfg: dict[str, Any], task: Task = MNIST
+) -> float | None:
     """One node's samples/s: the same model, batch and optimizer, alone, no DDP."""
     torch.manual_seed(int(cfg["seed"]))
-    model = simple_cnn(torch).to(dev)
+    model = task.model(torch, cfg).to(dev)
     n = int(data["train_labels"].numel())
     gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
     steps = int(cfg["baseline_batches"]) + int(cfg["warmup_batches"])
     bs = int(cfg["batch_size"])
     idx = torch.randint(0, n, (steps * bs,), generator=gen).to(dev)
-    out = _train(torch, model, data, lambda _e: idx, {**cfg, "epochs": 1}, steps)
+    out = _train(torch, model, data, lambda _e: idx, {**cfg, "epochs": 1}, steps, task)
     if not out["seconds"] or out["timed_batches"] <= 0:
         return None
     return out["timed_batches"] * bs / out["seconds"]
@@ -266,7 +310,7 @@ def _pick_backend(cfg: dict[str, Any]) -> dict[str, Any]:
 class RankRun:
     """What every step of one rank's run needs after the rendezvous, carried as one value:
     its log, stderr tee, place in the job, the rendezvous store (and this payload's prefix
-    of it), the fields every result starts with, and when the run started."""
+    of it), the fields every result starts with, when the run started, and what it trains."""
 
     log: Log
     tee: StderrTee
@@ -275,6 +319,7 @@ class RankRun:
     ours: Any
     base: dict[str, Any]
     t_start: float
+    task: Task = MNIST
 
 
 def _failed(
@@ -285,7 +330,8 @@ def _failed(
     return {**base, "verdict": rules.FAIL, **extra, "error": err, "messages": messages or [err]}
 
 
-def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
+def measure(cfg: dict[str, Any], log: Log, task: Task = MNIST) -> dict[str, Any]:
+    """One rank's run of ``task`` (MNIST unless a payload that reuses this one says)."""
     t_start = time.monotonic()
     tee = StderrTee()
     os.environ.setdefault("NCCL_DEBUG", "WARN")
@@ -324,7 +370,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     ours.set(f"info/{rank}", json.dumps(_whoami(topo)))
     ours.add(f"seen/{rank}", 1)  # ``add`` reads without blocking: rank 0 names who is missing
     ours.add("joined", 1)
-    ctx = RankRun(log, tee, topo, store, ours, base, t_start)
+    ctx = RankRun(log, tee, topo, store, ours, base, t_start, task)
     if rank != 0:
         return _follow(ctx, float(cfg["join_timeout_s"]) + float(cfg["timeout_s"]))
     try:
@@ -370,10 +416,7 @@ def _lead(cfg: dict[str, Any], ctx: RankRun) -> dict[str, Any]:
             "missing_ranks": missing,
             "ranks": [],
         }
-        judged = rules.judge_ddp(
-            result, min_accuracy=float(cfg["min_accuracy"]), max_seconds=float(cfg["max_seconds"])
-        )
-        return {**result, **judged}
+        return {**result, **ctx.task.judge(result, cfg)}
     picked = _pick_backend(cfg)
     if not picked["ok"]:
         _abort(ours, world, picked["error"])
@@ -389,9 +432,9 @@ def _lead(cfg: dict[str, Any], ctx: RankRun) -> dict[str, Any]:
     import torch
 
     dev = _device(torch, picked["cuda"], topo)
-    data = _tensors(torch, cfg, dev)
+    data = ctx.task.tensors(torch, cfg, dev)
     ctx.log(f"{world} ranks on {len(base['expected_nodes'])} node(s) joined; one node alone first")
-    single = _baseline(torch, data, dev, cfg) if world > 1 else None
+    single = _baseline(torch, data, dev, cfg, ctx.task) if world > 1 else None
     ours.set("go", json.dumps({"config": cfg}))
     return _ddp(cfg, ctx, data=data, single_sps=single)
 
@@ -459,13 +502,14 @@ def _ddp_run(
     import torch
     import torch.distributed as dist
 
-    log, tee, topo, store, base, t_start = (
+    log, tee, topo, store, base, t_start, task = (
         ctx.log,
         ctx.tee,
         ctx.topo,
         ctx.store,
         ctx.base,
         ctx.t_start,
+        ctx.task,
     )
     rank, world = topo["rank"], topo["world"]
     cuda = cfg["_backend"] == "nccl"
@@ -503,10 +547,10 @@ def _ddp_run(
         del x
         dist.all_reduce(wrong)
         # training
-        data = data if data is not None else _tensors(torch, cfg, dev)
+        data = data if data is not None else task.tensors(torch, cfg, dev)
         torch.manual_seed(int(cfg["seed"]))
         model = torch.nn.parallel.DistributedDataParallel(
-            simple_cnn(torch).to(dev), device_ids=[dev] if cuda else None
+            task.model(torch, cfg).to(dev), device_ids=[dev] if cuda else None
         )
         _KEPT_MODELS.append(model)
         n_train = int(data["train_labels"].numel())
@@ -518,7 +562,7 @@ def _ddp_run(
             return torch.randperm(n_train, generator=gen)[rank::world].to(dev)
 
         barrier()
-        trained = _train(torch, model, data, shard, cfg, steps)
+        trained = _train(torch, model, data, shard, cfg, steps, task)
         barrier()
         t_done = time.monotonic()
         # every rank holds rank 0's parameters, bit for bit
@@ -545,10 +589,11 @@ def _ddp_run(
         dist.all_reduce(counts)
         timed = float(trained["seconds"] or 0.0)
         sps = trained["timed_batches"] * bs * world / timed if timed > 0 else None
-        # warnings each rank's own stderr holds, gathered on rank 0
+        # warnings each rank's own stderr holds, and its peak memory, gathered on rank 0
         seen = rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
         gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, [{**w, "rank": rank} for w in seen])
+        mine_out = {"warnings": [{**w, "rank": rank} for w in seen], "rss": max_rss_bytes()}
+        dist.all_gather_object(gathered, mine_out)
     finally:
         dist.destroy_process_group()
     total_s = round(t_done - t_start, 3)
@@ -582,31 +627,36 @@ def _ddp_run(
         "train_samples": n_train,
         "epochs": int(cfg["epochs"]),
         "epoch_losses": trained["losses"],
+        "epoch_seconds": trained["epoch_seconds"],
         "batch_size_per_rank": bs,
         "training_seconds": round(timed, 3),
         "samples_per_s": round(sps, 1) if sps else None,
         "single_node_samples_per_s": round(single_sps, 1) if single_sps else None,
         "speedup": round(sps / single_sps, 3) if sps and single_sps else None,
         "total_seconds": total_s,
-        "comm_warnings": [w for per_rank in gathered for w in per_rank],
+        "comm_warnings": [w for per_rank in gathered for w in per_rank["warnings"]],
         "min_accuracy": float(cfg["min_accuracy"]),
         "max_seconds": float(cfg["max_seconds"]),
         "min_speedup": cfg.get("min_speedup"),
         "max_rss_bytes": max_rss_bytes(),
+        "rank_max_rss_bytes": [per_rank["rss"] for per_rank in gathered],
     }
     if result["speedup"] is not None:
         result["scaling_efficiency"] = round(result["speedup"] / world, 3)
-    judged = rules.judge_ddp(
-        result,
-        min_accuracy=float(cfg["min_accuracy"]),
-        max_seconds=float(cfg["max_seconds"]),
-        min_speedup=cfg.get("min_speedup"),
-    )
-    return {**result, **judged}
+    if task.finish is not None:  # rank 0's checkpoint and metrics.json, before the verdict
+        result.update(task.finish(torch, model.module, cfg, result))
+    return {**result, **task.judge(result, cfg)}
 
 
 def main() -> int:
-    """Only rank 0 reports through Pipes: the others drop its variables before starting.
+    return rank_main("mnist_ddp", measure, DEFAULTS)
+
+
+def rank_main(
+    kind: str, measure_fn: Callable[[dict[str, Any], Log], dict[str, Any]], defaults: dict[str, Any]
+) -> int:
+    """One rank of a DDP payload (this one's, cifar_ddp.py's). Only rank 0 reports through
+    Pipes: the others drop its variables before starting.
 
     Every rank leaves with ``os._exit`` once its work is done and (rank 0) Pipes has closed:
     torch 1.13's TCPStore client thread spins at full CPU once rank 0's store server has closed
@@ -617,7 +667,7 @@ def main() -> int:
     if os.environ.get("SLURM_PROCID", "0") != "0":
         for name in PIPES_ENV:
             os.environ.pop(name, None)
-    code = run("mnist_ddp", measure, DEFAULTS)
+    code = run(kind, measure_fn, defaults)
     atexit._run_exitfuncs()  # the stderr tee's close: its tail still reaches the job log
     sys.stdout.flush()
     sys.stderr.flush()

@@ -69,6 +69,7 @@ SHIPPED: dict[str, Shipped] = {
     "nccl_allreduce.py": _row(_P, "nccl_allreduce.py", SMOKE, entry=True),
     "mnist_train.py": _row(_P, "mnist_train.py", SMOKE, entry=True),
     "mnist_ddp.py": _row(_P, "mnist_ddp.py", SMOKE, entry=True),
+    "cifar_ddp.py": _row(_P, "cifar_ddp.py", SMOKE, entry=True),
     "sft_train.py": _row(_P, "sft_train.py", SMOKE, entry=True),
     "slurm_probe.py": _row(_P, "slurm_probe.py", SMOKE, entry=True),
     "mlops_smoke_rules.py": _row(_CORE, "smoke_rules.py", SMOKE),
@@ -139,12 +140,21 @@ def ship_payloads(runner: Runner, scripts_dir: str, kit_name: str = LOGIN) -> st
     return dest
 
 
+#: entries a payload imports (its own code too): cifar_ddp.py trains through mnist_ddp.py's
+#: ranks, which take the model from mnist_train.py and the exact check from nccl_allreduce.py
+USES: dict[str, tuple[str, ...]] = {
+    "mnist_ddp.py": ("mnist_train.py", "nccl_allreduce.py"),
+    "cifar_ddp.py": ("mnist_ddp.py", "mnist_train.py", "nccl_allreduce.py"),
+}
+
+
 def code_digest(payload: str) -> str:
-    """sha256 of what a payload runs: the payload and the helpers of its kits (name and
-    sha256 of each, sorted; the vendored dagster_pipes left out: transport, not training
-    code). Recorded by the smoke assets so a trained model can name the code that made it."""
+    """sha256 of what a payload runs: the payload, the entries it imports (`USES`) and the
+    helpers of its kits (name and sha256 of each, sorted; the vendored dagster_pipes left
+    out: transport, not training code). Recorded by the smoke assets so a trained model can
+    name the code that made it."""
     row = SHIPPED[payload]
-    names = {payload} | {
+    names = {payload, *USES.get(payload, ())} | {
         n
         for n, s in SHIPPED.items()
         if not s.entry and s.kits & row.kits and n != "dagster_pipes.py"

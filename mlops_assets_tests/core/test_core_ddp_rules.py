@@ -274,3 +274,91 @@ def test_a_node_without_a_cuda_device_is_named_before_nccl_hangs() -> None:
     assert rules.ranks_without_gpu([gpu, {**gpu, "rank": 1, "node": "gpu02"}]) == []
     (unknown,) = rules.ranks_without_gpu([{"rank": 3, "node": "gpu04"}])
     assert unknown.startswith("rank 3 on gpu04: no CUDA device"), "unmeasured is not a GPU"
+
+
+# ------------------------------------------------------------- MLOPS-2.1 (CIFAR-10)
+
+CIFAR_GOOD = with_(
+    accuracy=0.71,
+    total_seconds=400.0,
+    epoch_losses=[1.52, 1.01, 0.83],
+    checkpoint="/mnt/beegfs/models/cifar10-resnet18/job-7/model.pt",
+)
+
+
+def judge_cifar(result: dict[str, Any], min_speedup: float | None = 1.0) -> dict[str, Any]:
+    return rules.judge_cifar_ddp(result, min_accuracy=0.6, max_seconds=900, min_speedup=min_speedup)
+
+
+def test_cifar_run_at_the_tasks_thresholds_passes_and_below_them_fails_with_its_figures() -> None:
+    assert judge_cifar(CIFAR_GOOD) == {"verdict": "PASS", "messages": []}
+    low = judge_cifar({**CIFAR_GOOD, "accuracy": 0.42})
+    assert low["verdict"] == "FAIL" and "test accuracy 0.42 not above 0.6" in low["messages"]
+    slow = judge_cifar({**CIFAR_GOOD, "total_seconds": 901.5})
+    assert "Training Complete not reached within 900 s (took 901.5)" in slow["messages"]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"epoch_losses": [1.5, float("nan")]}, "epoch loss not finite (epochs [2])"),
+        ({"epoch_losses": []}, "epoch loss not finite (epochs none recorded)"),
+        (
+            {"checkpoint": None, "checkpoint_error": "/m/job-7: [Errno 13] Permission denied"},
+            "no checkpoint written (/m/job-7: [Errno 13] Permission denied)",
+        ),
+    ],
+)
+def test_cifar_run_without_finite_losses_or_a_checkpoint_fails(
+    change: dict[str, Any], says: str
+) -> None:
+    judged = judge_cifar({**CIFAR_GOOD, **change})
+    assert judged["verdict"] == "FAIL"
+    assert any(m.startswith(says) for m in judged["messages"]), judged["messages"]
+
+
+def test_cifar_stand_in_data_and_an_unjudged_speedup_are_said_with_the_cifar_key() -> None:
+    judged = judge_cifar({**CIFAR_GOOD, "data_stand_in": True, "accuracy": 0.79}, None)
+    assert judged["verdict"] == "WARN"
+    assert any(
+        "GENERATED CIFAR-10 stand-in" in m and "stand-in bar 0.6" in m for m in judged["messages"]
+    ), judged["messages"]
+    assert any("no smoke.cifar_ddp.min_speedup" in m for m in judged["messages"])
+
+
+def test_cifar_rank_that_never_joined_is_judged_as_the_ddp_smoke_judges_it() -> None:
+    res = with_(ranks=[], missing_ranks=[{"rank": 1, "node": "gpu02"}])
+    assert judge_cifar(res) == judge(res)
+
+
+def test_cifar_payload_config_per_profile() -> None:
+    """Production sends MLOPS-2.1's settings and pass; the sandbox its measured stand-in
+    sizes, the CIFAR-10 staged where dataset_cifar10 put it."""
+    from mlops_assets.catalog.loader import load_catalog
+
+    prod = smoke_payload_config(load_catalog(profile="production").catalog, "cifar_ddp")
+    assert {k: prod[k] for k in ("epochs", "batch_size", "lr", "momentum", "stem")} == {
+        "epochs": 3,
+        "batch_size": 128,
+        "lr": 0.01,
+        "momentum": 0.9,
+        "stem": "cifar",
+    }
+    assert (prod["min_accuracy"], prod["max_seconds"], prod["train_samples"]) == (0.6, 900, 0)
+    assert prod["allow_cpu"] is False and prod["nodes_requested"] == 2
+    cat = active().catalog
+    box = smoke_payload_config(cat, "cifar_ddp")
+    assert box["dataset_dir"] == cat.dataset_path("cifar10") and box["allow_cpu"] is True
+    assert box["output_name"] == "cifar10-resnet18"
+    assert box["min_speedup"] is None and box["max_seconds"] <= 90
+    assert box["min_accuracy"] == cat.smoke.cifar_ddp.min_accuracy
+
+
+def test_a_cifar_dataset_that_is_not_cifar10_is_refused() -> None:
+    from mlops_assets.catalog.schema import Catalog
+
+    cat = active().catalog
+    data = cat.model_dump()
+    data["smoke"]["cifar_ddp"]["dataset"] = "mnist"
+    with pytest.raises(ValueError, match=r"smoke\.cifar_ddp\.dataset 'mnist' is not one of"):
+        Catalog.model_validate(data)

@@ -78,10 +78,12 @@ def launch(
     world: int,
     sets: dict[str, Any],
     hostnames: dict[int, str] | None = None,
+    payload: str = "mnist_ddp.py",
+    timeout_s: float = 300,
 ) -> list[tuple[dict[str, Any], str, int]]:
-    """The given ranks as processes; each one's result line, stderr and exit code. A rank
-    given a hostname runs in its own UTS namespace under that name (as a node of the
-    multi-node sandbox does)."""
+    """The given ranks of `payload` as processes; each one's result line, stderr and exit
+    code. A rank given a hostname runs in its own UTS namespace under that name (as a node
+    of the multi-node sandbox does)."""
     port, nodes = free_port(), [f"node{chr(97 + r)}" for r in range(world)]
     args: list[str] = []
     for key, value in sets.items():
@@ -96,7 +98,7 @@ def launch(
                     else []
                 ),
                 python,
-                str(PAYLOADS / "mnist_ddp.py"),
+                str(PAYLOADS / payload),
                 *args,
             ],
             env=rank_env(r, world, port, nodes),
@@ -108,7 +110,7 @@ def launch(
     ]
     out = []
     for p in procs:
-        stdout, stderr = p.communicate(timeout=300)
+        stdout, stderr = p.communicate(timeout=timeout_s)
         lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
         assert lines, f"no result line; stderr:\n{stderr[-3000:]}"
         out.append((json.loads(lines[-1]), stderr, p.returncode))

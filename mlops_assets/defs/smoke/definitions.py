@@ -14,7 +14,9 @@ partition key is the job's `--nodelist`. Partitions are added from `sinfo` (the 
 `mlops-assets materialize`), never removed: a node that leaves keeps its history.
 `smoke_mnist_training` is one result for the cluster (any node of the smoke partition), as is
 `smoke_sft_training` (MLOPS-1.2's fine-tuning loop on the staged model and dataset, in
-`smoke.sft.container`; a stand-in model says so in its verdict).
+`smoke.sft.container`; a stand-in model says so in its verdict). `smoke_ddp_training` (MNIST)
+and `smoke_cifar10_ddp_training` (MLOPS-2.1, CIFAR-10 ResNet-18) span several nodes of one
+SLURM job, one srun rank per node.
 
 Automation:
 - `slurm_gpu_node_sensor`: one `sinfo` per tick; a GPU node that appears, returns from
@@ -83,9 +85,12 @@ def _smoke_asset(
     deps: list[str],
     triggers: list[str],
     per_node: bool = False,
-    multi_node: bool = False,
+    multi_node: int = 0,
     container: str | None = None,
 ) -> dg.AssetsDefinition:
+    """One smoke job as an asset; `multi_node`: the nodes it spans, one srun rank each
+    (0: a single task)."""
+
     @dg.asset(
         name=name,
         group_name=GROUP,
@@ -97,7 +102,7 @@ def _smoke_asset(
             "payload": payload,
             "gres_gpus": job.gpus,
             "per_node": per_node,
-            **({"nodes": catalog.smoke.ddp.nodes} if multi_node else {}),
+            **({"nodes": multi_node} if multi_node else {}),
         },
         freshness_policy=freshness_policy(catalog.smoke.freshness),
         automation_condition=rerun_on_upstream(triggers),
@@ -112,7 +117,7 @@ def _smoke_asset(
         extras = smoke_payload_config(catalog, kind)
         res = job_resources(job, node, config.reservation or None)
         if multi_node:
-            nodes = _span(catalog, hpc.runner(), job.gpus, context.log)
+            nodes = _span(catalog, hpc.runner(), job.gpus, context.log, multi_node)
             extras["nodes_available"] = nodes
             res = replace(res, nodes=nodes, srun=True)
         client = hpc.smoke_client(res, reattach=config.reattach, container=container)
@@ -126,13 +131,14 @@ def _smoke_asset(
     return _smoke
 
 
-def _span(catalog: Catalog, runner: Any, gpus: int, log: Any) -> int:
-    """How many nodes the multi-node smoke spans: the catalog's `smoke.ddp.nodes`, or fewer
-    when the partition has fewer usable nodes now (the payload then says so: a WARN, the
-    multi-node part untested); none usable is a failure naming the partition."""
+def _span(catalog: Catalog, runner: Any, gpus: int, log: Any, want: int) -> int:
+    """How many nodes a multi-node smoke spans: `want` (the catalog's `smoke.ddp.nodes` or
+    `smoke.cifar_ddp.nodes`), or fewer when the partition has fewer usable nodes now (the
+    payload then says so: a WARN, the multi-node part untested); none usable is a failure
+    naming the partition."""
     from mlops_assets.core.slurm_jobs import usable_partition_nodes
 
-    want, part = catalog.smoke.ddp.nodes, catalog.smoke.partition
+    part = catalog.smoke.partition
     usable = usable_partition_nodes(_sinfo(runner), part, gpus)
     if not usable:
         raise dg.Failure(
@@ -204,6 +210,42 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
         + (" The catalog declares the GPUs fake: it trains on the job's CPUs." if fake else ""),
         deps=["gpu_nodes", *image, *staged],
         container=catalog.container_path(t.container) if t.container else None,
+    )
+
+
+def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
+    """MLOPS-2.1 as a multi-node smoke job like `smoke_ddp_training` (its payload reuses
+    mnist_ddp's ranks), downstream of the staged CIFAR-10 it reads and the smoke image."""
+    s, fake = catalog.smoke, catalog.hpc.gpus.fake
+    c = s.cifar_ddp
+    container = container_keys(catalog)
+    staged = [catalog.dataset_key(c.dataset)]
+    subset = f"the first {c.train_samples:,} training images" if c.train_samples else "all of it"
+    return _smoke_asset(
+        catalog,
+        "smoke_cifar10_ddp_training",
+        "cifar_ddp",
+        "cifar_ddp.py",
+        s.jobs.cifar_ddp,
+        kinds=["slurm", "pytorch"],
+        triggers=[*container, *staged],
+        description=(
+            f"MLOPS-2.1: CIFAR-10 ResNet-18 ({c.stem} stem) under DDP across {c.nodes} nodes "
+            f"in one SLURM job (srun, one rank per node), {subset}, {c.epochs} epoch(s), batch "
+            f"{c.batch_size} per rank, SGD lr {c.lr:g} momentum {c.momentum:g}: every node took "
+            f"part, an exact all-reduce, identical parameters, accuracy > "
+            f"{c.min_accuracy:.0%}, Training Complete within {c.max_seconds:g} s, no NCCL/gloo "
+            "warning; loss per epoch, samples/s, the speedup over one rank, every rank's peak "
+            f"memory; model.pt + metrics.json in models/{c.dataset}-resnet18/job-<id>."
+        )
+        + (
+            " The catalog declares the GPUs fake: gloo on the nodes' CPUs; on the mirror's "
+            "generated stand-in the accuracy bar is the stand-in's, not CIFAR-10's."
+            if fake
+            else ""
+        ),
+        deps=["gpu_nodes", "slurm", *container, *staged],
+        multi_node=c.nodes,
     )
 
 
@@ -297,8 +339,9 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "the speedup over one node."
             + (" The catalog declares the GPUs fake: gloo on the nodes' CPUs." if fake else ""),
             deps=["gpu_nodes", "slurm", *container, *mnist],
-            multi_node=True,
+            multi_node=s.ddp.nodes,
         ),
+        cifar_ddp_asset(catalog),
         sft_asset(catalog),
     ]
 
