@@ -143,8 +143,8 @@ def test_ddp_smoke_with_gpus_declared_real_fails_on_every_rank_with_no_cuda_devi
     assert not result.success
     text, meta = failure(result)
     assert "FAILED with exit code 1" in text and "no CUDA device" in text, text
-    # every node of the allocation is named (the count the asset asked for depends on which
-    # nodes answered sinfo at that moment: a loaded node's slurmd can miss a ping)
+    # the failure names every node of the allocation: right after a short job, accounting's
+    # job line can still hold the batch host alone (core/slurm_jobs.outcome_from_sacct)
     allocated = subprocess.run(
         ["sacct", "-n", "-X", "-P", "-j", str(meta["slurm_job_id"]), "--format=NNodes"],
         capture_output=True,

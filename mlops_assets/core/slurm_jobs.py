@@ -288,6 +288,12 @@ def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
         if r.is_step and r.terminal and not r.succeeded
     )
     rss = [r.max_rss_bytes for r in records if r.max_rss_bytes is not None]
+    # the job line's NodeList, then any node only its steps name: right after a short job,
+    # slurmdbd can still hold the batch host alone on the job line (SLURM 22.05.8 on the
+    # sandbox: "527|FAILED|gpu-01" while step 527.0 listed gpu-[01-02], corrected seconds
+    # later), and a failure that names one node of two sends the reader to the wrong place
+    nodes = list(job.nodes)
+    nodes += [n for r in records if r.is_step for n in r.nodes if n not in nodes]
     return JobOutcome(
         job_id=job.job_id,
         state=job.state,
@@ -298,7 +304,7 @@ def outcome_from_sacct(text: str, job_id: int | str) -> JobOutcome | None:
         elapsed_s=job.elapsed_s,
         alloc_tres=job.alloc_tres,
         max_rss_bytes=max(rss) if rss else None,
-        nodes=job.nodes,
+        nodes=tuple(nodes),
     )
 
 

@@ -306,3 +306,16 @@ def test_completed_steps_keep_a_completed_job_successful() -> None:
 def test_cut_sacct_state_is_unreadable(state: str) -> None:
     with pytest.raises(ValueError, match="cut to its column width"):
         sj.outcome_from_sacct(f"41|train|{state}|0:0|00:00:05|cpu=1||gpu01", 41)
+
+
+def test_outcome_names_every_node_when_the_job_line_still_lists_the_batch_host_alone() -> None:
+    """sacct right after a 2-node job ended (SLURM 22.05.8, sandbox job 527): the job line
+    held gpu-01 alone for a few seconds while its step listed both nodes."""
+    text = (
+        "527|wrap|FAILED|1:0|00:00:02|billing=2,cpu=2,gres/gpu=2,node=2||gpu-01\n"
+        "527.batch|batch|FAILED|1:0|00:00:02|cpu=1,gres/gpu=1,mem=0,node=1|0|gpu-01\n"
+        "527.0|bash|FAILED|1:0|00:00:01|cpu=2,gres/gpu=2,mem=0,node=2|0|gpu-[01-02]"
+    )
+    out = sj.outcome_from_sacct(text, 527)
+    assert out is not None and out.nodes == ("gpu-01", "gpu-02")
+    assert out.describe().endswith("on gpu-01,gpu-02")
