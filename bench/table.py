@@ -58,17 +58,27 @@ def _when(d: dict[str, Any]) -> str:
 
 def load_time(d: dict[str, Any]) -> list[Row]:
     r = d["in_process_ratio"]
+    row = _row(
+        "code-location load, in-process",
+        f"{d['in_process_load_median_s']} s",
+        f"bare `import dagster` {d['in_process_bare_median_s']} s",
+        f"{r:.2f}x",
+        f"≤ {d['goal_ratio']}x",
+        r <= d["goal_ratio"],
+        _when(d),
+        "load_time.py",
+    )
+    ph = d.get("phases")
+    if ph and r > d["goal_ratio"]:  # the row says what bounds it, from the same run
+        row["met"] += (
+            f"; bound: above Dagster's own import ({ph['import_dagster_s']} s), the project's "
+            f"modules {ph['import_project_s']} s, building the domains' definitions "
+            f"{ph['build_definitions_s']} s and Dagster resolving the graph "
+            f"{ph['resolve_graph_s']} s ({ph['assets']} assets, {ph['checks']} checks): the "
+            "last two grow with the catalog"
+        )
     return [
-        _row(
-            "code-location load, in-process",
-            f"{d['in_process_load_median_s']} s",
-            f"bare `import dagster` {d['in_process_bare_median_s']} s",
-            f"{r:.2f}x",
-            f"≤ {d['goal_ratio']}x",
-            r <= d["goal_ratio"],
-            _when(d),
-            "load_time.py",
-        ),
+        row,
         _row(
             "code-location load, whole process",
             f"{d['load_definitions_median_s']} s",
