@@ -278,11 +278,16 @@ def _alive(pid: int) -> bool:
 
 
 def _is_model_server(pid: int) -> bool:
-    """A live process whose command line runs serve_mnist.py (a recycled pid is not ours)."""
-    if not _alive(pid):
-        return False
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return any(part.endswith(b"serve_mnist.py") for part in cmd)
+    """A live process whose command line runs serve_mnist.py (a recycled pid is not ours).
+    Right after Popen returns the child may still be inside exec, where its cmdline reads
+    empty (seen here 2 times in 8): read again for up to a second."""
+    end = time.monotonic() + 1.0
+    while _alive(pid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        if cmd or time.monotonic() > end:
+            return any(part.endswith(b"serve_mnist.py") for part in cmd.split(b"\0"))
+        time.sleep(0.02)
+    return False
