@@ -254,6 +254,39 @@ def mnist_trained(sandbox: Path, cli: Any) -> tuple[Any, dict[str, Any]]:
     return instance, {k: v.value for k, v in mat.metadata.items()}
 
 
+def materialize_with(cat: Any, instance: Any, items: list[Any], resources: tuple[str, ...]) -> Any:
+    """dg.materialize of `items` with the named resources of `cat`, errors kept in the result."""
+    import dagster as dg
+
+    from mlops_assets.platform import build_resources
+
+    res = build_resources(cat)
+    return dg.materialize(
+        items, resources={k: res[k] for k in resources}, instance=instance, raise_on_error=False
+    )
+
+
+def materialized_meta(result: Any, key: str) -> dict[str, Any]:
+    """The one materialization of `key` in a successful run, as plain metadata."""
+    assert result.success, [
+        e.step_failure_data.error or e.step_failure_data.user_failure_data
+        for e in result.all_events
+        if e.event_type_value == "STEP_FAILURE"
+    ]
+    mats = result.asset_materializations_for_node(key)
+    assert len(mats) == 1
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def check_evaluations(result: Any) -> dict[str, Any]:
+    """Each asset check evaluated in the run, by name."""
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
 def sandbox_s3() -> Any:
     """A boto3 client on the sandbox's S3 server, with the catalog's endpoint and keys."""
     import boto3

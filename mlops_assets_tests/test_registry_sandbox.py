@@ -23,8 +23,13 @@ import pytest
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import registry_rules as rr
 from mlops_assets.core.probes import trained_model
-from mlops_assets.platform import active, build_resources
-from mlops_assets_tests.conftest import sandbox_s3
+from mlops_assets.platform import active
+from mlops_assets_tests.conftest import (
+    check_evaluations,
+    materialize_with,
+    materialized_meta,
+    sandbox_s3,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -42,32 +47,14 @@ def _catalog(**mnist: Any) -> Catalog:
 def _materialize(
     assets: list[Any], cat: Catalog, instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
-    res = build_resources(cat)
-    return dg.materialize(
-        assets,
-        resources={k: res[k] for k in ("hpc", "s3", "mlflow")},
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_with(cat, instance, assets, ("hpc", "s3", "mlflow"))
 
 
-def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
-    assert result.success, [
-        e.step_failure_data.error or e.step_failure_data.user_failure_data
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE"
-    ]
-    mats = result.asset_materializations_for_node(key)
-    assert len(mats) == 1
-    return {k: v.value for k, v in mats[0].metadata.items()}
+_meta = materialized_meta
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+    return {name: ev.passed for name, ev in check_evaluations(result).items()}
 
 
 def _train(instance: dg.DagsterInstance, cat: Catalog) -> dict[str, Any]:

@@ -24,7 +24,12 @@ import pytest
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.platform import active, build_resources
-from mlops_assets_tests.conftest import _free_port
+from mlops_assets_tests.conftest import (
+    _free_port,
+    check_evaluations,
+    materialize_with,
+    materialized_meta,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -79,32 +84,11 @@ def _defs(c: Catalog) -> list[Any]:
 
 
 def _run(c: Catalog, instance: dg.DagsterInstance, items: list[Any]) -> dg.ExecuteInProcessResult:
-    res = build_resources(c)
-    return dg.materialize(
-        items,
-        resources={k: res[k] for k in RESOURCES},
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_with(c, instance, items, RESOURCES)
 
 
-def _meta(result: dg.ExecuteInProcessResult, key: str) -> dict[str, Any]:
-    assert result.success, [
-        e.step_failure_data.error or e.step_failure_data.user_failure_data
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE"
-    ]
-    mats = result.asset_materializations_for_node(key)
-    assert len(mats) == 1
-    return {k: v.value for k, v in mats[0].metadata.items()}
-
-
-def _checks(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    return {
-        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+_meta = materialized_meta
+_checks = check_evaluations
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ no CUDA device is a failure.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import struct
 import sys
@@ -28,7 +27,15 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import Log, cpu_threads, max_rss_bytes, need_cuda, rules, run
+from smoke_common import (
+    Log,
+    max_rss_bytes,
+    one_training_device,
+    publish_dir,
+    rules,
+    run,
+    write_json,
+)
 
 DEFAULTS: dict[str, Any] = {
     "dataset_dir": "/mnt/beegfs/datasets/mnist",
@@ -125,37 +132,19 @@ def _step(torch: Any, model: Any, opt: Any, data: dict[str, Any], idx: Any) -> A
 
 
 def _write(out_dir: str, model_state: Any, metrics: dict[str, Any], torch: Any) -> None:
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
-    os.makedirs(tmp, exist_ok=True)
-    torch.save(model_state, os.path.join(tmp, "model.pt"))
-    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh, indent=2, sort_keys=True)
-    if os.path.exists(out_dir):  # a requeued job writes again: keep the newest complete copy
-        os.rename(out_dir, f"{out_dir}.old-{os.getpid()}")
-    os.rename(tmp, out_dir)
+    def fill(tmp: str) -> None:
+        torch.save(model_state, os.path.join(tmp, "model.pt"))
+        write_json(os.path.join(tmp, "metrics.json"), metrics)
+
+    publish_dir(out_dir, fill)
 
 
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     t_start = time.monotonic()
-    cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
-    if not cuda["ok"]:
-        return {
-            "verdict": rules.FAIL,
-            "device": None,
-            "driver_probe": cuda["probe"],
-            "error": cuda["error"],
-            "messages": [cuda["error"]],
-        }
-    import torch
-
-    use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
-    dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
-    threads = cpu_threads()
-    if not use_cuda and threads:
-        torch.set_num_threads(threads)  # the job's CPUs, not the node's: neighbours keep theirs
-    torch.manual_seed(int(cfg["seed"]))
+    failed, torch, dev, cpu_fallback = one_training_device(cfg)
+    if failed is not None:
+        return failed
+    use_cuda = dev.type == "cuda"
     data = _tensors(torch, cfg, dev)
     n_train, n_test = int(data["train_labels"].numel()), int(data["test_labels"].numel())
     model = simple_cnn(torch).to(dev)
@@ -218,7 +207,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         "epoch_losses": epoch_losses,
         "total_seconds": total_s,
         "output_dir": out_dir,
-        "cpu_fallback": bool(cuda.get("cpu_fallback")),
+        "cpu_fallback": cpu_fallback,
         "torch_threads": int(torch.get_num_threads()),
         "max_rss_bytes": max_rss_bytes(),
         "verdict": judged["verdict"],

@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import Log, cpu_threads, max_rss_bytes, need_cuda, rules, run
+from smoke_common import Log, max_rss_bytes, one_training_device, publish_dir, rules, run
 
 DEFAULTS: dict[str, Any] = {
     "model_dir": "",
@@ -549,42 +549,26 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 def _write(out_dir: str, model: Any, cfg_dir: str, metrics: dict[str, Any], torch: Any) -> None:
     """Checkpoint as the input came (model.safetensors, config and tokenizer files) plus
-    metrics.json, into a temp dir renamed into place: a killed job leaves nothing complete."""
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
-    os.makedirs(tmp, exist_ok=True)
-    write_safetensors(os.path.join(tmp, "model.safetensors"), dict(model.state_dict()), torch)
-    for name in TOKENIZER_FILES:
-        if os.path.exists(os.path.join(cfg_dir, name)):
-            shutil.copyfile(os.path.join(cfg_dir, name), os.path.join(tmp, name))
-    _write_json(os.path.join(tmp, "metrics.json"), metrics)
-    if os.path.exists(out_dir):  # a requeued job writes again: keep the newest complete copy
-        os.rename(out_dir, f"{out_dir}.old-{os.getpid()}")
-    os.rename(tmp, out_dir)
+    metrics.json, published whole (smoke_common.publish_dir)."""
+
+    def fill(tmp: str) -> None:
+        write_safetensors(os.path.join(tmp, "model.safetensors"), dict(model.state_dict()), torch)
+        for name in TOKENIZER_FILES:
+            if os.path.exists(os.path.join(cfg_dir, name)):
+                shutil.copyfile(os.path.join(cfg_dir, name), os.path.join(tmp, name))
+        _write_json(os.path.join(tmp, "metrics.json"), metrics)
+
+    publish_dir(out_dir, fill)
 
 
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     t_start = time.monotonic()
-    cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
-    if not cuda["ok"]:
-        return {
-            "verdict": rules.FAIL,
-            "device": None,
-            "driver_probe": cuda["probe"],
-            "error": cuda["error"],
-            "messages": [cuda["error"]],
-        }
     import contextlib
 
-    import torch
-
-    use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
-    dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
-    threads = cpu_threads()
-    if not use_cuda and threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(int(cfg["seed"]))
+    failed, torch, dev, cpu_fallback = one_training_device(cfg)
+    if failed is not None:
+        return failed
+    use_cuda = dev.type == "cuda"
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
 
     def autocast() -> Any:
@@ -720,7 +704,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         **metrics,
         "total_seconds": total_s,
         "output_dir": out_dir,
-        "cpu_fallback": bool(cuda.get("cpu_fallback")),
+        "cpu_fallback": cpu_fallback,
         "torch_threads": int(torch.get_num_threads()),
         "max_rss_bytes": max_rss_bytes(),
         "verdict": judged["verdict"],

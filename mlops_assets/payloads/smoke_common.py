@@ -112,6 +112,52 @@ def cpu_threads() -> int | None:
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
+def one_training_device(
+    cfg: dict[str, Any],
+) -> tuple[dict[str, Any] | None, Any, Any, bool]:
+    """A one-GPU training payload's start: (a FAIL result when no GPU may be used, else None;
+    torch; the device; whether the catalog's CPU fallback was taken). On that fallback torch
+    takes the job's CPUs, not the node's (neighbours keep theirs); seeded from `seed`."""
+    cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
+    if not cuda["ok"]:
+        failed = {
+            "verdict": rules.FAIL,
+            "device": None,
+            "driver_probe": cuda["probe"],
+            "error": cuda["error"],
+            "messages": [cuda["error"]],
+        }
+        return failed, None, None, False
+    import torch
+
+    use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
+    dev = torch.device("cuda", 0) if use_cuda else torch.device("cpu")
+    threads = cpu_threads()
+    if not use_cuda and threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(int(cfg["seed"]))
+    return None, torch, dev, bool(cuda.get("cpu_fallback"))
+
+
+def publish_dir(out_dir: str, fill: Callable[[str], None]) -> None:
+    """A job's output folder whole or not at all: `fill` writes into a temporary sibling,
+    which then takes the name, so a killed job leaves nothing that looks complete; a requeued
+    job's earlier copy is kept as `<out_dir>.old-<pid>`."""
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp-{os.getpid()}")
+    os.makedirs(tmp, exist_ok=True)
+    fill(tmp)
+    if os.path.exists(out_dir):
+        os.rename(out_dir, f"{out_dir}.old-{os.getpid()}")
+    os.rename(tmp, out_dir)
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+
+
 def max_rss_bytes() -> int:
     """This process's peak RSS: sacct has none where jobacct_gather measures nothing
     (the sandbox)."""
