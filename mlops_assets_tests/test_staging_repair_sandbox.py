@@ -44,11 +44,14 @@ def _scripts(rel: str) -> str:
 def _catalog(
     tmp: Path, dataset: str, name: str, rel: str, rehash_after_hours: float | None = None
 ) -> Path:
-    """The shipped catalog with `dataset` renamed to `name` (base and sandbox profile) and
-    staged into `rel`; `rehash_after_hours` set when given."""
+    """The shipped catalog with `dataset` renamed to `name` (base and sandbox profile, and the
+    smoke tasks that name it) and staged into `rel`; `rehash_after_hours` set when given."""
     doc = yaml.safe_load(SHIPPED.read_text())
     for datasets in (doc["datasets"], doc["profiles"]["sandbox"]["datasets"]):
         datasets[name] = datasets.pop(dataset)
+    for task in doc["smoke"].values():  # the training tasks that name it follow the rename
+        if isinstance(task, dict) and task.get("dataset") == dataset:
+            task["dataset"] = name
     doc["datasets"][name]["path"] = rel
     # payloads shipped to a private scripts dir: this branch's never replace the shared ones
     doc["hpc"]["beegfs"].setdefault("directories", {})["scripts"] = _scripts(rel)
