@@ -13,6 +13,7 @@ Runs on the device machine (bench/gpu_serve_mnist.sh); writes one JSON document 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mlops_assets.core import serving  # noqa: E402
-from mlops_assets.core.transport.http import request  # noqa: E402
+from mlops_assets.core.probes import model_endpoint as ep  # noqa: E402
 
 LOADS = [  # (rows per request, requests, concurrency)
     (1, 400, 1),
     (1, 800, 8),
     (64, 200, 4),
 ]
-
-
-def ready(url: str, name: str, deadline: float, proc: subprocess.Popen[Any]) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url + serving.ready_path(name), timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return None
 
 
 def gpu_sampler(stop: threading.Event, out: list[int]) -> None:
@@ -63,16 +50,21 @@ def gpu_sampler(stop: threading.Event, out: list[int]) -> None:
         stop.wait(0.2)
 
 
-def held_out(payloads: Path, dataset: Path) -> tuple[list[list[float]], list[int]]:
-    sys.path.insert(0, str(payloads))
-    from mnist_train import read_idx
-
+def held_out(dataset: Path) -> tuple[list[list[float]], list[int]]:
+    """The staged MNIST test set as rows and labels, parsed as the serving check parses it."""
     raw = dataset / "MNIST" / "raw"
-    shape, pixels = read_idx(str(raw / "t10k-images-idx3-ubyte"))  # or its .gz
-    _, labels = read_idx(str(raw / "t10k-labels-idx1-ubyte"))
-    n, size = shape[0], shape[1] * shape[2]
-    rows = [[b / 255.0 for b in pixels[i * size : (i + 1) * size]] for i in range(n)]
-    return rows, list(labels)
+
+    def read(name: str) -> bytes:
+        plain = raw / name
+        return (
+            plain.read_bytes()
+            if plain.exists()
+            else gzip.decompress((raw / f"{name}.gz").read_bytes())
+        )
+
+    return serving.mnist_rows(
+        read("t10k-images-idx3-ubyte"), read("t10k-labels-idx1-ubyte"), limit=10**9
+    )
 
 
 def one_device(
@@ -101,34 +93,21 @@ def one_device(
     )
     out: dict[str, Any] = {"device": device}
     try:
-        out["ready_s"] = ready(url, name, time.monotonic() + 120, proc)
+        out["ready_s"] = ep.wait_ready(
+            url, name, time.monotonic() + 120, alive=lambda: proc.poll() is None
+        )
         if out["ready_s"] is None:
             out["error"] = Path(f"/tmp/serve_{device}.log").read_text()[-2000:]
             return out
-        predicted: list[int] = []
-        for i in range(0, len(rows), 100):
-            body = serving.encode(serving.mnist_request(rows[i : i + 100]))
-            ans = request(
-                url + serving.infer_path(name),
-                method="POST",
-                body=body,
-                timeout_s=30,
-                headers={"Content-Type": "application/json"},
-            )
-            answer = serving.parse_answer(ans.body, model_name=name)
-            predicted += serving.predicted_classes(answer, len(rows[i : i + 100]))
-        out["held_out_accuracy"] = round(serving.accuracy(predicted, labels), 4)
-        out["held_out_samples"] = len(labels)
+        got = ep.held_out(url, name, rows, labels)
+        out["held_out_accuracy"] = round(got.accuracy, 4)
+        out["held_out_samples"] = got.samples
         loads = []
         for batch, n, conc in LOADS:
-            body = serving.encode(serving.mnist_request(rows[:batch]))
-            send = serving.http_sender(
-                request, url + serving.infer_path(name), body, model_name=name
-            )
             stop, util = threading.Event(), list[int]()
             sampler = threading.Thread(target=gpu_sampler, args=(stop, util), daemon=True)
             sampler.start()
-            run = serving.run_load(send, requests=n, concurrency=conc)
+            run = ep.load(url, name, rows, requests=n, concurrency=conc, rows_per_request=batch)
             stop.set()
             sampler.join()
             stats: dict[str, Any] = dict(run.stats().as_metadata())
@@ -138,10 +117,7 @@ def one_device(
             stats["error_samples"] = list(run.error_samples)
             loads.append(stats)
         out["loads"] = loads
-        metrics = request(url + "/metrics", timeout_s=10).text
-        out["request_predict_seconds_count"] = serving.metric_value(
-            metrics, "request_predict_seconds_count", {"model_name": name}
-        )
+        out["request_predict_seconds_count"] = ep.predict_count(url, name)
         out["requests_sent"] = len(range(0, len(rows), 100)) + sum(n for _, n, _ in LOADS)
         return out
     finally:
@@ -155,7 +131,7 @@ def one_device(
 
 def main() -> int:
     payloads, dataset, model_dir = (Path(a) for a in sys.argv[1:4])
-    rows, labels = held_out(payloads, dataset)
+    rows, labels = held_out(dataset)
     doc: dict[str, Any] = {
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "gpu": subprocess.run(
