@@ -226,6 +226,42 @@ def recorded_result(
     return to_check_result(ev)
 
 
+def latest_metadata(
+    instance: dg.DagsterInstance, key: str, before: float | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The newest materialization record of `key` (before a timestamp) and its metadata as
+    plain values: (None, {}) when there is none."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), before_timestamp=before), limit=1
+    ).records
+    record = records[0] if records else None
+    mat = record.asset_materialization if record is not None else None
+    return record, {k: v.value for k, v in (mat.metadata if mat is not None else {}).items()}
+
+
+# (spec, judge): a check judged from its asset's latest materialization metadata
+Recorded = tuple[CheckSpec[Any], Callable[[dict[str, Any]], Outcome]]
+
+
+def recorded_checks(name: str, rows: Sequence[Recorded]) -> dg.AssetChecksDefinition:
+    """One subsettable multi-check whose checks judge what their asset's latest
+    materialization recorded (defs/registry's budgets, defs/serving's figures): after it in a
+    run that materializes, alone in `validate`."""
+    by_key = {dg.AssetCheckKey(dg.AssetKey(s.asset), s.name): (s, judge) for s, judge in rows}
+
+    @dg.multi_asset_check(name=name, specs=[check_spec(s) for s, _ in rows], can_subset=True)
+    def _checks(context: dg.AssetCheckExecutionContext) -> Any:
+        metas: dict[str, dict[str, Any]] = {}
+        for key, (spec, judge) in by_key.items():
+            if key not in context.selected_asset_check_keys:
+                continue
+            if spec.asset not in metas:
+                metas[spec.asset] = latest_metadata(context.instance, spec.asset)[1]
+            yield recorded_result(spec, judge(metas[spec.asset]), context.log)
+
+    return _checks
+
+
 def asset_checks(specs: Iterable[ProbeSpec], *, name: str) -> list[dg.AssetChecksDefinition]:
     """One subsettable multi-check per domain: the selected probes run concurrently and
     share the domain's resources (one SSH connection for all HPC checks of a run). Checks

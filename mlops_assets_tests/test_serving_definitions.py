@@ -21,7 +21,7 @@ from mlops_assets.defs.serving.definitions import (
     endpoint_url,
     local_server,
     prometheus_outcome,
-    recorded_checks,
+    served_recorded_checks,
     throughput_outcome,
     within,
 )
@@ -159,7 +159,7 @@ def test_recorded_checks_judge_the_latest_materialization() -> None:
         )
     )
     result = dg.materialize(
-        [dg.AssetSpec(ASSET), recorded_checks()],
+        [dg.AssetSpec(ASSET), served_recorded_checks()],
         instance=instance,
         raise_on_error=False,
         selection=dg.AssetSelection.checks(

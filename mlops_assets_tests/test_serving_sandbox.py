@@ -72,13 +72,17 @@ def cat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
 
 def _defs(c: Catalog) -> list[Any]:
     from mlops_assets.defs.registry.definitions import minio_asset, registered_asset
-    from mlops_assets.defs.serving.definitions import live_checks, recorded_checks, served_asset
+    from mlops_assets.defs.serving.definitions import (
+        live_checks,
+        served_asset,
+        served_recorded_checks,
+    )
 
     return [
         registered_asset(c),
         minio_asset(c),
         served_asset(c),
-        recorded_checks(),
+        served_recorded_checks(),
         live_checks(c),
     ]
 

@@ -19,13 +19,13 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import check_spec, recorded_result
+from mlops_assets.checking import latest_metadata, recorded_checks
 from mlops_assets.core import registry_rules as rr
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity
 from mlops_assets.core.manifest import copy_hashing, hash_file
@@ -47,19 +47,6 @@ def _fail(description: str, hint: str) -> dg.Failure:
     return dg.Failure(description=f"{description} Hint: {hint}", metadata={"hint": hint})
 
 
-def _latest(instance: dg.DagsterInstance, key: str, before: float | None = None) -> Any:
-    """The newest materialization record of `key` (before a timestamp), or None."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), before_timestamp=before), limit=1
-    ).records
-    return records[0] if records else None
-
-
-def _meta(record: Any) -> dict[str, Any]:
-    mat = record.asset_materialization if record is not None else None
-    return {k: v.value for k, v in (mat.metadata if mat is not None else {}).items()}
-
-
 def _digests(catalog: Catalog, instance: dg.DagsterInstance, trained_at: float) -> dict[str, Any]:
     """The dataset manifest and container digests recorded by the materializations the
     training ran on (the newest before it); None where none is recorded."""
@@ -69,13 +56,13 @@ def _digests(catalog: Catalog, instance: dg.DagsterInstance, trained_at: float) 
         if getattr(d.source, "dataset_class", "") == "MNIST"
     ]
     dataset = (
-        _meta(_latest(instance, mnist[0], trained_at)).get("manifest_digest") if mnist else None
+        latest_metadata(instance, mnist[0], trained_at)[1].get("manifest_digest") if mnist else None
     )
     if catalog.smoke.container is None:
         container: str | None = rr.NONE
     else:
         key = catalog.container_key(catalog.smoke.container)
-        container = _meta(_latest(instance, key, trained_at)).get("sha256")
+        container = latest_metadata(instance, key, trained_at)[1].get("sha256")
     return {"dataset": dataset, "container": container}
 
 
@@ -122,10 +109,9 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
         from mlops_assets.core.probes import trained_model
 
         started = time.monotonic()
-        trained = _latest(context.instance, TRAINING)
+        trained, tmeta = latest_metadata(context.instance, TRAINING)
         if trained is None:
             raise _fail(f"{TRAINING} has no materialization", f"materialize {TRAINING} first")
-        tmeta = _meta(trained)
         out_dir = str(tmeta.get("output_dir") or "")
         if not out_dir:
             raise _fail(
@@ -290,7 +276,7 @@ def minio_asset(catalog: Catalog) -> dg.AssetsDefinition:
         from mlops_assets.core.probes import trained_model
 
         started = time.monotonic()
-        reg = _meta(_latest(context.instance, REGISTERED))
+        reg = latest_metadata(context.instance, REGISTERED)[1]
         version = str(reg.get("version") or "")
         if not version:
             raise _fail(f"{REGISTERED} has no materialization", f"materialize {REGISTERED} first")
@@ -409,35 +395,24 @@ def budget_outcome(
 def budget_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
     """The budgets (validation tasks: register < 1 min, copy to MinIO < 2 min) over the
     latest materialization: after it in a run that materializes, alone in `validate`."""
-    specs: dict[tuple[str, str], CheckSpec[Any]] = {
-        (asset, check): CheckSpec(
-            asset,
-            check,
-            Severity.WARN,
-            f"The {what} took less than its budget (catalog registry.mnist.{budget}).",
-            lambda _ctx: Outcome(False, "", ""),
-            light=False,
-            hint=f"materialize {asset}",
-        )
-        for asset, check, _, budget, what in BUDGETS
-    }
-
-    @dg.multi_asset_check(
-        name="registry_budget_checks",
-        specs=[check_spec(s) for s in specs.values()],
-        can_subset=True,
-    )
-    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        for asset, check, seconds, budget, what in BUDGETS:
-            key = dg.AssetCheckKey(dg.AssetKey(asset), check)
-            if key not in context.selected_asset_check_keys:
-                continue
-            out = budget_outcome(
-                _meta(_latest(context.instance, asset)), asset, seconds, budget, what
+    return recorded_checks(
+        "registry_budget_checks",
+        [
+            (
+                CheckSpec(
+                    asset,
+                    check,
+                    Severity.WARN,
+                    f"The {what} took less than its budget (catalog registry.mnist.{budget}).",
+                    lambda _ctx: Outcome(False, "", ""),
+                    light=False,
+                    hint=f"materialize {asset}",
+                ),
+                partial(budget_outcome, asset=asset, seconds=seconds, budget=budget, what=what),
             )
-            yield recorded_result(specs[(asset, check)], out, context.log)
-
-    return _checks
+            for asset, check, seconds, budget, what in BUDGETS
+        ],
+    )
 
 
 def build(catalog: Catalog) -> dg.Definitions:

@@ -24,11 +24,11 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, ServedModel
-from mlops_assets.checking import check_spec, recorded_result
+from mlops_assets.checking import check_spec, latest_metadata, recorded_checks, recorded_result
 from mlops_assets.core import serving
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
 from mlops_assets.core.manifest import hash_file
-from mlops_assets.defs.registry.definitions import MINIO, _latest, _meta
+from mlops_assets.defs.registry.definitions import MINIO
 from mlops_assets.platform import active
 from mlops_assets.resources.clients import HttpServiceResource, KubernetesResource, S3Resource
 
@@ -181,7 +181,7 @@ def served_asset(catalog: Catalog) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         from mlops_assets.core.probes import model_endpoint as ep
 
-        copied = _meta(_latest(context.instance, MINIO))
+        copied = latest_metadata(context.instance, MINIO)[1]
         version, sha = str(copied.get("version") or ""), str(copied.get("model_sha256") or "")
         if not version or not sha:
             raise _fail(f"{MINIO} has no materialization", f"materialize {MINIO} first")
@@ -525,24 +525,17 @@ RECORDED = (
 )
 
 
-def recorded_checks() -> dg.AssetChecksDefinition:
-    specs: dict[str, CheckSpec[Any]] = {
-        name: CheckSpec(ASSET, name, sev, why, lambda _ctx: Outcome(False, "", ""), light=False)
-        for name, sev, why, _ in RECORDED
-    }
-
-    @dg.multi_asset_check(
-        name="served_recorded_checks",
-        specs=[check_spec(s) for s in specs.values()],
-        can_subset=True,
+def served_recorded_checks() -> dg.AssetChecksDefinition:
+    return recorded_checks(
+        "served_recorded_checks",
+        [
+            (
+                CheckSpec(ASSET, name, sev, why, lambda _ctx: Outcome(False, "", ""), light=False),
+                judge,
+            )
+            for name, sev, why, judge in RECORDED
+        ],
     )
-    def _checks(context: dg.AssetCheckExecutionContext) -> Any:
-        meta = _meta(_latest(context.instance, ASSET))
-        for name, _sev, _why, judge in RECORDED:
-            if dg.AssetCheckKey(dg.AssetKey(ASSET), name) in context.selected_asset_check_keys:
-                yield recorded_result(specs[name], judge(meta), context.log)
-
-    return _checks
 
 
 PREDICTIONS_CHECK = "served_predictions_right"
@@ -569,7 +562,7 @@ def live_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
         required_resource_keys={"s3", "kubernetes"},
     )
     def _checks(context: dg.AssetCheckExecutionContext) -> Any:
-        url = str(_meta(_latest(context.instance, ASSET)).get("url") or "")
+        url = str(latest_metadata(context.instance, ASSET)[1].get("url") or "")
         res = context.resources
         yield recorded_result(
             spec,
@@ -583,7 +576,7 @@ def live_checks(catalog: Catalog) -> dg.AssetChecksDefinition:
 def build(catalog: Catalog) -> dg.Definitions:
     return dg.Definitions(
         assets=[served_asset(catalog)],
-        asset_checks=[recorded_checks(), live_checks(catalog)],
+        asset_checks=[served_recorded_checks(), live_checks(catalog)],
     )
 
 
