@@ -15,8 +15,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from mlops_assets_tests.sandbox_nodes import skip_or_fail
-from mlops_assets_tests.test_ddp_smoke_sandbox import usable_nodes
+from mlops_assets_tests.test_ddp_smoke_sandbox import need_two_nodes
 from mlops_assets_tests.test_smoke_slurm_sandbox import (
     failure,
     gpus_declared_real,
@@ -47,12 +46,7 @@ def test_cifar_ddp_smoke_trains_resnet18_across_two_nodes_in_one_job(
 ) -> None:
     from mlops_assets.platform import active
 
-    nodes = usable_nodes()
-    if len(nodes) < 2:
-        skip_or_fail(
-            f"the smoke partition has {len(nodes)} usable GPU node(s) {nodes}: multi-node DDP "
-            "needs the multi-node sandbox (issue 16)"
-        )
+    need_two_nodes()
     cat = active().catalog
     c = cat.smoke.cifar_ddp
     meta = materialized(run(smoke_asset(ASSET)))

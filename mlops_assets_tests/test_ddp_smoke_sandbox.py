@@ -47,6 +47,17 @@ def usable_nodes(partition: str | None = None) -> list[str]:
     return usable_partition_nodes(out, partition or cat.smoke.partition, cat.smoke.jobs.ddp.gpus)
 
 
+def need_two_nodes() -> list[str]:
+    """The smoke partition's usable GPU nodes, at least two (a failure under CI=true)."""
+    nodes = usable_nodes()
+    if len(nodes) < 2:
+        skip_or_fail(
+            f"the smoke partition has {len(nodes)} usable GPU node(s) {nodes}: multi-node DDP "
+            "needs the multi-node sandbox (issue 16)"
+        )
+    return nodes
+
+
 @pytest.fixture
 def staged_mnist(sandbox: Path, cli: Any) -> None:
     staged = cli(
@@ -62,12 +73,7 @@ def materialized(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
 
 
 def test_ddp_smoke_trains_across_two_nodes_in_one_job(staged_mnist: None) -> None:
-    nodes = usable_nodes()
-    if len(nodes) < 2:
-        skip_or_fail(
-            f"the smoke partition has {len(nodes)} usable GPU node(s) {nodes}: multi-node DDP "
-            "needs the multi-node sandbox (issue 16)"
-        )
+    nodes = need_two_nodes()
     cat = active().catalog
     meta = materialized(run(smoke_asset(ASSET)))
     result = meta["result"]

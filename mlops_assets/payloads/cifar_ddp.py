@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mnist_ddp import Task, measure, rank_main
+from mnist_ddp import Task, judged_by, measure, rank_main
 from mnist_train import _write
 from smoke_common import rules
 
@@ -215,18 +215,13 @@ def _finish(torch: Any, module: Any, cfg: dict[str, Any], result: dict[str, Any]
     return {**extra, "output_dir": out_dir, "checkpoint": os.path.join(out_dir, "model.pt")}
 
 
-def _judge(result: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    return dict(
-        rules.judge_cifar_ddp(
-            result,
-            min_accuracy=float(cfg["min_accuracy"]),
-            max_seconds=float(cfg["max_seconds"]),
-            min_speedup=cfg.get("min_speedup"),
-        )
-    )
-
-
-CIFAR = Task(model=resnet18, tensors=_tensors, optimizer=_sgd, judge=_judge, finish=_finish)
+CIFAR = Task(
+    model=resnet18,
+    tensors=_tensors,
+    optimizer=_sgd,
+    judge=judged_by(rules.judge_cifar_ddp),
+    finish=_finish,
+)
 
 
 def main() -> int:

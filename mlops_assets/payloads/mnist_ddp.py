@@ -104,22 +104,30 @@ class Task:
     finish: Callable[[Any, Any, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
 
 
-def _judge_mnist(result: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    return dict(
-        rules.judge_ddp(
-            result,
-            min_accuracy=float(cfg["min_accuracy"]),
-            max_seconds=float(cfg["max_seconds"]),
-            min_speedup=cfg.get("min_speedup"),
+def judged_by(
+    rule: Callable[..., Any],
+) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+    """A Task's judge: `rule` (rules.judge_ddp or a task's wrapper of it) with the run's
+    thresholds from its config."""
+
+    def judge(result: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            rule(
+                result,
+                min_accuracy=float(cfg["min_accuracy"]),
+                max_seconds=float(cfg["max_seconds"]),
+                min_speedup=cfg.get("min_speedup"),
+            )
         )
-    )
+
+    return judge
 
 
 MNIST = Task(
     model=lambda torch, _cfg: simple_cnn(torch),
     tensors=_tensors,
     optimizer=lambda torch, params, cfg: torch.optim.Adam(params, lr=float(cfg["lr"])),
-    judge=_judge_mnist,
+    judge=judged_by(rules.judge_ddp),
 )
 
 

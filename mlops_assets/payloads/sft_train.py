@@ -44,7 +44,15 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import Log, max_rss_bytes, one_training_device, publish_dir, rules, run
+from smoke_common import (
+    Log,
+    max_rss_bytes,
+    one_training_device,
+    publish_dir,
+    rules,
+    run,
+    write_json,
+)
 
 DEFAULTS: dict[str, Any] = {
     "model_dir": "",
@@ -540,13 +548,6 @@ class GpuSampler:
 # ------------------------------------------------------------------------ training
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _write(out_dir: str, model: Any, cfg_dir: str, metrics: dict[str, Any], torch: Any) -> None:
     """Checkpoint as the input came (model.safetensors, config and tokenizer files) plus
     metrics.json, published whole (smoke_common.publish_dir)."""
@@ -556,7 +557,7 @@ def _write(out_dir: str, model: Any, cfg_dir: str, metrics: dict[str, Any], torc
         for name in TOKENIZER_FILES:
             if os.path.exists(os.path.join(cfg_dir, name)):
                 shutil.copyfile(os.path.join(cfg_dir, name), os.path.join(tmp, name))
-        _write_json(os.path.join(tmp, "metrics.json"), metrics)
+        write_json(os.path.join(tmp, "metrics.json"), metrics)
 
     publish_dir(out_dir, fill)
 
@@ -695,7 +696,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         parameters_tolerance=float(cfg["parameters_tolerance"]),
     )
     metrics.update(total_seconds=total_s, verdict=judged["verdict"], messages=judged["messages"])
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     log(
         f"loss {metrics['first_loss']} -> {metrics['last_loss']} in {step} steps, "
         f"{train_s:.1f}s training, {total_s:.1f}s total: {judged['verdict']} -> {out_dir}"

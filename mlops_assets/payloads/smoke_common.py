@@ -154,8 +154,11 @@ def publish_dir(out_dir: str, fill: Callable[[str], None]) -> None:
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
+    """Sorted, indented JSON, written beside and renamed into place (never half a file)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def max_rss_bytes() -> int:
