@@ -210,3 +210,42 @@ def test_an_endpoint_serving_the_wrong_model_fails_the_held_out_check(
     detail = ev.metadata["detail"].value
     assert "held-out digits" in detail and "first misses (label->predicted)" in detail
     assert "7->8" in detail or "1->2" in detail or "0->1" in detail, detail
+
+
+def test_sandbox_up_drops_dead_targets_and_down_stops_the_announced_server(
+    cat: Catalog,
+    served: tuple[dg.DagsterInstance, dg.ExecuteInProcessResult],
+    sandbox: Path,
+) -> None:
+    """The model server outlives its run, so the sandbox owns its end: `up` removes a target
+    file whose server is gone (left by a crash, or a state directory kept from an earlier boot;
+    it made prometheus_targets_up fail in CI), keeping the live one; `down` stops the server
+    announced there and removes its file. Runs last here: it stops this module's server."""
+    import json
+    import os
+
+    from mlops_assets.defs.serving.definitions import local_server
+
+    srv = local_server(cat.serving.mnist)
+    now = srv.running()
+    assert now is not None and srv.sd_file is not None and srv.sd_file.is_file()
+    dead = srv.sd_file.with_name(f"kserve-{_free_port()}.json")
+    dead.write_text(json.dumps([{"targets": [dead.stem.replace("kserve-", "127.0.0.1:")]}]))
+    old = time.time() - 600  # past the 2 minutes a starting server is given
+    os.utime(dead, (old, old))
+    sandbox_sh = str(Path(__file__).resolve().parent.parent / "deploy" / "sandbox" / "sandbox.sh")
+    try:
+        up = subprocess.run(
+            ["bash", sandbox_sh, "up", "prometheus"], capture_output=True, text=True, timeout=300
+        )
+        assert up.returncode == 0, up.stderr[-2000:]
+        assert not dead.exists() and f"removing {dead.name}" in up.stderr
+        assert srv.sd_file.is_file(), "the live server's target was dropped"
+        down = subprocess.run(
+            ["bash", sandbox_sh, "down", "kserve"], capture_output=True, text=True, timeout=300
+        )
+        assert down.returncode == 0, down.stderr[-2000:]
+        assert f"stopping the model server on 127.0.0.1:{srv.port} (pid {now.pid})" in down.stderr
+        assert srv.running() is None and not srv.sd_file.exists()
+    finally:
+        dead.unlink(missing_ok=True)

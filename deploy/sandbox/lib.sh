@@ -34,6 +34,9 @@ SB_REPO_ROOT="$(cd "$SB_DIR/../.." && pwd)"
 STATE="${MLOPS_SANDBOX_HOME:-/var/lib/mlops-assets/sandbox}"
 SB_ENV_FILE="$STATE/sandbox.env"
 export STATE SB_DIR SB_REPO_ROOT
+# Prometheus' file_sd target files (job `kserve`): defs/serving writes one per port while the
+# local KServe model server it started runs there.
+SB_PROM_TARGETS="$STATE/etc/prometheus/targets"
 
 sb_log() {
   printf '[sandbox %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
@@ -459,4 +462,55 @@ sb_loopback_preload() {
     mv -f "$out.tmp" "$out"
   fi
   printf '%s' "$out"
+}
+
+# The 127.0.0.1 ports one file_sd target file names.
+sb_target_ports() {
+  grep -o '127\.0\.0\.1:[0-9]\+' "$1" 2>/dev/null | cut -d: -f2 | sort -u
+}
+
+# Removes the target files none of whose servers answers /metrics (files younger than 2 minutes
+# stay: their server may still be starting). A server that died, or a state directory kept from
+# another boot, must not leave Prometheus a target that is down for good.
+sb_prune_dead_targets() {
+  local f port live
+  for f in "$SB_PROM_TARGETS"/*.json; do
+    [[ -f "$f" ]] || continue
+    [[ -n "$(find "$f" -mmin -2 2>/dev/null)" ]] && continue
+    live=0
+    for port in $(sb_target_ports "$f"); do
+      curl -fsS --max-time 3 -o /dev/null "http://127.0.0.1:$port/metrics" 2>/dev/null && live=1
+    done
+    if ((!live)); then
+      port="$(sb_target_ports "$f" | tr '\n' ' ')"
+      sb_log "prometheus: removing $(basename "$f"): ${port:+no server answers /metrics on }${port:-no target in it}"
+      rm -f "$f"
+    fi
+  done
+}
+
+# Stops the model servers announced in the target files (the process listening on each port,
+# only if it runs payloads/serve_mnist.py, with its process group) and removes the files.
+sb_stop_announced_servers() {
+  local f port pid pgid i
+  for f in "$SB_PROM_TARGETS"/*.json; do
+    [[ -f "$f" ]] || continue
+    for port in $(sb_target_ports "$f"); do
+      for pid in $(ss -Htlnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]\+' | cut -d= -f2 | sort -u); do
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'serve_mnist\.py' || continue
+        pgid="$(ps -o pgid= -p "$pid" 2>/dev/null | tr -dc '0-9')"
+        [[ -n "$pgid" && "$pgid" -gt 1 && "$pgid" != "$(ps -o pgid= -p $$ | tr -dc '0-9')" ]] || pgid=""
+        sb_log "stopping the model server on 127.0.0.1:$port (pid $pid)"
+        if [[ -n "$pgid" ]]; then kill -TERM -- "-$pgid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
+        for ((i = 0; i < 100; i++)); do
+          _sb_alive_pid "$pid" || break
+          sleep 0.1
+        done
+        if _sb_alive_pid "$pid"; then
+          if [[ -n "$pgid" ]]; then kill -KILL -- "-$pgid" 2>/dev/null || true; else kill -KILL "$pid" 2>/dev/null || true; fi
+        fi
+      done
+    done
+    rm -f "$f"
+  done
 }

@@ -5,7 +5,8 @@
 # (apt python3-torch, as 55-hpc-python.sh). numpy is pinned to 1.26.4 there: kserve needs
 # >= 1.26, and that torch loses its numpy bridge under numpy 2. payloads/serve_mnist.py runs
 # in it. Kept apart from hpc-python so kserve's closure (protobuf, grpcio, pandas, ...) never
-# moves the [payloads] group's pins. Not a daemon: status = it imports kserve and torch.
+# moves the [payloads] group's pins. Not a daemon: status = it imports kserve and torch. The
+# model servers defs/serving starts outlive their run, as a pod would; `down` stops them.
 SVC_NAME=kserve
 SB_KSERVE_DIR="${MLOPS_SANDBOX_KSERVE_PYTHON:-/opt/mlops-assets/kserve}"
 SB_KSERVE_BASE="${MLOPS_SANDBOX_HPC_BASE_PYTHON:-/usr/bin/python3}"
@@ -21,6 +22,10 @@ svc_install() {
 
 svc_start() {
   sb_env_set MLOPS_KSERVE_PYTHON "$SB_KSERVE_DIR/bin/python"
+}
+
+svc_stop() {
+  sb_stop_announced_servers
 }
 
 svc_wait() {

@@ -182,10 +182,14 @@ class LocalServer:
             self._announce([])
 
     def _announce(self, targets: list[dict[str, Any]]) -> None:
-        """The Prometheus file_sd list, replaced whole (Prometheus re-reads it on change)."""
+        """The Prometheus file_sd list, replaced whole (Prometheus re-reads it on change);
+        no targets removes the file, so stopped servers leave nothing behind."""
         if self.sd_file is None:
             return
         try:
+            if not targets:
+                self.sd_file.unlink(missing_ok=True)
+                return
             self.sd_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.sd_file.with_name(f".{self.sd_file.name}.tmp")
             tmp.write_text(json.dumps(targets))
