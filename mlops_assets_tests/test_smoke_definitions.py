@@ -326,3 +326,46 @@ def test_nodes_the_gpu_check_skipped_as_busy_are_smoked_once_they_come_free() ->
     tick = node_run_requests(cat, decode_cursor(first.cursor), after, 1, waiting=waiting)
     assert [(c.node, c.reason) for c in tick.found] == [("gpu02", "freed")]
     assert [r.partition_key for r in tick.requests] == ["gpu02"]
+
+
+def test_training_inputs_name_code_config_and_each_upstream_record() -> None:
+    """What core/training_reuse compares: the config digest moves with the payload's extras
+    and the SLURM job, the code digest is the shipped code's, and an upstream with no
+    materialization in this instance is unknown (None), so it never reuses."""
+    from mlops_assets.core.slurm_jobs import smoke_payload_config
+    from mlops_assets.defs.smoke.definitions import _training_inputs
+    from mlops_assets.resources.shipping import code_digest
+
+    cat = active().catalog
+    job, extras = cat.smoke.jobs.mnist, smoke_payload_config(cat, "mnist")
+    with dg.DagsterInstance.ephemeral() as instance:
+        base = _training_inputs(instance, "mnist_train.py", job, extras, None, ["dataset_mnist"])
+        assert base == {"code": code_digest("mnist_train.py"), "config": base["config"]} | {
+            "dataset_mnist": None
+        }
+        assert base == _training_inputs(
+            instance, "mnist_train.py", job, dict(extras), None, ["dataset_mnist"]
+        )
+        more = _training_inputs(
+            instance, "mnist_train.py", job, {**extras, "epochs": 9}, None, ["dataset_mnist"]
+        )
+        longer = job.model_copy(update={"time_limit_min": 999})
+        assert more["config"] != base["config"]
+        assert _training_inputs(instance, "mnist_train.py", longer, extras, None, [])[
+            "config"
+        ] not in (base["config"], more["config"])
+        dg.materialize([_recorded("dataset_mnist", {"manifest_digest": "abc"})], instance=instance)
+        assert (
+            _training_inputs(instance, "mnist_train.py", job, extras, None, ["dataset_mnist"])[
+                "dataset_mnist"
+            ]
+            == "abc"
+        )
+
+
+def _recorded(key: str, metadata: dict[str, str]) -> dg.AssetsDefinition:
+    @dg.asset(name=key)
+    def _a() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _a

@@ -718,6 +718,12 @@ class Smoke(_Strict):
     cifar_ddp: CifarDdpSmoke = CifarDdpSmoke()
     sft: SftSmoke = SftSmoke()
     node_sensor_interval_s: int = Field(default=60, ge=5)
+    reuse_training_within_minutes: float = Field(
+        default=120,
+        ge=0,
+        description="a re-run of smoke_mnist_training whose code, config, image and dataset "
+        "are unchanged reuses the last training this recent (0: always train)",
+    )
 
 
 class FleetFigure(_Strict):

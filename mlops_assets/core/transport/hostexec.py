@@ -81,6 +81,20 @@ def must(
     return res
 
 
+def sha256_of(runner: Runner, paths: Sequence[str], timeout_s: float = 300) -> dict[str, str]:
+    """sha256 of each of `paths` on the runner's host; a file that is missing or unreadable
+    is absent from the answer (the caller names it). A host that cannot run it raises."""
+    res = runner.run(["sha256sum", "--", *paths], timeout_s=timeout_s)
+    if res.returncode == 127:
+        raise ProbeFailed(f"sha256sum is not installed on {runner.where}", "install coreutils")
+    out: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        digest, sep, path = line.partition("  ")
+        if sep and len(digest) == 64:
+            out[path] = digest
+    return out
+
+
 def _cap(text: str) -> tuple[str, bool]:
     if len(text) <= MAX_OUTPUT_BYTES:
         return text, False

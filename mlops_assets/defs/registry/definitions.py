@@ -66,22 +66,6 @@ def _digests(catalog: Catalog, instance: dg.DagsterInstance, trained_at: float) 
     return {"dataset": dataset, "container": container}
 
 
-def _remote_sha256(runner: Any, paths: list[str]) -> dict[str, str]:
-    from mlops_assets.core.transport.hostexec import must
-
-    res = must(
-        runner,
-        ["sha256sum", "--", *paths],
-        "the training output must be readable by the login user (materialize "
-        f"{TRAINING} again if it was removed)",
-    )
-    out: dict[str, str] = {}
-    for line in res.stdout.splitlines():
-        digest, _, path = line.partition("  ")
-        out[path.strip()] = digest.strip()
-    return out
-
-
 def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
     cfg = catalog.registry.mnist
     bar = cfg.production_min_accuracy or catalog.smoke.mnist_min_accuracy
@@ -107,6 +91,7 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         from mlops_assets.core.checks import ProbeFailed
         from mlops_assets.core.probes import trained_model
+        from mlops_assets.core.transport.hostexec import sha256_of
 
         started = time.monotonic()
         trained, tmeta = latest_metadata(context.instance, TRAINING)
@@ -121,7 +106,14 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
         paths = {f: f"{out_dir.rstrip('/')}/{f}" for f in FILES}
         try:
             runner = hpc.runner()
-            shas = _remote_sha256(runner, list(paths.values()))
+            shas = sha256_of(runner, list(paths.values()))
+            unreadable = [p for p in paths.values() if p not in shas]
+            if unreadable:
+                raise _fail(
+                    f"{', '.join(unreadable)} cannot be read on {runner.where}",
+                    f"the training output must be readable by the login user (materialize "
+                    f"{TRAINING} again if it was removed)",
+                )
             model_sha = shas.get(paths["model.pt"], "")
             metrics_sha = shas.get(paths["metrics.json"], "")
             now = trained_model.state(mlflow, cfg.registered_name)

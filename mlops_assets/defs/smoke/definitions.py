@@ -38,6 +38,7 @@ Automation:
 Sensors and schedules start RUNNING unless the catalog says `automation: {running: false}`.
 """
 
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,7 +46,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog, SmokeJob
-from mlops_assets.checking import freshness_policy, sensor_status
+from mlops_assets.checking import freshness_policy, latest_metadata, sensor_status
 from mlops_assets.core import node_watch
 from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
 from mlops_assets.platform import active
@@ -66,11 +67,14 @@ class SmokeRun(dg.Config):
     (per-node smoke assets take the node from their partition key instead).
     `reattach`: pick up this asset's job of an earlier run that SLURM still runs.
     `reservation`: submit into this SLURM reservation (the quarantine loop's re-test of a
-    node it drained, defs/fleet)."""
+    node it drained, defs/fleet).
+    `retrain`: train even if nothing it depends on changed (a training asset otherwise reuses
+    its last training, within `smoke.reuse_training_within_minutes`)."""
 
     node: str = ""
     reattach: bool = True
     reservation: str = ""
+    retrain: bool = False
 
 
 def _smoke_asset(
@@ -87,9 +91,11 @@ def _smoke_asset(
     per_node: bool = False,
     multi_node: int = 0,
     container: str | None = None,
+    reusable: bool = False,
 ) -> dg.AssetsDefinition:
     """One smoke job as an asset; `multi_node`: the nodes it spans, one srun rank each
-    (0: a single task)."""
+    (0: a single task); `reusable`: a training whose unchanged re-run trains nothing
+    (core/training_reuse)."""
 
     @dg.asset(
         name=name,
@@ -115,6 +121,12 @@ def _smoke_asset(
 
         node = context.partition_key if per_node else (config.node or None)
         extras = smoke_payload_config(catalog, kind)
+        inputs: dict[str, str | None] = {}
+        if reusable and not (node or config.reservation):  # a named node is tested anew
+            inputs = _training_inputs(context.instance, payload, job, extras, container, triggers)
+            reused = _reuse(context, hpc, inputs, config.retrain, catalog)
+            if reused is not None:
+                return reused
         res = job_resources(job, node, config.reservation or None)
         if multi_node:
             nodes = _span(catalog, hpc.runner(), job.gpus, context.log, multi_node)
@@ -124,11 +136,102 @@ def _smoke_asset(
         invocation = client.run(context=context, payload=payload, extras=extras)
         result = invocation.get_materialize_result()
         # the code that ran, so a trained model can name it (defs/registry)
-        return result._replace(
-            metadata={**(result.metadata or {}), "code_digest": code_digest(payload)}
-        )
+        meta = {**(result.metadata or {}), "code_digest": code_digest(payload)}
+        if not inputs:
+            return result._replace(metadata=meta)
+        record = _trained_record(hpc, meta, inputs)
+        meta.update(record)
+        files = _outputs(meta)  # model.pt first: its bytes are the data version
+        sha = str(record["outputs_sha256"].get(files[0], "")) if files else ""
+        return result._replace(metadata=meta, data_version=dg.DataVersion(sha) if sha else None)
 
     return _smoke
+
+
+def _training_inputs(
+    instance: dg.DagsterInstance,
+    payload: str,
+    job: SmokeJob,
+    extras: dict[str, Any],
+    container: str | None,
+    upstream: Sequence[str],
+) -> dict[str, str | None]:
+    """What a training depends on, as digests: its code, its config (payload extras, SLURM
+    job, image path) and each upstream image or dataset as its latest materialization
+    recorded it (the image's sha256, the dataset's manifest digest; None: not recorded)."""
+    from mlops_assets.core.training_reuse import digest
+
+    inputs: dict[str, str | None] = {
+        "code": code_digest(payload),
+        "config": digest({"extras": extras, "job": job.model_dump(), "container": container}),
+    }
+    for key in upstream:
+        meta = latest_metadata(instance, key)[1]
+        found = meta.get("manifest_digest") or meta.get("sha256")
+        inputs[key] = str(found) if found else None
+    return inputs
+
+
+def _outputs(meta: dict[str, Any]) -> list[str]:
+    out = str(meta.get("output_dir") or "").rstrip("/")
+    return [f"{out}/{f}" for f in ("model.pt", "metrics.json")] if out else []
+
+
+def _trained_record(
+    hpc: HpcSide, meta: dict[str, Any], inputs: dict[str, str | None]
+) -> dict[str, Any]:
+    """What a later run needs to reuse this training: its inputs, when it ended, and the
+    sha256 of what it wrote (read back from the HPC side)."""
+    from mlops_assets.core import training_reuse as tr
+    from mlops_assets.core.transport.hostexec import sha256_of
+
+    return {
+        tr.INPUTS: inputs,
+        tr.TRAINED_AT: time.time(),
+        tr.REUSED: False,
+        "outputs_sha256": sha256_of(hpc.runner(), _outputs(meta)) if _outputs(meta) else {},
+    }
+
+
+def _reuse(
+    context: dg.AssetExecutionContext,
+    hpc: HpcSide,
+    inputs: dict[str, str | None],
+    retrain: bool,
+    catalog: Catalog,
+) -> dg.MaterializeResult | None:
+    """The last training again, if core/training_reuse allows it and its files on the HPC
+    side are still the bytes it wrote; None (and the reason logged): train."""
+    from mlops_assets.core import training_reuse as tr
+    from mlops_assets.core.transport.hostexec import sha256_of
+
+    _, previous = latest_metadata(context.instance, context.asset_key.to_user_string())
+    decision = tr.decide(
+        inputs,
+        previous or None,
+        now=time.time(),
+        within_s=catalog.smoke.reuse_training_within_minutes * 60,
+        retrain=retrain,
+    )
+    if decision.reuse:
+        files = _outputs(previous)
+        recorded = previous.get("outputs_sha256") or {}
+        now = sha256_of(hpc.runner(), files) if files else {}
+        differ = [f for f in files if now.get(f) is None or now.get(f) != recorded.get(f)]
+        if not files or differ:
+            decision = tr.Decision(
+                False,
+                f"its output {', '.join(differ) or '(none recorded)'} is missing or changed",
+            )
+    if not decision.reuse:
+        context.log.info(f"training: {decision.reason}")
+        return None
+    context.log.info(f"not training: {decision.reason} (run config retrain: true trains)")
+    meta = tr.reused_metadata(
+        {k: v for k, v in previous.items() if not k.startswith("dagster/")}, decision.reason, now
+    )
+    sha = str(now.get(files[0], ""))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(sha) if sha else None)
 
 
 def _span(catalog: Catalog, runner: Any, gpus: int, log: Any, want: int) -> int:
@@ -314,7 +417,9 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             description=(
                 f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > "
                 f"{s.mnist_min_accuracy:.0%} in < {s.mnist_max_seconds:g} s; metrics.json in "
-                "models/mnist/job-<id>."
+                "models/mnist/job-<id>. A re-run whose code, config, image and dataset are "
+                f"unchanged trains nothing within {s.reuse_training_within_minutes:g} min of "
+                "the last training (metadata `reused`; run config `retrain: true` trains)."
             )
             + (
                 " The catalog declares the GPUs fake: it trains "
@@ -323,6 +428,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 else ""
             ),
             deps=["gpu_nodes", *container, *mnist],
+            reusable=True,
         ),
         _smoke_asset(
             catalog,
