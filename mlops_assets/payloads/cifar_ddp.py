@@ -167,6 +167,9 @@ def _sgd(torch: Any, params: Any, cfg: dict[str, Any]) -> Any:
     return torch.optim.SGD(params, lr=float(cfg["lr"]), momentum=float(cfg["momentum"]))
 
 
+GPU_KEYS = ("cuda_max_memory", "rank_cuda_max", "gpu_utilization", "rank_gpu_utilization")
+
+
 def _finish(torch: Any, module: Any, cfg: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Rank 0: model.pt and metrics.json to the models directory, as mnist_train.py writes
     them; a write that fails is reported (the judge fails it), not raised."""
@@ -205,6 +208,8 @@ def _finish(torch: Any, module: Any, cfg: dict[str, Any], result: dict[str, Any]
             "torch",
         )
     }
+    # peak GPU memory and utilization exist only on GPU ranks (mnist_ddp._gpu_figures)
+    metrics.update({k: v for k, v in result.items() if k.startswith(GPU_KEYS)})
     metrics.update(extra, loss=(result.get("epoch_losses") or [None])[-1])
     metrics["nodes"] = [r["node"] for r in result.get("ranks") or []]
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}

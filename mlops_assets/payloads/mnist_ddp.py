@@ -31,6 +31,7 @@ Standard library + torch (imported inside the functions).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import json
 import os
@@ -47,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mnist_train import _step, _tensors, simple_cnn
 from nccl_allreduce import _fill, _verify
 from smoke_common import (
+    GpuSampler,
     Log,
     _shipped,
     cpu_threads,
@@ -569,8 +571,11 @@ def _ddp_run(
             gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]) + epoch)
             return torch.randperm(n_train, generator=gen)[rank::world].to(dev)
 
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
         barrier()
-        trained = _train(torch, model, data, shard, cfg, steps, task)
+        with GpuSampler() if cuda else contextlib.nullcontext() as sampler:
+            trained = _train(torch, model, data, shard, cfg, steps, task)
         barrier()
         t_done = time.monotonic()
         # every rank holds rank 0's parameters, bit for bit
@@ -600,7 +605,12 @@ def _ddp_run(
         # warnings each rank's own stderr holds, and its peak memory, gathered on rank 0
         seen = rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
         gathered: list[Any] = [None] * world
-        mine_out = {"warnings": [{**w, "rank": rank} for w in seen], "rss": max_rss_bytes()}
+        mine_out = {
+            "warnings": [{**w, "rank": rank} for w in seen],
+            "rss": max_rss_bytes(),
+            "cuda_peak": int(torch.cuda.max_memory_allocated(dev)) if cuda else None,
+            "gpu_util": sampler.figures() if cuda and sampler is not None else {},
+        }
         dist.all_gather_object(gathered, mine_out)
     finally:
         dist.destroy_process_group()
@@ -648,12 +658,28 @@ def _ddp_run(
         "min_speedup": cfg.get("min_speedup"),
         "max_rss_bytes": max_rss_bytes(),
         "rank_max_rss_bytes": [per_rank["rss"] for per_rank in gathered],
+        **_gpu_figures(gathered),
     }
     if result["speedup"] is not None:
         result["scaling_efficiency"] = round(result["speedup"] / world, 3)
     if task.finish is not None:  # rank 0's checkpoint and metrics.json, before the verdict
         result.update(task.finish(torch, model.module, cfg, result))
     return {**result, **task.judge(result, cfg)}
+
+
+def _gpu_figures(gathered: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every rank's CUDA peak memory and GPU utilization (nvidia-smi samples while training);
+    nothing on CPU ranks, None where a GPU rank had no NVML sample."""
+    if all(r["cuda_peak"] is None for r in gathered):
+        return {}
+    means = [r["gpu_util"].get("gpu_utilization_mean_pct") for r in gathered]
+    known = [m for m in means if m is not None]
+    return {
+        "cuda_max_memory_allocated_bytes": max(int(r["cuda_peak"] or 0) for r in gathered),
+        "rank_cuda_max_memory_allocated_bytes": [r["cuda_peak"] for r in gathered],
+        "rank_gpu_utilization_mean_pct": means,
+        "gpu_utilization_mean_pct": round(sum(known) / len(known), 1) if known else None,
+    }
 
 
 def main() -> int:

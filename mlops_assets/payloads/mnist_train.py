@@ -18,6 +18,7 @@ no CUDA device is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
@@ -28,6 +29,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from smoke_common import (
+    GpuSampler,
     Log,
     max_rss_bytes,
     one_training_device,
@@ -156,18 +158,21 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         f"train / {n_test} test images, {epochs} epochs, batch {bs}"
     )
     epoch_losses = []
-    t_train = time.monotonic()
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(n_train, generator=gen).to(dev)
-        total, batches = torch.zeros((), device=dev), 0
-        for i in range(0, n_train, bs):
-            total += _step(torch, model, opt, data, perm[i : i + bs])
-            batches += 1
-        epoch_losses.append(round(float(total.item()) / batches, 5))
-        log(f"epoch {epoch + 1}/{epochs}: mean loss {epoch_losses[-1]}")
     if use_cuda:
-        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t_train = time.monotonic()
+    with GpuSampler() if use_cuda else contextlib.nullcontext() as sampler:
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(n_train, generator=gen).to(dev)
+            total, batches = torch.zeros((), device=dev), 0
+            for i in range(0, n_train, bs):
+                total += _step(torch, model, opt, data, perm[i : i + bs])
+                batches += 1
+            epoch_losses.append(round(float(total.item()) / batches, 5))
+            log(f"epoch {epoch + 1}/{epochs}: mean loss {epoch_losses[-1]}")
+        if use_cuda:
+            torch.cuda.synchronize()
     train_s = time.monotonic() - t_train
     model.eval()
     correct = 0
@@ -190,6 +195,11 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         "torch": torch.__version__,
         "batch_size": bs,
         "lr": float(cfg["lr"]),
+        "samples_per_s": round(n_train * epochs / train_s, 1) if train_s > 0 else None,
+        "cuda_max_memory_allocated_bytes": (
+            int(torch.cuda.max_memory_allocated()) if use_cuda else None
+        ),
+        **(sampler.figures() if use_cuda and sampler is not None else {}),
     }
     _write(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, metrics, torch)
     total_s = round(time.monotonic() - t_start, 3)

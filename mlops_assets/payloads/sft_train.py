@@ -35,9 +35,7 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +43,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from smoke_common import (
+    GpuSampler,
     Log,
     max_rss_bytes,
     one_training_device,
@@ -488,61 +487,6 @@ def mean_loss(torch: Any, model: Any, examples: list[Any], dev: Any, autocast: A
             s, n = loss_sum(torch, model, ids.to(dev), labels.to(dev))
             total, count = total + float(s), count + n
     return total / max(count, 1)
-
-
-# ------------------------------------------------------------------------ GPU utilization
-
-
-class GpuSampler:
-    """nvidia-smi's utilization.gpu, sampled every `interval` s while training on CUDA (NVML
-    answers through nvidia-smi; none is present on CPU, and then nothing is reported)."""
-
-    def __init__(self, interval: float = 0.5) -> None:
-        self.exe = shutil.which("nvidia-smi")
-        self.samples: list[float] = []
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        index = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
-        while not self._stop.wait(self.interval):
-            try:
-                out = subprocess.run(
-                    [
-                        str(self.exe),
-                        "-i",
-                        index,
-                        "--query-gpu=utilization.gpu",
-                        "--format=csv,noheader,nounits",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    check=False,
-                ).stdout.strip()
-                self.samples.append(float(out.splitlines()[0]))
-            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-                continue
-
-    def __enter__(self) -> GpuSampler:
-        if self.exe:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def figures(self) -> dict[str, Any]:
-        if not self.samples:
-            return {"gpu_utilization_mean_pct": None, "gpu_utilization_max_pct": None}
-        return {
-            "gpu_utilization_mean_pct": round(sum(self.samples) / len(self.samples), 1),
-            "gpu_utilization_max_pct": max(self.samples),
-            "gpu_utilization_samples": len(self.samples),
-        }
 
 
 # ------------------------------------------------------------------------ training

@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -159,6 +160,59 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+class GpuSampler:
+    """nvidia-smi's utilization.gpu, sampled every `interval` s while training on CUDA (NVML
+    answers through nvidia-smi; none is present on CPU, and then nothing is reported)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.exe = shutil.which("nvidia-smi")
+        self.samples: list[float] = []
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        index = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
+        while not self._stop.wait(self.interval):
+            try:
+                out = subprocess.run(
+                    [
+                        str(self.exe),
+                        "-i",
+                        index,
+                        "--query-gpu=utilization.gpu",
+                        "--format=csv,noheader,nounits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=False,
+                ).stdout.strip()
+                self.samples.append(float(out.splitlines()[0]))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                continue
+
+    def __enter__(self) -> GpuSampler:
+        if self.exe:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def figures(self) -> dict[str, Any]:
+        """Mean and max of the samples; None where nvidia-smi gave none (no NVML here)."""
+        if not self.samples:
+            return {"gpu_utilization_mean_pct": None, "gpu_utilization_max_pct": None}
+        return {
+            "gpu_utilization_mean_pct": round(sum(self.samples) / len(self.samples), 1),
+            "gpu_utilization_max_pct": max(self.samples),
+            "gpu_utilization_samples": len(self.samples),
+        }
 
 
 def max_rss_bytes() -> int:
