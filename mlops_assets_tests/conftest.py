@@ -305,6 +305,46 @@ def sandbox_s3() -> Any:
     )
 
 
+def forget_registered(cat: Any, *, isvc: bool = False) -> None:
+    """What a test registered under its own names goes again: the MLflow registered model with
+    its versions' runs, the S3 copies under its prefix, and (`isvc`) its InferenceService in the
+    Kubernetes stand-in. Each step on its own, a failure a warning: a cleanup never hides the
+    test's own result, nor fails a test that passed."""
+    import warnings
+
+    reg = cat.registry.mnist
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(cat.cloud.services.mlflow.url)
+        for v in client.search_model_versions(f"name='{reg.registered_name}'"):
+            if v.run_id:
+                client.delete_run(v.run_id)
+        client.delete_registered_model(reg.registered_name)
+    except Exception as exc:
+        warnings.warn(f"MLflow model {reg.registered_name} left: {exc}", stacklevel=2)
+    try:
+        s3, bucket = sandbox_s3(), cat.trained_bucket().name
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{reg.prefix}/"
+        ):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    except Exception as exc:
+        warnings.warn(f"s3 prefix {reg.prefix}/ left: {exc}", stacklevel=2)
+    if isvc:
+        from mlops_assets.defs.serving.definitions import ISVC_PATH
+        from mlops_assets.platform import build_resources
+
+        served = cat.serving.mnist
+        try:
+            build_resources(cat)["kubernetes"].call(
+                "DELETE", f"{ISVC_PATH.format(ns=served.namespace)}/{served.isvc_name}"
+            )
+        except Exception as exc:
+            warnings.warn(f"InferenceService {served.isvc_name} left: {exc}", stacklevel=2)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the running sandbox carries the `sandbox` marker, whether or not
     its file says so: one that asks for the fixture (directly or through another fixture),

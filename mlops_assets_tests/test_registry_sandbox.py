@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,24 @@ from mlops_assets.core.probes import trained_model
 from mlops_assets.platform import active
 from mlops_assets_tests.conftest import (
     check_evaluations,
+    forget_registered,
     materialize_with,
     materialized_meta,
     sandbox_s3,
 )
 
 pytestmark = pytest.mark.sandbox
+
+
+_MADE: list[Catalog] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_made() -> Iterator[None]:
+    """Every name this module registered goes at its end (MLflow, S3)."""
+    yield
+    for cat in _MADE:
+        forget_registered(cat)
 
 
 def _catalog(**mnist: Any) -> Catalog:
@@ -41,7 +54,9 @@ def _catalog(**mnist: Any) -> Catalog:
     cfg = cat.registry.mnist.model_copy(
         update={"registered_name": f"mnist-test-{tag}", "prefix": f"mnist-test-{tag}", **mnist}
     )
-    return cat.model_copy(update={"registry": cat.registry.model_copy(update={"mnist": cfg})})
+    made = cat.model_copy(update={"registry": cat.registry.model_copy(update={"mnist": cfg})})
+    _MADE.append(made)
+    return made
 
 
 def _materialize(

@@ -27,6 +27,7 @@ from mlops_assets.platform import active, build_resources
 from mlops_assets_tests.conftest import (
     _free_port,
     check_evaluations,
+    forget_registered,
     materialize_with,
     materialized_meta,
 )
@@ -68,6 +69,7 @@ def cat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
     from mlops_assets.defs.serving.definitions import local_server
 
     local_server(c.serving.mnist).stop()
+    forget_registered(c, isvc=True)
 
 
 def _defs(c: Catalog) -> list[Any]:
