@@ -122,9 +122,10 @@ def _smoke_asset(
         node = context.partition_key if per_node else (config.node or None)
         extras = smoke_payload_config(catalog, kind)
         inputs: dict[str, str | None] = {}
+        why = ""
         if reusable and not (node or config.reservation):  # a named node is tested anew
             inputs = _training_inputs(context.instance, payload, job, extras, container, triggers)
-            reused = _reuse(context, hpc, inputs, config.retrain, catalog)
+            reused, why = _reuse(context, hpc, inputs, config.retrain, catalog)
             if reused is not None:
                 return reused
         res = job_resources(job, node, config.reservation or None)
@@ -140,7 +141,7 @@ def _smoke_asset(
         if not inputs:
             return result._replace(metadata=meta)
         record = _trained_record(hpc, meta, inputs)
-        meta.update(record)
+        meta.update(record, train_reason=why)
         files = _outputs(meta)  # model.pt first: its bytes are the data version
         sha = str(record["outputs_sha256"].get(files[0], "")) if files else ""
         return result._replace(metadata=meta, data_version=dg.DataVersion(sha) if sha else None)
@@ -173,7 +174,10 @@ def _training_inputs(
 
 
 def _outputs(meta: dict[str, Any]) -> list[str]:
-    out = str(meta.get("output_dir") or "").rstrip("/")
+    """model.pt and metrics.json in the training's output_dir (a Pipes MetadataValue, or the
+    plain value read back from the instance)."""
+    raw = meta.get("output_dir")
+    out = str(getattr(raw, "value", raw) or "").rstrip("/")
     return [f"{out}/{f}" for f in ("model.pt", "metrics.json")] if out else []
 
 
@@ -199,9 +203,9 @@ def _reuse(
     inputs: dict[str, str | None],
     retrain: bool,
     catalog: Catalog,
-) -> dg.MaterializeResult | None:
+) -> tuple[dg.MaterializeResult | None, str]:
     """The last training again, if core/training_reuse allows it and its files on the HPC
-    side are still the bytes it wrote; None (and the reason logged): train."""
+    side are still the bytes it wrote; else None: train. With the reason, either way."""
     from mlops_assets.core import training_reuse as tr
     from mlops_assets.core.transport.hostexec import sha256_of
 
@@ -225,13 +229,16 @@ def _reuse(
             )
     if not decision.reuse:
         context.log.info(f"training: {decision.reason}")
-        return None
+        return None, decision.reason
     context.log.info(f"not training: {decision.reason} (run config retrain: true trains)")
     meta = tr.reused_metadata(
         {k: v for k, v in previous.items() if not k.startswith("dagster/")}, decision.reason, now
     )
     sha = str(now.get(files[0], ""))
-    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(sha) if sha else None)
+    result: dg.MaterializeResult = dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(sha) if sha else None
+    )
+    return result, decision.reason
 
 
 def _span(catalog: Catalog, runner: Any, gpus: int, log: Any, want: int) -> int:
