@@ -291,6 +291,7 @@ def test_quarantine_re_test_asks_for_the_node_smoke_in_its_reservation(
         "node": "",
         "reattach": False,
         "reservation": "mlops_retest_n3",
+        "retrain": False,  # a run in a reservation always trains (defs/smoke)
     }
     assert json.loads(tick.cursor)["retesting"]["n3"]["reservation"] == "mlops_retest_n3"
 
