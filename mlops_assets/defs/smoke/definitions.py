@@ -142,9 +142,8 @@ def _smoke_asset(
             return result._replace(metadata=meta)
         record = _trained_record(hpc, meta, inputs)
         meta.update(record, train_reason=why)
-        files = _outputs(meta)  # model.pt first: its bytes are the data version
-        sha = str(record["outputs_sha256"].get(files[0], "")) if files else ""
-        return result._replace(metadata=meta, data_version=dg.DataVersion(sha) if sha else None)
+        version = _data_version(_outputs(meta), record["outputs_sha256"])
+        return result._replace(metadata=meta, data_version=version)
 
     return _smoke
 
@@ -181,6 +180,12 @@ def _outputs(meta: dict[str, Any]) -> list[str]:
     return [f"{out}/{f}" for f in ("model.pt", "metrics.json")] if out else []
 
 
+def _data_version(files: list[str], shas: dict[str, str]) -> dg.DataVersion | None:
+    """model.pt's sha256 (the first output): the trained bytes are the data version."""
+    sha = shas.get(files[0], "") if files else ""
+    return dg.DataVersion(sha) if sha else None
+
+
 def _trained_record(
     hpc: HpcSide, meta: dict[str, Any], inputs: dict[str, str | None]
 ) -> dict[str, Any]:
@@ -189,11 +194,12 @@ def _trained_record(
     from mlops_assets.core import training_reuse as tr
     from mlops_assets.core.transport.hostexec import sha256_of
 
+    files = _outputs(meta)
     return {
         tr.INPUTS: inputs,
         tr.TRAINED_AT: time.time(),
         tr.REUSED: False,
-        "outputs_sha256": sha256_of(hpc.runner(), _outputs(meta)) if _outputs(meta) else {},
+        "outputs_sha256": sha256_of(hpc.runner(), files) if files else {},
     }
 
 
@@ -234,9 +240,8 @@ def _reuse(
     meta = tr.reused_metadata(
         {k: v for k, v in previous.items() if not k.startswith("dagster/")}, decision.reason, now
     )
-    sha = str(now.get(files[0], ""))
     result: dg.MaterializeResult = dg.MaterializeResult(
-        metadata=meta, data_version=dg.DataVersion(sha) if sha else None
+        metadata=meta, data_version=_data_version(files, now)
     )
     return result, decision.reason
 
