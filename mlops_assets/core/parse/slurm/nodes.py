@@ -412,7 +412,18 @@ def _json_state(obj: Mapping[str, Any]) -> NodeState:
     raise ValueError(f"JSON node state missing or malformed: {_clip(repr(state))}")
 
 
-def _json_reason(text: str | None, user: str | None, when: int | None) -> DrainReason | None:
+def _json_gres(obj: Mapping[str, Any], key: str) -> tuple[Gres, ...]:
+    """A GRES string field of a JSON node entry; absent or null means none."""
+    return parse_gres(_j_str(obj, key) or "")
+
+
+def _json_reason(
+    obj: Mapping[str, Any], text_key: str, user_key: str, when_key: str
+) -> DrainReason | None:
+    """A node's drain reason, with who set it and when, read from the keys of its JSON shape:
+    scontrol's node entry and sinfo's group name them differently. The JSON's user and time,
+    where set, win over the reason text's ``[user@time]`` tail."""
+    text, user, when = _j_str(obj, text_key), _j_str(obj, user_key), _j_int(obj, when_key)
     reason = parse_drain_reason(text)
     if reason is None:
         return None
@@ -439,13 +450,9 @@ def _node_from_json(obj: Any) -> SlurmNode:
         cpus_alloc=_j_int(obj, "alloc_cpus"),
         real_memory_mb=_j_int(obj, "real_memory"),
         alloc_memory_mb=_j_int(obj, "alloc_memory"),
-        gres=parse_gres(_j_str(obj, "gres") or ""),
-        gres_used=parse_gres(_j_str(obj, "gres_used") or ""),
-        reason=_json_reason(
-            _j_str(obj, "reason"),
-            _j_str(obj, "reason_set_by_user"),
-            _j_int(obj, "reason_changed_at"),
-        ),
+        gres=_json_gres(obj, "gres"),
+        gres_used=_json_gres(obj, "gres_used"),
+        reason=_json_reason(obj, "reason", "reason_set_by_user", "reason_changed_at"),
         cfg_tres=parse_tres(tres),
         alloc_tres=parse_tres(tres_used),
         version=_j_str(obj, "version") or _j_str(obj, "slurmd_version"),
@@ -481,13 +488,9 @@ def _nodes_from_sinfo_group(obj: Any) -> list[SlurmNode]:
                 # Groups may mix nodes; a per-node figure is only exact when min == max.
                 cpus=cpu_max if cpu_max == cpu_min else None,
                 real_memory_mb=mem_max if mem_max == mem_min else None,
-                gres=parse_gres(_j_str(gres, "total") or ""),
-                gres_used=parse_gres(_j_str(gres, "used") or ""),
-                reason=_json_reason(
-                    _j_str(reason, "description"),
-                    _j_str(reason, "user"),
-                    _j_int(reason, "time"),
-                ),
+                gres=_json_gres(gres, "total"),
+                gres_used=_json_gres(gres, "used"),
+                reason=_json_reason(reason, "description", "user", "time"),
             )
         )
     return out
