@@ -34,9 +34,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mnist_ddp import Task, judged_by, measure, rank_main
+from mnist_ddp import Task, ddp_rules, judged_by, measure, rank_main
 from mnist_train import _write
-from smoke_common import rules
 
 DEFAULTS: dict[str, Any] = {
     "dataset_dir": "/mnt/beegfs/datasets/cifar10",
@@ -127,7 +126,7 @@ def stand_in(dataset_dir: str) -> bool:
     readme.html says (the real archive's readme links to the CIFAR page)."""
     try:
         with open(os.path.join(dataset_dir, BATCHES_DIR, "readme.html"), "rb") as fh:
-            return rules.CIFAR_STAND_IN_MARK.encode() in fh.read()
+            return ddp_rules.CIFAR_STAND_IN_MARK.encode() in fh.read()
     except OSError:
         return False
 
@@ -224,7 +223,7 @@ CIFAR = Task(
     model=resnet18,
     tensors=_tensors,
     optimizer=_sgd,
-    judge=judged_by(rules.judge_cifar_ddp),
+    judge=judged_by(ddp_rules.judge_cifar_ddp),
     finish=_finish,
 )
 

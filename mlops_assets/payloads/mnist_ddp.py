@@ -60,6 +60,7 @@ from smoke_common import (
 )
 
 hostlist = _shipped("mlops_nodelist", os.path.join("parse", "nodelist.py"))
+ddp_rules = _shipped("mlops_ddp_rules", "ddp_rules.py")
 
 DEFAULTS: dict[str, Any] = {
     "dataset_dir": "/mnt/beegfs/datasets/mnist",
@@ -109,7 +110,7 @@ class Task:
 def judged_by(
     rule: Callable[..., Any],
 ) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
-    """A Task's judge: `rule` (rules.judge_ddp or a task's wrapper of it) with the run's
+    """A Task's judge: `rule` (ddp_rules.judge_ddp or a task's wrapper of it) with the run's
     thresholds from its config."""
 
     def judge(result: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +130,7 @@ MNIST = Task(
     model=lambda torch, _cfg: simple_cnn(torch),
     tensors=_tensors,
     optimizer=lambda torch, params, cfg: torch.optim.Adam(params, lr=float(cfg["lr"])),
-    judge=judged_by(rules.judge_ddp),
+    judge=judged_by(ddp_rules.judge_ddp),
 )
 
 
@@ -432,9 +433,11 @@ def _lead(cfg: dict[str, Any], ctx: RankRun) -> dict[str, Any]:
         _abort(ours, world, picked["error"])
         return _failed(base, picked["error"], driver_probe=picked["probe"])
     joined = [json.loads(ours.get(f"info/{r}")) for r in range(world)]
-    problems = rules.loopback_binds(joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME"))
+    problems = ddp_rules.loopback_binds(
+        joined, picked["backend"], os.environ.get("GLOO_SOCKET_IFNAME")
+    )
     if picked["backend"] == "nccl":
-        problems += rules.ranks_without_gpu(joined)
+        problems += ddp_rules.ranks_without_gpu(joined)
     if problems:
         _abort(ours, world, "; ".join(problems))
         return _failed(base, "; ".join(problems), problems, joined=joined)
@@ -497,8 +500,8 @@ def _ddp(cfg: dict[str, Any], ctx: RankRun, **kw: Any) -> dict[str, Any]:
         return _ddp_run(cfg, ctx, **kw)
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"[:800]
-        found = rules.comm_warnings(ctx.tee.text())[:MAX_WARNING_LINES]
-        messages = [err, *(rules.describe_warning(w) for w in found)]
+        found = ddp_rules.comm_warnings(ctx.tee.text())[:MAX_WARNING_LINES]
+        messages = [err, *(ddp_rules.describe_warning(w) for w in found)]
         return _failed(ctx.base, err, messages, comm_warnings=found)
 
 
@@ -603,7 +606,7 @@ def _ddp_run(
         timed = float(trained["seconds"] or 0.0)
         sps = trained["timed_batches"] * bs * world / timed if timed > 0 else None
         # warnings each rank's own stderr holds, and its peak memory, gathered on rank 0
-        seen = rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
+        seen = ddp_rules.comm_warnings(tee.text())[:MAX_WARNING_LINES]
         gathered: list[Any] = [None] * world
         mine_out = {
             "warnings": [{**w, "rank": rank} for w in seen],

@@ -73,6 +73,7 @@ SHIPPED: dict[str, Shipped] = {
     "sft_train.py": _row(_P, "sft_train.py", SMOKE, entry=True),
     "slurm_probe.py": _row(_P, "slurm_probe.py", SMOKE, entry=True),
     "mlops_smoke_rules.py": _row(_CORE, "smoke_rules.py", SMOKE),
+    "mlops_ddp_rules.py": _row(_CORE, "ddp_rules.py", SMOKE),
     "mlops_nvidia_smi.py": _row(f"{_CORE}.parse", "nvidia_smi.py", SMOKE),
     "mlops_nodelist.py": _row(f"{_CORE}.parse", "nodelist.py", SMOKE),
     "dagster_pipes.py": _row("dagster_pipes", "__init__.py", SMOKE),

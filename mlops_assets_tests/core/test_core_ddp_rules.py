@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlops_assets.core import smoke_rules as rules
+from mlops_assets.core import ddp_rules as rules
 from mlops_assets.core.slurm_jobs import smoke_payload_config, usable_partition_nodes
 from mlops_assets.payloads import mnist_ddp
 from mlops_assets.platform import active

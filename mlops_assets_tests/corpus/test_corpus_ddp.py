@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_assets.core import smoke_rules as rules
+from mlops_assets.core import ddp_rules as rules
 from mlops_assets_tests.corpus import Case, cases
 
 LOGS = cases("ddp_logs")

@@ -176,7 +176,7 @@ def test_the_stderr_tee_keeps_what_native_code_writes_to_fd_2() -> None:
         f"import json, os, sys; sys.path.insert(0, {str(PAYLOADS)!r}); import mnist_ddp; "
         "t = mnist_ddp.StderrTee(); "
         f"os.write(2, b{line + chr(10)!r}); "
-        "print(json.dumps(mnist_ddp.rules.comm_warnings(t.text())))"
+        "print(json.dumps(mnist_ddp.ddp_rules.comm_warnings(t.text())))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -275,7 +275,7 @@ def test_the_nccl_path_recorded_on_a_real_h100_is_judged_exact_and_warns_only_fo
     """The payload's NCCL path as it ran on a lent H100 (world size 1: the machine had one
     GPU; fixtures/device_run_ddp_world1.sh): the rules read its real report; every figure
     is exact, and the only WARN is that one node has no speedup to measure."""
-    from mlops_assets.core.smoke_rules import judge_ddp
+    from mlops_assets.core.ddp_rules import judge_ddp
 
     fixtures = Path(__file__).parent / "fixtures"
     text = (fixtures / "mnist_ddp_nccl_world1_h100.json.txt").read_text()
