@@ -1,6 +1,7 @@
 """Per-node GPU probes at fleet scale, by simulation: the orchestration side of
 `gpu_nvidia_smi_matches_gres_per_node` and of the per-node `--nv` check over 10, 100 and
-1,000 simulated nodes.
+1,000 simulated nodes; and the node sensor's tick (core/node_watch: sinfo parsed, diffed
+against the last cursor) at 1,000 and 10,000 nodes.
 
 The nodes are played by `SimulatedFleetRunner`, a STAND-IN runner (core/transport/standin.py)
 behind the same Runner interface as the SSH runner: it answers sinfo, scontrol and the
@@ -30,12 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlops_assets.catalog.loader import load_catalog
+from mlops_assets.core import node_watch
 from mlops_assets.core.probes import containers, hpc, node_step
 from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.core.transport.standin import SimulatedFleetRunner, uniform_fleet
 
 FIX = Path(__file__).parent.parent / "mlops_assets_tests" / "core" / "fixtures"
 GOAL_S = 10.0
+TICK_GOAL_S = 1.0  # a node-sensor tick (sinfo parse + diff) at 10,000 nodes
 
 
 def _recorded(name: str) -> str:
@@ -87,6 +90,24 @@ def sandbox_step_s(rounds: int) -> float:
     return statistics.median(times)
 
 
+def node_tick_s(count: int) -> float:
+    """One node-sensor tick at `count` nodes: parse sinfo, decode the last cursor, diff. Every
+    seventh node comes back from a drain, so the diff has work to report."""
+    drained = "|".join(["drained", "64", "512000", "gpu:8", "bad DIMM"])
+    lines = [
+        f"gpu{i:05d}|gpu|" + ("idle|64|512000|gpu:8|none" if i % 7 else drained)
+        for i in range(count)
+    ]
+    cursor = node_watch.encode_cursor(node_watch.snapshot_from_sinfo("\n".join(lines), "gpu"))
+    resumed = "\n".join(lines).replace(drained, "idle|64|512000|gpu:8|none")
+    start = time.perf_counter()
+    current = node_watch.snapshot_from_sinfo(resumed, "gpu")
+    found = node_watch.changes(node_watch.decode_cursor(cursor), current)
+    elapsed = time.perf_counter() - start
+    assert len(current) == count and len(found) == len(range(0, count, 7)), len(found)
+    return elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
@@ -108,6 +129,13 @@ def main() -> None:
             )
             result[f"{which}_{count}_srun_steps"] = runs[0][1]
             result[f"{which}_{count}_nodes_probed"] = runs[0][2]
+    result["goal_node_tick_10000_s"] = TICK_GOAL_S
+    result["node_tick_10000_s"] = round(
+        statistics.median(node_tick_s(10_000) for _ in range(args.rounds)), 4
+    )
+    result["node_tick_1000_s"] = round(
+        statistics.median(node_tick_s(1_000) for _ in range(args.rounds)), 4
+    )
     out = Path(__file__).parent / "results" / "fleet_sim.json"
     old = json.loads(out.read_text()) if out.exists() else {}
     if not args.sandbox:  # the sandbox figures are kept, with the date they were measured

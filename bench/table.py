@@ -307,6 +307,20 @@ def fleet_sim(d: dict[str, Any]) -> list[Row]:
                 "fleet_sim.py",
             )
         )
+    if "node_tick_10000_s" in d:
+        tick, tick_goal = d["node_tick_10000_s"], d["goal_node_tick_10000_s"]
+        rows.append(
+            _row(
+                "node sensor tick (sinfo parse + diff), 10,000 simulated nodes",
+                f"{tick} s",
+                f"1,000 nodes {d['node_tick_1000_s']} s",
+                f"{tick / tick_goal:.3f} of the goal",
+                f"< {tick_goal} s",
+                tick < tick_goal,
+                _when(d),
+                "fleet_sim.py",
+            )
+        )
     if "model_1000_fleet_s" in d:
         rows.append(
             _row(

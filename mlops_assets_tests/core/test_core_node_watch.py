@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from mlops_assets.core import node_watch as nw
@@ -78,22 +77,17 @@ def test_cursor_round_trip_and_garbage() -> None:
         assert nw.decode_cursor(bad) is None
 
 
-def test_a_10000_node_tick_parses_and_diffs_in_under_a_second() -> None:
+def test_a_10000_node_tick_finds_every_resumed_node() -> None:
+    """Correctness at fleet scale; its time is bench/fleet_sim.py's (node_tick_10000_s)."""
     lines = [
         f"gpu{i:05d}|gpu|{'idle' if i % 7 else 'drained'}|64|512000|gpu:8|"
         f"{'none' if i % 7 else 'bad DIMM'}"
         for i in range(10_000)
     ]
     text = "\n".join(lines)
-    prev = nw.snapshot_from_sinfo(text, "gpu")
+    cursor = nw.encode_cursor(nw.snapshot_from_sinfo(text, "gpu"))
     resumed = text.replace("drained|64|512000|gpu:8|bad DIMM", "idle|64|512000|gpu:8|none")
-    cursor = nw.encode_cursor(prev)
-    timings = []
-    for _ in range(3):  # best of 3, as benchmarks report: a loaded CI machine adds noise, not cost
-        start = time.perf_counter()
-        current = nw.snapshot_from_sinfo(resumed, "gpu")
-        found = nw.changes(nw.decode_cursor(cursor), current)
-        timings.append(time.perf_counter() - start)
-    elapsed = min(timings)
-    assert len(current) == 10_000 and len(found) == len([i for i in range(10_000) if i % 7 == 0])
-    assert elapsed < 1.0, f"{elapsed:.3f}s"
+    current = nw.snapshot_from_sinfo(resumed, "gpu")
+    found = nw.changes(nw.decode_cursor(cursor), current)
+    assert len(current) == 10_000
+    assert [c.node for c in found] == [f"gpu{i:05d}" for i in range(0, 10_000, 7)]

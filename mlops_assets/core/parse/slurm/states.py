@@ -56,44 +56,52 @@ _SUFFIX_FLAGS = {
 # implied flags. Compact strings lose the base under DRAIN/FAIL: "drained" may have been
 # IDLE or DOWN underneath. IDLE is assumed for idle-like words and ALLOCATED for busy-like
 # ones; the flags, which decide availability, are exact.
-_STATE_WORDS: dict[str, tuple[str, frozenset[str]]] = {}
+# words (compact and long)               | base       | implied flag
+_STATE_TABLE = """
+IDLE                                   | IDLE
+MIX MIXED                              | MIXED
+ALLOC ALLOCATED                        | ALLOCATED
+DOWN                                   | DOWN
+ERROR                                  | ERROR
+FUTR FUTURE                            | FUTURE
+UNK UNKNOWN                            | UNKNOWN
+INVALID                                | INVALID
+DRAIN DRAINED                          | IDLE       | DRAIN
+DRNG DRAINING                          | ALLOCATED  | DRAIN
+COMP COMPLETING                        | IDLE       | COMPLETING
+RESV RESERVED                          | IDLE       | RESERVED
+PLND PLANNED                           | IDLE       | PLANNED
+MAINT MAINTENANCE                      | IDLE       | MAINTENANCE
+BOOT REBOOT REBOOT_REQUESTED           | IDLE       | REBOOT_REQUESTED
+REBOOT_ISSUED                          | IDLE       | REBOOT_ISSUED
+CANC_R CANCEL_REBOOT REBOOT_CANCELED   | IDLE       | REBOOT_CANCELED
+FAIL                                   | IDLE       | FAIL
+FAILG FAILING                          | ALLOCATED  | FAIL
+INVAL INVALID_REG                      | UNKNOWN    | INVALID_REG
+NPC PERFCTRS                           | ALLOCATED  | PERFCTRS
+POW_DN POWER_DOWN                      | IDLE       | POWER_DOWN
+POWERED_DN POWERED_DOWN                | IDLE       | POWERED_DOWN
+POWRING_DN POWERING_DOWN               | IDLE       | POWERING_DOWN
+POW_UP POWER_UP                        | IDLE       | POWER_UP
+POWERING_UP                            | IDLE       | POWERING_UP
+CLOUD                                  | UNKNOWN    | CLOUD
+BLOCK BLOCKED                          | IDLE       | BLOCKED
+RESM RESUME                            | IDLE       | RESUME
+UNDRAIN                                | IDLE       | UNDRAIN
+"""
 
 
-def _word(names: Iterable[str], base: str, *flags: str) -> None:
-    for n in names:
-        _STATE_WORDS[n] = (base, frozenset(flags))
+def _state_words(table: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """Every word of a row maps to the row's base and flags: a table reads as sinfo(1) does."""
+    words: dict[str, tuple[str, frozenset[str]]] = {}
+    for row in table.strip().splitlines():
+        names, base, *flags = (cell.strip() for cell in row.split("|"))
+        for name in names.split():
+            words[name] = (base, frozenset(flags))
+    return words
 
 
-_word(["IDLE"], "IDLE")
-_word(["MIX", "MIXED"], "MIXED")
-_word(["ALLOC", "ALLOCATED"], "ALLOCATED")
-_word(["DOWN"], "DOWN")
-_word(["ERROR"], "ERROR")
-_word(["FUTR", "FUTURE"], "FUTURE")
-_word(["UNK", "UNKNOWN"], "UNKNOWN")
-_word(["INVALID"], "INVALID")
-_word(["DRAIN", "DRAINED"], "IDLE", "DRAIN")
-_word(["DRNG", "DRAINING"], "ALLOCATED", "DRAIN")
-_word(["COMP", "COMPLETING"], "IDLE", "COMPLETING")
-_word(["RESV", "RESERVED"], "IDLE", "RESERVED")
-_word(["PLND", "PLANNED"], "IDLE", "PLANNED")
-_word(["MAINT", "MAINTENANCE"], "IDLE", "MAINTENANCE")
-_word(["BOOT", "REBOOT", "REBOOT_REQUESTED"], "IDLE", "REBOOT_REQUESTED")
-_word(["REBOOT_ISSUED"], "IDLE", "REBOOT_ISSUED")
-_word(["CANC_R", "CANCEL_REBOOT", "REBOOT_CANCELED"], "IDLE", "REBOOT_CANCELED")
-_word(["FAIL"], "IDLE", "FAIL")
-_word(["FAILG", "FAILING"], "ALLOCATED", "FAIL")
-_word(["INVAL", "INVALID_REG"], "UNKNOWN", "INVALID_REG")
-_word(["NPC", "PERFCTRS"], "ALLOCATED", "PERFCTRS")
-_word(["POW_DN", "POWER_DOWN"], "IDLE", "POWER_DOWN")
-_word(["POWERED_DN", "POWERED_DOWN"], "IDLE", "POWERED_DOWN")
-_word(["POWRING_DN", "POWERING_DOWN"], "IDLE", "POWERING_DOWN")
-_word(["POW_UP", "POWER_UP"], "IDLE", "POWER_UP")
-_word(["POWERING_UP"], "IDLE", "POWERING_UP")
-_word(["CLOUD"], "UNKNOWN", "CLOUD")
-_word(["BLOCK", "BLOCKED"], "IDLE", "BLOCKED")
-_word(["RESM", "RESUME"], "IDLE", "RESUME")
-_word(["UNDRAIN"], "IDLE", "UNDRAIN")
+_STATE_WORDS = _state_words(_STATE_TABLE)
 
 _FLAG_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _BUSY_BASES = frozenset({"ALLOCATED", "MIXED"})

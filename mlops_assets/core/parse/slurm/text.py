@@ -167,11 +167,9 @@ def _load_json(text: str, what: str) -> dict[str, Any]:
 
 def _j_str(obj: Mapping[str, Any], key: str) -> str | None:
     v = obj.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, str):
-        raise ValueError(f"JSON field {key!r} is not a string: {_clip(repr(v))}")
-    return v
+    if v is None or isinstance(v, str):
+        return v
+    raise ValueError(f"JSON field {key!r} is not a string: {_clip(repr(v))}")
 
 
 def _j_int(obj: Mapping[str, Any], key: str) -> int | None:
