@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import dagster as dg
 
@@ -33,59 +33,59 @@ MAX_CONCURRENT_PROBES = 8
 R = TypeVar("R")
 
 
+class _Resource(Generic[R]):
+    """A ProbeContext attribute: the run's resource of the same key, of type `kind`. One line
+    per resource, each typed, so mypy checks probe code against the resource it really gets."""
+
+    def __init__(self, kind: type[R]) -> None:
+        self.kind = kind
+        self.key = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    @overload
+    def __get__(self, ctx: None, owner: type | None = None) -> "_Resource[R]": ...
+
+    @overload
+    def __get__(self, ctx: "ProbeContext", owner: type | None = None) -> R: ...
+
+    def __get__(self, ctx: "ProbeContext | None", owner: type | None = None) -> "R | _Resource[R]":
+        if ctx is None:
+            return self
+        value = getattr(ctx._resources, self.key, None)
+        if value is None:
+            raise ProbeFailed(
+                f"this check's probe uses the {self.key!r} resource but its spec does not "
+                "require it",
+                f"add {self.key!r} to the CheckSpec's `requires`",
+            )
+        if not isinstance(value, self.kind):
+            raise TypeError(
+                f"resource {self.key!r} is a {type(value).__name__}, not {self.kind.__name__}"
+            )
+        return value
+
+
 class ProbeContext:
     """What a probe sees: the catalog, a logger, and the resources its spec `requires`, each
-    typed, so mypy checks probe code against the resource it really gets. A resource the spec
-    did not ask for is absent from the run (Dagster provides only required keys): asking for
-    it fails the probe naming the missing `requires` entry instead of an AttributeError."""
+    typed (see _Resource). A resource the spec did not ask for is absent from the run (Dagster
+    provides only required keys): asking for it fails the probe naming the missing `requires`
+    entry instead of an AttributeError."""
+
+    hpc = _Resource(HpcSide)
+    s3 = _Resource(S3Resource)
+    kubernetes = _Resource(KubernetesResource)
+    mlflow = _Resource(HttpServiceResource)
+    minio_http = _Resource(HttpServiceResource)
+    prometheus = _Resource(HttpServiceResource)
+    pushgateway = _Resource(HttpServiceResource)
+    grafana = _Resource(HttpServiceResource)
 
     def __init__(self, catalog: Catalog, resources: Any = None, log: Any = None) -> None:
         self.catalog = catalog
         self._resources = resources
         self.log = log
-
-    def _get(self, key: str, kind: type[R]) -> R:
-        value = getattr(self._resources, key, None)
-        if value is None:
-            raise ProbeFailed(
-                f"this check's probe uses the {key!r} resource but its spec does not require it",
-                f"add {key!r} to the CheckSpec's `requires`",
-            )
-        if not isinstance(value, kind):
-            raise TypeError(f"resource {key!r} is a {type(value).__name__}, not {kind.__name__}")
-        return value
-
-    @property
-    def hpc(self) -> HpcSide:
-        return self._get("hpc", HpcSide)
-
-    @property
-    def s3(self) -> S3Resource:
-        return self._get("s3", S3Resource)
-
-    @property
-    def kubernetes(self) -> KubernetesResource:
-        return self._get("kubernetes", KubernetesResource)
-
-    @property
-    def mlflow(self) -> HttpServiceResource:
-        return self._get("mlflow", HttpServiceResource)
-
-    @property
-    def minio_http(self) -> HttpServiceResource:
-        return self._get("minio_http", HttpServiceResource)
-
-    @property
-    def prometheus(self) -> HttpServiceResource:
-        return self._get("prometheus", HttpServiceResource)
-
-    @property
-    def pushgateway(self) -> HttpServiceResource:
-        return self._get("pushgateway", HttpServiceResource)
-
-    @property
-    def grafana(self) -> HttpServiceResource:
-        return self._get("grafana", HttpServiceResource)
 
 
 #: A check of this package: its probe is given a ProbeContext.

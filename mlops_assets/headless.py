@@ -114,24 +114,103 @@ def progress_listener(on_progress: OnProgress) -> Callable[[Any], None]:
     return listen
 
 
-def _run_in_process(
-    job: Any, inst: dg.DagsterInstance, on_progress: OnProgress | None, **kwargs: Any
-) -> Any:
-    """execute_in_process with a progress listener on the run's event log (the run id is
-    chosen here so the listener is in place before the first event)."""
-    run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
-    if on_progress is not None:
-        inst.add_event_listener(run_id, progress_listener(on_progress))
-    return job.execute_in_process(
-        instance=inst, raise_on_error=False, run_config=QUIET_LOGS, run_id=run_id, **kwargs
-    )
-
-
 def instance() -> dg.DagsterInstance:
     """The instance of DAGSTER_HOME, so the UI shows headless runs; ephemeral without it."""
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """What every run of one `execute` shares: the Definitions, the instance the runs are
+    recorded in, the progress callback, and whether assets materialize or only checks run."""
+
+    defs: dg.Definitions
+    inst: dg.DagsterInstance
+    on_progress: OnProgress | None
+    materialize: bool
+
+    def in_process(self, job: Any, **kwargs: Any) -> Any:
+        """execute_in_process with a progress listener on the run's event log (the run id is
+        chosen here so the listener is in place before the first event)."""
+        run_id = str(uuid.uuid4())  # Dagster's own run ids are uuid4 strings
+        if self.on_progress is not None:
+            self.inst.add_event_listener(run_id, progress_listener(self.on_progress))
+        return job.execute_in_process(
+            instance=self.inst, raise_on_error=False, run_config=QUIET_LOGS, run_id=run_id, **kwargs
+        )
+
+    def job(self, name: str, selection: dg.AssetSelection | None, **kwargs: Any) -> Any:
+        """The asset job `name` over `selection`, resolved against the Definitions."""
+        job = dg.define_asset_job(name, selection=selection, **kwargs)
+        return dg.Definitions.merge(self.defs, dg.Definitions(jobs=[job])).resolve_job_def(name)
+
+    def one(self, sel: Selected) -> tuple[list[Evaluation], str | None]:
+        """One run of `sel`'s checks and (when materializing) its assets."""
+        if not sel.checks and not (self.materialize and sel.materializable):
+            return [], None
+        selection: dg.AssetSelection | None = (
+            dg.AssetSelection.checks(*sel.checks) if sel.checks else None
+        )
+        if self.materialize and sel.materializable:
+            mats = dg.AssetSelection.assets(*sel.materializable)
+            selection = mats if selection is None else mats | selection
+        name = "mlops_materialize" if self.materialize else "mlops_validate"
+        result = self.in_process(self.job(name, selection), tags={"mlops/cli": name})
+        return collect(result, sel, self.materialize), result.run_id
+
+    def partitioned(self, keys: list[dg.AssetKey]) -> list[Evaluation]:
+        """One run per partition key of each partitions definition among `keys`."""
+        graph = self.defs.resolve_asset_graph()
+        groups: dict[str, list[dg.AssetKey]] = {}
+        pdefs: dict[str, Any] = {}
+        for k in keys:
+            pdef = graph.get(k).partitions_def
+            name = getattr(pdef, "name", None) or str(pdef)
+            groups.setdefault(name, []).append(k)
+            pdefs[name] = pdef
+        rows: list[Evaluation] = []
+        for i, (name, group) in enumerate(sorted(groups.items())):
+            names = [k.to_user_string() for k in group]
+            try:
+                partitions = _partition_keys(name, self.inst)
+            except Exception as exc:  # sinfo failed or the HPC side is unreachable
+                partitions, why = [], f"cannot list the partitions {name}: {exc}"
+            else:
+                why = (
+                    f"no partition of {name} to run (for GPU nodes: "
+                    "no usable GPU node in the smoke partition)"
+                )
+            if not partitions:
+                rows += [
+                    Evaluation(
+                        asset=n,
+                        check="materialized",
+                        passed=False,
+                        severity=Severity.ERROR,
+                        measured="not run",
+                        threshold="yes",
+                        unit="materialization",
+                        hint="check sinfo and the node states",
+                        duration_s=0.0,
+                        detail=why,
+                    )
+                    for n in names
+                ]
+                continue
+            job_name = f"mlops_materialize_partitioned_{i}"
+            job = self.job(job_name, dg.AssetSelection.assets(*group), partitions_def=pdefs[name])
+            for pk in partitions:
+                result = self.in_process(job, partition_key=pk, tags={"mlops/cli": job_name})
+                done = {
+                    e.asset_key.to_user_string()
+                    for e in result.get_asset_materialization_events()
+                    if e.asset_key
+                }
+                failures = _step_failures(result)
+                rows += [_materialized(f"{n}[{pk}]", n in done, failures.get(n, "")) for n in names]
+        return rows
 
 
 def execute(
@@ -147,9 +226,7 @@ def execute(
     assets downstream of them (the fleet baseline, which reads every node's smoke) and their
     checks run last, so they judge this invocation's figures."""
 
-    def one(part: Selected) -> tuple[list[Evaluation], str | None]:
-        return _execute_one(defs, part, materialize=materialize, inst=inst, on_progress=on_progress)
-
+    runs = _Runs(defs, inst, on_progress, materialize)
     graph = defs.resolve_asset_graph()
     partitioned = (
         [k for k in sel.materializable if graph.get(k).partitions_def is not None]
@@ -164,12 +241,14 @@ def execute(
         ]
         first = [k for k in sel.materializable if k not in partitioned and k not in after]
         rest = Selected(sel.assets, first, [c for c in sel.checks if c.asset_key not in after])
-        rows, run_id = one(rest)
-        rows += _execute_partitioned(defs, partitioned, inst, on_progress)
+        rows, run_id = runs.one(rest)
+        rows += runs.partitioned(partitioned)
         if after:
-            rows += one(Selected(after, after, [c for c in sel.checks if c.asset_key in after]))[0]
+            rows += runs.one(
+                Selected(after, after, [c for c in sel.checks if c.asset_key in after])
+            )[0]
         return rows, run_id
-    return one(sel)
+    return runs.one(sel)
 
 
 def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
@@ -183,68 +262,6 @@ def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
 
     catalog = active().catalog
     return sync_node_partitions(catalog, inst, build_resources(catalog)["hpc"].runner())
-
-
-def _execute_partitioned(
-    defs: dg.Definitions,
-    keys: list[dg.AssetKey],
-    inst: dg.DagsterInstance,
-    on_progress: OnProgress | None = None,
-) -> list[Evaluation]:
-    graph = defs.resolve_asset_graph()
-    groups: dict[str, list[dg.AssetKey]] = {}
-    pdefs: dict[str, Any] = {}
-    for k in keys:
-        pdef = graph.get(k).partitions_def
-        name = getattr(pdef, "name", None) or str(pdef)
-        groups.setdefault(name, []).append(k)
-        pdefs[name] = pdef
-    rows: list[Evaluation] = []
-    for i, (name, group) in enumerate(sorted(groups.items())):
-        names = [k.to_user_string() for k in group]
-        try:
-            partitions = _partition_keys(name, inst)
-        except Exception as exc:  # sinfo failed or the HPC side is unreachable: say so per asset
-            partitions, why = [], f"cannot list the partitions {name}: {exc}"
-        else:
-            why = (
-                f"no partition of {name} to run (for GPU nodes: "
-                "no usable GPU node in the smoke partition)"
-            )
-        if not partitions:
-            rows += [
-                Evaluation(
-                    asset=n,
-                    check="materialized",
-                    passed=False,
-                    severity=Severity.ERROR,
-                    measured="not run",
-                    threshold="yes",
-                    unit="materialization",
-                    hint="check sinfo and the node states",
-                    duration_s=0.0,
-                    detail=why,
-                )
-                for n in names
-            ]
-            continue
-        job_name = f"mlops_materialize_partitioned_{i}"
-        job = dg.define_asset_job(
-            job_name, selection=dg.AssetSelection.assets(*group), partitions_def=pdefs[name]
-        )
-        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(job_name)
-        for pk in partitions:
-            result = _run_in_process(
-                resolved, inst, on_progress, partition_key=pk, tags={"mlops/cli": job_name}
-            )
-            done = {
-                e.asset_key.to_user_string()
-                for e in result.get_asset_materialization_events()
-                if e.asset_key
-            }
-            failures = _step_failures(result)
-            rows += [_materialized(f"{n}[{pk}]", n in done, failures.get(n, "")) for n in names]
-    return rows
 
 
 def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
@@ -262,31 +279,6 @@ def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
         duration_s=0.0,
         detail="" if done else failure,
     )
-
-
-def _execute_one(
-    defs: dg.Definitions,
-    sel: Selected,
-    *,
-    materialize: bool,
-    inst: dg.DagsterInstance,
-    on_progress: OnProgress | None = None,
-) -> tuple[list[Evaluation], str | None]:
-    if not sel.checks and not (materialize and sel.materializable):
-        return [], None
-    selection: dg.AssetSelection | None = (
-        dg.AssetSelection.checks(*sel.checks) if sel.checks else None
-    )
-    if materialize and sel.materializable:
-        mats = dg.AssetSelection.assets(*sel.materializable)
-        selection = mats if selection is None else mats | selection
-    name = "mlops_materialize" if materialize else "mlops_validate"
-    job = dg.define_asset_job(name, selection=selection)
-    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    result = _run_in_process(
-        merged.resolve_job_def(name), inst, on_progress, tags={"mlops/cli": name}
-    )
-    return collect(result, sel, materialize), result.run_id
 
 
 def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:

@@ -50,25 +50,18 @@ def _sbatch_path(what: str, path: str) -> str:
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """One batch job. ``command`` is the argv run on the compute node; with ``container``
-    it runs as ``apptainer exec --nv [--bind ...] <container> <command>``. With ``nodes`` > 1
-    the job spans that many nodes and the script runs the command once per node through
-    ``srun`` (one task per node, ``cpus`` each): the multi-node training smoke."""
+class Resources:
+    """What one job asks SLURM for; gpus, cpus and memory are per node. ``nodes`` > 1 or
+    ``srun`` run the command once per node through ``srun`` (one task per node, ``cpus``
+    each): the multi-node training smoke. A placement's client holds one (HpcSide fixes it)."""
 
-    name: str
-    partition: str
-    command: Sequence[str]
-    workdir: str
-    time_limit_min: int = 10
+    gpus: int = 0
     cpus: int = 1
     mem_mb: int = 1024
-    gpus: int = 0
+    time_limit_min: int = 10
     nodelist: str | None = None
-    container: str | None = None
-    binds: Sequence[str] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    extra_sbatch: Sequence[str] = ()
+    #: run inside this SLURM reservation (the quarantine loop's re-test of a node)
+    reservation: str | None = None
     nodes: int = 1
     #: run the command through ``srun`` (one task per node) even on one node
     srun: bool = False
@@ -77,6 +70,21 @@ class JobSpec:
     def tasks_per_node(self) -> bool:
         """Whether the command runs as one srun task per node rather than as the batch step."""
         return self.srun or self.nodes > 1
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One batch job of size ``size``. ``command`` is the argv run on the compute node; with
+    ``container`` it runs as ``apptainer exec --nv [--bind ...] <container> <command>``."""
+
+    name: str
+    partition: str
+    command: Sequence[str]
+    workdir: str
+    size: Resources = Resources()
+    container: str | None = None
+    binds: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def stdout_path(self) -> str:
@@ -99,9 +107,10 @@ def render_script(spec: JobSpec) -> str:
     """The batch script: #SBATCH header, exported environment (Pipes bootstrap included),
     then ``exec`` of the command so the job's exit code is the payload's (on several nodes:
     ``exec srun ...``, whose exit code is the worst task's)."""
-    if spec.time_limit_min < 1 or spec.cpus < 1 or spec.mem_mb < 1 or spec.gpus < 0:
+    size = spec.size
+    if size.time_limit_min < 1 or size.cpus < 1 or size.mem_mb < 1 or size.gpus < 0:
         raise ValueError("time limit, cpus and memory must be positive, gpus >= 0")
-    if spec.nodes < 1:
+    if size.nodes < 1:
         raise ValueError("nodes must be >= 1")
     if not spec.command:
         raise ValueError("empty command")
@@ -109,20 +118,21 @@ def render_script(spec: JobSpec) -> str:
         "#!/bin/bash",
         f"#SBATCH --job-name={_sbatch_value('job name', spec.name)}",
         f"#SBATCH --partition={_sbatch_value('partition', spec.partition)}",
-        f"#SBATCH --time={spec.time_limit_min}",
-        f"#SBATCH --nodes={spec.nodes}",
-        "#SBATCH --ntasks-per-node=1" if spec.tasks_per_node else "#SBATCH --ntasks=1",
-        f"#SBATCH --cpus-per-task={spec.cpus}",
-        f"#SBATCH --mem={spec.mem_mb}M",
+        f"#SBATCH --time={size.time_limit_min}",
+        f"#SBATCH --nodes={size.nodes}",
+        "#SBATCH --ntasks-per-node=1" if size.tasks_per_node else "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={size.cpus}",
+        f"#SBATCH --mem={size.mem_mb}M",
         f"#SBATCH --chdir={_sbatch_value('workdir', spec.workdir)}",
         f"#SBATCH --output={_sbatch_path('stdout path', spec.stdout_path)}",
         f"#SBATCH --error={_sbatch_path('stderr path', spec.stderr_path)}",
     ]
-    if spec.gpus:
-        lines.append(f"#SBATCH --gres=gpu:{spec.gpus}")
-    if spec.nodelist:
-        lines.append(f"#SBATCH --nodelist={_sbatch_value('node list', spec.nodelist)}")
-    lines += [f"#SBATCH {_sbatch_value('sbatch option', opt)}" for opt in spec.extra_sbatch]
+    if size.gpus:
+        lines.append(f"#SBATCH --gres=gpu:{size.gpus}")
+    if size.nodelist:
+        lines.append(f"#SBATCH --nodelist={_sbatch_value('node list', size.nodelist)}")
+    if size.reservation:
+        lines.append(f"#SBATCH --reservation={_sbatch_value('reservation', size.reservation)}")
     lines.append("set -u")
     for key, value in spec.env.items():
         if not _ENV_NAME.match(key):
@@ -134,8 +144,8 @@ def render_script(spec: JobSpec) -> str:
         for b in spec.binds:
             binds += ["--bind", b]
         argv = ["apptainer", "exec", "--nv", *binds, spec.container, *argv]
-    if spec.tasks_per_node:
-        argv = [*srun_argv(spec.nodes, spec.cpus), *argv]
+    if size.tasks_per_node:
+        argv = [*srun_argv(size.nodes, size.cpus), *argv]
     lines.append("exec " + shlex.join(argv))
     return "\n".join(lines) + "\n"
 

@@ -39,6 +39,10 @@ PAYLOAD_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 
+#: What an asset hands a payload besides its environment; recorded in the run's event log, so
+#: never a secret (those travel in a private_file).
+Extras = dict[str, Any] | None
+
 
 def payload_env(job_env: Mapping[str, str], bootstrap: Mapping[str, str]) -> dict[str, str]:
     """A payload's environment in every placement: the catalog's job environment, then
@@ -49,7 +53,7 @@ def payload_env(job_env: Mapping[str, str], bootstrap: Mapping[str, str]) -> dic
 def open_payload_session(
     context: dg.AssetExecutionContext,
     reader: dg.PipesMessageReader,
-    extras: dict[str, Any] | None,
+    extras: Extras,
 ) -> AbstractContextManager[dg.PipesSession]:
     """The Pipes session every placement opens: the bootstrap reaches the payload in its
     environment (payload_env), its messages come back through `reader`."""
@@ -183,30 +187,42 @@ class RunnerFileMessageReader(dg.PipesMessageReader):
 
 
 class PayloadClient(ABC):
-    """One placement on the HPC side that runs a shipped payload through Dagster Pipes: every
-    placement ships its kit to `scripts_dir` first (`ship_for`), then runs it its own way."""
+    """One placement on the HPC side that runs a shipped payload through Dagster Pipes. `run` is
+    defined here only, so every placement is called the same way and none can skip shipping:
+    it ships the kit to `scripts_dir`, then the placement `_launch`es the payload its own way."""
 
     #: the shipping kit this placement carries (resources/shipping.py)
     kit: str
-    runner: Runner
-    scripts_dir: str
 
-    @abstractmethod
+    def __init__(
+        self, runner: Runner, *, python: str, scripts_dir: str, env: Mapping[str, str]
+    ) -> None:
+        """What every placement has: the runner, the HPC side's Python (the one a container
+        does not replace), the folder the kits are shipped to, and the job environment."""
+        self.runner = runner
+        self.python = python
+        self.scripts_dir = scripts_dir
+        self.env = dict(env)
+
     def run(
         self,
         *,
         context: dg.AssetExecutionContext,
         payload: str,
-        extras: dict[str, Any] | None = None,
+        extras: Extras = None,
     ) -> dg.PipesClientCompletedInvocation:
         """Ship the kit, run `payload` with `extras` in this placement, and return what it
-        reported; a failed payload raises dg.Failure with its own last error."""
-
-    def ship_for(self, payload: str) -> str:
-        """Every placement's first step: `payload` must be one of this kit's entries, then the
-        kit is shipped where it differs. Returns the folder the payload runs from."""
+        reported; a failed payload raises dg.Failure with its own last error. `payload` must
+        be one of this kit's entries; the kit is shipped where it differs."""
         check_entry(self.kit, payload)
-        return ship_payloads(self.runner, self.scripts_dir, self.kit)
+        where = ship_payloads(self.runner, self.scripts_dir, self.kit)
+        return self._launch(context, payload, where, extras)
+
+    @abstractmethod
+    def _launch(
+        self, context: dg.AssetExecutionContext, payload: str, where: str, extras: Extras
+    ) -> dg.PipesClientCompletedInvocation:
+        """Run the shipped `payload` from the folder `where` in this placement (see `run`)."""
 
 
 class LoginPipesClient(PayloadClient):
@@ -226,21 +242,13 @@ class LoginPipesClient(PayloadClient):
         env: Mapping[str, str],
         timeout_s: float,
     ) -> None:
-        self.runner = runner
-        self.python = python
-        self.scripts_dir = scripts_dir
+        super().__init__(runner, python=python, scripts_dir=scripts_dir, env=env)
         self.messages_dir = messages_dir.rstrip("/")
-        self.env = dict(env)
         self.timeout_s = timeout_s
 
-    def run(
-        self,
-        *,
-        context: dg.AssetExecutionContext,
-        payload: str,
-        extras: dict[str, Any] | None = None,
+    def _launch(
+        self, context: dg.AssetExecutionContext, payload: str, where: str, extras: Extras
     ) -> dg.PipesClientCompletedInvocation:
-        where = self.ship_for(payload)
         msg_path = f"{self.messages_dir}/{context.run.run_id}-{uuid.uuid4().hex[:12]}.jsonl"
         reader = RunnerFileMessageReader(self.runner, msg_path)
         with open_payload_session(context, reader, extras) as session:

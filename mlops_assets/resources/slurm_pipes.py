@@ -10,7 +10,7 @@ terminating the run (SIGTERM/SIGINT) runs `scancel`, while a killed process leav
 running for the next run. The final state always comes from `sacct` (the queue forgets a job
 as soon as it ends), and a failed job's directory stays for inspection. The job's size, the
 partition and the container are fixed when HpcSide makes the client, so `run` is the one
-PayloadClient signature every placement shares.
+PayloadClient signature every placement shares (defined once, in PayloadClient).
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import dagster as dg
 from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
 from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
+from mlops_assets.core.slurm_jobs import Resources
 from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.resources.hpc_pipes import (
+    Extras,
     PayloadClient,
     RunnerFileMessageReader,
     open_payload_session,
@@ -40,22 +42,6 @@ TAG_PREFIX = sj.JOB_TAG_PREFIX
 MAX_SCRIPT_BYTES = 96 * 1024
 SACCT_WAIT_S = 60.0
 LOG_TAIL_LINES = 30
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one job asks SLURM for; gpus, cpus and memory are per node. ``nodes`` > 1 or
-    ``srun`` run the payload once per node through srun (the multi-node training smoke)."""
-
-    gpus: int = 0
-    cpus: int = 1
-    mem_mb: int = 1024
-    time_limit_min: int = 10
-    nodelist: str | None = None
-    #: run inside this SLURM reservation (the quarantine loop's re-test of a node)
-    reservation: str | None = None
-    nodes: int = 1
-    srun: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,13 +90,10 @@ class SlurmPipesClient(PayloadClient):
         sacct_wait_s: float = SACCT_WAIT_S,
         keep_succeeded_job_dirs: bool = False,
     ) -> None:
-        self.runner = runner
+        super().__init__(runner, python=python, scripts_dir=scripts_dir, env=env)
         self.partition = partition
         self.job = job
-        self.python = python
-        self.scripts_dir = scripts_dir
         self.jobs_dir = jobs_dir.rstrip("/")
-        self.env = dict(env)
         self.kit = kit
         self.container = container
         self.binds = list(binds)
@@ -121,16 +104,11 @@ class SlurmPipesClient(PayloadClient):
 
     # ------------------------------------------------------------------ the Pipes run
 
-    def run(
-        self,
-        *,
-        context: dg.AssetExecutionContext,
-        payload: str,
-        extras: dict[str, Any] | None = None,
+    def _launch(
+        self, context: dg.AssetExecutionContext, payload: str, where: str, extras: Extras
     ) -> dg.PipesClientCompletedInvocation:
         """With `reattach`, this asset's (and node's) job of an earlier run that SLURM still
         has queued or running is picked up instead of submitting another."""
-        where = self.ship_for(payload)
         scope = self.job.nodelist
         reattach = (
             find_reattachable(context.instance, self.runner, tag_key(context.asset_key, scope))
@@ -193,21 +171,13 @@ class SlurmPipesClient(PayloadClient):
         args: Sequence[str] = (),
     ) -> sj.JobSpec:
         """The batch job that runs `payload` (in the container's python3 when there is one)."""
-        res = self.job
         python = "python3" if self.container else self.python
         return sj.JobSpec(
             name=f"mlops-{payload.removesuffix('.py')}".replace("_", "-"),
             partition=self.partition,
             command=[python, f"{where}/{payload}", *args],
             workdir=job_dir,
-            time_limit_min=res.time_limit_min,
-            cpus=res.cpus,
-            mem_mb=res.mem_mb,
-            gpus=res.gpus,
-            nodelist=res.nodelist,
-            extra_sbatch=[f"--reservation={res.reservation}"] if res.reservation else [],
-            nodes=res.nodes,
-            srun=res.srun,
+            size=self.job,
             container=self.container,
             binds=self.binds,
             env=payload_env(self.env, bootstrap),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -16,18 +17,18 @@ FIX = Path(__file__).parent / "fixtures"
 
 
 def spec(**kw: object) -> sj.JobSpec:
+    """A job spec; a keyword that names a field of sj.Resources sets the job's size."""
     base: dict[str, object] = {
         "name": "mlops-gpu-smoke",
         "partition": "gpu",
         "command": ["python3", "/b/scripts/p/gpu_smoke.py"],
         "workdir": "/b/jobs/smoke/x",
-        "time_limit_min": 10,
-        "cpus": 4,
-        "mem_mb": 8192,
-        "gpus": 2,
     }
-    base.update(kw)
-    return sj.JobSpec(**base)  # type: ignore[arg-type]
+    size: dict[str, object] = {"time_limit_min": 10, "cpus": 4, "mem_mb": 8192, "gpus": 2}
+    sizes = {f.name for f in fields(sj.Resources)}
+    for key, value in kw.items():
+        (size if key in sizes else base)[key] = value
+    return sj.JobSpec(**base, size=sj.Resources(**size))  # type: ignore[arg-type]
 
 
 def test_script_carries_every_resource_and_execs_the_payload() -> None:

@@ -94,7 +94,7 @@ def test_smoke_and_build_placements(catalog: Catalog) -> None:
     assert (smoke.partition, smoke.kit, smoke.reattach) == (catalog.smoke.partition, "smoke", True)
     assert smoke.container == "/i.sif" and smoke.binds == [catalog.hpc.beegfs.root]
     spec = smoke.job_spec("gpu_smoke.py", "/where", "/jobdir", {"K": "V"})
-    assert spec.nodelist == "gpu-07" and spec.gpus == catalog.smoke.jobs.gpu.gpus
+    assert spec.size.nodelist == "gpu-07" and spec.size.gpus == catalog.smoke.jobs.gpu.gpus
     assert spec.command[0] == "python3", "inside the image, its own python3"
     assert spec.env["K"] == "V" and spec.env["PYTHONUNBUFFERED"] == "1"
     build = hpc.build_client("build", Resources(cpus=8))
@@ -103,10 +103,12 @@ def test_smoke_and_build_placements(catalog: Catalog) -> None:
 
 
 def test_every_placement_shares_one_run_signature() -> None:
-    """No client re-types `run`: an asset calls every placement the same way."""
+    """No client re-types `run`: an asset calls every placement the same way, and every
+    placement ships its kit first (PayloadClient.run does, then the client's `_launch`)."""
     base = inspect.signature(PayloadClient.run)
     for client in (LoginPipesClient, SlurmPipesClient):
         assert inspect.signature(client.run) == base, client
+        assert client.run is PayloadClient.run, client
     for path in RESOURCES.glob("*.py"):
         assert "type: ignore[override]" not in path.read_text(), path
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,9 @@ def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> s
     return prefix + shlex.join(argv)
 
 
-class LocalRunner:
-    """The orchestrator sits on the HPC side: no shell at all."""
-
-    def __init__(self, default_timeout_s: float = 60) -> None:
-        self.where = socket.gethostname()
-        self.default_timeout_s = default_timeout_s
+class _TimedRunner(Runner):
+    """What LocalRunner and SshRunner share: Runner's one `run`, which times the command and
+    caps its output (MAX_OUTPUT_BYTES); a subclass only executes it."""
 
     def run(
         self,
@@ -129,6 +127,29 @@ class LocalRunner:
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         start = time.monotonic()
+        code, stdout, stderr = self._execute(argv, timeout_s, env)
+        out, t1 = _cap(stdout)
+        err, t2 = _cap(stderr)
+        return CommandResult(tuple(argv), code, out, err, time.monotonic() - start, t1 or t2)
+
+    @abstractmethod
+    def _execute(
+        self, argv: Sequence[str], timeout_s: float | None, env: Mapping[str, str] | None
+    ) -> tuple[int, str, str]:
+        """Run `argv` (env added to the host's) to its end: exit status, stdout, stderr; 127
+        for a missing program, 124 for a timeout (`timeout_s`, else the runner's default)."""
+
+
+class LocalRunner(_TimedRunner):
+    """The orchestrator sits on the HPC side: no shell at all."""
+
+    def __init__(self, default_timeout_s: float = 60) -> None:
+        self.where = socket.gethostname()
+        self.default_timeout_s = default_timeout_s
+
+    def _execute(
+        self, argv: Sequence[str], timeout_s: float | None, env: Mapping[str, str] | None
+    ) -> tuple[int, str, str]:
         full_env = {**os.environ, **(env or {})}
         try:
             proc = subprocess.run(
@@ -141,23 +162,15 @@ class LocalRunner:
                 check=False,
             )
         except FileNotFoundError:
-            return CommandResult(
-                tuple(argv), 127, "", f"{argv[0]}: command not found", time.monotonic() - start
-            )
+            return 127, "", f"{argv[0]}: command not found"
         except subprocess.TimeoutExpired as exc:
             out = (
                 exc.stdout.decode(errors="replace")
                 if isinstance(exc.stdout, bytes)
                 else (exc.stdout or "")
             )
-            return CommandResult(
-                tuple(argv), 124, out, f"timed out after {exc.timeout}s", time.monotonic() - start
-            )
-        out, t1 = _cap(proc.stdout)
-        err, t2 = _cap(proc.stderr)
-        return CommandResult(
-            tuple(argv), proc.returncode, out, err, time.monotonic() - start, t1 or t2
-        )
+            return 124, out, f"timed out after {exc.timeout}s"
+        return proc.returncode, proc.stdout, proc.stderr
 
     def get(self, remote: str, local: str) -> None:
         """Copy a file of the HPC side (here: this machine) to `local`."""
@@ -187,7 +200,7 @@ class SshSettings:
     backoff_s: float = 0.5
 
 
-class SshRunner:
+class SshRunner(_TimedRunner):
     """One connection per run, reused for every command; host keys verified, never added."""
 
     def __init__(self, settings: SshSettings) -> None:
@@ -280,15 +293,10 @@ class SshRunner:
             attempt += 1
             time.sleep(s.backoff_s * (2 ** (attempt - 1)))
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
+    def _execute(
+        self, argv: Sequence[str], timeout_s: float | None, env: Mapping[str, str] | None
+    ) -> tuple[int, str, str]:
         line = command_line(argv, env)
-        start = time.monotonic()
         attempt = 0
         while True:
             conn = self._connect()
@@ -301,13 +309,11 @@ class SshRunner:
                         timeout=timeout_s or self.settings.command_timeout_s,
                         in_stream=False,
                     )
-                break
+                return res.exited, res.stdout, res.stderr
             except Exception as exc:  # invoke's CommandTimedOut, paramiko and socket errors
                 name = type(exc).__name__
                 if "Timed" in name or isinstance(exc, TimeoutError):
-                    return CommandResult(
-                        tuple(argv), 124, "", f"timed out on {self.where}", time.monotonic() - start
-                    )
+                    return 124, "", f"timed out on {self.where}"
                 # A refused channel (sshd MaxSessions) is transient; a dead transport is not
                 # ours to keep.
                 if attempt >= self.settings.retries + 2:
@@ -319,9 +325,6 @@ class SshRunner:
                     self.close()
                 attempt += 1
                 time.sleep(self.settings.backoff_s * attempt)
-        out, t1 = _cap(res.stdout)
-        err, t2 = _cap(res.stderr)
-        return CommandResult(tuple(argv), res.exited, out, err, time.monotonic() - start, t1 or t2)
 
     def put(self, local: str, remote: str) -> None:
         conn = self._connect()
