@@ -28,16 +28,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from smoke_common import (
-    GpuSampler,
-    Log,
-    max_rss_bytes,
-    one_training_device,
-    publish_dir,
-    rules,
-    run,
-    write_json,
-)
+from smoke_common import GpuSampler, Log, one_training_device, publish_model, rules, run
 
 DEFAULTS: dict[str, Any] = {
     "dataset_dir": "/mnt/beegfs/datasets/mnist",
@@ -134,19 +125,16 @@ def _step(torch: Any, model: Any, opt: Any, data: dict[str, Any], idx: Any) -> A
 
 
 def _write(out_dir: str, model_state: Any, metrics: dict[str, Any], torch: Any) -> None:
-    def fill(tmp: str) -> None:
-        torch.save(model_state, os.path.join(tmp, "model.pt"))
-        write_json(os.path.join(tmp, "metrics.json"), metrics)
-
-    publish_dir(out_dir, fill)
+    publish_model(
+        out_dir, metrics, lambda tmp: torch.save(model_state, os.path.join(tmp, "model.pt"))
+    )
 
 
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
-    t_start = time.monotonic()
-    failed, torch, dev, cpu_fallback = one_training_device(cfg)
-    if failed is not None:
-        return failed
-    use_cuda = dev.type == "cuda"
+    start = one_training_device(cfg)
+    if start.failed is not None:
+        return start.failed
+    torch, dev, use_cuda = start.torch, start.dev, start.use_cuda
     data = _tensors(torch, cfg, dev)
     n_train, n_test = int(data["train_labels"].numel()), int(data["test_labels"].numel())
     model = simple_cnn(torch).to(dev)
@@ -202,7 +190,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         **(sampler.figures() if use_cuda and sampler is not None else {}),
     }
     _write(out_dir, {k: v.detach().cpu() for k, v in model.state_dict().items()}, metrics, torch)
-    total_s = round(time.monotonic() - t_start, 3)
+    total_s = round(time.monotonic() - start.started, 3)
     judged = rules.judge_mnist(
         {**metrics, "total_seconds": total_s},
         min_accuracy=float(cfg["min_accuracy"]),
@@ -213,15 +201,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         f"{judged['verdict']} -> {out_dir}"
     )
     return {
-        **metrics,
-        "epoch_losses": epoch_losses,
-        "total_seconds": total_s,
-        "output_dir": out_dir,
-        "cpu_fallback": cpu_fallback,
-        "torch_threads": int(torch.get_num_threads()),
-        "max_rss_bytes": max_rss_bytes(),
-        "verdict": judged["verdict"],
-        "messages": judged["messages"],
+        **start.result(metrics, judged, total_s, out_dir),
         "min_accuracy": float(cfg["min_accuracy"]),
         "max_seconds": float(cfg["max_seconds"]),
     }

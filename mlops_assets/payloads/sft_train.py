@@ -47,7 +47,7 @@ from smoke_common import (
     Log,
     max_rss_bytes,
     one_training_device,
-    publish_dir,
+    publish_model,
     rules,
     run,
     write_json,
@@ -494,26 +494,24 @@ def mean_loss(torch: Any, model: Any, examples: list[Any], dev: Any, autocast: A
 
 def _write(out_dir: str, model: Any, cfg_dir: str, metrics: dict[str, Any], torch: Any) -> None:
     """Checkpoint as the input came (model.safetensors, config and tokenizer files) plus
-    metrics.json, published whole (smoke_common.publish_dir)."""
+    metrics.json, published whole (smoke_common.publish_model)."""
 
-    def fill(tmp: str) -> None:
+    def files(tmp: str) -> None:
         write_safetensors(os.path.join(tmp, "model.safetensors"), dict(model.state_dict()), torch)
         for name in TOKENIZER_FILES:
             if os.path.exists(os.path.join(cfg_dir, name)):
                 shutil.copyfile(os.path.join(cfg_dir, name), os.path.join(tmp, name))
-        write_json(os.path.join(tmp, "metrics.json"), metrics)
 
-    publish_dir(out_dir, fill)
+    publish_model(out_dir, metrics, files)
 
 
 def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
-    t_start = time.monotonic()
     import contextlib
 
-    failed, torch, dev, cpu_fallback = one_training_device(cfg)
-    if failed is not None:
-        return failed
-    use_cuda = dev.type == "cuda"
+    start = one_training_device(cfg)
+    if start.failed is not None:
+        return start.failed
+    torch, dev, use_cuda = start.torch, start.dev, start.use_cuda
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
 
     def autocast() -> Any:
@@ -632,7 +630,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
     b = mean_loss(torch, reloaded, probe, dev, autocast)
     metrics["checkpoint_reloads"] = math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
     metrics["checkpoint_reload_loss"] = [round(a, 6), round(b, 6)]
-    total_s = round(time.monotonic() - t_start, 3)
+    total_s = round(time.monotonic() - start.started, 3)
     judged = rules.judge_sft(
         {**metrics, "total_seconds": total_s},
         min_loss_drop_fraction=float(cfg["min_loss_drop_fraction"]),
@@ -646,14 +644,7 @@ def measure(cfg: dict[str, Any], log: Log) -> dict[str, Any]:
         f"{train_s:.1f}s training, {total_s:.1f}s total: {judged['verdict']} -> {out_dir}"
     )
     return {
-        **metrics,
-        "total_seconds": total_s,
-        "output_dir": out_dir,
-        "cpu_fallback": cpu_fallback,
-        "torch_threads": int(torch.get_num_threads()),
-        "max_rss_bytes": max_rss_bytes(),
-        "verdict": judged["verdict"],
-        "messages": judged["messages"],
+        **start.result(metrics, judged, total_s, out_dir),
         "min_loss_drop_fraction": float(cfg["min_loss_drop_fraction"]),
         "loss_drop_fraction": judged["loss_drop_fraction"],
         "max_seconds": float(cfg["max_seconds"]),

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,12 +113,39 @@ def cpu_threads() -> int | None:
     return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
-def one_training_device(
-    cfg: dict[str, Any],
-) -> tuple[dict[str, Any] | None, Any, Any, bool]:
-    """A one-GPU training payload's start: (a FAIL result when no GPU may be used, else None;
-    torch; the device; whether the catalog's CPU fallback was taken). On that fallback torch
-    takes the job's CPUs, not the node's (neighbours keep theirs); seeded from `seed`."""
+class TrainingStart(NamedTuple):
+    """A one-GPU training payload's start (one_training_device) and the fields its result
+    closes with (`result`): one place, so the MNIST and SFT smokes start and report alike."""
+
+    failed: dict[str, Any] | None  # a FAIL result when no GPU may be used (then no torch)
+    torch: Any
+    dev: Any
+    use_cuda: bool
+    cpu_fallback: bool  # the catalog's CPU fallback was taken
+    started: float  # time.monotonic() before torch is imported: total_seconds count from here
+
+    def result(
+        self, metrics: dict[str, Any], judged: dict[str, Any], total_s: float, out_dir: str
+    ) -> dict[str, Any]:
+        """The metrics, then where the model went, how torch ran and the verdict; the payload
+        adds its own thresholds after these."""
+        return {
+            **metrics,
+            "total_seconds": total_s,
+            "output_dir": out_dir,
+            "cpu_fallback": self.cpu_fallback,
+            "torch_threads": int(self.torch.get_num_threads()),
+            "max_rss_bytes": max_rss_bytes(),
+            "verdict": judged["verdict"],
+            "messages": judged["messages"],
+        }
+
+
+def one_training_device(cfg: dict[str, Any]) -> TrainingStart:
+    """A one-GPU training payload's start: a FAIL result when no GPU may be used, else torch,
+    the device and whether the catalog's CPU fallback was taken. On that fallback torch takes
+    the job's CPUs, not the node's (neighbours keep theirs); seeded from `seed`."""
+    started = time.monotonic()
     cuda = need_cuda(1, allow_cpu=bool(cfg.get("allow_cpu")))
     if not cuda["ok"]:
         failed = {
@@ -128,7 +155,7 @@ def one_training_device(
             "error": cuda["error"],
             "messages": [cuda["error"]],
         }
-        return failed, None, None, False
+        return TrainingStart(failed, None, None, False, False, started)
     import torch
 
     use_cuda = not cuda.get("cpu_fallback") and torch.cuda.is_available()
@@ -137,7 +164,7 @@ def one_training_device(
     if not use_cuda and threads:
         torch.set_num_threads(threads)
     torch.manual_seed(int(cfg["seed"]))
-    return None, torch, dev, bool(cuda.get("cpu_fallback"))
+    return TrainingStart(None, torch, dev, use_cuda, bool(cuda.get("cpu_fallback")), started)
 
 
 def publish_dir(out_dir: str, fill: Callable[[str], None]) -> None:
@@ -152,6 +179,19 @@ def publish_dir(out_dir: str, fill: Callable[[str], None]) -> None:
     if os.path.exists(out_dir):
         os.rename(out_dir, f"{out_dir}.old-{os.getpid()}")
     os.rename(tmp, out_dir)
+
+
+def publish_model(
+    out_dir: str, metrics: dict[str, Any], write_model: Callable[[str], None]
+) -> None:
+    """A trained model's folder: its files (`write_model` writes them into the folder it is
+    given), then metrics.json, published whole (publish_dir)."""
+
+    def fill(tmp: str) -> None:
+        write_model(tmp)
+        write_json(os.path.join(tmp, "metrics.json"), metrics)
+
+    publish_dir(out_dir, fill)
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:

@@ -98,6 +98,19 @@ def verify_current(
     return diff, meta
 
 
+def check_in_place(
+    root: Path, mpath: Path, params: dict[str, Any], log: Log, wanted: Callable[[Any], bool]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The copy in place, checked (verify_current) when its manifest is the `wanted` one:
+    (manifest, difference, how it was verified). Otherwise (the manifest or None, None, {}):
+    nothing there to keep, the target is staged anew."""
+    existing = read_existing(mpath, log)
+    if existing is None or not wanted(existing):
+        return existing, None, {}
+    diff, how = verify_current(root, existing, mpath, params, log)
+    return existing, diff, how
+
+
 def disk_full(exc: OSError, where: Path) -> StagingError:
     usage = shutil.disk_usage(where if where.exists() else where.parent)
     return StagingError(
@@ -133,6 +146,48 @@ def swap_into_place(staging: Path, target: Path) -> None:
         os.rename(target, old)
     os.rename(staging, target)
     remove_tree(old)
+
+
+class DirTarget:
+    """A target directory that holds its own manifest, with its lock, stat stamp and staging
+    directory beside it (stage_files, stage_torchvision): the layout and the steps in one
+    place, so both stage alike."""
+
+    def __init__(self, path: Path, log: Log) -> None:
+        self.path, self.log = path, log
+        self.mpath = path / manifest.MANIFEST_NAME
+        self.staging = path.with_name(f"{STAGING_PREFIX}{path.name}")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The target's lock (target_lock), its parent directory made first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with target_lock(self.path.with_name(f".{self.path.name}.lock"), self.log):
+            yield
+
+    def in_place(
+        self, params: dict[str, Any], wanted: Callable[[Any], bool]
+    ) -> tuple[Any, Any, dict[str, Any]]:
+        """check_in_place on the target."""
+        return check_in_place(self.path, self.mpath, params, self.log, wanted)
+
+    @contextmanager
+    def building(self, resume: bool) -> Iterator[Path]:
+        """The staging directory the new copy is built in: a killed run's files are kept when
+        `resume`, else removed first; disk full is a clear error (enospc_is_clear)."""
+        if resume:
+            self.staging.mkdir(exist_ok=True)
+        else:
+            remove_tree(self.staging)
+        with enospc_is_clear(self.path.parent, cleanup=self.staging):
+            yield self.staging
+
+    def install(self, man: Any) -> None:
+        """The built copy, given its manifest, swapped into place (swap_into_place) and
+        stamped: a target without its manifest never counts as staged."""
+        manifest.write_manifest(self.staging / manifest.MANIFEST_NAME, man)
+        swap_into_place(self.staging, self.path)
+        manifest.write_stat_stamp(self.path, man, self.mpath)
 
 
 class Progress:

@@ -22,30 +22,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stage_common import (
-    STAGING_PREFIX,
-    Log,
-    StagingError,
-    enospc_is_clear,
-    manifest,
-    read_existing,
-    remove_tree,
-    run_payload,
-    swap_into_place,
-    target_lock,
-    verify_current,
-)
+from stage_common import DirTarget, Log, StagingError, manifest, remove_tree, run_payload
 
 
 def stage_tree(
     source: Path, target: Path, digest: str, log: Log, params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    mpath = target / manifest.MANIFEST_NAME
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target_lock(target.with_name(f".{target.name}.lock"), log):
-        existing = read_existing(mpath, log)
-        if existing is not None and existing.digest == digest:
-            diff, _ = verify_current(target, existing, mpath, params or {}, log)
+    place = DirTarget(target, log)
+    with place.locked():
+        existing, diff, _ = place.in_place(params or {}, lambda m: m.digest == digest)
+        if diff is not None:
             if diff.ok:
                 log(f"{target} already staged and verified")
                 return {
@@ -58,9 +44,7 @@ def stage_tree(
             log(f"{target} differs from its manifest ({diff.describe()}): staging again")
         if not source.is_dir():
             raise StagingError(f"the upload mirror {source} is missing: run the asset again")
-        staging = target.with_name(f"{STAGING_PREFIX}{target.name}")
-        remove_tree(staging)
-        with enospc_is_clear(target.parent, cleanup=staging):
+        with place.building(resume=False) as staging:
             shutil.copytree(source, staging, ignore=shutil.ignore_patterns(".*.tmp", "__pycache__"))
             man = manifest.build_manifest(staging, meta={"source": str(source)})
             if man.digest != digest:
@@ -70,9 +54,7 @@ def stage_tree(
                     f"{man.digest[:16]}, expected {digest[:16]}): another run "
                     "is uploading; run again. The previous copy is untouched"
                 )
-            manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
-            swap_into_place(staging, target)
-            manifest.write_stat_stamp(target, man, mpath)
+            place.install(man)
         log(f"staged {target}: {man.file_count} files, {man.total_bytes} bytes")
         return {
             "path": str(target),

@@ -40,13 +40,12 @@ from stage_common import (
     STAGING_PREFIX,
     Log,
     StagingError,
+    check_in_place,
     enospc_is_clear,
     manifest,
-    read_existing,
     remove_tree,
     run_payload,
     target_lock,
-    verify_current,
 )
 
 
@@ -219,12 +218,13 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
         }
 
     with target_lock(cache_dir / f".{folder}.lock", log):
-        existing = read_existing(mpath, log)
-        how: dict[str, Any] = {
+        existing, diff, checked = check_in_place(
+            snapshot, mpath, params, log, lambda _: snapshot.is_dir()
+        )
+        how = checked or {
             "verified_by": "staged anew, every file checked against the hub's listing"
         }
-        if existing is not None and snapshot.is_dir():
-            diff, how = verify_current(snapshot, existing, mpath, params, log)
+        if diff is not None:
             if diff.ok:
                 (final / "refs").mkdir(exist_ok=True)
                 if (

@@ -32,20 +32,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from stage_common import (
-    STAGING_PREFIX,
-    Log,
-    Progress,
-    StagingError,
-    enospc_is_clear,
-    manifest,
-    read_existing,
-    remove_tree,
-    run_payload,
-    swap_into_place,
-    target_lock,
-    verify_current,
-)
+from stage_common import DirTarget, Log, Progress, StagingError, manifest, remove_tree, run_payload
 
 TIMEOUT_S = 30
 Hashes = dict[str, tuple[int, str]]
@@ -159,33 +146,31 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
     plan_digest = str(params["plan_digest"])
     files: list[dict[str, Any]] = list(params["files"])
     extracted_md5: dict[str, str] = dict(params.get("extracted_md5") or {})
-    mpath = target / manifest.MANIFEST_NAME
-    target.parent.mkdir(parents=True, exist_ok=True)
+    place = DirTarget(target, log)
 
     def result(man: manifest.Manifest, transferred: int) -> dict[str, Any]:
         return {
             "path": str(target),
-            "manifest_path": str(mpath),
+            "manifest_path": str(place.mpath),
             "manifest_digest": man.digest,
             "file_count": man.file_count,
             "bytes": man.total_bytes,
             "bytes_transferred": transferred,
         }
 
-    with target_lock(target.with_name(f".{target.name}.lock"), log):
-        existing = read_existing(mpath, log)
-        how: dict[str, Any] = {"verified_by": "staged anew, every file hashed as written"}
-        if existing is not None and existing.meta.get("plan_digest") == plan_digest:
-            diff, how = verify_current(target, existing, mpath, params, log)
+    with place.locked():
+        existing, diff, checked = place.in_place(
+            params, lambda m: m.meta.get("plan_digest") == plan_digest
+        )
+        how = checked or {"verified_by": "staged anew, every file hashed as written"}
+        if diff is not None:
             if diff.ok:
                 log(f"{target} already staged and verified: nothing to transfer")
                 return {**result(existing, 0), **how}
             log(f"staged copy in {target} differs from its manifest ({diff.describe()}): repairing")
 
-        staging = target.with_name(f"{STAGING_PREFIX}{target.name}")
-        staging.mkdir(exist_ok=True)
         transferred = 0
-        with enospc_is_clear(target.parent, cleanup=staging):
+        with place.building(resume=True) as staging:
             for spec in files:
                 rel = f"{spec['dir']}/{spec['name']}" if spec.get("dir") else str(spec["name"])
                 dest = staging / rel
@@ -211,9 +196,7 @@ def stage(params: dict[str, Any], log: Log) -> dict[str, Any]:
                     + "; the previous copy is untouched"
                 )
             man = manifest.build_manifest(staging, meta={"plan_digest": plan_digest})
-            manifest.write_manifest(staging / manifest.MANIFEST_NAME, man)
-            swap_into_place(staging, target)
-            manifest.write_stat_stamp(target, man, mpath)
+            place.install(man)
         log(
             f"staged {target}: {man.file_count} files, "
             f"{man.total_bytes} bytes, {transferred} transferred"
