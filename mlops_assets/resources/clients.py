@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
@@ -16,7 +16,8 @@ from mlops_assets.core.transport.http import HttpAnswer, request
 
 
 class HttpServiceResource(dg.ConfigurableResource):
-    """MLflow, Prometheus, Grafana: a base URL, a timeout, and an optional bearer token.
+    """MLflow, Prometheus, Grafana: a base URL, a timeout, and an optional bearer token (the
+    one header it sends: its callers need no other).
 
     `token_env` names the variable that holds the token; it is read when a request is sent,
     so in the run worker (or the sensor's process), never when the code location loads: a
@@ -31,31 +32,38 @@ class HttpServiceResource(dg.ConfigurableResource):
     def bearer(self) -> str | None:
         return self.token or (os.environ.get(self.token_env) if self.token_env else None) or None
 
-    def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> HttpAnswer:
-        return self.call("GET", path, headers=headers)
+    def get(self, path: str) -> HttpAnswer:
+        return self.call("GET", path)
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> HttpAnswer:
-        all_headers = dict(headers or {})
+    def call(self, method: str, path: str, *, body: bytes | None = None) -> HttpAnswer:
         token = self.bearer()
-        if token:
-            all_headers.setdefault("Authorization", f"Bearer {token}")
         return request(
             self.url.rstrip("/") + path,
             method=method,
             timeout_s=self.timeout_s,
-            headers=all_headers,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
             body=body,
         )
 
 
-class S3Resource(dg.ConfigurableResource):
+class _BuiltOnce(dg.ConfigurableResource):
+    """A resource whose heavy clients (boto3, kubernetes) are imported and built on first use,
+    never at code-location load, and then shared: one build per key, under a lock, since the
+    run worker's threads share the resource."""
+
+    _built: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def _once(self, key: str, build: Callable[[], Any]) -> Any:
+        """`build()`'s client, built the first time `key` is asked for; a build that raises
+        stores nothing, so the next call tries again."""
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = build()
+            return self._built[key]
+
+
+class S3Resource(_BuiltOnce):
     """MinIO (or any S3 server): path-style addressing, custom endpoint, bounded retries."""
 
     endpoint_url: str
@@ -64,26 +72,14 @@ class S3Resource(dg.ConfigurableResource):
     region: str = "us-east-1"
     timeout_s: float = 10
 
-    _client: Any = PrivateAttr(default=None)
-    _probe_client: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     def client(self) -> Any:
-        with self._lock:
-            return self._make_client()
+        """For transfers: the first try and two retries."""
+        return self._once("client", lambda: self._build(max_attempts=3))
 
     def probe_client(self) -> Any:
         """For checks: one attempt per call, so a dead endpoint fails within timeout_s
         (client() retries twice, which suits transfers)."""
-        with self._lock:
-            if self._probe_client is None:
-                self._probe_client = self._build(max_attempts=1)
-            return self._probe_client
-
-    def _make_client(self) -> Any:
-        if self._client is None:
-            self._client = self._build(max_attempts=3)  # the first try and two retries, as before
-        return self._client
+        return self._once("probe_client", lambda: self._build(max_attempts=1))
 
     def _build(self, max_attempts: int) -> Any:
         """max_attempts counts the first try (botocore's total_max_attempts)."""
@@ -106,7 +102,7 @@ class S3Resource(dg.ConfigurableResource):
         )
 
 
-class KubernetesResource(dg.ConfigurableResource):
+class KubernetesResource(_BuiltOnce):
     """The cloud cluster's API: a kubeconfig and context, or in-cluster credentials."""
 
     kubeconfig: str | None = None
@@ -114,43 +110,34 @@ class KubernetesResource(dg.ConfigurableResource):
     in_cluster: bool = False
     timeout_s: float = 10
 
-    _api: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     def api_client(self) -> Any:
-        with self._lock:
-            return self._make_api()
+        return self._once("api_client", self._make_api)
 
     def _make_api(self) -> Any:
-        if self._api is None:
-            import os
+        from kubernetes import client, config
 
-            from kubernetes import client, config
+        # no urllib3 retries (its default is 3): a dead API server fails a check within
+        # timeout_s instead of four times that
+        cfg = client.Configuration()
+        cfg.retries = 0
+        if self.in_cluster:
+            config.load_incluster_config(client_configuration=cfg)
+            return client.ApiClient(cfg)
+        path = os.path.expanduser(self.kubeconfig) if self.kubeconfig else None
+        if path and not os.path.isfile(path):
+            from mlops_assets.core.checks import ProbeFailed
 
-            # no urllib3 retries (its default is 3): a dead API server fails a check within
-            # timeout_s instead of four times that
-            cfg = client.Configuration()
-            cfg.retries = 0
-            if self.in_cluster:
-                config.load_incluster_config(client_configuration=cfg)
-                self._api = client.ApiClient(cfg)
-            else:
-                path = os.path.expanduser(self.kubeconfig) if self.kubeconfig else None
-                if path and not os.path.isfile(path):
-                    from mlops_assets.core.checks import ProbeFailed
-
-                    raise ProbeFailed(
-                        f"kubeconfig {path} does not exist",
-                        "set cloud.kubernetes.kubeconfig (or KUBECONFIG) to a readable kubeconfig",
-                    )
-                config.load_kube_config(
-                    config_file=path,
-                    context=self.context,
-                    client_configuration=cfg,
-                    persist_config=False,
-                )
-                self._api = client.ApiClient(cfg)
-        return self._api
+            raise ProbeFailed(
+                f"kubeconfig {path} does not exist",
+                "set cloud.kubernetes.kubeconfig (or KUBECONFIG) to a readable kubeconfig",
+            )
+        config.load_kube_config(
+            config_file=path,
+            context=self.context,
+            client_configuration=cfg,
+            persist_config=False,
+        )
+        return client.ApiClient(cfg)
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
         """GET a raw API path and return the decoded JSON; timeouts bounded."""

@@ -1,5 +1,5 @@
 """Kubernetes objects from other clusters (kubectl get -o yaml/json, i.e. what the API server
-answers) through the production cloud rules (core/probes/cloud.py): each case's facts and
+answers) through the production cloud rules (core/probes/cloud/): each case's facts and
 verdict, and never a PASS for a broken platform."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import yaml
 from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.probes import cloud
+from mlops_assets.core.probes.cloud import k8s
 from mlops_assets_tests.corpus import Case, cases
 
 KUBE = cases("kubernetes") + cases("kserve")
@@ -59,9 +60,7 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
     if f["kind"] == "node_labels":
         # a labels map (jq .metadata.labels): the label test k8s_gpu_nodes applies to a node
         node = {"metadata": {"name": case.name, "labels": obj}}
-        assert (
-            cloud._has_label(node, catalog.cloud.kubernetes.gpu_node_label) is f["gpu_node_label"]
-        )
+        assert k8s._has_label(node, catalog.cloud.kubernetes.gpu_node_label) is f["gpu_node_label"]
         assert obj["nvidia.com/gpu.product"] == f["product"]
         assert int(obj["nvidia.com/gpu.count"]) == f["count"]
         assert obj["nvidia.com/mig.strategy"] == f["mig_strategy"]
@@ -79,7 +78,7 @@ def test_kubernetes(case: Case, catalog: Catalog) -> None:
         res = catalog.cloud.kubernetes.gpu_resource
         for name, n in f.get("allocatable_gpus", {}).items():
             node = next(x for x in nodes if x["metadata"]["name"] == name)
-            assert cloud._allocatable_gpus(node, res) == n
+            assert k8s._allocatable_gpus(node, res) == n
         out = cloud.k8s_gpu_nodes(kube, catalog)
         assert out.measured == len(f["good"])
         assert sorted(out.nodes) == sorted(f["bad"])

@@ -1,7 +1,7 @@
 """Apptainer/Singularity, BeeGFS and service-health outputs from other sites, read by the
 production parsers and rules (core/parse/apptainer.py, core/probes/containers.py,
 core/probes/hpc.py,
-core/parse/storage.py, core/probes/cloud.py). Every case must give its facts; no case may crash a
+core/parse/storage.py, core/probes/cloud/). Every case must give its facts; no case may crash a
 parser; no case showing a broken platform may PASS."""
 
 from __future__ import annotations

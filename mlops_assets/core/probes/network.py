@@ -16,7 +16,7 @@ from typing import Any
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items, none_failed
 from mlops_assets.core.parse import versions
-from mlops_assets.core.probes.cloud import s3_error_code
+from mlops_assets.core.probes.cloud.object_store import s3_error_code
 from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.core.transport.http import HttpUnreachable, request
 

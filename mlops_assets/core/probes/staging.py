@@ -11,7 +11,7 @@ from typing import Any
 from mlops_assets.catalog.schema import Catalog, Model
 from mlops_assets.core import load_rules
 from mlops_assets.core.checks import Outcome, ProbeFailed
-from mlops_assets.core.probes.cloud import s3_error_code
+from mlops_assets.core.probes.cloud.object_store import s3_error_code
 from mlops_assets.core.staging_plan import (
     S3_MANIFEST_OBJECT,
     manifest_outcome,

@@ -1,6 +1,7 @@
-"""Unit tests of core.probes.cloud and core.probes.network: fake clients for the rules, and
-loopback fixture servers where the HTTP behaviour itself is the point (MinIO health answers,
-a service that accepts and never answers)."""
+"""Unit tests of core.probes.cloud (Kubernetes, the GPU Operator, Prometheus, Grafana, S3 and
+MinIO, MLflow): fake clients for the rules, and loopback fixture servers where the HTTP
+behaviour itself is the point (MinIO health answers, a service that accepts and never
+answers). The network probes' tests are test_core_network_rules.py."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from mlops_assets.catalog.loader import load_catalog
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import CheckSpec, ProbeFailed, Severity, run_check
 from mlops_assets.core.probes import cloud as cr
-from mlops_assets.core.probes import network as nr
-from mlops_assets.core.transport.hostexec import CommandResult
+from mlops_assets.core.probes.cloud import mlflow_server
 from mlops_assets.core.transport.http import HttpAnswer, request
 
 
@@ -396,9 +396,9 @@ def test_minio_cluster_health_skipped_for_non_minio(catalog: Catalog) -> None:
 
 
 def test_artifact_proxy_paths() -> None:
-    assert cr._proxy_path("mlflow-artifacts:/2/abc/artifacts") == "2/abc/artifacts"
+    assert mlflow_server._proxy_path("mlflow-artifacts:/2/abc/artifacts") == "2/abc/artifacts"
     assert (
-        cr._proxy_path("mlflow-artifacts://mlflow.example:5000/2/abc/artifacts")
+        mlflow_server._proxy_path("mlflow-artifacts://mlflow.example:5000/2/abc/artifacts")
         == "2/abc/artifacts"
     )
 
@@ -463,105 +463,6 @@ def test_silent_service_fails_within_its_timeout(
     assert time.monotonic() - start < 10
     assert not ev.passed and "no answer within 1s" in ev.detail
     assert len(silent_server.accepted) == 1, "the check client retried"
-
-
-# --------------------------------------------------------------------- network
-
-
-class FakeRunner:
-    where = "mlops@login:22"
-
-    def __init__(self, stdout: str, returncode: int = 0) -> None:
-        self.stdout = stdout
-        self.returncode = returncode
-        self.argv: list[str] = []
-
-    def run(self, argv: Any, *, timeout_s: float | None = None, env: Any = None) -> CommandResult:
-        self.argv = list(argv)
-        return CommandResult(tuple(argv), self.returncode, self.stdout, "", 0.01)
-
-    def close(self) -> None:
-        pass
-
-
-def test_hpc_reaches_service_says_direction(catalog: Catalog) -> None:
-    ok = nr.hpc_reaches_service(FakeRunner("200 0.010 1000"), catalog, "mlflow")
-    assert ok.passed and ok.measured == 200
-    cut = nr.hpc_reaches_service(FakeRunner("000 3.001 0", returncode=28), catalog, "minio")
-    assert not cut.passed and cut.measured == "no answer"
-    assert cut.detail.startswith("HPC→cloud minio") and "HPC→cloud" in cut.hint
-
-
-def test_hub_head_from_hpc(catalog: Catalog) -> None:
-    runner = FakeRunner("200 0.002 0")
-    out = nr.hpc_reaches_hub(runner, catalog)
-    assert out.passed and "-I" in runner.argv and catalog.network.hub_url in runner.argv
-    down = nr.hpc_reaches_hub(FakeRunner("503 0.002 0"), catalog)
-    assert not down.passed and down.measured == 503
-
-
-def test_bandwidth_outcome_thresholds() -> None:
-    measured = (42.0, 16 * 1024 * 1024, 3.2)
-    assert nr.bandwidth_outcome(measured, 10, "h").passed
-    warn = nr.bandwidth_outcome(measured, 100, "h")
-    assert not warn.passed and warn.unit == "Mbps" and warn.extra["probe_bytes"] == 16 * 1024 * 1024
-
-
-def test_cloud_reaches_hpc_names_direction(catalog: Catalog) -> None:
-    login = catalog.hpc.access.login.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
-    hpc = catalog.hpc.model_copy(
-        update={"access": catalog.hpc.access.model_copy(update={"login": login})}
-    )
-    out = nr.cloud_reaches_hpc(catalog.model_copy(update={"hpc": hpc}))
-    assert not out.passed and out.detail.startswith("cloud→HPC") and "cloud→HPC" in out.hint
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Ok(BaseHTTPRequestHandler):
-    def do_HEAD(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def test_internet_targets_judged_alike_from_both_sides(catalog: Catalog) -> None:
-    """A loopback server that answers and a closed port: each side counts 1 of 2 and names
-    the silent target; real curl on the HPC side (LocalRunner), the HTTP client on the other."""
-    from mlops_assets.core.transport.hostexec import LocalRunner
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        targets = {
-            "up": f"http://127.0.0.1:{server.server_address[1]}/",
-            "down": f"http://127.0.0.1:{_free_port()}/",
-        }
-        net = catalog.network.model_copy(update={"internet_targets": targets, "probe_timeout_s": 3})
-        cat = catalog.model_copy(update={"network": net})
-        for out, side in (
-            (nr.hpc_reaches_internet(LocalRunner(), cat), "the HPC side"),
-            (nr.cloud_reaches_internet(cat), "the orchestrator"),
-        ):
-            assert not out.passed and (out.measured, out.threshold) == (1, 2)
-            assert out.unit == f"internet targets answering from {side}"
-            assert out.detail == f"no answer: down ({targets['down']})"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_profile_drops_internet_target_with_null(catalog: Catalog) -> None:
-    assert "container_registry" not in catalog.network.internet_targets
-    assert (
-        "container_registry" in load_catalog(profile="production").catalog.network.internet_targets
-    )
 
 
 # ------------------------------------------- resources against a silent service
