@@ -43,7 +43,7 @@ FLEET, OWN_PAST = "fleet", "own_past"
 
 @dataclass(frozen=True)
 class FleetRule:
-    """The catalog's `fleet:` thresholds (see catalog/schema.py Fleet for the units)."""
+    """The catalog's `fleet:` thresholds (see catalog/schema/fleet.py Fleet for the units)."""
 
     sigma: float = 2.0
     min_fraction_of_median: float = 0.8

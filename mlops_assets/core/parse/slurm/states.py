@@ -6,7 +6,7 @@ reasons slurmctld writes, and job states (``CANCELLED by 0``, compact ``PD``/``R
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlops_assets.core.parse.slurm.text import _NULLS, _clip, _cut
