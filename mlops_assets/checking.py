@@ -23,6 +23,7 @@ from mlops_assets.core.checks import (
     Severity,
     run_check,
 )
+from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.resources.clients import HttpServiceResource, KubernetesResource, S3Resource
 from mlops_assets.resources.hpc import HpcSide
 
@@ -381,3 +382,23 @@ def schedule_status(catalog: Catalog) -> dg.DefaultScheduleStatus:
         if catalog.automation.running
         else dg.DefaultScheduleStatus.STOPPED
     )
+
+
+def on_hpc(rule: Callable[[Runner, Catalog], Outcome]) -> Callable[[ProbeContext], Outcome]:
+    """An HPC rule of core/probes (`rule(runner, catalog)`) as a check's probe: the rules take
+    the login node's command runner, not the resource, so a test can give them a local one.
+    Its check `requires` "hpc"."""
+    return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
+
+
+#: One row of `externals`: (key, kinds, description), then the deps where there are any.
+Observed = tuple[str, list[str], str] | tuple[str, list[str], str, list[str]]
+
+
+def externals(group: str, *rows: Observed) -> list[dg.AssetSpec]:
+    """A domain's observed assets as a table, a row each, rather than an `external` call
+    apiece that repeats the group."""
+    return [
+        external(key, group=group, kinds=kinds, description=text, deps=deps[0] if deps else ())
+        for key, kinds, text, *deps in rows
+    ]

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, externals
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import cloud as r
 from mlops_assets.platform import active
@@ -283,53 +283,27 @@ def _bucket_specs(catalog: Catalog) -> list[ProbeSpec]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     svc = catalog.cloud.services
-    assets = [
-        external(
-            "kubernetes",
-            group=GROUP,
-            kinds=["kubernetes"],
-            description="The cloud cluster's API server, nodes and namespaces.",
-        ),
-        external(
+    # (key, kinds, description[, deps])
+    assets = externals(
+        GROUP,
+        ("kubernetes", ["kubernetes"], "The cloud cluster's API server, nodes and namespaces."),
+        (
             "gpu_operator",
-            group=GROUP,
-            kinds=["kubernetes", "nvidia"],
-            description="NVIDIA GPU Operator: driver, toolkit, device plugin, validator.",
-            deps=["kubernetes"],
+            ["kubernetes", "nvidia"],
+            "NVIDIA GPU Operator: driver, toolkit, device plugin, validator.",
+            ["kubernetes"],
         ),
-        external(
+        (
             "kserve",
-            group=GROUP,
-            kinds=["kubernetes", "kserve"],
-            description="KServe CRDs, controller and InferenceServices.",
-            deps=["kubernetes"],
+            ["kubernetes", "kserve"],
+            "KServe CRDs, controller and InferenceServices.",
+            ["kubernetes"],
         ),
-        external(
-            "mlflow",
-            group=GROUP,
-            kinds=["mlflow"],
-            description=f"MLflow tracking and registry at {svc.mlflow.url}.",
-        ),
-        external(
-            "minio",
-            group=GROUP,
-            kinds=["minio", "s3"],
-            description=f"S3 object store at {svc.minio.url}.",
-        ),
-        external(
-            "prometheus",
-            group=GROUP,
-            kinds=["prometheus"],
-            description=f"Prometheus at {svc.prometheus.url}.",
-        ),
-        external(
-            "grafana",
-            group=GROUP,
-            kinds=["grafana"],
-            description=f"Grafana at {svc.grafana.url}.",
-            deps=["prometheus"],
-        ),
-    ]
+        ("mlflow", ["mlflow"], f"MLflow tracking and registry at {svc.mlflow.url}."),
+        ("minio", ["minio", "s3"], f"S3 object store at {svc.minio.url}."),
+        ("prometheus", ["prometheus"], f"Prometheus at {svc.prometheus.url}."),
+        ("grafana", ["grafana"], f"Grafana at {svc.grafana.url}.", ["prometheus"]),
+    )
     return dg.Definitions(
         assets=assets, asset_checks=asset_checks(specs(catalog), name="cloud_checks")
     )

@@ -3,22 +3,15 @@ node and checked against the catalog."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, externals, on_hpc
 from mlops_assets.core.checks import CheckSpec, Outcome, ProbeFailed, Severity
 from mlops_assets.core.probes import hpc as r
-from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.platform import active
 
 GROUP = "hpc"
-
-
-def _on_hpc(rule: Callable[[Runner, Catalog], Outcome]) -> Callable[[ProbeContext], Outcome]:
-    return lambda ctx: rule(ctx.hpc.runner(), ctx.catalog)
 
 
 def _nv_image(catalog: Catalog) -> str:
@@ -53,7 +46,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_controller_responds",
             E,
             "Nothing runs if slurmctld is down.",
-            _on_hpc(r.controller_latency),
+            on_hpc(r.controller_latency),
             hpc,
             blocking=True,
         ),
@@ -62,7 +55,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_partitions_up",
             E,
             "Jobs queue forever on a partition that is down.",
-            _on_hpc(r.partitions_up),
+            on_hpc(r.partitions_up),
             hpc,
             blocking=True,
         ),
@@ -71,7 +64,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_gres_matches_catalog",
             E,
             "A GRES mismatch drains the node and leaves GPU jobs pending.",
-            _on_hpc(r.gres_matches_catalog),
+            on_hpc(r.gres_matches_catalog),
             hpc,
             hint=r.GRES_HINT,
         ),
@@ -81,7 +74,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             E,
             "Too many drained nodes means capacity is gone before anyone notices: ERROR above "
             "the partition's max_unavailable_fraction, WARN above its warn_unavailable_fraction.",
-            _on_hpc(r.unavailable_share),
+            on_hpc(r.unavailable_share),
             hpc,
         ),
         CheckSpec(
@@ -89,7 +82,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_cgroup_constrains_devices",
             cgroup,
             "Without ConstrainDevices a job sees GPUs it was not given.",
-            _on_hpc(r.cgroup_constrains_devices),
+            on_hpc(r.cgroup_constrains_devices),
             hpc,
         ),
         CheckSpec(
@@ -97,7 +90,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_accounting_enabled",
             accounting,
             "sacct is how smoke jobs prove their final state.",
-            _on_hpc(r.accounting_enabled),
+            on_hpc(r.accounting_enabled),
             hpc,
         ),
         CheckSpec(
@@ -105,7 +98,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "slurm_client_commands_present",
             E,
             "The orchestrator drives SLURM through these commands.",
-            _on_hpc(r.client_commands),
+            on_hpc(r.client_commands),
             hpc,
         ),
         CheckSpec(
@@ -113,7 +106,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "gpu_count_at_least_minimum",
             E,
             "Multi-GPU validation needs this many schedulable GPUs.",
-            _on_hpc(r.total_gpus),
+            on_hpc(r.total_gpus),
             hpc,
         ),
         CheckSpec(
@@ -121,7 +114,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "gpu_nvidia_smi_matches_gres_per_node",
             W if catalog.hpc.gpus.fake else E,
             "Proves driver, device files and GRES binding from inside a job on each node.",
-            _on_hpc(r.nvidia_smi_per_node),
+            on_hpc(r.nvidia_smi_per_node),
             hpc,
             light=False,
         ),
@@ -130,7 +123,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_mounted",
             E,
             "Everything is staged on the shared filesystem.",
-            _on_hpc(r.mount_matches),
+            on_hpc(r.mount_matches),
             hpc,
             blocking=True,
         ),
@@ -139,7 +132,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_free_space",
             E,
             "Staging and checkpoints fail mid-write on a full disk.",
-            _on_hpc(r.free_space),
+            on_hpc(r.free_space),
             hpc,
             blocking=True,
         ),
@@ -148,7 +141,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_free_space_warning",
             W,
             "Early warning before the hard threshold.",
-            _on_hpc(r.free_space_warn),
+            on_hpc(r.free_space_warn),
             hpc,
         ),
         CheckSpec(
@@ -156,7 +149,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_targets_online_good",
             E,
             "A lost storage target corrupts reads long before df notices.",
-            _on_hpc(r.beegfs_targets),
+            on_hpc(r.beegfs_targets),
             hpc,
         ),
         CheckSpec(
@@ -164,7 +157,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "apptainer_version_at_least_minimum",
             E,
             "Older Apptainer lacks the --nv behaviour the jobs rely on.",
-            _on_hpc(r.apptainer_version),
+            on_hpc(r.apptainer_version),
             hpc,
         ),
         CheckSpec(
@@ -172,7 +165,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "apptainer_on_compute_node",
             E,
             "Jobs exec containers on compute nodes, not on the login node.",
-            _on_hpc(r.apptainer_on_compute),
+            on_hpc(r.apptainer_on_compute),
             hpc,
             light=False,
         ),
@@ -192,33 +185,14 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
 
 def build(catalog: Catalog) -> dg.Definitions:
     nodes = ", ".join(p.name for p in catalog.hpc.slurm.partitions if p.gpu)
-    assets = [
-        external(
-            "slurm",
-            group=GROUP,
-            kinds=["slurm"],
-            description="The SLURM controller, partitions, GRES, cgroups and accounting.",
-        ),
-        external(
-            "gpu_nodes",
-            group=GROUP,
-            kinds=["nvidia", "slurm"],
-            description=f"GPU nodes of partitions: {nodes}.",
-            deps=["slurm"],
-        ),
-        external(
-            "beegfs",
-            group=GROUP,
-            kinds=["beegfs"],
-            description=f"The shared filesystem at {catalog.hpc.beegfs.root}.",
-        ),
-        external(
-            "apptainer",
-            group=GROUP,
-            kinds=["apptainer"],
-            description="The container runtime on the compute nodes.",
-        ),
-    ]
+    # (key, kinds, description[, deps])
+    assets = externals(
+        GROUP,
+        ("slurm", ["slurm"], "The SLURM controller, partitions, GRES, cgroups and accounting."),
+        ("gpu_nodes", ["nvidia", "slurm"], f"GPU nodes of partitions: {nodes}.", ["slurm"]),
+        ("beegfs", ["beegfs"], f"The shared filesystem at {catalog.hpc.beegfs.root}."),
+        ("apptainer", ["apptainer"], "The container runtime on the compute nodes."),
+    )
     return dg.Definitions(
         assets=assets, asset_checks=asset_checks(specs(catalog), name="hpc_checks")
     )

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.catalog.schema import Catalog
-from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, external
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, externals, on_hpc
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import network as r
 from mlops_assets.platform import active
@@ -66,66 +66,54 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     hpc = ("hpc",)
     buckets = tuple(b.asset_key for b in catalog.cloud.buckets)  # the probe object goes into one
+    # (service, severity, why): the cloud services the HPC side sends to
+    services = (
+        ("mlflow", E, "Training jobs log runs and models to MLflow from the HPC side."),
+        ("minio", E, "Model sync uploads from BeeGFS to the object store."),
+        ("pushgateway", W, "Jobs push their metrics to the Pushgateway."),
+    )
+    # (name suffix, severity, why, Mbps): one probe upload judged against both (_bandwidth)
+    net = catalog.network
+    minimum, recommended = net.min_bandwidth_mbps, net.recommended_bandwidth_mbps
+    bandwidths = (
+        ("", E, "Model transfers need the seed's minimum bandwidth.", minimum),
+        ("_recommended", W, "Below the recommended bandwidth model syncs crawl.", recommended),
+    )
     return [
         CheckSpec(
             "hpc_login",
             "hpc_login_accepts_key",
             E,
             "Every HPC check and job goes through this SSH login.",
-            lambda c: r.login_accepts_key(c.hpc.runner(), c.catalog),
+            on_hpc(r.login_accepts_key),
             hpc,
             blocking=True,
         ),
-        CheckSpec(
-            "hpc_to_cloud",
-            "hpc_reaches_mlflow",
-            E,
-            "Training jobs log runs and models to MLflow from the HPC side.",
-            bound(_reach, "mlflow"),
-            hpc,
+        *(
+            CheckSpec(
+                "hpc_to_cloud", f"hpc_reaches_{service}", sev, why, bound(_reach, service), hpc
+            )
+            for service, sev, why in services
         ),
-        CheckSpec(
-            "hpc_to_cloud",
-            "hpc_reaches_minio",
-            E,
-            "Model sync uploads from BeeGFS to the object store.",
-            bound(_reach, "minio"),
-            hpc,
-        ),
-        CheckSpec(
-            "hpc_to_cloud",
-            "hpc_reaches_pushgateway",
-            W,
-            "Jobs push their metrics to the Pushgateway.",
-            bound(_reach, "pushgateway"),
-            hpc,
-        ),
-        CheckSpec(
-            "hpc_to_cloud",
-            "hpc_to_cloud_bandwidth",
-            E,
-            "Model transfers need the seed's minimum bandwidth.",
-            bound(_bandwidth, catalog.network.min_bandwidth_mbps),
-            ("hpc", "s3"),
-            light=False,
-            needs=buckets,
-        ),
-        CheckSpec(
-            "hpc_to_cloud",
-            "hpc_to_cloud_bandwidth_recommended",
-            W,
-            "Below the recommended bandwidth model syncs crawl.",
-            bound(_bandwidth, catalog.network.recommended_bandwidth_mbps),
-            ("hpc", "s3"),
-            light=False,
-            needs=buckets,
+        *(
+            CheckSpec(
+                "hpc_to_cloud",
+                f"hpc_to_cloud_bandwidth{suffix}",
+                sev,
+                why,
+                bound(_bandwidth, mbps),
+                ("hpc", "s3"),
+                light=False,
+                needs=buckets,
+            )
+            for suffix, sev, why, mbps in bandwidths
         ),
         CheckSpec(
             "internet_reachability",
             "hpc_reaches_hub",
             E,
             "Datasets and models are downloaded on the HPC side.",
-            lambda c: r.hpc_reaches_hub(c.hpc.runner(), c.catalog),
+            on_hpc(r.hpc_reaches_hub),
             hpc,
         ),
         CheckSpec(
@@ -147,7 +135,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "hpc_reaches_internet_targets",
             E,
             "Hub downloads and image pulls run on the HPC side.",
-            lambda c: r.hpc_reaches_internet(c.hpc.runner(), c.catalog),
+            on_hpc(r.hpc_reaches_internet),
             hpc,
         ),
         CheckSpec(
@@ -189,46 +177,21 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
 
 
 def build(catalog: Catalog) -> dg.Definitions:
-    n = catalog.network
-    assets = [
-        external(
-            "hpc_login",
-            group=GROUP,
-            kinds=["ssh"],
-            description=f"SSH to {catalog.hpc.access.login.host}:{catalog.hpc.access.login.port}.",
-        ),
-        external(
-            "hpc_to_cloud",
-            group=GROUP,
-            kinds=["network"],
-            description=f"Route {n.hpc_subnet} → {n.cloud_subnet}.",
-            deps=["hpc_login"],
-        ),
-        external(
-            "cloud_to_hpc",
-            group=GROUP,
-            kinds=["network"],
-            description=f"Route {n.cloud_subnet} → {n.hpc_subnet}.",
-        ),
-        external(
+    n, login = catalog.network, catalog.hpc.access.login
+    # (key, kinds, description[, deps])
+    assets = externals(
+        GROUP,
+        ("hpc_login", ["ssh"], f"SSH to {login.host}:{login.port}."),
+        ("hpc_to_cloud", ["network"], f"Route {n.hpc_subnet} → {n.cloud_subnet}.", ["hpc_login"]),
+        ("cloud_to_hpc", ["network"], f"Route {n.cloud_subnet} → {n.hpc_subnet}."),
+        (
             "internet_reachability",
-            group=GROUP,
-            kinds=["network"],
-            description="Hub, registry and package index reachable from both sides.",
+            ["network"],
+            "Hub, registry and package index reachable from both sides.",
         ),
-        external(
-            "service_dns",
-            group=GROUP,
-            kinds=["dns"],
-            description="DNS names of the cloud services.",
-        ),
-        external(
-            "workstation",
-            group=GROUP,
-            kinds=["python"],
-            description="The operator's workstation / the orchestrator's own host.",
-        ),
-    ]
+        ("service_dns", ["dns"], "DNS names of the cloud services."),
+        ("workstation", ["python"], "The operator's workstation / the orchestrator's own host."),
+    )
     return dg.Definitions(
         assets=assets, asset_checks=asset_checks(specs(catalog), name="network_checks")
     )

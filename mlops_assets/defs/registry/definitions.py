@@ -124,16 +124,7 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
                     f"{cfg.registered_name} version {same} already holds model.pt sha256 "
                     f"{model_sha[:16]}: no new run or version"
                 )
-                return _registered_result(
-                    cfg.registered_name,
-                    same,
-                    False,
-                    tags,
-                    now.aliases,
-                    None,
-                    rr.Budget(time.monotonic() - started, cfg.register_budget_s),
-                    catalog,
-                )
+                return _registered_result(catalog, started, same, tags, now.aliases, promo=None)
             with tempfile.TemporaryDirectory(prefix="mlops-registry-") as tmp:
                 local = {f: os.path.join(tmp, f) for f in FILES}
                 for f in FILES:
@@ -194,36 +185,32 @@ def registered_asset(catalog: Catalog) -> dg.AssetsDefinition:
             f"{cfg.registered_name} version {new.version} (run {new.run_id}): {moves.describe()}"
             + ("" if promo.passed else f"; not production: {'; '.join(promo.messages)}")
         )
-        return _registered_result(
-            cfg.registered_name,
-            new.version,
-            True,
-            {**tags, trained_model.TAG_RUN: new.run_id},
-            aliases,
-            promo,
-            rr.Budget(time.monotonic() - started, cfg.register_budget_s),
-            catalog,
-        )
+        registered = {**tags, trained_model.TAG_RUN: new.run_id}
+        return _registered_result(catalog, started, new.version, registered, aliases, promo)
 
     return _registered
 
 
 def _registered_result(
-    name: str,
+    catalog: Catalog,
+    started: float,
     version: str,
-    created: bool,
     tags: dict[str, str],
     aliases: dict[str, str],
     promo: rr.Promotion | None,
-    budget: rr.Budget,
-    catalog: Catalog,
 ) -> dg.MaterializeResult:
+    """The registered version's metadata, its registration timed from `started` against the
+    budget. `promo`: the promotion judged for a version this run created; None where a version
+    with the same sha256 was already there (nothing created)."""
+    cfg = catalog.registry.mnist
+    name = cfg.registered_name
+    budget = rr.Budget(time.monotonic() - started, cfg.register_budget_s)
     base = catalog.cloud.services.mlflow.url.rstrip("/")
     mine = sorted(a for a, v in aliases.items() if v == version)
     meta: dict[str, Any] = {
         "registered_model": name,
         "version": version,
-        "created": created,
+        "created": promo is not None,
         "run_id": tags.get("run_id", ""),
         "aliases": ", ".join(mine),
         "aliases_now": dg.MetadataValue.json(aliases),

@@ -82,10 +82,10 @@ def _smoke_asset(
     name: str,
     kind: str,
     payload: str,
-    job: SmokeJob,
     *,
     kinds: list[str],
     description: str,
+    on_fake_gpus: str,
     deps: list[str],
     triggers: list[str],
     per_node: bool = False,
@@ -93,9 +93,14 @@ def _smoke_asset(
     container: str | None = None,
     reusable: bool = False,
 ) -> dg.AssetsDefinition:
-    """One smoke job as an asset; `multi_node`: the nodes it spans, one srun rank each
-    (0: a single task); `reusable`: a training whose unchanged re-run trains nothing
-    (core/training_reuse)."""
+    """One smoke job as an asset. `kind` names its SLURM job (`smoke.jobs.<kind>`) and its
+    payload's config (core/slurm_jobs); `on_fake_gpus`: what it does instead where the catalog
+    declares the GPUs fake, added to the description; `multi_node`: the nodes it spans, one
+    srun rank each (0: a single task); `reusable`: a training whose unchanged re-run trains
+    nothing (core/training_reuse)."""
+    job: SmokeJob = getattr(catalog.smoke.jobs, kind)
+    if catalog.hpc.gpus.fake:
+        description += f" The catalog declares the GPUs fake: {on_fake_gpus}"
 
     @dg.asset(
         name=name,
@@ -296,8 +301,7 @@ def rerun_on_upstream(keys: list[str]) -> dg.AutomationCondition:
 def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
     """MLOPS-1.2's loop as a smoke job, downstream of the staged model and dataset it reads
     (and of its image: `smoke.sft.container`, else the smoke container)."""
-    s, fake = catalog.smoke, catalog.hpc.gpus.fake
-    t = s.sft
+    t = catalog.smoke.sft
     image = [catalog.container_key(t.container)] if t.container else container_keys(catalog)
     staged = [catalog.model_key(t.model), catalog.dataset_key(t.dataset)]
     stand_in = catalog.models[t.model].parameters not in (None, t.task_parameters)
@@ -306,7 +310,6 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "smoke_sft_training",
         "sft",
         "sft_train.py",
-        s.jobs.sft,
         kinds=["slurm", "pytorch"],
         triggers=[*image, *staged],
         description=(
@@ -321,8 +324,8 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
             "says stand-in and is judged by this profile's stand-in thresholds."
             if stand_in
             else ""
-        )
-        + (" The catalog declares the GPUs fake: it trains on the job's CPUs." if fake else ""),
+        ),
+        on_fake_gpus="it trains on the job's CPUs.",
         deps=["gpu_nodes", *image, *staged],
         container=catalog.container_path(t.container) if t.container else None,
     )
@@ -331,8 +334,7 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
 def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
     """MLOPS-2.1 as a multi-node smoke job like `smoke_ddp_training` (its payload reuses
     mnist_ddp's ranks), downstream of the staged CIFAR-10 it reads and the smoke image."""
-    s, fake = catalog.smoke, catalog.hpc.gpus.fake
-    c = s.cifar_ddp
+    c = catalog.smoke.cifar_ddp
     container = container_keys(catalog)
     staged = [catalog.dataset_key(c.dataset)]
     subset = f"the first {c.train_samples:,} training images" if c.train_samples else "all of it"
@@ -341,7 +343,6 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
         "smoke_cifar10_ddp_training",
         "cifar_ddp",
         "cifar_ddp.py",
-        s.jobs.cifar_ddp,
         kinds=["slurm", "pytorch"],
         triggers=[*container, *staged],
         description=(
@@ -352,13 +353,9 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
             f"{c.min_accuracy:.0%}, Training Complete within {c.max_seconds:g} s, no NCCL/gloo "
             "warning; loss per epoch, samples/s, the speedup over one rank, every rank's peak "
             f"memory; model.pt + metrics.json in models/{c.dataset}-resnet18/job-<id>."
-        )
-        + (
-            " The catalog declares the GPUs fake: gloo on the nodes' CPUs; on the mirror's "
-            "generated stand-in the accuracy bar is the stand-in's, not CIFAR-10's."
-            if fake
-            else ""
         ),
+        on_fake_gpus="gloo on the nodes' CPUs; on the mirror's generated stand-in the accuracy "
+        "bar is the stand-in's, not CIFAR-10's.",
         deps=["gpu_nodes", "slurm", *container, *staged],
         multi_node=c.nodes,
     )
@@ -366,7 +363,6 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
 
 def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     s = catalog.smoke
-    fake = catalog.hpc.gpus.fake
     container = container_keys(catalog)
     mnist = [
         catalog.dataset_key(n)
@@ -379,20 +375,15 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "smoke_gpu",
             "gpu",
             "gpu_smoke.py",
-            s.jobs.gpu,
             kinds=["slurm", "nvidia"],
             description=(
                 "Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, "
                 "judged against smoke.gpu_profiles; a GPU far below its siblings is named. One "
                 "partition per GPU node."
-            )
-            + (
-                " The catalog declares the GPUs fake: the job takes the inventory, "
-                "measures its CPUs (cpu_matmul_fp32_gflops, cpu_copy_gbps, both "
-                "verified), reports no GPU figure and a WARN."
-                if fake
-                else ""
             ),
+            on_fake_gpus="the job takes the inventory, measures its CPUs "
+            "(cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and "
+            "a WARN.",
             deps=["gpu_nodes", "slurm", *container],
             triggers=container,
             per_node=True,
@@ -402,18 +393,13 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "smoke_multi_gpu_nccl",
             "nccl",
             "nccl_allreduce.py",
-            s.jobs.nccl,
             kinds=["slurm", "nccl"],
             description=(
                 f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified "
                 "exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
-            )
-            + (
-                f" The catalog declares the GPUs fake: gloo over {s.multi_gpu_count} CPU "
-                "processes at small sizes, verified exactly, no GPU figure, a WARN."
-                if fake
-                else ""
             ),
+            on_fake_gpus=f"gloo over {s.multi_gpu_count} CPU processes at small sizes, verified "
+            "exactly, no GPU figure, a WARN.",
             deps=["gpu_nodes", *container],
             triggers=container,
             per_node=True,
@@ -423,7 +409,6 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "smoke_mnist_training",
             "mnist",
             "mnist_train.py",
-            s.jobs.mnist,
             kinds=["slurm", "pytorch"],
             triggers=[*container, *mnist],
             description=(
@@ -432,13 +417,8 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 "models/mnist/job-<id>. A re-run whose code, config, image and dataset are "
                 f"unchanged trains nothing within {s.reuse_training_within_minutes:g} min of "
                 "the last training (metadata `reused`; run config `retrain: true` trains)."
-            )
-            + (
-                " The catalog declares the GPUs fake: it trains "
-                "on the job's CPUs and says so (device cpu)."
-                if fake
-                else ""
             ),
+            on_fake_gpus="it trains on the job's CPUs and says so (device cpu).",
             deps=["gpu_nodes", *container, *mnist],
             reusable=True,
         ),
@@ -447,15 +427,14 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             "smoke_ddp_training",
             "ddp",
             "mnist_ddp.py",
-            s.jobs.ddp,
             kinds=["slurm", "pytorch"],
             triggers=[*container, *mnist],
             description=f"Multi-node DDP: MNIST across {s.ddp.nodes} nodes in one SLURM job "
             "(srun, one rank per node): every node took part, an exact all-reduce, identical "
             f"parameters after training, accuracy > {s.ddp.min_accuracy:.0%}, Training "
             f"Complete within {s.ddp.max_seconds:g} s, no NCCL/gloo warning; samples/s and "
-            "the speedup over one node."
-            + (" The catalog declares the GPUs fake: gloo on the nodes' CPUs." if fake else ""),
+            "the speedup over one node.",
+            on_fake_gpus="gloo on the nodes' CPUs.",
             deps=["gpu_nodes", "slurm", *container, *mnist],
             multi_node=s.ddp.nodes,
         ),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.catalog.schema import Bucket, Catalog
-from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks
+from mlops_assets.checking import ProbeContext, ProbeSpec, asset_checks, on_hpc
 from mlops_assets.core.checks import CheckSpec, Outcome, Severity, bound
 from mlops_assets.core.probes import hpc as hpc_probes
 from mlops_assets.core.probes import staging
@@ -106,7 +106,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_layout_complete",
             E,
             "Jobs write to these paths without creating them.",
-            lambda c: hpc_probes.layout_complete(c.hpc.runner(), c.catalog),
+            on_hpc(hpc_probes.layout_complete),
             ("hpc",),
             blocking=True,
         ),
@@ -115,7 +115,7 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             "beegfs_layout_writable_by_training_user",
             E,
             "A read-only share fails training at its first checkpoint.",
-            lambda c: hpc_probes.layout_writable(c.hpc.runner(), c.catalog),
+            on_hpc(hpc_probes.layout_writable),
             ("hpc",),
             blocking=True,
         ),
