@@ -33,10 +33,10 @@ import dagster as dg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlops_assets.core import slurm_jobs as sj
+from mlops_assets.core.slurm_jobs import Resources
 from mlops_assets.platform import active, build_resources
 from mlops_assets.resources.hpc import HpcSide
 from mlops_assets.resources.shipping import SMOKE
-from mlops_assets.resources.slurm_pipes import Resources
 
 RES = Resources(gpus=1, cpus=1, mem_mb=100, time_limit_min=2)
 

@@ -19,7 +19,37 @@ from contextlib import contextmanager
 
 import dagster as dg
 
+from mlops_assets.core.lazy import defer
 from mlops_assets.defs import AUTOMATION, DOMAINS, module
+
+# What the probes parse and judge with: pure modules a run needs and the load does not.
+# Each is imported on its first use (core/lazy.py), not while the definitions are built.
+RUN_ONLY = (
+    "mlops_assets.core.parse.apptainer",
+    "mlops_assets.core.parse.nvidia_smi",
+    "mlops_assets.core.parse.storage",
+    "mlops_assets.core.parse.versions",
+    "mlops_assets.core.parse.slurm.jobs",
+    "mlops_assets.core.parse.slurm.labelled",
+    "mlops_assets.core.parse.slurm.nodes",
+    "mlops_assets.core.parse.slurm.states",
+    "mlops_assets.core.parse.slurm.text",
+    "mlops_assets.core.parse.slurm.units",
+    "mlops_assets.core.ddp_rules",
+    "mlops_assets.core.fleet",
+    "mlops_assets.core.load_rules",
+    "mlops_assets.core.metrics",
+    "mlops_assets.core.node_watch",
+    "mlops_assets.core.probes.node_step",
+    "mlops_assets.core.quarantine",
+    "mlops_assets.core.registry_rules",
+    "mlops_assets.core.serving",
+    "mlops_assets.core.slurm_jobs",
+    "mlops_assets.core.smoke_rules",
+    "mlops_assets.core.training_reuse",
+    "mlops_assets.core.transport.http",
+)
+defer(RUN_ONLY)
 
 
 def domain_modules() -> list[str]:

@@ -150,8 +150,8 @@ def test_a_definition_change_rebuilds(session, tmp_path: Path) -> None:  # type:
 def test_a_smoke_payload_runs_inside_the_image_through_slurm(session) -> None:  # type: ignore[no-untyped-def]
     """The smoke client's container path for real: sbatch → `apptainer exec --nv --bind
     <BeeGFS> <image> python3 payload.py` on the compute node → Pipes messages back."""
+    from mlops_assets.core.slurm_jobs import Resources
     from mlops_assets.platform import active
-    from mlops_assets.resources.slurm_pipes import Resources
 
     # the smoke placement with this image, whatever the catalog's smoke.container says (a
     # resource's config is what a run gets: model_copy(update=) would not reach the run)

@@ -312,9 +312,8 @@ def test_quarantine_metrics_one_group_per_node_and_partition() -> None:
 
 
 def test_a_re_test_smoke_job_is_submitted_into_its_reservation() -> None:
-    from mlops_assets.core.slurm_jobs import render_script
+    from mlops_assets.core.slurm_jobs import Resources, render_script
     from mlops_assets.resources.hpc import HpcSide
-    from mlops_assets.resources.slurm_pipes import Resources
 
     hpc = HpcSide.from_catalog(active().catalog)
     res = Resources(gpus=1, nodelist="n3", reservation="mlops_retest_n3")

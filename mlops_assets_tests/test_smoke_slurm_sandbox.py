@@ -27,9 +27,10 @@ import pytest
 
 from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core import smoke_rules as rules
+from mlops_assets.core.slurm_jobs import Resources
 from mlops_assets.platform import active, build_resources
 from mlops_assets.resources.hpc import HpcSide
-from mlops_assets.resources.slurm_pipes import Resources, tag_key
+from mlops_assets.resources.slurm_pipes import tag_key
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.sandbox

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from mlops_assets.core.transport.http import HttpAnswer, request
+from mlops_assets.core.transport import http
 
 
 class HttpServiceResource(dg.ConfigurableResource):
@@ -32,12 +32,12 @@ class HttpServiceResource(dg.ConfigurableResource):
     def bearer(self) -> str | None:
         return self.token or (os.environ.get(self.token_env) if self.token_env else None) or None
 
-    def get(self, path: str) -> HttpAnswer:
+    def get(self, path: str) -> http.HttpAnswer:
         return self.call("GET", path)
 
-    def call(self, method: str, path: str, *, body: bytes | None = None) -> HttpAnswer:
+    def call(self, method: str, path: str, *, body: bytes | None = None) -> http.HttpAnswer:
         token = self.bearer()
-        return request(
+        return http.request(
             self.url.rstrip("/") + path,
             method=method,
             timeout_s=self.timeout_s,

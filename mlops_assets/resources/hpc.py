@@ -22,11 +22,12 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from mlops_assets.catalog.schema import Catalog, SmokeJob, SshLogin
+from mlops_assets.core import slurm_jobs as sj
 from mlops_assets.core.transport.hostexec import LocalRunner, Runner, SshRunner, SshSettings
 from mlops_assets.resources.clients import S3Resource
 from mlops_assets.resources.hpc_pipes import LoginPipesClient, PayloadClient, private_file
 from mlops_assets.resources.shipping import BUILD, DATA_MOVER, LOGIN, SMOKE, ship_payloads
-from mlops_assets.resources.slurm_pipes import Resources, SlurmPipesClient
+from mlops_assets.resources.slurm_pipes import SlurmPipesClient
 
 #: A login-node payload may run this long unless its asset says otherwise (`timeout_s`).
 LOGIN_TIMEOUT_S = 3600.0
@@ -41,18 +42,18 @@ class SlurmJob(dg.Config):
     mem_mb: int = 1024
     time_limit_min: int = 10
 
-    def resources(self) -> Resources:
-        return Resources(
+    def resources(self) -> sj.Resources:
+        return sj.Resources(
             gpus=self.gpus, cpus=self.cpus, mem_mb=self.mem_mb, time_limit_min=self.time_limit_min
         )
 
 
 def job_resources(
     job: SmokeJob, nodelist: str | None = None, reservation: str | None = None
-) -> Resources:
+) -> sj.Resources:
     """A catalog job size (smoke.jobs.*, containers.*.job) as what a SLURM client asks for;
     `reservation`: the quarantine loop's re-test of a node it holds."""
-    return Resources(**job.model_dump(), nodelist=nodelist, reservation=reservation)
+    return sj.Resources(**job.model_dump(), nodelist=nodelist, reservation=reservation)
 
 
 class HpcSide(dg.ConfigurableResource):
@@ -160,13 +161,13 @@ class HpcSide(dg.ConfigurableResource):
             self.data_mover.partition, self.data_mover.resources(), "data-mover", DATA_MOVER
         )
 
-    def build_client(self, partition: str, job: Resources) -> SlurmPipesClient:
+    def build_client(self, partition: str, job: sj.Resources) -> SlurmPipesClient:
         """Container builds as SLURM jobs on `partition`, with the HPC Python (the image
         being built cannot run its own build)."""
         return self._slurm(partition, job, "containers", BUILD)
 
     def smoke_client(
-        self, job: Resources, *, reattach: bool = False, container: str | None = None
+        self, job: sj.Resources, *, reattach: bool = False, container: str | None = None
     ) -> SlurmPipesClient:
         """The smoke jobs: the smoke partition, inside `container` (an image path: the SFT
         smoke's Oumi image) or else the smoke container (BeeGFS bound) when the catalog names
@@ -183,7 +184,7 @@ class HpcSide(dg.ConfigurableResource):
         )
 
     def _slurm(
-        self, partition: str, job: Resources, jobs_subdir: str, kit: str, **options: Any
+        self, partition: str, job: sj.Resources, jobs_subdir: str, kit: str, **options: Any
     ) -> SlurmPipesClient:
         return SlurmPipesClient(
             self.runner(),

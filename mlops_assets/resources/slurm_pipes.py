@@ -25,9 +25,8 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.core import slurm_jobs as sj
-from mlops_assets.core.parse.slurm.jobs import parse_sbatch, parse_squeue
-from mlops_assets.core.parse.slurm.states import TERMINAL_JOB_STATES
-from mlops_assets.core.slurm_jobs import Resources
+from mlops_assets.core.parse.slurm import jobs as job_text
+from mlops_assets.core.parse.slurm import states
 from mlops_assets.core.transport.hostexec import Runner
 from mlops_assets.resources.hpc_pipes import (
     Extras,
@@ -38,7 +37,6 @@ from mlops_assets.resources.hpc_pipes import (
 )
 from mlops_assets.resources.shipping import SMOKE
 
-TAG_PREFIX = sj.JOB_TAG_PREFIX
 MAX_SCRIPT_BYTES = 96 * 1024
 SACCT_WAIT_S = 60.0
 LOG_TAIL_LINES = 30
@@ -65,7 +63,7 @@ class Attached:
 
 def tag_key(asset_key: dg.AssetKey, partition: str | None = None) -> str:
     key = asset_key.to_user_string().replace("/", ".")
-    return f"{TAG_PREFIX}{key}" + (f".{partition}" if partition else "")
+    return f"{sj.JOB_TAG_PREFIX}{key}" + (f".{partition}" if partition else "")
 
 
 class SlurmPipesClient(PayloadClient):
@@ -77,7 +75,7 @@ class SlurmPipesClient(PayloadClient):
         runner: Runner,
         *,
         partition: str,
-        job: Resources,
+        job: sj.Resources,
         python: str,
         scripts_dir: str,
         jobs_dir: str,
@@ -222,7 +220,7 @@ class SlurmPipesClient(PayloadClient):
                     "script": dg.MetadataValue.md(f"```bash\n{script}\n```"),
                 },
             )
-        return str(parse_sbatch(res.stdout).job_id)
+        return str(job_text.parse_sbatch(res.stdout).job_id)
 
     def wait(self, context: Any, job_id: str) -> sj.JobOutcome:
         """squeue with backoff until the job leaves the queue, then sacct until it shows a
@@ -231,12 +229,12 @@ class SlurmPipesClient(PayloadClient):
         last: str | None = None
         while True:
             res = self.runner.run(sj.squeue_argv(job_id), timeout_s=60)
-            records = parse_squeue(res.stdout) if res.ok else []
+            records = job_text.parse_squeue(res.stdout) if res.ok else []
             if res.ok and not records:
                 break
             if records:
                 rec = records[0]
-                if rec.state in TERMINAL_JOB_STATES:
+                if rec.state in states.TERMINAL_JOB_STATES:
                     break
                 shown = (
                     f"{rec.state}"
@@ -325,8 +323,8 @@ def find_reattachable(
         if attached is None:
             continue
         res = runner.run(sj.squeue_argv(attached.job_id), timeout_s=30)
-        records = parse_squeue(res.stdout) if res.ok else []
-        if records and records[0].state not in TERMINAL_JOB_STATES:
+        records = job_text.parse_squeue(res.stdout) if res.ok else []
+        if records and records[0].state not in states.TERMINAL_JOB_STATES:
             return attached
         return None  # the newest job for this key has finished: nothing to re-attach to
     return None

@@ -19,13 +19,14 @@ from mlops_assets.catalog.schema import Catalog, DataMover, MoverJob
 from mlops_assets.checking import ProbeContext
 from mlops_assets.core.checks import ProbeFailed
 from mlops_assets.core.manifest import build_manifest
+from mlops_assets.core.slurm_jobs import Resources
 from mlops_assets.core.transport.hostexec import LocalRunner
 from mlops_assets.platform import active
 from mlops_assets.resources import shipping
 from mlops_assets.resources.clients import HttpServiceResource, S3Resource
 from mlops_assets.resources.hpc import HpcSide, job_resources
 from mlops_assets.resources.hpc_pipes import LoginPipesClient, PayloadClient
-from mlops_assets.resources.slurm_pipes import Resources, SlurmPipesClient
+from mlops_assets.resources.slurm_pipes import SlurmPipesClient
 
 RESOURCES = Path(mlops_assets.__file__).parent / "resources"
 

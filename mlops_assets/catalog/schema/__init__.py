@@ -7,8 +7,6 @@ field a user may tune lives here, with its unit in its name. One module per part
 imports.
 """
 
-from __future__ import annotations
-
 from mlops_assets.catalog.schema.automation import MOVED_TO_AUTOMATION, Automation
 from mlops_assets.catalog.schema.cloud import (
     Bucket,

@@ -1,8 +1,6 @@
 """The schedules and sensors that keep the platform checked (`automation:`), and the
 move of their keys out of `smoke:`. No Dagster imports."""
 
-from __future__ import annotations
-
 import warnings
 from typing import Any
 

@@ -2,8 +2,6 @@
 (GPU Operator, KServe), the services (MLflow, MinIO, Prometheus, Grafana) and the
 buckets. No Dagster imports."""
 
-from __future__ import annotations
-
 from pydantic import Field, field_validator
 
 from mlops_assets.catalog.schema.fields import Version, _Strict

@@ -2,10 +2,8 @@
 are typos), the constrained string types (a relative path and a pinned revision carry their
 validators, so each model that uses one checks it alike), and Freshness. No Dagster imports."""
 
-from __future__ import annotations
-
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -56,7 +54,7 @@ class Freshness(_Strict):
     warn_after_hours: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _warn_before_fail(self) -> Freshness:
+    def _warn_before_fail(self) -> Self:
         if self.warn_after_hours is not None and self.warn_after_hours >= self.fail_after_hours:
             raise ValueError("warn_after_hours must be smaller than fail_after_hours")
         return self

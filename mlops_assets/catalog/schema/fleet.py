@@ -2,9 +2,7 @@
 how far below its peers or its past a node may fall, and when a failing node is drained.
 No Dagster imports."""
 
-from __future__ import annotations
-
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -98,7 +96,7 @@ class Fleet(_Strict):
     quarantine: Quarantine = Quarantine()
 
     @model_validator(mode="after")
-    def _history_long_enough(self) -> Fleet:
+    def _history_long_enough(self) -> Self:
         need = max(self.own_window, self.own_min_samples) + 1
         if self.history_length < need:
             raise ValueError(

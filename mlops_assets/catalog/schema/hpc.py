@@ -1,9 +1,7 @@
 """The HPC side of the catalog (`hpc:`): login, SLURM, BeeGFS and where things live on it,
 Apptainer, GPUs, the SLURM resources of a job, the data mover. No Dagster imports."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -47,7 +45,7 @@ class SlurmPartition(_Strict):
     )
 
     @model_validator(mode="after")
-    def _warn_below_error(self) -> SlurmPartition:
+    def _warn_below_error(self) -> Self:
         warn = self.warn_unavailable_fraction
         if warn is not None and warn > self.max_unavailable_fraction:
             raise ValueError(

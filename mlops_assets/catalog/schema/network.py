@@ -1,9 +1,8 @@
 """The network between the two sides (`network:`): subnets and addresses, bandwidth, and
 what both sides must reach. No Dagster imports."""
 
-from __future__ import annotations
-
 import ipaddress
+from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -40,7 +39,7 @@ class Network(_Strict):
         return kept
 
     @model_validator(mode="after")
-    def _addresses(self) -> Network:
+    def _addresses(self) -> Self:
         hpc = ipaddress.ip_network(self.hpc_subnet, strict=True)
         cloud = ipaddress.ip_network(self.cloud_subnet, strict=True)
         for field, net in (

@@ -2,9 +2,7 @@
 derived facts (asset keys, BeeGFS paths) other code asks instead of joining strings.
 No Dagster imports."""
 
-from __future__ import annotations
-
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -104,7 +102,7 @@ class Catalog(_Strict):
         return _move_crons(data)
 
     @model_validator(mode="after")
-    def _references(self) -> Catalog:
+    def _references(self) -> Self:
         buckets = {b.name for b in self.cloud.buckets}
         problems = [
             f"models.{name}.bucket {m.bucket!r} is not one of cloud.buckets "

@@ -1,9 +1,7 @@
 """The smoke tests (`smoke:`): GPU profiles, the SLURM resources of each smoke job, the
 multi-node DDP, CIFAR-10 DDP and SFT smokes, and their thresholds. No Dagster imports."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -28,7 +26,7 @@ class GpuProfile(_Strict):
     source: str = Field(default="", description="where the expected figures come from")
 
     @model_validator(mode="after")
-    def _fractions(self) -> GpuProfile:
+    def _fractions(self) -> Self:
         if self.fail_fraction > self.warn_fraction:
             raise ValueError("fail_fraction must not exceed warn_fraction")
         return self

@@ -2,10 +2,8 @@
 comes from, pinned, and what it must hold; and `staging:`, how far a re-staging trusts
 the stat stamp. No Dagster imports."""
 
-from __future__ import annotations
-
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -141,7 +139,7 @@ class Container(_Strict):
         return dict(r.split(">=", 1) for r in self.expect_python_packages)
 
     @model_validator(mode="after")
-    def _partition_for_slurm(self) -> Container:
+    def _partition_for_slurm(self) -> Self:
         if self.where == "slurm" and not self.build_partition:
             raise ValueError("where: slurm needs build_partition (the partition of the build job)")
         return self

@@ -1,9 +1,7 @@
 """The model the platform trains itself: where it is registered (`registry:`) and how it
 is served and measured (`serving:`). No Dagster imports."""
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -27,7 +25,7 @@ class TrainedModel(_Strict):
     copy_budget_s: float = Field(default=120, gt=0)
 
     @model_validator(mode="after")
-    def _distinct_aliases(self) -> TrainedModel:
+    def _distinct_aliases(self) -> Self:
         names = [self.candidate_alias, self.production_alias, self.rollback_alias]
         if len(set(names)) != 3:
             raise ValueError(f"the three aliases must differ: {names}")

@@ -1,8 +1,6 @@
 """The orchestrator's own machine (`workstation:`): the Python and the tools it needs.
 No Dagster imports."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
 from mlops_assets.catalog.schema.fields import Version, _Strict

@@ -15,21 +15,8 @@ from typing import Any
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
 from mlops_assets.core.checks import Outcome, ProbeFailed, Scalar, Severity
-from mlops_assets.core.parse import versions
-from mlops_assets.core.parse.apptainer import (
-    SIF_MAGIC,
-    SIF_MAGIC_OFFSET,
-    fatal_message,
-    parse_labels,
-    parse_versions,
-    render_definition,
-    sidecar_path,
-    start_failure,
-    start_failure_hint,
-    version_shortfalls,
-    versions_argv,
-)
-from mlops_assets.core.parse.nvidia_smi import parse_nvidia_smi_list
+from mlops_assets.core.parse import apptainer as apptainer_text
+from mlops_assets.core.parse import nvidia_smi, versions
 from mlops_assets.core.probes import node_step
 from mlops_assets.core.transport.hostexec import Runner
 
@@ -42,8 +29,8 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
             "dd",
             f"if={path}",
             "bs=1",
-            f"skip={SIF_MAGIC_OFFSET}",
-            f"count={len(SIF_MAGIC)}",
+            f"skip={apptainer_text.SIF_MAGIC_OFFSET}",
+            f"count={len(apptainer_text.SIF_MAGIC)}",
             "status=none",
         ]
     )
@@ -51,17 +38,17 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
         return Outcome(
             False,
             "missing",
-            SIF_MAGIC,
+            apptainer_text.SIF_MAGIC,
             "SIF header",
             f"{path} is missing: materialize the container asset (apptainer pull/build)",
             detail=res.tail(1),
         )
     magic = res.stdout.strip()
-    if magic != SIF_MAGIC:
+    if magic != apptainer_text.SIF_MAGIC:
         return Outcome(
             False,
             magic or "(empty)",
-            SIF_MAGIC,
+            apptainer_text.SIF_MAGIC,
             "SIF header",
             f"{path} is not a SIF image: re-materialize it",
             detail=path,
@@ -74,10 +61,10 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
             "inspect --json parses",
             "SIF header + metadata",
             f"{path} is damaged: re-materialize it",
-            detail=f"{path}: {fatal_message(ins.stderr + ins.stdout)}",
+            detail=f"{path}: {apptainer_text.fatal_message(ins.stderr + ins.stdout)}",
         )
     try:
-        labels = parse_labels(ins.stdout)
+        labels = apptainer_text.parse_labels(ins.stdout)
     except ValueError as exc:
         return Outcome(
             False,
@@ -89,8 +76,8 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
         )
     return Outcome(
         True,
-        SIF_MAGIC,
-        SIF_MAGIC,
+        apptainer_text.SIF_MAGIC,
+        apptainer_text.SIF_MAGIC,
         "SIF header + metadata",
         "",
         detail=f"{len(labels)} labels",
@@ -101,7 +88,7 @@ def sif_valid(runner: Runner, path: str, apptainer: str = "apptainer") -> Outcom
 
 
 def packages_outcome(found: Mapping[str, str], expected: Mapping[str, str]) -> Outcome:
-    bad = version_shortfalls(found, expected, versions.at_least)
+    bad = apptainer_text.version_shortfalls(found, expected, versions.at_least)
     return Outcome(
         not bad,
         ", ".join(f"{n} {found.get(n, 'missing')}" for n in expected),
@@ -117,7 +104,7 @@ def image_packages(
     runner: Runner, path: str, expected: Mapping[str, str], apptainer: str = "apptainer"
 ) -> Outcome:
     """The frameworks inside the image, read by the image's own Python."""
-    res = runner.run(versions_argv(path, list(expected), apptainer), timeout_s=300)
+    res = runner.run(apptainer_text.versions_argv(path, list(expected), apptainer), timeout_s=300)
     if not res.ok:
         return Outcome(
             False,
@@ -125,9 +112,9 @@ def image_packages(
             ", ".join(f"{k}>={v}" for k, v in expected.items()),
             "packages in the image",
             "the image does not run: check apptainer and the SIF file",
-            detail=f"{path}: {fatal_message(res.stderr + res.stdout)}",
+            detail=f"{path}: {apptainer_text.fatal_message(res.stderr + res.stdout)}",
         )
-    return packages_outcome(parse_versions(res.stdout), expected)
+    return packages_outcome(apptainer_text.parse_versions(res.stdout), expected)
 
 
 NV_PROBE = (
@@ -149,8 +136,8 @@ def parse_nv_probe(text: str) -> tuple[int, int, str]:
         "",
     )
     return (
-        len(parse_nvidia_smi_list(outside, strict=False)),
-        len(parse_nvidia_smi_list(inside, strict=False)),
+        len(nvidia_smi.parse_nvidia_smi_list(outside, strict=False)),
+        len(nvidia_smi.parse_nvidia_smi_list(inside, strict=False)),
         words,
     )
 
@@ -160,7 +147,11 @@ def inside_start_failure(text: str) -> str | None:
     inside part, or a bare `apptainer exec --nv ... nvidia-smi -L` output); None when it ran."""
     inside = text.partition("== inside")[2] or text
     inside = inside.rsplit("== exit", 1)[0]
-    return None if parse_nvidia_smi_list(inside, strict=False) else start_failure(inside)
+    return (
+        None
+        if nvidia_smi.parse_nvidia_smi_list(inside, strict=False)
+        else apptainer_text.start_failure(inside)
+    )
 
 
 def judge_nv_probe(stdout: str, gpus: int, image: str, *, fake: bool = False) -> Outcome:
@@ -177,7 +168,7 @@ def judge_nv_probe(stdout: str, gpus: int, image: str, *, fake: bool = False) ->
             "container did not start",
             gpus,
             unit,
-            start_failure_hint(failed) + note,
+            apptainer_text.start_failure_hint(failed) + note,
             detail=f"{image}: the container did not start: {failed[:300]}",
             extra={"gpus_outside": outside},
         )
@@ -242,7 +233,7 @@ def nv_exposes_gpus(
     if "== inside" not in text:
         raise ProbeFailed(
             f"srun --gres=gpu:{gpus} on {partition} did not run the probe: "
-            + fatal_message(text)[:300],
+            + apptainer_text.fatal_message(text)[:300],
             "check the partition and that a GPU node is available",
         )
     return judge_nv_probe(step.result.stdout, gpus, image, fake=fake)
@@ -271,7 +262,7 @@ def nv_exposes_gpus_per_node(
     for name in sorted(fleet.nodes):
         run = fleet.nodes[name]
         if run.why_not or "== inside" not in run.stdout:
-            said = run.why_not or fatal_message(run.stdout + run.stderr)[:300]
+            said = run.why_not or apptainer_text.fatal_message(run.stdout + run.stderr)[:300]
             per_node.append(
                 (
                     name,
@@ -317,7 +308,7 @@ def nv_exposes_gpus_per_node(
 
 
 def sidecar(runner: Runner, image: str) -> dict[str, Any] | None:
-    res = runner.run(["cat", "--", sidecar_path(image)])
+    res = runner.run(["cat", "--", apptainer_text.sidecar_path(image)])
     if not res.ok:
         return None
     try:
@@ -336,7 +327,7 @@ def matches_record(runner: Runner, image: str) -> Outcome:
             "no record",
             "sha256 of the published image",
             "provenance record",
-            f"{sidecar_path(image)} is missing: re-materialize the container asset",
+            f"{apptainer_text.sidecar_path(image)} is missing: re-materialize the container asset",
             detail=image,
         )
     res = runner.run(["sha256sum", "--", image], timeout_s=1800)
@@ -388,5 +379,5 @@ def plan(catalog: Catalog, name: str) -> dict[str, Any]:
         extras["base_image"] = values["base_image"] = catalog.container_path(
             ct.source.bootstrap_from
         )
-    rendered = render_definition(definition_text(ct), values)
+    rendered = apptainer_text.render_definition(definition_text(ct), values)
     return {**extras, "kind": "build", "source": ct.source.build, "definition": rendered}

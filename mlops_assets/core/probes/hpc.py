@@ -17,15 +17,9 @@ from mlops_assets.core.checks import (
     missing_items,
 )
 from mlops_assets.core.parse import apptainer, nvidia_smi, storage, versions
-from mlops_assets.core.parse.slurm.nodes import (
-    SlurmNode,
-    SlurmPartition,
-    parse_scontrol_config,
-    parse_scontrol_partitions,
-)
-from mlops_assets.core.parse.slurm.states import parse_gres_mismatch
+from mlops_assets.core.parse.slurm import nodes as slurm_nodes
+from mlops_assets.core.parse.slurm import states as slurm_states
 from mlops_assets.core.probes import node_step
-from mlops_assets.core.probes.node_step import parsed
 from mlops_assets.core.transport.hostexec import Runner, must
 
 GRES_HINT = (
@@ -65,7 +59,7 @@ def controller_latency(runner: Runner, catalog: Catalog) -> Outcome:
 
 def slurm_config(runner: Runner) -> dict[str, str]:
     res = must(runner, ["scontrol", "show", "config"], "check that slurmctld answers")
-    return parsed("scontrol show config", parse_scontrol_config, res.stdout)
+    return node_step.parsed("scontrol show config", slurm_nodes.parse_scontrol_config, res.stdout)
 
 
 def cgroup_constrains_devices(runner: Runner, catalog: Catalog) -> Outcome:
@@ -99,22 +93,24 @@ def accounting_enabled(runner: Runner, catalog: Catalog) -> Outcome:
     )
 
 
-def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
+def sinfo_nodes(runner: Runner) -> list[slurm_nodes.SlurmNode]:
     """One sinfo shared by every probe of a run (node_step keeps it)."""
     return node_step.sinfo_nodes(runner)
 
 
-def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
+def scontrol_nodes(runner: Runner) -> list[slurm_nodes.SlurmNode]:
     """Nodes with exact Gres/GresUsed (node_step reads them for fleet steps too)."""
     return node_step.scontrol_nodes(runner)
 
 
-def scontrol_partitions(runner: Runner) -> list[SlurmPartition]:
+def scontrol_partitions(runner: Runner) -> list[slurm_nodes.SlurmPartition]:
     res = must(runner, ["scontrol", "show", "partition"], "check that slurmctld answers")
-    return parsed("scontrol show partition", parse_scontrol_partitions, res.stdout)
+    return node_step.parsed(
+        "scontrol show partition", slurm_nodes.parse_scontrol_partitions, res.stdout
+    )
 
 
-def gpu_nodes(runner: Runner, catalog: Catalog) -> list[SlurmNode]:
+def gpu_nodes(runner: Runner, catalog: Catalog) -> list[slurm_nodes.SlurmNode]:
     gpu_parts = {p.name for p in catalog.hpc.slurm.partitions if p.gpu}
     return [n for n in sinfo_nodes(runner) if gpu_parts & set(n.partitions)]
 
@@ -128,7 +124,7 @@ def partitions_up(runner: Runner, catalog: Catalog) -> Outcome:
     return out
 
 
-def _reason(node: SlurmNode) -> str:
+def _reason(node: slurm_nodes.SlurmNode) -> str:
     return node.reason.text if node.reason else ""
 
 
@@ -143,7 +139,8 @@ def gres_matches_catalog(runner: Runner, catalog: Catalog) -> Outcome:
     bad = [
         n
         for n in nodes
-        if n.gpus < want or (parse_gres_mismatch(n.reason) is not None and not n.state.available)
+        if n.gpus < want
+        or (slurm_states.parse_gres_mismatch(n.reason) is not None and not n.state.available)
     ]
     return Outcome(
         passed=not bad,

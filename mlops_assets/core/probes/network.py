@@ -17,8 +17,8 @@ from mlops_assets.catalog.schema import Catalog
 from mlops_assets.core.checks import Outcome, ProbeFailed, at_least, missing_items, none_failed
 from mlops_assets.core.parse import versions
 from mlops_assets.core.probes.cloud.object_store import s3_error_code
+from mlops_assets.core.transport import http
 from mlops_assets.core.transport.hostexec import Runner
-from mlops_assets.core.transport.http import HttpUnreachable, request
 
 CURL_FORMAT = "%{http_code} %{time_total} %{speed_download}"
 UPLOAD_FORMAT = "%{http_code} %{time_total} %{speed_upload} %{size_upload}"
@@ -100,9 +100,9 @@ def cloud_reaches_hub(catalog: Catalog) -> Outcome:
     pull from it."""
     url = catalog.network.hub_url
     try:
-        ans = request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
+        ans = http.request(url, method="HEAD", timeout_s=catalog.network.probe_timeout_s)
         code, total = ans.status, ans.elapsed_s
-    except HttpUnreachable:
+    except http.HttpUnreachable:
         code, total = 0, catalog.network.probe_timeout_s
     return _hub_outcome(code, total, url, "cloud side (orchestrator)", catalog)
 
@@ -207,8 +207,8 @@ def hpc_reaches_internet(runner: Runner, catalog: Catalog) -> Outcome:
 
 def _head_answers(url: str, timeout_s: float) -> bool:
     try:
-        request(url, method="HEAD", timeout_s=timeout_s)
-    except HttpUnreachable:
+        http.request(url, method="HEAD", timeout_s=timeout_s)
+    except http.HttpUnreachable:
         return False
     return True
 

@@ -24,19 +24,16 @@ from typing import Any, TypeVar
 from mlops_assets.core.checks import ProbeFailed
 from mlops_assets.core.parse.nodelist import compress_hostlist
 from mlops_assets.core.parse.slurm import labelled
-from mlops_assets.core.parse.slurm.nodes import (
-    SINFO_NODE_FORMAT,
-    SlurmNode,
-    parse_scontrol_nodes,
-    parse_sinfo_nodes,
-)
+from mlops_assets.core.parse.slurm import nodes as slurm_nodes
 from mlops_assets.core.transport.hostexec import CommandResult, Runner, must
 
 SINFO_TTL_S = 15.0  # one run's probes share one sinfo; a later run asks again
 DEFAULT_WAIT_S = 120  # how long a step may queue for a busy node before SLURM gives up
 OUT_OF_SERVICE_HINT = "resume or repair the nodes (`sinfo -R` lists the reasons), then run again"
 
-_cache: weakref.WeakKeyDictionary[Any, tuple[float, list[SlurmNode]]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Any, tuple[float, list[slurm_nodes.SlurmNode]]] = (
+    weakref.WeakKeyDictionary()
+)
 _lock = threading.Lock()
 
 # srun's own words when the job never started (SLURM 17.11-25.11 wording)
@@ -64,21 +61,23 @@ def parsed(what: str, parse: Callable[[str], T], text: str) -> T:
         ) from None
 
 
-def sinfo_nodes(runner: Runner) -> list[SlurmNode]:
+def sinfo_nodes(runner: Runner) -> list[slurm_nodes.SlurmNode]:
     """Every node as sinfo -N shows it, fetched once per runner within SINFO_TTL_S."""
     with _lock:
         hit = _cache.get(runner)
         if hit is not None and time.monotonic() - hit[0] < SINFO_TTL_S:
             return hit[1]
         res = must(
-            runner, ["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], "check that slurmctld answers"
+            runner,
+            ["sinfo", "-h", "-N", "-o", slurm_nodes.SINFO_NODE_FORMAT],
+            "check that slurmctld answers",
         )
-        nodes = parsed("sinfo", parse_sinfo_nodes, res.stdout)
+        nodes = parsed("sinfo", slurm_nodes.parse_sinfo_nodes, res.stdout)
         _cache[runner] = (time.monotonic(), nodes)
         return nodes
 
 
-def describe(node: SlurmNode) -> str:
+def describe(node: slurm_nodes.SlurmNode) -> str:
     reason = node.reason.text if node.reason else ""
     return f"{node.name}: {node.state}" + (f" ({reason})" if reason else "")
 
@@ -87,7 +86,9 @@ class OutOfService(ProbeFailed):
     """No node of the partition can take the probe's step: nothing was submitted."""
 
 
-def in_service(runner: Runner, partition: str, *, nodes: Sequence[str] = ()) -> list[SlurmNode]:
+def in_service(
+    runner: Runner, partition: str, *, nodes: Sequence[str] = ()
+) -> list[slurm_nodes.SlurmNode]:
     """The partition's nodes (or the named ones) that can run a step now or after the jobs
     on them; raises OutOfService naming every node, its state and its reason otherwise."""
     mine = [
@@ -250,7 +251,7 @@ class FleetRun:
         return busy_note(self.busy)
 
 
-def free_now(node: SlurmNode, gpus: int) -> str:
+def free_now(node: slurm_nodes.SlurmNode, gpus: int) -> str:
     """'' when a step holding ``gpus`` GPUs can start on the node at once, else why not.
     A MIXED node's free GPUs come from GresUsed/AllocTRES (scontrol), which sinfo lacks."""
     st = node.state
@@ -372,14 +373,14 @@ def split_free(
     all_gpus: bool = False,
     gpus: int = 0,
     gpu_nodes: bool = False,
-) -> tuple[list[SlurmNode], dict[str, str]]:
+) -> tuple[list[slurm_nodes.SlurmNode], dict[str, str]]:
     """The partition's in-service nodes that can start a step now (holding ``gpus`` GPUs, or
     all of a node's), and why each other one cannot. Raises OutOfService as run_step does."""
     usable = [n for n in in_service(runner, partition) if n.gpus > 0 or not gpu_nodes]
     if any(n.state.base == "MIXED" for n in usable) and (all_gpus or gpus):
         exact = {n.name: n for n in scontrol_nodes(runner)}  # sinfo has no GresUsed
         usable = [exact.get(n.name, n) for n in usable]
-    free: list[SlurmNode] = []
+    free: list[slurm_nodes.SlurmNode] = []
     busy: dict[str, str] = {}
     for node in usable:
         why = free_now(node, node.gpus if all_gpus else gpus)
@@ -459,8 +460,8 @@ def _run_on_nodes(
     return FleetRun(results, busy, steps)
 
 
-def scontrol_nodes(runner: Runner) -> list[SlurmNode]:
+def scontrol_nodes(runner: Runner) -> list[slurm_nodes.SlurmNode]:
     """Nodes with exact Gres/GresUsed and the Reason with its author and time (`[slurm@...]`).
     The multi-line layout keeps each free-text value (Reason, Comment) on its own line."""
     res = must(runner, ["scontrol", "show", "node"], "check that slurmctld answers")
-    return parsed("scontrol show node", parse_scontrol_nodes, res.stdout)
+    return parsed("scontrol show node", slurm_nodes.parse_scontrol_nodes, res.stdout)

@@ -9,16 +9,9 @@ import json
 from typing import Any
 
 from mlops_assets.catalog.schema import Catalog, Model
-from mlops_assets.core import load_rules
+from mlops_assets.core import load_rules, staging_plan
 from mlops_assets.core.checks import Outcome, ProbeFailed
 from mlops_assets.core.probes.cloud.object_store import s3_error_code
-from mlops_assets.core.staging_plan import (
-    S3_MANIFEST_OBJECT,
-    manifest_outcome,
-    s3_copy_outcome,
-    size_outcome,
-    sync_plan,
-)
 from mlops_assets.core.transport.hostexec import Runner
 
 
@@ -54,7 +47,7 @@ def verify_staged(
     res = runner.run(
         [python, f"{payload_dir}/mlops_manifest.py", "verify", root, manifest_path], timeout_s=1800
     )
-    return manifest_outcome(_verdict(runner, res, "manifest verification"), what)
+    return staging_plan.manifest_outcome(_verdict(runner, res, "manifest verification"), what)
 
 
 def _verdict(runner: Runner, res: Any, what_ran: str) -> Any:
@@ -73,7 +66,7 @@ def _verdict(runner: Runner, res: Any, what_ran: str) -> Any:
 def staged_size(runner: Runner, manifest_path: str, approx_size_mb: float, what: str) -> Outcome:
     """Size from the manifest (no re-hash) against the catalog's approx_size_mb."""
     man = read_staged_manifest(runner, manifest_path, what)
-    return size_outcome(man.total_bytes, approx_size_mb)
+    return staging_plan.size_outcome(man.total_bytes, approx_size_mb)
 
 
 # ------------------------------------------------------------------ model copies in MinIO
@@ -117,15 +110,17 @@ def head_objects(
 
 
 def minio_copy(runner: Runner, s3: Any, catalog: Catalog, name: str, model: Model) -> Outcome:
-    return bucket_copy(runner, s3, sync_plan(catalog, name, model))
+    return bucket_copy(runner, s3, staging_plan.sync_plan(catalog, name, model))
 
 
 def bucket_copy(runner: Runner, s3: Any, plan: dict[str, Any]) -> Outcome:
     """The copy a sync plan made (model or dataset) against the staged manifest."""
     man = read_staged_manifest(runner, plan["manifest_path"], plan["what"])
-    keys = [plan["prefix"] + f.path for f in man.files] + [plan["prefix"] + S3_MANIFEST_OBJECT]
+    keys = [plan["prefix"] + f.path for f in man.files] + [
+        plan["prefix"] + staging_plan.S3_MANIFEST_OBJECT
+    ]
     heads = head_objects(s3, plan["bucket"], keys)
-    return s3_copy_outcome(
+    return staging_plan.s3_copy_outcome(
         man, plan["prefix"], heads, f"s3://{plan['bucket']}/{plan['prefix']}", plan["what"]
     )
 

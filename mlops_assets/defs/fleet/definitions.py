@@ -52,7 +52,7 @@ SENSOR = "fleet_quarantine_sensor"
 SCAN_LIMIT = 5000  # smoke materializations read per asset and run; the cursor goes on from there
 
 
-def rule(catalog: Catalog) -> rules.FleetRule:
+def rule(catalog: Catalog) -> "rules.FleetRule":
     """The rule's thresholds, read by name from the catalog's `fleet:` (same names, same
     units), so a threshold added to both is carried without another line here."""
     names = {f.name for f in fields(rules.FleetRule)}
@@ -150,7 +150,9 @@ def scan(instance: dg.DagsterInstance, catalog: Catalog, cursor: Mapping[str, in
     return out
 
 
-def peer_groups(catalog: Catalog, runner: Any, history: rules.History) -> dict[str, dict[str, str]]:
+def peer_groups(
+    catalog: Catalog, runner: Any, history: "rules.History"
+) -> dict[str, dict[str, str]]:
     """Node -> its GRES (`gpu:h200:2`) for each figure grouped by GRES, from one sinfo."""
     wanted = [f.id for f in catalog.fleet.figures if f.group_by == "gres" and history.get(f.id)]
     if not wanted:
@@ -172,7 +174,7 @@ def latest_metadata(instance: dg.DagsterInstance) -> dict[str, Any]:
 
 def judge_recorded(
     catalog: Catalog, md: Mapping[str, Any], runner: Any, now: float
-) -> tuple[rules.FleetReport, rules.History]:
+) -> "tuple[rules.FleetReport, rules.History]":
     """Both rules over the history that `fleet_baseline` recorded (its metadata)."""
     history = rules.read_history(md.get("history"))
     invalid = md.get("invalid") if isinstance(md.get("invalid"), dict) else {}
@@ -187,13 +189,13 @@ def judge_recorded(
     return report, history
 
 
-def outcomes(catalog: Catalog, report: rules.FleetReport) -> list[tuple[CheckSpec, Outcome]]:
+def outcomes(catalog: Catalog, report: "rules.FleetReport") -> list[tuple[CheckSpec, Outcome]]:
     r = rule(catalog)
     peers, own = check_specs(catalog)
     return [(peers, rules.peers_outcome(report, r)), (own, rules.own_past_outcome(report, r))]
 
 
-def fleet_view(report: rules.FleetReport, current: Mapping[str, Mapping[str, float]]) -> str:
+def fleet_view(report: "rules.FleetReport", current: Mapping[str, Mapping[str, float]]) -> str:
     """A Markdown table of each node's newest figures and what was named."""
     named = {(f.node, f.figure): f for f in report.below_fleet()}
     own = {(f.node, f.figure): f for f in report.own_past}
@@ -287,7 +289,7 @@ def check_key(source: str) -> dg.AssetCheckKey:
     return dg.AssetCheckKey(dg.AssetKey(asset), name)
 
 
-def evidence(instance: dg.DagsterInstance, catalog: Catalog) -> list[q.Evidence]:
+def evidence(instance: dg.DagsterInstance, catalog: Catalog) -> "list[q.Evidence]":
     """Each per-node smoke asset's latest attempt per node (FAILED: failing; a
     materialization: passing) and each listed check's latest result per node it names (an
     ERROR failure: failing; a pass: passing; a WARN failure decides nothing)."""
@@ -332,7 +334,7 @@ class Tick:
     """One pass of the loop: its decisions (as executed), what is new to report, the runs it
     asks for (re-tests), the cursor, and how many nodes it holds drained per partition."""
 
-    actions: list[q.Action]
+    actions: "list[q.Action]"
     observations: list[dg.AssetObservation]
     cursor: str
     drained: dict[str, int]
@@ -342,7 +344,7 @@ class Tick:
 RECHECK_JOB = "fleet_quarantine_recheck"
 
 
-def policy(catalog: Catalog) -> q.Policy:
+def policy(catalog: Catalog) -> "q.Policy":
     qc = catalog.fleet.quarantine
     return q.Policy(
         dry_run=qc.dry_run,
@@ -354,7 +356,7 @@ def policy(catalog: Catalog) -> q.Policy:
     )
 
 
-def run_requests(requests: list[q.Request], now: float) -> list[dg.RunRequest]:
+def run_requests(requests: "list[q.Request]", now: float) -> list[dg.RunRequest]:
     """A re-test's runs: the node's smoke jobs in its reservation; after they pass, for a
     check source, the fleet baseline and the listed checks again."""
     out: list[dg.RunRequest] = []

@@ -20,13 +20,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.checking import from_check_evaluation
-from mlops_assets.core.metrics import (
-    Sample,
-    check_samples,
-    materialization_samples,
-    push,
-    push_groups,
-)
+from mlops_assets.core import metrics
 from mlops_assets.resources.clients import HttpServiceResource
 
 SENSOR_NAME = "mlops_metrics_exporter"
@@ -42,7 +36,7 @@ def _graph(context: Any) -> Any:
 
 def collect_samples(
     instance: dg.DagsterInstance, graph: Any, cursor: dict[str, Any], secrets: list[str]
-) -> tuple[list[Sample], dict[str, Any], int, int]:
+) -> tuple[list[metrics.Sample], dict[str, Any], int, int]:
     """Samples of the newest evaluation of each check and the newest materialization of each
     asset of the code location that the cursor has not seen; the new cursor; the counts.
 
@@ -54,7 +48,7 @@ def collect_samples(
     mat_ids: dict[str, int] = dict(cursor.get("assets", {}))
     asset_keys = sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     groups = {k.to_user_string(): graph.get(k).group_name or "" for k in asset_keys}
-    samples: list[Sample] = []
+    samples: list[metrics.Sample] = []
     n_checks = n_mats = 0
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         list(graph.asset_check_keys)
@@ -65,7 +59,7 @@ def collect_samples(
         if data is None or rec.event is None or check_ids.get(name) == rec.id:
             continue  # planned/running, or already exported
         ev = from_check_evaluation(data)
-        samples += check_samples(
+        samples += metrics.check_samples(
             ev, timestamp=rec.event.timestamp, group=groups.get(ev.asset, ""), secrets=secrets
         )
         check_ids[name] = rec.id
@@ -80,7 +74,7 @@ def collect_samples(
         ):
             continue
         metadata = {k: _value(v) for k, v in (last.asset_materialization.metadata or {}).items()}
-        samples += materialization_samples(
+        samples += metrics.materialization_samples(
             asset,
             group=groups.get(asset, ""),
             timestamp=last.timestamp,
@@ -105,7 +99,7 @@ def metrics_exporter(
     """A tick with nothing new skips and says so. A tick that pushed returns a SensorResult
     carrying the new cursor and logs what it pushed (the tick's log in the UI): it is not a
     skip. Dagster 1.13's daemon still labels a tick that requests no run SKIPPED, whatever the
-    sensor returns (dagster-io/dagster#9504); no public API marks it SUCCESS. A failed push
+    sensor returns (dagster-io/dagster#9504); no public API marks it SUCCESS. A failed metrics.push
     raises, so the tick fails and the unchanged cursor retries on the next one."""
     from mlops_assets.platform import active, secret_values
 
@@ -115,7 +109,9 @@ def metrics_exporter(
     )
     if not samples:
         return dg.SkipReason("no new check results or materializations")
-    pushed = push(pushgateway.url, push_groups(samples), timeout_s=pushgateway.timeout_s)
+    pushed = metrics.push(
+        pushgateway.url, metrics.push_groups(samples), timeout_s=pushgateway.timeout_s
+    )
     context.log.info(
         f"pushed {pushed} groups to {pushgateway.url}: "
         f"{n_checks} check results, {n_mats} materializations"

@@ -197,7 +197,7 @@ def _registered_result(
     version: str,
     tags: dict[str, str],
     aliases: dict[str, str],
-    promo: rr.Promotion | None,
+    promo: "rr.Promotion | None",
 ) -> dg.MaterializeResult:
     """The registered version's metadata, its registration timed from `started` against the
     budget. `promo`: the promotion judged for a version this run created; None where a version

@@ -78,7 +78,7 @@ def apply_isvc(kube: KubernetesResource, manifest: dict[str, Any]) -> str:
         ) from None
 
 
-def isvc_state(kube: KubernetesResource, cfg: ServedModel) -> serving.IsvcState:
+def isvc_state(kube: KubernetesResource, cfg: ServedModel) -> "serving.IsvcState":
     from kubernetes.client.exceptions import ApiException
 
     try:

@@ -48,7 +48,7 @@ import dagster as dg
 from mlops_assets.catalog.schema import Catalog, SmokeJob
 from mlops_assets.checking import freshness_policy, latest_metadata, sensor_status
 from mlops_assets.core import node_watch
-from mlops_assets.core.parse.slurm.nodes import SINFO_NODE_FORMAT
+from mlops_assets.core.parse.slurm import nodes as slurm_nodes
 from mlops_assets.platform import active
 from mlops_assets.resources.hpc import HpcSide, job_resources
 from mlops_assets.resources.shipping import code_digest
@@ -453,7 +453,7 @@ class NodeTick:
 
     requests: list[dg.RunRequest]
     cursor: str
-    found: list[node_watch.NodeChange]
+    found: "list[node_watch.NodeChange]"
     new_partitions: list[str]
 
 
@@ -509,7 +509,7 @@ def not_probed_busy(instance: dg.DagsterInstance) -> set[str]:
 
 
 def _sinfo(runner: Any) -> str:
-    res = runner.run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT], timeout_s=60)
+    res = runner.run(["sinfo", "-h", "-N", "-o", slurm_nodes.SINFO_NODE_FORMAT], timeout_s=60)
     if not res.ok:
         raise RuntimeError(f"sinfo failed on {runner.where} (exit {res.returncode}): {res.tail(2)}")
     return str(res.stdout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from mlops_assets.core.checks import Outcome, ProbeFailed, Scalar
-from mlops_assets.core.transport.http import HttpAnswer, HttpUnreachable
+from mlops_assets.core.transport import http as transport
 
 
 class Kube(Protocol):
@@ -18,14 +18,14 @@ class Kube(Protocol):
 class Http(Protocol):
     url: str
 
-    def get(self, path: str) -> HttpAnswer: ...
+    def get(self, path: str) -> transport.HttpAnswer: ...
 
 
 class HttpCall(Http, Protocol):
     """An Http that also sends another method: the artifact probe DELETEs its file through
     MLflow's artifact proxy. Only what a probe sends is asked of the client."""
 
-    def call(self, method: str, path: str) -> HttpAnswer: ...
+    def call(self, method: str, path: str) -> transport.HttpAnswer: ...
 
 
 def _kget(kube: Kube, path: str, query: dict[str, str] | None = None) -> Any:
@@ -53,15 +53,15 @@ def _pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return _items(_kget(kube, f"/api/v1/namespaces/{namespace}/pods"))
 
 
-def _answer(http: Http, path: str, hint: str) -> HttpAnswer:
+def _answer(http: Http, path: str, hint: str) -> transport.HttpAnswer:
     try:
         return http.get(path)
-    except HttpUnreachable as exc:
+    except transport.HttpUnreachable as exc:
         raise ProbeFailed(str(exc), hint) from None
 
 
 def _status_200(
-    ans: HttpAnswer,
+    ans: transport.HttpAnswer,
     unit: str,
     hint: str,
     *,
