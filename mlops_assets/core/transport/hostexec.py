@@ -115,9 +115,10 @@ def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> s
     return prefix + shlex.join(argv)
 
 
-class _TimedRunner(Runner):
-    """What LocalRunner and SshRunner share: Runner's one `run`, which times the command and
-    caps its output (MAX_OUTPUT_BYTES); a subclass only executes it."""
+class TimedRunner(Runner):
+    """What every runner shares (LocalRunner, SshRunner, the fleet stand-in): Runner's one
+    `run`, which times the command and caps its output (MAX_OUTPUT_BYTES), so a caller sees
+    the same result from each; a subclass only executes it."""
 
     def run(
         self,
@@ -140,7 +141,7 @@ class _TimedRunner(Runner):
         for a missing program, 124 for a timeout (`timeout_s`, else the runner's default)."""
 
 
-class LocalRunner(_TimedRunner):
+class LocalRunner(TimedRunner):
     """The orchestrator sits on the HPC side: no shell at all."""
 
     def __init__(self, default_timeout_s: float = 60) -> None:
@@ -200,7 +201,7 @@ class SshSettings:
     backoff_s: float = 0.5
 
 
-class SshRunner(_TimedRunner):
+class SshRunner(TimedRunner):
     """One connection per run, reused for every command; host keys verified, never added."""
 
     def __init__(self, settings: SshSettings) -> None:

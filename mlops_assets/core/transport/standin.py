@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from mlops_assets.core.parse.nodelist import expand_hostlist
 from mlops_assets.core.parse.slurm import labelled
-from mlops_assets.core.transport.hostexec import CommandResult
+from mlops_assets.core.transport.hostexec import TimedRunner
 
 #: one node's recorded answer to a command: (exit status, stdout, stderr)
 Answer = tuple[int, str, str]
@@ -33,7 +33,7 @@ class SimNode:
 
 
 @dataclass(eq=False)  # hashed by identity, as node_step caches sinfo per runner
-class SimulatedFleetRunner:
+class SimulatedFleetRunner(TimedRunner):
     """A stand-in runner: ``nodes`` of ``partition``; ``answer(node, command)`` gives a
     node's recorded output; nodes in ``taken`` were free when sinfo read them but are
     allocated by the time a step asks (a race), so a step including them is refused."""
@@ -48,20 +48,15 @@ class SimulatedFleetRunner:
     spent_s: float = 0.0
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout_s: float | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> CommandResult:
+    def _execute(
+        self, argv: Sequence[str], timeout_s: float | None, env: Mapping[str, str] | None
+    ) -> Answer:
         start = time.perf_counter()
         self.calls.append(tuple(argv))
         try:
-            code, out, err = self._answer(list(argv))
+            return self._answer(list(argv))
         finally:
             self.spent_s += time.perf_counter() - start
-        return CommandResult(tuple(argv), code, out, err, 0.0)
 
     def close(self) -> None:
         pass
