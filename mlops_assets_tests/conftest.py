@@ -197,17 +197,55 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
                 time.sleep(1)
         yield url
     finally:
+        if proc.poll() is None:
+            _end_runs_in_flight(url)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
+        # its code server waits for the runs it launched; under load that takes a while
+        deadline = time.monotonic() + 60
         while _group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         log.close()
-        assert not _group_alive(proc.pid), "dagster dev left processes behind"
+        assert not _group_alive(proc.pid), (
+            f"dagster dev left processes behind:\n{_group_processes(proc.pid)}"
+        )
+
+
+IN_FLIGHT = """{ runsOrError(filter:
+  {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]})
+  { ... on Runs { results { runId jobName status } } } }"""
+TERMINATE = "mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"
+
+
+def _end_runs_in_flight(url: str, wait_s: float = 90) -> None:
+    """A schedule or sensor may have launched a run just before the test ends (the light
+    checks fire every 15 minutes), and the code server that launched it waits for it before it
+    exits. Terminate such runs, as an operator would in the UI, and wait for them to end."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    asked: set[str] = set()
+    while time.monotonic() < deadline:
+        runs = graphql(url, IN_FLIGHT)["runsOrError"]["results"]
+        if not runs:
+            return
+        new = [r["runId"] for r in runs if r["runId"] not in asked]
+        if new:
+            graphql(url, TERMINATE, {"ids": new})
+            asked.update(new)
+        time.sleep(1)
+
+
+def _group_processes(pgid: int) -> str:
+    """What is left of a process group, for the failure message."""
+    ps = subprocess.run(
+        ["ps", "-eo", "pid,pgid,etime,args"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    return "\n".join(line for line in ps[1:] if line.split()[1] == str(pgid)) or "(none now)"
 
 
 def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> Any:

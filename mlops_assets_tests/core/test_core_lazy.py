@@ -90,6 +90,38 @@ def test_threads_racing_to_the_first_read_all_see_the_whole_module(tmp_path: Pat
     assert got["imports"] == "1"
 
 
+def test_a_thread_importing_a_module_that_reads_a_deferred_name_does_not_deadlock(
+    tmp_path: Path,
+) -> None:
+    """Thread B imports `pkg.middle`, which reads a name of the deferred `pkg.slow` while it
+    holds middle's import lock; thread A meanwhile reads the deferred `pkg.first`, whose import
+    needs `pkg.middle`. Had the first read held a lock of ours across its import, B would
+    wait for A's lock and A for middle: both hang, as a run worker's probe threads could."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "first.py").write_text("import pkg.middle\nX = pkg.middle.Y + 1\n")
+    (tmp_path / "pkg" / "middle.py").write_text(
+        "import time\ntime.sleep(0.5)\nfrom pkg.slow import ANSWER\nY = ANSWER\n"
+    )
+    got = _run(
+        """
+        import json, os, sys, threading, time
+        from mlops_assets.core.lazy import defer
+        defer(["pkg.first", "pkg.slow"])
+        from pkg import first
+        seen = {}
+        b = threading.Thread(target=lambda: seen.update(b=__import__("pkg.middle").middle.Y),
+                             daemon=True)
+        a = threading.Thread(target=lambda: seen.update(a=first.X), daemon=True)
+        b.start(); time.sleep(0.1); a.start()
+        a.join(20); b.join(20)
+        print(json.dumps({"alive": [t.is_alive() for t in (a, b)], "seen": seen}), flush=True)
+        os._exit(0)  # a deadlocked thread must not hold up the exit
+        """,
+        tmp_path,
+    )
+    assert got == {"alive": [False, False], "seen": {"a": 43, "b": 42}}
+
+
 def test_a_failing_import_raises_at_each_read_and_a_missing_name_is_an_attribute_error(
     tmp_path: Path,
 ) -> None:
