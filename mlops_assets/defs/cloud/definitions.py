@@ -4,6 +4,7 @@ Grafana, each proven to do its job rather than merely to answer."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -17,12 +18,37 @@ from mlops_assets.platform import active
 GROUP = "cloud"
 
 
-def _with(
-    resource: str, rule: Callable[[Any, Catalog], Outcome]
-) -> Callable[[ProbeContext], Outcome]:
+Rule = Callable[[Any, Catalog], Outcome]
+
+
+def _with(resource: str, rule: Rule) -> Callable[[ProbeContext], Outcome]:
     """`rule(<the named resource>, catalog)`; the core probes type their client loosely (a
     test gives them a fake), so the resource is looked up by its key here."""
     return lambda ctx: rule(getattr(ctx, resource), ctx.catalog)
+
+
+@dataclass(frozen=True)
+class _ChecksOn:
+    """Writes the rows of `asset`'s checks, each probing `rule(<client>, catalog)` with the
+    asset's own client, or `via` another (the Kubernetes API answers for the operator and
+    KServe), so that a row names its check and not the plumbing."""
+
+    asset: str
+    via: str = ""
+
+    def __call__(
+        self,
+        name: str,
+        severity: Severity,
+        why: str,
+        rule: Rule,
+        blocking: bool = False,
+        light: bool = True,
+    ) -> ProbeSpec:
+        client = self.via or self.asset
+        return CheckSpec(
+            self.asset, name, severity, why, _with(client, rule), (client,), blocking, light
+        )
 
 
 def _buckets_exist(ctx: ProbeContext, required: bool) -> Outcome:
@@ -32,161 +58,125 @@ def _buckets_exist(ctx: ProbeContext, required: bool) -> Outcome:
 def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     k = catalog.cloud.kubernetes
-    kube = ("kubernetes",)
     hpa = E if k.require_hpa else W
     ingress = E if k.require_ingress_class else W
-
-    def on_kube(rule: Callable[[Any, Catalog], Outcome]) -> Callable[[ProbeContext], Outcome]:
-        return _with("kubernetes", rule)
-
+    kube = _ChecksOn("kubernetes")
+    operator = _ChecksOn("gpu_operator", via="kubernetes")
+    kserve = _ChecksOn("kserve", via="kubernetes")
+    mlflow, minio = _ChecksOn("mlflow"), _ChecksOn("minio", via="minio_http")
+    prometheus, grafana = _ChecksOn("prometheus"), _ChecksOn("grafana")
     return [
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_version_at_least_minimum",
             E,
             "Older clusters lack APIs KServe and the HPA rely on.",
-            on_kube(r.k8s_version),
-            kube,
+            r.k8s_version,
         ),
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_namespaces_exist",
             E,
             "Deployments and services land in these namespaces.",
-            on_kube(r.k8s_namespaces),
-            kube,
+            r.k8s_namespaces,
         ),
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_gpu_nodes_ready",
             E,
             "GPU inference needs Ready nodes with allocatable GPUs.",
-            on_kube(r.k8s_gpu_nodes),
-            kube,
+            r.k8s_gpu_nodes,
         ),
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_hpa_api_served",
             hpa,
             "Autoscaling of inference services needs autoscaling/v2.",
-            on_kube(r.k8s_hpa_served),
-            kube,
+            r.k8s_hpa_served,
         ),
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_ingress_class_exists",
             ingress,
             "Services are reached through the ingress by DNS name.",
-            on_kube(r.k8s_ingress_class),
-            kube,
+            r.k8s_ingress_class,
         ),
-        CheckSpec(
-            "gpu_operator",
+        operator(
             "gpu_operator_validators_passed",
             E,
             "The validator proves driver, toolkit and CUDA on each GPU node.",
-            on_kube(r.gpu_operator_validators),
-            kube,
+            r.gpu_operator_validators,
         ),
-        CheckSpec(
-            "gpu_operator",
+        operator(
             "gpu_operator_device_plugin_running",
             E,
             "Without the device plugin no pod can request a GPU.",
-            on_kube(r.gpu_operator_device_plugin),
-            kube,
+            r.gpu_operator_device_plugin,
         ),
-        CheckSpec(
-            "kubernetes",
+        kube(
             "k8s_platform_pods_running",
             E,
             "MLflow, MinIO, Prometheus and Grafana run as pods on the cluster.",
-            on_kube(r.platform_pods_running),
-            kube,
+            r.platform_pods_running,
         ),
-        CheckSpec(
-            "gpu_operator",
+        operator(
             "gpu_operator_crds_present",
             E,
             "The operator is configured through its CRDs.",
-            on_kube(r.gpu_operator_crds),
-            kube,
+            r.gpu_operator_crds,
         ),
-        CheckSpec(
-            "gpu_operator",
+        operator(
             "gpu_operator_clusterpolicy_ready",
             E,
             "The operator's own verdict over driver, toolkit, plugin and validator: the CRD "
             "existing proves none of them runs.",
-            on_kube(r.gpu_operator_clusterpolicy),
-            kube,
+            r.gpu_operator_clusterpolicy,
         ),
-        CheckSpec(
-            "kserve",
+        kserve(
             "kserve_serving_runtimes_present",
             E,
             "PyTorch and Hugging Face models need serving runtimes.",
-            on_kube(r.kserve_serving_runtimes),
-            kube,
+            r.kserve_serving_runtimes,
         ),
-        CheckSpec(
-            "kserve",
+        kserve(
             "kserve_crd_serves_v1beta1",
             E,
             "InferenceService manifests are written for v1beta1.",
-            on_kube(r.kserve_crd),
-            kube,
+            r.kserve_crd,
         ),
-        CheckSpec(
-            "kserve",
+        kserve(
             "kserve_version_at_least_minimum",
             E,
             "Older KServe lacks the runtimes the validation tasks use.",
-            on_kube(r.kserve_version),
-            kube,
+            r.kserve_version,
         ),
-        CheckSpec(
-            "kserve",
+        kserve(
             "kserve_inference_services_ready",
             W,
             "A service that is not Ready answers no requests.",
-            on_kube(r.kserve_isvcs_ready),
-            kube,
+            r.kserve_isvcs_ready,
             light=False,
         ),
-        CheckSpec(
-            "mlflow",
+        mlflow(
             "mlflow_health_endpoint",
             E,
             "Liveness first; the next checks go deeper.",
-            _with("mlflow", r.mlflow_health),
-            ("mlflow",),
+            r.mlflow_health,
             blocking=True,
         ),
-        CheckSpec(
-            "mlflow",
+        mlflow(
             "mlflow_experiments_search_answers",
             E,
             "/health never touches the backend store; this does.",
-            _with("mlflow", r.mlflow_experiments),
-            ("mlflow",),
+            r.mlflow_experiments,
         ),
-        CheckSpec(
-            "mlflow",
+        mlflow(
             "mlflow_model_registry_answers",
             E,
             "Staged models are registered here.",
-            _with("mlflow", r.mlflow_registry),
-            ("mlflow",),
+            r.mlflow_registry,
         ),
-        CheckSpec(
-            "mlflow",
+        mlflow(
             "mlflow_artifact_round_trip",
             E,
             "Runs and models live in the artifact store, which "
             "no MLflow endpoint but an upload touches.",
-            _with("mlflow", r.mlflow_artifact_round_trip),
-            ("mlflow",),
+            r.mlflow_artifact_round_trip,
             light=False,
         ),
         CheckSpec(
@@ -199,59 +189,47 @@ def specs(catalog: Catalog) -> list[ProbeSpec]:
             blocking=True,
         ),
         *_bucket_specs(catalog),
-        CheckSpec(
-            "minio",
+        minio(
             "minio_write_quorum",
             E,
             "MinIO answers liveness even when it cannot write.",
-            _with("minio_http", r.minio_cluster_health),
-            ("minio_http",),
+            r.minio_cluster_health,
         ),
-        CheckSpec(
-            "prometheus",
+        prometheus(
             "prometheus_ready",
             E,
             "/-/healthy always answers; /-/ready means queries work.",
-            _with("prometheus", r.prometheus_ready),
-            ("prometheus",),
+            r.prometheus_ready,
         ),
-        CheckSpec(
-            "prometheus",
+        prometheus(
             "prometheus_targets_up",
             E,
             "A dead scrape target means a blind spot on the dashboards.",
-            _with("prometheus", r.prometheus_targets_up),
-            ("prometheus",),
+            r.prometheus_targets_up,
         ),
-        CheckSpec(
-            "prometheus",
+        prometheus(
             "prometheus_targets_scraped",
             W,
             "A target not scraped yet (health unknown) is not judged up or down.",
-            _with("prometheus", r.prometheus_targets_scraped),
-            ("prometheus",),
+            r.prometheus_targets_scraped,
         ),
         *(
             [
-                CheckSpec(
-                    "prometheus",
+                prometheus(
                     "prometheus_expected_jobs_present",
                     W,
                     "A missing job means whole exporters were never scraped.",
-                    _with("prometheus", r.prometheus_expected_jobs),
-                    ("prometheus",),
+                    r.prometheus_expected_jobs,
                 )
             ]
             if catalog.cloud.services.prometheus.expected_jobs
             else []
         ),
-        CheckSpec(
-            "grafana",
+        grafana(
             "grafana_database_ok",
             E,
             "Grafana answers /api/health even when its database fails.",
-            _with("grafana", r.grafana_health),
-            ("grafana",),
+            r.grafana_health,
         ),
     ]
 

@@ -4,6 +4,9 @@ payloads/container_image.py through Pipes, published by rename, and checked in p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import dagster as dg
 
 from mlops_assets.catalog.schema import BuildSource, Catalog, Container, PullSource
@@ -72,58 +75,81 @@ def _nv_one_gpu(c: ProbeContext, name: str) -> Outcome:
     )
 
 
+@dataclass(frozen=True)
+class _ImageChecks:
+    """Writes the rows of one image's checks: each is named after the image's asset and probes
+    the image over the HPC side, so that a row says only what it checks and why."""
+
+    name: str
+    asset: str
+
+    def __call__(
+        self,
+        suffix: str,
+        severity: Severity,
+        why: str,
+        probe: Callable[[ProbeContext, str], Outcome],
+        blocking: bool = False,
+        light: bool = True,
+        hint: str = "",
+    ) -> ProbeSpec:
+        return CheckSpec(
+            self.asset,
+            f"{self.asset}_{suffix}",
+            severity,
+            why,
+            bound(probe, self.name),
+            ("hpc",),
+            blocking,
+            light,
+            hint,
+        )
+
+
 def specs(catalog: Catalog) -> list[ProbeSpec]:
     E, W = Severity.ERROR, Severity.WARN
     gpu_sev = W if catalog.hpc.gpus.fake else E
     out: list[ProbeSpec] = []
     for name, ct in catalog.containers.items():
-        asset = catalog.container_key(name)
-        hint = f"re-materialize {asset}"
+        image = _ImageChecks(name, catalog.container_key(name))
+        remake = f"re-materialize {image.asset}"
         out += [
-            CheckSpec(
-                asset,
-                f"{asset}_is_valid_sif",
+            image(
+                "is_valid_sif",
                 E,
                 "A truncated or non-SIF file fails every job that "
                 "execs it: SIF magic, then inspect --json.",
-                bound(_sif_valid, name),
-                ("hpc",),
+                _sif_valid,
                 blocking=True,
-                hint=hint,
+                hint=remake,
             ),
-            CheckSpec(
-                asset,
-                f"{asset}_matches_its_record",
+            image(
+                "matches_its_record",
                 E,
                 "The bytes on BeeGFS are the ones published (sha256 of the provenance record): "
                 "catches a damaged or replaced image.",
-                bound(_matches_record, name),
-                ("hpc",),
+                _matches_record,
                 light=False,
-                hint=hint,
+                hint=remake,
             ),
-            CheckSpec(
-                asset,
-                f"{asset}_sees_allocated_gpu_with_nv",
+            image(
+                "sees_allocated_gpu_with_nv",
                 gpu_sev,
                 "`apptainer exec --nv` inside `srun --gres=gpu:1` shows that GPU; counted "
                 "inside, since --nv exits 0 without a driver.",
-                bound(_nv_one_gpu, name),
-                ("hpc",),
+                _nv_one_gpu,
                 light=False,
             ),
         ]
         if ct.expect_python_packages:
             out.append(
-                CheckSpec(
-                    asset,
-                    f"{asset}_framework_versions",
+                image(
+                    "framework_versions",
                     E,
                     "Jobs assume these frameworks inside the image.",
-                    bound(_frameworks, name),
-                    ("hpc",),
+                    _frameworks,
                     light=False,
-                    hint=hint,
+                    hint=remake,
                 )
             )
     return out

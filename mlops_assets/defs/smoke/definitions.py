@@ -77,36 +77,49 @@ class SmokeRun(dg.Config):
     retrain: bool = False
 
 
+#: the payload (mlops_assets/payloads) of each kind of smoke job
+PAYLOADS = {
+    "gpu": "gpu_smoke.py",
+    "nccl": "nccl_allreduce.py",
+    "mnist": "mnist_train.py",
+    "ddp": "mnist_ddp.py",
+    "cifar_ddp": "cifar_ddp.py",
+    "sft": "sft_train.py",
+}
+
+
 def _smoke_asset(
     catalog: Catalog,
     name: str,
     kind: str,
-    payload: str,
     *,
     kinds: list[str],
     description: str,
     on_fake_gpus: str,
-    deps: list[str],
     triggers: list[str],
+    deps: Sequence[str] = (),
     per_node: bool = False,
     multi_node: int = 0,
     container: str | None = None,
     reusable: bool = False,
 ) -> dg.AssetsDefinition:
-    """One smoke job as an asset. `kind` names its SLURM job (`smoke.jobs.<kind>`) and its
-    payload's config (core/slurm_jobs); `on_fake_gpus`: what it does instead where the catalog
-    declares the GPUs fake, added to the description; `multi_node`: the nodes it spans, one
-    srun rank each (0: a single task); `reusable`: a training whose unchanged re-run trains
-    nothing (core/training_reuse)."""
+    """One smoke job as an asset. `kind` names its SLURM job (`smoke.jobs.<kind>`), its payload
+    (PAYLOADS) and the payload's config (core/slurm_jobs); `kinds`: what it exercises besides
+    SLURM; `triggers`: the images and data whose new materialization re-runs it, read by it
+    like `gpu_nodes` and any further `deps`; `on_fake_gpus`: what it does instead where the
+    catalog declares the GPUs fake, added to the description; `multi_node`: the nodes it
+    spans, one srun rank each (0: a single task); `reusable`: a training whose unchanged
+    re-run trains nothing (core/training_reuse)."""
     job: SmokeJob = getattr(catalog.smoke.jobs, kind)
+    payload = PAYLOADS[kind]
     if catalog.hpc.gpus.fake:
         description += f" The catalog declares the GPUs fake: {on_fake_gpus}"
 
     @dg.asset(
         name=name,
         group_name=GROUP,
-        kinds=set(kinds),
-        deps=deps,
+        kinds={"slurm", *kinds},
+        deps=["gpu_nodes", *deps, *triggers],
         pool=POOL,
         description=description,
         metadata={
@@ -309,8 +322,7 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
         catalog,
         "smoke_sft_training",
         "sft",
-        "sft_train.py",
-        kinds=["slurm", "pytorch"],
+        kinds=["pytorch"],
         triggers=[*image, *staged],
         description=(
             f"MLOPS-1.2: supervised fine-tuning of {t.model} on {t.dataset} ({t.train_rows} "
@@ -326,7 +338,6 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
             else ""
         ),
         on_fake_gpus="it trains on the job's CPUs.",
-        deps=["gpu_nodes", *image, *staged],
         container=catalog.container_path(t.container) if t.container else None,
     )
 
@@ -342,8 +353,7 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
         catalog,
         "smoke_cifar10_ddp_training",
         "cifar_ddp",
-        "cifar_ddp.py",
-        kinds=["slurm", "pytorch"],
+        kinds=["pytorch"],
         triggers=[*container, *staged],
         description=(
             f"MLOPS-2.1: CIFAR-10 ResNet-18 ({c.stem} stem) under DDP across {c.nodes} nodes "
@@ -356,7 +366,7 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
         ),
         on_fake_gpus="gloo on the nodes' CPUs; on the mirror's generated stand-in the accuracy "
         "bar is the stand-in's, not CIFAR-10's.",
-        deps=["gpu_nodes", "slurm", *container, *staged],
+        deps=["slurm"],
         multi_node=c.nodes,
     )
 
@@ -374,8 +384,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             catalog,
             "smoke_gpu",
             "gpu",
-            "gpu_smoke.py",
-            kinds=["slurm", "nvidia"],
+            kinds=["nvidia"],
             description=(
                 "Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, "
                 "judged against smoke.gpu_profiles; a GPU far below its siblings is named. One "
@@ -384,7 +393,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             on_fake_gpus="the job takes the inventory, measures its CPUs "
             "(cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and "
             "a WARN.",
-            deps=["gpu_nodes", "slurm", *container],
+            deps=["slurm"],
             triggers=container,
             per_node=True,
         ),
@@ -392,15 +401,13 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             catalog,
             "smoke_multi_gpu_nccl",
             "nccl",
-            "nccl_allreduce.py",
-            kinds=["slurm", "nccl"],
+            kinds=["nccl"],
             description=(
                 f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified "
                 "exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
             ),
             on_fake_gpus=f"gloo over {s.multi_gpu_count} CPU processes at small sizes, verified "
             "exactly, no GPU figure, a WARN.",
-            deps=["gpu_nodes", *container],
             triggers=container,
             per_node=True,
         ),
@@ -408,8 +415,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             catalog,
             "smoke_mnist_training",
             "mnist",
-            "mnist_train.py",
-            kinds=["slurm", "pytorch"],
+            kinds=["pytorch"],
             triggers=[*container, *mnist],
             description=(
                 f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > "
@@ -419,15 +425,13 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 "the last training (metadata `reused`; run config `retrain: true` trains)."
             ),
             on_fake_gpus="it trains on the job's CPUs and says so (device cpu).",
-            deps=["gpu_nodes", *container, *mnist],
             reusable=True,
         ),
         _smoke_asset(
             catalog,
             "smoke_ddp_training",
             "ddp",
-            "mnist_ddp.py",
-            kinds=["slurm", "pytorch"],
+            kinds=["pytorch"],
             triggers=[*container, *mnist],
             description=f"Multi-node DDP: MNIST across {s.ddp.nodes} nodes in one SLURM job "
             "(srun, one rank per node): every node took part, an exact all-reduce, identical "
@@ -435,7 +439,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             f"Complete within {s.ddp.max_seconds:g} s, no NCCL/gloo warning; samples/s and "
             "the speedup over one node.",
             on_fake_gpus="gloo on the nodes' CPUs.",
-            deps=["gpu_nodes", "slurm", *container, *mnist],
+            deps=["slurm"],
             multi_node=s.ddp.nodes,
         ),
         cifar_ddp_asset(catalog),
