@@ -89,6 +89,9 @@ class _LazyLines(dict[KeyPath, int]):
 
 @dataclass(frozen=True)
 class LoadedCatalog:
+    """The validated catalog and where it came from, so that reports name the file and the
+    profile that was applied; `profiles`: every profile the file offers."""
+
     catalog: Catalog
     profile: str
     path: Path
