@@ -197,8 +197,7 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
                 time.sleep(1)
         yield url
     finally:
-        if proc.poll() is None:
-            _end_runs_in_flight(url)
+        runs_left = _end_runs_in_flight(url) if proc.poll() is None else ""
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
@@ -211,7 +210,7 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
             time.sleep(0.5)
         log.close()
         assert not _group_alive(proc.pid), (
-            f"dagster dev left processes behind:\n{_group_processes(proc.pid)}"
+            f"dagster dev left processes behind:\n{_group_processes(proc.pid)}\n{runs_left}"
         )
 
 
@@ -221,23 +220,30 @@ IN_FLIGHT = """{ runsOrError(filter:
 TERMINATE = "mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }"
 
 
-def _end_runs_in_flight(url: str, wait_s: float = 90) -> None:
+def _end_runs_in_flight(url: str, wait_s: float = 90) -> str:
     """A schedule or sensor may have launched a run just before the test ends (the light
     checks fire every 15 minutes), and the code server that launched it waits for it before it
-    exits. Terminate such runs, as an operator would in the UI, and wait for them to end."""
+    exits. Terminate such runs, as an operator would in the UI, and wait for them to end.
+    Best effort, since `dagster dev` must be stopped whatever happens here: returns what it
+    could not do, for the failure message if processes are left ("" when nothing)."""
     import time
 
     deadline = time.monotonic() + wait_s
     asked: set[str] = set()
-    while time.monotonic() < deadline:
-        runs = graphql(url, IN_FLIGHT)["runsOrError"]["results"]
-        if not runs:
-            return
-        new = [r["runId"] for r in runs if r["runId"] not in asked]
-        if new:
-            graphql(url, TERMINATE, {"ids": new})
-            asked.update(new)
-        time.sleep(1)
+    runs: list[dict[str, str]] = []
+    try:
+        while time.monotonic() < deadline:
+            runs = graphql(url, IN_FLIGHT)["runsOrError"]["results"]
+            if not runs:
+                return ""
+            new = [r["runId"] for r in runs if r["runId"] not in asked]
+            if new:
+                graphql(url, TERMINATE, {"ids": new})
+                asked.update(new)
+            time.sleep(1)
+    except Exception as exc:  # the webserver's own answer, or none
+        return f"runs in flight not ended: {type(exc).__name__}: {exc}"
+    return f"runs still in flight after {wait_s:g} s: {runs}"
 
 
 def _group_processes(pgid: int) -> str:
