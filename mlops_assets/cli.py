@@ -259,6 +259,7 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
         total=(len(sel.materializable) if materialize else 0) + len(sel.checks),
         mode=progress_mode(args.progress, sys.stderr, os.environ),
     )
+    stopped = False
     try:
         rows, run_id = headless.execute(
             definitions,
@@ -267,6 +268,8 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
             inst=headless.instance(),
             on_progress=progress.finished,
         )
+    except headless.Interrupted as exc:  # Ctrl-C mid-run: report what was judged, exit 130
+        rows, run_id, stopped = exc.rows, exc.run_id, True
     finally:
         progress.close()
     report = Report(
@@ -277,6 +280,7 @@ def _run(args: argparse.Namespace, materialize: bool) -> int:
         started=started,
         run_id=run_id,
         fail_on_warn=args.fail_on_warn,
+        interrupted=stopped,
     )
     text = render(report, args.format)
     print(text)

@@ -27,6 +27,21 @@ class SelectionError(ValueError):
     pass
 
 
+#: Dagster's error for a run stopped by SIGINT or SIGTERM (Ctrl-C) or a termination request
+_INTERRUPT = "DagsterExecutionInterruptedError"
+NOT_RUN = "not run: an upstream step failed or a blocking check failed"
+NOT_RUN_INTERRUPTED = "not judged: the run was interrupted (Ctrl-C or a termination)"
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run of this invocation was interrupted, so no later run starts. `rows`: what every
+    run had judged by then, the rest marked not run because of the interrupt."""
+
+    def __init__(self, rows: list[Evaluation], run_id: str | None) -> None:
+        super().__init__("interrupted")
+        self.rows, self.run_id = rows, run_id
+
+
 @dataclass(frozen=True)
 class Selected:
     assets: list[dg.AssetKey]
@@ -158,7 +173,11 @@ class _Runs:
             selection = mats if selection is None else mats | selection
         name = "mlops_materialize" if self.materialize else "mlops_validate"
         result = self.in_process(self.job(name, selection), tags={"mlops/cli": name})
-        return collect(result, sel, self.materialize), result.run_id
+        stopped = interrupted(result)
+        rows = collect(result, sel, self.materialize, stopped)
+        if stopped:
+            raise Interrupted(rows, result.run_id)
+        return rows, result.run_id
 
     def partitioned(self, keys: list[dg.AssetKey]) -> list[Evaluation]:
         """One run per partition key of each partitions definition among `keys`."""
@@ -209,7 +228,13 @@ class _Runs:
                     if e.asset_key
                 }
                 failures = _step_failures(result)
-                rows += [_materialized(f"{n}[{pk}]", n in done, failures.get(n, "")) for n in names]
+                stopped = interrupted(result)
+                why = NOT_RUN_INTERRUPTED if stopped else ""
+                rows += [
+                    _materialized(f"{n}[{pk}]", n in done, failures.get(n) or why) for n in names
+                ]
+                if stopped:
+                    raise Interrupted(rows, result.run_id)
         return rows
 
 
@@ -227,10 +252,21 @@ def execute(
     checks run last, so they judge this invocation's figures."""
 
     runs = _Runs(defs, inst, on_progress, materialize)
-    graph = defs.resolve_asset_graph()
+    done: list[Evaluation] = []
+    try:
+        return _execute(runs, sel, done)
+    except Interrupted as exc:  # with what the runs before the interrupted one judged
+        raise Interrupted(done + exc.rows, exc.run_id) from None
+
+
+def _execute(
+    runs: _Runs, sel: Selected, done: list[Evaluation]
+) -> tuple[list[Evaluation], str | None]:
+    """execute's runs in their order; `done` gathers the rows of each finished run."""
+    graph = runs.defs.resolve_asset_graph()
     partitioned = (
         [k for k in sel.materializable if graph.get(k).partitions_def is not None]
-        if materialize
+        if runs.materialize
         else []
     )
     if partitioned:
@@ -242,12 +278,13 @@ def execute(
         first = [k for k in sel.materializable if k not in partitioned and k not in after]
         rest = Selected(sel.assets, first, [c for c in sel.checks if c.asset_key not in after])
         rows, run_id = runs.one(rest)
-        rows += runs.partitioned(partitioned)
+        done += rows
+        done += runs.partitioned(partitioned)
         if after:
-            rows += runs.one(
+            done += runs.one(
                 Selected(after, after, [c for c in sel.checks if c.asset_key in after])
             )[0]
-        return rows, run_id
+        return done, run_id
     return runs.one(sel)
 
 
@@ -281,7 +318,26 @@ def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
     )
 
 
-def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
+def interrupted(result: Any) -> bool:
+    """Whether Dagster stopped the run on an interrupt: a failure whose error, or a cause of
+    it, is Dagster's interrupt error (the run's own failure and the steps it cut short)."""
+    for event in result.all_events:
+        if event.event_type_value not in ("STEP_FAILURE", "PIPELINE_FAILURE", "RUN_FAILURE"):
+            continue
+        err = getattr(event.event_specific_data, "error", None)
+        while err is not None:
+            if getattr(err, "cls_name", "") == _INTERRUPT:
+                return True
+            err = getattr(err, "cause", None)
+    return False
+
+
+def collect(
+    result: Any, sel: Selected, materialize: bool, stopped: bool = False
+) -> list[Evaluation]:
+    """The report's rows of one run: each check's evaluation, each asset's materialization
+    when materializing, and a row for every selected check that did not run, saying why
+    (`stopped`: the run was interrupted, see `interrupted`)."""
     rows: list[Evaluation] = []
     seen: set[tuple[str, str]] = set()
     for data in result.get_asset_check_evaluations():
@@ -293,16 +349,17 @@ def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
         materialized = {
             e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
         }
+        why = NOT_RUN_INTERRUPTED if stopped else ""
         for key in sel.materializable:
             name = key.to_user_string()
-            rows.append(_materialized(name, name in materialized, failures.get(name, "")))
+            rows.append(_materialized(name, name in materialized, failures.get(name) or why))
     for ck in sel.checks:
         asset, check = ck.asset_key.to_user_string(), ck.name
         if (asset, check) not in seen:
             reason = (
                 failures.get(check)
                 or failures.get(asset)
-                or "not run: an upstream step failed or a blocking check failed"
+                or (NOT_RUN_INTERRUPTED if stopped else NOT_RUN)
             )
             rows.append(
                 Evaluation(
@@ -313,7 +370,9 @@ def collect(result: Any, sel: Selected, materialize: bool) -> list[Evaluation]:
                     measured="not run",
                     threshold=None,
                     unit="",
-                    hint="fix the failure named here, then run again",
+                    hint="run it again"
+                    if stopped
+                    else "fix the failure named here, then run again",
                     duration_s=0.0,
                     detail=reason[:500],
                 )

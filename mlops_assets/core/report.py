@@ -13,6 +13,8 @@ from typing import Any
 from mlops_assets.core.checks import Evaluation, Severity
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: as a shell reports a command stopped by SIGINT (128 + 2)
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class Report:
     run_id: str | None = None
     # --fail-on-warn: a WARN failure also fails the run (exit 1, a JUnit <failure>)
     fail_on_warn: bool = False
+    # stopped by an interrupt before every check ran: exit 130, whatever the verdicts so far
+    interrupted: bool = False
 
     @property
     def error_failures(self) -> list[Evaluation]:
@@ -36,6 +40,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_FAILED if self.counted_failures else EXIT_OK
 
     @property
@@ -108,6 +114,7 @@ def render_table(report: Report) -> str:
     lines.append(
         f"Summary ({report.command}, profile {report.profile}): {s['passed']} of {s['total']} "
         f"checks passed; {s['failed_error']} ERROR and {s['failed_warn']} WARN failures."
+        + (" Interrupted: what was not run is not judged." if report.interrupted else "")
     )
     return "\n".join(lines)
 
@@ -121,6 +128,7 @@ def render_json(report: Report) -> str:
         "run_id": report.run_id,
         "summary": report.summary(),
         "exit_code": report.exit_code,
+        "interrupted": report.interrupted,
         "results": [e.as_dict() for e in report.evaluations],
     }
     return json.dumps(doc, indent=2, default=str)
