@@ -229,9 +229,9 @@ class _Runs:
                 }
                 failures = _step_failures(result)
                 stopped = interrupted(result)
-                why = NOT_RUN_INTERRUPTED if stopped else ""
                 rows += [
-                    _materialized(f"{n}[{pk}]", n in done, failures.get(n) or why) for n in names
+                    _materialized(f"{n}[{pk}]", n in done, failures.get(n, ""), stopped)
+                    for n in names
                 ]
                 if stopped:
                     raise Interrupted(rows, result.run_id)
@@ -301,9 +301,14 @@ def _partition_keys(name: str, inst: dg.DagsterInstance) -> list[str]:
     return sync_node_partitions(catalog, inst, build_resources(catalog)["hpc"].runner())
 
 
-def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
+def _materialized(asset: str, done: bool, failure: str, stopped: bool = False) -> Evaluation:
     """The row that reports an asset's materialization as if it were a check, so the report
-    shows what was built beside what was checked. `failure`: the failed step's message."""
+    shows what was built beside what was checked. `failure`: the failed step's message;
+    `stopped`: the run was interrupted, which is the cause when no step failure names one."""
+    if stopped:
+        failure, hint = failure or NOT_RUN_INTERRUPTED, "run it again"
+    else:
+        hint = "see the run's log in the Dagster UI for the failing step"
     return Evaluation(
         asset=asset,
         check="materialized",
@@ -312,7 +317,7 @@ def _materialized(asset: str, done: bool, failure: str) -> Evaluation:
         measured="yes" if done else "no",
         threshold="yes",
         unit="materialization",
-        hint="" if done else "see the run's log in the Dagster UI for the failing step",
+        hint="" if done else hint,
         duration_s=0.0,
         detail="" if done else failure,
     )
@@ -349,10 +354,9 @@ def collect(
         materialized = {
             e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
         }
-        why = NOT_RUN_INTERRUPTED if stopped else ""
         for key in sel.materializable:
             name = key.to_user_string()
-            rows.append(_materialized(name, name in materialized, failures.get(name) or why))
+            rows.append(_materialized(name, name in materialized, failures.get(name, ""), stopped))
     for ck in sel.checks:
         asset, check = ck.asset_key.to_user_string(), ck.name
         if (asset, check) not in seen:
