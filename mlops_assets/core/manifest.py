@@ -19,7 +19,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # an alias only: the HPC side's python may be older than 3.10
+    StrPath = str | os.PathLike[str]
 
 MANIFEST_NAME = ".mlops-manifest.json"
 # The stat stamp: each file's (size, mtime_ns, inode) when the tree last verified in full, so
@@ -223,12 +226,12 @@ def copy_hashing(
     return size, sha.hexdigest()
 
 
-def hash_file(path: str | os.PathLike[str], *, extra: Iterable[Any] = ()) -> tuple[int, str]:
+def hash_file(path: StrPath, *, extra: Iterable[Any] = ()) -> tuple[int, str]:
     with open(path, "rb") as fh:
         return copy_hashing(fh, None, extra=extra)
 
 
-def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = RESERVED) -> Iterator[str]:
+def iter_files(root: StrPath, exclude: Iterable[str] = RESERVED) -> Iterator[str]:
     """Relative POSIX paths of regular files under root (symlinks to files are followed, as
     in the Hugging Face cache's snapshots), sorted; `exclude` names top-level entries."""
     base = Path(root)
@@ -246,7 +249,7 @@ def iter_files(root: str | os.PathLike[str], exclude: Iterable[str] = RESERVED) 
 
 
 def build_manifest(
-    root: str | os.PathLike[str],
+    root: StrPath,
     *,
     exclude: Iterable[str] = RESERVED,
     meta: dict[str, str] | None = None,
@@ -262,7 +265,7 @@ def build_manifest(
 
 
 def verify_tree(
-    root: str | os.PathLike[str], expected: Manifest, *, exclude: Iterable[str] = RESERVED
+    root: StrPath, expected: Manifest, *, exclude: Iterable[str] = RESERVED
 ) -> Difference:
     """Re-hash the tree and compare it with `expected`. A missing root is all files missing."""
     if not Path(root).is_dir():
@@ -270,9 +273,7 @@ def verify_tree(
     return compare(expected, build_manifest(root, exclude=exclude))
 
 
-def sidecar(
-    root: str | os.PathLike[str], manifest_path: str | os.PathLike[str], suffix: str
-) -> Path:
+def sidecar(root: StrPath, manifest_path: StrPath, suffix: str) -> Path:
     """Where a file that belongs to a staged tree but is not its data lives (the stat stamp,
     the S3 sync lock): beside the manifest when the manifest sits outside the tree (the hub
     cache's `.mlops/<rev>.json`), else beside the tree as `.<name><suffix>` in its parent.
@@ -283,7 +284,7 @@ def sidecar(
     return mpath.with_name(mpath.name + suffix)
 
 
-def stamp_path(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str]) -> Path:
+def stamp_path(root: StrPath, manifest_path: StrPath) -> Path:
     return sidecar(root, manifest_path, STAT_SUFFIX)
 
 
@@ -299,11 +300,7 @@ def _stat_of(root: Path, expected: Manifest) -> dict[str, list[int]] | None:
 
 
 def write_stat_stamp(
-    root: str | os.PathLike[str],
-    expected: Manifest,
-    manifest_path: str | os.PathLike[str],
-    *,
-    now: float | None = None,
+    root: StrPath, expected: Manifest, manifest_path: StrPath, *, now: float | None = None
 ) -> None:
     """Record, beside the tree, the stat of every file just verified against the manifest and
     when (`verified_at`, epoch seconds: quick_verify's max_age_s counts from it)."""
@@ -323,7 +320,7 @@ def write_stat_stamp(
     (base / LEGACY_STAMP).unlink(missing_ok=True)
 
 
-def invalidate_stamp(root: str | os.PathLike[str], manifest_path: str | os.PathLike[str]) -> str:
+def invalidate_stamp(root: StrPath, manifest_path: StrPath) -> str:
     """Forget the last verification: the next quick_verify re-hashes the whole tree. Called by
     the verifying check when it finds damage, so that the state that makes the next
     materialization repair lives next to the data. Returns "removed", "none" or why not."""
@@ -364,9 +361,9 @@ def _stamp_distrust(
 
 
 def quick_verify(
-    root: str | os.PathLike[str],
+    root: StrPath,
     expected: Manifest,
-    manifest_path: str | os.PathLike[str],
+    manifest_path: StrPath,
     *,
     max_age_s: float | None = None,
     now: float | None = None,
@@ -392,7 +389,7 @@ def quick_verify(
     return diff, why
 
 
-def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
+def write_manifest(path: StrPath, manifest: Manifest) -> None:
     """Atomically: a reader sees the old manifest or the new one, never half of one."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp.{os.getpid()}")
@@ -403,7 +400,7 @@ def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> None:
     os.replace(tmp, target)
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Manifest | None:
+def read_manifest(path: StrPath) -> Manifest | None:
     """None if there is none; ManifestError if there is one that is not valid."""
     try:
         text = Path(path).read_text(encoding="utf-8")

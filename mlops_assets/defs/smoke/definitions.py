@@ -59,7 +59,6 @@ NODE_TAG = "mlops/node"
 NODE_JOB = "smoke_gpu_node"
 GPU_NODES_NAME = "slurm_gpu_nodes"
 GPU_NODES = dg.DynamicPartitionsDefinition(name=GPU_NODES_NAME)
-NODE_ASSETS = ("smoke_gpu", "smoke_multi_gpu_nccl")
 
 
 class SmokeRun(dg.Config):
@@ -77,49 +76,62 @@ class SmokeRun(dg.Config):
     retrain: bool = False
 
 
-#: the payload (mlops_assets/payloads) of each kind of smoke job
-PAYLOADS = {
-    "gpu": "gpu_smoke.py",
-    "nccl": "nccl_allreduce.py",
-    "mnist": "mnist_train.py",
-    "ddp": "mnist_ddp.py",
-    "cifar_ddp": "cifar_ddp.py",
-    "sft": "sft_train.py",
+@dataclass(frozen=True)
+class SmokeKind:
+    """What a kind of smoke job is on every cluster; the catalog adds only its figures (the
+    description, the nodes it spans, its image and data). Its key in SMOKES names its SLURM
+    job (`smoke.jobs.<kind>`) and the payload's config (core/slurm_jobs); `payload` is in
+    mlops_assets/payloads; `exercises`: what it tests besides SLURM (asset kinds); `deps`:
+    infrastructure assets it reads besides `gpu_nodes`; `per_node`: one partition per GPU
+    node; `reusable`: a training whose unchanged re-run trains nothing (core/training_reuse)."""
+
+    asset: str
+    payload: str
+    exercises: tuple[str, ...]
+    deps: tuple[str, ...] = ()
+    per_node: bool = False
+    reusable: bool = False
+
+
+#: every kind of smoke job: one row each
+SMOKES = {
+    "gpu": SmokeKind("smoke_gpu", "gpu_smoke.py", ("nvidia",), ("slurm",), per_node=True),
+    "nccl": SmokeKind("smoke_multi_gpu_nccl", "nccl_allreduce.py", ("nccl",), per_node=True),
+    "mnist": SmokeKind("smoke_mnist_training", "mnist_train.py", ("pytorch",), reusable=True),
+    "ddp": SmokeKind("smoke_ddp_training", "mnist_ddp.py", ("pytorch",), ("slurm",)),
+    "cifar_ddp": SmokeKind("smoke_cifar10_ddp_training", "cifar_ddp.py", ("pytorch",), ("slurm",)),
+    "sft": SmokeKind("smoke_sft_training", "sft_train.py", ("pytorch",)),
 }
+#: the smoke assets partitioned by GPU node (the per-node job, the fleet's re-tests)
+NODE_ASSETS = tuple(k.asset for k in SMOKES.values() if k.per_node)
 
 
 def _smoke_asset(
     catalog: Catalog,
-    name: str,
     kind: str,
     *,
-    kinds: list[str],
     description: str,
     on_fake_gpus: str,
     triggers: list[str],
-    deps: Sequence[str] = (),
-    per_node: bool = False,
     multi_node: int = 0,
     container: str | None = None,
-    reusable: bool = False,
 ) -> dg.AssetsDefinition:
-    """One smoke job as an asset. `kind` names its SLURM job (`smoke.jobs.<kind>`), its payload
-    (PAYLOADS) and the payload's config (core/slurm_jobs); `kinds`: what it exercises besides
-    SLURM; `triggers`: the images and data whose new materialization re-runs it, read by it
-    like `gpu_nodes` and any further `deps`; `on_fake_gpus`: what it does instead where the
-    catalog declares the GPUs fake, added to the description; `multi_node`: the nodes it
-    spans, one srun rank each (0: a single task); `reusable`: a training whose unchanged
-    re-run trains nothing (core/training_reuse)."""
+    """One smoke job (a row of SMOKES) as an asset. `triggers`: the images and data whose new
+    materialization re-runs it, read by it like `gpu_nodes` and the kind's `deps`;
+    `on_fake_gpus`: what it does instead where the catalog declares the GPUs fake, added to
+    the description; `multi_node`: the nodes it spans, one srun rank each (0: a single
+    task)."""
+    smoke = SMOKES[kind]
     job: SmokeJob = getattr(catalog.smoke.jobs, kind)
-    payload = PAYLOADS[kind]
+    payload, per_node, reusable = smoke.payload, smoke.per_node, smoke.reusable
     if catalog.hpc.gpus.fake:
         description += f" The catalog declares the GPUs fake: {on_fake_gpus}"
 
     @dg.asset(
-        name=name,
+        name=smoke.asset,
         group_name=GROUP,
-        kinds={"slurm", *kinds},
-        deps=["gpu_nodes", *deps, *triggers],
+        kinds={"slurm", *smoke.exercises},
+        deps=["gpu_nodes", *smoke.deps, *triggers],
         pool=POOL,
         description=description,
         metadata={
@@ -320,9 +332,7 @@ def sft_asset(catalog: Catalog) -> dg.AssetsDefinition:
     stand_in = catalog.models[t.model].parameters not in (None, t.task_parameters)
     return _smoke_asset(
         catalog,
-        "smoke_sft_training",
         "sft",
-        kinds=["pytorch"],
         triggers=[*image, *staged],
         description=(
             f"MLOPS-1.2: supervised fine-tuning of {t.model} on {t.dataset} ({t.train_rows} "
@@ -351,9 +361,7 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
     subset = f"the first {c.train_samples:,} training images" if c.train_samples else "all of it"
     return _smoke_asset(
         catalog,
-        "smoke_cifar10_ddp_training",
         "cifar_ddp",
-        kinds=["pytorch"],
         triggers=[*container, *staged],
         description=(
             f"MLOPS-2.1: CIFAR-10 ResNet-18 ({c.stem} stem) under DDP across {c.nodes} nodes "
@@ -366,7 +374,6 @@ def cifar_ddp_asset(catalog: Catalog) -> dg.AssetsDefinition:
         ),
         on_fake_gpus="gloo on the nodes' CPUs; on the mirror's generated stand-in the accuracy "
         "bar is the stand-in's, not CIFAR-10's.",
-        deps=["slurm"],
         multi_node=c.nodes,
     )
 
@@ -382,9 +389,7 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
     return [
         _smoke_asset(
             catalog,
-            "smoke_gpu",
             "gpu",
-            kinds=["nvidia"],
             description=(
                 "Per-node GPU inventory, bf16 matmul TFLOP/s and device-copy GB/s per GPU, "
                 "judged against smoke.gpu_profiles; a GPU far below its siblings is named. One "
@@ -393,15 +398,11 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             on_fake_gpus="the job takes the inventory, measures its CPUs "
             "(cpu_matmul_fp32_gflops, cpu_copy_gbps, both verified), reports no GPU figure and "
             "a WARN.",
-            deps=["slurm"],
             triggers=container,
-            per_node=True,
         ),
         _smoke_asset(
             catalog,
-            "smoke_multi_gpu_nccl",
             "nccl",
-            kinds=["nccl"],
             description=(
                 f"{s.multi_gpu_count}-GPU NCCL all-reduce on one node, every value verified "
                 "exactly, bus bandwidth at >= 1 GiB. One partition per GPU node."
@@ -409,13 +410,10 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             on_fake_gpus=f"gloo over {s.multi_gpu_count} CPU processes at small sizes, verified "
             "exactly, no GPU figure, a WARN.",
             triggers=container,
-            per_node=True,
         ),
         _smoke_asset(
             catalog,
-            "smoke_mnist_training",
             "mnist",
-            kinds=["pytorch"],
             triggers=[*container, *mnist],
             description=(
                 f"MLOPS-1.1: MNIST SimpleCNN on 1 GPU, {s.mnist_epochs} epochs: accuracy > "
@@ -425,13 +423,10 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
                 "the last training (metadata `reused`; run config `retrain: true` trains)."
             ),
             on_fake_gpus="it trains on the job's CPUs and says so (device cpu).",
-            reusable=True,
         ),
         _smoke_asset(
             catalog,
-            "smoke_ddp_training",
             "ddp",
-            kinds=["pytorch"],
             triggers=[*container, *mnist],
             description=f"Multi-node DDP: MNIST across {s.ddp.nodes} nodes in one SLURM job "
             "(srun, one rank per node): every node took part, an exact all-reduce, identical "
@@ -439,7 +434,6 @@ def smoke_assets(catalog: Catalog) -> list[dg.AssetsDefinition]:
             f"Complete within {s.ddp.max_seconds:g} s, no NCCL/gloo warning; samples/s and "
             "the speedup over one node.",
             on_fake_gpus="gloo on the nodes' CPUs.",
-            deps=["slurm"],
             multi_node=s.ddp.nodes,
         ),
         cifar_ddp_asset(catalog),
