@@ -31,6 +31,7 @@ class SelectionError(ValueError):
 _INTERRUPT = "DagsterExecutionInterruptedError"
 NOT_RUN = "not run: an upstream step failed or a blocking check failed"
 NOT_RUN_INTERRUPTED = "not judged: the run was interrupted (Ctrl-C or a termination)"
+INTERRUPTED_HINT = "run it again"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -306,7 +307,7 @@ def _materialized(asset: str, done: bool, failure: str, stopped: bool = False) -
     shows what was built beside what was checked. `failure`: the failed step's message;
     `stopped`: the run was interrupted, which is the cause when no step failure names one."""
     if stopped:
-        failure, hint = failure or NOT_RUN_INTERRUPTED, "run it again"
+        failure, hint = failure or NOT_RUN_INTERRUPTED, INTERRUPTED_HINT
     else:
         hint = "see the run's log in the Dagster UI for the failing step"
     return Evaluation(
@@ -374,7 +375,7 @@ def collect(
                     measured="not run",
                     threshold=None,
                     unit="",
-                    hint="run it again"
+                    hint=INTERRUPTED_HINT
                     if stopped
                     else "fix the failure named here, then run again",
                     duration_s=0.0,
